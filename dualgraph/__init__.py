@@ -1,0 +1,45 @@
+"""dualgraph: one set of ops, eager (numpy/cupy with autograd) and traced into optimized static graphs.
+
+    import dualgraph as dg
+"""
+from . import dtypes as _dtypes
+from .backend import Device, device, gpu_available
+from .dtypes import (bool_, double, float16, float32, float64, half, int8, int32, int64, long, uint8)
+from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, IndexOutOfRange, ShapeError
+from .tensor import Tensor
+from . import _methods  # noqa: F401  (binds operators and methods onto Tensor)
+from . import autograd, nn, viz
+from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
+from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace,
+                       manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
+                       randperm, seed, tensor, uniform, zeros, zeros_like)
+from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, div, divide, elu, eq, equal, erf, exp,
+                              expm1, floor, floor_divide, floordiv, ge, gelu, greater, greater_equal, gt,
+                              hardtanh, isfinite, isnan, le, leaky_relu, less, less_equal, log, log1p,
+                              logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum, mod,
+                              mul, multiply, ne, neg, not_equal, pow, power, reciprocal, relu, remainder, round,
+                              rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, square, sub, subtract, swish,
+                              tan, tanh, true_divide, trunc, where)
+from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean, min, prod,
+                            std, sum, var)
+from .ops.linalg import dot, einsum, matmul, mm
+from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,
+                        moveaxis, narrow, pad, permute, repeat, reshape, split, squeeze, stack, swapaxes,
+                        tile, transpose, unsqueeze, view)
+from .ops.indexing import (embedding, gather, index_put, index_select, nonzero, one_hot, scatter_add,
+                           take_along_axis)
+from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
+from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
+                            layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)
+
+nll = nll_loss
+clone = copy
+__version__ = "0.1.0"
+
+
+def is_tensor(x):
+    return isinstance(x, Tensor)
+
+
+def get_default_dtype():
+    return _dtypes.DEFAULT_FLOAT

@@ -1,0 +1,79 @@
+"""Tensor operators and methods, bound to the op functions (one definition each)."""
+from .ops import conv, elementwise as ew, indexing as ix, linalg, reduction as red, shape as sh
+from .ops.elementwise import ADD, DIV, MUL, SUB
+from .tensor import Tensor, apply
+from .nn import functional as F
+
+
+def _bind():
+    T = Tensor
+    # Binary operators go straight to apply: the hot path for small tensors.
+    T.__add__ = lambda a, b: apply(ADD, (a, b))
+    T.__radd__ = lambda a, b: apply(ADD, (b, a))
+    T.__sub__ = lambda a, b: apply(SUB, (a, b))
+    T.__rsub__ = lambda a, b: apply(SUB, (b, a))
+    T.__mul__ = lambda a, b: apply(MUL, (a, b))
+    T.__rmul__ = lambda a, b: apply(MUL, (b, a))
+    T.__truediv__ = lambda a, b: apply(DIV, (a, b))
+    T.__rtruediv__ = lambda a, b: apply(DIV, (b, a))
+    T.__floordiv__ = lambda a, b: ew.floordiv(a, b)
+    T.__rfloordiv__ = lambda a, b: ew.floordiv(b, a)
+    T.__mod__ = lambda a, b: ew.mod(a, b)
+    T.__rmod__ = lambda a, b: ew.mod(b, a)
+    T.__pow__ = lambda a, b: ew.pow(a, b)
+    T.__rpow__ = lambda a, b: ew.pow(b, a)
+    T.__matmul__ = lambda a, b: linalg.matmul(a, b)
+    T.__rmatmul__ = lambda a, b: linalg.matmul(b, a)
+    T.__neg__ = ew.neg
+    T.__pos__ = lambda a: a
+    T.__abs__ = ew.abs
+    T.__eq__ = ew.eq
+    T.__ne__ = ew.ne
+    T.__lt__ = ew.lt
+    T.__le__ = ew.le
+    T.__gt__ = ew.gt
+    T.__ge__ = ew.ge
+    T.__and__ = lambda a, b: ew.logical_and(a, b) if a.dtype.kind == "b" else ew.bitwise_and(a, b)
+    T.__or__ = lambda a, b: ew.logical_or(a, b) if a.dtype.kind == "b" else ew.bitwise_or(a, b)
+    T.__xor__ = lambda a, b: ew.logical_xor(a, b) if a.dtype.kind == "b" else ew.bitwise_xor(a, b)
+    T.__rand__, T.__ror__, T.__rxor__ = T.__and__, T.__or__, T.__xor__
+    T.__invert__ = lambda a: ew.logical_not(a) if a.dtype.kind == "b" else ew.invert(a)
+    T.__getitem__ = ix.getitem
+
+    methods = dict(
+        add=ew.add, sub=ew.sub, mul=ew.mul, div=ew.div, pow=ew.pow, neg=ew.neg, abs=ew.abs, sign=ew.sign,
+        exp=ew.exp, log=ew.log, log1p=ew.log1p, expm1=ew.expm1, sqrt=ew.sqrt, rsqrt=ew.rsqrt, sin=ew.sin,
+        cos=ew.cos, tan=ew.tan, tanh=ew.tanh, sigmoid=ew.sigmoid, relu=ew.relu, erf=ew.erf, floor=ew.floor,
+        ceil=ew.ceil, round=ew.round, trunc=ew.trunc, clip=ew.clip, clamp=ew.clip, maximum=ew.maximum,
+        minimum=ew.minimum, square=ew.square, reciprocal=ew.reciprocal, astype=ew.astype,
+        eq=ew.eq, ne=ew.ne, lt=ew.lt, le=ew.le, gt=ew.gt, ge=ew.ge, logical_and=ew.logical_and,
+        logical_or=ew.logical_or, logical_not=ew.logical_not, logical_xor=ew.logical_xor,
+        isnan=ew.isnan, isfinite=ew.isfinite,
+        sum=red.sum, mean=red.mean, prod=red.prod, max=red.max, min=red.min, amax=red.amax, amin=red.amin,
+        argmax=red.argmax, argmin=red.argmin, var=red.var, std=red.std, logsumexp=red.logsumexp,
+        cumsum=red.cumsum, all=red.all, any=red.any,
+        matmul=linalg.matmul, mm=linalg.mm, dot=linalg.dot,
+        reshape=sh.reshape, view=sh.view, flatten=sh.flatten, permute=sh.permute, transpose=sh.transpose,
+        swapaxes=sh.swapaxes, moveaxis=sh.moveaxis, broadcast_to=sh.broadcast_to, expand=sh.expand,
+        expand_as=sh.expand_as, squeeze=sh.squeeze, unsqueeze=sh.unsqueeze, expand_dims=sh.expand_dims,
+        split=sh.split, chunk=sh.chunk, flip=sh.flip, repeat=sh.repeat, tile=sh.tile, narrow=sh.narrow,
+        gather=ix.gather, scatter_add=ix.scatter_add, index_select=ix.index_select,
+        take_along_axis=ix.take_along_axis, nonzero=ix.nonzero, index_put=ix.index_put,
+        softmax=F.softmax, log_softmax=F.log_softmax,
+    )
+    for name, fn in methods.items():
+        setattr(T, name, fn)
+    T.T = property(lambda a: sh.permute(a, tuple(reversed(range(a.ndim)))))
+    T.mT = property(lambda a: sh.transpose(a, -2, -1))
+    T.float = lambda a: ew.astype(a, "float32")
+    T.double = lambda a: ew.astype(a, "float64")
+    T.half = lambda a: ew.astype(a, "float16")
+    T.long = lambda a: ew.astype(a, "int64")
+    T.int = lambda a: ew.astype(a, "int32")
+    T.bool = lambda a: ew.astype(a, "bool")
+    T.type = lambda a, dtype: ew.astype(a, dtype)
+    T.contiguous = lambda a: a
+    _ = conv
+
+
+_bind()

@@ -1,0 +1,43 @@
+"""dg.autograd: PyTorch-style and MXNet-style automatic differentiation on one engine."""
+from .engine import run_backward
+from .function import Function, FunctionCtx
+from .graph import AccumulateGrad, Node
+from .modes import (Tape, enable_grad, is_grad_enabled, is_recording, is_training, no_grad, pause,
+                    predict_mode, record, set_grad_enabled, set_recording, set_training, train_mode)
+from .check import gradcheck, gradgradcheck
+
+
+def _as_list(x):
+    return [x] if not isinstance(x, (list, tuple)) else list(x)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of `outputs` with respect to `inputs`, returned (not accumulated into .grad)."""
+    outputs, inputs = _as_list(outputs), _as_list(inputs)
+    grad_outputs = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("autograd.grad: one of the inputs does not require grad")
+    grads = run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs)
+    if not allow_unused:
+        for i, g in enumerate(grads):
+            if g is None:
+                raise RuntimeError(f"autograd.grad: input {i} was not used to compute the outputs; "
+                                   f"pass allow_unused=True to get None for it")
+    return tuple(grads)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Backpropagate from several outputs at once (MXNet's autograd.backward, torch.autograd.backward)."""
+    tensors = _as_list(tensors)
+    grad_tensors = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    run_backward(tensors, grad_tensors, retain_graph, create_graph)
+
+
+__all__ = ["grad", "backward", "Function", "FunctionCtx", "gradcheck", "gradgradcheck", "no_grad", "enable_grad",
+           "set_grad_enabled", "is_grad_enabled", "record", "pause", "train_mode", "predict_mode",
+           "is_recording", "is_training", "set_training", "set_recording", "Tape", "Node", "AccumulateGrad"]

@@ -1,0 +1,155 @@
+"""Reverse-mode engine: walk the backward graph in reverse topological order.
+
+Gradients for one backward are summed per node (and per leaf) first and only then applied,
+so MXNet's grad_req='write' overwrites with the full gradient of this backward, while
+PyTorch-style leaves (and grad_req='add') accumulate across calls.
+"""
+from .._state import STATE
+from ..errors import AutogradError, ShapeError
+from .graph import Node
+
+
+def _topo_order(roots):
+    """Nodes reachable from `roots`, each after every node that feeds it gradient."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, it = stack[-1]
+            for t in it:
+                child = getattr(t, "_grad_fn", None)
+                if child is not None and id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _add(acc, g):
+    return g if acc is None else acc + g
+
+
+def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
+    """Backpropagate; write leaf .grad (inputs=None) or return the grads of `inputs`."""
+    from ..tensor import Tensor, ones_like_tensor, sum_to
+
+    node_grads = {}   # id(node) -> list of per-output grads
+    roots = []
+    leaf_grads = {}   # id(tensor) -> [tensor, grad]
+    for out, g in zip(outputs, grad_outputs):
+        if not out._requires_grad:
+            raise AutogradError("element of outputs does not require grad and has no grad_fn: "
+                                "call requires_grad_()/attach_grad() on an input, and compute the "
+                                "output inside autograd.record() or with grad mode enabled")
+        if g is None:
+            if out.size != 1:
+                raise AutogradError(
+                    f"grad can be implicitly created only for scalar outputs; the output has shape "
+                    f"{out.shape}: pass gradient= (a tensor of that shape) to backward()")
+            g = ones_like_tensor(out)
+        elif not isinstance(g, Tensor):
+            g = Tensor(g, dtype=out.dtype, device=out.device)
+        if g.shape != out.shape:
+            raise ShapeError(f"backward: gradient has shape {g.shape} but the output has shape {out.shape}")
+        if out._grad_fn is None:
+            slot = leaf_grads.setdefault(id(out), [out, None])
+            slot[1] = _add(slot[1], g)
+            continue
+        node = out._grad_fn
+        grads = node_grads.setdefault(id(node), [None] * node.op.n_out)
+        grads[out._out_index] = _add(grads[out._out_index], g)
+        roots.append(node)
+
+    wanted_nodes = {}
+    wanted_leaves = set()
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            if t._grad_fn is not None:
+                wanted_nodes.setdefault(id(t._grad_fn), []).append((i, t._out_index))
+            else:
+                wanted_leaves.add(id(t))
+    results = [None] * (len(inputs) if inputs is not None else 0)
+
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = bool(create_graph)
+    try:
+        for node in _topo_order(roots):
+            grads = node_grads.pop(id(node), None)
+            if grads is None:
+                continue
+            if node._retained:
+                for idx, ref in node._retained:
+                    t = ref()
+                    if t is not None and grads[idx] is not None:
+                        t._grad = _add(t._grad, grads[idx] if create_graph else grads[idx].detach())
+            if id(node) in wanted_nodes:
+                for i, idx in wanted_nodes[id(node)]:
+                    results[i] = grads[idx]
+            node.check_and_release(retain_graph)
+            in_grads = _call_vjp(node, grads)
+            for t, needs, gi in zip(node.inputs, node.needs_input_grad, in_grads):
+                if not needs or gi is None:
+                    continue
+                if not isinstance(gi, Tensor):
+                    gi = Tensor(gi, dtype=t.dtype, device=t.device)
+                if gi.shape != t.shape:
+                    gi = sum_to(gi, t.shape)
+                if gi.dtype != t.dtype:
+                    gi = gi.astype(t.dtype)
+                child = t._grad_fn
+                if child is not None:
+                    slot = node_grads.setdefault(id(child), [None] * child.op.n_out)
+                    slot[t._out_index] = _add(slot[t._out_index], gi)
+                else:
+                    slot = leaf_grads.setdefault(id(t), [t, None])
+                    slot[1] = _add(slot[1], gi)
+            if not retain_graph:
+                node.release()
+    finally:
+        STATE.grad_enabled = prev
+
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            if id(t) in wanted_leaves and id(t) in leaf_grads:
+                results[i] = leaf_grads[id(t)][1]
+        return results
+
+    for t, g in leaf_grads.values():
+        if not t._requires_grad or t._grad_req == "null":
+            continue
+        for hook in t._hooks or ():
+            replaced = hook(g)
+            g = g if replaced is None else replaced
+        if not create_graph:
+            g = g.detach()
+        if t._grad_req == "write" or t._grad is None:
+            t._grad = g
+        else:
+            t._grad = t._grad + g if create_graph else (t._grad + g).detach()
+    return None
+
+
+def _call_vjp(node, grads):
+    from ..tensor import zeros_like_tensor
+    op = node.op
+    if op.n_out == 1:
+        g = grads[0]
+    else:
+        outs = node.out
+        g = tuple(gi if gi is not None else zeros_like_tensor(o) for gi, o in zip(grads, outs))
+    result = op.vjp(node, g)
+    if not isinstance(result, (tuple, list)):
+        result = (result,)
+    if len(result) != len(node.inputs):
+        raise AutogradError(f"vjp of {op.name} returned {len(result)} gradients for {len(node.inputs)} inputs")
+    return result
+
+
+__all__ = ["run_backward", "Node"]

@@ -1,0 +1,117 @@
+"""Backward-graph nodes: what `tensor.grad_fn` holds.
+
+A Node remembers the op, its input tensors (with their versions, to catch in-place
+changes), its attributes and, when the op's vjp needs it, its output. It holds no
+reference to its output Tensor, so graphs have no reference cycles and are freed
+as soon as the user drops the output.
+"""
+import weakref
+
+from .._state import STATE
+from ..errors import AutogradError
+
+
+class Node:
+    __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "_out", "_out_versions",
+                 "_freed", "_retained", "_next", "__weakref__")
+
+    def __init__(self, op, inputs, attrs, needs, out_arrays, out_versions):
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.needs_input_grad = needs
+        self._versions = tuple(t._version[0] if needs_version(t) else -1 for t in inputs)
+        self._out = out_arrays if op.saves_output else None
+        self._out_versions = out_versions if op.saves_output else None
+        self._freed = False
+        self._retained = None
+        for tape in STATE.tapes:
+            tape._nodes.append(self)
+
+    # --- what PyTorch users inspect -------------------------------------------------
+    def name(self):
+        return self.op.grad_name
+
+    @property
+    def next_functions(self):
+        if self._freed:
+            return self._next
+        return tuple(_edge(t) for t in self.inputs)
+
+    def __repr__(self):
+        return f"<{self.op.grad_name} object at {id(self):#x}>"
+
+    # --- what vjp rules read (ctx) ---------------------------------------------------
+    @property
+    def out(self):
+        """The forward output as a Tensor whose grad_fn is this node (for vjps that reuse it)."""
+        from ..tensor import Tensor
+        outs = tuple(Tensor._from_node_output(a, self, i) for i, a in enumerate(self._out))
+        return outs if self.op.n_out > 1 else outs[0]
+
+    def check_and_release(self, retain_graph):
+        if self._freed:
+            raise AutogradError(
+                f"Trying to backward through the graph a second time ({self.op.grad_name}): its saved "
+                f"tensors were freed after the first backward. Pass retain_graph=True to the first "
+                f"backward() (or autograd.grad) if you need to backward through it again.")
+        for t, v in zip(self.inputs, self._versions):
+            if v >= 0 and t._version[0] != v:
+                raise AutogradError(
+                    f"one of the tensors needed for gradient computation of {self.op.grad_name} "
+                    f"(shape {tuple(t.shape)}) has been modified by an in-place operation: it is at "
+                    f"version {t._version[0]}, expected version {v}. Clone it before modifying it.")
+        if self._out_versions is not None:
+            for counter, v in self._out_versions:
+                if counter[0] != v:
+                    raise AutogradError(
+                        f"the output of {self.op.name} is needed by {self.op.grad_name} but was modified "
+                        f"by an in-place operation afterwards. Clone it before modifying it.")
+
+    def release(self):
+        # keep the graph's edges (as PyTorch does) but drop saved values
+        self._next = tuple(_edge(t) for t in self.inputs)
+        self.inputs = ()
+        self._out = None
+        self._freed = True
+
+
+def needs_version(t):
+    return getattr(t, "_version", None) is not None
+
+
+class AccumulateGrad:
+    """The sink for a leaf tensor's gradient, as shown in `next_functions`."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self):
+        return "AccumulateGrad"
+
+    @property
+    def next_functions(self):
+        return ()
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def _edge(t):
+    from ..tensor import Tensor
+    if not isinstance(t, Tensor):
+        return (None, 0)
+    if t._grad_fn is not None:
+        return (t._grad_fn, t._out_index)
+    if t._requires_grad:
+        return (AccumulateGrad(t), 0)
+    return (None, 0)
+
+
+def retain(tensor):
+    node = tensor._grad_fn
+    if node._retained is None:
+        node._retained = []
+    node._retained.append((tensor._out_index, weakref.ref(tensor)))

@@ -1,0 +1,157 @@
+"""Grad mode (PyTorch) and recording/training scopes (MXNet), all thread-local.
+
+Each is both a context manager and a decorator, like torch.no_grad.
+"""
+import functools
+
+from .._state import STATE
+
+
+class _Mode:
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__(*self._args):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    _args = ()
+
+
+class no_grad(_Mode):
+    """Ops inside record nothing: results have requires_grad=False."""
+
+    def __enter__(self):
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = False
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled = self._prev
+
+
+class enable_grad(_Mode):
+    def __enter__(self):
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = True
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled = self._prev
+
+
+class set_grad_enabled(_Mode):
+    def __init__(self, mode):
+        self._args = (mode,)
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = bool(mode)  # also works as a plain function call, as in PyTorch
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled = self._prev
+
+
+def is_grad_enabled():
+    return STATE.grad_enabled
+
+
+class Tape:
+    """The nodes recorded inside one `record()` scope, in the order they ran."""
+
+    def __init__(self):
+        self._nodes = []
+
+    @property
+    def nodes(self):
+        return list(self._nodes)
+
+    def __len__(self):
+        return len(self._nodes)
+
+    def __iter__(self):
+        return iter(self._nodes)
+
+    def __repr__(self):
+        lines = [f"Tape({len(self._nodes)} nodes)"]
+        for i, node in enumerate(self._nodes):
+            ins = ", ".join(_describe(t) for t in node.inputs) if not node._freed else "freed"
+            lines.append(f"  {i}: {node.op.grad_name}({ins})")
+        return "\n".join(lines)
+
+    def to_dot(self):
+        from ..viz import to_dot
+        return to_dot(self)
+
+
+def _describe(t):
+    shape = getattr(t, "shape", None)
+    if shape is None:
+        return repr(t)
+    return f"{getattr(t, 'dtype', '')}{list(shape)}"
+
+
+class record:
+    """MXNet's autograd.record(train_mode=True): record ops for backward; yields the Tape."""
+
+    def __init__(self, train_mode=True):
+        self.train_mode = train_mode
+        self.tape = Tape()
+
+    def __enter__(self):
+        self._prev = (STATE.grad_enabled, STATE.recording, STATE.training, STATE.tapes)
+        STATE.grad_enabled, STATE.recording, STATE.training = True, True, self.train_mode
+        STATE.tapes = STATE.tapes + (self.tape,)
+        return self.tape
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled, STATE.recording, STATE.training, STATE.tapes = self._prev
+
+
+class pause:
+    """MXNet's autograd.pause(train_mode=False): stop recording inside a record() scope."""
+
+    def __init__(self, train_mode=False):
+        self.train_mode = train_mode
+
+    def __enter__(self):
+        self._prev = (STATE.grad_enabled, STATE.recording, STATE.training)
+        STATE.grad_enabled, STATE.recording, STATE.training = False, False, self.train_mode
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled, STATE.recording, STATE.training = self._prev
+
+
+class train_mode:
+    def __enter__(self):
+        self._prev = STATE.training
+        STATE.training = True
+
+    def __exit__(self, *exc):
+        STATE.training = self._prev
+
+
+class predict_mode:
+    def __enter__(self):
+        self._prev = STATE.training
+        STATE.training = False
+
+    def __exit__(self, *exc):
+        STATE.training = self._prev
+
+
+def is_recording():
+    return STATE.recording
+
+
+def is_training():
+    return STATE.training
+
+
+def set_training(flag):
+    prev, STATE.training = STATE.training, bool(flag)
+    return prev
+
+
+def set_recording(flag):
+    prev, STATE.recording = STATE.recording, bool(flag)
+    return prev

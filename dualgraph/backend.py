@@ -1,0 +1,116 @@
+"""The backend layer: the only place that knows numpy and cupy apart.
+
+Everything above this module computes through `device.xp`, the array namespace of a device,
+so the GPU path is the same code as the CPU path (as in Chainer's `xp`).
+"""
+import numpy
+
+from .errors import DeviceError
+
+try:  # cupy is optional: the GPU path exists only where it imports and sees a device
+    import cupy as _cupy
+
+    _GPU_COUNT = _cupy.cuda.runtime.getDeviceCount()
+except Exception:  # ImportError, or a cupy without a driver/GPU
+    _cupy = None
+    _GPU_COUNT = 0
+
+
+class Device:
+    """A place arrays live: 'cpu' or 'gpu:N'. Interned, so identity comparison is enough."""
+
+    __slots__ = ("type", "index", "xp", "_name")
+
+    def __init__(self, type_, index, xp):
+        self.type, self.index, self.xp = type_, index, xp
+        self._name = "cpu" if type_ == "cpu" else f"gpu:{index}"
+
+    def __repr__(self):
+        return f"device('{self._name}')"
+
+    def __str__(self):
+        return self._name
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            try:
+                other = device(other)
+            except DeviceError:
+                return False
+        return self is other
+
+    def __hash__(self):
+        return hash(self._name)
+
+
+CPU = Device("cpu", None, numpy)
+_DEVICES = {"cpu": CPU}
+
+
+def gpu_available():
+    return _GPU_COUNT > 0
+
+
+def device(spec):
+    """Parse 'cpu', 'gpu', 'gpu:1', 'cuda', 'cuda:0' or a Device into an interned Device."""
+    if spec is None:
+        return CPU
+    if isinstance(spec, Device):
+        return spec
+    name = str(spec).strip().lower().replace("cuda", "gpu")
+    if name in _DEVICES:
+        return _DEVICES[name]
+    if name.startswith("gpu"):
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if _cupy is None:
+            raise DeviceError(f"device '{spec}' needs cupy and a GPU; cupy is not available here "
+                              f"(pip install 'dualgraph[gpu]'), use device='cpu'")
+        if index >= _GPU_COUNT:
+            raise DeviceError(f"device '{spec}' does not exist: {_GPU_COUNT} GPU(s) visible")
+        dev = Device("gpu", index, _cupy)
+        _DEVICES[name] = _DEVICES[f"gpu:{index}"] = dev
+        return dev
+    raise DeviceError(f"unknown device {spec!r}; use 'cpu', 'gpu' or 'gpu:N'")
+
+
+def device_of_array(arr):
+    """The Device an array lives on."""
+    if isinstance(arr, numpy.ndarray) or numpy.isscalar(arr):
+        return CPU
+    if _cupy is not None and isinstance(arr, _cupy.ndarray):
+        return device(f"gpu:{arr.device.id}")
+    return CPU
+
+
+def to_device(arr, dev):
+    """Move an array to `dev` (a copy when it changes place)."""
+    src = device_of_array(arr)
+    if src is dev:
+        return arr
+    if dev is CPU:
+        return _cupy.asnumpy(arr)
+    with _cupy.cuda.Device(dev.index):
+        return _cupy.asarray(arr)
+
+
+def to_host(arr):
+    if isinstance(arr, numpy.ndarray):
+        return arr
+    return _cupy.asnumpy(arr)
+
+
+def is_array(obj):
+    return isinstance(obj, numpy.ndarray) or (_cupy is not None and isinstance(obj, _cupy.ndarray))
+
+
+def erf(xp, x):
+    """The error function on xp (numpy has none; scipy's or cupyx's where present, math.erf otherwise)."""
+    if xp is not numpy:
+        from cupyx.scipy.special import erf as _erf
+        return _erf(x)
+    try:
+        from scipy.special import erf as _erf
+    except ImportError:  # exact but slower: one math.erf per element
+        import math
+        return numpy.vectorize(math.erf, otypes=[x.dtype])(x).astype(x.dtype)
+    return _erf(x).astype(x.dtype, copy=False)

@@ -1,0 +1,197 @@
+"""Creating tensors: dg.tensor, zeros/ones/full/empty/arange/linspace/eye, random ones, *_like.
+
+Random numbers come from one generator per device, seeded by `dg.manual_seed(n)`.
+"""
+import numpy as _np
+
+from . import dtypes as _dt
+from .backend import CPU, device as _device
+from .ops.infer import Aval
+from .ops.registry import defop
+from .tensor import Tensor, _make, apply
+
+_GENERATORS = {}
+_SEED = [None]
+
+
+def manual_seed(seed):
+    """Seed every device's generator (numpy's PCG64 on the CPU, cupy's on GPUs)."""
+    _SEED[0] = int(seed)
+    _GENERATORS.clear()
+    return _SEED[0]
+
+
+seed = manual_seed
+
+
+def generator(dev):
+    gen = _GENERATORS.get(dev)
+    if gen is None:
+        if dev is CPU:
+            gen = _np.random.default_rng(_SEED[0])
+        else:
+            import cupy
+            with cupy.cuda.Device(dev.index):
+                gen = cupy.random.default_rng(_SEED[0])
+        _GENERATORS[dev] = gen
+    return gen
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor holding a copy of `data` (list, scalar, numpy/cupy array or tensor)."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    from .tensor import as_tensor as _as
+    t = _as(data, dtype=dtype)
+    return t.to(device) if device is not None else t
+
+
+def from_numpy(arr):
+    """A CPU tensor sharing memory with `arr` (like torch.from_numpy)."""
+    dt = _dt.resolve(arr.dtype)
+    return _make(arr if arr.dtype == dt else arr.astype(dt), CPU)
+
+
+def _shape(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT):
+    dev = _device(device)
+    dt = _dt.resolve(dtype) or default
+    arr = fill(dev.xp, _shape(shape), dt)
+    t = _make(arr, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _new(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _new(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False):
+    return _new(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = _dt.bool_ if isinstance(fill_value, bool) else (
+            _dt.int64 if isinstance(fill_value, int) else _dt.DEFAULT_FLOAT)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return _new(lambda xp, s, d: xp.full(s, fill_value, d), shape, dtype, device, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = _dt.int64 if all(isinstance(v, int) for v in (start, end, step)) else _dt.DEFAULT_FLOAT
+    dev = _device(device)
+    return _new(lambda xp, s, d: xp.arange(start, end, step).astype(d), (), dtype, dev, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    return _new(lambda xp, s, d: xp.linspace(start, end, int(steps)).astype(d), (), dtype, device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _new(lambda xp, s, d: xp.eye(n, m, dtype=d), (), dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1)."""
+    dev = _device(device)
+    return _new(lambda xp, s, d: generator(dev).random(s, dtype=_np.float64 if d == _dt.float16 else d).astype(d),
+                shape, dtype, dev, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal."""
+    dev = _device(device)
+    return _new(lambda xp, s, d: generator(dev).standard_normal(
+        s, dtype=_np.float64 if d == _dt.float16 else d).astype(d), shape, dtype, dev, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    dev = _device(device)
+    size = (size,) if isinstance(size, int) else tuple(size)
+    return _new(lambda xp, s, d: generator(dev).integers(low, high, size=s).astype(d), size, dtype, dev,
+                False, default=_dt.int64)
+
+
+def normal(mean=0.0, std=1.0, size=(), dtype=None, device=None):
+    return randn(*((size,) if isinstance(size, int) else size), dtype=dtype, device=device) * std + mean
+
+
+def uniform(low=0.0, high=1.0, size=(), dtype=None, device=None):
+    return rand(*((size,) if isinstance(size, int) else size), dtype=dtype, device=device) * (high - low) + low
+
+
+def randperm(n, device=None):
+    dev = _device(device)
+    return _make(dev.xp.asarray(generator(dev).permutation(n).astype(_np.int64)), dev)
+
+
+# ---- *_like: ops, so that a traced graph creates them at run time with the right shape ----------
+
+FULL_LIKE = defop("full_like", lambda xp, x, value, dtype: xp.full(x.shape, value, dtype=dtype or x.dtype),
+                  lambda x, value, dtype: Aval(x.shape, dtype or x.dtype), None)
+
+
+def _uniform_like_forward(xp, x, dtype):
+    from .backend import device_of_array
+    gen = generator(device_of_array(x))
+    return gen.random(x.shape, dtype=_np.float64 if dtype == _dt.float16 else dtype).astype(dtype)
+
+
+def _normal_like_forward(xp, x, dtype):
+    from .backend import device_of_array
+    gen = generator(device_of_array(x))
+    return gen.standard_normal(x.shape, dtype=_np.float64 if dtype == _dt.float16 else dtype).astype(dtype)
+
+
+UNIFORM_LIKE = defop("uniform_like", _uniform_like_forward, lambda x, dtype: Aval(x.shape, dtype), None,
+                     pure=False, foldable=False)
+NORMAL_LIKE = defop("normal_like", _normal_like_forward, lambda x, dtype: Aval(x.shape, dtype), None,
+                    pure=False, foldable=False)
+
+
+def full_like(x, fill_value, dtype=None, device=None, requires_grad=False):
+    dtype = _dt.resolve(dtype)
+    out = apply(FULL_LIKE, (x.detach(),), {"value": fill_value, "dtype": dtype})
+    if device is not None:
+        out = out.to(device)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def zeros_like(x, dtype=None, device=None, requires_grad=False):
+    return full_like(x, 0, dtype, device, requires_grad)
+
+
+def ones_like(x, dtype=None, device=None, requires_grad=False):
+    return full_like(x, 1, dtype, device, requires_grad)
+
+
+def empty_like(x, dtype=None, device=None, requires_grad=False):
+    return full_like(x, 0, dtype, device, requires_grad)
+
+
+def rand_like(x, dtype=None):
+    dt = _dt.resolve(dtype) or (x.dtype if x.dtype.kind == "f" else _dt.DEFAULT_FLOAT)
+    return apply(UNIFORM_LIKE, (x.detach(),), {"dtype": dt})
+
+
+def randn_like(x, dtype=None):
+    dt = _dt.resolve(dtype) or (x.dtype if x.dtype.kind == "f" else _dt.DEFAULT_FLOAT)
+    return apply(NORMAL_LIKE, (x.detach(),), {"dtype": dt})

@@ -1,0 +1,239 @@
+"""dg.nn.functional: activations, softmax family, losses, dropout, linear, normalization, conv/pool.
+
+All of these are composites of primitives, so they differentiate, trace and export with no rules
+of their own (conv/pool are primitives defined in dualgraph.ops.conv).
+"""
+from .._state import STATE
+from ..errors import ShapeError
+from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
+                               abs as _abs, maximum, clip)
+from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
+from ..ops.reduction import logsumexp, max as _max, mean, sum as _sum, norm_axes
+from ..ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d, adaptive_avg_pool2d  # noqa: F401
+
+__all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
+           "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
+           "binary_cross_entropy", "dropout", "linear", "one_hot", "embedding", "layer_norm", "conv1d",
+           "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "normalize"]
+
+
+def _axis(axis, dim, default=-1):
+    if dim is not None:
+        return dim
+    return default if axis is None else axis
+
+
+def softmax(x, axis=None, *, dim=None):
+    axis = _axis(axis, dim)
+    shifted = x - _max(x.detach(), axis=axis, keepdims=True)
+    e = exp(shifted)
+    return e / _sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=None, *, dim=None):
+    axis = _axis(axis, dim)
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def _reduce(loss, reduction, op, weight_sum=None):
+    if reduction == "mean":
+        return _sum(loss) / weight_sum if weight_sum is not None else mean(loss)
+    if reduction == "sum":
+        return _sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _class_axis_last(x):
+    """(N, C, d1, ...) -> (N, d1, ..., C) so classes sit on the last axis."""
+    if x.ndim <= 2:
+        return x
+    return x.permute(0, *range(2, x.ndim), 1)
+
+
+def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of class indices; `log_probs` is (N, C) or (N, C, d1, ...)."""
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=log_probs)
+    if target.dtype.kind not in "iu":
+        raise ShapeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
+    lp = _class_axis_last(log_probs)
+    if lp.ndim == 1:
+        lp = lp.unsqueeze(0)
+        target = target.reshape(1)
+    if tuple(lp.shape[:-1]) != tuple(target.shape):
+        raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
+                         f"{tuple(lp.shape[:-1])}, got {tuple(target.shape)}")
+    n_classes = lp.shape[-1]
+    valid = target != ignore_index
+    safe_target = where(valid, target, 0)
+    if target._data is not None and target.numel():
+        bad = (safe_target._data < 0) | (safe_target._data >= n_classes)
+        if bad.any():
+            raise ShapeError(f"nll_loss: target values must lie in [0, {n_classes}) (or equal ignore_index="
+                             f"{ignore_index}), got values outside")
+    picked = take_along_axis(lp, safe_target.unsqueeze(-1), -1).squeeze(-1)
+    w = valid.astype(lp.dtype)
+    if weight is not None:
+        w = w * _embedding(safe_target, weight)
+    loss = -picked * w
+    if reduction == "mean":
+        return _sum(loss) / _sum(w)
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """PyTorch's cross_entropy: logits (N, C[, d...]) against class indices or class probabilities."""
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=input)
+    logp = log_softmax(input, axis=1 if input.ndim > 1 else 0)
+    if target.dtype.kind == "f":  # probabilities, same shape as input
+        if target.shape != input.shape:
+            raise ShapeError(f"cross_entropy: probability targets must have the input's shape "
+                             f"{tuple(input.shape)}, got {tuple(target.shape)}")
+        n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / n_classes
+        per = logp * target
+        if weight is not None:
+            shape = (1, -1) + (1,) * (input.ndim - 2) if input.ndim > 1 else (-1,)
+            per = per * weight.reshape(shape)
+        loss = -_sum(per, axis=1 if input.ndim > 1 else 0)
+        return _reduce(loss, reduction, "cross_entropy")
+    nll = nll_loss(logp, target, weight=weight, ignore_index=ignore_index,
+                   reduction="none" if label_smoothing else reduction)
+    if not label_smoothing:
+        return nll
+    n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    lp = _class_axis_last(logp)
+    if lp.ndim == 1:
+        lp = lp.unsqueeze(0)
+        target = target.reshape(1)
+    valid = (target != ignore_index).astype(lp.dtype)
+    if weight is not None:
+        smooth = -_sum(lp * weight, axis=-1) * valid
+        w = _embedding(where(target != ignore_index, target, 0), weight) * valid
+    else:
+        smooth = -_sum(lp, axis=-1) * valid
+        w = valid
+    loss = nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+    if reduction == "mean":
+        return _sum(loss) / _sum(w)
+    return _reduce(loss, reduction, "cross_entropy")
+
+
+def _check_same_shape(op, a, b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ShapeError(f"{op}: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
+
+
+def mse_loss(input, target, reduction="mean"):
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=input)
+    _check_same_shape("mse_loss", input, target)
+    d = input - target
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+mse = mse_loss
+
+
+def l1_loss(input, target, reduction="mean"):
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=input)
+    _check_same_shape("l1_loss", input, target)
+    return _reduce(_abs(input - target), reduction, "l1_loss")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """-[t log sigmoid(x) + (1-t) log(1-sigmoid(x))], computed stably from logits."""
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=input)
+    _check_same_shape("binary_cross_entropy_with_logits", input, target)
+    log_sig_neg = softplus(-input)  # -log(sigmoid(x))
+    if pos_weight is not None:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * log_sig_neg
+    else:
+        loss = (1 - target) * input + log_sig_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+bce_with_logits = binary_cross_entropy_with_logits
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    from ..tensor import as_tensor
+    target = as_tensor(target, like=input)
+    _check_same_shape("binary_cross_entropy", input, target)
+    eps = 1e-12
+    loss = -(target * log(clip(input, eps, None)) + (1 - target) * log(clip(1 - input, eps, None)))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def dropout(x, p=0.5, training=None, inplace=False):
+    """Zero each element with probability p and scale the rest by 1/(1-p).
+
+    Active when `training` is True; with training=None it follows dg.autograd.is_training()
+    (MXNet's train_mode; nn.Dropout passes its module's own mode)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if training is None:
+        training = STATE.training
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    from ..creation import rand_like
+    keep = (rand_like(x) >= p).astype(x.dtype)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias (PyTorch's layout: weight is (out_features, in_features))."""
+    if x.shape[-1] != weight.shape[-1]:
+        raise ShapeError(f"linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}) but the weight "
+                         f"expects {weight.shape[-1]} (weight shape {tuple(weight.shape)})")
+    out = x @ weight.mT
+    return out + bias if bias is not None else out
+
+
+def embedding(indices, weight):
+    return _embedding(indices, weight)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    n = len(normalized_shape)
+    if tuple(x.shape[-n:]) != tuple(normalized_shape):
+        raise ShapeError(f"layer_norm: input shape {tuple(x.shape)} does not end with {tuple(normalized_shape)}")
+    axes = tuple(range(x.ndim - n, x.ndim))
+    mu = mean(x, axis=axes, keepdims=True)
+    centered = x - mu
+    var = mean(centered * centered, axis=axes, keepdims=True)
+    from ..ops.elementwise import rsqrt
+    out = centered * rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
+    axis = _axis(axis, dim, default=1)
+    from ..ops.elementwise import sqrt
+    if p == 2.0:
+        n = sqrt(_sum(x * x, axis=axis, keepdims=True))
+    else:
+        n = _sum(_abs(x) ** p, axis=axis, keepdims=True) ** (1.0 / p)
+    return x / maximum(n, eps)
+
+
+__all__ += ["l1_loss", "mse", "bce_with_logits"]
+_ = norm_axes

@@ -1,0 +1,402 @@
+"""Elementwise primitives: arithmetic, math, activations, comparisons, logic, casts.
+
+Each op is one `defop` call: forward on `xp`, an inference rule, a vjp written with
+dualgraph ops (so gradients of gradients work), and traits. The user-facing function
+sits right below its record.
+"""
+import numpy as np
+
+from ..backend import erf as _erf
+from ..tensor import apply
+from .infer import (Aval, bool_elementwise_infer, elementwise_infer, float_dtype, float_elementwise_infer,
+                    same_infer)
+from .registry import defop
+
+EW = dict(elementwise=True, broadcasting=True)
+
+
+def _f(xp, x):
+    """Inputs of floating ops: ints and bools compute in float32 (as PyTorch), floats unchanged."""
+    if isinstance(x, (int, float, bool)):
+        return x
+    return x if x.dtype.kind == "f" else x.astype(np.float32)
+
+
+# ---- arithmetic -----------------------------------------------------------------------------
+
+ADD = defop("add", lambda xp, a, b: xp.add(a, b), elementwise_infer,
+            lambda ctx, g: (g, g), commutative=True, **EW)
+SUB = defop("sub", lambda xp, a, b: xp.subtract(a, b), elementwise_infer,
+            lambda ctx, g: (g, neg(g)), **EW)
+MUL = defop("mul", lambda xp, a, b: xp.multiply(a, b), elementwise_infer,
+            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, **EW)
+
+
+def _div_forward(xp, a, b):
+    return xp.true_divide(_f(xp, a), _f(xp, b))
+
+
+def _div_vjp(ctx, g):
+    a, b = ctx.inputs
+    ga = g / b if ctx.needs_input_grad[0] else None
+    gb = neg(g) * a / (b * b) if ctx.needs_input_grad[1] else None
+    return ga, gb
+
+
+DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, **EW)
+FLOORDIV = defop("floordiv", lambda xp, a, b: xp.floor_divide(a, b), elementwise_infer,
+                 lambda ctx, g: (zeros_like(g), zeros_like(g)), **EW)
+MOD = defop("mod", lambda xp, a, b: xp.mod(a, b), elementwise_infer,
+            lambda ctx, g: (g, neg(g) * floordiv(ctx.inputs[0], ctx.inputs[1])), **EW)
+
+
+def _pow_forward(xp, a, b):
+    if isinstance(b, (int, float)) and not isinstance(b, bool) and hasattr(a, "dtype") and a.dtype.kind == "f":
+        # float32 x**3 takes numpy's slow generic pow path; small integer powers are multiplies
+        if b == 2:
+            return a * a
+        if b == 3:
+            return a * a * a
+        if b == 0.5:
+            return xp.sqrt(a)
+        if b == -1:
+            return xp.reciprocal(a)
+    return xp.power(a, b)
+
+
+def _pow_vjp(ctx, g):
+    a, b = ctx.inputs
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = g * b * pow(a, b - 1) if isinstance(b, (int, float)) else g * b * pow(a, b - 1)
+    if ctx.needs_input_grad[1]:
+        out = ctx.out
+        safe_log = log(where(a > 0, a, ones_like(a)))
+        gb = g * out * safe_log
+    return ga, gb
+
+
+POW = defop("pow", _pow_forward, elementwise_infer, _pow_vjp, saves_output=True, **EW)
+MAXIMUM = defop("maximum", lambda xp, a, b: xp.maximum(a, b), elementwise_infer,
+                lambda ctx, g: (where(ctx.inputs[0] >= ctx.inputs[1], g, zeros_like(g)),
+                                where(ctx.inputs[0] >= ctx.inputs[1], zeros_like(g), g)),
+                commutative=True, **EW)
+MINIMUM = defop("minimum", lambda xp, a, b: xp.minimum(a, b), elementwise_infer,
+                lambda ctx, g: (where(ctx.inputs[0] <= ctx.inputs[1], g, zeros_like(g)),
+                                where(ctx.inputs[0] <= ctx.inputs[1], zeros_like(g), g)),
+                commutative=True, **EW)
+
+
+def add(a, b, alpha=1):
+    return apply(ADD, (a, b if alpha == 1 else b * alpha))
+
+
+def sub(a, b, alpha=1):
+    return apply(SUB, (a, b if alpha == 1 else b * alpha))
+
+
+def mul(a, b):
+    return apply(MUL, (a, b))
+
+
+def div(a, b, rounding_mode=None):
+    if rounding_mode == "floor":
+        return floordiv(a, b)
+    if rounding_mode == "trunc":
+        return trunc(div(a, b))
+    return apply(DIV, (a, b))
+
+
+def floordiv(a, b):
+    return apply(FLOORDIV, (a, b))
+
+
+def mod(a, b):
+    return apply(MOD, (a, b))
+
+
+def pow(a, b):
+    return apply(POW, (a, b))
+
+
+def maximum(a, b):
+    return apply(MAXIMUM, (a, b))
+
+
+def minimum(a, b):
+    return apply(MINIMUM, (a, b))
+
+
+subtract, multiply, divide, true_divide, floor_divide, remainder, power = sub, mul, div, div, floordiv, mod, pow
+
+
+# ---- unary math -------------------------------------------------------------------------------
+
+def _unary(name, forward, vjp, infer=float_elementwise_infer, saves_output=False, **traits):
+    op = defop(name, forward, infer, vjp, elementwise=True, saves_output=saves_output, **traits)
+    return op, (lambda x: apply(op, (x,)))
+
+
+NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=same_infer)
+ABS, abs = _unary("abs", lambda xp, x: xp.abs(x), lambda ctx, g: g * sign(ctx.inputs[0]), infer=same_infer)
+SIGN, sign = _unary("sign", lambda xp, x: xp.sign(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+EXP, exp = _unary("exp", lambda xp, x: xp.exp(_f(xp, x)), lambda ctx, g: g * ctx.out, saves_output=True)
+LOG, log = _unary("log", lambda xp, x: xp.log(_f(xp, x)), lambda ctx, g: g / ctx.inputs[0])
+LOG1P, log1p = _unary("log1p", lambda xp, x: xp.log1p(_f(xp, x)), lambda ctx, g: g / (ctx.inputs[0] + 1))
+EXPM1, expm1 = _unary("expm1", lambda xp, x: xp.expm1(_f(xp, x)), lambda ctx, g: g * (ctx.out + 1),
+                      saves_output=True)
+SQRT, sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(_f(xp, x)), lambda ctx, g: g / (2 * ctx.out),
+                    saves_output=True)
+RSQRT, rsqrt = _unary("rsqrt", lambda xp, x: 1 / xp.sqrt(_f(xp, x)),
+                      lambda ctx, g: g * -0.5 * ctx.out / ctx.inputs[0], saves_output=True)
+SIN, sin = _unary("sin", lambda xp, x: xp.sin(_f(xp, x)), lambda ctx, g: g * cos(ctx.inputs[0]))
+COS, cos = _unary("cos", lambda xp, x: xp.cos(_f(xp, x)), lambda ctx, g: neg(g * sin(ctx.inputs[0])))
+TAN, tan = _unary("tan", lambda xp, x: xp.tan(_f(xp, x)), lambda ctx, g: g * (1 + ctx.out * ctx.out),
+                  saves_output=True)
+TANH, tanh = _unary("tanh", lambda xp, x: xp.tanh(_f(xp, x)), lambda ctx, g: g * (1 - ctx.out * ctx.out),
+                    saves_output=True)
+
+
+def _sigmoid_forward(xp, x):
+    x = _f(xp, x)
+    # 0.5 * (1 + tanh(x/2)) is sigmoid without overflow warnings for large |x|
+    return (xp.tanh(x * x.dtype.type(0.5)) + 1) * x.dtype.type(0.5)
+
+
+SIGMOID, sigmoid = _unary("sigmoid", _sigmoid_forward, lambda ctx, g: g * ctx.out * (1 - ctx.out),
+                          saves_output=True)
+ERF, erf = _unary("erf", lambda xp, x: _erf(xp, _f(xp, x)),
+                  lambda ctx, g: g * (2 / np.sqrt(np.pi)) * exp(neg(ctx.inputs[0] * ctx.inputs[0])))
+FLOOR, floor = _unary("floor", lambda xp, x: xp.floor(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+CEIL, ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+ROUND, round = _unary("round", lambda xp, x: xp.round(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+TRUNC, trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+COPY, copy = _unary("copy", lambda xp, x: xp.array(x, copy=True), lambda ctx, g: g, infer=same_infer)
+
+
+def reciprocal(x):
+    return 1 / x
+
+
+def square(x):
+    return x * x
+
+
+# ---- activations ------------------------------------------------------------------------------
+
+RELU, relu = _unary("relu", lambda xp, x: xp.maximum(x, x.dtype.type(0)),
+                    lambda ctx, g: where(ctx.inputs[0] > 0, g, zeros_like(g)), infer=same_infer)
+SOFTPLUS_OP = defop("softplus", lambda xp, x: xp.logaddexp(_f(xp, x), 0).astype(_f(xp, x).dtype),
+                    float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    if beta == 1.0:
+        return apply(SOFTPLUS_OP, (x,))
+    return apply(SOFTPLUS_OP, (x * beta,)) / beta
+
+
+LEAKY_RELU = defop("leaky_relu",
+                   lambda xp, x, negative_slope: xp.where(x > 0, x, x * x.dtype.type(negative_slope)),
+                   same_infer,
+                   lambda ctx, g: where(ctx.inputs[0] > 0, g, g * ctx.attrs["negative_slope"]),
+                   elementwise=True)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return apply(LEAKY_RELU, (x,), {"negative_slope": float(negative_slope)})
+
+
+def _elu_forward(xp, x, alpha):
+    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * x.dtype.type(alpha))
+
+
+ELU = defop("elu", _elu_forward, float_elementwise_infer,
+            lambda ctx, g: where(ctx.inputs[0] > 0, g, g * (ctx.out + ctx.attrs["alpha"])),
+            elementwise=True, saves_output=True)
+
+
+def elu(x, alpha=1.0):
+    return apply(ELU, (x,), {"alpha": float(alpha)})
+
+
+def _gelu_forward(xp, x, approximate):
+    x = _f(xp, x)
+    t = x.dtype.type
+    if approximate == "tanh":
+        return t(0.5) * x * (1 + xp.tanh(t(0.7978845608028654) * (x + t(0.044715) * x * x * x)))
+    return t(0.5) * x * (1 + _erf(xp, x * t(0.7071067811865476)))
+
+
+def _gelu_vjp(ctx, g):
+    x = ctx.inputs[0]
+    if ctx.attrs["approximate"] == "tanh":
+        k = 0.7978845608028654
+        inner = k * (x + 0.044715 * x * x * x)
+        th = tanh(inner)
+        d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * 0.044715 * x * x)
+        return (g * d,)
+    cdf = 0.5 * (1 + erf(x * 0.7071067811865476))
+    pdf = exp(-0.5 * x * x) * 0.3989422804014327
+    return (g * (cdf + x * pdf),)
+
+
+GELU = defop("gelu", _gelu_forward, float_elementwise_infer, _gelu_vjp, elementwise=True)
+
+
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(GELU, (x,), {"approximate": approximate})
+
+
+def silu(x):
+    return x * sigmoid(x)
+
+
+swish = silu
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    return clip(x, min_val, max_val)
+
+
+# ---- clip and where -----------------------------------------------------------------------------
+
+def _clip_forward(xp, x, lo, hi):
+    out = x
+    if lo is not None:
+        out = xp.maximum(out, xp.asarray(lo, dtype=x.dtype) if x.dtype.kind == "f" else lo)
+    if hi is not None:
+        out = xp.minimum(out, xp.asarray(hi, dtype=x.dtype) if x.dtype.kind == "f" else hi)
+    return out if out is not x else xp.array(x, copy=True)
+
+
+def _clip_vjp(ctx, g):
+    x = ctx.inputs[0]
+    lo, hi = ctx.attrs["lo"], ctx.attrs["hi"]
+    keep = ones_like(x).astype(bool)
+    if lo is not None:
+        keep = logical_and(keep, x >= lo)
+    if hi is not None:
+        keep = logical_and(keep, x <= hi)
+    return (where(keep, g, zeros_like(g)),)
+
+
+CLIP = defop("clip", _clip_forward, same_infer, _clip_vjp, elementwise=True)
+
+
+def clip(x, min=None, max=None):
+    return apply(CLIP, (x,), {"lo": None if min is None else float(min), "hi": None if max is None else float(max)})
+
+
+clamp = clip
+
+
+def _where_infer(c, a, b, **_):
+    shapes = [v.shape for v in (c, a, b) if isinstance(v, Aval)]
+    from .infer import broadcast_shapes, result_dtype
+    return Aval(broadcast_shapes("where", *shapes), result_dtype(a, b))
+
+
+def _where_vjp(ctx, g):
+    c = ctx.inputs[0]
+    z = zeros_like(g)
+    return None, where(c, g, z), where(c, z, g)
+
+
+WHERE = defop("where", lambda xp, c, a, b: xp.where(c, a, b), _where_infer, _where_vjp, **EW)
+
+
+def where(condition, x=None, y=None):
+    if x is None and y is None:
+        from .indexing import nonzero
+        return nonzero(condition)
+    return apply(WHERE, (condition, x, y))
+
+
+# ---- comparisons and logic (not differentiable) ---------------------------------------------------
+
+def _cmp(name, ufunc):
+    op = defop(name, lambda xp, a, b: getattr(xp, ufunc)(a, b), bool_elementwise_infer, None, **EW)
+    return op, (lambda a, b: apply(op, (a, b)))
+
+
+EQ, eq = _cmp("eq", "equal")
+NE, ne = _cmp("ne", "not_equal")
+LT, lt = _cmp("lt", "less")
+LE, le = _cmp("le", "less_equal")
+GT, gt = _cmp("gt", "greater")
+GE, ge = _cmp("ge", "greater_equal")
+AND, logical_and = _cmp("logical_and", "logical_and")
+OR, logical_or = _cmp("logical_or", "logical_or")
+XOR, logical_xor = _cmp("logical_xor", "logical_xor")
+NOT = defop("logical_not", lambda xp, a: xp.logical_not(a), bool_elementwise_infer, None, elementwise=True)
+ISNAN = defop("isnan", lambda xp, a: xp.isnan(a), bool_elementwise_infer, None, elementwise=True)
+ISFINITE = defop("isfinite", lambda xp, a: xp.isfinite(a), bool_elementwise_infer, None, elementwise=True)
+BITAND = defop("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b), elementwise_infer, None, **EW)
+BITOR = defop("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b), elementwise_infer, None, **EW)
+BITXOR = defop("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b), elementwise_infer, None, **EW)
+INVERT = defop("invert", lambda xp, a: xp.invert(a), same_infer, None, elementwise=True)
+
+equal, not_equal, less, less_equal, greater, greater_equal = eq, ne, lt, le, gt, ge
+
+
+def logical_not(a):
+    return apply(NOT, (a,))
+
+
+def isnan(a):
+    return apply(ISNAN, (a,))
+
+
+def isfinite(a):
+    return apply(ISFINITE, (a,))
+
+
+def bitwise_and(a, b):
+    return apply(BITAND, (a, b))
+
+
+def bitwise_or(a, b):
+    return apply(BITOR, (a, b))
+
+
+def bitwise_xor(a, b):
+    return apply(BITXOR, (a, b))
+
+
+def invert(a):
+    return apply(INVERT, (a,))
+
+
+# ---- casts ------------------------------------------------------------------------------------
+
+def _cast_vjp(ctx, g):
+    src = ctx.inputs[0]
+    return (g.astype(src.dtype) if src.dtype.kind == "f" else None,)
+
+
+CAST = defop("cast", lambda xp, x, dtype: x.astype(dtype), lambda x, dtype: Aval(x.shape, dtype), _cast_vjp,
+             elementwise=True)
+
+
+def astype(x, dtype):
+    from .. import dtypes as _dt
+    dtype = _dt.resolve(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply(CAST, (x,), {"dtype": dtype})
+
+
+def zeros_like(x, dtype=None):
+    from ..creation import zeros_like as _z
+    return _z(x, dtype=dtype)
+
+
+def ones_like(x, dtype=None):
+    from ..creation import ones_like as _o
+    return _o(x, dtype=dtype)
+
+
+float_dtype = float_dtype

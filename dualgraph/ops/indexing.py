@@ -1,0 +1,305 @@
+"""Indexing: getitem (basic, advanced, boolean), in-place setitem, gather/take_along_axis,
+scatter_add, index_select, one_hot, embedding, nonzero.
+
+An index is split into a hashable template (slices, ints, None, Ellipsis, and slots) and the
+tensors that fill its slots; the tensors are op inputs, so a traced graph reads them at run time.
+"""
+import numpy as np
+
+from .._state import STATE
+from ..errors import AutogradError, IndexOutOfRange, ShapeError
+from ..tensor import Tensor, apply, as_tensor
+from .infer import Aval, by_eval
+from .registry import defop
+
+
+class _Slot:
+    __slots__ = ("i",)
+
+    def __init__(self, i):
+        self.i = i
+
+    def __repr__(self):
+        return f"%{self.i}"
+
+    def __eq__(self, other):
+        return isinstance(other, _Slot) and other.i == self.i
+
+    def __hash__(self):
+        return hash(("slot", self.i))
+
+
+def split_index(index, like):
+    if not isinstance(index, tuple):
+        index = (index,)
+    template, tensors = [], []
+    for item in index:
+        if isinstance(item, (list, np.ndarray)) or (isinstance(item, Tensor)):
+            t = as_tensor(item, like=None) if not isinstance(item, Tensor) else item
+            if not isinstance(item, Tensor) and like is not None and like.device is not t.device:
+                t = t.to(like.device)
+            if t.dtype.kind not in "biu":
+                raise IndexOutOfRange(f"getitem: tensors used as indices must be integer or bool, got {t.dtype}")
+            template.append(_Slot(len(tensors)))
+            tensors.append(t)
+        elif isinstance(item, (slice, int, type(None), type(Ellipsis), np.integer)):
+            if isinstance(item, slice):
+                item = slice(*(int(v) if isinstance(v, (np.integer, Tensor)) else v
+                               for v in (item.start, item.stop, item.step)))
+            template.append(int(item) if isinstance(item, np.integer) else item)
+        else:
+            raise IndexOutOfRange(f"getitem: unsupported index {item!r} of type {type(item).__name__}")
+    return tuple(template), tuple(tensors)
+
+
+def build_index(template, arrays):
+    return tuple(arrays[t.i] if isinstance(t, _Slot) else t for t in template)
+
+
+def _is_basic(template):
+    return not any(isinstance(t, _Slot) for t in template)
+
+
+def _getitem_forward(xp, x, *idx, template):
+    return x[build_index(template, idx)]
+
+
+def _getitem_vjp(ctx, g):
+    x, *idx = ctx.inputs
+    gx = apply(INDEX_ADD_ZEROS, (g, *idx), {"template": ctx.attrs["template"], "shape": tuple(x.shape)})
+    return (gx,) + (None,) * len(idx)
+
+
+GETITEM = defop("getitem", _getitem_forward, by_eval(_getitem_forward), _getitem_vjp, view=True)
+
+
+def _index_add_zeros_forward(xp, g, *idx, template, shape):
+    out = xp.zeros(shape, dtype=g.dtype)
+    index = build_index(template, idx)
+    if _is_basic(template):
+        out[index] = g
+    else:
+        xp.add.at(out, index, g)
+    return out
+
+
+INDEX_ADD_ZEROS = defop(
+    "index_add_zeros", _index_add_zeros_forward,
+    lambda g, *idx, template, shape: Aval(shape, g.dtype),
+    lambda ctx, g: (apply(GETITEM, (g, *ctx.inputs[1:]), {"template": ctx.attrs["template"]}),)
+    + (None,) * (len(ctx.inputs) - 1))
+
+
+def getitem(x, index):
+    template, tensors = split_index(index, x)
+    _check_bounds(x, template)
+    return apply(GETITEM, (x, *tensors), {"template": template})
+
+
+def _check_bounds(x, template):
+    """Clear errors for out-of-range integer indices (numpy's own message lacks the shape)."""
+    dim = 0
+    for t in template:
+        if t is Ellipsis:
+            return
+        if t is None:
+            continue
+        if isinstance(t, int):
+            if dim >= x.ndim:
+                raise IndexOutOfRange(f"getitem: too many indices for a tensor of shape {tuple(x.shape)}")
+            n = x.shape[dim]
+            if isinstance(n, int) and not -n <= t < n:
+                raise IndexOutOfRange(f"getitem: index {t} is out of range for axis {dim} with size {n} "
+                                      f"(tensor shape {tuple(x.shape)})")
+        dim += 1
+
+
+def _index_put_forward(xp, x, v, *idx, template):
+    out = xp.array(x, copy=True)
+    out[build_index(template, idx)] = v
+    return out
+
+
+def _index_put_vjp(ctx, g):
+    x, v, *idx = ctx.inputs
+    template = ctx.attrs["template"]
+    from ..creation import zeros_like
+    from .reduction import sum_to
+    gx = apply(INDEX_PUT, (g, zeros_like(v) if isinstance(v, Tensor) else 0.0, *idx), {"template": template}) \
+        if ctx.needs_input_grad[0] else None
+    gv = None
+    if ctx.needs_input_grad[1]:
+        gv = sum_to(apply(GETITEM, (g, *idx), {"template": template}), v.shape)
+    return (gx, gv) + (None,) * len(idx)
+
+
+INDEX_PUT = defop("index_put", _index_put_forward,
+                  lambda x, v, *idx, template: Aval(x.shape, x.dtype), _index_put_vjp)
+
+
+def index_put(x, index, value):
+    """Out-of-place `x[index] = value`: returns a new tensor."""
+    template, tensors = split_index(index, x)
+    _check_bounds(x, template)
+    return apply(INDEX_PUT, (x, value, *tensors), {"template": template})
+
+
+def setitem_(x, index, value):
+    """`x[index] = value` in place, recording the write for autograd as PyTorch does."""
+    template, tensors = split_index(index, x)
+    _check_bounds(x, template)
+    if STATE.tracer is not None:
+        STATE.tracer.setitem(x, value, tensors, template)
+        return
+    x._check_inplace("setitem")
+    value_t = value if isinstance(value, Tensor) else None
+    if value_t is not None and value_t.device is not x.device:
+        from ..errors import DeviceError
+        raise DeviceError(f"setitem: value is on {value_t.device}, tensor on {x.device}")
+    tracked = STATE.grad_enabled and (x._requires_grad or (value_t is not None and value_t._requires_grad))
+    if tracked and x._is_view:
+        raise AutogradError("setitem: in-place writes into a view that takes part in autograd are not "
+                            "supported; clone() it first or use dg.index_put")
+    index_arrays = build_index(template, tuple(t._data for t in tensors))
+    try:
+        x._data[index_arrays] = value_t._data if value_t is not None else value
+    except IndexError as e:
+        raise IndexOutOfRange(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
+    except ValueError as e:
+        vshape = value_t.shape if value_t is not None else np.shape(value)
+        raise ShapeError(f"setitem: cannot assign a value of shape {tuple(vshape)} to "
+                         f"x{list(template)} of a tensor with shape {tuple(x.shape)}: {e}") from None
+    x._version[0] += 1
+    if tracked:
+        from ..autograd.graph import Node
+        from ..tensor import _make
+        before = _make(x._data, x._device)  # stands for x's history before the write
+        before._grad_fn, before._out_index, before._requires_grad = x._grad_fn, x._out_index, x._requires_grad
+        inputs = (before, value_t if value_t is not None else value, *tensors)
+        needs = (x._requires_grad, value_t is not None and value_t._requires_grad) + (False,) * len(tensors)
+        x._grad_fn = Node(INDEX_PUT, inputs, {"template": template}, needs, (x._data,), None)
+        x._out_index, x._requires_grad = 0, True
+
+
+# ---- gather / scatter ----------------------------------------------------------------------------
+
+def _along_axis_index(xp, index, axis):
+    """The full advanced index that `take_along_axis(x, index, axis)` reads."""
+    idx = []
+    for d in range(index.ndim):
+        if d == axis:
+            idx.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = index.shape[d]
+            idx.append(xp.arange(index.shape[d]).reshape(shape))
+    return tuple(idx)
+
+
+def _take_along_axis_forward(xp, x, index, axis):
+    return xp.take_along_axis(x, index, axis=axis)
+
+
+TAKE_ALONG_AXIS = defop(
+    "take_along_axis", _take_along_axis_forward,
+    lambda x, index, axis: Aval(index.shape, x.dtype),
+    lambda ctx, g: (scatter_add(_zeros_of(ctx.inputs[0], g), ctx.attrs["axis"], ctx.inputs[1], g), None))
+
+
+def _zeros_of(x, g):
+    from ..creation import zeros
+    return zeros(x.shape, dtype=g.dtype, device=g.device)
+
+
+def _scatter_add_forward(xp, x, index, src, axis):
+    out = xp.array(x, copy=True)
+    xp.add.at(out, _along_axis_index(xp, index, axis), src)
+    return out
+
+
+SCATTER_ADD = defop(
+    "scatter_add", _scatter_add_forward,
+    lambda x, index, src, axis: Aval(x.shape, x.dtype),
+    lambda ctx, g: (g, None, take_along_axis(g, ctx.inputs[1], ctx.attrs["axis"])))
+
+
+def _check_index(op, x, index, axis):
+    if index.dtype.kind not in "iu":
+        raise IndexOutOfRange(f"{op}: index must be an integer tensor, got {index.dtype}")
+    if index._data is not None and index.numel():
+        n = x.shape[axis]
+        lo, hi = int(index._data.min()), int(index._data.max())
+        if lo < -n or hi >= n:
+            raise IndexOutOfRange(f"{op}: index values range over [{lo}, {hi}] but axis {axis} of shape "
+                                  f"{tuple(x.shape)} has size {n}")
+
+
+def take_along_axis(x, indices, axis):
+    from .reduction import norm_axes
+    indices = as_tensor(indices, like=x)
+    axis = norm_axes(axis, x.ndim, "take_along_axis")[0]
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"take_along_axis: index has {indices.ndim} dims, input has {x.ndim}")
+    _check_index("take_along_axis", x, indices, axis)
+    return apply(TAKE_ALONG_AXIS, (x, indices), {"axis": axis})
+
+
+def gather(x, dim, index):
+    """PyTorch's gather(input, dim, index): out[i][j] = input[index[i][j]][j] for dim=0."""
+    return take_along_axis(x, index, dim)
+
+
+def scatter_add(x, dim, index, src):
+    """PyTorch's scatter_add (out of place): out = x.clone(); out[index[i][j]][j] += src[i][j] (dim=0)."""
+    from .reduction import norm_axes
+    index = as_tensor(index, like=x)
+    src = as_tensor(src, like=x)
+    axis = norm_axes(dim, x.ndim, "scatter_add")[0]
+    if index.shape != src.shape:
+        raise ShapeError(f"scatter_add: index shape {tuple(index.shape)} must equal src shape {tuple(src.shape)}")
+    _check_index("scatter_add", x, index, axis)
+    return apply(SCATTER_ADD, (x, index, src), {"axis": axis})
+
+
+def index_select(x, dim, index):
+    from .reduction import norm_axes
+    axis = norm_axes(dim, x.ndim, "index_select")[0]
+    index = as_tensor(index, like=x)
+    if index.ndim != 1:
+        raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
+    _check_index("index_select", x, index, axis)
+    return getitem(x, (slice(None),) * axis + (index,))
+
+
+def embedding(indices, weight):
+    """Rows of `weight` picked by integer `indices` (any shape): out.shape = indices.shape + (dim,)."""
+    indices = as_tensor(indices, like=weight)
+    _check_index("embedding", weight, indices, 0)
+    return getitem(weight, indices)
+
+
+def one_hot(indices, num_classes=-1, dtype=None):
+    from ..creation import arange
+    from .elementwise import eq
+    indices = as_tensor(indices)
+    if indices.dtype.kind not in "iu":
+        raise IndexOutOfRange(f"one_hot: indices must be integers, got {indices.dtype}")
+    if num_classes < 0:
+        num_classes = int(indices._data.max()) + 1
+    elif indices._data is not None and indices.numel() and (int(indices._data.max()) >= num_classes
+                                                           or int(indices._data.min()) < 0):
+        raise IndexOutOfRange(f"one_hot: class values must lie in [0, {num_classes}), got "
+                              f"[{int(indices._data.min())}, {int(indices._data.max())}]")
+    classes = arange(num_classes, device=indices.device)
+    return eq(indices.unsqueeze(-1), classes).astype(dtype or np.int64)
+
+
+NONZERO = defop("nonzero", lambda xp, x: xp.stack(xp.nonzero(x), axis=-1).astype(np.int64),
+                by_eval(lambda xp, x: np.zeros((0, x.ndim), np.int64)), None, foldable=False)
+
+
+def nonzero(x, as_tuple=False):
+    out = apply(NONZERO, (x,))
+    if as_tuple:
+        return tuple(out[:, i] for i in range(x.ndim))
+    return out

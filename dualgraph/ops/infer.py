@@ -1,0 +1,136 @@
+"""Abstract values and the shared shape/dtype rules used by op records.
+
+Dims are ints, or `Dim` objects for sizes unknown until run time (a symbolic batch axis).
+"""
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+
+
+class Dim:
+    """A named symbolic dimension. Equal only to itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+class Aval:
+    """What tracing knows about a value: its shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"{_short(self.dtype)}[{','.join(str(d) for d in self.shape)}]"
+
+    def __eq__(self, other):
+        return isinstance(other, Aval) and self.shape == other.shape and self.dtype == other.dtype
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+
+_SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64",
+          "bool": "bool", "uint8": "u8", "int8": "i8"}
+
+
+def _short(dt):
+    return _SHORT.get(str(dt), str(dt))
+
+
+def aval_of(x):
+    """The Aval of a tensor/array, or the value itself for a Python scalar."""
+    if isinstance(x, Aval) or isinstance(x, (int, float, bool)) or x is None:
+        return x
+    return Aval(x.shape, x.dtype)
+
+
+def broadcast_shapes(op_name, *shapes):
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(-ndim, 0):
+        dim = 1
+        for s in shapes:
+            if -i > len(s):
+                continue
+            d = s[i]
+            if d == 1:
+                continue
+            if dim == 1 or dim is d or dim == d:
+                dim = d
+            elif isinstance(d, Dim) or isinstance(dim, Dim):
+                dim = dim if isinstance(dim, Dim) else d
+            else:
+                raise ShapeError(f"{op_name}: shapes {' and '.join(str(tuple(s)) for s in shapes)} "
+                                 f"cannot be broadcast together")
+        out.append(dim)
+    return tuple(out)
+
+
+def result_dtype(*xs):
+    """numpy's promotion, with Python scalars weak (NEP 50)."""
+    parts = [x.dtype if isinstance(x, Aval) else x for x in xs if x is not None]
+    return np.result_type(*parts)
+
+
+def float_dtype(dt):
+    """Floating ops on ints/bools compute in the default float dtype (as PyTorch does)."""
+    return dt if dt.kind == "f" else _dt.DEFAULT_FLOAT
+
+
+def elementwise_infer(*xs, **_):
+    shapes = [x.shape for x in xs if isinstance(x, Aval)]
+    return Aval(broadcast_shapes("elementwise", *shapes), result_dtype(*xs))
+
+
+def float_elementwise_infer(*xs, **_):
+    a = elementwise_infer(*xs)
+    return Aval(a.shape, float_dtype(a.dtype))
+
+
+def bool_elementwise_infer(*xs, **_):
+    return Aval(elementwise_infer(*xs).shape, np.bool_)
+
+
+def same_infer(x, **_):
+    return Aval(x.shape, x.dtype)
+
+
+def by_eval(op_forward):
+    """Infer by running the forward on small zero arrays; for ops whose rule is their forward.
+
+    Only valid with concrete dims; symbolic dims are replaced by a probe size and mapped back.
+    """
+    def infer(*xs, **attrs):
+        probe, sym = 7, {}
+        args = []
+        for x in xs:
+            if isinstance(x, Aval):
+                shape = []
+                for d in x.shape:
+                    if isinstance(d, Dim):
+                        sym.setdefault(probe + len(sym), d)
+                        shape.append(next(k for k, v in sym.items() if v is d))
+                    else:
+                        shape.append(d)
+                args.append(np.zeros(shape, x.dtype))
+            else:
+                args.append(x)
+        out = op_forward(np, *args, **attrs)
+        outs = out if isinstance(out, tuple) else (out,)
+        avals = tuple(Aval(tuple(sym.get(d, d) if sym else d for d in np.shape(o)), np.asarray(o).dtype)
+                      for o in outs)
+        return avals if isinstance(out, tuple) else avals[0]
+    return infer

@@ -1,0 +1,281 @@
+"""Reductions along axes: sum prod max min argmax argmin cumsum, and composites mean var std logsumexp.
+
+Every axis-taking function accepts numpy's `axis=`/`keepdims=` and PyTorch's `dim=`/`keepdim=`.
+"""
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import apply
+from .infer import Aval, float_dtype
+from .registry import defop
+
+
+def norm_axes(axis, ndim, op="reduce"):
+    """A sorted tuple of non-negative axes, or None for 'all axes'."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise ShapeError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+        out.append(a % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axes}")
+    return tuple(sorted(out))
+
+
+def axis_args(op, x, axis, dim, keepdims, keepdim):
+    """Merge numpy- and PyTorch-style spellings of the axis arguments."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{op}: pass axis= or dim=, not both")
+        axis = dim
+    if keepdim is not None:
+        keepdims = keepdim
+    return norm_axes(axis, x.ndim, op), bool(keepdims)
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if axes is None:
+        axes = tuple(range(len(shape)))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_infer(dtype_rule):
+    def infer(x, axes, keepdims, **_):
+        return Aval(_reduced_shape(x.shape, axes, keepdims), dtype_rule(x.dtype))
+    return infer
+
+
+def _expand_back(g, x, axes, keepdims):
+    """Reshape a reduced gradient so it broadcasts against x."""
+    from .shape import reshape
+    if not keepdims:
+        g = reshape(g, _reduced_shape(x.shape, axes, True))
+    return g
+
+
+def _sum_dtype(dt):
+    return np.dtype(np.int64) if dt.kind in "biu" else dt
+
+
+def _sum_vjp(ctx, g):
+    from .shape import broadcast_to
+    x = ctx.inputs[0]
+    return (broadcast_to(_expand_back(g, x, ctx.attrs["axes"], ctx.attrs["keepdims"]), x.shape),)
+
+
+SUM = defop("sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
+            _reduce_infer(_sum_dtype), _sum_vjp)
+
+
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+    axes, keepdims = axis_args("sum", x, axis, dim, keepdims, keepdim)
+    out = apply(SUM, (x,), {"axes": axes, "keepdims": keepdims})
+    return out if dtype is None else out.astype(dtype)
+
+
+def _count(x, axes):
+    n = 1
+    for i in (range(x.ndim) if axes is None else axes):
+        n *= x.shape[i]
+    return n
+
+
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+    axes, keepdims = axis_args("mean", x, axis, dim, keepdims, keepdim)
+    if x.dtype.kind != "f":
+        x = x.astype(float_dtype(x.dtype))
+    return apply(SUM, (x,), {"axes": axes, "keepdims": keepdims}) / _count(x, axes)
+
+
+def _prod_others_forward(xp, x, axes):
+    """For each element, the product of the other elements in its reduction group (zeros-safe)."""
+    axes = tuple(range(x.ndim)) if axes is None else axes
+    moved = xp.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+    flat = moved.reshape(moved.shape[:moved.ndim - len(axes)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
+    others = (left * right).reshape(moved.shape)
+    return xp.moveaxis(others, tuple(range(x.ndim - len(axes), x.ndim)), axes)
+
+
+PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.shape, x.dtype), None)
+
+
+def _prod_vjp(ctx, g):
+    x = ctx.inputs[0]
+    axes = ctx.attrs["axes"]
+    from .shape import broadcast_to
+    others = apply(PROD_OTHERS, (x,), {"axes": axes})
+    return (broadcast_to(_expand_back(g, x, axes, ctx.attrs["keepdims"]), x.shape) * others,)
+
+
+PROD = defop("prod", lambda xp, x, axes, keepdims: xp.prod(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
+             _reduce_infer(_sum_dtype), _prod_vjp)
+
+
+def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axes, keepdims = axis_args("prod", x, axis, dim, keepdims, keepdim)
+    return apply(PROD, (x,), {"axes": axes, "keepdims": keepdims})
+
+
+def _extreme_vjp(ctx, g):
+    """Gradient of max/min: split evenly between tied extremes (as PyTorch's amax/amin)."""
+    from .elementwise import where
+    from .shape import broadcast_to
+    x = ctx.inputs[0]
+    axes, keepdims = ctx.attrs["axes"], ctx.attrs["keepdims"]
+    out = _expand_back(ctx.out.detach(), x, axes, keepdims)
+    mask = (x == out).astype(x.dtype)
+    count = apply(SUM, (mask,), {"axes": axes, "keepdims": True})
+    gb = broadcast_to(_expand_back(g, x, axes, keepdims), x.shape)
+    return (gb * mask / count,)
+
+
+def _nonempty(name, fn):
+    def forward(xp, x, axes, keepdims):
+        if x.size == 0:
+            raise ShapeError(f"{name}: reduction over an empty tensor of shape {x.shape} has no identity")
+        return fn(xp)(x, axis=axes, keepdims=keepdims)
+    return forward
+
+
+MAX = defop("max", _nonempty("max", lambda xp: xp.max), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True)
+MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True)
+
+
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Largest value along axes (values only, as numpy's max/amax; use argmax for indices)."""
+    from ..tensor import Tensor
+    if isinstance(axis, Tensor):  # torch.max(a, b) is the elementwise maximum
+        from .elementwise import maximum
+        return maximum(x, axis)
+    axes, keepdims = axis_args("max", x, axis, dim, keepdims, keepdim)
+    return apply(MAX, (x,), {"axes": axes, "keepdims": keepdims})
+
+
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    from ..tensor import Tensor
+    if isinstance(axis, Tensor):
+        from .elementwise import minimum
+        return minimum(x, axis)
+    axes, keepdims = axis_args("min", x, axis, dim, keepdims, keepdim)
+    return apply(MIN, (x,), {"axes": axes, "keepdims": keepdims})
+
+
+amax, amin = max, min
+
+
+def _arg_infer(x, axis, keepdims):
+    axes = None if axis is None else (axis,)
+    shape = _reduced_shape(x.shape, axes, keepdims) if axis is not None else ((1,) * x.ndim if keepdims else ())
+    return Aval(shape, np.int64)
+
+
+def _arg_forward(name, which):
+    def forward(xp, x, axis, keepdims):
+        if x.size == 0:
+            raise ShapeError(f"{name}: empty tensor of shape {x.shape}")
+        return getattr(xp, which)(x, axis=axis, keepdims=keepdims).astype(np.int64)
+    return forward
+
+
+ARGMAX = defop("argmax", _arg_forward("argmax", "argmax"), _arg_infer, None)
+ARGMIN = defop("argmin", _arg_forward("argmin", "argmin"), _arg_infer, None)
+
+
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axes, keepdims = axis_args("argmax", x, axis, dim, keepdims, keepdim)
+    return apply(ARGMAX, (x,), {"axis": None if axes is None else axes[0], "keepdims": keepdims})
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axes, keepdims = axis_args("argmin", x, axis, dim, keepdims, keepdim)
+    return apply(ARGMIN, (x,), {"axis": None if axes is None else axes[0], "keepdims": keepdims})
+
+
+def var(x, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0, correction=None, unbiased=None):
+    """Variance; numpy's default ddof=0. PyTorch users: pass correction=1 (or unbiased=True)."""
+    axes, keepdims = axis_args("var", x, axis, dim, keepdims, keepdim)
+    if correction is not None:
+        ddof = correction
+    if unbiased is not None:
+        ddof = 1 if unbiased else 0
+    if x.dtype.kind != "f":
+        x = x.astype(float_dtype(x.dtype))
+    centered = x - mean(x, axis=axes, keepdims=True)
+    ss = apply(SUM, (centered * centered,), {"axes": axes, "keepdims": keepdims})
+    return ss / (_count(x, axes) - ddof)
+
+
+def std(x, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0, correction=None, unbiased=None):
+    from .elementwise import sqrt
+    return sqrt(var(x, axis, keepdims, dim=dim, keepdim=keepdim, ddof=ddof, correction=correction,
+                    unbiased=unbiased))
+
+
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    from .elementwise import exp, log
+    axes, keepdims = axis_args("logsumexp", x, axis, dim, keepdims, keepdim)
+    m = apply(MAX, (x.detach(),), {"axes": axes, "keepdims": True})
+    from .elementwise import where, isfinite, zeros_like
+    m = where(isfinite(m), m, zeros_like(m))
+    s = log(apply(SUM, (exp(x - m),), {"axes": axes, "keepdims": True})) + m
+    if not keepdims:
+        from .shape import reshape
+        s = reshape(s, _reduced_shape(x.shape, axes, False))
+    return s
+
+
+def _cumsum_vjp(ctx, g):
+    from .shape import flip
+    axis = ctx.attrs["axis"]
+    return (flip(cumsum(flip(g, axis), axis), axis),)
+
+
+CUMSUM = defop("cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=_sum_dtype(x.dtype)),
+               lambda x, axis: Aval(x.shape, _sum_dtype(x.dtype)), _cumsum_vjp)
+
+
+def cumsum(x, axis=None, *, dim=None):
+    if dim is not None:
+        axis = dim
+    if axis is None:
+        from .shape import reshape
+        x, axis = reshape(x, (-1,)), 0
+    return apply(CUMSUM, (x,), {"axis": norm_axes(axis, x.ndim, "cumsum")[0]})
+
+
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axes, keepdims = axis_args("all", x, axis, dim, keepdims, keepdim)
+    return apply(ALL, (x,), {"axes": axes, "keepdims": keepdims})
+
+
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axes, keepdims = axis_args("any", x, axis, dim, keepdims, keepdim)
+    return apply(ANY, (x,), {"axes": axes, "keepdims": keepdims})
+
+
+ALL = defop("all", lambda xp, x, axes, keepdims: xp.all(x, axis=axes, keepdims=keepdims),
+            _reduce_infer(lambda d: np.dtype(bool)), None)
+ANY = defop("any", lambda xp, x, axes, keepdims: xp.any(x, axis=axes, keepdims=keepdims),
+            _reduce_infer(lambda d: np.dtype(bool)), None)
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient back down to `shape` (the adjoint of broadcasting)."""
+    from .shape import reshape
+    shape = tuple(shape)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = apply(SUM, (g,), {"axes": axes, "keepdims": True})
+    if g.shape != shape:
+        g = reshape(g, shape)
+    return g

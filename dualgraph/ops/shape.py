@@ -1,0 +1,359 @@
+"""Shape primitives: reshape transpose broadcast_to concat pad flip to_device, and their composites
+(permute, squeeze, unsqueeze, flatten, expand, stack, split, chunk).
+"""
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import apply
+from .infer import Aval, Dim
+from .registry import defop
+from .reduction import norm_axes
+
+
+def _resolve_shape(op, in_shape, shape):
+    shape = tuple(int(s) if not isinstance(s, Dim) else s for s in shape)
+    if list(shape).count(-1) > 1:
+        raise ShapeError(f"{op}: only one dimension can be -1, got {shape}")
+    known = 1
+    for s in shape:
+        if s != -1:
+            known *= s if isinstance(s, int) else 1
+    total = 1
+    for s in in_shape:
+        total *= s if isinstance(s, int) else 1
+    if any(isinstance(s, Dim) for s in in_shape) or any(isinstance(s, Dim) for s in shape):
+        return shape  # symbolic: checked at run time
+    if -1 in shape:
+        if known == 0 or total % known:
+            raise ShapeError(f"{op}: cannot reshape a tensor of shape {tuple(in_shape)} ({total} elements) "
+                             f"into {shape}")
+        shape = tuple(total // known if s == -1 else s for s in shape)
+    if known != total and -1 not in shape:
+        n = 1
+        for s in shape:
+            n *= s
+        if n != total:
+            raise ShapeError(f"{op}: cannot reshape a tensor of shape {tuple(in_shape)} ({total} elements) "
+                             f"into {shape} ({n} elements)")
+    return shape
+
+
+RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
+                lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape), x.dtype),
+                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True)
+
+
+def reshape(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = _resolve_shape("reshape", x.shape, shape)
+    if tuple(shape) == tuple(x.shape):
+        return x
+    return apply(RESHAPE, (x,), {"shape": tuple(shape)})
+
+
+view = reshape
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    nd = x.ndim
+    if nd == 0:
+        return reshape(x, (1,))
+    s, e = start_dim % nd, end_dim % nd
+    n = 1
+    for d in x.shape[s:e + 1]:
+        n = n * d
+    return reshape(x, tuple(x.shape[:s]) + (n,) + tuple(x.shape[e + 1:]))
+
+
+def _transpose_vjp(ctx, g):
+    axes = ctx.attrs["axes"]
+    return (permute(g, tuple(np.argsort(axes).tolist())),)
+
+
+TRANSPOSE = defop("transpose", lambda xp, x, axes: xp.transpose(x, axes),
+                  lambda x, axes: Aval(tuple(x.shape[a] for a in axes), x.dtype), _transpose_vjp, view=True)
+
+
+def permute(x, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = axes[0]
+    if len(axes) != x.ndim or sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+        raise ShapeError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of shape {x.shape}")
+    axes = tuple(int(a) % x.ndim for a in axes)
+    if axes == tuple(range(x.ndim)):
+        return x
+    return apply(TRANSPOSE, (x,), {"axes": axes})
+
+
+def transpose(x, dim0=None, dim1=None, axes=None):
+    """PyTorch: transpose(x, a, b) swaps two axes. numpy: transpose(x) reverses, transpose(x, axes=...)."""
+    if axes is not None:
+        return permute(x, axes)
+    if dim0 is None:
+        return permute(x, tuple(reversed(range(x.ndim))))
+    if isinstance(dim0, (tuple, list)):
+        return permute(x, dim0)
+    order = list(range(x.ndim))
+    a, b = norm_axes(dim0, x.ndim, "transpose")[0], norm_axes(dim1, x.ndim, "transpose")[0]
+    order[a], order[b] = order[b], order[a]
+    return permute(x, order)
+
+
+swapaxes = transpose
+
+
+def moveaxis(x, source, destination):
+    order = [i for i in range(x.ndim) if i != source % x.ndim]
+    order.insert(destination % x.ndim, source % x.ndim)
+    return permute(x, order)
+
+
+def _broadcast_infer(x, shape):
+    from .infer import broadcast_shapes
+    out = broadcast_shapes("broadcast_to", x.shape, shape)
+    if tuple(out) != tuple(shape):
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(x.shape)} to {tuple(shape)}")
+    return Aval(shape, x.dtype)
+
+
+BROADCAST_TO = defop("broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), _broadcast_infer,
+                     lambda ctx, g: (g,), broadcasting=True, view=True)
+
+
+def broadcast_to(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    _broadcast_infer(Aval(x.shape, x.dtype), shape)
+    return apply(BROADCAST_TO, (x,), {"shape": shape})
+
+
+def expand(x, *shape):
+    """PyTorch's expand: -1 keeps a dim."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    lead = len(shape) - x.ndim
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+    return broadcast_to(x, shape)
+
+
+def expand_as(x, other):
+    return broadcast_to(x, other.shape)
+
+
+def squeeze(x, axis=None, *, dim=None):
+    if dim is not None:
+        axis = dim
+    if axis is None:
+        shape = tuple(d for d in x.shape if d != 1)
+    else:
+        axes = norm_axes(axis, x.ndim, "squeeze")
+        for a in axes:
+            if x.shape[a] != 1 and isinstance(axis, (tuple, list)):
+                raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1 (shape {x.shape})")
+        shape = tuple(d for i, d in enumerate(x.shape) if not (i in axes and d == 1))
+    return reshape(x, shape)
+
+
+def unsqueeze(x, axis=None, *, dim=None):
+    if dim is not None:
+        axis = dim
+    nd = x.ndim + 1
+    if not -nd <= axis < nd:
+        raise ShapeError(f"unsqueeze: axis {axis} is out of range for a result with {nd} dims")
+    axis %= nd
+    return reshape(x, tuple(x.shape[:axis]) + (1,) + tuple(x.shape[axis:]))
+
+
+expand_dims = unsqueeze
+
+
+def _concat_infer(*xs, axis):
+    first = xs[0]
+    for x in xs[1:]:
+        if x.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
+            raise ShapeError(f"concat: shapes {[tuple(v.shape) for v in xs]} differ outside axis {axis}")
+    total = 0
+    for x in xs:
+        d = x.shape[axis]
+        total = d if isinstance(d, Dim) else (total + d if not isinstance(total, Dim) else total)
+    from .infer import result_dtype
+    return Aval(first.shape[:axis] + (total,) + first.shape[axis + 1:], result_dtype(*xs))
+
+
+def _concat_vjp(ctx, g):
+    axis = ctx.attrs["axis"]
+    out, start = [], 0
+    for x in ctx.inputs:
+        n = x.shape[axis]
+        out.append(narrow(g, axis, start, n))
+        start += n
+    return tuple(out)
+
+
+CONCAT = defop("concat", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis), _concat_infer, _concat_vjp)
+
+
+def concat(tensors, axis=0, *, dim=None):
+    if dim is not None:
+        axis = dim
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError("concat: needs at least one tensor")
+    axis = norm_axes(axis, tensors[0].ndim, "concat")[0]
+    if len(tensors) == 1:
+        return tensors[0]
+    _concat_infer(*[Aval(t.shape, t.dtype) for t in tensors], axis=axis)
+    return apply(CONCAT, tuple(tensors), {"axis": axis})
+
+
+cat = concatenate = concat
+
+
+def stack(tensors, axis=0, *, dim=None):
+    if dim is not None:
+        axis = dim
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError("stack: needs at least one tensor")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ShapeError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    nd = tensors[0].ndim + 1
+    axis %= nd
+    return concat([unsqueeze(t, axis) for t in tensors], axis)
+
+
+def narrow(x, axis, start, length):
+    index = (slice(None),) * axis + (slice(start, start + length),)
+    return x[index]
+
+
+def split(x, split_size_or_sections, axis=0, *, dim=None):
+    """PyTorch's meaning: an int is the size of each chunk (the last may be smaller);
+    a list gives the size of each chunk."""
+    if dim is not None:
+        axis = dim
+    axis = norm_axes(axis, x.ndim, "split")[0]
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise ShapeError(f"split: split size must be positive, got {size}")
+        sizes = [min(size, n - s) for s in range(0, n, size)]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        total = 0
+        for s in sizes:
+            total += s
+        if total != n:
+            raise ShapeError(f"split: sizes {sizes} add up to {total}, but axis {axis} has size {n}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(narrow(x, axis, start, s))
+        start += s
+    return tuple(out)
+
+
+def chunk(x, chunks, axis=0, *, dim=None):
+    if dim is not None:
+        axis = dim
+    n = x.shape[axis % x.ndim]
+    size = -(-n // chunks)
+    return split(x, size, axis)
+
+
+def _pad_forward(xp, x, pad_width, mode, value):
+    if mode == "constant":
+        return xp.pad(x, pad_width, mode="constant", constant_values=value)
+    return xp.pad(x, pad_width, mode=mode)
+
+
+def _pad_vjp(ctx, g):
+    if ctx.attrs["mode"] != "constant":
+        raise NotImplementedError  # guarded in pad(): only constant mode records a node
+    index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.attrs["pad_width"]))
+    return (g[index],)
+
+
+PAD = defop("pad", _pad_forward,
+            lambda x, pad_width, mode, value: Aval(tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, pad_width)),
+                                                   x.dtype),
+            _pad_vjp)
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """PyTorch's F.pad: `pad` lists (left, right) pairs starting from the LAST axis.
+    numpy style also works: a sequence of (before, after) pairs, one per axis."""
+    if mode not in ("constant", "reflect", "edge", "replicate"):
+        raise ValueError(f"pad: unsupported mode {mode!r}")
+    mode = "edge" if mode == "replicate" else mode
+    if pad and isinstance(pad[0], (tuple, list)):
+        widths = tuple((int(a), int(b)) for a, b in pad)
+    else:
+        if len(pad) % 2 or len(pad) // 2 > x.ndim:
+            raise ShapeError(f"pad: padding {tuple(pad)} must have an even length of at most 2*{x.ndim}")
+        pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
+        widths = tuple([(0, 0)] * (x.ndim - len(pairs)) + list(reversed(pairs)))
+    if len(widths) != x.ndim:
+        raise ShapeError(f"pad: {len(widths)} (before, after) pairs for a tensor with {x.ndim} dims")
+    if mode != "constant" and x.requires_grad:
+        raise NotImplementedError(f"pad: mode {mode!r} is not differentiable yet; use mode='constant'")
+    return apply(PAD, (x,), {"pad_width": widths, "mode": mode, "value": float(value)})
+
+
+FLIP = defop("flip", lambda xp, x, axes: xp.flip(x, axes), lambda x, axes: Aval(x.shape, x.dtype),
+             lambda ctx, g: (flip(g, ctx.attrs["axes"]),), view=True)
+
+
+def flip(x, axis=None, *, dims=None):
+    if dims is not None:
+        axis = dims
+    axes = norm_axes(axis, x.ndim, "flip") if axis is not None else tuple(range(x.ndim))
+    return apply(FLIP, (x,), {"axes": axes})
+
+
+def _to_device_forward(xp, x, device):
+    from ..backend import to_device
+    return to_device(x, device)
+
+
+def _to_device_apply(x, dev):
+    """Moving is the one op whose inputs and output live on different devices."""
+    from ..tensor import _make
+    from ..autograd.graph import Node
+    from .._state import STATE
+    if STATE.tracer is not None:
+        return STATE.tracer.apply(TO_DEVICE, (x,), {"device": dev})
+    out = _make(_to_device_forward(None, x._data, dev), dev)
+    if x._requires_grad and STATE.grad_enabled:
+        out._grad_fn = Node(TO_DEVICE, (x,), {"device": dev}, (True,), (out._data,), None)
+        out._requires_grad = True
+    return out
+
+
+TO_DEVICE = defop("to_device", _to_device_forward, lambda x, device: Aval(x.shape, x.dtype),
+                  lambda ctx, g: (to_device_op(g, ctx.inputs[0].device),), foldable=False)
+
+
+def to_device_op(x, dev):
+    return _to_device_apply(x, dev)
+
+
+def repeat(x, *repeats):
+    """PyTorch's Tensor.repeat: tile the tensor `repeats` times along each axis."""
+    if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)):
+        repeats = repeats[0]
+    lead = len(repeats) - x.ndim
+    if lead < 0:
+        raise ShapeError(f"repeat: {len(repeats)} repeats for a tensor with {x.ndim} dims")
+    x = reshape(x, (1,) * lead + tuple(x.shape))
+    expanded = broadcast_to(reshape(x, tuple(v for d in x.shape for v in (1, d))),
+                            tuple(v for r, d in zip(repeats, x.shape) for v in (r, d)))
+    return reshape(expanded, tuple(r * d for r, d in zip(repeats, x.shape)))
+
+
+tile = repeat

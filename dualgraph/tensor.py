@@ -1,0 +1,533 @@
+"""The Tensor and `apply`, the one dispatcher every op goes through.
+
+`apply(op, inputs, attrs)` decides by mode: while tracing it hands the op to the graph
+builder; eagerly it runs `op.forward` on the inputs' backend namespace and, when grad mode
+is on and an input requires grad, hangs a Node on the result. The hot path allocates only
+the result and (when recording) its Node.
+"""
+import numbers
+
+import numpy as _np  # host-side conversions only; computation goes through device.xp
+
+from . import dtypes as _dt
+from ._state import STATE
+from .autograd.graph import Node, retain
+from .backend import CPU, device as _parse_device, device_of_array, is_array, to_device, to_host
+from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, ShapeError, user_line
+
+_EMPTY = {}
+_SCALARS = (int, float, bool)
+
+
+class _Size(int):
+    """`t.size` is numpy's element count and also callable like PyTorch's `t.size(dim)`."""
+
+    def __new__(cls, shape):
+        n = 1
+        for d in shape:
+            n *= d
+        obj = int.__new__(cls, n)
+        obj._shape = shape
+        return obj
+
+    def __call__(self, dim=None):
+        return self._shape if dim is None else self._shape[dim]
+
+
+class Tensor:
+    """An n-dimensional array on a device, with optional gradient tracking."""
+
+    __slots__ = ("_data", "_device", "_requires_grad", "_grad_fn", "_out_index", "_grad", "_grad_req",
+                 "_version", "_hooks", "_is_view", "_aval", "__weakref__")
+    __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * tensor -> Tensor
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        arr = _to_array(data, dtype, device, copy=True)
+        _init(self, arr, device_of_array(arr))
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_node_output(cls, arr, node, index):
+        t = _make(arr, device_of_array(arr))
+        t._grad_fn, t._out_index, t._requires_grad = node, index, True
+        return t
+
+    # ---- basic properties --------------------------------------------------------------
+    @property
+    def data(self):
+        """The same values, detached from the graph (PyTorch's `.data`)."""
+        return self.detach()
+
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def size(self):
+        return _Size(self._data.shape)
+
+    def numel(self):
+        return self._data.size
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, flag=True):
+        if self._grad_fn is not None and not flag:
+            raise AutogradError("you can only change requires_grad of leaf tensors; use .detach()")
+        if flag and not _dt.is_floating(self.dtype):
+            raise DTypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        self._requires_grad = bool(flag)
+        return self
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None and not isinstance(value, Tensor):
+            value = Tensor(value, dtype=self.dtype, device=self._device)
+        if value is not None and value.shape != self.shape:
+            raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {self.shape}")
+        self._grad = value
+
+    # ---- autograd ------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd.engine import run_backward
+        if retain_graph is None:
+            retain_graph = create_graph
+        if inputs is not None:
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            grads = run_backward([self], [gradient], retain_graph, create_graph, inputs=inputs)
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    t._grad = g if t._grad is None else t._grad + g
+            return
+        run_backward([self], [gradient], retain_graph, create_graph)
+
+    def retain_grad(self):
+        if self._grad_fn is None:
+            return  # leaves keep their grad anyway
+        retain(self)
+
+    def register_hook(self, hook):
+        """Call hook(grad) when this leaf's gradient is computed; a returned tensor replaces it."""
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return hook
+
+    def detach(self):
+        t = _make(self._data, self._device)
+        t._version = self._version
+        return t
+
+    def detach_(self):
+        self._grad_fn, self._requires_grad = None, False
+        return self
+
+    def attach_grad(self, grad_req="write"):
+        """MXNet: allocate a zero gradient buffer and mark this tensor as a leaf that wants gradients."""
+        if grad_req not in ("write", "add", "null"):
+            raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        self._grad_fn = None
+        self.requires_grad_(grad_req != "null")
+        self._grad_req = grad_req
+        self._grad = None if grad_req == "null" else _make(self._device.xp.zeros_like(self._data), self._device)
+        return self
+
+    # ---- conversion ---------------------------------------------------------------------
+    def numpy(self):
+        """A host numpy array with the values (a copy for GPU tensors)."""
+        if self._data is None:
+            STATE.tracer.concrete_value_error(self, "numpy()")
+        return to_host(self._data)
+
+    asnumpy = numpy
+
+    def __array__(self, dtype=None, copy=None):
+        if self._device is not CPU:
+            raise DeviceError(f"np.asarray() needs a CPU tensor, this one is on {self._device}; call .numpy()")
+        arr = self.numpy()
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def item(self):
+        if self._data is None:
+            STATE.tracer.concrete_value_error(self, "item()")
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self._data.item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __bool__(self):
+        if self._data is None:
+            STATE.tracer.concrete_value_error(self, "bool()")
+        if self._data.size != 1:
+            raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous; "
+                             f"use .any() or .all()")
+        return bool(self._data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if not (self.dtype.kind in "iu" and self.numel() == 1):
+            raise TypeError("only integer tensors of one element can be used as an index")
+        return int(self.item())
+
+    def to(self, device=None, dtype=None):
+        """Move to a device and/or cast; `t.to('gpu')`, `t.to(dg.float64)`, `t.to('cpu', 'float16')`."""
+        if device is not None and not isinstance(device, str) and not hasattr(device, "xp"):
+            device, dtype = None, device  # t.to(dg.float64)
+        if isinstance(device, str) and device not in ("cpu",) and not device.startswith(("gpu", "cuda")):
+            device, dtype = None, device  # t.to("float64")
+        out = self
+        if dtype is not None:
+            out = out.astype(dtype)
+        if device is not None:
+            dev = _parse_device(device)
+            if dev is not out._device:
+                from .ops.shape import to_device_op
+                out = to_device_op(out, dev)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def gpu(self, index=0):
+        return self.to(f"gpu:{index}")
+
+    cuda = gpu
+
+    def clone(self):
+        from .ops.elementwise import copy
+        return copy(self)
+
+    # ---- in-place operations (bump the version counter) -------------------------------------
+    def _check_inplace(self, what):
+        if STATE.grad_enabled and self._requires_grad and self._grad_fn is None:
+            raise AutogradError(
+                f"{what}: a leaf tensor that requires grad is being used in an in-place operation; "
+                f"wrap the update in `with dg.no_grad():` (as optimizers do) or use an out-of-place op")
+
+    def _inplace_from(self, result, what):
+        """Make `self` hold `result` (an out-of-place result) in place, keeping autograd history."""
+        self._check_inplace(what)
+        if result.shape != self.shape:
+            raise ShapeError(f"{what}: in-place result has shape {result.shape}, tensor has shape {self.shape}")
+        self._data[...] = result._data
+        self._version[0] += 1
+        if result._requires_grad and STATE.grad_enabled:
+            if self._is_view:
+                raise AutogradError(f"{what}: in-place change of a view that takes part in autograd is not "
+                                    f"supported; clone() the view first")
+            self._grad_fn, self._out_index, self._requires_grad = result._grad_fn, result._out_index, True
+        return self
+
+    def __setitem__(self, index, value):
+        from .ops.indexing import setitem_
+        setitem_(self, index, value)
+
+    def add_(self, other, alpha=1):
+        return self._inplace_from(self + (other * alpha if alpha != 1 else other), "add_")
+
+    def sub_(self, other, alpha=1):
+        return self._inplace_from(self - (other * alpha if alpha != 1 else other), "sub_")
+
+    def mul_(self, other):
+        return self._inplace_from(self * other, "mul_")
+
+    def div_(self, other):
+        return self._inplace_from(self / other, "div_")
+
+    def copy_(self, src):
+        from .ops.shape import broadcast_to
+        src = as_tensor(src, like=self)
+        return self._inplace_from(broadcast_to(src, self.shape).astype(self.dtype), "copy_")
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self._data.fill(value)
+        self._version[0] += 1
+        return self
+
+    def zero_(self):
+        return self.fill_(0)
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self._data is None:
+            STATE.tracer.concrete_value_error(self, "iteration")
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self):
+        if self._data is None:
+            return f"Tensor(traced {self._aval})"
+        body = _np.array2string(to_host(self._data), separator=", ", prefix="tensor(")
+        extras = []
+        if self.dtype not in (_dt.float32, _dt.int64, _dt.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self._device is not CPU:
+            extras.append(f"device='{self._device}'")
+        if self._grad_fn is not None:
+            extras.append(f"grad_fn=<{self._grad_fn.name()}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    __str__ = __repr__
+
+
+def _init(t, arr, dev):
+    t._data = arr
+    t._device = dev
+    t._requires_grad = False
+    t._grad_fn = None
+    t._out_index = 0
+    t._grad = None
+    t._grad_req = "add"
+    t._version = [0]
+    t._hooks = None
+    t._is_view = False
+    t._aval = None
+
+
+_new = object.__new__
+
+
+def _make(arr, dev):
+    t = _new(Tensor)
+    t._data = arr
+    t._device = dev
+    t._requires_grad = False
+    t._grad_fn = None
+    t._out_index = 0
+    t._grad = None
+    t._grad_req = "add"
+    t._version = [0]
+    t._hooks = None
+    t._is_view = False
+    t._aval = None
+    return t
+
+
+def _to_array(data, dtype, device, copy):
+    """Turn user data into an array of a supported dtype on `device`."""
+    dtype = _dt.resolve(dtype)
+    dev = _parse_device(device) if device is not None else None
+    if isinstance(data, Tensor):
+        arr = data._data
+        dev = dev or data._device
+    elif is_array(data):
+        arr = data
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
+            data = _detensor(data)
+        host = _np.asarray(data)
+        if host.dtype == object:
+            raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of mixed or non-numeric types")
+        if dtype is None and host.dtype == _np.float64 and not isinstance(data, _np.generic):
+            host = host.astype(_dt.DEFAULT_FLOAT)  # Python floats default to float32, like PyTorch
+        arr = host
+    if dtype is None and arr.dtype not in _dt.SUPPORTED:
+        if arr.dtype.kind == "f":
+            dtype = _dt.DEFAULT_FLOAT
+        elif arr.dtype.kind in "iu":
+            dtype = _dt.int64
+        else:
+            raise DTypeError(f"cannot make a tensor of dtype {arr.dtype}")
+    dev = dev or device_of_array(arr)
+    if device_of_array(arr) is not dev:
+        arr = to_device(arr, dev)
+        copy = False
+    xp = dev.xp
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    elif copy:
+        arr = xp.array(arr, copy=True)
+    return arr
+
+
+def _flatten(seq):
+    for x in seq:
+        if isinstance(x, (list, tuple)):
+            yield from _flatten(x)
+        else:
+            yield x
+
+
+def _detensor(x):
+    if isinstance(x, Tensor):
+        return to_host(x._data)
+    if isinstance(x, (list, tuple)):
+        return [_detensor(v) for v in x]
+    return x
+
+
+def as_tensor(x, like=None, dtype=None):
+    """x as a Tensor (no copy when it already is one), on `like`'s device."""
+    if isinstance(x, Tensor):
+        return x if dtype is None else x.astype(dtype)
+    dev = like._device if like is not None else None
+    if isinstance(x, _SCALARS) and like is not None and dtype is None:
+        dtype = _np.result_type(like.dtype, x)
+    return _make(_to_array(x, dtype, dev, copy=False), dev or CPU) if dev is not None else Tensor(x, dtype=dtype)
+
+
+# ---- the dispatcher --------------------------------------------------------------------
+
+def apply(op, inputs, attrs=_EMPTY):
+    """Run `op` on `inputs` (Tensors or Python scalars) in the current mode."""
+    st = STATE
+    if st.tracer is not None:
+        return st.tracer.apply(op, inputs, attrs)
+    dev = None
+    needs_grad = False
+    arrays = []
+    for t in inputs:
+        if type(t) is Tensor:
+            if t._data is None:  # a traced tensor reached eager code outside its trace
+                raise DualgraphError(f"{op.name}: a symbolic tensor from a finished trace was used eagerly")
+            if dev is None:
+                dev = t._device
+            elif t._device is not dev:
+                raise DeviceError(f"{op.name}: tensors on different devices ({dev} and {t._device}); "
+                                  f"move them with .to(device) first" + _where())
+            arrays.append(t._data)
+            needs_grad = needs_grad or t._requires_grad
+        elif isinstance(t, _SCALARS) or t is None:
+            arrays.append(t)
+        else:
+            return apply(op, tuple(_promote_input(x, inputs) for x in inputs), attrs)
+    if dev is None:
+        dev = CPU
+    try:
+        out = op.forward(dev.xp, *arrays, **attrs)
+    except DualgraphError:
+        raise
+    except Exception as e:
+        raise _forward_error(op, inputs, attrs, e) from e
+    if op.n_out == 1:
+        if type(out) is not _np.ndarray and not is_array(out):
+            out = dev.xp.asarray(out)
+        result = _make(out, dev)
+        if op.view:
+            result._version = inputs[0]._version
+            result._is_view = True
+        if needs_grad and st.grad_enabled and op.vjp is not None:
+            needs = tuple(type(t) is Tensor and t._requires_grad for t in inputs)
+            outv = ((result._version, result._version[0]),) if op.saves_output else None
+            result._grad_fn = Node(op, inputs, attrs, needs, (out,), outv)
+            result._requires_grad = True
+        return result
+    outs = tuple(_make(o if is_array(o) else dev.xp.asarray(o), dev) for o in out)
+    if needs_grad and st.grad_enabled and op.vjp is not None:
+        needs = tuple(type(t) is Tensor and t._requires_grad for t in inputs)
+        outv = tuple((o._version, 0) for o in outs) if op.saves_output else None
+        node = Node(op, inputs, attrs, needs, tuple(o._data for o in outs), outv)
+        for i, o in enumerate(outs):
+            o._grad_fn, o._out_index, o._requires_grad = node, i, True
+    return outs
+
+
+def _promote_input(x, inputs):
+    if isinstance(x, Tensor) or isinstance(x, _SCALARS) or x is None:
+        return x
+    like = next((t for t in inputs if isinstance(t, Tensor)), None)
+    if isinstance(x, (_np.generic,)) and like is not None:
+        return x.item()
+    try:
+        return as_tensor(x, like=like)
+    except DualgraphError:
+        raise
+    except Exception:
+        raise DTypeError(f"expected a Tensor, array or number, got {type(x).__name__}") from None
+
+
+def _where():
+    line = user_line()
+    return f" (at {line})" if line else ""
+
+
+def _describe(x):
+    if isinstance(x, Tensor):
+        return f"{x.dtype}{list(x.shape)}"
+    return repr(x)
+
+
+def _forward_error(op, inputs, attrs, exc):
+    desc = ", ".join(_describe(x) for x in inputs)
+    msg = f"{op.name}: cannot apply to ({desc})"
+    if attrs:
+        msg += " with " + ", ".join(f"{k}={v!r}" for k, v in attrs.items() if not callable(v))
+    msg += f": {exc}" + _where()
+    if isinstance(exc, IndexError):
+        from .errors import IndexOutOfRange
+        return IndexOutOfRange(msg)
+    if isinstance(exc, TypeError) or "dtype" in str(exc) or "ufunc" in str(exc):
+        return DTypeError(msg)
+    return ShapeError(msg)
+
+
+# ---- helpers the engine needs ------------------------------------------------------------
+
+def ones_like_tensor(t):
+    return _make(t._device.xp.ones_like(t._data), t._device)
+
+
+def zeros_like_tensor(t):
+    return _make(t._device.xp.zeros_like(t._data), t._device)
+
+
+def sum_to(g, shape):
+    from .ops.reduction import sum_to as _sum_to
+    return _sum_to(g, shape)
