@@ -2,6 +2,8 @@
 
 Every axis-taking function accepts numpy's `axis=`/`keepdims=` and PyTorch's `dim=`/`keepdim=`.
 """
+import builtins
+
 import numpy as np
 
 from ..errors import ShapeError
@@ -18,9 +20,10 @@ def norm_axes(axis, ndim, op="reduce"):
     out = []
     for a in axes:
         a = int(a)
-        if not -max(ndim, 1) <= a < max(ndim, 1):
+        n = builtins.max(ndim, 1)
+        if not -n <= a < n:
             raise ShapeError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
-        out.append(a % max(ndim, 1))
+        out.append(a % n)
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axes}")
     return tuple(sorted(out))
