@@ -250,18 +250,34 @@ class Tensor:
                 f"{what}: a leaf tensor that requires grad is being used in an in-place operation; "
                 f"wrap the update in `with dg.no_grad():` (as optimizers do) or use an out-of-place op")
 
-    def _inplace_from(self, result, what):
-        """Make `self` hold `result` (an out-of-place result) in place, keeping autograd history."""
+    def _inplace(self, fn, other, what, keeps_old=False):
+        """Make `self` hold `fn(self)` in place, keeping autograd history.
+
+        While recording, `fn` runs on a stand-in for `self`'s history (its grad_fn; a copy of its values
+        when the vjp reads them, `keeps_old`), not on `self`: so the new node is no self-loop, the version
+        bump below does not invalidate it, and the gradient reaches what `self` was computed from.
+        """
         self._check_inplace(what)
-        if result.shape != self.shape:
-            raise ShapeError(f"{what}: in-place result has shape {result.shape}, tensor has shape {self.shape}")
-        self._data[...] = result._data
-        self._version[0] += 1
-        if result._requires_grad and STATE.grad_enabled:
+        tracked = STATE.grad_enabled and (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+        src = self
+        if tracked:
             if self._is_view:
                 raise AutogradError(f"{what}: in-place change of a view that takes part in autograd is not "
                                     f"supported; clone() the view first")
-            self._grad_fn, self._out_index, self._requires_grad = result._grad_fn, result._out_index, True
+            src = _make(self._data.copy() if keeps_old else self._data, self._device)
+            src._grad_fn, src._out_index, src._requires_grad = self._grad_fn, self._out_index, self._requires_grad
+        result = fn(src)
+        if result.shape != self.shape:
+            raise ShapeError(f"{what}: in-place result has shape {result.shape}, tensor has shape {self.shape}")
+        if result.dtype != self.dtype and not _np.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise DTypeError(f"{what}: result dtype {result.dtype} can't be cast in place to the tensor's "
+                             f"dtype {self.dtype}")
+        self._data[...] = result._data
+        self._version[0] += 1
+        if tracked:
+            # a result that no longer depends on anything that requires grad (copy_ of a constant) detaches
+            self._grad_fn, self._out_index = result._grad_fn, result._out_index
+            self._requires_grad = result._requires_grad
         return self
 
     def __setitem__(self, index, value):
@@ -269,26 +285,29 @@ class Tensor:
         setitem_(self, index, value)
 
     def add_(self, other, alpha=1):
-        return self._inplace_from(self + (other * alpha if alpha != 1 else other), "add_")
+        return self._inplace(lambda s: s + (other * alpha if alpha != 1 else other), other, "add_")
 
     def sub_(self, other, alpha=1):
-        return self._inplace_from(self - (other * alpha if alpha != 1 else other), "sub_")
+        return self._inplace(lambda s: s - (other * alpha if alpha != 1 else other), other, "sub_")
 
     def mul_(self, other):
-        return self._inplace_from(self * other, "mul_")
+        return self._inplace(lambda s: s * other, other, "mul_", keeps_old=True)
 
     def div_(self, other):
-        return self._inplace_from(self / other, "div_")
+        return self._inplace(lambda s: s / other, other, "div_", keeps_old=True)
 
     def copy_(self, src):
         from .ops.shape import broadcast_to
         src = as_tensor(src, like=self)
-        return self._inplace_from(broadcast_to(src, self.shape).astype(self.dtype), "copy_")
+        return self._inplace(lambda s: broadcast_to(src, self.shape).astype(self.dtype), src, "copy_")
 
     def fill_(self, value):
         self._check_inplace("fill_")
         self._data.fill(value)
         self._version[0] += 1
+        if STATE.grad_enabled and self._grad_fn is not None:
+            # the values no longer depend on the history: detach rather than send gradient through it
+            self._grad_fn, self._out_index, self._requires_grad = None, 0, False
         return self
 
     def zero_(self):
