@@ -5,6 +5,7 @@ from .graph import AccumulateGrad, Node
 from .modes import (Tape, enable_grad, is_grad_enabled, is_recording, is_training, no_grad, pause,
                     predict_mode, record, set_grad_enabled, set_recording, set_training, train_mode)
 from .check import gradcheck, gradgradcheck
+from ..errors import AutogradError
 
 
 def _as_list(x):
@@ -17,14 +18,15 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     grad_outputs = _as_list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
     if retain_graph is None:
         retain_graph = create_graph
-    for t in inputs:
+    for i, t in enumerate(inputs):
         if not t.requires_grad:
-            raise RuntimeError("autograd.grad: one of the inputs does not require grad")
+            raise AutogradError(f"autograd.grad: input {i} does not require grad; call requires_grad_() on it "
+                                f"before computing the outputs")
     grads = run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs)
     if not allow_unused:
         for i, g in enumerate(grads):
             if g is None:
-                raise RuntimeError(f"autograd.grad: input {i} was not used to compute the outputs; "
+                raise AutogradError(f"autograd.grad: input {i} was not used to compute the outputs; "
                                    f"pass allow_unused=True to get None for it")
     return tuple(grads)
 

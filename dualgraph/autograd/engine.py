@@ -49,10 +49,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                                 "call requires_grad_()/attach_grad() on an input, and compute the "
                                 "output inside autograd.record() or with grad mode enabled")
         if g is None:
-            if out.size != 1:
+            if out.size != 1 and not (out._grad_fn is not None and out._grad_fn._recorded):
+                # PyTorch needs `gradient` for a non-scalar output; MXNet (an output computed inside
+                # autograd.record()) takes a head gradient of ones
                 raise AutogradError(
                     f"grad can be implicitly created only for scalar outputs; the output has shape "
-                    f"{out.shape}: pass gradient= (a tensor of that shape) to backward()")
+                    f"{out.shape}: pass gradient= (a tensor of that shape) to backward(), or compute it inside "
+                    f"autograd.record() to get MXNet's head gradient of ones")
             g = ones_like_tensor(out)
         elif not isinstance(g, Tensor):
             g = Tensor(g, dtype=out.dtype, device=out.device)

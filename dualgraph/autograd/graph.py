@@ -13,7 +13,7 @@ from ..errors import AutogradError
 
 class Node:
     __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "_out", "_out_versions",
-                 "_freed", "_retained", "_next", "__weakref__")
+                 "_freed", "_retained", "_next", "_recorded", "__weakref__")
 
     def __init__(self, op, inputs, attrs, needs, out_arrays, out_versions):
         self.op = op
@@ -25,6 +25,7 @@ class Node:
         self._out_versions = out_versions if op.saves_output else None
         self._freed = False
         self._retained = None
+        self._recorded = STATE.recording  # made inside autograd.record(): MXNet's implicit head gradient
         for tape in STATE.tapes:
             tape._nodes.append(self)
 
