@@ -17,6 +17,7 @@ from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, Shap
 
 _EMPTY = {}
 _SCALARS = (int, float, bool)
+_ndarray = _np.ndarray
 
 
 class _Size(int):
@@ -146,7 +147,13 @@ class Tensor:
         retain(self)
 
     def register_hook(self, hook):
-        """Call hook(grad) when this leaf's gradient is computed; a returned tensor replaces it."""
+        """Call hook(grad) when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self._requires_grad:
+            raise AutogradError("cannot register a hook on a tensor that does not require grad")
+        if self._grad_fn is not None:
+            from .autograd.graph import add_hook
+            add_hook(self, hook)
+            return hook
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(hook)
@@ -346,6 +353,15 @@ class Tensor:
     __str__ = __repr__
 
 
+# Classes the dispatcher's fast path treats as tensors (nn.Parameter registers itself here).
+_TENSOR_TYPES = {Tensor}
+
+
+def register_tensor_type(cls):
+    _TENSOR_TYPES.add(cls)
+    return cls
+
+
 def _init(t, arr, dev):
     t._data = arr
     t._device = dev
@@ -449,18 +465,86 @@ def apply(op, inputs, attrs=_EMPTY):
     st = STATE
     if st.tracer is not None:
         return st.tracer.apply(op, inputs, attrs)
+    # Fast paths for one and two tensor inputs on one device: no lists, no star-args.
+    n = len(inputs)
+    if n == 2:
+        a, b = inputs
+        if a.__class__ in _TENSOR_TYPES:
+            dev = a._device
+            if b.__class__ in _TENSOR_TYPES:
+                if b._device is not dev:
+                    _device_mismatch(op, inputs)
+                x, y = a._data, b._data
+                needs_grad = a._requires_grad or b._requires_grad
+            elif b.__class__ in _SCALARS:
+                x, y = a._data, b
+                needs_grad = a._requires_grad
+            else:
+                return _apply_general(op, inputs, attrs, st)
+        elif a.__class__ in _SCALARS and b.__class__ in _TENSOR_TYPES:
+            dev = b._device
+            x, y = a, b._data
+            needs_grad = b._requires_grad
+        else:
+            return _apply_general(op, inputs, attrs, st)
+        if x is None or y is None:
+            return _apply_general(op, inputs, attrs, st)
+        try:
+            out = op.forward(dev.xp, x, y, **attrs) if attrs else op.forward(dev.xp, x, y)
+        except DualgraphError:
+            raise
+        except Exception as e:
+            raise _forward_error(op, inputs, attrs, e) from e
+    elif n == 1 and inputs[0].__class__ in _TENSOR_TYPES and inputs[0]._data is not None:
+        a = inputs[0]
+        dev = a._device
+        needs_grad = a._requires_grad
+        try:
+            out = op.forward(dev.xp, a._data, **attrs) if attrs else op.forward(dev.xp, a._data)
+        except DualgraphError:
+            raise
+        except Exception as e:
+            raise _forward_error(op, inputs, attrs, e) from e
+    else:
+        return _apply_general(op, inputs, attrs, st)
+    if op.n_out != 1:
+        return _wrap_outputs(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
+    if out.__class__ is not _ndarray and not is_array(out):
+        out = dev.xp.asarray(out)
+    result = _make(out, dev)
+    if op.view:
+        result._version = inputs[0]._version
+        result._is_view = True
+    if needs_grad and st.grad_enabled and op.vjp is not None:
+        _record(op, inputs, attrs, result)
+    return result
+
+
+def _record(op, inputs, attrs, result):
+    needs = tuple(t.__class__ in _TENSOR_TYPES and t._requires_grad for t in inputs)
+    outv = ((result._version, result._version[0]),) if op.saves_output else None
+    result._grad_fn = Node(op, inputs, attrs, needs, (result._data,), outv)
+    result._requires_grad = True
+
+
+def _device_mismatch(op, inputs):
+    devs = [str(t._device) for t in inputs if isinstance(t, Tensor)]
+    raise DeviceError(f"{op.name}: tensors on different devices ({' and '.join(devs)}); "
+                      f"move them with .to(device) first" + _where())
+
+
+def _apply_general(op, inputs, attrs, st):
     dev = None
     needs_grad = False
     arrays = []
     for t in inputs:
-        if type(t) is Tensor:
+        if isinstance(t, Tensor):
             if t._data is None:  # a traced tensor reached eager code outside its trace
                 raise DualgraphError(f"{op.name}: a symbolic tensor from a finished trace was used eagerly")
             if dev is None:
                 dev = t._device
             elif t._device is not dev:
-                raise DeviceError(f"{op.name}: tensors on different devices ({dev} and {t._device}); "
-                                  f"move them with .to(device) first" + _where())
+                _device_mismatch(op, inputs)
             arrays.append(t._data)
             needs_grad = needs_grad or t._requires_grad
         elif isinstance(t, _SCALARS) or t is None:
@@ -475,22 +559,23 @@ def apply(op, inputs, attrs=_EMPTY):
         raise
     except Exception as e:
         raise _forward_error(op, inputs, attrs, e) from e
-    if op.n_out == 1:
-        if type(out) is not _np.ndarray and not is_array(out):
-            out = dev.xp.asarray(out)
-        result = _make(out, dev)
-        if op.view:
-            result._version = inputs[0]._version
-            result._is_view = True
-        if needs_grad and st.grad_enabled and op.vjp is not None:
-            needs = tuple(type(t) is Tensor and t._requires_grad for t in inputs)
-            outv = ((result._version, result._version[0]),) if op.saves_output else None
-            result._grad_fn = Node(op, inputs, attrs, needs, (out,), outv)
-            result._requires_grad = True
-        return result
-    outs = tuple(_make(o if is_array(o) else dev.xp.asarray(o), dev) for o in out)
+    if op.n_out != 1:
+        return _wrap_outputs(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
+    if out.__class__ is not _ndarray and not is_array(out):
+        out = dev.xp.asarray(out)
+    result = _make(out, dev)
+    if op.view:
+        result._version = inputs[0]._version
+        result._is_view = True
     if needs_grad and st.grad_enabled and op.vjp is not None:
-        needs = tuple(type(t) is Tensor and t._requires_grad for t in inputs)
+        _record(op, inputs, attrs, result)
+    return result
+
+
+def _wrap_outputs(op, inputs, attrs, out, dev, record):
+    outs = tuple(_make(o if is_array(o) else dev.xp.asarray(o), dev) for o in out)
+    if record and op.vjp is not None:
+        needs = tuple(isinstance(t, Tensor) and t._requires_grad for t in inputs)
         outv = tuple((o._version, 0) for o in outs) if op.saves_output else None
         node = Node(op, inputs, attrs, needs, tuple(o._data for o in outs), outv)
         for i, o in enumerate(outs):

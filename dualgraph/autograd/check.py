@@ -73,10 +73,12 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     wrt_idx = [i for i, t in enumerate(inputs) if getattr(t, "requires_grad", False)]
 
     def first_grad(*xs):
-        o = fn(*xs)
-        os_ = o if isinstance(o, (tuple, list)) else (o,)
-        gs = autograd.grad(list(os_), [xs[i] for i in wrt_idx], grad_outputs=v, create_graph=True,
-                           allow_unused=True)
+        from .modes import enable_grad
+        with enable_grad():  # gradcheck evaluates fn under no_grad for its finite differences
+            o = fn(*xs)
+            os_ = o if isinstance(o, (tuple, list)) else (o,)
+            gs = autograd.grad(list(os_), [xs[i] for i in wrt_idx], grad_outputs=v, create_graph=True,
+                               allow_unused=True)
         return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, wrt_idx))
 
     return gradcheck(first_grad, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception, seed=seed)

@@ -87,6 +87,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
             grads = node_grads.pop(id(node), None)
             if grads is None:
                 continue
+            if node._hooks:  # hooks of non-leaf tensors may replace the gradient flowing on
+                for idx, hook in node._hooks:
+                    if grads[idx] is not None:
+                        replaced = hook(grads[idx])
+                        if replaced is not None:
+                            grads[idx] = replaced
             if node._retained:
                 for idx, ref in node._retained:
                     t = ref()

@@ -13,7 +13,7 @@ from ..errors import AutogradError
 
 class Node:
     __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "_out", "_out_versions",
-                 "_freed", "_retained", "_next", "_recorded", "__weakref__")
+                 "_freed", "_retained", "_hooks", "_next", "_recorded", "__weakref__")
 
     def __init__(self, op, inputs, attrs, needs, out_arrays, out_versions):
         self.op = op
@@ -25,6 +25,7 @@ class Node:
         self._out_versions = out_versions if op.saves_output else None
         self._freed = False
         self._retained = None
+        self._hooks = None  # (output index, hook) registered on non-leaf outputs
         self._recorded = STATE.recording  # made inside autograd.record(): MXNet's implicit head gradient
         for tape in STATE.tapes:
             tape._nodes.append(self)
@@ -75,6 +76,9 @@ class Node:
         self.inputs = ()
         self._out = None
         self._freed = True
+        release = getattr(self.op, "release_node", None)  # custom Functions drop ctx's saved tensors
+        if release is not None:
+            release(self)
 
 
 def needs_version(t):
@@ -116,3 +120,11 @@ def retain(tensor):
     if node._retained is None:
         node._retained = []
     node._retained.append((tensor._out_index, weakref.ref(tensor)))
+
+
+def add_hook(tensor, hook):
+    """register_hook on a non-leaf: the hook lives on its node (it runs even if the tensor is dropped)."""
+    node = tensor._grad_fn
+    if node._hooks is None:
+        node._hooks = []
+    node._hooks.append((tensor._out_index, hook))
