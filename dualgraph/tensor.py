@@ -11,7 +11,7 @@ import numpy as _np  # host-side conversions only; computation goes through devi
 
 from . import dtypes as _dt
 from ._state import STATE
-from .autograd.graph import Node, retain
+from .autograd.graph import Node, node_versions, retain
 from .backend import CPU, device as _parse_device, device_of_array, is_array, to_device, to_host
 from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, ShapeError, user_line
 
@@ -38,8 +38,15 @@ class _Size(int):
 class Tensor:
     """An n-dimensional array on a device, with optional gradient tracking."""
 
-    __slots__ = ("_data", "_device", "_requires_grad", "_grad_fn", "_out_index", "_grad", "_grad_req",
-                 "_version", "_hooks", "_is_view", "_aval", "__weakref__")
+    # The hot attributes are slots; rarely-set ones default on the class and go to a lazily
+    # created __dict__ only when set, so making a tensor costs four attribute writes.
+    __slots__ = ("_data", "_device", "_requires_grad", "_grad_fn", "_version", "__dict__", "__weakref__")
+    _out_index = 0
+    _grad = None
+    _grad_req = "add"
+    _hooks = None
+    _is_view = False
+    _aval = None
     __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * tensor -> Tensor
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -62,18 +69,21 @@ class Tensor:
 
     @property
     def shape(self):
-        return self._data.shape
+        d = self._data
+        return d.shape if d is not None else _traced_shape(self)
 
     @property
     def ndim(self):
-        return self._data.ndim
+        d = self._data
+        return d.ndim if d is not None else len(self._aval.shape)
 
     def dim(self):
-        return self._data.ndim
+        return self.ndim
 
     @property
     def dtype(self):
-        return self._data.dtype
+        d = self._data
+        return d.dtype if d is not None else self._aval.dtype
 
     @property
     def device(self):
@@ -81,15 +91,19 @@ class Tensor:
 
     @property
     def size(self):
-        return _Size(self._data.shape)
+        return _Size(self.shape)
 
     def numel(self):
-        return self._data.size
+        d = self._data
+        return d.size if d is not None else int(_Size(self.shape))
 
     def __len__(self):
-        if self._data.ndim == 0:
+        shape = self.shape
+        if not shape:
             raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
+        if not isinstance(shape[0], int):
+            STATE.tracer.concrete_value_error(self, "len()")
+        return shape[0]
 
     @property
     def is_leaf(self):
@@ -117,10 +131,15 @@ class Tensor:
 
     @property
     def grad(self):
+        if STATE.tracer is not None:
+            return STATE.tracer.read_grad(self)
         return self._grad
 
     @grad.setter
     def grad(self, value):
+        if STATE.tracer is not None:
+            STATE.tracer.write_grad(self, value)
+            return
         if value is not None and not isinstance(value, Tensor):
             value = Tensor(value, dtype=self.dtype, device=self._device)
         if value is not None and value.shape != self.shape:
@@ -130,6 +149,8 @@ class Tensor:
     # ---- autograd ------------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd.engine import run_backward
+        if STATE.tracer is not None:  # inside @dg.function: reverse mode on the graph being traced
+            return STATE.tracer.backward(self, gradient, inputs)
         if retain_graph is None:
             retain_graph = create_graph
         if inputs is not None:
@@ -160,6 +181,8 @@ class Tensor:
         return hook
 
     def detach(self):
+        if STATE.tracer is not None:
+            return STATE.tracer.detach(self)
         t = _make(self._data, self._device)
         t._version = self._version
         return t
@@ -265,6 +288,8 @@ class Tensor:
         bump below does not invalidate it, and the gradient reaches what `self` was computed from.
         """
         self._check_inplace(what)
+        if STATE.tracer is not None:  # functionalized: the tensor now stands for a new graph value
+            return STATE.tracer.inplace(self, fn(self), what)
         tracked = STATE.grad_enabled and (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
         src = self
         if tracked:
@@ -310,6 +335,9 @@ class Tensor:
 
     def fill_(self, value):
         self._check_inplace("fill_")
+        if STATE.tracer is not None:
+            from .creation import full_like
+            return STATE.tracer.inplace(self, full_like(self, value), "fill_")
         self._data.fill(value)
         self._version[0] += 1
         if STATE.grad_enabled and self._grad_fn is not None:
@@ -329,8 +357,8 @@ class Tensor:
         return id(self)
 
     def __iter__(self):
-        if self._data is None:
-            STATE.tracer.concrete_value_error(self, "iteration")
+        if self._data is None and not (self._aval.shape and isinstance(self._aval.shape[0], int)):
+            STATE.tracer.concrete_value_error(self, "iteration over a tensor of unknown length")
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
@@ -362,18 +390,19 @@ def register_tensor_type(cls):
     return cls
 
 
+def _traced_shape(t):
+    """The shape of a symbolic tensor; inside a trace, reading it from user code is noted (it freezes)."""
+    if STATE.tracer is not None:
+        return STATE.tracer.read_shape(t)
+    return t._aval.shape
+
+
 def _init(t, arr, dev):
     t._data = arr
     t._device = dev
     t._requires_grad = False
     t._grad_fn = None
-    t._out_index = 0
-    t._grad = None
-    t._grad_req = "add"
     t._version = [0]
-    t._hooks = None
-    t._is_view = False
-    t._aval = None
 
 
 _new = object.__new__
@@ -385,13 +414,7 @@ def _make(arr, dev):
     t._device = dev
     t._requires_grad = False
     t._grad_fn = None
-    t._out_index = 0
-    t._grad = None
-    t._grad_req = "add"
     t._version = [0]
-    t._hooks = None
-    t._is_view = False
-    t._aval = None
     return t
 
 
@@ -521,9 +544,19 @@ def apply(op, inputs, attrs=_EMPTY):
 
 
 def _record(op, inputs, attrs, result):
-    needs = tuple(t.__class__ in _TENSOR_TYPES and t._requires_grad for t in inputs)
-    outv = ((result._version, result._version[0]),) if op.saves_output else None
-    result._grad_fn = Node(op, inputs, attrs, needs, (result._data,), outv)
+    needs, versions = [], []
+    for t in inputs:
+        if t.__class__ in _TENSOR_TYPES:
+            needs.append(t._requires_grad)
+            versions.append(t._version[0])
+        else:
+            needs.append(False)
+            versions.append(-1)
+    node = Node(op, inputs, attrs, tuple(needs), tuple(versions))
+    if op.saves_output:
+        node._out = (result._data,)
+        node._out_versions = ((result._version, result._version[0]),)
+    result._grad_fn = node
     result._requires_grad = True
 
 
@@ -576,8 +609,10 @@ def _wrap_outputs(op, inputs, attrs, out, dev, record):
     outs = tuple(_make(o if is_array(o) else dev.xp.asarray(o), dev) for o in out)
     if record and op.vjp is not None:
         needs = tuple(isinstance(t, Tensor) and t._requires_grad for t in inputs)
-        outv = tuple((o._version, 0) for o in outs) if op.saves_output else None
-        node = Node(op, inputs, attrs, needs, tuple(o._data for o in outs), outv)
+        node = Node(op, inputs, attrs, needs, node_versions(inputs))
+        if op.saves_output:
+            node._out = tuple(o._data for o in outs)
+            node._out_versions = tuple((o._version, 0) for o in outs)
         for i, o in enumerate(outs):
             o._grad_fn, o._out_index, o._requires_grad = node, i, True
     return outs

@@ -130,8 +130,7 @@ class Function:
             op = _CustomOp(cls, len(outs))
             needs = tuple(t.requires_grad for t in tensors)
             node = Node(op, tensors, {"ctx": ctx, "tensor_positions": positions, "n_args": len(args)},
-                        needs, None, None)
-            node._versions = tuple(-1 for _ in tensors)  # user code decides what it saves
+                        needs, tuple(-1 for _ in tensors))  # user code decides what it saves
             node._out = tuple(o._data for o in outs)
             ctx._name = op.grad_name
             ctx._keep_outputs_weakly(outs, node)

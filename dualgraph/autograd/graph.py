@@ -12,23 +12,28 @@ from ..errors import AutogradError
 
 
 class Node:
-    __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "_out", "_out_versions",
-                 "_freed", "_retained", "_hooks", "_next", "_recorded", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "__dict__", "__weakref__")
+    # Rarely set attributes default on the class; instance values go to a lazily created
+    # __dict__, so recording a node costs five attribute writes on the hot path.
+    _out = None            # forward outputs, kept only for ops whose vjp reads ctx.out
+    _out_versions = None   # ((version counter, version at record time), ...) for those outputs
+    _freed = False
+    _retained = None
+    _hooks = None          # (output index, hook) registered on non-leaf outputs
+    _recorded = False      # made inside autograd.record(): MXNet's implicit head gradient
+    _next = ()
 
-    def __init__(self, op, inputs, attrs, needs, out_arrays, out_versions):
+    def __init__(self, op, inputs, attrs, needs, versions):
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
         self.needs_input_grad = needs
-        self._versions = tuple(t._version[0] if needs_version(t) else -1 for t in inputs)
-        self._out = out_arrays if op.saves_output else None
-        self._out_versions = out_versions if op.saves_output else None
-        self._freed = False
-        self._retained = None
-        self._hooks = None  # (output index, hook) registered on non-leaf outputs
-        self._recorded = STATE.recording  # made inside autograd.record(): MXNet's implicit head gradient
-        for tape in STATE.tapes:
-            tape._nodes.append(self)
+        self._versions = versions
+        st = STATE
+        if st.recording:
+            self._recorded = True
+            for tape in st.tapes:
+                tape._record(self)
 
     # --- what PyTorch users inspect -------------------------------------------------
     def name(self):
@@ -37,7 +42,8 @@ class Node:
     @property
     def next_functions(self):
         if self._freed:
-            return self._next
+            return tuple(_edge(t) if t is not None and not isinstance(t, tuple) else (t or (None, 0))
+                         for t in self._next)
         return tuple(_edge(t) for t in self.inputs)
 
     def __repr__(self):
@@ -72,7 +78,9 @@ class Node:
 
     def release(self):
         # keep the graph's edges (as PyTorch does) but drop saved values
-        self._next = tuple(_edge(t) for t in self.inputs)
+        # cheap: (grad_fn, index) for non-leaves, the tensor for leaves that want grad, None otherwise
+        self._next = [(fn, t._out_index) if (fn := getattr(t, "_grad_fn", None)) is not None
+                      else (t if getattr(t, "_requires_grad", False) else None) for t in self.inputs]
         self.inputs = ()
         self._out = None
         self._freed = True
@@ -81,8 +89,8 @@ class Node:
             release(self)
 
 
-def needs_version(t):
-    return getattr(t, "_version", None) is not None
+def node_versions(inputs):
+    return tuple(t._version[0] if getattr(t, "_version", None) is not None else -1 for t in inputs)
 
 
 class AccumulateGrad:

@@ -60,6 +60,11 @@ class Tape:
 
     def __init__(self):
         self._nodes = []
+        self._inputs = []  # input descriptions, kept readable after backward frees the nodes
+
+    def _record(self, node):
+        self._nodes.append(node)
+        self._inputs.append(", ".join(_describe(t) for t in node.inputs))
 
     @property
     def nodes(self):
@@ -73,8 +78,7 @@ class Tape:
 
     def __repr__(self):
         lines = [f"Tape({len(self._nodes)} nodes)"]
-        for i, node in enumerate(self._nodes):
-            ins = ", ".join(_describe(t) for t in node.inputs) if not node._freed else "freed"
+        for i, (node, ins) in enumerate(zip(self._nodes, self._inputs)):
             lines.append(f"  {i}: {node.op.grad_name}({ins})")
         return "\n".join(lines)
 

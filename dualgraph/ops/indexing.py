@@ -171,13 +171,13 @@ def setitem_(x, index, value):
                          f"x{list(template)} of a tensor with shape {tuple(x.shape)}: {e}") from None
     x._version[0] += 1
     if tracked:
-        from ..autograd.graph import Node
+        from ..autograd.graph import Node, node_versions
         from ..tensor import _make
         before = _make(x._data, x._device)  # stands for x's history before the write
         before._grad_fn, before._out_index, before._requires_grad = x._grad_fn, x._out_index, x._requires_grad
         inputs = (before, value_t if value_t is not None else value, *tensors)
         needs = (x._requires_grad, value_t is not None and value_t._requires_grad) + (False,) * len(tensors)
-        x._grad_fn = Node(INDEX_PUT, inputs, {"template": template}, needs, (x._data,), None)
+        x._grad_fn = Node(INDEX_PUT, inputs, {"template": template}, needs, node_versions(inputs))
         x._out_index, x._requires_grad = 0, True
 
 

@@ -330,7 +330,7 @@ def _to_device_apply(x, dev):
         return STATE.tracer.apply(TO_DEVICE, (x,), {"device": dev})
     out = _make(_to_device_forward(None, x._data, dev), dev)
     if x._requires_grad and STATE.grad_enabled:
-        out._grad_fn = Node(TO_DEVICE, (x,), {"device": dev}, (True,), (out._data,), None)
+        out._grad_fn = Node(TO_DEVICE, (x,), {"device": dev}, (True,), (x._version[0],))
         out._requires_grad = True
     return out
 
