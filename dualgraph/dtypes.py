@@ -18,7 +18,11 @@ DEFAULT_FLOAT = float32
 
 
 def resolve(dtype):
-    """Turn anything dtype-like into a numpy dtype that dualgraph supports (None passes through)."""
+    """Turn anything dtype-like into a numpy dtype that dualgraph supports (None passes through).
+
+    Accepts numpy dtypes and scalar types, names ("float64", "torch.float32"), `dg.float32`,
+    and Python's float/int/bool (float means the default float dtype, float32).
+    """
     if dtype is None:
         return None
     if dtype is float:
@@ -27,13 +31,12 @@ def resolve(dtype):
         return int64
     if dtype is bool:
         return bool_
-    name = getattr(dtype, "__name__", None) if not isinstance(dtype, (str, np.dtype)) else None
-    if name is not None and name.startswith("torch"):
-        dtype = str(dtype).replace("torch.", "")
+    if not isinstance(dtype, (np.dtype, type)):
+        dtype = str(dtype).removeprefix("torch.")  # also accepts torch dtypes by name, without importing torch
     try:
-        dt = np.dtype(str(dtype).replace("torch.", "") if not isinstance(dtype, (np.dtype, type)) else dtype)
+        dt = np.dtype(dtype)
     except TypeError:
-        raise DTypeError(f"dtype {dtype!r} is not a dtype; use e.g. dg.float32, 'float64' or np.int64") from None
+        raise DTypeError(f"{dtype!r} is not a dtype; use e.g. dg.float32, 'float64' or np.int64") from None
     if dt not in SUPPORTED:
         raise DTypeError(f"dtype {dt} is not supported; supported: {', '.join(str(d) for d in SUPPORTED)}")
     return dt
