@@ -6,6 +6,7 @@ import numpy as _np
 
 from . import dtypes as _dt
 from .backend import CPU, device as _device
+from .errors import ShapeError
 from .ops.infer import Aval
 from .ops.registry import defop
 from .tensor import Tensor, _make, apply
@@ -63,7 +64,13 @@ def _shape(shape):
 def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT):
     dev = _device(device)
     dt = _dt.resolve(dtype) or default
-    arr = fill(dev.xp, _shape(shape), dt)
+    shape = _shape(shape)
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"cannot create a tensor with negative dimension: shape {shape}")
+    try:
+        arr = fill(dev.xp, shape, dt)
+    except (ValueError, MemoryError) as e:
+        raise ShapeError(f"cannot create a tensor of shape {shape} and dtype {dt} on {dev}: {e}") from None
     t = _make(arr, dev)
     if requires_grad:
         t.requires_grad_(True)

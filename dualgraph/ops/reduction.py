@@ -26,6 +26,8 @@ def norm_axes(axis, ndim, op="reduce"):
         out.append(a % n)
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axes}")
+    if ndim == 0:
+        return ()  # axis 0 / -1 of a 0-d tensor: nothing to reduce (as numpy and PyTorch)
     return tuple(sorted(out))
 
 
@@ -143,8 +145,8 @@ def _extreme_vjp(ctx, g):
 
 def _nonempty(name, fn):
     def forward(xp, x, axes, keepdims):
-        if x.size == 0:
-            raise ShapeError(f"{name}: reduction over an empty tensor of shape {x.shape} has no identity")
+        if x.size == 0 and builtins.any(x.shape[i] == 0 for i in (range(x.ndim) if axes is None else axes)):
+            raise ShapeError(f"{name}: reduction over an empty axis (tensor shape {x.shape}) has no identity")
         return fn(xp)(x, axis=axes, keepdims=keepdims)
     return forward
 
@@ -183,8 +185,8 @@ def _arg_infer(x, axis, keepdims):
 
 def _arg_forward(name, which):
     def forward(xp, x, axis, keepdims):
-        if x.size == 0:
-            raise ShapeError(f"{name}: empty tensor of shape {x.shape}")
+        if x.size == 0 and (axis is None or x.shape[axis] == 0):
+            raise ShapeError(f"{name}: reduction over an empty axis (tensor shape {x.shape})")
         return getattr(xp, which)(x, axis=axis, keepdims=keepdims).astype(np.int64)
     return forward
 
