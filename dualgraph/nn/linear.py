@@ -1,0 +1,157 @@
+"""Linear, Identity, Flatten, Unflatten, Embedding and Dropout modules (PyTorch's defaults and init)."""
+import math
+
+from .. import creation
+from ..ops.elementwise import where
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["Identity", "Linear", "Flatten", "Unflatten", "Embedding", "Dropout"]
+
+
+def _empty(*shape, device=None, dtype=None):
+    return creation.empty(*shape, device=device, dtype=dtype)
+
+
+class Identity(Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias with weight (out_features, in_features); x is (*, in_features).
+
+    Init as PyTorch: weight kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); bias the same."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = Parameter(_empty(self.out_features, self.in_features, device=device, dtype=dtype))
+        if bias:
+            self.bias = Parameter(_empty(self.out_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_features
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise self._input_error(f"shape (*, {self.in_features})", x)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Flatten(Module):
+    """Flatten dims start_dim..end_dim (default: all but the batch dim)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        if x.ndim <= max(self.start_dim, self.end_dim if self.end_dim >= 0 else 0):
+            raise self._input_error(f"at least {max(self.start_dim, self.end_dim) + 1} dims", x)
+        return x.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        d = self.dim % x.ndim
+        n = 1
+        for s in self.unflattened_size:
+            n *= s
+        if x.shape[d] != n:
+            raise self._input_error(f"size {n} at dim {self.dim}", x)
+        return x.reshape(tuple(x.shape[:d]) + self.unflattened_size + tuple(x.shape[d + 1:]))
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class Embedding(Module):
+    """A lookup table: integer indices of any shape -> rows of weight (num_embeddings, embedding_dim).
+
+    Init N(0, 1) as PyTorch; the padding_idx row starts at zero and gets no gradient."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, _weight=None,
+                 device=None, dtype=None):
+        super().__init__()
+        if max_norm is not None:
+            raise NotImplementedError("Embedding(max_norm=...) is not supported; renormalize the weight yourself")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        if padding_idx is not None:
+            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise ValueError(f"padding_idx {padding_idx} must lie within num_embeddings {num_embeddings}")
+            padding_idx %= self.num_embeddings
+        self.padding_idx = padding_idx
+        if _weight is not None:
+            if tuple(_weight.shape) != (self.num_embeddings, self.embedding_dim):
+                raise ValueError(f"_weight has shape {tuple(_weight.shape)}, expected "
+                                 f"{(self.num_embeddings, self.embedding_dim)}")
+            self.weight = Parameter(_weight)
+        else:
+            self.weight = Parameter(_empty(self.num_embeddings, self.embedding_dim, device=device, dtype=dtype))
+            self.reset_parameters()
+
+    def reset_parameters(self):
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            from ..autograd import no_grad
+            with no_grad():
+                self.weight[self.padding_idx] = 0.0
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+        rows, dim = embeddings.shape
+        m = cls(rows, dim, padding_idx=padding_idx, _weight=embeddings)
+        m.weight.requires_grad_(not freeze)
+        return m
+
+    def forward(self, indices):
+        dtype = getattr(indices, "dtype", None)
+        if dtype is not None and dtype.kind not in "iu":
+            raise self._input_error("integer indices", indices, what=f"integer indices, got dtype {dtype} with")
+        out = F.embedding(indices, self.weight)
+        if self.padding_idx is not None:
+            keep = (indices != self.padding_idx).unsqueeze(-1)
+            out = where(keep, out, F.embedding(indices, self.weight.detach()))
+        return out
+
+    def extra_repr(self):
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
+class Dropout(Module):
+    """Zero elements with probability p in training mode (scaling the rest by 1/(1-p)); identity in eval."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = float(p), inplace
+
+    def forward(self, x):
+        return F.dropout(x, self.p, training=self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
