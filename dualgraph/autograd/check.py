@@ -46,8 +46,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     v = [rng.standard_normal(o.shape) for o in outs]
     wrt = [t for t in inputs if getattr(t, "requires_grad", False)]
     from ..tensor import Tensor
-    analytic = autograd.grad([o for o in outs], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype) for vi, o in zip(v, outs)],
-                             allow_unused=True)
+    live = [(o, vi) for o, vi in zip(outs, v) if o.requires_grad]  # an output without a graph has zero grads
+    analytic = autograd.grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype) for o, vi in live],
+                             allow_unused=True) if live else [None] * len(wrt)
     with no_grad():
         numeric = [g for g in _numerical_jacobian_vjp(fn, inputs, v, eps) if g is not None]
     for i, (a, n) in enumerate(zip(analytic, numeric)):
