@@ -71,7 +71,10 @@ def _pow_vjp(ctx, g):
         ga = g * b * pow(a, b - 1) if isinstance(b, (int, float)) else g * b * pow(a, b - 1)
     if ctx.needs_input_grad[1]:
         out = ctx.out
-        safe_log = log(where(a > 0, a, ones_like(a)))
+        if isinstance(a, (int, float)):  # a Python scalar base: 2.0 ** x
+            safe_log = float(np.log(a)) if a > 0 else 0.0
+        else:
+            safe_log = log(where(a > 0, a, ones_like(a)))
         gb = g * out * safe_log
     return ga, gb
 

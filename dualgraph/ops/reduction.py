@@ -110,7 +110,40 @@ def _prod_others_forward(xp, x, axes):
     return xp.moveaxis(others, tuple(range(x.ndim - len(axes), x.ndim)), axes)
 
 
-PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.shape, x.dtype), None)
+def _prod_others_vjp(ctx, g):
+    """d others_i / d x_k (k != i) is the product over j not in {i, k}: the others of the (n, n) matrix
+    X[i, j] = (1 if i == j else x_j) along j. O(n^2) memory per group, paid only by higher-order grads."""
+    from ..creation import arange
+    from .elementwise import eq, where
+    from .shape import broadcast_to, permute, reshape
+    x = ctx.inputs[0]
+    axes = tuple(range(x.ndim)) if ctx.attrs["axes"] is None else ctx.attrs["axes"]
+    perm = [d for d in range(x.ndim) if d not in axes] + list(axes)
+    moved = permute(x, perm)
+    lead = tuple(moved.shape[:x.ndim - len(axes)])
+    n = _count(x, axes)
+    xf, gf = reshape(moved, lead + (n,)), reshape(permute(g, perm), lead + (n,))
+    idx = arange(n, device=x.device)
+    diag = eq(reshape(idx, (n, 1)), reshape(idx, (1, n)))
+    big = broadcast_to(reshape(xf, lead + (1, n)), lead + (n, n))
+    mat = where(diag, ones_like_(big), big)
+    others2 = apply(PROD_OTHERS, (mat,), {"axes": (len(lead) + 1,)})
+    gmat = reshape(gf, lead + (n, 1)) * others2
+    gx = apply(SUM, (where(diag, zeros_like_(gmat), gmat),), {"axes": (len(lead),), "keepdims": False})
+    return (permute(reshape(gx, tuple(moved.shape)), tuple(np.argsort(perm).tolist())),)
+
+
+def ones_like_(x):
+    from ..creation import ones_like
+    return ones_like(x)
+
+
+def zeros_like_(x):
+    from ..creation import zeros_like
+    return zeros_like(x)
+
+
+PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.shape, x.dtype), _prod_others_vjp)
 
 
 def _prod_vjp(ctx, g):

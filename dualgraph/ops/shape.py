@@ -328,7 +328,7 @@ def _to_device_apply(x, dev):
     from .._state import STATE
     if STATE.tracer is not None:
         return STATE.tracer.apply(TO_DEVICE, (x,), {"device": dev})
-    out = _make(_to_device_forward(None, x._data, dev), dev)
+    out = _make(TO_DEVICE.forward(None, x._data, dev), dev)  # through the record, like apply()
     if x._requires_grad and STATE.grad_enabled:
         out._grad_fn = Node(TO_DEVICE, (x,), {"device": dev}, (True,), (x._version[0],))
         out._requires_grad = True
