@@ -1,0 +1,944 @@
+"""The op table: one `OpInfo` row per user-facing op (like PyTorch's OpInfo).
+
+Each row says
+  name            a unique row name (ops with several spellings/attrs get several rows)
+  op              the dualgraph callable; takes dg Tensors (and the Python values of the sample) positionally,
+                  plus the sample's kwargs
+  ref             an independent numpy/scipy reference with the same signature, on numpy arrays
+  samples         make -> [Sample]; `make` draws arrays of the dtype under test (see `Make`)
+  dtypes          dtypes the forward test runs in ("float32", "float64", "int64", "bool", ...)
+  differentiable  first-order gradients are checked against central finite differences (float64)
+  second_order    grad-of-grad is checked too (smooth ops whose gradient depends on the inputs)
+  atol/rtol       forward tolerances (None: by dtype); grad_atol/grad_rtol for gradcheck
+  check_dtype     the output dtype must equal numpy's for the same inputs
+
+Other suites (tracing, ONNX) iterate over the same rows:
+
+    for row in OP_DB:
+        for s in row.sample_inputs("float32"):
+            args, kwargs = s.args, s.kwargs          # numpy arrays / Python values
+            out = row.op(*to_tensors(args), **kwargs)  # dg Tensors
+            expected = row.ref(*args, **kwargs)
+
+Adding an op: define it once (`defop` or a composite) and add one row here. test_op_registry.py
+fails when a primitive in `dualgraph.ops.REGISTRY` is exercised by no row.
+"""
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+from scipy import special as sp
+
+import dualgraph as dg
+import dualgraph.nn.functional as F
+
+FLOAT = ("float32", "float64")
+INT = ("int64", "int32")
+NUMERIC = FLOAT + INT
+
+
+# ---- samples ------------------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    desc: str = ""
+    grad: bool = True  # use this sample for gradient checks
+
+    def __repr__(self):
+        def d(a):
+            if isinstance(a, np.ndarray):
+                return f"{a.dtype}{list(a.shape)}"
+            return repr(a)
+        parts = [d(a) for a in self.args] + [f"{k}={d(v)}" for k, v in self.kwargs.items()]
+        return f"{self.desc or 'sample'}({', '.join(parts)})"
+
+
+class Make:
+    """Draws sample arrays in one dtype. Float draws are uniform; int draws are small integers."""
+
+    def __init__(self, dtype, seed=0):
+        self.dtype = np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.is_float = self.dtype.kind == "f"
+
+    def _cast(self, a):
+        return np.asarray(a).astype(self.dtype)
+
+    def __call__(self, *shape, low=-2.0, high=2.0):
+        if self.dtype.kind == "b":
+            return self.rng.random(shape) < 0.5
+        if self.is_float:
+            return self._cast(self.rng.uniform(low, high, shape))
+        return self._cast(self.rng.integers(math.floor(low), math.ceil(high) + 1, shape))
+
+    def pos(self, *shape, low=0.5, high=2.0):
+        """Strictly positive values (log, sqrt, pow bases, divisors)."""
+        if not self.is_float:
+            return self._cast(self.rng.integers(1, 4, shape))
+        return self._cast(self.rng.uniform(low, high, shape))
+
+    def nonzero(self, *shape, low=0.3, high=2.0):
+        """Values with |v| in [low, high]: away from the kink at 0 (abs, relu, sign, divisors)."""
+        sign = np.where(self.rng.random(shape) < 0.5, -1.0, 1.0)
+        if not self.is_float:
+            return self._cast(sign * self.rng.integers(1, 4, shape))
+        return self._cast(sign * self.rng.uniform(low, high, shape))
+
+    def distinct(self, *shape, spacing=0.25):
+        """All values distinct and at least `spacing` apart (no ties for max/min/argmax/sort)."""
+        n = int(np.prod(shape, dtype=np.int64))
+        vals = (self.rng.permutation(n) - n / 2) * (spacing if self.is_float else 1)
+        return self._cast(vals.reshape(shape))
+
+    def small_ints(self, *shape, low=-2, high=2):
+        """Integer values in the dtype under test: comparisons get ties."""
+        return self._cast(self.rng.integers(low, high + 1, shape))
+
+    def away(self, *shape, points=(0.0,), margin=0.15, low=-2.0, high=2.0):
+        """Uniform values kept `margin` away from every point in `points` (kinks, rounding edges)."""
+        x = self.rng.uniform(low, high, shape)
+        for p in points:
+            near = np.abs(x - p) < margin
+            x = np.where(near, p + np.where(x >= p, margin, -margin) * 1.5, x)
+        return self._cast(x)
+
+    def index(self, shape, high, low=0):
+        return self.rng.integers(low, high, shape).astype(np.int64)
+
+    def bool(self, *shape):
+        return self.rng.random(shape) < 0.5
+
+    def f64(self, *shape, low=-2.0, high=2.0):
+        """Always-float values (for rows whose dtype under test is an int but that need a float input)."""
+        return self.rng.uniform(low, high, shape)
+
+
+# ---- the row record ------------------------------------------------------------------------------
+
+_DEFAULT_TOL = {"float16": (1e-2, 1e-2), "float32": (1e-5, 1e-4), "float64": (1e-10, 1e-7)}
+
+
+@dataclass
+class OpInfo:
+    name: str
+    op: Callable
+    ref: Optional[Callable]
+    samples: Callable
+    dtypes: tuple = FLOAT
+    differentiable: bool = True
+    second_order: bool = False
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    grad_atol: float = 1e-5
+    grad_rtol: float = 1e-3
+    check_dtype: bool = True
+    random: bool = False  # forward is random: the reference is a property of the output, not a value
+    notes: str = ""
+
+    def sample_inputs(self, dtype, seed=None):
+        """The row's samples with arrays drawn in `dtype` (deterministic per row and dtype)."""
+        if seed is None:
+            seed = zlib.crc32(f"{self.name}/{dtype}".encode())
+        return list(self.samples(Make(dtype, seed)))
+
+    def tol(self, dtype):
+        atol, rtol = _DEFAULT_TOL.get(str(dtype), (0, 0))
+        return (self.atol if self.atol is not None and atol else atol,
+                self.rtol if self.rtol is not None and rtol else rtol)
+
+    def __repr__(self):
+        return f"OpInfo({self.name})"
+
+
+def to_tensors(args, requires_grad=False, share=True):
+    """numpy arrays -> dg Tensors (sharing memory with `share`, so mutation is visible); others as-is.
+    With requires_grad, floating tensors require grad."""
+    out = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            t = dg.from_numpy(a) if share else dg.tensor(a)
+            if requires_grad and a.dtype.kind == "f":
+                t.requires_grad_(True)
+            out.append(t)
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def to_dg(sample, requires_grad=False, share=True):
+    """A sample's (args, kwargs) for `row.op`: arrays become Tensors (kwargs arrays never require grad)."""
+    args = to_tensors(sample.args, requires_grad, share)
+    kwargs = {k: to_tensors((v,), False, share)[0] for k, v in sample.kwargs.items()}
+    return args, kwargs
+
+
+def as_numpy_outputs(out):
+    """A dg result (Tensor, tuple of Tensors) as a tuple of numpy arrays."""
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return tuple(o.numpy() for o in outs)
+
+
+# ---- small reference helpers -----------------------------------------------------------------------
+
+def _np_axis(kw):
+    """PyTorch spellings (dim=, keepdim=) -> numpy's (axis=, keepdims=)."""
+    kw = dict(kw)
+    if "dim" in kw:
+        kw["axis"] = kw.pop("dim")
+    if "keepdim" in kw:
+        kw["keepdims"] = kw.pop("keepdim")
+    if isinstance(kw.get("axis"), list):
+        kw["axis"] = tuple(kw["axis"])
+    return kw
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def np_softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def np_log_softmax(x, axis=-1):
+    return x - sp.logsumexp(x, axis=axis, keepdims=True)
+
+
+def np_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Direct loop cross-correlation, PyTorch's conv2d semantics."""
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if padding == "same":
+        ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    elif padding == "valid":
+        ph = pw = 0
+    else:
+        ph, pw = _pair(padding)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, oh, ow), dtype=np.result_type(x, w))
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[:, g * cg:(g + 1) * cg, i * sh:i * sh + dh * (kh - 1) + 1:dh,
+                           j * sw:j * sw + dw * (kw - 1) + 1:dw]
+                out[:, oc, i, j] = np.sum(patch * w[oc], axis=(1, 2, 3))
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1)
+    return out
+
+
+def np_conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    n, c, length = x.shape
+    o, cg, k = w.shape
+    if padding == "same":
+        padding = dilation * (k - 1) // 2
+    elif padding == "valid":
+        padding = 0
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding)))
+    ol = (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    out = np.zeros((n, o, ol), dtype=np.result_type(x, w))
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for i in range(ol):
+            for kk in range(k):
+                out[:, oc, i] += np.sum(xp[:, g * cg:(g + 1) * cg, i * stride + kk * dilation] * w[oc, :, kk], axis=1)
+    if b is not None:
+        out = out + b.reshape(1, -1, 1)
+    return out
+
+
+def _pool(x, kernel_size, stride, padding, dilation, pad_value, reduce):
+    (kh, kw) = _pair(kernel_size)
+    (sh, sw) = _pair(stride if stride is not None else kernel_size)
+    (ph, pw), (dh, dw) = _pair(padding), _pair(dilation)
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x[None]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    n, c, h, w = xp.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+            out[:, :, i, j] = reduce(win, axis=(2, 3))
+    return out[0] if squeeze else out
+
+
+def np_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    return _pool(x, kernel_size, stride, padding, dilation, -np.inf, np.max)
+
+
+def np_avg_pool2d(x, kernel_size, stride=None, padding=0):
+    return _pool(x, kernel_size, stride, padding, 1, 0.0, np.mean)
+
+
+def np_cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """PyTorch's documented cross_entropy: class axis 1 (or 0 for unbatched input)."""
+    cax = 1 if x.ndim > 1 else 0
+    c = x.shape[cax]
+    logp = np_log_softmax(x.astype(np.float64), axis=cax)
+    wshape = [1] * x.ndim
+    wshape[cax] = c
+    w = np.ones(c) if weight is None else weight.astype(np.float64)
+    wb = w.reshape(wshape)
+    if target.dtype.kind == "f":  # class probabilities
+        y = target.astype(np.float64)
+        if label_smoothing:
+            y = y * (1 - label_smoothing) + label_smoothing / c
+        loss = -np.sum(wb * y * logp, axis=cax)
+        return _reduce(loss, reduction).astype(x.dtype)
+    t = target.astype(np.int64)
+    valid = t != ignore_index
+    ts = np.where(valid, t, 0)
+    picked = np.take_along_axis(logp, np.expand_dims(ts, cax), axis=cax).squeeze(cax)
+    wt = w[ts] * valid
+    nll = -picked * wt
+    smooth = -np.sum(wb * logp, axis=cax) * valid
+    loss = (1 - label_smoothing) * nll + label_smoothing / c * smooth
+    if reduction == "mean":
+        return np.asarray(loss.sum() / wt.sum()).astype(x.dtype)
+    return (np.asarray(loss.sum()) if reduction == "sum" else loss).astype(x.dtype)
+
+
+def np_nll_loss(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    c = logp.shape[1] if logp.ndim > 1 else logp.shape[0]
+    w = np.ones(c) if weight is None else weight
+    valid = target != ignore_index
+    ts = np.where(valid, target, 0)
+    cax = 1 if logp.ndim > 1 else 0
+    picked = np.take_along_axis(logp, np.expand_dims(ts, cax), axis=cax).squeeze(cax)
+    wt = w[ts] * valid
+    loss = -picked * wt
+    if reduction == "mean":
+        return np.asarray(loss.sum() / wt.sum()).astype(logp.dtype)
+    return (np.asarray(loss.sum()) if reduction == "sum" else loss).astype(logp.dtype)
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return np.asarray(loss.mean())
+    return np.asarray(loss.sum()) if reduction == "sum" else loss
+
+
+def np_bce_with_logits(x, t, weight=None, reduction="mean", pos_weight=None):
+    log_sig = -(np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x))))      # log sigmoid(x)
+    log_one_minus = -(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))  # log (1 - sigmoid(x))
+    pw = 1.0 if pos_weight is None else pos_weight
+    loss = -(pw * t * log_sig + (1 - t) * log_one_minus)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def np_gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(x.dtype)
+    return (x * sp.ndtr(x)).astype(x.dtype)
+
+
+def np_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    out = (x - mu) / np.sqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def np_split(x, size_or_sections, axis=0):
+    n = x.shape[axis]
+    if isinstance(size_or_sections, int):
+        bounds = list(range(size_or_sections, n, size_or_sections))
+    else:
+        bounds = list(np.cumsum(size_or_sections)[:-1])
+    return tuple(np.split(x, bounds, axis=axis))
+
+
+def np_scatter_add(x, dim, index, src):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        target = list(pos)
+        target[dim] = index[pos]
+        out[tuple(target)] += src[pos]
+    return out
+
+
+def _with_set(x, v, index):
+    y = x.copy()
+    y[index] = v
+    return y
+
+
+def _dg_setitem(x, v, *, index):
+    y = x.clone()
+    y[index] = v
+    return y
+
+
+def _ref_random(shape_of_out):
+    return shape_of_out
+
+
+# ---- sample generators ------------------------------------------------------------------------------
+
+BROADCAST_PAIRS = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 4)), ((), (2, 3)), ((2, 1, 3), (4, 1))]
+
+
+def binary_samples(a_gen="__call__", b_gen="__call__", scalars=(2.5,), scalar_first=True):
+    def gen(make):
+        out = []
+        for sa, sb in BROADCAST_PAIRS:
+            out.append(Sample((getattr(make, a_gen)(*sa), getattr(make, b_gen)(*sb)), desc=f"{sa}x{sb}"))
+        for s in scalars:
+            v = s if make.is_float else int(s)
+            out.append(Sample((getattr(make, a_gen)(2, 3), v), desc="tensor-scalar"))
+            if scalar_first:
+                out.append(Sample((v, getattr(make, b_gen)(2, 3)), desc="scalar-tensor"))
+        return out
+    return gen
+
+
+def unary_samples(gen_name="__call__", **gen_kw):
+    def gen(make):
+        g = getattr(make, gen_name)
+        return [Sample((g(3, 4, **gen_kw),), desc="2d"), Sample((g(5, **gen_kw),), desc="1d"),
+                Sample((g(**gen_kw),), desc="0d"), Sample((g(2, 0, 3, **gen_kw),), desc="empty", grad=False)]
+    return gen
+
+
+def _minmax_pair(make):
+    out = [Sample((make(*sa), make(*sb)), desc=f"{sa}x{sb}") for sa, sb in BROADCAST_PAIRS]
+    a = make.distinct(3, 4)  # b within +-0.5 of a, never equal
+    out.append(Sample((a, a + make._cast(np.where(make.bool(3, 4), 1, -1) * (0.5 if make.is_float else 1))),
+                      desc="near"))
+    return out
+
+
+def _floordiv_samples(make):
+    """Quotients kept 0.2 away from integers, so floor/mod are differentiable at the samples."""
+    out = []
+    for sa, sb in BROADCAST_PAIRS[:3]:
+        if make.is_float:
+            b = make.nonzero(*sb, low=0.5)
+            shape = np.broadcast_shapes(sa, sb)
+            q = make.rng.integers(-3, 3, shape) + make.rng.uniform(0.2, 0.8, shape)
+            a = make._cast(q * b)  # a has the broadcast shape, b broadcasts against it
+            out.append(Sample((a, b), desc=f"{sa}x{sb}"))
+        else:
+            out.append(Sample((make(*sa, low=-9, high=9), make.nonzero(*sb)), desc=f"{sa}x{sb}"))
+    out.append(Sample((make(2, 3, low=-9, high=9) if not make.is_float else make._cast(
+        make.rng.integers(-9, 9, (2, 3)) * 3 + 1.5), 3 if not make.is_float else 3.0), desc="tensor-scalar"))
+    return out
+
+
+def _pow_samples(make):
+    return [Sample((make.pos(3, 4), make(3, 4)), desc="tensor**tensor"),
+            Sample((make.pos(2, 3, 4), make(4)), desc="broadcast"),
+            Sample((make(3, 4), 2), desc="square"),
+            Sample((make(3, 4), 3), desc="cube"),
+            Sample((make.pos(3, 4), 0.5), desc="sqrt"),
+            Sample((make.nonzero(3, 4), -1), desc="reciprocal"),
+            Sample((make.pos(3, 4), 1.7), desc="float exponent"),
+            Sample((2.0, make(3, 4)), desc="scalar base")]
+
+
+def _clip_samples(make):
+    return [Sample((make.away(3, 4, points=(-0.5, 0.7)), -0.5, 0.7), desc="both"),
+            Sample((make.away(3, 4, points=(0.0,)),), {"min": 0.0}, desc="min only"),
+            Sample((make.away(3, 4, points=(0.3,)),), {"max": 0.3}, desc="max only")]
+
+
+def _where_samples(make):
+    return [Sample((make.bool(3, 4), make(3, 4), make(3, 4)), desc="same"),
+            Sample((make.bool(3, 1), make(1, 4), make(3, 4)), desc="broadcast"),
+            Sample((make.bool(2, 3), make(2, 3), 0.0 if make.is_float else 0), desc="scalar other")]
+
+
+def _cmp_samples(make):
+    return [Sample((make.small_ints(3, 4), make.small_ints(3, 4)), desc="ties"),
+            Sample((make.small_ints(2, 3, 4), make.small_ints(4)), desc="broadcast"),
+            Sample((make.small_ints(2, 3), 1), desc="scalar")]
+
+
+def _logic_samples(make):
+    return [Sample((make.bool(3, 4), make.bool(3, 4))), Sample((make.bool(2, 3, 4), make.bool(4)), desc="broadcast"),
+            Sample((make.f64(2, 3) * (make.rng.random((2, 3)) < 0.5), make.bool(2, 3)), desc="float truthiness")]
+
+
+# reduction samples: axis variants incl. negative, tuple, keepdims and PyTorch spellings
+def _reduce_samples(gen_name="__call__", tuple_axes=True, with_none=True):
+    def gen(make):
+        g = getattr(make, gen_name)
+        out = []
+        if with_none:
+            out.append(Sample((g(3, 4),), desc="all"))
+            out.append(Sample((g(2, 3),), {"keepdims": True}, desc="all keepdims"))
+        out += [Sample((g(3, 4),), {"axis": 0}),
+                Sample((g(2, 3, 4),), {"axis": -1}),
+                Sample((g(2, 3, 4),), {"axis": 1, "keepdims": True}),
+                Sample((g(2, 3, 4),), {"dim": -2, "keepdim": True}, desc="torch spelling"),
+                Sample((g(5),), {"axis": 0}, desc="1d")]
+        if tuple_axes:
+            out.append(Sample((g(2, 3, 4),), {"axis": (0, 2)}, desc="tuple axes"))
+            out.append(Sample((g(2, 3, 4),), {"dim": (-1, 0), "keepdim": True}, desc="tuple dims"))
+        return out
+    return gen
+
+
+def _prod_samples(make):
+    out = _reduce_samples("pos")(make)
+    x = make(3, 4)
+    x[1, 2] = 0
+    out.append(Sample((x,), {"axis": 1}, desc="with a zero"))
+    y = make(2, 3)
+    y[0, 0] = y[1, 1] = 0
+    out.append(Sample((y,), desc="two zeros"))
+    return out
+
+
+def _var_samples(make):
+    return _reduce_samples()(make) + [Sample((make(3, 4),), {"axis": 1, "ddof": 1}, desc="ddof"),
+                                      Sample((make(3, 4),), {"dim": 0, "correction": 1}, desc="correction"),
+                                      Sample((make(3, 4),), {"axis": -1, "unbiased": True}, desc="unbiased")]
+
+
+def _ref_var(fn):
+    def ref(x, ddof=0, correction=None, unbiased=None, **kw):
+        if correction is not None:
+            ddof = correction
+        if unbiased is not None:
+            ddof = 1 if unbiased else 0
+        return fn(x, ddof=ddof, **_np_axis(kw))
+    return ref
+
+
+def _arg_samples(make):
+    return [Sample((make.distinct(3, 4),)), Sample((make.distinct(3, 4),), {"axis": 1}),
+            Sample((make.distinct(2, 3, 4),), {"dim": -2}), Sample((make.distinct(2, 3, 4),), {"axis": 0, "keepdims": True}),
+            Sample((make.distinct(2, 3),), {"dim": 1, "keepdim": True})]
+
+
+def _cumsum_samples(make):
+    return [Sample((make(3, 4),), {"axis": 0}), Sample((make(2, 3, 4),), {"axis": -1}),
+            Sample((make(2, 3, 4),), {"dim": 1}), Sample((make(2, 3),), desc="flattened")]
+
+
+def _ref_cumsum(x, axis=None, dim=None):
+    return np.cumsum(x, axis=dim if dim is not None else axis)
+
+
+def _matmul_samples(make):
+    return [Sample((make(3, 4), make(4, 5)), desc="2d"), Sample((make(2, 3, 4), make(4, 5)), desc="batched@2d"),
+            Sample((make(2, 1, 3, 4), make(3, 4, 2)), desc="broadcast batch"),
+            Sample((make(4), make(4, 3)), desc="1d@2d"), Sample((make(2, 3, 4), make(4)), desc="3d@1d"),
+            Sample((make(4), make(4)), desc="1d@1d")]
+
+
+EINSUM_SPECS = [("ij,jk->ik", [(3, 4), (4, 2)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 2)]),
+                ("i,i->", [(5,), (5,)]), ("ij->ji", [(3, 4)]), ("...ij,...jk", [(2, 3, 4), (2, 4, 3)]),
+                ("ij,jk", [(3, 4), (4, 2)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]), ("ij->", [(3, 4)]),
+                ("i,j->ij", [(3,), (4,)])]
+
+
+def _einsum_samples(make):
+    return [Sample(tuple(make(*s) for s in shapes), {"spec": spec}, desc=spec) for spec, shapes in EINSUM_SPECS]
+
+
+# ---- the rows --------------------------------------------------------------------------------------
+
+def _unary(name, fn, ref, gen="__call__", second_order=True, dtypes=FLOAT, gen_kw=None, **kw):
+    second_order = second_order and kw.get("differentiable", True)
+    return OpInfo(name, fn, ref, unary_samples(gen, **(gen_kw or {})), dtypes=dtypes, second_order=second_order, **kw)
+
+
+def _binary(name, fn, ref, samples=None, dtypes=FLOAT, **kw):
+    return OpInfo(name, fn, ref, samples or binary_samples(), dtypes=dtypes, **kw)
+
+
+def _reduction(name, fn, ref, samples=None, **kw):
+    return OpInfo(name, lambda x, **k: fn(x, **k), lambda x, **k: np.asarray(ref(x, **_np_axis(k))),
+                  samples or _reduce_samples(), **kw)
+
+
+OP_DB = [
+    # -- arithmetic --
+    _binary("add", dg.add, np.add, dtypes=NUMERIC, second_order=False),
+    _binary("add_alpha", lambda a, b: dg.add(a, b, alpha=2), lambda a, b: a + 2 * b,
+            binary_samples(scalars=()), second_order=False),
+    _binary("sub", dg.sub, np.subtract, dtypes=NUMERIC, second_order=False),
+    _binary("mul", dg.mul, np.multiply, dtypes=NUMERIC, second_order=True),
+    _binary("div", dg.div, np.true_divide, binary_samples(b_gen="nonzero", scalar_first=False), second_order=True),
+    _binary("rdiv", lambda a, b: a / b, np.true_divide,
+            lambda make: [Sample((2.0, make.nonzero(3, 4)), desc="scalar/tensor")], second_order=True),
+    _binary("floordiv", dg.floordiv, np.floor_divide, _floordiv_samples, dtypes=NUMERIC),
+    _binary("mod", dg.mod, np.mod, _floordiv_samples, dtypes=NUMERIC),
+    _unary("neg", dg.neg, np.negative, dtypes=NUMERIC, second_order=False),
+    _binary("pow", dg.pow, np.power, _pow_samples, second_order=True),
+    _unary("abs", dg.abs, np.abs, "nonzero", dtypes=NUMERIC, second_order=False),
+    _unary("sign", dg.sign, np.sign, "nonzero", dtypes=NUMERIC, second_order=False),
+    _binary("maximum", dg.maximum, np.maximum, _minmax_pair, dtypes=NUMERIC),
+    _binary("minimum", dg.minimum, np.minimum, _minmax_pair, dtypes=NUMERIC),
+    _binary("max_binary", dg.max, np.maximum, _minmax_pair, notes="torch.max(a, b) spelling"),
+    OpInfo("clip", lambda x, *a, **k: dg.clip(x, *a, **k),
+           lambda x, lo=None, hi=None, min=None, max=None: np.clip(x, lo if lo is not None else min,
+                                                                  hi if hi is not None else max), _clip_samples),
+    OpInfo("where", dg.where, np.where, _where_samples),
+    # -- unary math --
+    _unary("exp", dg.exp, np.exp),
+    _unary("log", dg.log, np.log, "pos"),
+    _unary("log1p", dg.log1p, np.log1p, gen_kw={"low": -0.5}),
+    _unary("expm1", dg.expm1, np.expm1),
+    _unary("sqrt", dg.sqrt, np.sqrt, "pos"),
+    _unary("rsqrt", dg.rsqrt, lambda x: 1 / np.sqrt(x), "pos"),
+    _unary("sin", dg.sin, np.sin),
+    _unary("cos", dg.cos, np.cos),
+    _unary("tan", dg.tan, np.tan, gen_kw={"low": -1.2, "high": 1.2}),
+    _unary("tanh", dg.tanh, np.tanh),
+    _unary("sigmoid", dg.sigmoid, lambda x: 1 / (1 + np.exp(-x))),
+    _unary("erf", dg.erf, sp.erf),
+    _unary("floor", dg.floor, np.floor, "away", gen_kw={"points": (-2, -1, 0, 1, 2)}, second_order=False),
+    _unary("ceil", dg.ceil, np.ceil, "away", gen_kw={"points": (-2, -1, 0, 1, 2)}, second_order=False),
+    _unary("round", dg.round, np.round, "away", gen_kw={"points": (-1.5, -0.5, 0.5, 1.5)}, second_order=False),
+    _unary("trunc", dg.trunc, np.trunc, "away", gen_kw={"points": (-2, -1, 0, 1, 2)}, second_order=False),
+    _unary("clone", dg.clone, np.copy, dtypes=NUMERIC, second_order=False),
+    _unary("square", dg.square, np.square, dtypes=NUMERIC),
+    _unary("reciprocal", dg.reciprocal, np.reciprocal, "nonzero"),
+    # -- activations --
+    _unary("relu", dg.relu, lambda x: np.maximum(x, 0), "nonzero", dtypes=NUMERIC, second_order=False),
+    OpInfo("leaky_relu", lambda x, **k: dg.leaky_relu(x, **k),
+           lambda x, negative_slope=0.01: np.where(x > 0, x, x * x.dtype.type(negative_slope)),
+           lambda make: [Sample((make.nonzero(3, 4),)), Sample((make.nonzero(5),), {"negative_slope": 0.2})]),
+    OpInfo("elu", lambda x, **k: dg.elu(x, **k), lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(x)),
+           lambda make: [Sample((make.nonzero(3, 4),)), Sample((make.nonzero(5),), {"alpha": 0.5})],
+           second_order=True),
+    OpInfo("gelu", lambda x, **k: dg.gelu(x, **k), np_gelu,
+           lambda make: [Sample((make(3, 4),)), Sample((make(5),), {"approximate": "tanh"})], second_order=True),
+    _unary("silu", dg.silu, lambda x: x / (1 + np.exp(-x))),
+    OpInfo("softplus", lambda x, **k: dg.softplus(x, **k),
+           lambda x, beta=1.0: np.log1p(np.exp(beta * x)) / beta,
+           lambda make: [Sample((make(3, 4, low=-4, high=4),)), Sample((make(5),), {"beta": 2.0}),
+                         Sample((make(2, 3, low=-30, high=30),), desc="large |x|", grad=False)], second_order=True),
+    OpInfo("hardtanh", lambda x: dg.hardtanh(x), lambda x: np.clip(x, -1, 1),
+           lambda make: [Sample((make.away(3, 4, points=(-1, 1)),))]),
+    # -- comparisons and logic --
+    *[_binary(n, getattr(dg, n), f, _cmp_samples, dtypes=NUMERIC, differentiable=False)
+      for n, f in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
+                   ("gt", np.greater), ("ge", np.greater_equal)]],
+    *[_binary(n, getattr(dg, n), getattr(np, n), _logic_samples, dtypes=("bool",), differentiable=False)
+      for n in ("logical_and", "logical_or", "logical_xor")],
+    _unary("logical_not", dg.logical_not, np.logical_not, "bool", dtypes=("bool",), differentiable=False),
+    OpInfo("isnan", dg.isnan, np.isnan,
+           lambda make: [Sample((np.array([1.0, np.nan, np.inf, -np.inf, 0.0], dtype=make.dtype),))],
+           differentiable=False),
+    OpInfo("isfinite", dg.isfinite, np.isfinite,
+           lambda make: [Sample((np.array([1.0, np.nan, np.inf, -np.inf, 0.0], dtype=make.dtype),))],
+           differentiable=False),
+    *[_binary(n, (lambda n: lambda a, b: getattr(a, f"__{n[8:]}__")(b))(n), getattr(np, n),
+              lambda make: [Sample((make.small_ints(3, 4, low=-5, high=5), make.small_ints(3, 4, low=-5, high=5))),
+                            Sample((make.small_ints(2, 3), make.small_ints(3)), desc="broadcast")],
+              dtypes=("int64", "int32", "bool"), differentiable=False)
+      for n in ("bitwise_and", "bitwise_or", "bitwise_xor")],
+    _unary("invert", lambda a: ~a, np.invert, "small_ints", dtypes=("int64", "int32", "bool"), differentiable=False),
+    OpInfo("astype", lambda x, **k: dg.astype(x, **k), lambda x, dtype: x.astype(dtype),
+           lambda make: [Sample((make(3, 4),), {"dtype": "float64"}), Sample((make(3, 4),), {"dtype": "float32"}, grad=False),
+                         Sample((make.away(3, 4, points=(-1, 0, 1)),), {"dtype": "int64"}, grad=False),
+                         Sample((make(3, 4),), {"dtype": "bool"}, grad=False)], dtypes=NUMERIC),
+    # -- reductions --
+    _reduction("sum", dg.sum, np.sum, dtypes=NUMERIC),
+    _reduction("mean", dg.mean, np.mean),
+    _reduction("prod", dg.prod, np.prod, _prod_samples, dtypes=NUMERIC, second_order=True),
+    _reduction("max", dg.max, np.max, _reduce_samples("distinct"), dtypes=NUMERIC),
+    _reduction("min", dg.min, np.min, _reduce_samples("distinct"), dtypes=NUMERIC),
+    OpInfo("var", lambda x, **k: dg.var(x, **k), _ref_var(np.var), _var_samples, second_order=True),
+    OpInfo("std", lambda x, **k: dg.std(x, **k), _ref_var(np.std), _var_samples, second_order=True),
+    _reduction("argmax", dg.argmax, np.argmax, _arg_samples, dtypes=NUMERIC, differentiable=False),
+    _reduction("argmin", dg.argmin, np.argmin, _arg_samples, dtypes=NUMERIC, differentiable=False),
+    _reduction("logsumexp", dg.logsumexp, sp.logsumexp, second_order=True),
+    _reduction("all", dg.all, np.all, _reduce_samples("small_ints"), dtypes=("bool", "float32"), differentiable=False),
+    _reduction("any", dg.any, np.any, _reduce_samples("small_ints"), dtypes=("bool", "int64"), differentiable=False),
+    OpInfo("cumsum", lambda x, **k: dg.cumsum(x, **k), _ref_cumsum, _cumsum_samples, dtypes=NUMERIC),
+    # -- linear algebra --
+    OpInfo("matmul", dg.matmul, np.matmul, _matmul_samples, dtypes=NUMERIC, second_order=True),
+    OpInfo("matmul_operator", lambda a, b: a @ b, np.matmul, lambda make: [Sample((make(2, 3), make(3, 2)))],
+           second_order=True),
+    OpInfo("einsum", lambda *xs, spec: dg.einsum(spec, *xs), lambda *xs, spec: np.einsum(spec, *xs),
+           _einsum_samples, second_order=True),
+    # -- shapes --
+    OpInfo("reshape", lambda x, *s: dg.reshape(x, *s), lambda x, *s: np.reshape(x, s[0] if len(s) == 1 else s),
+           lambda make: [Sample((make(3, 4), (4, 3))), Sample((make(2, 3, 4), (-1, 4)), desc="-1"),
+                         Sample((make(2, 3), 3, 2), desc="varargs"), Sample((make(1), ()), desc="to 0d"),
+                         Sample((make(2, 3, 4), 24), desc="flat")], dtypes=NUMERIC),
+    OpInfo("view", lambda x, *s: x.view(*s), lambda x, *s: np.reshape(x, s),
+           lambda make: [Sample((make(3, 4), 2, 6))]),
+    OpInfo("transpose", lambda x, *a, **k: dg.transpose(x, *a, **k),
+           lambda x, *a, axes=None: np.swapaxes(x, *a) if a else np.transpose(x, axes),
+           lambda make: [Sample((make(3, 4),), desc="reverse"), Sample((make(2, 3, 4), 0, 2), desc="swap"),
+                         Sample((make(2, 3, 4), -1, 1), desc="negative"),
+                         Sample((make(2, 3, 4),), {"axes": (1, 2, 0)}, desc="axes=")], dtypes=NUMERIC),
+    OpInfo("permute", lambda x, *a: x.permute(*a), lambda x, *a: np.transpose(x, a[0] if len(a) == 1 else a),
+           lambda make: [Sample((make(2, 3, 4), 2, 0, 1)), Sample((make(2, 3, 4), (1, -1, 0)), desc="tuple, negative")]),
+    OpInfo("mT", lambda x: x.mT, lambda x: np.swapaxes(x, -1, -2), lambda make: [Sample((make(2, 3, 4),))]),
+    OpInfo("moveaxis", dg.moveaxis, np.moveaxis, lambda make: [Sample((make(2, 3, 4), 0, -1)), Sample((make(2, 3, 4), 2, 0))]),
+    OpInfo("expand", lambda x, *s: dg.expand(x, *s), lambda x, *s: np.broadcast_to(
+        x, tuple(x.shape[i - (len(s) - x.ndim)] if v == -1 else v for i, v in enumerate(s))),
+           lambda make: [Sample((make(3, 1), 3, 4)), Sample((make(1, 4), 2, -1, 4), desc="-1, new axis")]),
+    OpInfo("broadcast_to", lambda x, s: dg.broadcast_to(x, s), np.broadcast_to,
+           lambda make: [Sample((make(3, 1), (2, 3, 4))), Sample((make(4), (3, 4))), Sample((make(), (2, 2)), desc="0d")],
+           dtypes=NUMERIC),
+    OpInfo("squeeze", lambda x, *a, **k: dg.squeeze(x, *a, **k),
+           lambda x, axis=None, dim=None: np.squeeze(x, axis if dim is None else dim),
+           lambda make: [Sample((make(1, 3, 1, 4),), desc="all"), Sample((make(1, 3, 1),), {"axis": -1}),
+                         Sample((make(1, 3, 1),), {"dim": 0}), Sample((make(1, 3, 1),), {"axis": (0, 2)}, desc="tuple")]),
+    OpInfo("squeeze_noop", lambda x: dg.squeeze(x, 1), lambda x: x,
+           lambda make: [Sample((make(2, 3),))], notes="torch: squeezing a non-1 dim is a no-op"),
+    OpInfo("unsqueeze", lambda x, a: dg.unsqueeze(x, a), np.expand_dims,
+           lambda make: [Sample((make(3, 4), 0)), Sample((make(3, 4), -1)), Sample((make(3, 4), 1)), Sample((make(), 0))]),
+    OpInfo("flatten", lambda x, **k: dg.flatten(x, **k),
+           lambda x, start_dim=0, end_dim=-1: x.reshape(
+               x.shape[:start_dim % x.ndim] + (-1,) + x.shape[end_dim % x.ndim + 1:]),
+           lambda make: [Sample((make(2, 3, 4),)), Sample((make(2, 3, 4),), {"start_dim": 1}),
+                         Sample((make(2, 3, 4, 2),), {"start_dim": 1, "end_dim": -2})]),
+    OpInfo("concat", lambda *xs, **k: dg.concat(list(xs), **k),
+           lambda *xs, axis=0, dim=None: np.concatenate(xs, axis=axis if dim is None else dim),
+           lambda make: [Sample((make(2, 3), make(4, 3))), Sample((make(2, 3), make(2, 1), make(2, 2)), {"axis": -1}),
+                         Sample((make(2, 1, 3), make(2, 2, 3)), {"dim": 1})], dtypes=NUMERIC),
+    OpInfo("stack", lambda *xs, **k: dg.stack(list(xs), **k),
+           lambda *xs, axis=0, dim=None: np.stack(xs, axis=axis if dim is None else dim),
+           lambda make: [Sample((make(2, 3), make(2, 3))), Sample((make(2, 3), make(2, 3), make(2, 3)), {"axis": -1}),
+                         Sample((make(4), make(4)), {"dim": 1})]),
+    OpInfo("split", lambda x, s, **k: dg.split(x, s, **k),
+           lambda x, s, axis=0, dim=None: np_split(x, s, axis if dim is None else dim),
+           lambda make: [Sample((make(5, 3), 2), desc="uneven"), Sample((make(2, 6), [1, 2, 3]), {"dim": 1}),
+                         Sample((make(2, 6), 3), {"axis": -1})]),
+    OpInfo("chunk", lambda x, c, **k: dg.chunk(x, c, **k),
+           lambda x, c, axis=0, dim=None: np_split(x, -(-x.shape[axis if dim is None else dim] // c),
+                                                   axis if dim is None else dim),
+           lambda make: [Sample((make(6, 2), 3)), Sample((make(2, 5), 2), {"dim": 1})]),
+    OpInfo("narrow", dg.narrow, lambda x, a, s, n: np.take(x, range(s, s + n), axis=a),
+           lambda make: [Sample((make(4, 5), 1, 1, 3))]),
+    OpInfo("pad", lambda x, p, **k: dg.pad(x, p, **k),
+           lambda x, p, value=0.0, mode="constant": np.pad(
+               x, p if isinstance(p[0], tuple) else
+               [(0, 0)] * (x.ndim - len(p) // 2) + [(p[i], p[i + 1]) for i in range(len(p) - 2, -1, -2)],
+               constant_values=value),
+           lambda make: [Sample((make(2, 3), (1, 2)), desc="torch last axis"),
+                         Sample((make(2, 3, 4), (1, 0, 0, 2)), {"value": 1.5}, desc="torch two axes"),
+                         Sample((make(2, 3), ((1, 0), (0, 2))), desc="numpy pairs")]),
+    OpInfo("pad_reflect", lambda x: dg.pad(x, (2, 1), mode="reflect"), lambda x: np.pad(x, ((0, 0), (2, 1)), mode="reflect"),
+           lambda make: [Sample((make(2, 4),))], differentiable=False,
+           notes="non-constant pad modes have no vjp yet (pad raises NotImplementedError with requires_grad)"),
+    OpInfo("flip", lambda x, **k: dg.flip(x, **k), lambda x, axis=None, dims=None: np.flip(x, axis if dims is None else dims),
+           lambda make: [Sample((make(3, 4),)), Sample((make(3, 4),), {"axis": 0}), Sample((make(2, 3, 4),), {"dims": (0, -1)})]),
+    OpInfo("repeat", lambda x, *r: x.repeat(*r), lambda x, *r: np.tile(x, r),
+           lambda make: [Sample((make(2, 3), 2, 1)), Sample((make(3), 2, 2), desc="new axis")]),
+    # -- indexing --
+    OpInfo("getitem", lambda x, *, index: x[index], lambda x, *, index: x[index],
+           lambda make: [Sample((make(4, 5),), {"index": (1,)}, desc="int"),
+                         Sample((make(4, 5),), {"index": (slice(1, 3), slice(None, None, -2))}, desc="slices"),
+                         Sample((make(4, 5),), {"index": (-1, slice(None))}, desc="negative int"),
+                         Sample((make(2, 3, 4),), {"index": (Ellipsis, None, 1)}, desc="ellipsis, None"),
+                         Sample((make(4, 5),), {"index": (np.array([0, 2, 0]),)}, desc="int array, repeats"),
+                         Sample((make(4, 5),), {"index": (slice(None), [1, 3])}, desc="list"),
+                         Sample((make(2, 3),), {"index": (np.array([[True, False, True], [False, True, True]]),)},
+                                desc="bool mask"),
+                         Sample((make(3, 4),), {"index": (np.array([0, 2]), np.array([1, 3]))}, desc="pairs")],
+           dtypes=NUMERIC),
+    OpInfo("setitem", _dg_setitem, lambda x, v, *, index: _with_set(x, v, index),
+           lambda make: [Sample((make(4, 5), make(5)), {"index": (1,)}, desc="row"),
+                         Sample((make(4, 5), make(2, 1)), {"index": (slice(1, 3), slice(None))}, desc="broadcast value"),
+                         Sample((make(4, 5), make(2)), {"index": (np.array([0, 3]), np.array([1, 2]))}, desc="advanced"),
+                         Sample((make(3, 3), 0.5 if make.is_float else 1), {"index": (slice(None), 0)}, desc="scalar")],
+           dtypes=NUMERIC),
+    OpInfo("index_put", lambda x, v, *, index: dg.index_put(x, index, v), lambda x, v, *, index: _with_set(x, v, index),
+           lambda make: [Sample((make(4, 5), make(2, 5)), {"index": (slice(0, 2),)})]),
+    OpInfo("gather", lambda x, d, i: dg.gather(x, d, i), lambda x, d, i: np.take_along_axis(x, i, d),
+           lambda make: [Sample((make(3, 4), 1, make.index((3, 2), 4))), Sample((make(3, 4), 0, make.index((5, 4), 3)), desc="repeats"),
+                         Sample((make(2, 3, 4), -1, make.index((2, 3, 6), 4)), desc="negative dim")], dtypes=NUMERIC),
+    OpInfo("take_along_axis", lambda x, i, a: dg.take_along_axis(x, i, a), lambda x, i, a: np.take_along_axis(x, i, a),
+           lambda make: [Sample((make(3, 4), make.index((3, 1), 4), 1))]),
+    OpInfo("scatter_add", lambda x, d, i, s: dg.scatter_add(x, d, i, s), np_scatter_add,
+           lambda make: [Sample((make(3, 4), 0, make.index((5, 4), 3), make(5, 4)), desc="repeated targets"),
+                         Sample((make(3, 4), 1, make.index((3, 2), 4), make(3, 2))),
+                         Sample((make(2, 3, 4), -1, make.index((2, 3, 2), 4), make(2, 3, 2)), desc="negative dim")],
+           dtypes=NUMERIC, second_order=False),
+    OpInfo("index_select", lambda x, d, i: dg.index_select(x, d, i), lambda x, d, i: np.take(x, i, axis=d),
+           lambda make: [Sample((make(4, 3), 0, np.array([3, 0, 3]))), Sample((make(2, 5), 1, np.array([4, 1]))),
+                         Sample((make(2, 5), -1, np.array([0])), desc="negative dim")], dtypes=NUMERIC),
+    OpInfo("nonzero", dg.nonzero, np.argwhere,
+           lambda make: [Sample((make.small_ints(3, 4, low=0, high=1),)), Sample((make.small_ints(5, low=0, high=1),))],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("one_hot", lambda i, **k: dg.one_hot(i, **k),
+           lambda i, num_classes=-1: np.eye(num_classes if num_classes > 0 else i.max() + 1, dtype=np.int64)[i],
+           lambda make: [Sample((np.array([0, 2, 1, 2]),), {"num_classes": 4}), Sample((np.array([[1, 0], [2, 2]]),), desc="infer C")],
+           dtypes=("int64",), differentiable=False),
+    OpInfo("embedding", lambda i, w: dg.embedding(i, w), lambda i, w: w[i],
+           lambda make: [Sample((np.array([[0, 2], [4, 2]]), make(5, 3))), Sample((np.array([1, 1, 0]), make(3, 2)), desc="repeats")]),
+    # -- softmax family and losses --
+    OpInfo("softmax", lambda x, **k: F.softmax(x, **k), lambda x, axis=-1, dim=None: np_softmax(x, axis if dim is None else dim),
+           lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"axis": 1}), Sample((make(2, 3),), {"dim": 0}),
+                         Sample((make(2, 3, low=-200, high=200),), desc="large logits", grad=False)], second_order=True),
+    OpInfo("log_softmax", lambda x, **k: F.log_softmax(x, **k),
+           lambda x, axis=-1, dim=None: np_log_softmax(x, axis if dim is None else dim),
+           lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"dim": 1}),
+                         Sample((make(2, 3, low=-200, high=200),), desc="large logits", grad=False)], second_order=True),
+    OpInfo("cross_entropy", lambda x, t, **k: F.cross_entropy(x, t, **k), np_cross_entropy,
+           lambda make: [Sample((make(4, 3), np.array([0, 2, 1, 2]))),
+                         Sample((make(4, 3), np.array([0, 2, -100, 2])), {"reduction": "sum"}, desc="ignore_index"),
+                         Sample((make(4, 3), np.array([0, 2, 1, 1])), {"weight": make.pos(3), "label_smoothing": 0.1},
+                                desc="weight+smoothing"),
+                         Sample((make(4, 3), np.array([0, 2, 1, 5])), {"ignore_index": 5, "weight": make.pos(3)},
+                                desc="weight+ignore"),
+                         Sample((make(2, 3, 2), np.array([[0, 2], [1, 1]])), {"reduction": "none"}, desc="spatial"),
+                         Sample((make(4, 3), np_softmax(make.f64(4, 3)).astype(make.dtype)), desc="probabilities"),
+                         Sample((make(4, 3), np_softmax(make.f64(4, 3)).astype(make.dtype)),
+                                {"label_smoothing": 0.2, "weight": make.pos(3)}, desc="probs+smoothing+weight"),
+                         Sample((make(3), np.array(1)), desc="unbatched")], second_order=True),
+    OpInfo("nll_loss", lambda x, t, **k: F.nll_loss(x, t, **k), np_nll_loss,
+           lambda make: [Sample((make(4, 3), np.array([0, 2, 1, 2]))),
+                         Sample((make(4, 3), np.array([0, -100, 1, 2])), {"weight": make.pos(3)}),
+                         Sample((make(4, 3), np.array([0, 2, 1, 2])), {"reduction": "none"})]),
+    OpInfo("mse_loss", lambda a, b, **k: F.mse_loss(a, b, **k), lambda a, b, reduction="mean": _reduce((a - b) ** 2, reduction),
+           lambda make: [Sample((make(3, 4), make(3, 4))), Sample((make(5), make(5)), {"reduction": "sum"}),
+                         Sample((make(2, 3), make(2, 3)), {"reduction": "none"})], second_order=True),
+    OpInfo("l1_loss", lambda a, b: F.l1_loss(a, b), lambda a, b: np.asarray(np.mean(np.abs(a - b))),
+           lambda make: [Sample((lambda a: (a, a + make.nonzero(3, 4)))(make(3, 4)))]),
+    OpInfo("bce_with_logits", lambda x, t, **k: F.binary_cross_entropy_with_logits(x, t, **k), np_bce_with_logits,
+           lambda make: [Sample((make(3, 4, low=-4, high=4), make.pos(3, 4, low=0, high=1))),
+                         Sample((make(5), (make.rng.random(5) < 0.5).astype(make.dtype)), {"reduction": "sum"}),
+                         Sample((make(2, 3), make.pos(2, 3, low=0, high=1)), {"weight": make.pos(3), "pos_weight": make.pos(3)}),
+                         Sample((make(4, low=-50, high=50), make.pos(4, low=0, high=1)), desc="large logits", grad=False)],
+           second_order=True),
+    OpInfo("linear", lambda x, w, *b: F.linear(x, w, *b), lambda x, w, *b: x @ w.T + (b[0] if b else 0),
+           lambda make: [Sample((make(2, 3), make(4, 3), make(4))), Sample((make(2, 2, 3), make(4, 3)), desc="no bias")],
+           second_order=True),
+    OpInfo("layer_norm", lambda x, s, *wb: F.layer_norm(x, s, *wb), np_layer_norm,
+           lambda make: [Sample((make(2, 5), (5,))), Sample((make(2, 3, 4), (3, 4), make(3, 4), make(3, 4)), desc="affine")],
+           second_order=True, grad_atol=1e-4),
+    # -- convolution and pooling --
+    OpInfo("conv2d", lambda x, w, *b, **k: F.conv2d(x, w, *b, **k), np_conv2d,
+           lambda make: [Sample((make(1, 2, 5, 5), make(3, 2, 3, 3), make(3))),
+                         Sample((make(2, 2, 6, 5), make(2, 2, 2, 2)), {"stride": 2, "padding": 1}, desc="stride, padding"),
+                         Sample((make(1, 2, 7, 6), make(2, 2, 3, 2)), {"dilation": (2, 1), "padding": (2, 0)}, desc="dilation"),
+                         Sample((make(1, 4, 5, 5), make(6, 2, 3, 3), make(6)), {"groups": 2, "stride": (1, 2)}, desc="groups"),
+                         Sample((make(1, 2, 4, 4), make(2, 2, 3, 3)), {"padding": "same"}, desc="same")],
+           dtypes=FLOAT, second_order=True),
+    OpInfo("conv1d", lambda x, w, *b, **k: F.conv1d(x, w, *b, **k), np_conv1d,
+           lambda make: [Sample((make(2, 2, 7), make(3, 2, 3), make(3))),
+                         Sample((make(1, 4, 9), make(4, 2, 2)), {"stride": 2, "padding": 1, "dilation": 2, "groups": 2},
+                                desc="all attrs"),
+                         Sample((make(1, 2, 6), make(2, 2, 3)), {"padding": "same"}, desc="same")],
+           second_order=True),
+    OpInfo("max_pool2d", lambda x, *a, **k: F.max_pool2d(x, *a, **k), np_max_pool2d,
+           lambda make: [Sample((make.distinct(1, 2, 4, 4), 2)),
+                         Sample((make.distinct(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}, desc="stride, padding"),
+                         Sample((make.distinct(2, 5, 5), 2), {"stride": 1, "dilation": 2}, desc="unbatched, dilation")]),
+    OpInfo("avg_pool2d", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d,
+           lambda make: [Sample((make(1, 2, 4, 4), 2)), Sample((make(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}),
+                         Sample((make(2, 4, 6), (2, 3)), desc="unbatched, rect")]),
+    OpInfo("adaptive_avg_pool2d", lambda x, s: F.adaptive_avg_pool2d(x, s),
+           lambda x, s: np.stack([np.stack([x[..., (i * x.shape[-2]) // s[0]: -(-((i + 1) * x.shape[-2]) // s[0]),
+                                              (j * x.shape[-1]) // s[1]: -(-((j + 1) * x.shape[-1]) // s[1])].mean(axis=(-2, -1))
+                                            for j in range(s[1])], -1) for i in range(s[0])], -2),
+           lambda make: [Sample((make(1, 2, 4, 6), (2, 3)), desc="divisible"), Sample((make(1, 1, 5, 5), (2, 3)), desc="uneven")]),
+    OpInfo("unfold", lambda x, *a: dg.unfold(x, *a),
+           lambda x, k, s=1, d=1: np.stack([np.stack([x[:, :, i * d: i * d + s * ((x.shape[2] - d * (k - 1) - 1) // s) + 1: s,
+                                                         j * d: j * d + s * ((x.shape[3] - d * (k - 1) - 1) // s) + 1: s]
+                                                       for j in range(k)], 2) for i in range(k)], 2),
+           lambda make: [Sample((make(1, 2, 4, 5), 2)), Sample((make(2, 1, 6, 6), 2, 2, 2), desc="stride, dilation")]),
+    # -- creation, random, dropout, devices --
+    OpInfo("zeros_like", lambda x: dg.zeros_like(x), np.zeros_like, unary_samples(), dtypes=NUMERIC, differentiable=False),
+    OpInfo("ones_like", lambda x: dg.ones_like(x), np.ones_like, unary_samples(), dtypes=NUMERIC, differentiable=False),
+    OpInfo("full_like", lambda x, v, **k: dg.full_like(x, v, **k), lambda x, v, dtype=None: np.full_like(x, v, dtype=dtype),
+           lambda make: [Sample((make(2, 3), 3)), Sample((make(2,), 1.5), {"dtype": "float64"})],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("rand_like", lambda x: (dg.rand_like(x) >= 0) & (dg.rand_like(x) < 1), lambda x: np.ones(x.shape, bool),
+           lambda make: [Sample((make(50, 4),))], differentiable=False, random=True, notes="values in [0, 1)"),
+    OpInfo("randn_like", lambda x: dg.abs(dg.mean(dg.randn_like(x))) < 0.2, lambda x: np.array(True),
+           lambda make: [Sample((make(50, 40),))], differentiable=False, random=True, notes="mean ~ 0"),
+    OpInfo("dropout_eval", lambda x, **k: F.dropout(x, 0.5, **k), lambda x, **k: x,
+           lambda make: [Sample((make(3, 4),), {"training": False}), Sample((make(3, 4),), desc="training=None")],
+           notes="inactive outside training: identity"),
+    OpInfo("dropout_p0", lambda x: F.dropout(x, 0.0, training=True), lambda x: x, lambda make: [Sample((make(3, 4),))]),
+    OpInfo("to_device", lambda x: dg.ops.shape.to_device_op(x, dg.device("cpu")), lambda x: x,
+           lambda make: [Sample((make(2, 3),))], notes="cpu -> cpu here; the GPU path is tested where cupy exists"),
+]
+
+OPS = {row.name: row for row in OP_DB}
+assert len(OPS) == len(OP_DB), "row names must be unique"
+
+# Primitives whose vjp is deliberately None (not differentiable). A new primitive with vjp=None must be
+# listed here on purpose; test_op_registry.py checks this set against the registry.
+NON_DIFFERENTIABLE = {
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
+    "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
+    "nonzero", "full_like", "uniform_like", "normal_like",
+}
+
+
+# ---- which primitives a row exercises ----------------------------------------------------------------
+
+def record_primitives(fn):
+    """Run fn() while recording every primitive forward call as (op, input arrays, attrs, output).
+
+    Wraps each registry Op's forward (the one place every mode runs), so calls made by vjps and by
+    ops that bypass `apply` are seen too."""
+    from dualgraph.ops import REGISTRY
+    calls = []
+    saved = {}
+    for op in REGISTRY.values():
+        saved[op] = op.forward
+
+        def wrapped(xp, *arrays, __op=op, __f=op.forward, **attrs):
+            out = __f(xp, *arrays, **attrs)
+            calls.append((__op, arrays, dict(attrs), out))
+            return out
+        op.forward = wrapped
+    try:
+        fn()
+    finally:
+        for op, f in saved.items():
+            op.forward = f
+    return calls
+
+
+def exercise(row, dtypes=None):
+    """Run every sample of `row` forward, and for differentiable rows backward and (second_order) twice."""
+    for dtype in dtypes or row.dtypes:
+        for s in row.sample_inputs(dtype):
+            grad = row.differentiable and s.grad and np.dtype(dtype).kind == "f"
+            args, kwargs = to_dg(s, requires_grad=grad, share=False)
+            out = row.op(*args, **kwargs)
+            outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if o.requires_grad]
+            wrt = [a for a in args if isinstance(a, dg.Tensor) and a.requires_grad]
+            if not (grad and outs and wrt):
+                continue
+            total = sum(dg.sum(o * o) for o in outs)
+            gs = dg.autograd.grad(total, wrt, create_graph=row.second_order, allow_unused=True)
+            if row.second_order:
+                gsum = [dg.sum(g * g) for g in gs if g is not None and g.requires_grad]
+                if gsum:
+                    dg.autograd.grad(sum(gsum), wrt, allow_unused=True)
+
+
+def primitives_by_row(rows=None):
+    """{row name: sorted primitive names its samples exercise (forward, backward, double backward)}."""
+    result = {}
+    for row in rows or OP_DB:
+        calls = record_primitives(lambda: exercise(row))
+        result[row.name] = sorted({op.name for op, *_ in calls})
+    return result
