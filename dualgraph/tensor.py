@@ -220,7 +220,7 @@ class Tensor:
         if self._data is None:
             STATE.tracer.concrete_value_error(self, "item()")
         if self._data.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+            raise ShapeError(f"item() needs a tensor with one element, this one has shape {self.shape}")
         return self._data.item()
 
     def tolist(self):
@@ -230,7 +230,7 @@ class Tensor:
         if self._data is None:
             STATE.tracer.concrete_value_error(self, "bool()")
         if self._data.size != 1:
-            raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous; "
+            raise ShapeError(f"the truth value of a tensor with shape {self.shape} is ambiguous; "
                              f"use .any() or .all()")
         return bool(self._data)
 
@@ -430,7 +430,10 @@ def _to_array(data, dtype, device, copy):
     else:
         if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
             data = _detensor(data)
-        host = _np.asarray(data)
+        try:
+            host = _np.asarray(data)
+        except ValueError as e:  # ragged nested lists
+            raise ShapeError(f"cannot make a tensor from {type(data).__name__} data: {e}") from None
         if host.dtype == object:
             raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of mixed or non-numeric types")
         if dtype is None and host.dtype == _np.float64 and not isinstance(data, _np.generic):
