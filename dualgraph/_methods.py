@@ -1,21 +1,16 @@
 """Tensor operators and methods, bound to the op functions (one definition each)."""
 from .ops import conv, elementwise as ew, indexing as ix, linalg, reduction as red, shape as sh
 from .ops.elementwise import ADD, DIV, MUL, SUB
-from .tensor import Tensor, apply
+from .tensor import Tensor, binary_method
 from .nn import functional as F
 
 
 def _bind():
     T = Tensor
-    # Binary operators go straight to apply: the hot path for small tensors.
-    T.__add__ = lambda a, b: apply(ADD, (a, b))
-    T.__radd__ = lambda a, b: apply(ADD, (b, a))
-    T.__sub__ = lambda a, b: apply(SUB, (a, b))
-    T.__rsub__ = lambda a, b: apply(SUB, (b, a))
-    T.__mul__ = lambda a, b: apply(MUL, (a, b))
-    T.__rmul__ = lambda a, b: apply(MUL, (b, a))
-    T.__truediv__ = lambda a, b: apply(DIV, (a, b))
-    T.__rtruediv__ = lambda a, b: apply(DIV, (b, a))
+    T.__add__, T.__radd__ = binary_method(ADD), binary_method(ADD, reflected=True)
+    T.__sub__, T.__rsub__ = binary_method(SUB), binary_method(SUB, reflected=True)
+    T.__mul__, T.__rmul__ = binary_method(MUL), binary_method(MUL, reflected=True)
+    T.__truediv__, T.__rtruediv__ = binary_method(DIV), binary_method(DIV, reflected=True)
     T.__floordiv__ = lambda a, b: ew.floordiv(a, b)
     T.__rfloordiv__ = lambda a, b: ew.floordiv(b, a)
     T.__mod__ = lambda a, b: ew.mod(a, b)

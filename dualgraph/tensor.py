@@ -546,6 +546,54 @@ def apply(op, inputs, attrs=_EMPTY):
     return result
 
 
+def binary_method(op, reflected=False):
+    """`Tensor.__mul__` and friends: apply's tensor-tensor fast path inlined for one op.
+
+    Operators on small tensors are dominated by Python overhead, so this skips the generic
+    dispatch (one frame, the inputs tuple, the kind checks) when both operands are eager tensors
+    on one device; everything else goes through `apply`.
+    """
+    forward = op.forward
+    cpu_ufunc = getattr(_np, op.ufunc) if op.ufunc else None
+    saves_output = op.saves_output
+
+    def method(a, b):
+        if reflected:
+            a, b = b, a
+        st = STATE
+        if st.tracer is None and a.__class__ is Tensor and b.__class__ is Tensor and a._device is b._device:
+            try:
+                if cpu_ufunc is not None and a._device is CPU:
+                    out = cpu_ufunc(a._data, b._data)
+                else:
+                    out = forward(a._device.xp, a._data, b._data)
+            except DualgraphError:
+                raise
+            except Exception as e:
+                raise _forward_error(op, (a, b), _EMPTY, e) from e
+            if out.__class__ is not _ndarray:
+                out = a._device.xp.asarray(out)
+            r = _new(Tensor)
+            r._data = out
+            r._device = a._device
+            r._requires_grad = False
+            r._grad_fn = None
+            r._version = [0]
+            if (a._requires_grad or b._requires_grad) and st.grad_enabled:
+                node = Node(op, (a, b), _EMPTY, (a._requires_grad, b._requires_grad),
+                            (a._version[0], b._version[0]))
+                if saves_output:
+                    node._out = (out,)
+                    node._out_versions = ((r._version, 0),)
+                r._grad_fn = node
+                r._requires_grad = True
+            return r
+        return apply(op, (a, b))
+
+    method.__name__ = f"__{'r' if reflected else ''}{op.name}__"
+    return method
+
+
 def _record(op, inputs, attrs, result):
     needs, versions = [], []
     for t in inputs:

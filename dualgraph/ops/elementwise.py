@@ -25,11 +25,11 @@ def _f(xp, x):
 # ---- arithmetic -----------------------------------------------------------------------------
 
 ADD = defop("add", lambda xp, a, b: xp.add(a, b), elementwise_infer,
-            lambda ctx, g: (g, g), commutative=True, **EW)
+            lambda ctx, g: (g, g), commutative=True, ufunc="add", **EW)
 SUB = defop("sub", lambda xp, a, b: xp.subtract(a, b), elementwise_infer,
-            lambda ctx, g: (g, neg(g)), **EW)
+            lambda ctx, g: (g, neg(g)), ufunc="subtract", **EW)
 MUL = defop("mul", lambda xp, a, b: xp.multiply(a, b), elementwise_infer,
-            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, **EW)
+            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply", **EW)
 
 
 def _div_forward(xp, a, b):

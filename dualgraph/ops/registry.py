@@ -28,6 +28,7 @@ class Op:
     view: bool = False                 # output may share memory (and the version counter) with input 0
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
+    ufunc: str = ""                    # forward is exactly this numpy/cupy ufunc: the operator fast path calls it
     grad_name: str = ""
     onnx: Any = None                   # lowering rule, attached by dualgraph.onnx
     doc: str = ""
