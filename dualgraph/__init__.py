@@ -43,3 +43,7 @@ def is_tensor(x):
 
 def get_default_dtype():
     return _dtypes.DEFAULT_FLOAT
+
+# modules, optimizers, data and checkpoints (issue #4)
+from . import data, optim  # noqa: E402,F401
+from .serialization import CheckpointError, load, save  # noqa: E402,F401

@@ -1,0 +1,190 @@
+"""The Optimizer base: parameter groups, zero_grad, state_dict/load_state_dict (PyTorch's API).
+
+Updates are dualgraph ops run under no_grad and written into the parameters with in-place tensor
+methods, and all per-parameter state (momentum buffers, Adam moments, the step count) lives in
+dualgraph tensors updated in place. Nothing in an update reads a tensor back into Python, so an
+optimizer step can be traced into a compiled training step: the tracer sees reads and in-place
+writes of state tensors. Learning rates and other hyperparameters are Python floats in
+`param_groups` (schedulers change them between steps).
+"""
+from ..autograd import no_grad
+from ..creation import zeros
+from ..tensor import Tensor
+
+__all__ = ["Optimizer", "required"]
+
+
+class _Required:
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+class Optimizer:
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state = {}          # param -> dict of state tensors
+        self.param_groups = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            "but got a Tensor; pass model.parameters() or [tensor]")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, param_group):
+        """Add a dict {'params': [...], hyperparameter: value, ...}; missing values come from defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)  # never change the caller's dict
+        params = group.get("params")
+        if params is None:
+            raise ValueError("a param group needs a 'params' entry")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor (one computed from others); "
+                                 "optimize the leaf parameters instead")
+        group["params"] = params
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization "
+                                 f"parameter {name}")
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group (or twice in one)")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient: set it to None (default) or fill it with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    with no_grad():
+                        p.grad.zero_()
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; `closure` re-evaluates and returns the loss."""
+        loss = None
+        if closure is not None:
+            from ..autograd import enable_grad
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = self._init_state(p, group)
+                    self._update(p, p.grad, state, group)
+        return loss
+
+    def init_state(self):
+        """Create the state of every parameter now (step() otherwise does it at the first update).
+
+        Call it before compiling a training step so the state exists as concrete tensors."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p not in self.state:
+                    self.state[p] = self._init_state(p, group)
+        return self
+
+    # subclasses implement these two
+    def _init_state(self, p, group):
+        return {}
+
+    def _update(self, p, grad, state, group):
+        raise NotImplementedError
+
+    @staticmethod
+    def _zeros_like(p):
+        return zeros(*p.shape, dtype=p.dtype, device=p.device)
+
+    @staticmethod
+    def _step_tensor(p):
+        """The step count: a 0-d float32 tensor updated in place (so a compiled step does not freeze it)."""
+        return zeros((), dtype="float32", device=p.device)
+
+    # ---- state dicts ------------------------------------------------------------------------
+    def state_dict(self):
+        """{'state': {index: {name: tensor}}, 'param_groups': [{..., 'params': [index, ...]}]}.
+
+        Parameters are numbered in group order, as in PyTorch, so the dict can be saved with
+        dg.save and loaded into an optimizer built over a fresh model. Tensors are copies."""
+        index, groups = {}, []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: v.clone() if isinstance(v, Tensor) else v
+                                           for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore state and hyperparameters saved by state_dict() (checked before anything changes)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(f"loaded state dict has a parameter group ({i}) of {len(saved['params'])} "
+                                 f"parameters, this optimizer's has {len(own['params'])}")
+        by_index = {}
+        for saved, own in zip(groups, self.param_groups):
+            for i, p in zip(saved["params"], own["params"]):
+                by_index[i] = p
+        new_state = {}
+        for key, st in state_dict["state"].items():
+            i = int(key)  # JSON-like checkpoints may have turned keys into strings
+            if i not in by_index:
+                raise ValueError(f"loaded optimizer state refers to parameter {i}, which does not exist")
+            p = by_index[i]
+            entry = {}
+            for name, value in st.items():
+                if isinstance(value, Tensor) or hasattr(value, "shape"):
+                    t = Tensor(value, device=p.device)  # a copy on the parameter's device
+                    if name != "step" and t.shape != p.shape:
+                        raise ValueError(f"loaded state {name!r} of parameter {i} has shape {tuple(t.shape)}, "
+                                         f"the parameter has shape {tuple(p.shape)}")
+                    if t.dtype.kind == "f" and name != "step":
+                        t = t.astype(p.dtype)
+                    value = t
+                entry[name] = value
+            new_state[p] = entry
+        self.state = new_state
+        for saved, own in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    own[k] = v
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(group):
+                if k != "params":
+                    lines.append(f"    {k}: {group[k]}")
+        return "\n".join(lines) + "\n)"
