@@ -11,6 +11,7 @@ class _State(threading.local):
     training = False      # MXNet's train_mode / predict_mode (dropout reads it)
     tapes = ()            # tapes of the enclosing record() scopes, innermost last
     tracer = None         # the active graph builder when tracing (see dualgraph.function)
+    anomaly = False       # autograd.detect_anomaly(): nodes remember their source line, backward checks NaN/inf
 
 
 STATE = _State()

@@ -2,7 +2,7 @@
 from .engine import run_backward
 from .function import Function, FunctionCtx
 from .graph import AccumulateGrad, Node
-from .modes import (Tape, enable_grad, is_grad_enabled, is_recording, is_training, no_grad, pause,
+from .modes import (Tape, detect_anomaly, is_anomaly_enabled, enable_grad, is_grad_enabled, is_recording, is_training, no_grad, pause,
                     predict_mode, record, set_grad_enabled, set_recording, set_training, train_mode)
 from .check import gradcheck, gradgradcheck
 from ..errors import AutogradError
@@ -40,6 +40,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     run_backward(tensors, grad_tensors, retain_graph, create_graph)
 
 
-__all__ = ["grad", "backward", "Function", "FunctionCtx", "gradcheck", "gradgradcheck", "no_grad", "enable_grad",
+__all__ = ["detect_anomaly", "is_anomaly_enabled", "grad", "backward", "Function", "FunctionCtx", "gradcheck", "gradgradcheck", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "record", "pause", "train_mode", "predict_mode",
            "is_recording", "is_training", "set_training", "set_recording", "Tape", "Node", "AccumulateGrad"]

@@ -103,6 +103,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     results[i] = grads[idx]
             node.check_and_release(retain_graph)
             in_grads = _call_vjp(node, grads)
+            if STATE.anomaly:
+                _check_finite(node, in_grads)
             for t, needs, gi in zip(node.inputs, node.needs_input_grad, in_grads):
                 if not needs or gi is None:
                     continue
@@ -143,6 +145,22 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
         else:
             t._grad = t._grad + g if create_graph else (t._grad + g).detach()
     return None
+
+
+def _check_finite(node, in_grads):
+    """detect_anomaly: name the forward op (and the user's line) whose backward made NaN/inf."""
+    for i, g in enumerate(in_grads):
+        data = getattr(g, "_data", None)
+        if data is None or data.dtype.kind != "f":
+            continue
+        xp = g._device.xp
+        if not bool(xp.isfinite(data).all()):
+            kind = "nan" if bool(xp.isnan(data).any()) else "inf"
+            where = f" called at {node._source}" if node._source else ""
+            raise AutogradError(
+                f"detect_anomaly: {node.op.grad_name} returned {kind} values in its gradient for input {i}: "
+                f"the forward op '{node.op.name}'{where} produced them (shapes: "
+                f"{', '.join(str(tuple(getattr(t, 'shape', ()))) for t in node.inputs)})")
 
 
 def _call_vjp(node, grads):

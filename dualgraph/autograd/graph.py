@@ -8,7 +8,7 @@ as soon as the user drops the output.
 import weakref
 
 from .._state import STATE
-from ..errors import AutogradError
+from ..errors import AutogradError, user_line
 
 
 class Node:
@@ -21,6 +21,7 @@ class Node:
     _retained = None
     _hooks = None          # (output index, hook) registered on non-leaf outputs
     _recorded = False      # made inside autograd.record(): MXNet's implicit head gradient
+    _source = ""           # the user's file:line of the forward op (kept under detect_anomaly only)
     _next = ()
 
     def __init__(self, op, inputs, attrs, needs, versions):
@@ -34,6 +35,8 @@ class Node:
             self._recorded = True
             for tape in st.tapes:
                 tape._record(self)
+        if st.anomaly:
+            self._source = user_line()
 
     # --- what PyTorch users inspect -------------------------------------------------
     def name(self):

@@ -143,6 +143,26 @@ class predict_mode:
         STATE.training = self._prev
 
 
+class detect_anomaly(_Mode):
+    """Inside, backward raises at the first NaN/inf gradient, naming the forward op and the user's
+    source line that called it (nodes remember their line only in this mode; it costs a frame walk per op)."""
+
+    def __init__(self, check_nan=True):
+        self._args = (check_nan,)
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self._prev = STATE.anomaly
+        STATE.anomaly = bool(self.check_nan)
+
+    def __exit__(self, *exc):
+        STATE.anomaly = self._prev
+
+
+def is_anomaly_enabled():
+    return STATE.anomaly
+
+
 def is_recording():
     return STATE.recording
 
