@@ -114,3 +114,12 @@ def erf(xp, x):
         import math
         return numpy.vectorize(math.erf, otypes=[x.dtype])(x).astype(x.dtype)
     return _erf(x).astype(x.dtype, copy=False)
+
+
+def scatter_add(xp, out, index, values):
+    """out[index] += values with repeated indices accumulating (numpy's add.at; cupyx on the GPU)."""
+    if xp is numpy:
+        numpy.add.at(out, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(out, index, values)

@@ -7,6 +7,7 @@ tensors that fill its slots; the tensors are op inputs, so a traced graph reads 
 import numpy as np
 
 from .._state import STATE
+from ..backend import scatter_add as _scatter_add
 from ..errors import AutogradError, IndexOutOfRange, ShapeError
 from ..tensor import Tensor, apply, as_tensor
 from .infer import Aval, by_eval
@@ -79,7 +80,7 @@ def _index_add_zeros_forward(xp, g, *idx, template, shape):
     if _is_basic(template):
         out[index] = g
     else:
-        xp.add.at(out, index, g)
+        _scatter_add(xp, out, index, g)
     return out
 
 
@@ -213,7 +214,7 @@ def _zeros_of(x, g):
 
 def _scatter_add_forward(xp, x, index, src, axis):
     out = xp.array(x, copy=True)
-    xp.add.at(out, _along_axis_index(xp, index, axis), src)
+    _scatter_add(xp, out, _along_axis_index(xp, index, axis), src)
     return out
 
 
