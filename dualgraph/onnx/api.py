@@ -1,0 +1,208 @@
+"""`dg.onnx.export`: trace (or reuse a trace, or take a Graph) and write a checked ONNX model."""
+import numpy as np
+
+from ..backend import to_host
+from ..errors import DualgraphError
+from ..graph.ir import Graph
+from ..tensor import Tensor
+from .export import ExportError, graph_to_model, save_atomic
+from .verify import graph_reference, verify as _verify
+
+
+class Traced:
+    """A graph plus what export needs to know about its inputs and outputs."""
+
+    def __init__(self, graph, fed, params, updated=(), reference=None, n_user_outputs=None):
+        self.graph = graph
+        self.fed = fed                    # graph input indices fed by the caller, in argument order
+        self.params = params              # {graph input index: (name, array)} baked in as initializers
+        self.updated = list(updated)      # [(name, graph output index)] state written by the function
+        self.reference = reference        # callable(list of arrays) -> list of arrays (eager), or None
+        self.n_user_outputs = n_user_outputs
+
+
+def _flat(out):
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        res = []
+        for o in out:
+            res.extend(_flat(o))
+        return res
+    if isinstance(out, dict):
+        res = []
+        for k in sorted(out):
+            res.extend(_flat(out[k]))
+        return res
+    raise ExportError(f"the exported function returned a {type(out).__name__}; return tensors "
+                      f"(or tuples/lists/dicts of tensors)")
+
+
+def _tensor_names(modules):
+    """id(tensor) -> module path ("fc1.weight") for the parameters and buffers of `modules`."""
+    names = {}
+    for m in modules:
+        for name, t in list(m.named_parameters()) + list(m.named_buffers()):
+            names.setdefault(id(t), name)
+    return names
+
+
+def _find_modules(fn):
+    from ..nn.module import Module
+    found = []
+    if isinstance(fn, Module):
+        found.append(fn)
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, Module):
+        found.append(owner)
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            if isinstance(cell.cell_contents, Module):
+                found.append(cell.cell_contents)
+        except ValueError:
+            pass
+    code = getattr(fn, "__code__", None)
+    g = getattr(fn, "__globals__", {})
+    for n in (code.co_names if code else ()):
+        if isinstance(g.get(n), Module):
+            found.append(g[n])
+    return found
+
+
+def trace(fn, example_args):
+    """Trace fn(*example_args) at the example's shapes; captured tensors become named initializers."""
+    from .._state import STATE
+    from ..function.tracer import Tracer, tracing
+    from ..ops.infer import Aval
+    tr = Tracer()
+    sym_args, fed = [], []
+    for a in example_args:
+        if isinstance(a, Tensor):
+            v = tr.graph.add_input(Aval(a.shape, a.dtype))
+            t = tr.sym(v, a.device, requires_grad=a.requires_grad)
+            tr.arg_tensors[id(t)] = len(fed)
+            fed.append(len(tr.graph.inputs) - 1)
+            sym_args.append(t)
+        else:
+            sym_args.append(a)
+    with tracing(tr):
+        out = fn(*sym_args)
+        outs = _flat(out)
+        tr.graph.outputs = [tr.value_of(o) for o in outs]
+    n_user = len(outs)
+    names = _tensor_names(_find_modules(fn))
+    params, updated, used = {}, [], set()
+    index = {id(v): i for i, v in enumerate(tr.graph.inputs)}
+    for k, (t, v, _line) in enumerate(tr.captured):
+        name = names.get(id(t)) or f"captured_{k}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        params[index[id(v)]] = (name, to_host(t._data))
+    for t, new in getattr(tr, "mutations", {}).values():
+        if t._data is None:
+            continue
+        for i, (name, _) in params.items():
+            if tr.graph.inputs[i] is tr.vals.get(id(t)) or names.get(id(t)) == name:
+                break
+        else:
+            name = names.get(id(t)) or f"state_{len(updated)}"
+        tr.graph.outputs.append(new)
+        updated.append((name, len(tr.graph.outputs) - 1))
+    for t, g in getattr(tr, "grad_writes", {}).values():
+        if g is None or t._data is None:
+            continue
+        name = (names.get(id(t)) or f"tensor_{len(updated)}") + ".grad"
+        tr.graph.outputs.append(tr.value_of(g) if isinstance(g, Tensor) else g)
+        updated.append((name, len(tr.graph.outputs) - 1))
+    _ = STATE
+
+    def reference(arrays):
+        from ..creation import from_numpy
+        it = iter(arrays)
+        args = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in example_args]
+        snapshot = _snapshot(_find_modules(fn))
+        try:
+            res = _flat(fn(*args))
+        finally:
+            _restore(snapshot)
+        return [r.numpy() for r in res]
+    return Traced(tr.graph, fed, params, updated, reference if not updated else None, n_user)
+
+
+def _snapshot(modules):
+    saved = []
+    for m in modules:
+        for _, t in list(m.named_parameters()) + list(m.named_buffers()):
+            saved.append((t, t._data.copy()))
+    return saved
+
+
+def _restore(saved):
+    for t, arr in saved:
+        t._data[...] = arr
+
+
+def _obtain(f, example_args):
+    """A Traced for a Graph, a @dg.function, an nn.Module or a plain function."""
+    if isinstance(f, Graph):
+        return Traced(f, list(range(len(f.inputs))), {})
+    example_args = tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
+    from ..nn.module import Module
+    if isinstance(f, Module):
+        return trace(f, example_args)
+    inner = getattr(f, "python_function", None) or getattr(f, "fn", None) or getattr(f, "__wrapped__", None)
+    if inner is not None and callable(inner) and not isinstance(f, type):
+        return trace(inner, example_args)
+    if callable(f):
+        return trace(f, example_args)
+    raise ExportError(f"dg.onnx.export takes a function, an nn.Module, a @dg.function or a Graph, "
+                      f"got {type(f).__name__}")
+
+
+def export(f, example_args=(), path=None, input_names=None, output_names=None, dynamic_axes=None,
+           opset=None, verify=False, rtol=1e-4, atol=1e-5, doc_string=None):
+    """Export `f` (function, nn.Module, @dg.function or Graph) to ONNX; returns the onnx.ModelProto.
+
+    example_args: the inputs to trace with (Tensors; other values are static). input_names /
+    output_names: ONNX names of the fed inputs / the outputs. dynamic_axes: {name: {axis: dim name}}
+    or {name: [axes]}; a dim name shared by several inputs is one symbol. opset: default the newest
+    both onnx and onnxruntime support. verify: run onnxruntime on the example inputs and on random
+    sizes along the dynamic axes and compare with dualgraph (rtol/atol); raises VerificationError.
+    path: where to write (atomically); None returns the model without writing.
+    """
+    from ..nn.module import Module
+    was_training = None
+    if isinstance(f, Module) and getattr(f, "training", False):
+        was_training = True
+    traced = _obtain(f, example_args)
+    graph = traced.graph
+    out_names = list(output_names or [])
+    n_user = traced.n_user_outputs if traced.n_user_outputs is not None else len(graph.outputs)
+    out_names += [f"output_{k}" for k in range(len(out_names), n_user)]
+    for name, k in traced.updated:
+        out_names.append(name + ".updated" if not name.endswith(".grad") else name)
+    model, info = graph_to_model(graph, input_names=input_names, output_names=out_names,
+                                 dynamic_axes=dynamic_axes, opset=opset, initializers=traced.params,
+                                 doc_string=doc_string)
+    if verify:
+        example = [a for a in (example_args if isinstance(example_args, (tuple, list)) else (example_args,))
+                   if isinstance(a, Tensor)] if not isinstance(f, Graph) else list(example_args)
+        arrays = [np.asarray(a.numpy() if isinstance(a, Tensor) else a) for a in example]
+        if len(arrays) != len(info.fed):
+            raise ExportError(f"verify=True needs one example array per graph input ({len(info.fed)}), "
+                              f"got {len(arrays)}")
+        feeds = dict(zip(info.input_names, arrays))
+        if traced.reference is not None:
+            ref_fn = traced.reference
+
+            def reference(feeds_):
+                return ref_fn([feeds_[n] for n in info.input_names])
+        else:
+            initial = {i: arr for i, (_, arr) in traced.params.items()}
+            reference = graph_reference(info, graph, initial)
+        _verify(model, info, graph, feeds, reference, rtol=rtol, atol=atol)
+    if path is not None:
+        save_atomic(model, path)
+    _ = was_training, DualgraphError
+    return model

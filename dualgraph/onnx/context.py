@@ -1,0 +1,266 @@
+"""The lowering context: what an op's ONNX rule sees while the exporter walks a graph.
+
+A rule is `rule(ctx, node, *names) -> name or tuple of names`: `names` are the ONNX names of the
+node's inputs (Python scalars among the inputs stay Python scalars), and the rule returns the
+ONNX names holding the node's outputs. It emits ONNX nodes through `ctx.emit`, constants through
+`ctx.const`, and builds run-time shapes through `ctx.shape_tensor` (symbolic dims become
+Shape/Gather/Mul arithmetic on a value that carries them, never frozen constants).
+"""
+import numpy as np
+
+import onnx
+from onnx import helper
+
+from ..errors import DualgraphError
+from ..ops.infer import Dim
+
+INT64_MAX = np.iinfo(np.int64).max
+INT64_MIN = np.iinfo(np.int64).min
+
+
+class NotExportable(DualgraphError):
+    """Raised by a lowering rule for an op, or a use of it, that has no ONNX form."""
+
+
+class SymDim(Dim):
+    """A product of symbolic dims times a rational coefficient: `B*12`, `B*T/4`.
+
+    Made by the exporter when it re-derives symbolic shapes (a reshape to `(batch, -1)`);
+    equal to any SymDim with the same factors and coefficient.
+    """
+
+    __slots__ = ("factors", "num", "den")
+
+    def __init__(self, factors, num=1, den=1):
+        g = np.gcd(int(num), int(den))
+        self.factors, self.num, self.den = tuple(sorted(factors, key=id)), int(num) // g, int(den) // g
+        super().__init__("*".join([d.name for d in self.factors] + ([str(self.num)] if self.num != 1 else []))
+                         + (f"/{self.den}" if self.den != 1 else ""))
+
+    def __eq__(self, other):
+        return (isinstance(other, SymDim) and self.factors == other.factors and self.num == other.num
+                and self.den == other.den)
+
+    def __hash__(self):
+        return hash((tuple(id(f) for f in self.factors), self.num, self.den))
+
+
+def sym_product(dims):
+    """Product of ints, Dims and SymDims, simplified; an int when no symbol is left."""
+    factors, num, den = [], 1, 1
+    for d in dims:
+        if isinstance(d, SymDim):
+            factors.extend(d.factors)
+            num, den = num * d.num, den * d.den
+        elif isinstance(d, Dim):
+            factors.append(d)
+        else:
+            num *= int(d)
+    return make_sym(factors, num, den)
+
+
+def make_sym(factors, num, den=1):
+    g = np.gcd(num, den) or 1
+    num, den = num // g, den // g
+    if not factors:
+        return num // den if den else 0
+    if len(factors) == 1 and num == 1 and den == 1:
+        return factors[0]
+    return SymDim(factors, num, den)
+
+
+def sym_divide(d, k):
+    """d / k for a symbolic d and an int k."""
+    if isinstance(d, SymDim):
+        return make_sym(list(d.factors), d.num, d.den * k)
+    if isinstance(d, Dim):
+        return make_sym([d], 1, k)
+    return d // k
+
+
+def is_sym(d):
+    return isinstance(d, Dim)
+
+
+def onnx_dtype(dt):
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+
+
+class LoweringContext:
+    """Collects the ONNX nodes and initializers of one (sub)graph."""
+
+    def __init__(self, opset, root=None, names=None, dim_sources=None, sym_shapes=None, attrs=None):
+        self.opset = opset
+        self.root = root or self
+        self.nodes = []
+        self.names = {} if names is None else names          # id(Value) -> ONNX name
+        self.dim_sources = {} if dim_sources is None else dim_sources  # Dim -> (ONNX name, axis)
+        self.sym_shapes = {} if sym_shapes is None else sym_shapes    # id(Value) -> shape with Dims
+        self.node_attrs = {} if attrs is None else attrs      # id(Node) -> attrs with Dims
+        if root is None:
+            self.initializers = []
+            self._used = set()
+            self._const_cache = {}
+        self._dim_cache = {}
+        self._shape_cache = {}
+        self.current = None   # the IR node being lowered (for error messages)
+
+    # ---- names -------------------------------------------------------------------------
+    def fresh(self, hint="t"):
+        root = self.root
+        base = "".join(c if c.isalnum() or c in "_./:" else "_" for c in str(hint)) or "t"
+        name, k = base, 0
+        while name in root._used:
+            k += 1
+            name = f"{base}_{k}"
+        root._used.add(name)
+        return name
+
+    def reserve(self, name):
+        if name in self.root._used:
+            raise DualgraphError(f"onnx export: the name {name!r} is used twice")
+        self.root._used.add(name)
+        return name
+
+    # ---- emitting -----------------------------------------------------------------------
+    def emit(self, op_type, inputs, n_out=1, hint=None, outputs=None, **attrs):
+        """Append one ONNX node; returns its output name (or a list when n_out > 1)."""
+        if outputs is None:
+            base = hint or op_type.lower()
+            outputs = [self.fresh(base) for _ in range(n_out)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        node = helper.make_node(op_type, [i if i is not None else "" for i in inputs], outputs,
+                                name=self.fresh("n_" + op_type), **attrs)
+        self.nodes.append(node)
+        return outputs[0] if len(outputs) == 1 and n_out == 1 else list(outputs)
+
+    def const(self, value, dtype=None, hint="const"):
+        """An initializer holding `value` (deduplicated for small constants)."""
+        arr = np.asarray(value, dtype=dtype)
+        root = self.root
+        key = None
+        if arr.size <= 16:
+            key = (arr.dtype.str, arr.shape, arr.tobytes())
+            if key in root._const_cache:
+                return root._const_cache[key]
+        name = self.fresh(hint)
+        root.initializers.append(onnx.numpy_helper.from_array(arr, name))
+        if key is not None:
+            root._const_cache[key] = name
+        return name
+
+    def i64(self, values):
+        return self.const(np.asarray(values, dtype=np.int64), hint="i64")
+
+    # ---- values ---------------------------------------------------------------------------
+    def cast(self, name, src_dtype, dst_dtype):
+        if np.dtype(src_dtype) == np.dtype(dst_dtype):
+            return name
+        return self.emit("Cast", [name], to=onnx_dtype(dst_dtype))
+
+    def arg(self, x, name, dtype):
+        """The ONNX name of input `x` (a Value with ONNX name `name`, or a Python scalar) as `dtype`."""
+        if not isinstance(name, str):   # a weak Python scalar (or a bare number)
+            value = x.const if getattr(x, "weak", False) else (name if name is not None else x)
+            return self.const(np.asarray(value, dtype=dtype), hint="scalar")
+        return self.cast(name, x.aval.dtype, dtype)
+
+    def dtype_of(self, x):
+        if hasattr(x, "aval"):
+            return x.aval.dtype
+        return np.asarray(x).dtype
+
+    def shape(self, v):
+        """The shape of IR value `v` with symbolic dims (as the exporter derived them)."""
+        return self.sym_shapes.get(id(v), tuple(v.aval.shape))
+
+    def attrs(self, node):
+        return self.node_attrs.get(id(node), node.attrs)
+
+    def shape_of(self, name):
+        """Shape(name), emitted once per name."""
+        if name not in self._shape_cache:
+            self._shape_cache[name] = self.emit("Shape", [name], hint=f"{name}_shape")
+        return self._shape_cache[name]
+
+    def dim(self, d):
+        """A [1] int64 tensor holding dim `d` at run time (an int, a Dim or a SymDim)."""
+        if not is_sym(d):
+            return self.i64([int(d)])
+        key = d if isinstance(d, SymDim) else id(d)
+        if key in self._dim_cache:
+            return self._dim_cache[key]
+        if isinstance(d, SymDim):
+            out = None
+            for f in d.factors:
+                piece = self.dim(f)
+                out = piece if out is None else self.emit("Mul", [out, piece])
+            if d.num != 1:
+                out = self.emit("Mul", [out, self.i64([d.num])])
+            if d.den != 1:
+                out = self.emit("Div", [out, self.i64([d.den])])
+        else:
+            src = self.dim_sources.get(d)
+            if src is None:
+                raise NotExportable(f"the symbolic dim {d} does not appear in any graph input's shape, so the "
+                                    f"exported model cannot compute it")
+            name, axis = src
+            out = self.emit("Gather", [self.shape_of(name), self.i64([axis])], axis=0, hint=f"dim_{d.name}")
+        self._dim_cache[key] = out
+        return out
+
+    def shape_tensor(self, dims):
+        """A 1-D int64 tensor holding `dims`: constants where static, shape arithmetic where symbolic."""
+        dims = tuple(dims)
+        if not any(is_sym(d) for d in dims):
+            return self.i64([int(d) for d in dims])
+        pieces, run = [], []
+        for d in dims:
+            if is_sym(d):
+                if run:
+                    pieces.append(self.i64(run))
+                    run = []
+                pieces.append(self.dim(d))
+            else:
+                run.append(int(d))
+        if run:
+            pieces.append(self.i64(run))
+        return pieces[0] if len(pieces) == 1 else self.emit("Concat", pieces, axis=0, hint="shape")
+
+    def sub(self):
+        """A context for a subgraph body: own node list; constants and names shared with the root."""
+        c = LoweringContext(self.opset, root=self.root, names=self.names, dim_sources=self.dim_sources,
+                            sym_shapes=self.sym_shapes, attrs=self.node_attrs)
+        return c
+
+    # ---- opset-dependent helpers ------------------------------------------------------------
+    def reduce(self, op_type, x, axes, keepdims, hint=None):
+        """ReduceSum/Max/Min/Prod/...: axes is a tuple or None (all axes)."""
+        if axes is not None and len(axes) == 0:
+            return self.emit("Identity", [x])
+        axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
+        if axes is None:
+            return self.emit(op_type, [x], keepdims=int(keepdims), hint=hint)
+        if axes_as_input:
+            return self.emit(op_type, [x, self.i64(list(axes))], keepdims=int(keepdims), hint=hint)
+        return self.emit(op_type, [x], axes=list(axes), keepdims=int(keepdims), hint=hint)
+
+    def squeeze(self, x, axes):
+        if self.opset >= 13:
+            return self.emit("Squeeze", [x, self.i64(list(axes))])
+        return self.emit("Squeeze", [x], axes=list(axes))
+
+    def unsqueeze(self, x, axes):
+        if self.opset >= 13:
+            return self.emit("Unsqueeze", [x, self.i64(list(axes))])
+        return self.emit("Unsqueeze", [x], axes=list(axes))
+
+    def slice(self, x, starts, ends, axes, steps=None):
+        ins = [x, self.i64(starts), self.i64(ends), self.i64(axes)]
+        if steps is not None and any(s != 1 for s in steps):
+            ins.append(self.i64(steps))
+        return self.emit("Slice", ins)
+
+    def require(self, opset, what):
+        if self.opset < opset:
+            raise NotExportable(f"{what} needs opset {opset} or newer, the export targets opset {self.opset}")

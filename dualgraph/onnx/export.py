@@ -1,0 +1,360 @@
+"""dg.onnx.export: graph IR -> onnx.ModelProto, checked by onnx and verified against onnxruntime.
+
+    dg.onnx.export(model, (x,), "model.onnx", input_names=["x"], output_names=["logits"],
+                   dynamic_axes={"x": {0: "batch"}}, verify=True)
+
+The exporter walks the graph (after folding/CSE/DCE, before fusion) and calls each op's lowering
+rule (`op.onnx`, see lowering.py). Parameters and buffers become initializers named by their module
+path. Every op with no lowering is reported in one error, each with the user's source line.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+import onnx
+from onnx import helper
+
+from ..backend import to_host
+from ..errors import DualgraphError
+from ..ops.infer import Dim
+from ..ops.registry import REGISTRY
+from .context import LoweringContext, NotExportable, SymDim, is_sym, onnx_dtype
+from .lowering import attach, not_exportable
+
+MIN_OPSET = 13
+
+
+class ExportError(DualgraphError, RuntimeError):
+    """The graph cannot be exported as asked (ops with no lowering, a bad opset, bad names...)."""
+
+
+class VerificationError(ExportError, AssertionError):
+    """onnxruntime's outputs differ from dualgraph's."""
+
+
+# ---- opset ---------------------------------------------------------------------------------------
+
+_ORT_MAX = []
+
+
+def onnxruntime_max_opset():
+    """The newest default-domain opset the installed onnxruntime loads (probed once), or None."""
+    if _ORT_MAX:
+        return _ORT_MAX[0]
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        _ORT_MAX.append(None)
+        return None
+    best = None
+    for v in range(onnx.defs.onnx_opset_version(), MIN_OPSET - 1, -1):
+        x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+        y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+        g = helper.make_graph([helper.make_node("Cast", ["x"], ["c"], to=onnx.TensorProto.FLOAT),
+                               helper.make_node("Reshape", ["c", "s"], ["y"])], "probe", [x], [y],
+                              [onnx.numpy_helper.from_array(np.array([2], np.int64), "s")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", v)])
+        m.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", v)])
+        try:
+            ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            best = v
+            break
+        except Exception:
+            continue
+    _ORT_MAX.append(best)
+    return best
+
+
+def default_opset():
+    """The newest opset that both the installed onnx and onnxruntime support."""
+    v = onnx.defs.onnx_opset_version()
+    ort_max = onnxruntime_max_opset()
+    return min(v, ort_max) if ort_max else v
+
+
+def resolve_opset(opset):
+    if opset is None:
+        return default_opset()
+    opset = int(opset)
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ExportError(f"opset {opset} is newer than the installed onnx supports ({newest})")
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old: dualgraph exports opset {MIN_OPSET} to {newest} "
+                          f"(default {default_opset()})")
+    return opset
+
+
+# ---- checking the graph before lowering ------------------------------------------------------------
+
+def _walk(graph):
+    for node in graph.nodes:
+        yield node
+        for sub in node.subgraphs.values():
+            yield from _walk(sub)
+
+
+def unexportable_nodes(graph):
+    """[(op name, source, reason)] for every node with no lowering (custom Functions included)."""
+    attach()
+    out = []
+    for node in _walk(graph):
+        op = node.op
+        rule = getattr(op, "onnx", None)
+        if REGISTRY.get(op.name) is not op:
+            cls = getattr(op, "cls", None)
+            out.append((op.name, node.source, f"custom dg.autograd.Function {cls.__name__ if cls else op.name}: its "
+                        f"forward/backward are Python code ONNX cannot hold; write it with dualgraph ops "
+                        f"(no Function subclass) to export it"))
+        elif rule is None:
+            out.append((op.name, node.source, "no ONNX lowering is defined for this op"))
+        elif isinstance(rule, not_exportable):
+            out.append((op.name, node.source, rule.reason))
+    return out
+
+
+def _problems_error(problems, opset):
+    lines = [f"onnx export (opset {opset}): {len(problems)} node(s) cannot be exported:"]
+    for name, source, reason in problems:
+        lines.append(f"  - {name} at {source or '<unknown source>'}: {reason}")
+    return ExportError("\n".join(lines))
+
+
+# ---- the lowering ----------------------------------------------------------------------------------
+
+class ExportInfo:
+    """What the exporter learned: names, symbolic shapes, dims (for verification and debugging)."""
+
+    def __init__(self):
+        self.input_names = []      # fed inputs, in graph input order
+        self.fed = []              # graph input indices that are fed (not initializers)
+        self.output_names = []
+        self.value_names = {}      # id(Value) -> ONNX name
+        self.sym_shapes = {}
+        self.node_attrs = {}
+        self.dims = {}             # dim name -> Dim
+        self.traced_sizes = {}     # Dim -> traced size (graphs traced at concrete sizes)
+        self.opset = None
+
+
+def _normalize_dynamic_axes(dynamic_axes, names):
+    out = {}
+    for key, axes in (dynamic_axes or {}).items():
+        if key not in names:
+            raise ExportError(f"dynamic_axes names {key!r}, which is not an input or output name "
+                              f"(names: {', '.join(names)})")
+        if isinstance(axes, dict):
+            out[key] = {int(a): str(n) for a, n in axes.items()}
+        else:
+            out[key] = {int(a): f"{key}_dim{int(a)}" for a in axes}
+    return out
+
+
+def _value_info(name, dtype, shape):
+    dims = []
+    for d in shape:
+        if is_sym(d):
+            dims.append(d.name)
+        elif d is None or (isinstance(d, int) and d < 0):
+            dims.append(None)
+        else:
+            dims.append(int(d))
+    return helper.make_tensor_value_info(name, onnx_dtype(dtype), dims)
+
+
+def lower_graph(ctx, graph, problems):
+    """Lower every node of `graph` into ctx; names of graph values land in ctx.names."""
+    for node in graph.nodes:
+        ins = []
+        for v in node.inputs:
+            if v is None:
+                ins.append(None)
+            elif getattr(v, "weak", False):
+                ins.append(v.const)
+            else:
+                if id(v) not in ctx.names:
+                    if v.const is None:
+                        raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
+                    ctx.names[id(v)] = ctx.const(to_host(v.const) if not isinstance(v.const, np.ndarray)
+                                                 else v.const, hint=v.name or "const")
+                ins.append(ctx.names[id(v)])
+        ctx.current = node
+        try:
+            outs = node.op.onnx(ctx, node, *ins)
+        except NotExportable as e:
+            problems.append((node.op.name, node.source, str(e)))
+            outs = [ctx.fresh("unexportable") for _ in node.outputs]
+        outs = [outs] if isinstance(outs, str) else list(outs)
+        if len(outs) != len(node.outputs):
+            raise ExportError(f"the lowering of {node.op.name} returned {len(outs)} outputs, the op has "
+                              f"{len(node.outputs)}")
+        for o, n in zip(node.outputs, outs):
+            ctx.names[id(o)] = n
+
+
+def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None, opset=None,
+                   initializers=None, doc_string=None):
+    """Lower `graph` to a checked onnx.ModelProto; returns (model, ExportInfo).
+
+    initializers: {graph input index: (name, array)} inputs baked into the model (parameters).
+    """
+    opset = resolve_opset(opset)
+    problems = unexportable_nodes(graph)
+    if problems:
+        raise _problems_error(problems, opset)
+    initializers = initializers or {}
+    info = ExportInfo()
+    info.opset = opset
+    ctx = LoweringContext(opset)
+    info.fed = [i for i in range(len(graph.inputs)) if i not in initializers]
+    input_names = list(input_names or [])
+    if len(input_names) > len(info.fed):
+        raise ExportError(f"{len(input_names)} input_names for {len(info.fed)} inputs")
+    for k, i in enumerate(info.fed):
+        v = graph.inputs[i]
+        name = input_names[k] if k < len(input_names) else (v.name if v.name and not v.name.isdigit()
+                                                            else f"input_{k}")
+        ctx.names[id(v)] = ctx.reserve(name)
+        info.input_names.append(name)
+    for i, (name, arr) in sorted(initializers.items()):
+        v = graph.inputs[i]
+        arr = np.asarray(to_host(arr) if not isinstance(arr, np.ndarray) else arr)
+        name = ctx.reserve(name)
+        ctx.initializers.append(onnx.numpy_helper.from_array(arr, name))
+        ctx.names[id(v)] = name
+    n_out = len(graph.outputs)
+    output_names = list(output_names or [])
+    if len(output_names) > n_out:
+        raise ExportError(f"{len(output_names)} output_names for {n_out} outputs")
+    output_names += [f"output_{k}" for k in range(len(output_names), n_out)]
+    dyn = _normalize_dynamic_axes(dynamic_axes, info.input_names + output_names)
+
+    # symbolic dims: those the trace already has, and those dynamic_axes asks for
+    sym_shapes, fresh, by_name = {}, False, {}
+    for k, i in enumerate(info.fed):
+        v = graph.inputs[i]
+        shape = list(v.aval.shape)
+        for axis, dname in dyn.get(info.input_names[k], {}).items():
+            if not -len(shape) <= axis < len(shape):
+                raise ExportError(f"dynamic_axes: input {info.input_names[k]!r} has {len(shape)} dims, "
+                                  f"no axis {axis}")
+            axis %= len(shape)
+            if isinstance(shape[axis], Dim):
+                by_name.setdefault(dname, shape[axis])
+                shape[axis].name = dname if shape[axis].name.startswith("d") and len(shape[axis].name) < 4 \
+                    else shape[axis].name
+                continue
+            d = by_name.get(dname)
+            if d is None:
+                d = by_name[dname] = Dim(dname)
+                info.traced_sizes[d] = int(shape[axis])
+            elif d in info.traced_sizes and info.traced_sizes[d] != shape[axis]:
+                raise ExportError(f"dynamic_axes: dim {dname!r} has size {info.traced_sizes[d]} in one input "
+                                  f"and {shape[axis]} in {info.input_names[k]!r}")
+            shape[axis] = d
+            fresh = True
+        sym_shapes[id(v)] = tuple(shape)
+        for axis, d in enumerate(shape):
+            if isinstance(d, Dim) and not isinstance(d, SymDim):
+                ctx.dim_sources.setdefault(d, (ctx.names[id(v)], axis))
+                info.dims.setdefault(d.name, d)
+    ctx.sym_shapes.update(sym_shapes)
+    if fresh:
+        from .symbolic import Deriver
+        if any(isinstance(d, Dim) for v in graph.inputs for d in v.aval.shape):
+            raise ExportError("dynamic_axes: this graph has symbolic dims already; name those axes only "
+                              "(or trace at concrete sizes)")
+        ctx.node_attrs.update(Deriver(info.traced_sizes).run(graph, ctx.sym_shapes))
+    info.sym_shapes, info.node_attrs = ctx.sym_shapes, ctx.node_attrs
+
+    problems = []
+    lower_graph(ctx, graph, problems)
+    if problems:
+        raise _problems_error(problems, opset)
+
+    # outputs: rename the producing ONNX value where we can, else an Identity
+    produced = {o: n for n in ctx.nodes for o in n.output}
+    taken = set()
+    out_infos = []
+    for k, v in enumerate(graph.outputs):
+        want = output_names[k]
+        if v is None:
+            raise ExportError(f"output {k} is None")
+        if getattr(v, "weak", False) or id(v) not in ctx.names:
+            src = ctx.const(np.asarray(v.const, dtype=v.aval.dtype))
+        else:
+            src = ctx.names[id(v)]
+        if src in produced and src not in taken and want not in ctx.root._used:
+            _rename(ctx.nodes, src, want)
+            ctx.root._used.add(want)
+            for key in [key for key, n in ctx.names.items() if n == src]:
+                ctx.names[key] = want
+            produced[want] = produced.pop(src)
+        else:
+            ctx.emit("Identity", [src], outputs=[ctx.reserve(want)])
+        taken.add(want)
+        shape = list(ctx.sym_shapes.get(id(v), v.aval.shape))
+        for axis, dname in dyn.get(want, {}).items():
+            if is_sym(shape[axis]):
+                continue
+            shape[axis] = by_name.get(dname) or Dim(dname)
+        out_infos.append(_value_info(want, v.aval.dtype, shape))
+    info.output_names = output_names
+    info.value_names = dict(ctx.names)
+
+    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])])
+                for k, i in enumerate(info.fed)]
+    g = helper.make_graph(ctx.nodes, graph.name or "dualgraph", in_infos, out_infos, ctx.initializers)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dualgraph",
+                              producer_version=_version(), doc_string=doc_string or "")
+    model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    check(model)
+    return model, info
+
+
+def _rename(nodes, old, new):
+    for n in nodes:
+        for i, x in enumerate(n.output):
+            if x == old:
+                n.output[i] = new
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = new
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _rename(a.g.node, old, new)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    _rename(sg.node, old, new)
+
+
+def _version():
+    from .. import __version__
+    return __version__
+
+
+def check(model):
+    """onnx.checker (full check) and strict shape inference; raises ExportError on failure."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as e:
+        raise ExportError(f"the exported model fails onnx's checks: {e}") from e
+
+
+def save_atomic(model, path):
+    """Write the model so that `path` is never left half-written (temp file + os.replace)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dg_export_", suffix=".onnx.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,181 @@
+"""Re-deriving symbolic shapes for a graph traced at concrete sizes.
+
+When a graph was traced with concrete shapes and the user asks for dynamic axes, the exporter makes
+those input dims symbolic and walks the graph: each op's own `infer` rule propagates the symbols, and
+the ops whose attributes spell shapes get their attributes generalized first:
+
+* `reshape`: input and target dims are grouped by equal products (`(B, 3, 4) -> (B, 12)` pairs
+  `[B]` with `[2]` and `[3, 4]` with `[12]`); a group holding a symbolic input dim gets symbolic output
+  dims (`B*12` for a flatten): exported as Shape arithmetic, not a frozen constant.
+* `broadcast_to`, `index_add_zeros`, `fold`: a target dim aligned with a symbolic input dim takes it;
+  otherwise a dim equal to the traced size of exactly one symbol seen so far is taken to be that
+  symbol (so trace with a batch size that no other dim shares; `verify=True` tries other sizes).
+* `getitem`: a slice that stops at the traced size of a symbolic axis stops at the end instead.
+
+Every derived shape is checked against the traced one (symbols replaced by traced sizes); where the
+rule cannot be trusted the traced dims are kept, and verification at other sizes will say so.
+"""
+from ..ops.infer import Aval, Dim
+from .context import SymDim, is_sym, make_sym, sym_divide, sym_product
+
+
+def evaluate(d, sizes):
+    if isinstance(d, SymDim):
+        n = 1
+        for f in d.factors:
+            n *= sizes[f]
+        return n * d.num // d.den
+    if isinstance(d, Dim):
+        return sizes[d]
+    return d
+
+
+class Deriver:
+    def __init__(self, sizes):
+        self.sizes = sizes          # Dim -> traced size
+        self.seen = {}              # traced size -> set of symbolic dims carrying it
+
+    def note(self, shape):
+        for d in shape:
+            if is_sym(d):
+                self.seen.setdefault(evaluate(d, self.sizes), set()).add(d)
+
+    def guess(self, n):
+        cands = self.seen.get(n, set())
+        return next(iter(cands)) if len(cands) == 1 else n
+
+    def consistent(self, shape, concrete):
+        try:
+            return len(shape) == len(concrete) and all(evaluate(d, self.sizes) == c
+                                                       for d, c in zip(shape, concrete))
+        except (KeyError, TypeError):
+            return False
+
+    # ---- attribute rules -------------------------------------------------------------------
+    def reshape_attrs(self, in_sym, in_conc, attrs):
+        out_conc = [int(d) for d in attrs["shape"]]
+        if -1 in out_conc:
+            total = 1
+            for d in in_conc:
+                total *= d
+            known = 1
+            for d in out_conc:
+                known *= d if d != -1 else 1
+            out_conc = [total // known if d == -1 else d for d in out_conc]
+        out, i, j = [], 0, 0
+        n, m = len(in_conc), len(out_conc)
+        while i < n or j < m:
+            gi, gj, pi, pj = [], [], 1, 1
+            if i < n:
+                gi.append(i)
+                pi *= in_conc[i]
+                i += 1
+            if j < m:
+                gj.append(j)
+                pj *= out_conc[j]
+                j += 1
+            while pi != pj:
+                if (pi < pj or j >= m) and i < n:
+                    gi.append(i)
+                    pi *= in_conc[i]
+                    i += 1
+                elif j < m:
+                    gj.append(j)
+                    pj *= out_conc[j]
+                    j += 1
+                else:
+                    break
+            syms = [in_sym[k] for k in gi]
+            if any(is_sym(d) for d in syms) and gj:
+                total = sym_product(syms)
+                rest = 1
+                for k in gj[1:]:
+                    rest *= out_conc[k]
+                out.append(sym_divide(total, rest) if rest != 1 else total)
+                out.extend(out_conc[k] for k in gj[1:])
+            else:
+                out.extend(out_conc[k] for k in gj)
+        return dict(attrs, shape=tuple(out))
+
+    def aligned_attrs(self, x_sym, target, key):
+        target = tuple(target)
+        lead = len(target) - len(x_sym)
+        out = []
+        for k, d in enumerate(target):
+            src = x_sym[k - lead] if k >= lead else 1
+            if is_sym(src) and evaluate(src, self.sizes) == d:
+                out.append(src)
+            elif isinstance(d, int) and d != 1 and (src == 1 or not is_sym(src)) and src != d:
+                out.append(self.guess(d))
+            else:
+                out.append(d)
+        return {key: tuple(out)}
+
+    def guessed_attrs(self, values, key):
+        return {key: tuple(self.guess(d) if isinstance(d, int) and d > 1 else d for d in values)}
+
+    def getitem_attrs(self, x_sym, attrs):
+        template = attrs["template"]
+        if any(t is Ellipsis for t in template):
+            return attrs
+        out, axis = [], 0
+        for t in template:
+            if isinstance(t, slice) and axis < len(x_sym) and is_sym(x_sym[axis]) and t.stop is not None \
+                    and (t.step is None or t.step > 0) and t.stop == evaluate(x_sym[axis], self.sizes):
+                t = slice(t.start, None, t.step)
+            out.append(t)
+            if t is not None:
+                axis += 1
+        return dict(attrs, template=tuple(out))
+
+    # ---- the walk ------------------------------------------------------------------------------
+    def run(self, graph, sym_shapes):
+        """Fill sym_shapes (id(Value) -> shape) for every node output; returns {id(node): attrs}."""
+        node_attrs = {}
+        for v in graph.inputs:
+            self.note(sym_shapes.get(id(v), v.aval.shape))
+        for node in graph.nodes:
+            ins = []
+            for v in node.inputs:
+                if v is None:
+                    ins.append(None)
+                elif getattr(v, "weak", False):
+                    ins.append(v.const)
+                else:
+                    ins.append(Aval(sym_shapes.get(id(v), v.aval.shape), v.aval.dtype))
+            attrs = dict(node.attrs)
+            name = node.op.name
+            x = ins[0] if ins and isinstance(ins[0], Aval) else None
+            if x is not None and any(is_sym(d) for d in x.shape) or name in ("index_add_zeros", "fold"):
+                if name == "reshape":
+                    attrs = self.reshape_attrs(x.shape, node.inputs[0].aval.shape, attrs)
+                elif name == "broadcast_to":
+                    attrs.update(self.aligned_attrs(x.shape, attrs["shape"], "shape"))
+                elif name == "index_add_zeros":
+                    attrs.update(self.guessed_attrs(attrs["shape"], "shape"))
+                elif name == "fold":
+                    attrs.update(self.guessed_attrs(attrs["size"], "size"))
+                elif name == "getitem":
+                    attrs = self.getitem_attrs(x.shape, attrs)
+            outs = None
+            try:
+                res = node.op.infer(*ins, **attrs)
+                res = res if isinstance(res, tuple) else (res,)
+                outs = [r.shape for r in res]
+                if not all(self.consistent(s, o.aval.shape) for s, o in zip(outs, node.outputs)):
+                    outs = None
+            except Exception:
+                outs = None
+            if outs is None:   # the rule cannot be trusted: keep the traced dims (guessing symbols)
+                attrs = dict(node.attrs)
+                outs = [tuple(self.guess(d) if isinstance(d, int) and d > 1 else d for d in o.aval.shape)
+                        for o in node.outputs]
+            if attrs != node.attrs:
+                node_attrs[id(node)] = attrs
+            for o, s in zip(node.outputs, outs):
+                sym_shapes[id(o)] = tuple(s)
+                self.note(s)
+        return node_attrs
+
+
+_ = make_sym
