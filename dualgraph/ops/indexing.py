@@ -10,7 +10,7 @@ from .._state import STATE
 from ..backend import scatter_add as _scatter_add
 from ..errors import AutogradError, IndexOutOfRange, ShapeError
 from ..tensor import Tensor, apply, as_tensor
-from .infer import Aval, by_eval
+from .infer import Aval, Dim, by_eval
 from .registry import defop
 
 
@@ -71,7 +71,24 @@ def _getitem_vjp(ctx, g):
     return (gx,) + (None,) * len(idx)
 
 
-GETITEM = defop("getitem", _getitem_forward, by_eval(_getitem_forward), _getitem_vjp, view=True)
+def _getitem_infer(x, *idx, template):
+    """By evaluation; a boolean mask makes the size of the axis it selects data-dependent (a Dim)."""
+    out = by_eval(_getitem_forward)(x, *idx, template=template)
+    if not any(isinstance(a, Aval) and a.dtype == np.bool_ for a in idx):
+        return out
+
+    def shape_with_masks(fill):
+        def concrete(shape):
+            return tuple(7 if isinstance(d, Dim) else d for d in shape)
+        arrays = [np.full(concrete(a.shape), fill, a.dtype) if isinstance(a, Aval) and a.dtype == np.bool_
+                  else np.zeros(concrete(a.shape), a.dtype) if isinstance(a, Aval) else a for a in idx]
+        return np.shape(_getitem_forward(np, np.zeros(concrete(x.shape), x.dtype), *arrays, template=template))
+
+    empty, full = shape_with_masks(False), shape_with_masks(True)
+    return Aval(tuple(Dim("masked") if e != f else d for d, e, f in zip(out.shape, empty, full)), out.dtype)
+
+
+GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True)
 
 
 def _index_add_zeros_forward(xp, g, *idx, template, shape):
@@ -296,7 +313,7 @@ def one_hot(indices, num_classes=-1, dtype=None):
 
 
 NONZERO = defop("nonzero", lambda xp, x: xp.stack(xp.nonzero(x), axis=-1).astype(np.int64),
-                by_eval(lambda xp, x: np.zeros((0, x.ndim), np.int64)), None, foldable=False)
+                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, foldable=False)  # count: data-dependent
 
 
 def nonzero(x, as_tuple=False):
