@@ -137,6 +137,8 @@ class OpInfo:
     grad_rtol: float = 1e-3
     check_dtype: bool = True
     random: bool = False  # forward is random: the reference is a property of the output, not a value
+    traced: Optional[bool] = None  # filled by the tracing suite's owners: True tested, False unsupported
+    onnx: Optional[bool] = None    # likewise for ONNX export; None: judged from the primitives' lowerings
     notes: str = ""
 
     def sample_inputs(self, dtype, seed=None):
@@ -892,12 +894,28 @@ NON_DIFFERENTIABLE = {
 
 # ---- which primitives a row exercises ----------------------------------------------------------------
 
+def _fast_path_methods():
+    """Tensor operator methods that compute without `apply` or `op.forward` (the binary-operator fast
+    path calls the CPU ufunc directly): {attribute name: (op, reflected)}, found from their closures."""
+    from dualgraph.ops import Op
+    found = {}
+    for name, fn in vars(dg.Tensor).items():
+        code, closure = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+        if code is None or not closure:
+            continue
+        cells = dict(zip(code.co_freevars, (c.cell_contents for c in closure)))
+        if isinstance(cells.get("op"), Op) and "reflected" in cells:
+            found[name] = (cells["op"], bool(cells["reflected"]))
+    return found
+
+
 def record_primitives(fn):
     """Run fn() while recording every primitive forward call as (op, input arrays, attrs, output).
 
     Wraps each registry Op's forward (the one place every mode runs), so calls made by vjps and by
-    ops that bypass `apply` are seen too."""
+    ops that bypass `apply` are seen too; operator fast paths are routed through `apply` meanwhile."""
     from dualgraph.ops import REGISTRY
+    from dualgraph.tensor import apply
     calls = []
     saved = {}
     for op in REGISTRY.values():
@@ -908,19 +926,25 @@ def record_primitives(fn):
             calls.append((__op, arrays, dict(attrs), out))
             return out
         op.forward = wrapped
+    fast = _fast_path_methods()
+    saved_methods = {name: vars(dg.Tensor)[name] for name in fast}
+    for name, (op, reflected) in fast.items():
+        setattr(dg.Tensor, name, (lambda op, r: lambda a, b: apply(op, (b, a) if r else (a, b)))(op, reflected))
     try:
         fn()
     finally:
         for op, f in saved.items():
             op.forward = f
+        for name, m in saved_methods.items():
+            setattr(dg.Tensor, name, m)
     return calls
 
 
-def exercise(row, dtypes=None):
+def exercise(row, dtypes=None, backward=True):
     """Run every sample of `row` forward, and for differentiable rows backward and (second_order) twice."""
     for dtype in dtypes or row.dtypes:
         for s in row.sample_inputs(dtype):
-            grad = row.differentiable and s.grad and np.dtype(dtype).kind == "f"
+            grad = backward and row.differentiable and s.grad and np.dtype(dtype).kind == "f"
             args, kwargs = to_dg(s, requires_grad=grad, share=False)
             out = row.op(*args, **kwargs)
             outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if o.requires_grad]
@@ -935,10 +959,18 @@ def exercise(row, dtypes=None):
                     dg.autograd.grad(sum(gsum), wrt, allow_unused=True)
 
 
-def primitives_by_row(rows=None):
-    """{row name: sorted primitive names its samples exercise (forward, backward, double backward)}."""
+@dataclass
+class Coverage:
+    forward: set      # primitives the row's forward runs
+    all: set          # ... plus those its backward (and double backward) run
+    calls: list       # (op, input arrays, attrs, output) of every primitive call
+
+
+def coverage(rows=None):
+    """{row name: Coverage}: which primitives each row exercises, found by running its samples."""
     result = {}
     for row in rows or OP_DB:
-        calls = record_primitives(lambda: exercise(row))
-        result[row.name] = sorted({op.name for op, *_ in calls})
+        fwd = record_primitives(lambda: exercise(row, backward=False))
+        every = record_primitives(lambda: exercise(row))
+        result[row.name] = Coverage({op.name for op, *_ in fwd}, {op.name for op, *_ in every}, every)
     return result

@@ -1,0 +1,139 @@
+"""The registry is complete: every primitive has its rules (forward, infer, vjp or an explicit
+'not differentiable', traits), is exercised by at least one row of the op table, and its shape/dtype
+inference agrees with what the eager forward produced for every call the table makes."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from dualgraph.ops import REGISTRY
+from dualgraph.ops.infer import Aval, Dim
+
+HERE = os.path.dirname(__file__)
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from op_db import NON_DIFFERENTIABLE, OP_DB, OPS, coverage, record_primitives, to_dg  # noqa: E402
+
+TRAITS = ("elementwise", "broadcasting", "pure", "commutative", "foldable", "view", "saves_output")
+
+
+@pytest.fixture(scope="module")
+def cov():
+    return coverage()
+
+
+@pytest.fixture(scope="module")
+def calls_by_op(cov):
+    by_op = {}
+    for row_name, c in cov.items():
+        for op, arrays, attrs, out in c.calls:
+            by_op.setdefault(op.name, []).append((row_name, arrays, attrs, out))
+    return by_op
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_op_has_every_rule(name):
+    op = REGISTRY[name]
+    assert op.name == name
+    assert callable(op.forward), f"{name}: no forward"
+    assert callable(op.infer), f"{name}: no infer rule"
+    if op.vjp is None:
+        assert name in NON_DIFFERENTIABLE, (
+            f"{name} has vjp=None; give it a vjp, or list it in op_db.NON_DIFFERENTIABLE if it is "
+            f"deliberately not differentiable")
+    else:
+        assert callable(op.vjp), f"{name}: vjp is neither callable nor None"
+        assert name not in NON_DIFFERENTIABLE, f"{name} has a vjp but is listed as non-differentiable"
+    for trait in TRAITS:
+        assert isinstance(getattr(op, trait), bool), f"{name}.{trait} must be a bool"
+    assert isinstance(op.n_out, int) and op.n_out >= 1
+    assert op.grad_name.endswith("Backward0")
+    if op.commutative:
+        assert not op.view, f"{name}: a commutative op cannot be a view of input 0"
+
+
+def test_non_differentiable_list_has_no_stale_names():
+    assert NON_DIFFERENTIABLE <= set(REGISTRY), sorted(NON_DIFFERENTIABLE - set(REGISTRY))
+
+
+def test_every_op_is_covered_by_a_row(cov):
+    seen = set().union(*(c.all for c in cov.values()))
+    missing = sorted(set(REGISTRY) - seen)
+    assert not missing, f"primitives no row of tests/op_db.py exercises (add a row): {missing}"
+
+
+# rows whose op returns its input unchanged (no primitive runs): checked to really be the identity
+IDENTITY_ROWS = {"dropout_eval", "dropout_p0", "squeeze_noop"}
+
+
+def test_every_row_exercises_a_primitive(cov):
+    empty = sorted(name for name, c in cov.items() if not c.forward)
+    assert set(empty) == IDENTITY_ROWS, f"rows whose forward runs no primitive: {empty}"
+    for name in IDENTITY_ROWS:
+        row = OPS[name]
+        for s in row.sample_inputs("float32"):
+            args, kwargs = to_dg(s)
+            assert row.op(*args, **kwargs) is args[0], name
+
+
+def test_fast_path_operators_are_seen():
+    """The recorder sees operators that skip apply (else coverage and infer checks would miss them)."""
+    import dualgraph as dg
+    calls = record_primitives(lambda: dg.ones(2) * dg.ones(2) + 1.0 - dg.ones(2) / 2.0)
+    assert {op.name for op, *_ in calls} >= {"mul", "add", "sub", "div"}
+
+
+def test_differentiable_rows_run_a_vjp(cov):
+    """A row marked differentiable must reach at least one primitive with a vjp."""
+    for row in OP_DB:
+        if row.differentiable and row.name not in IDENTITY_ROWS:
+            assert any(REGISTRY[n].vjp is not None for n in cov[row.name].forward), row.name
+
+
+def _aval(a):
+    if isinstance(a, (np.ndarray, np.generic)):
+        return Aval(np.shape(a), a.dtype)
+    if hasattr(a, "shape") and hasattr(a, "dtype"):  # a cupy array
+        return Aval(a.shape, a.dtype)
+    return a
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_infer_agrees_with_eager(name, calls_by_op):
+    op = REGISTRY[name]
+    calls = calls_by_op.get(name, [])
+    if not calls:
+        pytest.skip(f"{name} is not exercised (test_every_op_is_covered_by_a_row reports it)")
+    seen = set()
+    for row_name, arrays, attrs, out in calls:
+        key = (tuple(str(_aval(a)) for a in arrays), repr(sorted(attrs.items(), key=lambda kv: kv[0])))
+        if key in seen:
+            continue
+        seen.add(key)
+        inferred = op.infer(*[_aval(a) for a in arrays], **attrs)
+        outs = out if op.n_out > 1 else (out,)
+        infs = inferred if op.n_out > 1 else (inferred,)
+        for o, i in zip(outs, infs):
+            o = np.asarray(o) if not hasattr(o, "shape") else o
+            assert isinstance(i, Aval), f"{name}.infer returned {type(i).__name__}"
+            assert len(i.shape) == len(o.shape) and all(
+                isinstance(d, Dim) or d == e for d, e in zip(i.shape, o.shape)), (
+                f"{name} (row {row_name}): infer says shape {tuple(i.shape)}, eager gave {tuple(o.shape)} "
+                f"for inputs {[str(_aval(a)) for a in arrays]} attrs {attrs}")
+            assert i.dtype == o.dtype, (
+                f"{name} (row {row_name}): infer says dtype {i.dtype}, eager gave {o.dtype} "
+                f"for inputs {[str(_aval(a)) for a in arrays]} attrs {attrs}")
+
+
+def test_coverage_doc_is_up_to_date(cov):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import gen_op_coverage
+    finally:
+        sys.path.pop(0)
+    path = os.path.join(ROOT, "docs", "op_coverage.md")
+    with open(path) as f:
+        committed = f.read()
+    assert gen_op_coverage.render(cov) == committed, (
+        "docs/op_coverage.md is stale: run `.venv/bin/python tools/gen_op_coverage.py`")
