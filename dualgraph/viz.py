@@ -6,11 +6,15 @@ def _label_of_tensor(t):
     return f"{tuple(t.shape)} {t.dtype}"
 
 
-def to_dot(tensor_or_tape, name="backward"):
-    """DOT text: one box per backward node (MulBackward0, ...), leaves in blue with their shapes."""
+def to_dot(tensor_or_tape, name="backward", params=None):
+    """DOT text: one box per backward node (MulBackward0, ...), leaves in blue with their shapes.
+
+    `params` ({"w": w, ...}, like torchviz's make_dot) names the leaves in the picture.
+    """
     from .autograd.modes import Tape
     lines = [f"digraph {name} {{", '  rankdir="BT";', '  node [fontname="Helvetica", fontsize=10];']
     ids = {}
+    leaf_names = {id(t): n for n, t in (params or {}).items()}
 
     def node_id(obj):
         key = id(obj.variable) if isinstance(obj, AccumulateGrad) else id(obj)
@@ -18,7 +22,8 @@ def to_dot(tensor_or_tape, name="backward"):
             ids[key] = f"n{len(ids)}"
             if isinstance(obj, AccumulateGrad):
                 v = obj.variable
-                lines.append(f'  {ids[key]} [label="leaf\\n{_label_of_tensor(v)}", shape=box, style=filled, '
+                title = leaf_names.get(id(v), "leaf")
+                lines.append(f'  {ids[key]} [label="{title}\\n{_label_of_tensor(v)}", shape=box, style=filled, '
                              f'fillcolor="lightblue"];')
             else:
                 lines.append(f'  {ids[key]} [label="{obj.name()}", shape=box];')
@@ -54,8 +59,8 @@ def to_dot(tensor_or_tape, name="backward"):
     return "\n".join(lines)
 
 
-def render(tensor_or_tape, path, format="svg"):
+def render(tensor_or_tape, path, format="svg", params=None):
     """Write the picture with the `graphviz` package (pip install graphviz, plus the dot binary)."""
     import graphviz
-    src = graphviz.Source(to_dot(tensor_or_tape))
+    src = graphviz.Source(to_dot(tensor_or_tape, params=params))
     return src.render(outfile=path, format=format, cleanup=True)

@@ -731,3 +731,43 @@ def test_random_graphs_match_torch(seed):
             assert g is None or np.allclose(g.numpy(), 0)
         else:
             np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-3, atol=1e-4)
+
+
+# ---- viz ---------------------------------------------------------------------------------------------
+
+def parse_dot(dot):
+    import re
+    labels = dict(re.findall(r'^\s*(\w+) \[label="([^"]*)"', dot, re.M))
+    edges = re.findall(r"^\s*(\w+) -> (\w+);", dot, re.M)
+    return labels, [(labels[a], labels[b]) for a, b in edges]
+
+
+def test_to_dot_of_the_seed_graph():
+    w, x = leaf(1.0), leaf(2.0)
+    y = (x + w) * (w + 1)
+    dot = dg.viz.to_dot(y, params={"w": w, "x": x})
+    assert dot.startswith("digraph backward {") and dot.rstrip().endswith("}")
+    labels, edges = parse_dot(dot)
+    assert sorted(labels.values()) == sorted(["output\\n() float32", "MulBackward0", "AddBackward0",
+                                              "AddBackward0", "w\\n() float32", "x\\n() float32"])
+    assert edges.count(("AddBackward0", "MulBackward0")) == 2
+    assert ("MulBackward0", "output\\n() float32") in edges
+    assert edges.count(("w\\n() float32", "AddBackward0")) == 2       # w feeds both sums
+    assert edges.count(("x\\n() float32", "AddBackward0")) == 1
+    assert 'fillcolor="lightblue"' in dot                            # leaves are marked
+    # without names, leaves say "leaf" and show shape and dtype
+    labels, _ = parse_dot(dg.viz.to_dot(dg.tensor(np.ones((2, 3)), requires_grad=True).sum()))
+    assert "leaf\\n(2, 3) float64" in labels.values() and "SumBackward0" in labels.values()
+
+
+def test_to_dot_of_a_tensor_without_history():
+    labels, edges = parse_dot(dg.viz.to_dot(dg.ones(2)))
+    assert list(labels.values()) == ["output\\n(2,) float32"] and edges == []
+
+
+def test_to_dot_after_backward_still_draws_the_structure():
+    w = leaf([1.0, 2.0])
+    y = (w.exp() * w).sum()
+    before = dg.viz.to_dot(y)
+    y.backward()
+    assert dg.viz.to_dot(y) == before

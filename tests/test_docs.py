@@ -167,3 +167,38 @@ def test_output_matching_rules():
     assert output_matches("a\n...\nz", "a\nz")
     assert not output_matches("a\nz", "a\nb\nz")
     assert output_matches("tensor([1., 2.])  ", "tensor([1., 2.])")
+
+
+# ---- examples ----------------------------------------------------------------------------------------
+
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name, *args):
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_quickstart_prints_the_seed_values():
+    out = run_example("quickstart.py")
+    for line in ["w.grad = 5.0", "x.grad = 2.0", "a.grad = 2.0",
+                 "is_leaf: w=True, x=True, a=False, b=False, y=False", "y.grad_fn = MulBackward0",
+                 "a.grad = [[2.0], [2.0]]", "b.grad = [[1.0], [1.0]]", "y = 11.0", "dy/dx = 6.0"]:
+        assert line in out, line
+    assert out.index("== PyTorch style") < out.index("== MXNet style") < out.index("== TF1 style")
+
+
+def test_seed_graph_dot_is_current(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("seed_graph", EXAMPLES / "seed_graph.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = mod.main(out_dir=str(tmp_path))
+    fresh = pathlib.Path(path).read_text()
+    assert "MulBackward0" in fresh and 'label="w\\n() float32"' in fresh
+    assert (EXAMPLES / "seed_graph.dot").read_text() == fresh, "re-run examples/seed_graph.py and commit the .dot"
