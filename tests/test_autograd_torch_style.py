@@ -159,6 +159,22 @@ def test_no_grad_as_decorator_and_restores_on_exception():
     x = leaf([1.0])
     assert not f(x).requires_grad
     assert dg.is_grad_enabled()
+
+    @dg.no_grad                       # without parentheses too, as torch allows
+    def g(t):
+        return t * 2
+
+    assert not g(x).requires_grad and g.__name__ == "g" and dg.is_grad_enabled()
+
+    @dg.set_grad_enabled(False)       # decorating must not switch grad mode off for the caller
+    def h(t):
+        return t * 2
+
+    assert dg.is_grad_enabled()
+    assert not h(x).requires_grad and dg.is_grad_enabled()
+    with dg.no_grad():
+        assert dg.enable_grad(lambda t: t * 2)(x).requires_grad
+        assert not dg.is_grad_enabled()
     with pytest.raises(ZeroDivisionError):
         with dg.no_grad():
             1 / 0

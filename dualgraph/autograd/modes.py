@@ -8,6 +8,13 @@ from .._state import STATE
 
 
 class _Mode:
+    _bare_decorator = False  # no_grad/enable_grad also decorate without parentheses: @dg.no_grad
+
+    def __new__(cls, *args):
+        if cls._bare_decorator and len(args) == 1 and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -21,6 +28,8 @@ class _Mode:
 class no_grad(_Mode):
     """Ops inside record nothing: results have requires_grad=False."""
 
+    _bare_decorator = True
+
     def __enter__(self):
         self._prev = STATE.grad_enabled
         STATE.grad_enabled = False
@@ -30,6 +39,8 @@ class no_grad(_Mode):
 
 
 class enable_grad(_Mode):
+    _bare_decorator = True
+
     def __enter__(self):
         self._prev = STATE.grad_enabled
         STATE.grad_enabled = True
@@ -43,6 +54,10 @@ class set_grad_enabled(_Mode):
         self._args = (mode,)
         self._prev = STATE.grad_enabled
         STATE.grad_enabled = bool(mode)  # also works as a plain function call, as in PyTorch
+
+    def __call__(self, fn):
+        STATE.grad_enabled = self._prev  # used as a decorator: switch only while fn runs
+        return super().__call__(fn)
 
     def __enter__(self):
         pass
