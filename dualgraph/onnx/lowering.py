@@ -191,10 +191,44 @@ def _unary(onnx_op, **attrs):
 
 
 for _name, _onnx in [("neg", "Neg"), ("abs", "Abs"), ("sign", "Sign"), ("exp", "Exp"), ("log", "Log"),
-                     ("sqrt", "Sqrt"), ("sin", "Sin"), ("cos", "Cos"), ("tan", "Tan"), ("tanh", "Tanh"),
-                     ("sigmoid", "Sigmoid"), ("erf", "Erf"), ("copy", "Identity"), ("relu", "Relu"),
-                     ("to_device", "Identity")]:
+                     ("sqrt", "Sqrt"), ("sin", "Sin"), ("cos", "Cos"), ("tanh", "Tanh"),
+                     ("sigmoid", "Sigmoid"), ("copy", "Identity"), ("to_device", "Identity")]:
     RULES[_name] = _unary(_onnx)
+
+# onnxruntime has float32-only kernels for a few ops (Tan from opset 22, Erf, LeakyRelu, Elu, Gelu)
+# and no integer Relu: those get equivalent compositions of ops it runs in every dtype.
+
+
+@lowering("tan")
+def _tan(ctx, node, x):
+    dt = _out(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt == np.float32:
+        return ctx.emit("Tan", [x])
+    return ctx.emit("Div", [ctx.emit("Sin", [x]), ctx.emit("Cos", [x])])
+
+
+def _erf_of(ctx, x, dt):
+    """Erf; onnxruntime runs it in float32 only, so other dtypes round-trip through float32
+    (about 1e-7 relative error in float64)."""
+    if dt == np.float32:
+        return ctx.emit("Erf", [x])
+    return ctx.cast(ctx.emit("Erf", [ctx.cast(x, dt, np.float32)]), np.float32, dt)
+
+
+@lowering("erf")
+def _erf(ctx, node, x):
+    dt = _out(node)
+    return _erf_of(ctx, ctx.arg(node.inputs[0], x, dt), dt)
+
+
+@lowering("relu")
+def _relu(ctx, node, x):
+    dt = _out(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt.kind == "f":
+        return ctx.emit("Relu", [x])
+    return ctx.emit("Max", [x, ctx.const(0, dt)])
 
 
 def _rounding(onnx_op):
@@ -274,14 +308,26 @@ def _leaky_relu(ctx, node, x):
     dt = _out(node)
     src = node.inputs[0].aval.dtype
     fdt = src if src.kind == "f" else np.dtype(np.float32)
-    y = ctx.emit("LeakyRelu", [ctx.cast(x, src, fdt)], alpha=float(ctx.attrs(node)["negative_slope"]))
+    alpha = float(ctx.attrs(node)["negative_slope"])
+    x = ctx.cast(x, src, fdt)
+    if fdt == np.float32:
+        y = ctx.emit("LeakyRelu", [x], alpha=alpha)
+    else:
+        pos = ctx.emit("Greater", [x, ctx.const(0, fdt)])
+        y = ctx.emit("Where", [pos, x, ctx.emit("Mul", [x, ctx.const(alpha, fdt)])])
     return ctx.cast(y, fdt, dt)
 
 
 @lowering("elu")
 def _elu(ctx, node, x):
     dt = _out(node)
-    return ctx.emit("Elu", [ctx.arg(node.inputs[0], x, dt)], alpha=float(ctx.attrs(node)["alpha"]))
+    alpha = float(ctx.attrs(node)["alpha"])
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt == np.float32:
+        return ctx.emit("Elu", [x], alpha=alpha)
+    zero = ctx.const(0, dt)
+    neg = ctx.emit("Sub", [ctx.emit("Exp", [ctx.emit("Min", [x, zero])]), ctx.const(1, dt)])
+    return ctx.emit("Where", [ctx.emit("Greater", [x, zero]), x, ctx.emit("Mul", [neg, ctx.const(alpha, dt)])])
 
 
 @lowering("gelu")
@@ -289,7 +335,7 @@ def _gelu(ctx, node, x):
     dt = _out(node)
     approximate = ctx.attrs(node)["approximate"]
     x = ctx.arg(node.inputs[0], x, dt)
-    if ctx.opset >= 20:
+    if ctx.opset >= 20 and dt == np.float32:
         return ctx.emit("Gelu", [x], approximate=approximate)
     c = lambda v: ctx.const(v, dt)  # noqa: E731
     if approximate == "tanh":
@@ -297,7 +343,7 @@ def _gelu(ctx, node, x):
         inner = ctx.emit("Mul", [c(0.7978845608028654), ctx.emit("Add", [x, ctx.emit("Mul", [c(0.044715), cube])])])
         t = ctx.emit("Add", [c(1.0), ctx.emit("Tanh", [inner])])
     else:
-        t = ctx.emit("Add", [c(1.0), ctx.emit("Erf", [ctx.emit("Mul", [x, c(0.7071067811865476)])])])
+        t = ctx.emit("Add", [c(1.0), _erf_of(ctx, ctx.emit("Mul", [x, c(0.7071067811865476)]), dt)])
     return ctx.emit("Mul", [ctx.emit("Mul", [c(0.5), x]), t])
 
 
