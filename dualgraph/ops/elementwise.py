@@ -80,14 +80,22 @@ def _pow_vjp(ctx, g):
 
 
 POW = defop("pow", _pow_forward, elementwise_infer, _pow_vjp, saves_output=True, **EW)
+def _extremum_vjp(wins):
+    """Gradient of maximum/minimum: to the winning input; ties split it evenly (as PyTorch and JAX)."""
+    def vjp(ctx, g):
+        a, b = ctx.inputs
+        half = g * 0.5
+        tie = eq(a, b)
+        ga = where(tie, half, where(wins(a, b), g, zeros_like(g))) if ctx.needs_input_grad[0] else None
+        gb = where(tie, half, where(wins(a, b), zeros_like(g), g)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+    return vjp
+
+
 MAXIMUM = defop("maximum", lambda xp, a, b: xp.maximum(a, b), elementwise_infer,
-                lambda ctx, g: (where(ctx.inputs[0] >= ctx.inputs[1], g, zeros_like(g)),
-                                where(ctx.inputs[0] >= ctx.inputs[1], zeros_like(g), g)),
-                commutative=True, **EW)
+                _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, **EW)
 MINIMUM = defop("minimum", lambda xp, a, b: xp.minimum(a, b), elementwise_infer,
-                lambda ctx, g: (where(ctx.inputs[0] <= ctx.inputs[1], g, zeros_like(g)),
-                                where(ctx.inputs[0] <= ctx.inputs[1], zeros_like(g), g)),
-                commutative=True, **EW)
+                _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, **EW)
 
 
 def add(a, b, alpha=1):
@@ -286,11 +294,25 @@ def _clip_vjp(ctx, g):
     return (where(keep, g, zeros_like(g)),)
 
 
-CLIP = defop("clip", _clip_forward, same_infer, _clip_vjp, elementwise=True)
+def _clip_infer(x, lo, hi):
+    from .infer import result_dtype
+    return Aval(x.shape, result_dtype(x, *(v for v in (lo, hi) if v is not None)))
+
+
+CLIP = defop("clip", _clip_forward, _clip_infer, _clip_vjp, elementwise=True)
+
+
+def _bound(v):
+    """Integer bounds stay ints, so clipping an int tensor keeps its dtype (numpy's and PyTorch's rule)."""
+    if v is None:
+        return None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    return float(v)
 
 
 def clip(x, min=None, max=None):
-    return apply(CLIP, (x,), {"lo": None if min is None else float(min), "hi": None if max is None else float(max)})
+    return apply(CLIP, (x,), {"lo": _bound(min), "hi": _bound(max)})
 
 
 clamp = clip
