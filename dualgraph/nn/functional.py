@@ -71,8 +71,9 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
     if target._data is not None and target.numel():
         bad = (safe_target._data < 0) | (safe_target._data >= n_classes)
         if bad.any():
-            raise ShapeError(f"nll_loss: target values must lie in [0, {n_classes}) (or equal ignore_index="
-                             f"{ignore_index}), got values outside")
+            from ..errors import IndexOutOfRange
+            raise IndexOutOfRange(f"nll_loss: target values must lie in [0, {n_classes}) (or equal "
+                                  f"ignore_index={ignore_index}), got {sorted(set(target._data[bad].tolist()))[:5]}")
     picked = take_along_axis(lp, safe_target.unsqueeze(-1), -1).squeeze(-1)
     w = valid.astype(lp.dtype)
     if weight is not None:
