@@ -362,6 +362,37 @@ def test_bce_with_logits_matches_torch():
         np.testing.assert_allclose(np_bce_with_logits(x, t, **kw), ref.numpy(), rtol=1e-10)
 
 
+# ---- gradients at ties and kinks: PyTorch's conventions ----------------------------------------------
+
+def test_tie_and_kink_gradients_match_torch():
+    torch = pytest.importorskip("torch")
+    a, b = np.array([1.0, 2.0, 3.0, 3.0]), np.array([1.0, 5.0, 0.0, 3.0])
+    for name in ("maximum", "minimum"):
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        getattr(torch, name)(ta, tb).sum().backward()
+        da, db = dg.tensor(a, requires_grad=True), dg.tensor(b, requires_grad=True)
+        getattr(dg, name)(da, db).sum().backward()
+        np.testing.assert_allclose(da.grad.numpy(), ta.grad.numpy(), err_msg=name)
+        np.testing.assert_allclose(db.grad.numpy(), tb.grad.numpy(), err_msg=name)
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0], [-1.0, 0.0, 1.0]])
+    cases = [(lambda t: dg.max(t, axis=1), lambda t: torch.amax(t, dim=1)),
+             (lambda t: dg.min(t, axis=0), lambda t: torch.amin(t, dim=0)),
+             (lambda t: dg.clip(t, 0.0, 1.0), lambda t: torch.clamp(t, 0.0, 1.0)),
+             (dg.relu, torch.relu), (dg.abs, torch.abs), (dg.sign, torch.sign)]
+    for ours, theirs in cases:
+        tx, dx = torch.tensor(x, requires_grad=True), dg.tensor(x, requires_grad=True)
+        theirs(tx).sum().backward()
+        ours(dx).sum().backward()
+        np.testing.assert_allclose(dx.grad.numpy(), tx.grad.numpy())
+
+
+def test_clip_keeps_int_dtype_with_int_bounds():
+    x = dg.tensor([1, 5, -3])
+    out = dg.clip(x, 0, 2)
+    assert out.dtype == np.int64 and out.numpy().tolist() == [1, 2, 0]
+    assert dg.clamp(dg.tensor([1, 5], dtype="int32"), max=3).dtype == np.int32
+
+
 # ---- dropout -------------------------------------------------------------------------------------------
 
 def test_dropout_inactive_in_eval_and_by_default():
@@ -457,7 +488,7 @@ def test_index_errors_name_op_and_range():
     _raises(IndexError, lambda: dg.embedding(dg.tensor([5]), x), "embedding", "5")
     _raises(IndexError, lambda: dg.one_hot(dg.tensor([0, 3]), 3), "one_hot", "3")
     _raises(IndexError, lambda: dg.scatter_add(x, 0, dg.tensor([[3, 0, 0, 0]]), dg.ones(1, 4)), "scatter_add")
-    _raises(ValueError, lambda: F.cross_entropy(dg.ones(2, 3), dg.tensor([0, 3])), "3")
+    _raises(IndexError, lambda: F.cross_entropy(dg.ones(2, 3), dg.tensor([0, 3])), "nll_loss", "[0, 3)", "[3]")
     _raises(IndexError, lambda: x[dg.tensor([0, 7])], "getitem")
 
 
