@@ -47,3 +47,6 @@ def get_default_dtype():
 # modules, optimizers, data and checkpoints (issue #4)
 from . import data, optim  # noqa: E402,F401
 from .serialization import CheckpointError, load, save  # noqa: E402,F401
+
+# @dg.function: tracing, control flow (issue #3)
+from .function import (TensorSpec, cond, fori_loop, function, while_loop)  # noqa: E402,F401

@@ -1,7 +1,11 @@
 """The graph IR: Values (shape/dtype, possibly symbolic dims) and Nodes naming ops of the op table.
 
 A Graph lists its inputs, its nodes in topological order and its outputs. Constants are Values
-holding an array (`value.const`). Control flow nodes (cond/while) carry subgraphs in `node.subgraphs`.
+holding an array (`value.const`); a Python scalar operand (`x * 2.0`) is a constant Value with
+`weak=True` whose `const` is the Python number itself: it promotes like a Python scalar (NEP 50,
+`f32 * 2.0 -> f32`), so a lowering must cast it to the other operand's dtype. A `None` operand is
+kept as `None` in `node.inputs`. Control-flow nodes (cond/while) carry subgraphs in `node.subgraphs`;
+a subgraph's inputs are, in order, the node's operands (see dualgraph.function.control).
 `str(graph)` is a small, stable textual form, in the spirit of a jaxpr:
 
     graph(%x: f32[B,3], %w: f32[3,4]) {
@@ -9,19 +13,23 @@ holding an array (`value.const`). Control flow nodes (cond/while) carry subgraph
       %1: f32[B,4] = relu(%0)
       return (%1)
     }
+
+Symbolic dims print by name (`B`, `d0`); `graph.meta` holds what passes learned (e.g. the buffer
+plan and `planned_peak_bytes`), `graph.frozen` what the trace baked in.
 """
 import itertools
+import os
 
 from ..ops.infer import Aval
 
 
 class Value:
-    __slots__ = ("id", "aval", "producer", "name", "const", "__weakref__")
+    __slots__ = ("id", "aval", "producer", "name", "const", "weak", "__weakref__")
     _ids = itertools.count()
 
-    def __init__(self, aval, producer=None, name=None, const=None):
+    def __init__(self, aval, producer=None, name=None, const=None, weak=False):
         self.id = next(Value._ids)
-        self.aval, self.producer, self.name, self.const = aval, producer, name, const
+        self.aval, self.producer, self.name, self.const, self.weak = aval, producer, name, const, weak
 
     @property
     def shape(self):
@@ -30,6 +38,10 @@ class Value:
     @property
     def dtype(self):
         return self.aval.dtype
+
+    @property
+    def is_const(self):
+        return self.const is not None
 
     def __repr__(self):
         return f"%{self.name or self.id}"
@@ -52,6 +64,8 @@ class Graph:
         self.inputs = []    # Values fed at run time
         self.nodes = []     # topological order
         self.outputs = []   # Values returned
+        self.meta = {}      # what passes learned (buffer plan, fused kernels, ...)
+        self.frozen = []    # FrozenValue records: what tracing baked in, with the user's file:line
 
     # ---- building --------------------------------------------------------------------------
     def add_input(self, aval, name=None):
@@ -61,6 +75,11 @@ class Graph:
 
     def add_const(self, array, name=None):
         return Value(Aval(array.shape, array.dtype), const=array, name=name)
+
+    def add_scalar(self, x):
+        """A Python scalar operand (weakly typed)."""
+        import numpy as np
+        return Value(Aval((), np.result_type(x)), const=x, weak=True)
 
     def add_node(self, op, inputs, attrs, out_avals, source=None, subgraphs=None):
         node = Node(op, inputs, attrs, [], source, subgraphs)
@@ -73,30 +92,69 @@ class Graph:
         seen, out = set(), []
         for node in self.nodes:
             for v in node.inputs:
-                if v.const is not None and id(v) not in seen:
+                if v is not None and v.const is not None and id(v) not in seen:
                     seen.add(id(v))
                     out.append(v)
         return out
+
+    def users(self):
+        """id(value) -> list of nodes reading it (subgraph reads are reads of the node's operands)."""
+        out = {}
+        for node in self.nodes:
+            for v in node.inputs:
+                if v is not None:
+                    out.setdefault(id(v), []).append(node)
+        return out
+
+    def copy(self):
+        """A structural copy sharing Values' avals/consts but with fresh Value and Node objects."""
+        g = Graph(self.name)
+        g.meta, g.frozen = dict(self.meta), list(self.frozen)
+        m = {}
+        for v in self.inputs:
+            nv = g.add_input(v.aval, v.name)
+            m[id(v)] = nv
+
+        def get(v):
+            if v is None:
+                return None
+            if id(v) in m:
+                return m[id(v)]
+            if v.const is not None:
+                return v  # constants are immutable and shared
+            raise KeyError(f"value {v} used before it is defined")
+        for node in self.nodes:
+            n = g.add_node(node.op, [get(v) for v in node.inputs], node.attrs, [o.aval for o in node.outputs],
+                           node.source, {k: s.copy() for k, s in node.subgraphs.items()})
+            for o, no in zip(node.outputs, n.outputs):
+                no.name = o.name
+                m[id(o)] = no
+        g.outputs = [get(v) for v in self.outputs]
+        return g
 
     def __str__(self):
         return format_graph(self)
 
     def to_dot(self):
         lines = [f"digraph {self.name} {{", '  node [fontname="Helvetica", fontsize=10];']
+        index = {id(n): i for i, n in enumerate(self.nodes)}
         for v in self.inputs:
             lines.append(f'  v{v.id} [label="{_vname(v)}\\n{v.aval}", shape=ellipse, style=filled, fillcolor=lightblue];')
         for i, node in enumerate(self.nodes):
             lines.append(f'  n{i} [label="{node.op.name}", shape=box];')
             for v in node.inputs:
+                if v is None:
+                    continue
                 src = f"v{v.id}"
                 if v.producer is not None:
-                    src = f"n{self.nodes.index(v.producer)}"
+                    src = f"n{index[id(v.producer)]}"
                 elif v.const is not None:
-                    lines.append(f'  v{v.id} [label="const {v.aval}", shape=note];')
+                    label = repr(v.const) if v.weak else f"const {v.aval}"
+                    lines.append(f'  v{v.id} [label="{label}", shape=note];')
                 lines.append(f"  {src} -> n{i};")
         for k, v in enumerate(self.outputs):
             lines.append(f'  o{k} [label="out {k}\\n{v.aval}", shape=ellipse, style=filled, fillcolor=darkolivegreen1];')
-            src = f"n{self.nodes.index(v.producer)}" if v.producer is not None else f"v{v.id}"
+            src = f"n{index[id(v.producer)]}" if v.producer is not None else f"v{v.id}"
             lines.append(f"  {src} -> o{k};")
         lines.append("}")
         return "\n".join(lines)
@@ -114,18 +172,27 @@ def _fmt_attr(v):
     return repr(v)
 
 
-def format_graph(graph, indent=""):
+def _short_source(src):
+    path, _, line = src.rpartition(":")
+    return f"{os.path.basename(path)}:{line}" if path else src
+
+
+def format_graph(graph, indent="", sources=True):
     """Stable text: values renumbered in order of appearance."""
     names = {}
 
     def name(v):
+        if v is None:
+            return "None"
         if v.const is not None:
+            if v.weak:
+                return repr(v.const)
             arr = v.const
             if getattr(arr, "size", 2) == 1:
                 return f"{arr.reshape(()).item()!r}:{v.aval}"
             return f"const:{v.aval}"
         if id(v) not in names:
-            names[id(v)] = v.name if v.name else str(len([k for k in names]))
+            names[id(v)] = v.name if v.name else str(len(names))
         return "%" + names[id(v)]
 
     for v in graph.inputs:
@@ -137,12 +204,15 @@ def format_graph(graph, indent=""):
         args = ", ".join(name(v) for v in node.inputs)
         attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in node.attrs.items())
         line = f"{indent}  {outs} = {node.op.name}({args}{', ' if args and attrs else ''}{attrs})"
-        if node.source:
-            line = f"{line:<60}  # {node.source}"
+        if node.source and sources:
+            line = f"{line:<60}  # {_short_source(node.source)}"
         lines.append(line)
         for key, sub in node.subgraphs.items():
             lines.append(f"{indent}    {key}:")
-            lines.append(format_graph(sub, indent + "    "))
+            lines.append(format_graph(sub, indent + "    ", sources))
     lines.append(f"{indent}  return ({', '.join(name(v) for v in graph.outputs)})")
     lines.append(f"{indent}}}")
+    if graph.frozen and not indent:
+        lines.append("frozen at trace time:")
+        lines.extend(f"  {f}" for f in graph.frozen)
     return "\n".join(lines)

@@ -1,0 +1,17 @@
+"""`@dg.function`: tracing Python into the graph IR, optimizing it and running it compiled.
+
+    tracer.py     the graph builder apply() hands ops to; symbolic tensors; captured state
+    api.py        dg.function: the cache, signatures, symbolic dims, guards, write-backs
+    autodiff.py   reverse mode on the IR (vjp rules traced), joint graph and its partition
+    control.py    dg.cond / dg.while_loop / dg.fori_loop and their ops
+    executor.py   generated straight-line Python over the backend; the reference interpreter
+    passes/       fold, simplify, cse, dce, fuse, plan_buffers (each Graph -> Graph)
+
+See docs/tracing.md.
+"""
+from .api import CompiledFunction, RetraceWarning, TensorSpec, function
+from .control import cond, fori_loop, while_loop
+from .tracer import ConcretizationError, FrozenValue, TraceError
+
+__all__ = ["function", "cond", "while_loop", "fori_loop", "TensorSpec", "CompiledFunction", "TraceError",
+           "ConcretizationError", "RetraceWarning", "FrozenValue"]

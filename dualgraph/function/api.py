@@ -1,0 +1,962 @@
+"""`@dg.function`: trace once per input signature, optimize, run the compiled graph.
+
+    f = dg.function(fn)            # or @dg.function, or dg.function(module)
+    f(x)                           # first call: trace + optimize + compile; later calls: run
+    f.trace_count, f.graph(x), f.frozen(x), f.retrace_reason
+
+The cache key of a call is the structure of its arguments (nested tuples/lists/dicts), the shape,
+dtype, device and requires_grad of every tensor, the value of every other argument (baked in as a
+constant), and grad mode. Tensors the function reads from elsewhere (closure, globals, a module's
+parameters, optimizer state) are graph inputs read again at every call, found by their path from
+the function (closure cell, global name, `self`/module attribute), so rebinding one is noticed.
+"""
+import dis
+import inspect
+import types
+import warnings
+import weakref
+
+import numpy as np
+
+from .._state import STATE
+from ..backend import CPU
+from ..errors import DualgraphError, ShapeError
+from ..graph.ir import Graph
+from ..ops.infer import Aval, Dim
+from ..tensor import Tensor, _make
+from . import passes as _passes
+from .executor import Executable
+from .tracer import FrozenValue, TraceError, Tracer, tracing
+
+RETRACE_WARN_AFTER = 8
+
+
+class RetraceWarning(UserWarning):
+    pass
+
+
+class TensorSpec:
+    """Declared shape/dtype of a tensor argument; `None` (or a name, shared across arguments) marks a
+    dim that may vary between calls (one trace serves every size)."""
+
+    def __init__(self, shape, dtype="float32", device=None):
+        from ..dtypes import resolve
+        self.shape, self.dtype, self.device = tuple(shape), resolve(dtype), device
+
+    def __repr__(self):
+        dims = ",".join("None" if d is None else str(d) for d in self.shape)
+        return f"TensorSpec([{dims}], {self.dtype})"
+
+
+# ---- argument flattening -------------------------------------------------------------------------------
+
+def _flatten(x, leaves, key):
+    cls = x.__class__
+    if isinstance(x, Tensor):
+        d = x._data
+        if d is None:
+            raise TraceError("a traced tensor was passed to a compiled function outside its trace")
+        leaves.append(x)
+        key.append((d.shape, d.dtype, x._device, x._requires_grad))
+    elif cls is tuple or cls is list:
+        key.append((cls, len(x)))
+        for i in x:
+            _flatten(i, leaves, key)
+    elif cls is dict:
+        ks = sorted(x, key=repr)
+        key.append((dict, tuple(ks)))
+        for k in ks:
+            _flatten(x[k], leaves, key)
+    else:
+        try:
+            hash(x)
+            key.append((cls, x))
+        except TypeError:
+            key.append((cls, "unhashable", id(x)))
+
+
+def _describe(x, path, out):
+    """(path, description) for every leaf, used to explain retraces and list frozen arguments."""
+    if isinstance(x, Tensor):
+        out.append((path, ("tensor", tuple(x.shape), str(x.dtype), str(x.device), x._requires_grad)))
+    elif isinstance(x, (tuple, list)):
+        out.append((path, ("seq", type(x).__name__, len(x))))
+        for i, v in enumerate(x):
+            _describe(v, f"{path}[{i}]", out)
+    elif isinstance(x, dict):
+        out.append((path, ("dict", tuple(sorted(x, key=repr)))))
+        for k in sorted(x, key=repr):
+            _describe(x[k], f"{path}[{k!r}]", out)
+    elif isinstance(x, _Static):
+        out.append((f"{path} (static)", ("value", type(x.value).__name__, _safe_repr(x.value))))
+    else:
+        out.append((path, ("value", type(x).__name__, _safe_repr(x))))
+
+
+def _safe_repr(x):
+    r = repr(x)
+    return r if len(r) < 80 else r[:77] + "..."
+
+
+def _rebuild(x, it):
+    if isinstance(x, Tensor):
+        return next(it)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_rebuild(i, it) for i in x)
+    if isinstance(x, dict):
+        return {k: _rebuild(x[k], it) for k in sorted(x, key=repr)}
+    return x
+
+
+def _explain(old, new):
+    """Why `new` (a list of (path, desc)) did not match `old`."""
+    if old is None:
+        return "first call"
+    od, nd = dict(old), dict(new)
+    reasons = []
+    for path, d in new:
+        o = od.get(path)
+        if o is None:
+            reasons.append(f"{path} is new")
+        elif o != d:
+            if o[0] == "tensor" and d[0] == "tensor":
+                for name, a, b in zip(("shape", "dtype", "device", "requires_grad"), o[1:], d[1:]):
+                    if a != b:
+                        reasons.append(f"{path}: {name} changed from {a} to {b}")
+            elif o[0] == "value" and d[0] == "value":
+                reasons.append(f"{path}: Python value changed from {o[2]} to {d[2]} (non-tensor arguments are "
+                               f"baked into the trace as constants; pass a tensor to avoid retracing)")
+            else:
+                reasons.append(f"{path}: changed from {o} to {d}")
+    for path, _ in old:
+        if path not in nd:
+            reasons.append(f"{path} is gone")
+    return "; ".join(reasons) if reasons else "argument structure changed"
+
+
+# ---- finding captured tensors -------------------------------------------------------------------------
+
+def _roots(fn, module):
+    roots = []
+    if module is not None:
+        roots.append(("M", module))
+    f = fn
+    if isinstance(f, types.MethodType):
+        roots.append(("S", f.__self__))
+        f = f.__func__
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return roots, f
+    for i, name in enumerate(code.co_freevars):
+        try:
+            roots.append((f"C[{i}].cell_contents", f.__closure__[i].cell_contents))
+        except (ValueError, IndexError, TypeError):
+            pass
+    g = getattr(f, "__globals__", {})
+    for name in _global_names(code):
+        if name in g and not isinstance(g[name], types.ModuleType):
+            roots.append((f"G[{name!r}]", g[name]))
+    return roots, f
+
+
+def _global_names(code):
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def _find_paths(targets, fn, module, limit=20000):
+    """id(tensor) -> expression reaching it from the function's roots (breadth first)."""
+    want = {id(t) for t in targets}
+    found = {}
+    roots, _ = _roots(fn, module)
+    queue = [(expr, obj, 0) for expr, obj in roots]
+    seen = set()
+    i = 0
+    while i < len(queue) and len(found) < len(want) and i < limit:
+        expr, obj, depth = queue[i]
+        i += 1
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Tensor):
+            if id(obj) in want and id(obj) not in found:
+                found[id(obj)] = expr
+            continue
+        if depth >= 6 or isinstance(obj, (str, bytes, int, float, bool, type, types.ModuleType,
+                                          types.FunctionType, types.BuiltinFunctionType, np.ndarray)):
+            continue
+        if isinstance(obj, dict):
+            for k, v in list(obj.items()):
+                if isinstance(k, (str, int)):
+                    queue.append((f"{expr}[{k!r}]", v, depth + 1))
+        elif isinstance(obj, (list, tuple)):
+            for k, v in enumerate(obj):
+                queue.append((f"{expr}[{k}]", v, depth + 1))
+        else:
+            d = getattr(obj, "__dict__", None)
+            if isinstance(d, dict):
+                for k, v in list(d.items()):
+                    if isinstance(k, str):
+                        queue.append((f"{expr}.__dict__[{k!r}]", v, depth + 1))
+    return found
+
+
+def _frozen_globals(fn):
+    """Python numbers/strings/arrays the function's code reads from globals or its closure."""
+    out = []
+    f = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return out
+    g = getattr(f, "__globals__", {})
+    cells = dict(zip(code.co_freevars, f.__closure__ or ()))
+    seen = set()
+    line = code.co_firstlineno
+    for ins in dis.get_instructions(code):
+        if ins.starts_line:
+            line = ins.starts_line if isinstance(ins.starts_line, int) else (ins.positions.lineno or line)
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            name = ins.argval
+            if name in g:
+                kind, value = "global", g[name]
+            else:
+                continue
+        elif ins.opname in ("LOAD_DEREF", "LOAD_CLASSDEREF"):
+            name = ins.argval
+            cell = cells.get(name)
+            try:
+                kind, value = "closure variable", cell.cell_contents
+            except (ValueError, AttributeError):
+                continue
+        else:
+            continue
+        if name in seen or not isinstance(value, (int, float, bool, str, np.ndarray, np.generic)):
+            continue
+        seen.add(name)
+        out.append((kind, name, value, f"{code.co_filename}:{line}", "G" if kind == "global" else "C", ))
+    return out
+
+
+# ---- a trace -----------------------------------------------------------------------------------------
+
+class _Entry:
+    pass
+
+
+def _dims_for(leaves, key_descs, sym_mask, names):
+    """Avals for the argument tensors; sym_mask[i] lists axes of leaf i that are symbolic (or Dim/name)."""
+    avals, dims = [], {}
+    for i, t in enumerate(leaves):
+        shape = []
+        for ax, n in enumerate(t.shape):
+            s = sym_mask[i].get(ax) if sym_mask else None
+            if s is None:
+                shape.append(n)
+            else:
+                d = dims.get(s)
+                if d is None:
+                    d = dims[s] = Dim(s if isinstance(s, str) else f"d{len(dims)}")
+                shape.append(d)
+        avals.append(Aval(shape, t.dtype))
+    return avals
+
+
+class CompiledFunction:
+    """What `dg.function` returns. Call it like the function."""
+
+    def __init__(self, fn, input_signature=None, static_argnames=(), strict=False, passes=None, disable=(),
+                 name=None):
+        module = None
+        if not isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)) \
+                and hasattr(fn, "parameters") and callable(fn):
+            module, target = fn, fn.__call__
+        else:
+            target = fn
+        self.fn, self.module = target, module
+        self.__name__ = name or getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+        self.input_signature = None if input_signature is None else list(input_signature)
+        if isinstance(static_argnames, str):
+            static_argnames = (static_argnames,)
+        self.static_argnames = tuple(static_argnames)
+        self.strict = strict
+        self.passes = _passes.resolve(passes, disable)
+        try:
+            self._sig = inspect.signature(target)
+        except (TypeError, ValueError):
+            self._sig = None
+        self._cache = {}
+        self._entries = []
+        self.trace_count = 0
+        self.retrace_reason = None
+        self._last_descs = None
+        self._warned = False
+        self._no_symbolic = set()
+        self._sym_struct = {}
+        for s in self.static_argnames:
+            if self._sig is not None and s not in self._sig.parameters:
+                raise TypeError(f"static_argnames: {self.__name__} has no parameter named {s!r}")
+
+    # ---- the call path -----------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if STATE.tracer is not None:  # called inside another trace: inline it
+            return self.fn(*args, **kwargs)
+        if kwargs or self.static_argnames or self.input_signature is not None:
+            args, statics = self._bind(args, kwargs)
+        else:
+            statics = ()
+        leaves, key = [], [statics, STATE.grad_enabled]
+        _flatten(args, leaves, key)
+        key = tuple(key)
+        try:
+            entry = self._cache.get(key)
+        except TypeError:
+            key = repr(key)
+            entry = self._cache.get(key)
+        if entry is None:
+            entry = self._lookup_symbolic(key, leaves, args, statics)
+            if entry is None:
+                entry = self._retrace(key, args, statics, leaves)
+        caps = entry.read_captured()
+        if caps is None:
+            entry = self._retrace(key, args, statics, leaves, reason=entry.guard_reason())
+            caps = entry.read_captured()
+        return entry.run(leaves, caps)
+
+    def _bind(self, args, kwargs):
+        if self._sig is None:
+            if kwargs:
+                raise TypeError(f"{self.__name__}: keyword arguments need an inspectable signature")
+            return args, ()
+        bound = self._sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        dyn, statics = [], []
+        for name, value in bound.arguments.items():
+            kind = self._sig.parameters[name].kind
+            if name in self.static_argnames:
+                statics.append((name, _static_key(value)))
+                dyn.append(_Static(value))
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                dyn.extend(value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                dyn.append(dict(value))
+            else:
+                dyn.append(value)
+        if self.input_signature is not None:
+            self._check_signature(bound)
+        return tuple(dyn), tuple(statics)
+
+    def _check_signature(self, bound):
+        names = list(bound.arguments)
+        for i, spec in enumerate(self.input_signature):
+            if spec is None or i >= len(names):
+                continue
+            name = names[i]
+            x = bound.arguments[name]
+            if not isinstance(spec, TensorSpec):
+                spec = TensorSpec(*spec) if isinstance(spec, tuple) else spec
+                self.input_signature[i] = spec
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{self.__name__}: argument {i} ({name}) should be a tensor matching {spec}, "
+                                f"got {type(x).__name__}")
+            if len(x.shape) != len(spec.shape):
+                raise ShapeError(f"{self.__name__}: argument {i} ({name}) has shape {tuple(x.shape)} "
+                                 f"({len(x.shape)} dims) but input_signature says {spec} ({len(spec.shape)} dims)")
+            for ax, (n, s) in enumerate(zip(x.shape, spec.shape)):
+                if isinstance(s, int) and n != s:
+                    raise ShapeError(f"{self.__name__}: argument {i} ({name}) has shape {tuple(x.shape)}: dim "
+                                     f"{ax} is {n} but input_signature says {s} ({spec})")
+            if spec.dtype is not None and x.dtype != spec.dtype:
+                raise TypeError(f"{self.__name__}: argument {i} ({name}) has dtype {x.dtype} but "
+                                f"input_signature says {spec.dtype}")
+
+    def _sym_mask(self, args, leaves):
+        """Per leaf: {axis: name} for the dims declared variable by input_signature."""
+        mask = [dict() for _ in leaves]
+        if self.input_signature is None:
+            return None
+        pos = {id(t): i for i, t in enumerate(leaves)}
+        uniq = 0
+        for i, spec in enumerate(self.input_signature):
+            if spec is None or i >= len(args) or not isinstance(args[i], Tensor):
+                continue
+            li = pos[id(args[i])]
+            for ax, s in enumerate(spec.shape):
+                if s is None:
+                    mask[li][ax] = f"d{uniq}"
+                    uniq += 1
+                elif isinstance(s, str):
+                    mask[li][ax] = s
+        return mask
+
+    def _struct(self, key):
+        """The key with tensor dims replaced by their count (calls that differ only in sizes share it)."""
+        if isinstance(key, str):
+            return None
+        out = []
+        for k in key[2:]:
+            if isinstance(k, tuple) and len(k) == 4 and isinstance(k[0], tuple):
+                out.append((len(k[0]),) + k[1:])
+            else:
+                out.append(k)
+        return (key[0], key[1], tuple(out))
+
+    def _lookup_symbolic(self, key, leaves, args, statics):
+        st = self._struct(key)
+        entry = self._sym_struct.get(st)
+        if entry is None or not entry.accepts(leaves):
+            return None
+        self._cache[key] = entry
+        return entry
+
+    def _retrace(self, key, args, statics, leaves, reason=None):
+        descs = []
+        params = list(self._sig.parameters) if self._sig is not None else []
+        for i, a in enumerate(args):
+            _describe(a, params[i] if i < len(params) else f"args[{i}]", descs)
+        if reason is None:
+            reason = _explain(self._last_descs, descs)
+        self.retrace_reason = reason
+        self._pending_descs = descs
+        sym_mask = self._sym_mask(args, leaves)
+        st = self._struct(key)
+        # shapes alone changed since an earlier trace of this structure: trace once with symbolic dims
+        if sym_mask is None and st is not None and st not in self._no_symbolic:
+            prev = [e for e in self._entries if e.struct == st and not e.symbolic]
+            if prev:
+                mask = _varying(prev[-1].leaf_shapes, [tuple(t.shape) for t in leaves])
+                if any(mask):
+                    try:
+                        entry = self._trace(args, leaves, mask, key, st, symbolic=True)
+                        self.retrace_reason = reason + " (retraced once with those dims symbolic; later sizes " \
+                                                       "reuse this trace)"
+                        self._sym_struct[st] = entry
+                        self._finish(key, descs, entry)
+                        return entry
+                    except Exception as e:  # the function needs concrete sizes: keep tracing per shape
+                        self._no_symbolic.add(st)
+                        self.retrace_reason = reason + f" (a symbolic-dim trace failed: {type(e).__name__}: {e}; " \
+                                                       f"tracing per shape)"
+        entry = self._trace(args, leaves, sym_mask, key, st, symbolic=sym_mask is not None)
+        if sym_mask is not None:
+            self._sym_struct[st] = entry
+        self._finish(key, descs, entry)
+        return entry
+
+    def _finish(self, key, descs, entry):
+        self._cache[key] = entry
+        self._entries.append(entry)
+        self._last_descs = descs
+        self.trace_count += 1
+        if self.trace_count >= RETRACE_WARN_AFTER and not self._warned:
+            self._warned = True
+            warnings.warn(f"@dg.function {self.__name__} has been traced {self.trace_count} times; the last "
+                          f"retrace was because {self.retrace_reason}. Retracing is slow: pass tensors instead of "
+                          f"changing Python values, or give input_signature= with None for varying dims",
+                          RetraceWarning, stacklevel=3)
+
+    # ---- tracing ---------------------------------------------------------------------------
+    def _trace(self, args, leaves, sym_mask, key, struct, symbolic):
+        graph = Graph(self.__name__ if self.__name__.isidentifier() else "graph")
+        tr = Tracer(graph, strict=self.strict, shapes_declared=self.input_signature is not None)
+        avals = _dims_for(leaves, None, sym_mask, None) if sym_mask else [Aval(t.shape, t.dtype) for t in leaves]
+        syms = []
+        names = _leaf_names(args, self._sig)
+        for i, (t, av) in enumerate(zip(leaves, avals)):
+            v = graph.add_input(av, names[i] if i < len(names) else None)
+            s = tr.sym(v, t._device, requires_grad=t._requires_grad)
+            tr.args[id(s)] = [s, v, i]
+            syms.append(s)
+        sym_args = _rebuild(args, iter(syms))
+        call_args, call_kwargs = self._unbind(sym_args)
+        with tracing(tr):
+            out = self.fn(*call_args, **call_kwargs)
+            out_leaves, out_tree = _flatten_out(out)
+            out_vals, out_consts = [], {}
+            for i, o in enumerate(out_leaves):
+                if isinstance(o, Tensor):
+                    out_vals.append((i, tr.value_of(o), o._requires_grad))
+                else:
+                    out_consts[i] = o
+        del out, out_leaves, call_args, call_kwargs, sym_args
+        return _build_entry(self, tr, graph, leaves, out_vals, out_consts, out_tree, key, struct, symbolic,
+                            self._pending_descs)
+
+    def _unbind(self, sym_args):
+        if self._sig is None or not (self.static_argnames or self.input_signature is not None or
+                                     any(isinstance(a, _Static) for a in sym_args)):
+            return sym_args, {}
+        params = list(self._sig.parameters.values())
+        a, kw, i = [], {}, 0
+        for p in params:
+            if i >= len(sym_args):
+                break
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                n = len(sym_args) - i - (1 if params[-1].kind is inspect.Parameter.VAR_KEYWORD else 0)
+                a.extend(_unstatic(x) for x in sym_args[i:i + n])
+                i += n
+            elif p.kind is inspect.Parameter.VAR_KEYWORD:
+                kw.update(sym_args[i])
+                i += 1
+            elif p.kind is inspect.Parameter.KEYWORD_ONLY:
+                kw[p.name] = _unstatic(sym_args[i])
+                i += 1
+            else:
+                a.append(_unstatic(sym_args[i]))
+                i += 1
+        return a, kw
+
+    # ---- introspection ----------------------------------------------------------------------
+    def _entry_for(self, args, kwargs):
+        if kwargs or self.static_argnames or self.input_signature is not None:
+            args, statics = self._bind(args, kwargs)
+        else:
+            statics = ()
+        leaves, key = [], [statics, STATE.grad_enabled]
+        _flatten(args, leaves, key)
+        key = tuple(key)
+        entry = self._cache.get(key) or self._lookup_symbolic(key, leaves, args, statics)
+        if entry is None:
+            entry = self._retrace(key, args, statics, leaves)
+        return entry
+
+    def graph(self, *args, **kwargs):
+        """The optimized graph for these arguments' signature (traces if needed)."""
+        return self._entry_for(args, kwargs).opt
+
+    def traced_graph(self, *args, **kwargs):
+        """The graph as traced, before any pass."""
+        return self._entry_for(args, kwargs).graph
+
+    def frozen(self, *args, **kwargs):
+        """Every Python value the trace for these arguments baked in, with the user's file:line."""
+        return list(self._entry_for(args, kwargs).frozen)
+
+    def explain_passes(self, *args, **kwargs):
+        """[(pass name, graph text before, graph text after)] for this signature."""
+        log = []
+        _passes.optimize(self._entry_for(args, kwargs).graph, self.passes, log)
+        return log
+
+    def why_retraced(self):
+        return self.retrace_reason
+
+    def __repr__(self):
+        return f"<dg.function {self.__name__}: {self.trace_count} trace(s)>"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        bound = self.__dict__.setdefault("_bound", weakref.WeakKeyDictionary()) if _weakable(obj) else {}
+        f = bound.get(obj) if _weakable(obj) else None
+        if f is None:
+            f = CompiledFunction(types.MethodType(self.fn, obj), None if self.input_signature is None else
+                                 self.input_signature, self.static_argnames, self.strict, self.passes, ())
+            if _weakable(obj):
+                bound[obj] = f
+        return f
+
+
+def _weakable(obj):
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+class _Static:
+    """A static argument's value, carried through flattening untouched."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return 0
+
+    def __eq__(self, other):
+        return isinstance(other, _Static)
+
+
+def _unstatic(x):
+    return x.value if isinstance(x, _Static) else x
+
+
+def _static_key(value):
+    if isinstance(value, Tensor):
+        from ..backend import to_host
+        arr = to_host(value._data)
+        return ("tensor", arr.shape, str(arr.dtype), arr.tobytes())
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)
+
+
+def _leaf_names(args, sig):
+    names = []
+    params = list(sig.parameters) if sig is not None else []
+
+    def walk(x, path):
+        if isinstance(x, Tensor):
+            names.append(path)
+        elif isinstance(x, (tuple, list)):
+            for i, v in enumerate(x):
+                walk(v, f"{path}_{i}")
+        elif isinstance(x, dict):
+            for k in sorted(x, key=repr):
+                walk(x[k], f"{path}_{k}")
+    for i, a in enumerate(args):
+        walk(a, params[i] if i < len(params) and params[i].isidentifier() else f"arg{i}")
+    seen = {}
+    out = []
+    for n in names:
+        n = "".join(c if c.isalnum() or c == "_" else "_" for c in str(n))
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 0
+        out.append(n)
+    return out
+
+
+def _flatten_out(out):
+    from .control import tree_flatten
+    return tree_flatten(out)
+
+
+def _varying(old_shapes, new_shapes):
+    """Per leaf {axis: name} for dims whose size differs; equal (old, new) size pairs share a name."""
+    if len(old_shapes) != len(new_shapes):
+        return []
+    names, mask = {}, []
+    for a, b in zip(old_shapes, new_shapes):
+        m = {}
+        for ax, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                m[ax] = names.setdefault((x, y), f"d{len(names)}")
+        mask.append(m)
+    return mask
+
+
+# ---- building a runnable entry from a finished trace --------------------------------------------------------
+
+def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, struct, symbolic, descs):
+    from ..tensor import Tensor as _T
+    e = _Entry()
+    e.cf = cf
+    e.struct, e.symbolic = struct, symbolic
+    e.leaf_shapes = [tuple(t.shape) for t in leaves]
+    e.arg_avals = [v.aval for v in graph.inputs[:len(leaves)]]
+    e.n_args = len(leaves)
+    e.did_backward = tr.did_backward
+    # which captured tensors are outside state (still alive without the trace's references)?
+    caps = [(weakref.ref(t), v, line, t._data) for t, v, line in tr.captured]
+    muts = [(weakref.ref(t), v) for t, v in tr.mutations.values()]
+    gwrites = [(weakref.ref(t), v) for t, v in tr.grad_writes.values()]
+    greads = [(weakref.ref(t), was_none) for t, was_none in tr.grad_reads.values()]
+    gparent = {k: weakref.ref(p) for k, p in tr.grad_parent.items()}
+    arg_index = {id(s): i for s, _, i in tr.args.values()}
+    sym_args = {id(s): s for s, _, _ in tr.args.values()}
+    tr.keep.clear()
+    tr.captured = tr.mutations = tr.grad_writes = tr.grad_reads = tr.grad_parent = None
+    tr.tensor_of.clear()
+    alive = []
+    for ref, v, line, _ in caps:
+        t = ref()
+        if t is None:
+            continue
+        alive.append((t, v, line))
+    # a tensor made inside the trace (dg.tensor([...]) in the body) died with it: a graph constant
+    dead_caps = [(v, data) for ref, v, _, data in caps if ref() is None]
+    e.frozen = list(tr.frozen)
+    # the graph's outputs: user outputs, then written-back state, then assigned grads
+    outputs = [v for _, v, _ in out_vals]
+    writebacks = []   # (kind, target, output index)
+    for ref, v in muts:
+        t = ref()
+        if t is None:
+            continue
+        if id(t) in arg_index:
+            writebacks.append(("arg", arg_index[id(t)], len(outputs)))
+        else:
+            writebacks.append(("cap", t, len(outputs)))
+        outputs.append(v)
+    gw = []
+    for ref, v in gwrites:
+        t = ref()
+        if t is None:
+            continue
+        target = ("arg", arg_index[id(t)]) if id(t) in sym_args else ("cap", t)
+        if v is None:
+            gw.append((target, None))
+        else:
+            gval = tr.value_of(v) if isinstance(v, _T) else v
+            gw.append((target, len(outputs)))
+            outputs.append(gval)
+    graph.outputs = outputs
+    # captured tensors: paths to read them at each call
+    cap_tensors = [t for t, _, _ in alive]
+    paths = _find_paths(cap_tensors, cf.fn, cf.module) if cap_tensors else {}
+    for t in cap_tensors:
+        if id(t) not in paths and id(t) in gparent:
+            owner = gparent[id(t)]()
+            if owner is not None:
+                paths.setdefault(id(owner), None)
+    keep_inputs = list(graph.inputs[:len(leaves)])
+    e.captured = []
+    for t, v, line in alive:
+        keep_inputs.append(v)
+        owner_ref = gparent.get(id(t))
+        expr = paths.get(id(t))
+        e.captured.append(_Captured(t, v, expr, owner_ref, line))
+    for v, data in dead_caps:
+        v.const = data
+    graph.inputs = keep_inputs
+    e.grad_guards = []
+    for ref, was_none in greads:
+        t = ref()
+        if t is not None and id(t) not in sym_args:
+            e.grad_guards.append((weakref.ref(t), was_none))
+    e.writebacks = writebacks
+    e.grad_writes = gw
+    e.out_vals = out_vals
+    e.out_consts = out_consts
+    e.out_tree = out_tree
+    e.n_user_out = len(out_vals)
+    for kind, name, value, where, _ in _frozen_globals(cf.fn):
+        e.frozen.append(FrozenValue(kind, name, value, where))
+    e.global_guards = [(k, name, value) for k, name, value, _, _ in _frozen_globals(cf.fn)]
+    for path, d in reversed(descs):
+        if d[0] == "value":
+            e.frozen.insert(0, FrozenValue("argument", path, d[2], ""))
+    graph.frozen = list(e.frozen)
+    e.graph = graph
+    e.opt = _passes.optimize(graph, cf.passes)
+    e.opt.frozen = list(e.frozen)
+    xp = leaves[0]._device.xp if leaves else CPU.xp
+    e.xp = xp
+    e.exec = Executable(e.opt, xp)
+    e.device = leaves[0]._device if leaves else (alive[0][0]._device if alive else CPU)
+    e.diff_outs = [rg for _, _, rg in out_vals]
+    e.grad_cache = {}
+    e.dead = dead_caps
+    _install(e)
+    return e
+
+
+class _Captured:
+    __slots__ = ("ref", "value", "expr", "owner", "line", "aval", "getter")
+
+    def __init__(self, t, v, expr, owner, line):
+        self.ref = weakref.ref(t)
+        self.value, self.expr, self.owner, self.line = v, expr, owner, line
+        self.aval = v.aval
+
+
+def _install(e):
+    """Generate `read_captured()` (the per-call guard + read of outside tensors) and `run`."""
+    cf = e.cf
+    roots, f = _roots(cf.fn, cf.module)
+    env = {"M": cf.module, "S": getattr(cf.fn, "__self__", None), "C": getattr(f, "__closure__", None),
+           "G": getattr(f, "__globals__", {})}
+    lines = ["def read():", "    try:"]
+    for i, c in enumerate(e.captured):
+        env[f"R{i}"] = c.ref
+        if c.expr is not None:
+            lines.append(f"        t{i} = {c.expr}")
+            lines.append(f"        if t{i} is not R{i}() and not _same(t{i}, {i}): return None")
+        elif c.owner is not None:
+            env[f"O{i}"] = c.owner
+            lines.append(f"        t{i} = O{i}()._grad")
+            lines.append(f"        if t{i} is None or (t{i} is not R{i}() and not _same(t{i}, {i})): return None")
+        else:
+            lines.append(f"        t{i} = R{i}()")
+            lines.append(f"        if t{i} is None: return None")
+    for j, (ref, was_none) in enumerate(e.grad_guards):
+        env[f"Q{j}"] = ref
+        lines.append(f"        if (Q{j}()._grad is None) is not {was_none}: return None")
+    for j, (kind, name, value) in enumerate(e.global_guards):
+        if isinstance(value, (int, float, bool, str)):
+            env[f"V{j}"] = value
+            if kind == "global":
+                lines.append(f"        if G[{name!r}] != V{j}: return None")
+    lines.append(f"        return ({''.join(f't{i}, ' for i in range(len(e.captured)))})")
+    lines.append("    except Exception:")
+    lines.append("        return None")
+
+    def _same(t, i):
+        c = e.captured[i]
+        ok = isinstance(t, Tensor) and t._data is not None and tuple(t.shape) == tuple(c.aval.shape) \
+            and t.dtype == c.aval.dtype
+        if ok:
+            c.ref = weakref.ref(t)
+        return ok
+    env["_same"] = _same
+    exec(compile("\n".join(lines) + "\n", f"<dg-read-{cf.__name__}>", "exec"), env)
+    e.read_captured = env["read"]
+    e.guard_reason = lambda: _guard_reason(e)
+    e.run = lambda leaves, caps: _run(e, leaves, caps)
+    e.accepts = lambda leaves: _accepts(e, leaves)
+
+
+def _accepts(e, leaves):
+    if len(leaves) != len(e.arg_avals):
+        return False
+    sizes = {}
+    for t, av in zip(leaves, e.arg_avals):
+        shape = t.shape
+        if len(shape) != len(av.shape) or t.dtype != av.dtype:
+            return False
+        for n, d in zip(shape, av.shape):
+            if isinstance(d, Dim):
+                if sizes.setdefault(d, n) != n:
+                    return False
+            elif n != d:
+                return False
+    return True
+
+
+def _guard_reason(e):
+    cf = e.cf
+    for c in e.captured:
+        what = c.expr or "a captured tensor"
+        t = c.ref()
+        if t is None:
+            return f"{_pretty(what)} was replaced or freed"
+    for ref, was_none in e.grad_guards:
+        t = ref()
+        if t is not None and (t._grad is None) != was_none:
+            return f"the .grad of a {t.dtype}{list(t.shape)} tensor was {'None' if was_none else 'set'} when " \
+                   f"traced and is {'None' if t._grad is None else 'set'} now"
+    f = cf.fn.__func__ if isinstance(cf.fn, types.MethodType) else cf.fn
+    g = getattr(f, "__globals__", {})
+    for kind, name, value in e.global_guards:
+        if kind == "global" and g.get(name) != value:
+            return f"global {name} changed from {value!r} to {g.get(name)!r} (it was baked into the trace)"
+    return "a captured tensor was replaced by one of another shape or dtype"
+
+
+def _pretty(expr):
+    return expr.replace(".__dict__[", "[").replace("C[", "closure[").replace(".cell_contents", "")
+
+
+def _run(e, leaves, caps):
+    arrays = [t._data for t in leaves]
+    arrays += [t._data for t in caps]
+    need_grad = (STATE.grad_enabled and not e.did_backward and any(e.diff_outs)
+                 and (any(t._requires_grad for t in leaves) or any(t._requires_grad for t in caps)))
+    if need_grad:
+        outs = _run_with_grad(e, leaves, caps, arrays)
+    else:
+        outs = e.exec(*arrays)
+        outs = [_make(a, e.device) for a in outs]
+    return _finish_call(e, leaves, caps, outs)
+
+
+def _finish_call(e, leaves, caps, outs):
+    # write back in-place updates of arguments and captured state
+    for kind, target, k in e.writebacks:
+        t = leaves[target] if kind == "arg" else target
+        new = outs[k]._data
+        if new is not t._data:
+            e.xp.copyto(t._data, new, casting="unsafe")
+        t._version[0] += 1
+    for (kind, target), k in e.grad_writes:
+        t = leaves[target] if kind == "arg" else target
+        t._grad = None if k is None else outs[k].detach()
+    user = outs[:e.n_user_out]
+    if not e.out_consts and e.out_tree is None:
+        return user[0]
+    leaves_out, it = [], iter(user)
+    n = len(e.out_consts) + len(user)
+    for i in range(n):
+        leaves_out.append(e.out_consts[i] if i in e.out_consts else next(it))
+    from .control import tree_unflatten
+    return tree_unflatten(e.out_tree, leaves_out)
+
+
+def _run_with_grad(e, leaves, caps, arrays):
+    from ..autograd import graph as _ag
+    inputs = list(leaves) + list(caps)
+    wrt = tuple(i for i, t in enumerate(inputs) if t._requires_grad and t.dtype.kind == "f")
+    comp = e.grad_cache.get(wrt)
+    if comp is None:
+        comp = e.grad_cache[wrt] = _compile_grad(e, wrt)
+    fwd, bwd, n_out, diff = comp
+    res = fwd(*arrays)
+    outs_arr, resid = res[:n_out], res[n_out:]
+    outs = [_make(a, e.device) for a in outs_arr]
+    tensors = tuple(inputs[i] for i in wrt)
+    op = _CompiledOp(e.cf.__name__, len(diff), bwd, resid, diff, [o.aval for o in e.graph.outputs])
+    node = _ag.Node(op, tensors, {}, tuple(True for _ in tensors), tuple(t._version[0] for t in tensors))
+    node._out = tuple(outs[i]._data for i in diff)
+    for k, i in enumerate(diff):
+        o = outs[i]
+        o._grad_fn, o._out_index, o._requires_grad = node, k, True
+    return outs
+
+
+def _compile_grad(e, wrt):
+    from .autodiff import joint_graph, partition
+    devices = {i: e.device for i in range(len(e.graph.inputs))}
+    joint, diff = joint_graph(e.graph, list(wrt), devices)
+    n_out = len(e.graph.outputs)
+    fwd, bwd = partition(joint, len(e.graph.inputs), n_out)
+    fwd = _passes.optimize(fwd, e.cf.passes)
+    bwd = _passes.optimize(bwd, e.cf.passes)
+    e.fwd_graph, e.bwd_graph = fwd, bwd
+    return Executable(fwd, e.xp), Executable(bwd, e.xp), n_out, diff
+
+
+class _CompiledOp:
+    """The one tape node of a compiled call; its vjp runs the compiled backward graph."""
+
+    pure = False
+    saves_output = False
+    view = False
+
+    def __init__(self, name, n_out, bwd, resid, diff, avals):
+        self.name = f"compiled_{name}"
+        self.grad_name = "CompiledFunctionBackward"
+        self.n_out = n_out
+        self.onnx = None
+        self.bwd, self.resid, self.diff, self.avals = bwd, resid, diff, avals
+
+    def vjp(self, node, grads):
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        xp = None
+        cts = []
+        for g in grads:
+            cts.append(g._data)
+            xp = xp or g._device.xp
+        out = self.bwd(*self.resid, *cts)
+        dev = grads[0]._device
+        return tuple(_make(a, dev) for a in out)
+
+
+def function(fn=None, *, input_signature=None, static_argnames=(), strict=False, passes=None, disable=(),
+             name=None):
+    """Trace `fn` into an optimized graph per input signature and run it compiled.
+
+    Use as `@dg.function`, `@dg.function(static_argnames=("n",))` or `dg.function(module)`.
+    `passes=` picks the passes (default: fold, simplify, cse, dce, fuse, plan_buffers); `disable=`
+    switches some off. `strict=True` refuses to freeze values derived from tensors (shapes) unless
+    declared with `input_signature=`.
+    """
+    def wrap(f):
+        return CompiledFunction(f, input_signature, static_argnames, strict, passes, disable, name)
+    if fn is None:
+        return wrap
+    return wrap(fn)
+
+
+_ = (DualgraphError,)

@@ -1,0 +1,189 @@
+"""Reverse mode on the graph IR, from the op table's vjp rules.
+
+`reverse(tracer, outputs, grads, wanted)` walks the tracer's tape backwards and calls each op's
+`vjp(ctx, g)` with symbolic tensors in `ctx`; the vjps are written with dualgraph ops, so the
+backward is traced into the same graph. `joint_graph(graph, wrt)` replays a finished graph under a
+fresh tracer with grad on and appends its backward, and `partition` splits that joint graph into a
+forward graph that also returns the residuals the backward needs, and a backward graph.
+"""
+from .._state import STATE
+from ..errors import AutogradError, ShapeError
+from ..graph.ir import Graph
+from ..tensor import Tensor, as_tensor
+from .tracer import Tracer, tracing
+
+
+class _Ctx:
+    """What a vjp rule reads: inputs, attrs, out, needs_input_grad (and subgraphs for control flow)."""
+
+    __slots__ = ("inputs", "attrs", "needs_input_grad", "_tr", "_outs", "subgraphs", "custom", "tracer")
+
+    def __init__(self, tr, rec):
+        self._tr, self.tracer = tr, tr
+        self.inputs = tuple(tr.tensor_for(v, tr.device_of(v)) for v in rec.inputs)
+        self.attrs = rec.attrs
+        self.needs_input_grad = rec.needs
+        self._outs = rec.outputs
+        self.subgraphs = rec.subgraphs
+        self.custom = rec.custom
+
+    @property
+    def out(self):
+        outs = tuple(self._tr.tensor_for(v, self._tr.device_of(v)) for v in self._outs)
+        return outs if len(outs) > 1 else outs[0]
+
+
+def _acc(grads, v, g):
+    cur = grads.get(id(v))
+    grads[id(v)] = g if cur is None else cur + g
+
+
+def reverse(tr, outputs, out_grads, wanted):
+    """Gradients (symbolic tensors or None) of sum(out * grad) with respect to the Values `wanted`."""
+    from ..creation import full_like, zeros_like
+    from ..ops.reduction import sum_to
+    grads = {}
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = False
+    try:
+        for out, g in zip(outputs, out_grads):
+            if not out._requires_grad:
+                raise AutogradError("element of outputs does not require grad and has no grad_fn: call "
+                                    "requires_grad_() on an input before computing it")
+            if g is None:
+                if any(d != 1 for d in out.shape):
+                    raise AutogradError(f"grad can be implicitly created only for scalar outputs; the output "
+                                        f"has shape {tuple(out.shape)}: pass gradient= to backward()")
+                g = full_like(out, 1)
+            elif not isinstance(g, Tensor):
+                g = as_tensor(g, like=out)
+            if tuple(g.shape) != tuple(out.shape):
+                raise ShapeError(f"backward: gradient has shape {tuple(g.shape)} but the output has shape "
+                                 f"{tuple(out.shape)}")
+            _acc(grads, tr.value_of(out), g)
+        for rec in reversed(tr.tape):
+            gs = [grads.get(id(o)) for o in rec.outputs]
+            if all(g is None for g in gs):
+                continue
+            if len(gs) == 1:
+                g = gs[0]
+            else:
+                g = tuple(gi if gi is not None else zeros_like(tr.tensor_for(o, tr.device_of(o)))
+                          for gi, o in zip(gs, rec.outputs))
+            ctx = _Ctx(tr, rec)
+            result = rec.op.vjp(ctx, g)
+            if not isinstance(result, (tuple, list)):
+                result = (result,)
+            if len(result) != len(rec.inputs):
+                raise AutogradError(f"vjp of {rec.op.name} returned {len(result)} gradients for "
+                                    f"{len(rec.inputs)} inputs")
+            for v, need, gi in zip(rec.inputs, rec.needs, result):
+                if not need or gi is None or v is None:
+                    continue
+                if not isinstance(gi, Tensor):
+                    gi = as_tensor(gi, like=ctx.inputs[0] if isinstance(ctx.inputs[0], Tensor) else None)
+                if tuple(gi.shape) != tuple(v.aval.shape):
+                    gi = sum_to(gi, v.aval.shape)
+                if gi.dtype != v.aval.dtype:
+                    gi = gi.astype(v.aval.dtype)
+                _acc(grads, v, gi)
+        return [grads.get(id(w)) for w in wanted]
+    finally:
+        STATE.grad_enabled = prev
+
+
+def replay(tr, graph, in_tensors):
+    """Re-emit `graph`'s nodes through the current tracer; returns its output tensors."""
+    env = {id(v): t for v, t in zip(graph.inputs, in_tensors)}
+
+    def get(v):
+        if v is None:
+            return None
+        if v.weak:
+            return v.const
+        t = env.get(id(v))
+        if t is None and v.const is not None:
+            t = tr.tensor_for(v)
+            env[id(v)] = t
+        return t
+
+    for node in graph.nodes:
+        ins = [get(v) for v in node.inputs]
+        out = tr.apply(node.op, ins, node.attrs, subgraphs=node.subgraphs or None)
+        outs = out if isinstance(out, tuple) else (out,)
+        for v, t in zip(node.outputs, outs):
+            env[id(v)] = t
+    return [get(v) for v in graph.outputs]
+
+
+def joint_graph(graph, wrt, devices=None, force_diff=None):
+    """Forward + backward of `graph`: inputs (x..., cotangents...), outputs (y..., dx for x in wrt).
+
+    Cotangent inputs are added for the floating outputs that depend on `wrt` (`diff_outputs`)."""
+    from ..creation import zeros_like
+    tr = Tracer(Graph("joint"))
+    devices = devices or {}
+    with tracing(tr):
+        prev = STATE.grad_enabled
+        STATE.grad_enabled = True
+        try:
+            ins = []
+            for i, v in enumerate(graph.inputs):
+                nv = tr.graph.add_input(v.aval, v.name)
+                ins.append(tr.sym(nv, devices.get(i), requires_grad=i in wrt and v.aval.dtype.kind == "f"))
+            outs = replay(tr, graph, ins)
+            diff = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o._requires_grad]
+            if force_diff is not None:
+                diff = list(force_diff)
+            cts = []
+            for i in diff:
+                cv = tr.graph.add_input(tr.value_of(outs[i]).aval)
+                cts.append(tr.sym(cv, outs[i]._device))
+            live = [k for k, i in enumerate(diff) if outs[i]._requires_grad]
+            grads = reverse(tr, [outs[diff[k]] for k in live], [cts[k] for k in live],
+                            [tr.graph.inputs[i] for i in wrt])
+            STATE.grad_enabled = False
+            grads = [g if g is not None else zeros_like(ins[i]) for g, i in zip(grads, wrt)]
+        finally:
+            STATE.grad_enabled = prev
+        tr.graph.outputs = [tr.value_of(o) for o in outs] + [tr.value_of(g) for g in grads]
+    return tr.graph, diff
+
+
+def partition(joint, n_in, n_out):
+    """Split a joint graph (inputs: n_in primals then cotangents; outputs: n_out primals then grads).
+
+    Returns (fwd, bwd): fwd(primals) -> (outputs..., residuals...), bwd(residuals..., cotangents...) -> grads.
+    """
+    cot = {id(v) for v in joint.inputs[n_in:]}
+    bwd_ids = set(cot)
+    fwd_nodes, bwd_nodes = [], []
+    for node in joint.nodes:
+        if any(v is not None and id(v) in bwd_ids for v in node.inputs):
+            bwd_nodes.append(node)
+            bwd_ids.update(id(o) for o in node.outputs)
+        else:
+            fwd_nodes.append(node)
+    # residuals: forward values (or primal inputs) read by backward nodes or returned as grads
+    res, seen = [], set()
+
+    def need(v):
+        if v is None or v.const is not None or id(v) in bwd_ids or id(v) in seen:
+            return
+        seen.add(id(v))
+        res.append(v)
+    for node in bwd_nodes:
+        for v in node.inputs:
+            need(v)
+    for v in joint.outputs[n_out:]:
+        need(v)
+    fwd = Graph("forward")
+    fwd.inputs = list(joint.inputs[:n_in])
+    fwd.nodes = fwd_nodes
+    fwd.outputs = list(joint.outputs[:n_out]) + res
+    bwd = Graph("backward")
+    bwd.inputs = res + list(joint.inputs[n_in:])
+    bwd.nodes = bwd_nodes
+    bwd.outputs = list(joint.outputs[n_out:])
+    from .passes.dce import dce
+    return dce(fwd.copy()), dce(bwd.copy())

@@ -1,0 +1,261 @@
+"""Structured control flow: dg.cond, dg.while_loop, dg.fori_loop.
+
+Eagerly they run Python (so eager gradients come from the ordinary tape). Inside a trace each
+function argument is traced into a subgraph and the op becomes one node carrying `subgraphs`:
+
+    cond:  inputs (pred, *operands, *captured); subgraphs then/else: (*operands, *captured) -> outs
+    while: inputs (*state, *captured);          subgraphs cond: (*state, *captured) -> (pred,),
+                                                 body: (*state, *captured) -> state
+
+Values a branch reads from the enclosing trace are lifted into extra operands ("captured"), so
+one trace serves both branches. `cond` is differentiable (its vjp is a cond of the branches'
+backward graphs); `while_loop` is not (its trip count is unknown when tracing); `fori_loop`
+with Python bounds unrolls inside a trace, so it differentiates like straight-line code.
+"""
+import numpy as np
+
+from .._state import STATE
+from ..errors import AutogradError, ShapeError
+from ..graph.ir import Graph
+from ..ops.infer import Aval
+from ..ops.registry import defop
+from ..tensor import Tensor, as_tensor
+
+DATA_DEPENDENT = {"nonzero"}
+
+
+# ---- pytrees of tensors (loop state, branch outputs) ------------------------------------------------
+
+def tree_flatten(x):
+    leaves = []
+
+    def walk(o):
+        if isinstance(o, (tuple, list)):
+            return (type(o), tuple(walk(i) for i in o))
+        if isinstance(o, dict):
+            keys = sorted(o)
+            return (dict, tuple(keys), tuple(walk(o[k]) for k in keys))
+        leaves.append(o)
+        return None
+    return leaves, walk(x)
+
+
+def tree_unflatten(tree, leaves):
+    it = iter(leaves)
+
+    def build(t):
+        if t is None:
+            return next(it)
+        if t[0] is dict:
+            return {k: build(c) for k, c in zip(t[1], t[2])}
+        return t[0](build(c) for c in t[1])
+    return build(tree)
+
+
+def _subtrace(tr, fn, in_tensors, name):
+    """Trace fn(*in_tensors) into a subgraph of the current trace; returns (graph, sub, out_leaves, tree)."""
+    from .tracer import Tracer, tracing
+    sub = Tracer(Graph(name), parent=tr, strict=tr.strict, shapes_declared=tr.shapes_declared)
+    args = []
+    for t in in_tensors:
+        v = sub.graph.add_input(tr.value_of(t).aval)
+        args.append(sub.sym(v, t._device, requires_grad=t._requires_grad))
+    with tracing(sub):
+        out = fn(*args)
+    leaves, tree = tree_flatten(out)
+    outs = []
+    for leaf in leaves:
+        if not isinstance(leaf, Tensor):
+            leaf = as_tensor(leaf)
+        outs.append(leaf)
+    with tracing(sub):
+        sub.graph.outputs = [sub.value_of(o) for o in outs]
+    return sub, outs, tree
+
+
+def _align(subs, tr):
+    """Give every subtracer the same list of lifted outer values (as extra trailing inputs)."""
+    union, seen = [], set()
+    for s in subs:
+        for pv in s.outer:
+            if id(pv) not in seen:
+                seen.add(id(pv))
+                union.append(pv)
+    for s in subs:
+        have = {id(pv): s.graph.inputs[len(s.graph.inputs) - len(s.outer) + i] for i, pv in enumerate(s.outer)}
+        base = s.graph.inputs[:len(s.graph.inputs) - len(s.outer)]
+        extra = [have.get(id(pv)) or Value_like(pv) for pv in union]
+        s.graph.inputs = base + extra
+    return union
+
+
+def Value_like(pv):
+    from ..graph.ir import Value
+    return Value(pv.aval)
+
+
+def _outer_tensors(tr, union):
+    return [tr.tensor_for(v, tr.device_of(v)) for v in union]
+
+
+# ---- cond -------------------------------------------------------------------------------------------
+
+def _cond_infer(pred, *operands, subgraphs=None):
+    return tuple(v.aval for v in subgraphs["then"].outputs)
+
+
+def _run_sub(graph, arrays):
+    from .executor import compiled_subgraph
+    return compiled_subgraph(graph)(*arrays)
+
+
+def _cond_forward(xp, pred, *operands, subgraphs=None):
+    branch = subgraphs["then"] if bool(pred) else subgraphs["else"]
+    return tuple(_run_sub(branch, operands))
+
+
+def _cond_vjp(ctx, g):
+    """cond of the branches' backward graphs (each recomputes its branch forward)."""
+    from .autodiff import joint_graph
+    gs = g if isinstance(g, tuple) else (g,)
+    pred, operands = ctx.inputs[0], ctx.inputs[1:]
+    wrt = [i for i, t in enumerate(operands) if ctx.needs_input_grad[i + 1]]
+    if not wrt:
+        return (None,) * len(ctx.inputs)
+    branches = {}
+    diffs = {}
+    for key in ("then", "else"):
+        joint, diff = joint_graph(ctx.subgraphs[key], wrt)
+        diffs[key] = diff
+        branches[key] = joint
+    # both branches must take the same cotangents: use the outputs differentiable in either
+    diff = sorted(set(diffs["then"]) | set(diffs["else"]))
+    for key in ("then", "else"):
+        if diffs[key] != diff:
+            joint, _ = joint_graph(ctx.subgraphs[key], wrt, force_diff=diff)
+            branches[key] = joint
+        # a branch's joint outputs are (y..., dx...): keep only the grads
+        j = branches[key]
+        j.outputs = j.outputs[len(ctx.subgraphs[key].outputs):]
+    ct = [gs[i] for i in diff]
+    tr = ctx.tracer
+    outs = tr.apply(COND, (pred, *operands, *ct), {}, subgraphs=branches)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    result = [None] * len(ctx.inputs)
+    for k, i in enumerate(wrt):
+        result[i + 1] = outs[k]
+    return tuple(result)
+
+
+COND = defop("cond", _cond_forward, _cond_infer, _cond_vjp, pure=True, foldable=False, n_out=-1,
+             extra={"subgraphs": True})
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """`true_fn(*operands)` if pred else `false_fn(*operands)`; traced, both branches become one node.
+
+    Both branches must return the same structure of tensors with the same shapes and dtypes."""
+    tr = STATE.tracer
+    if tr is None or not isinstance(pred, Tensor):
+        return true_fn(*operands) if bool(pred) else false_fn(*operands)
+    leaves, tree = tree_flatten(operands)
+    ops = [x if isinstance(x, Tensor) else as_tensor(x) for x in leaves]
+
+    def wrap(fn):
+        return lambda *ts: fn(*tree_unflatten(tree, ts))
+    s_then, outs_t, tree_t = _subtrace(tr, wrap(true_fn), ops, "then")
+    s_else, outs_e, tree_e = _subtrace(tr, wrap(false_fn), ops, "else")
+    if tree_t != tree_e or len(outs_t) != len(outs_e):
+        raise ShapeError("dg.cond: true_fn and false_fn return different structures")
+    for a, b in zip(s_then.graph.outputs, s_else.graph.outputs):
+        if a.aval != b.aval:
+            raise ShapeError(f"dg.cond: the branches return different shapes/dtypes: {a.aval} and {b.aval}")
+    union = _align([s_then, s_else], tr)
+    extra = _outer_tensors(tr, union)
+    pred_t = pred if pred.dtype == np.bool_ else pred.astype(bool)
+    if pred_t.ndim:
+        raise ShapeError(f"dg.cond: pred must be a scalar (0-d) tensor, got shape {tuple(pred.shape)}")
+    outs = tr.apply(COND, (pred_t, *ops, *extra), {}, subgraphs={"then": s_then.graph, "else": s_else.graph})
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return tree_unflatten(tree_t, outs)
+
+
+# ---- while_loop -------------------------------------------------------------------------------------
+
+def _while_infer(*state, subgraphs=None):
+    return tuple(v.aval for v in subgraphs["body"].outputs)
+
+
+def _while_forward(xp, *state, subgraphs=None):
+    from .executor import compiled_subgraph
+    n = len(subgraphs["body"].outputs)
+    cond_fn, body_fn = compiled_subgraph(subgraphs["cond"]), compiled_subgraph(subgraphs["body"])
+    state, extra = list(state[:n]), list(state[n:])
+    while bool(cond_fn(*state, *extra)[0]):
+        state = list(body_fn(*state, *extra))
+    return tuple(state)
+
+
+def _while_vjp(ctx, g):
+    raise AutogradError("dg.while_loop is not differentiable (its trip count is only known at run time); "
+                        "use dg.fori_loop with Python bounds, which unrolls and differentiates")
+
+
+WHILE = defop("while_loop", _while_forward, _while_infer, _while_vjp, foldable=False, n_out=-1,
+              extra={"subgraphs": True})
+
+
+def while_loop(cond_fn, body_fn, init_val):
+    """`val = init_val; while cond_fn(val): val = body_fn(val); return val`, traced as one node.
+
+    The loop state is a tensor or a tuple/list/dict of tensors whose shapes and dtypes stay fixed."""
+    tr = STATE.tracer
+    if tr is None:
+        val = init_val
+        while bool(cond_fn(val)):
+            val = body_fn(val)
+        return val
+    leaves, tree = tree_flatten(init_val)
+    state = [x if isinstance(x, Tensor) else as_tensor(x) for x in leaves]
+    s_cond, outs_c, _ = _subtrace(tr, lambda *ts: cond_fn(tree_unflatten(tree, ts)), state, "cond")
+    s_body, outs_b, tree_b = _subtrace(tr, lambda *ts: body_fn(tree_unflatten(tree, ts)), state, "body")
+    if tree_b != tree or len(outs_b) != len(state):
+        raise ShapeError("dg.while_loop: body_fn must return the same structure as init_val")
+    for i, (a, v) in enumerate(zip(state, s_body.graph.outputs)):
+        if tuple(a.shape) != tuple(v.aval.shape) or a.dtype != v.aval.dtype:
+            raise ShapeError(f"dg.while_loop: loop state {i} changes from {a.dtype}{list(a.shape)} to {v.aval} "
+                             f"in body_fn; the state must keep its shape and dtype")
+    if len(outs_c) != 1 or tuple(outs_c[0].shape) != ():
+        raise ShapeError("dg.while_loop: cond_fn must return a scalar (0-d) tensor")
+    c = s_cond.graph.outputs[0]
+    if c.aval.dtype != np.bool_:
+        from .tracer import tracing
+        from ..ops.elementwise import astype
+        with tracing(s_cond):
+            s_cond.graph.outputs = [s_cond.value_of(astype(outs_c[0], bool))]
+    union = _align([s_cond, s_body], tr)
+    extra = _outer_tensors(tr, union)
+    outs = tr.apply(WHILE, (*state, *extra), {}, subgraphs={"cond": s_cond.graph, "body": s_body.graph})
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return tree_unflatten(tree, outs)
+
+
+def fori_loop(lower, upper, body_fn, init_val):
+    """`val = init_val; for i in range(lower, upper): val = body_fn(i, val)`.
+
+    With Python int bounds the trip count is fixed at trace time: the loop unrolls into the graph
+    (i is a Python int) and is differentiable. Tensor bounds become a dg.while_loop (not differentiable).
+    """
+    if isinstance(lower, Tensor) or isinstance(upper, Tensor):
+        from ..creation import tensor as _tensor
+        lo = lower if isinstance(lower, Tensor) else _tensor(int(lower))
+        hi = upper
+        out = while_loop(lambda s: s[0] < hi, lambda s: (s[0] + 1, body_fn(s[0], s[1])), (lo, init_val))
+        return out[1]
+    val = init_val
+    for i in range(int(lower), int(upper)):
+        val = body_fn(i, val)
+    return val
+
+
+_ = Aval

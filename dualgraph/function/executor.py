@@ -1,0 +1,261 @@
+"""Run an optimized graph with little per-node Python overhead.
+
+`compile_graph(graph, xp)` generates one Python function for the whole graph: a straight line of
+calls, one per node, on local variables (no dict lookups, no interpretation loop), dropping each
+intermediate (`del`) after its last use so memory is freed as early as the reference interpreter
+would. Hot ops call the backend directly (`xp.add(a, b)`, `a @ b`); the rest call the op record's
+`forward`. Fused elementwise nodes call their generated kernel. Symbolic dims are read from the
+input shapes once per call and substituted into attributes that mention them (reshape targets).
+
+`interpret(graph, arrays)` is the reference interpreter (node by node, frees after last use): the
+oracle the compiled path is tested against.
+"""
+import itertools
+import linecache
+import sys
+
+import numpy as np
+
+from ..errors import DualgraphError, ShapeError
+from ..ops.infer import Dim
+
+_counter = itertools.count()
+
+# ops whose forward is exactly one backend call: name -> code template over the args
+_DIRECT = {
+    "add": "xp.add({0}, {1})",
+    "sub": "xp.subtract({0}, {1})",
+    "mul": "xp.multiply({0}, {1})",
+    "neg": "xp.negative({0})",
+    "maximum": "xp.maximum({0}, {1})",
+    "minimum": "xp.minimum({0}, {1})",
+    "matmul": "xp.matmul({0}, {1})",
+    "where": "xp.where({0}, {1}, {2})",
+    "eq": "xp.equal({0}, {1})", "ne": "xp.not_equal({0}, {1})", "lt": "xp.less({0}, {1})",
+    "le": "xp.less_equal({0}, {1})", "gt": "xp.greater({0}, {1})", "ge": "xp.greater_equal({0}, {1})",
+}
+
+
+class GraphRuntimeError(DualgraphError, RuntimeError):
+    pass
+
+
+def _contains_dim(x):
+    if isinstance(x, Dim):
+        return True
+    if isinstance(x, (tuple, list)):
+        return any(_contains_dim(i) for i in x)
+    if isinstance(x, slice):
+        return any(_contains_dim(i) for i in (x.start, x.stop, x.step))
+    return False
+
+
+class _Gen:
+    def __init__(self, graph, xp):
+        self.graph, self.xp = graph, xp
+        self.glob = {"xp": xp, "np": np}
+        self.names = {}
+        self.dims = {}
+        self.lines = []
+        self.line_node = {}
+
+    def const(self, obj, prefix="C"):
+        name = f"{prefix}{len(self.glob)}"
+        self.glob[name] = obj
+        return name
+
+    def ref(self, v):
+        if v is None:
+            return "None"
+        if v.weak:
+            c = v.const
+            if isinstance(c, bool) or (isinstance(c, (int, float)) and np.isfinite(c)):
+                return repr(c)
+            return self.const(c)
+        if v.const is not None:
+            n = self.names.get(id(v))
+            if n is None:
+                n = self.names[id(v)] = self.const(v.const)
+            return n
+        return self.names[id(v)]
+
+    def render(self, x):
+        """Code for an attribute value, substituting symbolic dims."""
+        if isinstance(x, Dim):
+            return self.dims[x]
+        if isinstance(x, tuple):
+            return "(" + "".join(self.render(i) + ", " for i in x) + ")"
+        if isinstance(x, list):
+            return "[" + ", ".join(self.render(i) for i in x) + "]"
+        if isinstance(x, slice):
+            return f"slice({self.render(x.start)}, {self.render(x.stop)}, {self.render(x.step)})"
+        if x is None or isinstance(x, (bool, int)) or (isinstance(x, float) and np.isfinite(x)):
+            return repr(x)
+        return self.const(x, "A")
+
+    def build(self):
+        g = self.graph
+        args = []
+        for i, v in enumerate(g.inputs):
+            n = f"i{i}"
+            self.names[id(v)] = n
+            args.append(n)
+        body = []
+        for i, v in enumerate(g.inputs):
+            for ax, d in enumerate(v.aval.shape):
+                if isinstance(d, Dim) and d not in self.dims:
+                    self.dims[d] = f"d{len(self.dims)}"
+                    body.append(f"    {self.dims[d]} = i{i}.shape[{ax}]")
+        last = {}
+        for k, node in enumerate(g.nodes):
+            for v in node.inputs:
+                if v is not None and v.const is None:
+                    last[id(v)] = k
+        keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
+        tmp = itertools.count()
+        for k, node in enumerate(g.nodes):
+            outs = []
+            for o in node.outputs:
+                n = f"v{next(tmp)}"
+                self.names[id(o)] = n
+                outs.append(n)
+            ins = [self.ref(v) for v in node.inputs]
+            lhs = outs[0] if len(outs) == 1 and node.op.n_out == 1 else "(" + "".join(o + ", " for o in outs) + ")"
+            call = self.call(node, ins)
+            body.append(f"    {lhs} = {call}")
+            self.line_node[len(body) + 1] = node  # +1: the def line
+            dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None and v.const is None
+                    and last.get(id(v)) == k and id(v) not in keep]
+            dead += [n for o, n in zip(node.outputs, outs) if id(o) not in last and id(o) not in keep]
+            if dead:
+                body.append(f"    del {', '.join(dead)}")
+        rets = [self.ref(v) if v.aval.ndim else f"xp.asarray({self.ref(v)})" for v in g.outputs]
+        body.append(f"    return ({''.join(r + ', ' for r in rets)})")
+        src = f"def run({', '.join(args)}):\n" + "\n".join(body) + "\n"
+        fname = f"<dg-graph-{next(_counter)}>"
+        linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
+        exec(compile(src, fname, "exec"), self.glob)
+        return self.glob["run"], src, fname
+
+    def call(self, node, ins):
+        op = node.op
+        if node.subgraphs or op.name == "fused_elementwise":
+            from .passes.fuse import kernel_for
+            if op.name == "fused_elementwise":
+                k = self.const(kernel_for(node, self.xp), "K")
+                return f"{k}({', '.join(ins)})"
+            sub = self.const(node.subgraphs, "S")
+            fwd = self.const(op.forward, "F")
+            return f"{fwd}(xp, {', '.join(ins)}{', ' if ins else ''}subgraphs={sub})"
+        attrs = node.attrs
+        if op.name in _DIRECT and not attrs and all(i != "None" for i in ins):
+            return _DIRECT[op.name].format(*ins)
+        if op.name == "transpose":
+            return f"{ins[0]}.transpose({self.render(attrs['axes'])})"
+        if op.name == "reshape":
+            return f"{ins[0]}.reshape({self.render(attrs['shape'])})"
+        fwd = self.const(op.forward, "F")
+        kw = "".join(f", {k}={self.render(v)}" for k, v in attrs.items())
+        return f"{fwd}(xp{''.join(', ' + i for i in ins)}{kw})"
+
+
+class Executable:
+    """A compiled graph: call with arrays, get a tuple of arrays."""
+
+    def __init__(self, graph, xp=np):
+        self.graph = graph
+        gen = _Gen(graph, xp)
+        self.run, self.source, self.filename = gen.build()
+        self._line_node = gen.line_node
+
+    def __call__(self, *arrays):
+        try:
+            return self.run(*arrays)
+        except DualgraphError:
+            raise
+        except Exception as e:
+            raise self._explain(e) from e
+
+    def _explain(self, exc):
+        tb = sys.exc_info()[2]
+        node = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                node = self._line_node.get(tb.tb_lineno)
+            tb = tb.tb_next
+        if node is None:
+            return GraphRuntimeError(f"running the compiled graph failed: {type(exc).__name__}: {exc}")
+        where = f" (traced at {node.source})" if node.source else ""
+        cls = ShapeError if isinstance(exc, ValueError) else GraphRuntimeError
+        return cls(f"{node.op.name} failed while running the compiled graph{where}: {type(exc).__name__}: {exc}")
+
+
+_SUB_CACHE = {}
+
+
+def compiled_subgraph(graph, xp=np):
+    """The Executable of a control-flow subgraph (cached on the graph object)."""
+    ex = graph.meta.get("_exec")
+    if ex is None:
+        ex = graph.meta["_exec"] = Executable(graph, xp)
+    return ex
+
+
+def compile_graph(graph, xp=np):
+    return Executable(graph, xp)
+
+
+def interpret(graph, arrays, xp=np):
+    """Reference interpreter: run node by node with op.forward, freeing values after their last use."""
+    env = {id(v): a for v, a in zip(graph.inputs, arrays)}
+    last = {}
+    for k, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last[id(v)] = k
+    outs_ids = {id(v) for v in graph.outputs}
+
+    def get(v):
+        if v is None:
+            return None
+        if v.const is not None:
+            return v.const
+        return env[id(v)]
+    for k, node in enumerate(graph.nodes):
+        ins = [get(v) for v in node.inputs]
+        if node.op.name == "fused_elementwise":
+            from .passes.fuse import kernel_for
+            out = kernel_for(node, xp)(*ins)
+        elif node.op.extra.get("subgraphs"):
+            out = node.op.forward(xp, *ins, subgraphs=node.subgraphs, **node.attrs)
+        else:
+            out = node.op.forward(xp, *ins, **_resolve_attrs(node.attrs, graph, arrays))
+        outs = out if node.op.n_out != 1 else (out,)
+        for v, a in zip(node.outputs, outs):
+            env[id(v)] = a if hasattr(a, "shape") else xp.asarray(a)
+        for v in node.inputs:
+            if v is not None and last.get(id(v)) == k and id(v) not in outs_ids:
+                env.pop(id(v), None)
+    return tuple(get(v) for v in graph.outputs)
+
+
+def _resolve_attrs(attrs, graph, arrays):
+    if not any(_contains_dim(v) for v in attrs.values()):
+        return attrs
+    sizes = {}
+    for v, a in zip(graph.inputs, arrays):
+        for d, n in zip(v.aval.shape, a.shape):
+            if isinstance(d, Dim):
+                sizes.setdefault(d, n)
+
+    def sub(x):
+        if isinstance(x, Dim):
+            return sizes[x]
+        if isinstance(x, tuple):
+            return tuple(sub(i) for i in x)
+        if isinstance(x, list):
+            return [sub(i) for i in x]
+        if isinstance(x, slice):
+            return slice(sub(x.start), sub(x.stop), sub(x.step))
+        return x
+    return {k: sub(v) for k, v in attrs.items()}

@@ -1,0 +1,109 @@
+"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, x**1, double transpose, reshape chains,
+casts to the same dtype, and scalar constants gathered (c1*(c2*x) -> (c1*c2)*x).
+
+Each rule only fires when the result keeps the node's exact shape and dtype, so callers never see
+a difference except in rounding of gathered constants.
+"""
+from ...graph.ir import Value
+from ...ops.registry import REGISTRY
+
+
+def _is_scalar(v, value=None):
+    if v is None or not v.weak:
+        return False
+    return value is None or (v.const == value and not isinstance(v.const, bool))
+
+
+def _same(v, node):
+    o = node.outputs[0]
+    return v is not None and v.aval == o.aval
+
+
+def simplify(graph):
+    repl = {}
+    producers = {}
+    users = graph.users()
+    nodes = []
+
+    def emit(op_name, inputs, attrs, aval, source):
+        from ...graph.ir import Node
+        n = Node(REGISTRY[op_name], inputs, attrs, [], source)
+        n.outputs = [Value(aval, producer=n)]
+        nodes.append(n)
+        producers[id(n.outputs[0])] = n
+        return n.outputs[0]
+
+    for node in graph.nodes:
+        node.inputs = [repl.get(id(v), v) if v is not None else None for v in node.inputs]
+        name, ins, attrs = node.op.name, node.inputs, node.attrs
+        out = None
+        if name == "mul" and len(ins) == 2:
+            a, b = ins
+            if _is_scalar(b, 1) and _same(a, node):
+                out = a
+            elif _is_scalar(a, 1) and _same(b, node):
+                out = b
+            else:
+                # gather scalars: c1 * (c2 * x) -> (c1*c2) * x
+                s, t = (a, b) if _is_scalar(a) else (b, a) if _is_scalar(b) else (None, None)
+                p = producers.get(id(t)) if t is not None else None
+                if (p is not None and p.op.name == "mul" and len(users.get(id(t), ())) == 1
+                        and isinstance(s.const, float)):
+                    pa, pb = p.inputs
+                    ps, pt = (pa, pb) if _is_scalar(pa) else (pb, pa) if _is_scalar(pb) else (None, None)
+                    if ps is not None and isinstance(ps.const, (int, float)) and not isinstance(ps.const, bool) \
+                            and pt.aval.dtype == node.outputs[0].aval.dtype:
+                        c = float(s.const) * float(ps.const)
+                        if c == 1.0 and _same(pt, node):
+                            out = pt
+                        else:
+                            node.inputs = [pt, Value(s.aval, const=c, weak=True)]
+        elif name in ("add", "sub") and len(ins) == 2:
+            a, b = ins
+            if _is_scalar(b, 0) and _same(a, node):
+                out = a
+            elif name == "add" and _is_scalar(a, 0) and _same(b, node):
+                out = b
+        elif name == "div" and _is_scalar(ins[1], 1) and _same(ins[0], node):
+            out = ins[0]
+        elif name == "pow" and _is_scalar(ins[1], 1) and _same(ins[0], node):
+            out = ins[0]
+        elif name == "neg":
+            p = producers.get(id(ins[0]))
+            if p is not None and p.op.name == "neg" and _same(p.inputs[0], node):
+                out = p.inputs[0]
+        elif name == "cast" and ins[0].aval.dtype == attrs["dtype"]:
+            out = ins[0]
+        elif name == "transpose":
+            axes = attrs["axes"]
+            if tuple(axes) == tuple(range(len(axes))):
+                out = ins[0]
+            else:
+                p = producers.get(id(ins[0]))
+                if p is not None and p.op.name == "transpose":
+                    inner = p.attrs["axes"]
+                    comp = tuple(inner[a] for a in axes)
+                    if comp == tuple(range(len(comp))):
+                        out = p.inputs[0]
+                    else:
+                        node.inputs, node.attrs = [p.inputs[0]], {"axes": comp}
+        elif name == "reshape":
+            p = producers.get(id(ins[0]))
+            if tuple(attrs["shape"]) == tuple(ins[0].aval.shape):
+                out = ins[0]
+            elif p is not None and p.op.name == "reshape":
+                src = p.inputs[0]
+                if tuple(attrs["shape"]) == tuple(src.aval.shape):
+                    out = src
+                else:
+                    node.inputs = [src]
+        if out is not None:
+            repl[id(node.outputs[0])] = out
+            continue
+        nodes.append(node)
+        for o in node.outputs:
+            producers[id(o)] = node
+    graph.nodes = nodes
+    graph.outputs = [repl.get(id(v), v) for v in graph.outputs]
+    _ = emit
+    return graph

@@ -1,0 +1,474 @@
+"""The graph builder that `dualgraph.tensor.apply` hands ops to while `@dg.function` traces.
+
+Symbolic tensors are ordinary `Tensor`s with `_data = None` and `_aval` set; the tracer maps each
+one (by identity) to the graph `Value` it stands for. Tensors the traced code reads that are not
+arguments (closure, module parameters, optimizer state) become *captured* graph inputs, read at
+every call. In-place updates are functionalized: the tensor is rebound to a new Value, and when it
+is an argument or a captured tensor the final Value is written back after each call.
+
+While grad mode is on, every op with a vjp whose inputs require grad is also appended to a tape
+(`Tracer.tape`); `loss.backward()` inside a trace runs reverse mode over that tape with the op
+table's vjp rules, which themselves trace, so the backward lands in the same graph.
+"""
+import os
+import sys
+import weakref
+
+import numpy as np
+
+from .._state import STATE
+from ..backend import CPU, is_array
+from ..errors import AutogradError, DualgraphError, ShapeError, user_line
+from ..graph.ir import Graph
+from ..ops.infer import Aval, Dim
+from ..tensor import Tensor, _make
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TENSOR_PY = os.path.join(_PKG, "tensor.py")
+_SCALARS = (int, float, bool)
+
+
+class TraceError(DualgraphError, TypeError):
+    """Something @dg.function cannot trace; the message names the user's line and the fix."""
+
+
+class ConcretizationError(TraceError):
+    """Python needed the value of a traced tensor (if t:, float(t), t.item(), t.numpy(), ...)."""
+
+
+class FrozenValue:
+    """A Python value the trace baked into the graph, and where the user's code produced it."""
+
+    __slots__ = ("kind", "what", "value", "where")
+
+    def __init__(self, kind, what, value, where):
+        self.kind, self.what, self.value, self.where = kind, what, value, where
+
+    def __repr__(self):
+        where = _short(self.where)
+        return f"{self.kind} {self.what} = {self.value!r}" + (f"  ({where})" if where else "")
+
+
+def _short(src):
+    if not src:
+        return ""
+    path, _, line = src.rpartition(":")
+    return f"{os.path.basename(path)}:{line}"
+
+
+class _TracedGradFn:
+    """What `grad_fn` shows on a traced tensor that requires grad (the real backward is on the graph)."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op):
+        self.op = op
+
+    def name(self):
+        return self.op.grad_name
+
+    next_functions = ()
+
+    def __repr__(self):
+        return f"<{self.op.grad_name} (traced)>"
+
+
+class TapeRecord:
+    __slots__ = ("op", "inputs", "attrs", "outputs", "needs", "subgraphs", "custom")
+
+    def __init__(self, op, inputs, attrs, outputs, needs, subgraphs=None, custom=None):
+        self.op, self.inputs, self.attrs, self.outputs = op, inputs, attrs, outputs
+        self.needs, self.subgraphs, self.custom = needs, subgraphs or {}, custom
+
+
+class Tracer:
+    def __init__(self, graph=None, parent=None, strict=False, shapes_declared=False):
+        self.graph = graph or Graph()
+        self.parent = parent
+        self.strict = strict
+        self.shapes_declared = shapes_declared
+        self.vals = {}          # id(tensor) -> Value
+        self.keep = []          # strong refs while tracing, so ids stay unique
+        self.tensor_of = {}     # id(Value) -> symbolic Tensor standing for it
+        self.captured = []      # [tensor, Value] concrete tensors read from outside the arguments
+        self.outer = []         # (sub-tracers) parent Values lifted into this subgraph, in input order
+        self.tape = []
+        self.mutations = {}     # id(tensor) -> [tensor, Value]  in-place updates of inputs/captured
+        self.grad_writes = {}   # id(tensor) -> [tensor, Value or None]
+        self.grad_reads = {}    # id(tensor) -> [tensor, was_none]
+        self.grad_parent = {}   # id(grad tensor) -> owner tensor (captured grads are reached via owner.grad)
+        self.arg_tensors = {}   # id(symbolic arg tensor) -> flat argument index
+        self.frozen = []
+        self._shape_reads = set()
+        self.devs = {}          # id(Value) -> device
+        self.args = {}          # id(symbolic argument tensor) -> [tensor, Value, flat index]
+        self.did_backward = False
+
+    # ---- values and tensors --------------------------------------------------------------------
+    def sym(self, value, device, requires_grad=False):
+        device = device or CPU
+        t = _make(None, device)
+        t._aval = value.aval
+        self.devs.setdefault(id(value), device)
+        if requires_grad:
+            t._requires_grad = True
+        self.vals[id(t)] = value
+        self.keep.append(t)
+        self.tensor_of.setdefault(id(value), t)
+        return t
+
+    def device_of(self, value):
+        return self.devs.get(id(value), CPU)
+
+    def tensor_for(self, value, device=None):
+        """A symbolic tensor bound to exactly `value` (for vjp contexts)."""
+        if value is None:
+            return None
+        if value.weak:
+            return value.const
+        t = self.tensor_of.get(id(value))
+        if t is None or self.vals.get(id(t)) is not value:
+            t = _make(None, device or self.device_of(value))
+            t._aval = value.aval
+            self.vals[id(t)] = value
+            self.keep.append(t)
+            self.tensor_of[id(value)] = t
+        return t
+
+    def value_of(self, x):
+        if type(x) is not Tensor and not isinstance(x, Tensor):
+            return self._nontensor_value(x)
+        v = self.vals.get(id(x))
+        if v is not None:
+            return v
+        if x._data is None:
+            if self.parent is not None:
+                pv = self.parent.value_of(x)
+                return self._lift(x, pv)
+            raise TraceError(f"a traced tensor from another (finished) trace was used here{_at()}; "
+                             f"return it from the traced function instead of storing it outside")
+        if self.parent is not None:
+            pv = self.parent.value_of(x)
+            return self._lift(x, pv)
+        v = self.graph.add_input(Aval(x.shape, x.dtype))
+        self.devs[id(v)] = x._device
+        self.captured.append([x, v, user_line()])
+        self.vals[id(x)] = v
+        self.keep.append(x)
+        return v
+
+    def _lift(self, x, pv):
+        v = self.graph.add_input(pv.aval)
+        self.devs[id(v)] = x._device
+        self.outer.append(pv)
+        self.vals[id(x)] = v
+        self.keep.append(x)
+        return v
+
+    def _nontensor_value(self, x):
+        if x is None:
+            return None
+        if isinstance(x, _SCALARS):
+            return self.graph.add_scalar(x)
+        if isinstance(x, np.generic):
+            return self.graph.add_scalar(x.item())
+        if is_array(x) or isinstance(x, (list, tuple)):
+            arr = np.asarray(x) if not is_array(x) else x
+            if arr.dtype == np.float64 and not is_array(x):
+                arr = arr.astype(np.float32)
+            v = self.graph.add_const(arr)
+            self.frozen.append(FrozenValue("array constant", f"{type(x).__name__} {v.aval}", _preview(arr),
+                                           user_line()))
+            return v
+        if isinstance(x, (Dim,)):
+            raise TraceError(f"the symbolic dim {x} was used as a number{_at()}; this trace treats that "
+                             f"dim as unknown. Pass shapes through ops (reshape(-1), x.mean()) instead")
+        raise TraceError(f"cannot use a {type(x).__name__} as an operand while tracing{_at()}")
+
+    # ---- the hook apply() calls -------------------------------------------------------------------
+    def apply(self, op, inputs, attrs, subgraphs=None, custom=None):
+        from .control import DATA_DEPENDENT
+        if op.name in DATA_DEPENDENT:
+            raise TraceError(f"{op.name}: its output shape depends on the values, so it cannot be traced"
+                             f"{_at()}; compute it outside @dg.function or use a mask with dg.where")
+        vals, ins, dev, rg = [], [], None, False
+        for x in inputs:
+            v = self.value_of(x)
+            vals.append(v)
+            if v is None:
+                ins.append(None)
+            elif v.weak:
+                ins.append(v.const)
+            else:
+                ins.append(v.aval)
+            if isinstance(x, Tensor):
+                if dev is None:
+                    dev = x._device
+                elif x._device is not dev and op.name != "to_device":
+                    from ..errors import DeviceError
+                    raise DeviceError(f"{op.name}: tensors on different devices ({dev} and {x._device}); "
+                                      f"move them with .to(device) first{_at()}")
+                rg = rg or x._requires_grad
+        if op.name == "getitem" and any(a is not None and not isinstance(a, _SCALARS) and a.dtype == np.bool_
+                                        for a in ins[1:]):
+            raise TraceError(f"getitem: indexing with a boolean mask gives a data-dependent shape, which "
+                             f"cannot be traced{_at()}; use dg.where(mask, x, 0) instead")
+        try:
+            out = op.infer(*ins, subgraphs=subgraphs, **attrs) if op.extra.get("subgraphs") else \
+                op.infer(*ins, **attrs)
+        except DualgraphError as e:
+            raise type(e)(f"{e} (while tracing {op.name}{_at()})") from None
+        except Exception as e:
+            raise TraceError(f"the tracer cannot handle op {op.name!r}{_at()}: its shape rule failed on "
+                             f"({', '.join(str(a) for a in ins)}): {type(e).__name__}: {e}") from None
+        multi = op.n_out != 1
+        avals = tuple(out) if multi else (out,)
+        if op.name == "to_device":
+            dev = attrs["device"]
+        dev = dev or CPU
+        node = self.graph.add_node(op, vals, attrs, avals, user_line(), subgraphs)
+        grad_on = rg and STATE.grad_enabled and op.vjp is not None
+        outs = []
+        for o in node.outputs:
+            t = self.sym(o, dev)
+            if grad_on and o.aval.dtype.kind == "f":
+                t._requires_grad = True
+                t._grad_fn = _TracedGradFn(op)
+            if op.view:
+                t._is_view = True
+            outs.append(t)
+        if grad_on:
+            needs = tuple(isinstance(x, Tensor) and x._requires_grad for x in inputs)
+            self.tape.append(TapeRecord(op, vals, attrs, node.outputs, needs, subgraphs, custom))
+        return tuple(outs) if multi else outs[0]
+
+    # ---- hooks used by Tensor methods ---------------------------------------------------------------
+    def concrete_value_error(self, tensor, what):
+        raise ConcretizationError(
+            f"{what} needs the value of a traced tensor ({tensor._aval}){_at()}, but inside @dg.function "
+            f"values are only known when the compiled graph runs. Python control flow on tensor values "
+            f"cannot be traced: use dg.where(cond, a, b) for elementwise choices, "
+            f"dg.cond(pred, true_fn, false_fn, *operands) for branches and "
+            f"dg.while_loop(cond_fn, body_fn, init_val) (or dg.fori_loop) for loops; or pass the value as a "
+            f"Python number (a static argument, see static_argnames=) if it is known before the call")
+
+    def read_shape(self, t):
+        shape = t._aval.shape
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename == _TENSOR_PY:
+            frame = frame.f_back
+        if frame is None or os.path.abspath(frame.f_code.co_filename).startswith(_PKG):
+            return shape
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        key = (where, shape)
+        if key not in self._shape_reads:
+            self._shape_reads.add(key)
+            if self.strict and not self.shapes_declared and any(isinstance(d, int) for d in shape):
+                raise TraceError(f"strict=True: reading the shape of a traced tensor ({t._aval}) at {where} "
+                                 f"would freeze it into the graph; declare the shapes with input_signature= "
+                                 f"(None for dims that vary) or pass strict=False")
+            self.root().frozen.append(FrozenValue("shape", f"of {t._aval}", tuple(shape), where))
+        return shape
+
+    def root(self):
+        t = self
+        while t.parent is not None:
+            t = t.parent
+        return t
+
+    def read_grad(self, t):
+        w = self.grad_writes.get(id(t))
+        if w is not None:
+            return w[1]
+        root = self.root()
+        if root is not self:
+            return root.read_grad(t)
+        if id(t) not in self.grad_reads:
+            self.grad_reads[id(t)] = [t, t._grad is None]
+            self.keep.append(t)
+        g = t._grad
+        if g is not None:
+            self.grad_parent[id(g)] = t
+        return g
+
+    def write_grad(self, t, value):
+        root = self.root()
+        if value is not None:
+            if not isinstance(value, Tensor):
+                from ..tensor import as_tensor
+                value = as_tensor(value, like=t)
+            if tuple(value.shape) != tuple(t.shape):
+                raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {t.shape}")
+        if id(t) not in root.grad_reads and id(t) not in root.grad_writes:
+            root.grad_reads[id(t)] = [t, t._grad is None]
+        root.grad_writes[id(t)] = [t, value]
+        root.keep.append(t)
+
+    def detach(self, t):
+        v = self.value_of(t)
+        return self.sym(v, t._device)
+
+    def inplace(self, t, result, what):
+        from ..ops.elementwise import astype
+        if t._is_view and t._data is None:
+            raise TraceError(f"{what}: in-place change of a view inside @dg.function is not supported{_at()}: "
+                             f"the write would have to reach the tensor it views. Write to the base tensor "
+                             f"(`x[idx] = v`) or use an out-of-place op")
+        if not isinstance(result, Tensor):
+            from ..tensor import as_tensor
+            result = as_tensor(result, like=t)
+        if tuple(result.shape) != tuple(t.shape):
+            raise ShapeError(f"{what}: in-place result has shape {tuple(result.shape)}, tensor has shape "
+                             f"{tuple(t.shape)}{_at()}")
+        if result.dtype != t.dtype:
+            result = astype(result, t.dtype)
+        old = self.value_of(t)  # captures t when it is an outside tensor written before being read
+        new = self.value_of(result)
+        self.vals[id(t)] = new
+        if t._data is None:
+            t._aval = new.aval
+        if STATE.grad_enabled and t._data is None:
+            t._requires_grad = result._requires_grad
+            t._grad_fn = result._grad_fn
+        root_owned = (t._data is not None) or id(t) in self.args
+        if root_owned:
+            self.mutations[id(t)] = [t, new]
+        return t
+
+    def _is_input(self, v):
+        return v is not None and v.producer is None and v.const is None and any(v is i for i in self.graph.inputs)
+
+    def setitem(self, x, value, index_tensors, template):
+        from ..ops.indexing import INDEX_PUT
+        x._check_inplace("setitem")
+        new = self.apply(INDEX_PUT, (x, value, *index_tensors), {"template": template})
+        self.inplace(x, new, "setitem")
+
+    def custom_function(self, cls, args, kwargs):
+        """Trace a custom autograd.Function: its forward inline, its backward as the vjp on the tape."""
+        from ..autograd.function import FunctionCtx
+        from ..autograd.modes import no_grad
+        ctx = FunctionCtx()
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        with no_grad():
+            out = cls.forward(ctx, *args, **kwargs)
+        outs = out if isinstance(out, tuple) else (out,)
+        if STATE.grad_enabled and any(t._requires_grad for t in tensors):
+            positions = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
+            ovals = [self.value_of(o) for o in outs]
+            rec = TapeRecord(_CustomTraced(cls), [self.value_of(t) for t in tensors], {}, ovals,
+                             tuple(t._requires_grad for t in tensors),
+                             custom=(ctx, positions, len(args)))
+            self.tape.append(rec)
+            for o in outs:
+                if o.dtype.kind == "f" and id(o) not in getattr(ctx, "_non_differentiable", ()):
+                    o._requires_grad = True
+        return out
+
+    # ---- reverse mode inside the trace --------------------------------------------------------------
+    def backward(self, loss, gradient=None, inputs=None):
+        from .autodiff import reverse
+        if not loss._requires_grad:
+            raise AutogradError("element of outputs does not require grad and has no grad_fn" + _at())
+        self.did_backward = True
+        targets = inputs
+        if targets is not None:
+            targets = [targets] if isinstance(targets, Tensor) else list(targets)
+        leaves = self._leaves() if targets is None else [(t, self.value_of(t)) for t in targets]
+        grads = reverse(self, [loss], [gradient], [v for _, v in leaves])
+        for (t, _), g in zip(leaves, grads):
+            if g is None or t._grad_req == "null":
+                continue
+            cur = self.read_grad(t)
+            if t._grad_req == "write" or cur is None:
+                self.write_grad(t, g.detach() if isinstance(g, Tensor) else g)
+            else:
+                with _grad_off():
+                    self.write_grad(t, cur + g)
+
+    def run_backward(self, outputs, grad_outputs, inputs):
+        """dg.autograd.grad inside a trace."""
+        from .autodiff import reverse
+        return reverse(self, outputs, grad_outputs, [self.value_of(t) for t in inputs])
+
+    def _leaves(self):
+        out, seen = [], set()
+        for x, v, _ in self.captured:
+            if x._requires_grad and x._grad_fn is None and id(x) not in seen:
+                seen.add(id(x))
+                out.append((x, self._leaf_value(x, v)))
+        for t, v, _ in self.args.values():
+            if t._requires_grad and id(t) not in seen:
+                seen.add(id(t))
+                out.append((t, v))
+        return out
+
+    def _leaf_value(self, x, v):
+        return v  # the Value the leaf had when captured (its gradient flows to the input)
+
+
+class _CustomTraced:
+    """Tape record op for a custom autograd.Function traced inline."""
+
+    n_out = 1
+    view = False
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.name = cls.__name__
+        self.grad_name = cls.__name__ + "Backward"
+
+    def vjp(self, ctx, g):
+        fctx, positions, n_args = ctx.custom
+        gs = g if isinstance(g, tuple) else (g,)
+        result = self.cls.backward(fctx, *gs)
+        if not isinstance(result, tuple):
+            result = (result,)
+        if len(result) == n_args:
+            result = tuple(result[i] for i in positions)
+        return result
+
+
+class _grad_off:
+    def __enter__(self):
+        self.prev = STATE.grad_enabled
+        STATE.grad_enabled = False
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled = self.prev
+
+
+def _at():
+    line = user_line()
+    return f" at {line}" if line else ""
+
+
+def _preview(arr):
+    arr = np.asarray(arr) if is_array(arr) and not isinstance(arr, np.ndarray) else arr
+    try:
+        return arr.tolist() if arr.size <= 8 else f"<array {arr.dtype}{list(arr.shape)}>"
+    except Exception:
+        return "<array>"
+
+
+class tracing:
+    """Context manager installing a tracer as STATE.tracer (and restoring the previous one)."""
+
+    def __init__(self, tracer):
+        self.tracer = tracer
+
+    def __enter__(self):
+        self.prev = STATE.tracer
+        STATE.tracer = self.tracer
+        return self.tracer
+
+    def __exit__(self, *exc):
+        STATE.tracer = self.prev
+
+
+def is_tracing():
+    return STATE.tracer is not None
+
+
+__all__ = ["Tracer", "TraceError", "ConcretizationError", "FrozenValue", "tracing", "is_tracing", "weakref"]
