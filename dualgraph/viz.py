@@ -22,7 +22,7 @@ def to_dot(tensor_or_tape, name="backward", params=None):
             ids[key] = f"n{len(ids)}"
             if isinstance(obj, AccumulateGrad):
                 v = obj.variable
-                title = leaf_names.get(id(v), "leaf")
+                title = str(leaf_names.get(id(v), "leaf")).replace("\\", "\\\\").replace('"', '\\"')
                 lines.append(f'  {ids[key]} [label="{title}\\n{_label_of_tensor(v)}", shape=box, style=filled, '
                              f'fillcolor="lightblue"];')
             else:

@@ -9,6 +9,8 @@ import pytest
 import dualgraph as dg
 from dualgraph import autograd
 
+DEVICES = ["cpu"] + (["gpu"] if dg.gpu_available() else [])
+
 
 def leaf(values, dtype=None):
     return dg.tensor(values, dtype=dtype, requires_grad=True)
@@ -235,14 +237,16 @@ def test_shared_subexpressions_sum_their_gradients():
     np.testing.assert_allclose(x.grad.numpy(), 3 * xn ** 2 + 2 * xn)
 
 
-def test_broadcast_gradients_are_summed_back_and_keep_dtype():
-    a = dg.tensor(np.ones((3, 1)), dtype="float64", requires_grad=True)
-    b = leaf([0.0, 1.0, 2.0, 3.0])            # float32
+@pytest.mark.parametrize("device", DEVICES)
+def test_broadcast_gradients_are_summed_back_and_keep_dtype(device):
+    a = dg.tensor(np.ones((3, 1)), dtype="float64", requires_grad=True, device=device)
+    b = dg.tensor([0.0, 1.0, 2.0, 3.0], requires_grad=True, device=device)   # float32
     c = a * b                                 # (3, 4), float64
     (c * c).sum().backward()
     bn = np.arange(4.0)
     assert a.grad.shape == (3, 1) and a.grad.dtype == np.float64
     assert b.grad.shape == (4,) and b.grad.dtype == np.float32
+    assert a.grad.device == b.grad.device == dg.device(device)
     np.testing.assert_allclose(a.grad.numpy(), np.full((3, 1), 2 * (bn ** 2).sum()))
     np.testing.assert_allclose(b.grad.numpy(), 3 * 2 * bn)
 
@@ -383,8 +387,9 @@ def test_inplace_write_into_a_view_that_needs_grad_is_refused():
 
 # ---- higher order --------------------------------------------------------------------------------
 
-def test_second_derivative_of_cube_is_6x():
-    x = leaf(3.0)
+@pytest.mark.parametrize("device", DEVICES)
+def test_second_derivative_of_cube_is_6x(device):
+    x = dg.tensor(3.0, requires_grad=True, device=device)
     y = x ** 3
     (g,) = autograd.grad(y, x, create_graph=True)
     assert g.item() == pytest.approx(27.0) and g.requires_grad and g.grad_fn is not None
@@ -774,6 +779,12 @@ def test_to_dot_of_the_seed_graph():
     # without names, leaves say "leaf" and show shape and dtype
     labels, _ = parse_dot(dg.viz.to_dot(dg.tensor(np.ones((2, 3)), requires_grad=True).sum()))
     assert "leaf\\n(2, 3) float64" in labels.values() and "SumBackward0" in labels.values()
+
+
+def test_to_dot_escapes_leaf_names():
+    w = leaf(1.0)
+    dot = dg.viz.to_dot(w * 2, params={'my "w"': w})
+    assert 'label="my \\"w\\"\\n() float32"' in dot
 
 
 def test_to_dot_of_a_tensor_without_history():
