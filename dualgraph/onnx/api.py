@@ -12,13 +12,14 @@ from .verify import graph_reference, verify as _verify
 class Traced:
     """A graph plus what export needs to know about its inputs and outputs."""
 
-    def __init__(self, graph, fed, params, updated=(), reference=None, n_user_outputs=None):
+    def __init__(self, graph, fed, params, updated=(), reference=None, n_user_outputs=None, state=()):
         self.graph = graph
         self.fed = fed                    # graph input indices fed by the caller, in argument order
         self.params = params              # {graph input index: (name, array)} baked in as initializers
         self.updated = list(updated)      # [(name, graph output index)] state written by the function
         self.reference = reference        # callable(list of arrays) -> list of arrays (eager), or None
         self.n_user_outputs = n_user_outputs
+        self.state = set(state)           # param indices that are also overridable inputs
 
 
 def _flat(out):
@@ -99,12 +100,15 @@ def trace(fn, example_args):
             name += "_"
         used.add(name)
         params[index[id(v)]] = (name, to_host(t._data))
+    captured_index = {id(t): index[id(v)] for t, v, _ in tr.captured}
+    state = set()
     for t, new in getattr(tr, "mutations", {}).values():
         if t._data is None:
             continue
-        for i, (name, _) in params.items():
-            if tr.graph.inputs[i] is tr.vals.get(id(t)) or names.get(id(t)) == name:
-                break
+        i = captured_index.get(id(t))
+        if i is not None:
+            name = params[i][0]
+            state.add(i)
         else:
             name = names.get(id(t)) or f"state_{len(updated)}"
         tr.graph.outputs.append(new)
@@ -127,7 +131,7 @@ def trace(fn, example_args):
         finally:
             _restore(snapshot)
         return [r.numpy() for r in res]
-    return Traced(tr.graph, fed, params, updated, reference if not updated else None, n_user)
+    return Traced(tr.graph, fed, params, updated, reference if not updated else None, n_user, state)
 
 
 def _snapshot(modules):
@@ -184,7 +188,7 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
         out_names.append(name + ".updated" if not name.endswith(".grad") else name)
     model, info = graph_to_model(graph, input_names=input_names, output_names=out_names,
                                  dynamic_axes=dynamic_axes, opset=opset, initializers=traced.params,
-                                 doc_string=doc_string)
+                                 doc_string=doc_string, overridable=traced.state)
     if verify:
         example = [a for a in (example_args if isinstance(example_args, (tuple, list)) else (example_args,))
                    if isinstance(a, Tensor)] if not isinstance(f, Graph) else list(example_args)

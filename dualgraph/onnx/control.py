@@ -15,9 +15,9 @@ from .context import is_sym, onnx_dtype
 from .lowering import RULES
 
 
-def _vi(name, aval):
+def _vi(name, aval, shape=None):
     dims = [d.name if is_sym(d) else (None if d is None or (isinstance(d, int) and d < 0) else int(d))
-            for d in aval.shape]
+            for d in (aval.shape if shape is None else shape)]
     return helper.make_tensor_value_info(name, onnx_dtype(aval.dtype), dims)
 
 
@@ -43,7 +43,7 @@ def _outputs_inside(sub, graph, hint):
         if src not in produced or src in outs:
             src = sub.emit("Identity", [src], hint=hint)
         outs.append(src)
-        infos.append(_vi(src, v.aval))
+        infos.append(_vi(src, v.aval, sub.shape(v)))
     return outs, infos
 
 
@@ -108,9 +108,9 @@ def _while(ctx, node, *ins):
         raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
     b_in = [helper.make_tensor_value_info(it, onnx_dtype(np.int64), []),
             helper.make_tensor_value_info(c_in, onnx_dtype(np.bool_), [])] + \
-        [_vi(n, v.aval) for n, v in zip(carried, body_g.outputs)]
+        [_vi(n, v.aval, [None] * len(v.aval.shape)) for n, v in zip(carried, body_g.outputs)]
     b_out = [helper.make_tensor_value_info(outs[0], onnx_dtype(np.bool_), [])] + \
-        [_vi(n, v.aval) for n, v in zip(outs[1:], body_g.outputs)]
+        [_vi(n, v.aval, [None] * len(v.aval.shape)) for n, v in zip(outs[1:], body_g.outputs)]
     graph = helper.make_graph(body.nodes, ctx.fresh("loop_body"), b_in, b_out)
     res = ctx.emit("Loop", ["", cond0] + state, n_out=n_state, hint="loop_out", body=graph)
     return tuple(res) if n_state > 1 else res
@@ -118,3 +118,25 @@ def _while(ctx, node, *ins):
 
 RULES["cond"] = _cond
 RULES["while_loop"] = _while
+
+
+def _fused(ctx, node, *ins):
+    """A fused elementwise chain (made by the fusion pass; export normally reads the graph before
+    fusion): its body lowered inline, node by node."""
+    problems = []
+    body = node.subgraphs["body"]
+    sub = _lower_body(ctx, body, ins, problems)
+    if problems:
+        from .context import NotExportable
+        raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
+    ctx.nodes.extend(sub.nodes)
+    outs = []
+    for v in body.outputs:
+        if getattr(v, "weak", False) or id(v) not in sub.names:
+            outs.append(ctx.const(np.asarray(v.const, dtype=v.aval.dtype)))
+        else:
+            outs.append(sub.names[id(v)])
+    return tuple(outs)
+
+
+RULES["fused_elementwise"] = _fused

@@ -201,10 +201,12 @@ def lower_graph(ctx, graph, problems):
 
 
 def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None, opset=None,
-                   initializers=None, doc_string=None):
+                   initializers=None, doc_string=None, overridable=()):
     """Lower `graph` to a checked onnx.ModelProto; returns (model, ExportInfo).
 
     initializers: {graph input index: (name, array)} inputs baked into the model (parameters).
+    overridable: indices among those that are also listed as graph inputs, the initializer being
+    their default (state a training step updates: feed the `.updated` outputs back in).
     """
     opset = resolve_opset(opset)
     problems = unexportable_nodes(graph)
@@ -312,6 +314,8 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
 
     in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])])
                 for k, i in enumerate(info.fed)]
+    in_infos += [_value_info(initializers[i][0], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape)
+                 for i in sorted(overridable)]
     g = helper.make_graph(ctx.nodes, graph.name or "dualgraph", in_infos, out_infos, ctx.initializers)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dualgraph",
                               producer_version=_version(), doc_string=doc_string or "")

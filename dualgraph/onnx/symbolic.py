@@ -143,6 +143,18 @@ class Deriver:
                     ins.append(v.const)
                 else:
                     ins.append(Aval(sym_shapes.get(id(v), v.aval.shape), v.aval.dtype))
+            for sub in node.subgraphs.values():   # bodies read the node's trailing operands
+                n = len(sub.inputs)
+                for sv, v in zip(sub.inputs, node.inputs[len(node.inputs) - n:]):
+                    if v is not None and not getattr(v, "weak", False):
+                        sym_shapes[id(sv)] = sym_shapes.get(id(v), v.aval.shape)
+                node_attrs.update(self.run(sub, sym_shapes))
+            if node.subgraphs:
+                key = "then" if "then" in node.subgraphs else "body"
+                outs = [sym_shapes.get(id(o), o.aval.shape) for o in node.subgraphs[key].outputs]
+                for o, s in zip(node.outputs, outs):
+                    sym_shapes[id(o)] = tuple(s)
+                continue
             attrs = dict(node.attrs)
             name = node.op.name
             x = ins[0] if ins and isinstance(ins[0], Aval) else None
