@@ -295,8 +295,8 @@ class Tensor:
         if tracked:
             if self._is_view:
                 raise AutogradError(f"{what}: in-place change of a view that takes part in autograd is not "
-                                    f"supported; clone() the view first, or for `y[idx] += v` write "
-                                    f"`y[idx] = y[idx] + v`")
+                                    f"supported; clone() the view first, or for `y[idx] += v` write the "
+                                    f"out-of-place `y = dg.index_put(y, idx, y[idx] + v)`")
             src = _make(self._data.copy() if keeps_old else self._data, self._device)
             src._grad_fn, src._out_index, src._requires_grad = self._grad_fn, self._out_index, self._requires_grad
         result = fn(src)
