@@ -680,6 +680,7 @@ OP_DB = [
     OpInfo("cumsum", lambda x, **k: dg.cumsum(x, **k), _ref_cumsum, _cumsum_samples, dtypes=NUMERIC),
     # -- linear algebra --
     OpInfo("matmul", dg.matmul, np.matmul, _matmul_samples, dtypes=NUMERIC, second_order=True),
+    OpInfo("mm", dg.mm, np.matmul, lambda make: [Sample((make(2, 3), make(3, 4)))]),
     OpInfo("matmul_operator", lambda a, b: a @ b, np.matmul, lambda make: [Sample((make(2, 3), make(3, 2)))],
            second_order=True),
     OpInfo("einsum", lambda *xs, spec: dg.einsum(spec, *xs), lambda *xs, spec: np.einsum(spec, *xs),
@@ -703,6 +704,8 @@ OP_DB = [
     OpInfo("expand", lambda x, *s: dg.expand(x, *s), lambda x, *s: np.broadcast_to(
         x, tuple(x.shape[i - (len(s) - x.ndim)] if v == -1 else v for i, v in enumerate(s))),
            lambda make: [Sample((make(3, 1), 3, 4)), Sample((make(1, 4), 2, -1, 4), desc="-1, new axis")]),
+    OpInfo("expand_as", lambda x, o: x.expand_as(o), lambda x, o: np.broadcast_to(x, o.shape),
+           lambda make: [Sample((make(3, 1), make(2, 3, 4)))]),
     OpInfo("broadcast_to", lambda x, s: dg.broadcast_to(x, s), np.broadcast_to,
            lambda make: [Sample((make(3, 1), (2, 3, 4))), Sample((make(4), (3, 4))), Sample((make(), (2, 2)), desc="0d")],
            dtypes=NUMERIC),
@@ -785,6 +788,11 @@ OP_DB = [
     OpInfo("index_select", lambda x, d, i: dg.index_select(x, d, i), lambda x, d, i: np.take(x, i, axis=d),
            lambda make: [Sample((make(4, 3), 0, np.array([3, 0, 3]))), Sample((make(2, 5), 1, np.array([4, 1]))),
                          Sample((make(2, 5), -1, np.array([0])), desc="negative dim")], dtypes=NUMERIC),
+    OpInfo("nonzero_as_tuple", lambda x: dg.nonzero(x, as_tuple=True), np.nonzero,
+           lambda make: [Sample((make.small_ints(3, 4, low=0, high=1),))], differentiable=False),
+    OpInfo("where_one_arg", lambda c: dg.where(c), np.argwhere,
+           lambda make: [Sample((make.bool(3, 4),))], dtypes=("bool",), differentiable=False,
+           notes="where(cond) is nonzero(cond), as torch.where"),
     OpInfo("nonzero", dg.nonzero, np.argwhere,
            lambda make: [Sample((make.small_ints(3, 4, low=0, high=1),)), Sample((make.small_ints(5, low=0, high=1),))],
            dtypes=NUMERIC, differentiable=False),
@@ -829,6 +837,16 @@ OP_DB = [
                          Sample((make(2, 3), make.pos(2, 3, low=0, high=1)), {"weight": make.pos(3), "pos_weight": make.pos(3)}),
                          Sample((make(4, low=-50, high=50), make.pos(4, low=0, high=1)), desc="large logits", grad=False)],
            second_order=True),
+    OpInfo("binary_cross_entropy", lambda p, t, **k: F.binary_cross_entropy(p, t, **k),
+           lambda p, t, weight=None, reduction="mean": _reduce(
+               -(t * np.log(p) + (1 - t) * np.log(1 - p)) * (1 if weight is None else weight), reduction),
+           lambda make: [Sample((make.pos(3, 4, low=0.05, high=0.95), make.pos(3, 4, low=0, high=1))),
+                         Sample((make.pos(5, low=0.05, high=0.95), make.pos(5, low=0, high=1)),
+                                {"weight": make.pos(5), "reduction": "sum"})], second_order=True),
+    OpInfo("normalize", lambda x, **k: F.normalize(x, **k),
+           lambda x, p=2.0, dim=1: x / np.maximum(np.sum(np.abs(x) ** p, axis=dim, keepdims=True) ** (1 / p), 1e-12),
+           lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"dim": -1}),
+                         Sample((make.nonzero(3, 4),), {"p": 1.0, "dim": 0}, desc="p=1")], second_order=True),
     OpInfo("linear", lambda x, w, *b: F.linear(x, w, *b), lambda x, w, *b: x @ w.T + (b[0] if b else 0),
            lambda make: [Sample((make(2, 3), make(4, 3), make(4))), Sample((make(2, 2, 3), make(4, 3)), desc="no bias")],
            second_order=True),
@@ -893,7 +911,14 @@ NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like",
+    "fused_elementwise",  # made by the fusion pass after autodiff has run
 }
+
+
+def graph_only(op):
+    """Ops that carry subgraphs (cond, while_loop, fused kernels) exist only inside traced graphs:
+    eagerly dg.cond/dg.while_loop run Python. The tracing suite covers them, not an eager row."""
+    return bool(op.extra.get("subgraphs"))
 
 
 # ---- which primitives a row exercises ----------------------------------------------------------------

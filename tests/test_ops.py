@@ -48,8 +48,9 @@ def test_forward_matches_numpy(row, dtype):
     for sample in row.sample_inputs(dtype):
         original = _copy_args(sample)
         shared = _copy_args(sample)
-        sample_shared = type(sample)(shared, sample.kwargs)
-        args, kwargs = to_dg(sample_shared, share=True)   # Tensors share memory with `shared`
+        kw_original = {k: v.copy() for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)}
+        kw_shared = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in sample.kwargs.items()}
+        args, kwargs = to_dg(type(sample)(shared, kw_shared), share=True)   # Tensors share memory with the copies
         got = _outputs(row.op(*args, **kwargs))
         expected = _outputs(row.ref(*original, **sample.kwargs))
         assert len(got) == len(expected), f"{sample}: {len(got)} outputs, reference has {len(expected)}"
@@ -64,6 +65,8 @@ def test_forward_matches_numpy(row, dtype):
             else:
                 np.testing.assert_array_equal(g.numpy(), e, err_msg=str(sample))
         _assert_unchanged(original, shared, f"{row.name} {sample}")
+        for k, v in kw_original.items():
+            np.testing.assert_array_equal(kw_shared[k], v, err_msg=f"{row.name} {sample}: {k}= was mutated")
 
 
 # ---- gradients vs finite differences ------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _onnx(row, forward_prims):
 
 
 def render(cov=None):
-    from op_db import OP_DB, coverage
+    from op_db import OP_DB, coverage, graph_only
     _load_lowerings()
     cov = cov or coverage()
     lines = ["# Op coverage", "",
@@ -74,6 +74,8 @@ def render(cov=None):
         traits = [t for t in ("elementwise", "broadcasting", "commutative", "view", "saves_output") if getattr(op, t)]
         traits += [f"not {t}" for t in ("pure", "foldable") if not getattr(op, t)]
         shown = ", ".join(rows[:6]) + (f", ... ({len(rows)})" if len(rows) > 6 else "")
+        if not shown and graph_only(op):
+            shown = "graph-only (traced suites)"
         lines.append(f"| {name} | {YES} | {YES if op.vjp is not None else 'none'} | {', '.join(traits) or '-'} | "
                      f"{YES if op.onnx is not None else NO} | {shown or '**none**'} |")
     return "\n".join(lines) + "\n"
