@@ -835,3 +835,8 @@ def test_index_put_is_the_out_of_place_workaround():
     with pytest.raises(dg.AutogradError, match="index_put"):
         v = (x * 1)[0:2]
         v += w
+
+
+def test_gradcheck_warns_about_low_precision_inputs():
+    with pytest.warns(UserWarning, match="float64"):
+        autograd.gradcheck(lambda t: t * 2, (leaf([1.0, 2.0]),), eps=1e-2, atol=1e-2)

@@ -45,6 +45,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     rng = np.random.default_rng(seed)
     v = [rng.standard_normal(o.shape) for o in outs]
     wrt = [t for t in inputs if getattr(t, "requires_grad", False)]
+    for i, t in enumerate(wrt):
+        if t.dtype != np.float64:
+            import warnings
+            warnings.warn(f"gradcheck: input {i} is {t.dtype}; finite differences need float64 inputs to be "
+                          f"reliable", UserWarning, stacklevel=2)
     from ..tensor import Tensor
     live = [(o, vi) for o, vi in zip(outs, v) if o.requires_grad]  # an output without a graph has zero grads
     analytic = autograd.grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype) for o, vi in live],
