@@ -101,6 +101,9 @@ def _le_bytes(arr):
 
 
 def _encode(x, arrays, where):
+    if isinstance(x, (_np.ndarray, _np.generic)):  # before float: np.float64 is a float subclass
+        arrays.append(_checked_array(_np.asarray(x), where))
+        return {"$ndarray": len(arrays) - 1, "scalar": isinstance(x, _np.generic)}
     if x is None or isinstance(x, (bool, str)):
         return x
     if isinstance(x, int):
@@ -114,9 +117,6 @@ def _encode(x, arrays, where):
             raise CheckpointError(f"dg.save: {where} is a symbolic (traced) tensor; save concrete values")
         arrays.append(_checked_array(to_host(x._data), where))
         return {"$tensor": len(arrays) - 1, "requires_grad": bool(x.requires_grad)}
-    if isinstance(x, (_np.ndarray, _np.generic)):
-        arrays.append(_checked_array(_np.asarray(x), where))
-        return {"$ndarray": len(arrays) - 1, "scalar": isinstance(x, _np.generic)}
     if isinstance(x, dict):
         items = []
         for k, v in x.items():
