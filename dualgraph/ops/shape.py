@@ -279,9 +279,15 @@ def _pad_vjp(ctx, g):
     return (g[index],)
 
 
+def _padded_dim(d, lo, hi):
+    if not (lo or hi):
+        return d  # unpadded axes keep their (possibly symbolic) size
+    return Dim(f"{d}+{lo + hi}") if isinstance(d, Dim) else d + lo + hi
+
+
 PAD = defop("pad", _pad_forward,
-            lambda x, pad_width, mode, value: Aval(tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, pad_width)),
-                                                   x.dtype),
+            lambda x, pad_width, mode, value: Aval(tuple(_padded_dim(d, lo, hi) for d, (lo, hi) in
+                                                         zip(x.shape, pad_width)), x.dtype),
             _pad_vjp)
 
 
