@@ -141,3 +141,29 @@ def test_coverage_doc_is_up_to_date(cov):
         committed = f.read()
     assert gen_op_coverage.render(cov) == committed, (
         "docs/op_coverage.md is stale: run `.venv/bin/python tools/gen_op_coverage.py`")
+
+
+# ops whose rule keeps a leading (batch) axis whatever the attrs, besides elementwise ones
+BATCH_PRESERVING = {"unfold", "fold"}
+
+
+def test_infer_keeps_a_symbolic_batch_dim(calls_by_op):
+    """Tracing with a dynamic batch axis: a symbolic leading dim passes through the rules unchanged."""
+    checked = set()
+    for name, calls in calls_by_op.items():
+        op = REGISTRY[name]
+        for row_name, arrays, attrs, out in calls:
+            tens = [a for a in arrays if isinstance(a, np.ndarray)]
+            if op.n_out != 1 or not tens or any(
+                    a.ndim != tens[0].ndim or a.ndim == 0 or a.shape[0] != tens[0].shape[0] for a in tens):
+                continue
+            pads_batch = name == "pad" and tuple(attrs["pad_width"][0]) != (0, 0)
+            if not (op.elementwise or name in BATCH_PRESERVING or name == "pad") or pads_batch:
+                continue
+            n = Dim("N")
+            avals = [Aval((n,) + a.shape[1:], a.dtype) if isinstance(a, np.ndarray) else a for a in arrays]
+            got = op.infer(*avals, **attrs)
+            assert got.shape[0] is n and tuple(got.shape[1:]) == np.shape(out)[1:], (
+                f"{name} (row {row_name}): infer gives {got} for {avals} {attrs}; eager shape {np.shape(out)}")
+            checked.add(name)
+    assert {"add", "mul", "exp", "pad", "unfold", "where"} <= checked, sorted(checked)

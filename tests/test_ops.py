@@ -105,6 +105,27 @@ def _first_grads(fn, args, v):
     return dg.autograd.grad(list(outs), wrt, grad_outputs=v, create_graph=True, allow_unused=True)
 
 
+@pytest.mark.parametrize("row", [r for r in OP_DB if r.differentiable], ids=lambda r: r.name)
+def test_float32_gradients_stay_float32(row):
+    """No float64 constant in a vjp may upcast the gradients of float32 inputs (first and second order)."""
+    for sample in row.sample_inputs("float32"):
+        if not sample.grad:
+            continue
+        args, kwargs = to_dg(sample, requires_grad=True, share=False)
+        wrt = [a for a in args if isinstance(a, dg.Tensor) and a.requires_grad]
+        outs = [o for o in _outputs(row.op(*args, **kwargs)) if o.requires_grad]
+        if not (wrt and outs):
+            continue
+        grads = dg.autograd.grad(outs, wrt, grad_outputs=[dg.ones_like(o) for o in outs], allow_unused=True,
+                                 create_graph=row.second_order)
+        for a, g in zip(wrt, grads):
+            assert g is None or (g.dtype == np.float32 and g.shape == a.shape), f"{sample}: grad {g.dtype}{g.shape}"
+        again = [dg.sum(g * g) for g in grads if g is not None and g.requires_grad]
+        if again:
+            for g in dg.autograd.grad(again, wrt, allow_unused=True):
+                assert g is None or g.dtype == np.float32, f"{sample}: second-order grad {g.dtype}"
+
+
 @pytest.mark.parametrize("row", [r for r in OP_DB if r.second_order], ids=lambda r: r.name)
 def test_gradgrad_matches_finite_differences(row):
     checked = 0
