@@ -147,21 +147,104 @@ def _restore(saved):
         t._data[...] = arr
 
 
-def _obtain(f, example_args):
+def _obtain(f, example_args, dynamic_axes=None, input_names=None):
     """A Traced for a Graph, a @dg.function, an nn.Module or a plain function."""
     if isinstance(f, Graph):
         return Traced(f, list(range(len(f.inputs))), {})
     example_args = tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
-    from ..nn.module import Module
-    if isinstance(f, Module):
+    if not callable(f):
+        raise ExportError(f"dg.onnx.export takes a function, an nn.Module, a @dg.function or a Graph, "
+                          f"got {type(f).__name__}")
+    try:
+        from ..function.api import CompiledFunction
+    except ImportError:   # no @dg.function: the exporter's own tracer
         return trace(f, example_args)
-    inner = getattr(f, "python_function", None) or getattr(f, "fn", None) or getattr(f, "__wrapped__", None)
-    if inner is not None and callable(inner) and not isinstance(f, type):
-        return trace(inner, example_args)
-    if callable(f):
-        return trace(f, example_args)
-    raise ExportError(f"dg.onnx.export takes a function, an nn.Module, a @dg.function or a Graph, "
-                      f"got {type(f).__name__}")
+    return _via_function(f, example_args, dynamic_axes, input_names, CompiledFunction)
+
+
+def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
+    """Trace through @dg.function (reusing its trace when f is one) and read the graph the exporter
+    wants: after fold/simplify/CSE/DCE, before fusion. With dynamic axes on the inputs, first try a
+    trace with those dims symbolic (shapes computed from them stay symbolic); if the function needs
+    concrete sizes, trace concretely and let the exporter re-derive the symbols."""
+    from ..function import TensorSpec, function
+    from ..function import passes as _passes
+    target = f.__wrapped__ if isinstance(f, CompiledFunction) else f
+    static = f.static_argnames if isinstance(f, CompiledFunction) else ()
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    names = list(input_names or []) + [f"input_{k}" for k in range(len(input_names or []), len(tensors))]
+    entry = None
+    dyn = {}
+    for k, n in enumerate(names):
+        axes = (dynamic_axes or {}).get(n)
+        if axes:
+            dyn[k] = axes if isinstance(axes, dict) else {a: f"{n}_dim{a}" for a in axes}
+    if dyn and all(isinstance(a, Tensor) or not isinstance(a, (list, tuple, dict)) for a in args):
+        sig, k = [], 0
+        for a in args:
+            if isinstance(a, Tensor):
+                axes = {int(ax) % max(a.ndim, 1): str(nm) for ax, nm in dyn.get(k, {}).items()}
+                sig.append(TensorSpec(tuple(axes.get(i, d) for i, d in enumerate(a.shape)), a.dtype))
+                k += 1
+            else:
+                sig.append(None)
+        try:
+            cf = function(target, input_signature=sig, static_argnames=static)
+            entry = cf._entry_for(args, {})
+        except Exception:
+            entry = None
+    if entry is None:
+        cf = f if isinstance(f, CompiledFunction) else function(target, static_argnames=static)
+        entry = cf._entry_for(args, {})
+    graph = _passes.optimize(entry.graph, _passes.EXPORT)
+    n_args = entry.n_args
+    modules = _find_modules(f) + ([cf.module] if getattr(cf, "module", None) is not None else [])
+    module_names = _tensor_names(modules)
+    params, used, cap_index = {}, set(), {}
+    for k, c in enumerate(entry.captured):
+        i = n_args + k
+        t = c.ref()
+        name = (module_names.get(id(t)) if t is not None else None) or c.value.name or f"captured_{k}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        params[i] = (name, to_host(t._data) if t is not None else np.zeros(
+            tuple(int(d) for d in c.aval.shape), c.aval.dtype))
+        if t is not None:
+            cap_index[id(t)] = i
+    for k, (v, data) in enumerate(getattr(entry, "dead", ())):
+        pass
+    updated, state = [], set()
+    for kind, target_t, k in entry.writebacks:
+        if kind == "arg":
+            updated.append((names[target_t] if target_t < len(names) else f"input_{target_t}", k))
+        else:
+            i = cap_index.get(id(target_t))
+            if i is not None:
+                state.add(i)
+            updated.append((params[i][0] if i is not None else f"state_{k}", k))
+    for (kind, target_t), k in entry.grad_writes:
+        if k is None:
+            continue
+        if kind == "arg":
+            base = names[target_t] if target_t < len(names) else f"input_{target_t}"
+        else:
+            i = cap_index.get(id(target_t))
+            base = params[i][0] if i is not None else module_names.get(id(target_t), f"tensor_{k}")
+        updated.append((base + ".grad", k))
+    fed = list(range(n_args))
+
+    def reference(arrays):
+        from ..creation import from_numpy
+        it = iter(arrays)
+        call = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in args]
+        snapshot = _snapshot(modules)
+        try:
+            res = _flat(target(*call))
+        finally:
+            _restore(snapshot)
+        return [r.numpy() for r in res]
+    return Traced(graph, fed, params, updated, None if updated else reference, entry.n_user_out, state)
 
 
 def export(f, example_args=(), path=None, input_names=None, output_names=None, dynamic_axes=None,
@@ -179,12 +262,12 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
     was_training = None
     if isinstance(f, Module) and getattr(f, "training", False):
         was_training = True
-    traced = _obtain(f, example_args)
+    traced = _obtain(f, example_args, dynamic_axes, input_names)
     graph = traced.graph
     out_names = list(output_names or [])
     n_user = traced.n_user_outputs if traced.n_user_outputs is not None else len(graph.outputs)
     out_names += [f"output_{k}" for k in range(len(out_names), n_user)]
-    for name, k in traced.updated:
+    for name, k in sorted(traced.updated, key=lambda u: u[1]):
         out_names.append(name + ".updated" if not name.endswith(".grad") else name)
     model, info = graph_to_model(graph, input_names=input_names, output_names=out_names,
                                  dynamic_axes=dynamic_axes, opset=opset, initializers=traced.params,
