@@ -50,3 +50,6 @@ from .serialization import CheckpointError, load, save  # noqa: E402,F401
 
 # @dg.function: tracing, control flow (issue #3)
 from .function import (TensorSpec, cond, fori_loop, function, while_loop)  # noqa: E402,F401
+
+# ONNX export (issue #5)
+from . import onnx  # noqa: E402,F401
