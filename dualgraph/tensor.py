@@ -203,8 +203,10 @@ class Tensor:
 
     # ---- conversion ---------------------------------------------------------------------
     def numpy(self):
-        """A host numpy array with the values (a copy for GPU tensors)."""
-        if self._data is None:
+        """A host numpy array with the values, always a copy (like MXNet's asnumpy): writing to it cannot
+        change the tensor behind the version counter's back. `dg.from_numpy` shares memory instead."""
+        data = self._data
+        if data is None:
             STATE.tracer.concrete_value_error(self, "numpy()")
         return to_host(self._data)
 
@@ -214,7 +216,7 @@ class Tensor:
         if self._device is not CPU:
             raise DeviceError(f"np.asarray() needs a CPU tensor, this one is on {self._device}; call .numpy()")
         arr = self.numpy()
-        return arr.astype(dtype) if dtype is not None else arr
+        return arr.astype(dtype, copy=False) if dtype is not None else arr
 
     def item(self):
         if self._data is None:

@@ -162,15 +162,18 @@ def test_properties_and_conversion(device):
         t.item()
 
 
-def test_numpy_shares_memory_on_cpu_and_asarray_works():
+def test_numpy_is_a_copy_and_asarray_works():
     t = dg.tensor([1.0, 2.0])
-    n = t.numpy()                     # like torch: the CPU array is shared, not copied
+    n = t.numpy()                     # a copy (the "copy to host"), so it cannot bypass autograd
     n[0] = 7.0
-    assert t.tolist() == [7.0, 2.0]
+    assert t.tolist() == [1.0, 2.0] and t._version[0] == 0
     a = np.asarray(t)
-    assert isinstance(a, np.ndarray) and a.tolist() == [7.0, 2.0]
+    assert isinstance(a, np.ndarray) and a.tolist() == [1.0, 2.0]
+    a[1] = 9.0
+    assert t.tolist() == [1.0, 2.0]
     assert np.asarray(t, dtype=np.float64).dtype == np.float64
     assert np.sum(np.asarray(dg.ones(3))) == 3.0
+    assert t.asnumpy().tolist() == [1.0, 2.0]
 
 
 def test_bool_of_tensor():
