@@ -81,8 +81,7 @@ class MultiheadAttention(Module):
         for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
             if t.ndim != query.ndim or t.ndim not in (2, 3) or t.shape[-1] != dim:
                 layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
-                raise self._input_error(f"{name} of shape {layout.replace('E', str(dim))} or (L, {dim})", t,
-                                        what=name)
+                raise self._input_error(f"shape {layout.replace('E', str(dim))} or (L, {dim})", t, what=name)
         if unbatched:
             query, key, value = unsqueeze(query, 0), unsqueeze(key, 0), unsqueeze(value, 0)
             if key_padding_mask is not None:
@@ -92,7 +91,8 @@ class MultiheadAttention(Module):
         n, tgt_len, _ = query.shape
         src_len = key.shape[1]
         if key.shape[0] != n or value.shape[0] != n or value.shape[1] != src_len:
-            raise self._input_error(f"key and value with batch {n} and matching lengths", key, what="key")
+            raise self._input_error(f"batch size {n} (the query's) and the value's length {value.shape[1]}", key,
+                                    what="key with")
         h, d = self.num_heads, self.head_dim
         (wq, wk, wv), (bq, bk, bv) = self._weights()
 
@@ -110,8 +110,7 @@ class MultiheadAttention(Module):
             scores = _masked(scores, self._mask_shape(attn_mask, n, tgt_len, src_len))
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (n, src_len):
-                raise self._input_error(f"key_padding_mask of shape {(n, src_len)}", key_padding_mask,
-                                        what="key_padding_mask")
+                raise self._input_error(f"shape {(n, src_len)}", key_padding_mask, what="key_padding_mask")
             scores = _masked(scores, key_padding_mask.reshape(n, 1, 1, src_len))
         attn = F.softmax(scores, dim=-1)
         if self.dropout > 0.0:
@@ -132,8 +131,8 @@ class MultiheadAttention(Module):
             return mask
         if mask.ndim == 3 and tuple(mask.shape) == (n * self.num_heads, tgt_len, src_len):
             return mask.reshape(n, self.num_heads, tgt_len, src_len)
-        raise self._input_error(f"attn_mask of shape {(tgt_len, src_len)} or "
-                                f"{(n * self.num_heads, tgt_len, src_len)}", mask, what="attn_mask")
+        raise self._input_error(f"shape {(tgt_len, src_len)} or {(n * self.num_heads, tgt_len, src_len)}", mask,
+                                what="attn_mask")
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"

@@ -2,6 +2,7 @@
 import math
 
 from .. import creation
+from ..errors import DTypeError
 from ..ops.elementwise import where
 from . import functional as F
 from . import init
@@ -62,7 +63,7 @@ class Flatten(Module):
 
     def forward(self, x):
         if x.ndim <= max(self.start_dim, self.end_dim if self.end_dim >= 0 else 0):
-            raise self._input_error(f"at least {max(self.start_dim, self.end_dim) + 1} dims", x)
+            raise self._input_error(f"at least {max(self.start_dim, self.end_dim) + 1} dims", x, what="input with")
         return x.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self):
@@ -80,7 +81,7 @@ class Unflatten(Module):
         for s in self.unflattened_size:
             n *= s
         if x.shape[d] != n:
-            raise self._input_error(f"size {n} at dim {self.dim}", x)
+            raise self._input_error(f"size {n} at dim {self.dim}", x, what="input with")
         return x.reshape(tuple(x.shape[:d]) + self.unflattened_size + tuple(x.shape[d + 1:]))
 
     def extra_repr(self):
@@ -129,7 +130,7 @@ class Embedding(Module):
     def forward(self, indices):
         dtype = getattr(indices, "dtype", None)
         if dtype is not None and dtype.kind not in "iu":
-            raise self._input_error("integer indices", indices, what=f"integer indices, got dtype {dtype} with")
+            raise DTypeError(f"{self._call_path()}: expected integer indices, got dtype {dtype}")
         out = F.embedding(indices, self.weight)
         if self.padding_idx is not None:
             keep = (indices != self.padding_idx).unsqueeze(-1)
