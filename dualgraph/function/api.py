@@ -286,7 +286,7 @@ class CompiledFunction:
         self.strict = strict
         self.passes = _passes.resolve(passes, disable)
         try:
-            self._sig = inspect.signature(target)
+            self._sig = inspect.signature(getattr(fn, "forward", target) if module is not None else target)
         except (TypeError, ValueError):
             self._sig = None
         self._cache = {}
@@ -474,7 +474,14 @@ class CompiledFunction:
         sym_args = _rebuild(args, iter(syms))
         call_args, call_kwargs = self._unbind(sym_args)
         with tracing(tr):
-            out = self.fn(*call_args, **call_kwargs)
+            try:
+                out = self.fn(*call_args, **call_kwargs)
+            except DualgraphError as exc:
+                where = _user_frame_of(exc)
+                if where and where not in str(exc):
+                    exc.args = (f"{exc.args[0] if exc.args else exc} (while tracing {self.__name__}, at {where})",) \
+                        + tuple(exc.args[1:])
+                raise
             out_leaves, out_tree = _flatten_out(out)
             out_vals, out_consts = [], {}
             for i, o in enumerate(out_leaves):
@@ -559,6 +566,19 @@ class CompiledFunction:
             if _weakable(obj):
                 bound[obj] = f
         return f
+
+
+def _user_frame_of(exc):
+    """file:line of the innermost frame outside dualgraph in an exception's traceback."""
+    import os
+    from ..errors import _PKG_DIR
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        fname = tb.tb_frame.f_code.co_filename
+        if not os.path.abspath(fname).startswith(_PKG_DIR):
+            where = f"{fname}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def _weakable(obj):
@@ -658,6 +678,7 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     e.arg_avals = [v.aval for v in graph.inputs[:len(leaves)]]
     e.n_args = len(leaves)
     e.did_backward = tr.did_backward
+    e.has_custom = tr.has_custom
     # which captured tensors are outside state (still alive without the trace's references)?
     caps = [(weakref.ref(t), v, line, t._data) for t, v, line in tr.captured]
     muts = [(weakref.ref(t), v) for t, v in tr.mutations.values()]
@@ -713,14 +734,35 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
                 paths.setdefault(id(owner), None)
     keep_inputs = list(graph.inputs[:len(leaves)])
     e.captured = []
+    used_names = {v.name for v in graph.inputs if v.name}
     for t, v, line in alive:
         keep_inputs.append(v)
         owner_ref = gparent.get(id(t))
         expr = paths.get(id(t))
+        if v.name is None:
+            owner = owner_ref() if owner_ref is not None else None
+            base = _pretty_name(expr) if expr else (_pretty_name(paths.get(id(owner))) + "_grad"
+                                                     if owner is not None and paths.get(id(owner)) else None)
+            if base:
+                n, k = base, 1
+                while n in used_names:
+                    k += 1
+                    n = f"{base}_{k}"
+                used_names.add(n)
+                v.name = n
         e.captured.append(_Captured(t, v, expr, owner_ref, line))
     for v, data in dead_caps:
         v.const = data
     graph.inputs = keep_inputs
+    # written-back state may be computed straight into its own buffer (see executor: donate)
+    cap_val = {id(t): v for t, v, _ in alive}
+    pos = {id(v): i for i, v in enumerate(graph.inputs)}
+    donate = {}
+    for kind, target, k in writebacks:
+        v_in = graph.inputs[target] if kind == "arg" else cap_val.get(id(target))
+        if v_in is not None and id(v_in) in pos and v_in.aval == outputs[k].aval:
+            donate[k] = pos[id(v_in)]
+    graph.meta["donate"] = donate
     e.grad_guards = []
     for ref, was_none in greads:
         t = ref()
@@ -845,6 +887,18 @@ def _guard_reason(e):
     return "a captured tensor was replaced by one of another shape or dtype"
 
 
+def _pretty_name(expr):
+    """A graph input name from a capture path: G['W'] -> W, M.__dict__['_parameters']['w'] -> w."""
+    import re
+    if not expr:
+        return None
+    parts = re.findall(r"\['([A-Za-z_][A-Za-z0-9_]*)'\]|\[(\d+)\]", expr)
+    names = [a or b for a, b in parts if (a or b) not in ("_parameters", "_buffers", "_modules", "__dict__")]
+    if expr.startswith("C[") and not names[1:]:
+        return None
+    return ".".join(names) if names else None
+
+
 def _pretty(expr):
     return expr.replace(".__dict__[", "[").replace("C[", "closure[").replace(".cell_contents", "")
 
@@ -907,6 +961,11 @@ def _run_with_grad(e, leaves, caps, arrays):
 
 def _compile_grad(e, wrt):
     from .autodiff import joint_graph, partition
+    if e.has_custom:
+        raise TraceError(f"{e.cf.__name__}: a custom dg.autograd.Function inside a compiled function whose "
+                         f"caller differentiates it is not supported yet (its backward is not on the graph); "
+                         f"call loss.backward() inside the compiled function (a whole training step traces "
+                         f"custom backwards), or call this function eagerly")
     devices = {i: e.device for i in range(len(e.graph.inputs))}
     joint, diff = joint_graph(e.graph, list(wrt), devices)
     n_out = len(e.graph.outputs)

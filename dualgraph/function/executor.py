@@ -112,6 +112,7 @@ class _Gen:
                 if v is not None and v.const is None:
                     last[id(v)] = k
         keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
+        self.donated = self._donations(g)
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             outs = []
@@ -122,6 +123,8 @@ class _Gen:
             ins = [self.ref(v) for v in node.inputs]
             lhs = outs[0] if len(outs) == 1 and node.op.n_out == 1 else "(" + "".join(o + ", " for o in outs) + ")"
             call = self.call(node, ins)
+            if id(node.outputs[0]) in self.donated and len(outs) == 1:
+                lhs = outs[0]
             body.append(f"    {lhs} = {call}")
             self.line_node[len(body) + 1] = node  # +1: the def line
             dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None and v.const is None
@@ -137,8 +140,51 @@ class _Gen:
         exec(compile(src, fname, "exec"), self.glob)
         return self.glob["run"], src, fname
 
+    def _donations(self, g):
+        """id(output value) -> input name, for written-back state computed into its own buffer.
+
+        Safe when every reader of the old value (and of views of it) runs no later than the producer,
+        and neither the old value nor a view of it is returned."""
+        donate = g.meta.get("donate") or {}
+        if not donate:
+            return {}
+        index = {id(n): k for k, n in enumerate(g.nodes)}
+        users = g.users()
+        outs = {id(v) for v in g.outputs}
+        result = {}
+        for k, i in donate.items():
+            out = g.outputs[k]
+            prod = out.producer
+            if prod is None or id(prod) not in index or sum(1 for v in g.outputs if v is out) != 1:
+                continue
+            at = index[id(prod)]
+            alias, stack, ok = set(), [g.inputs[i]], True
+            while stack and ok:
+                v = stack.pop()
+                if id(v) in alias:
+                    continue
+                alias.add(id(v))
+                if id(v) in outs:
+                    ok = False
+                for u in users.get(id(v), ()):
+                    if index[id(u)] > at:
+                        ok = False
+                    if u.op.view:
+                        stack.extend(u.outputs)
+            if ok:
+                result[id(out)] = f"i{i}"
+        return result
+
     def call(self, node, ins):
         op = node.op
+        dest = self.donated.get(id(node.outputs[0])) if len(node.outputs) == 1 else None
+        if dest is not None:
+            if op.name == "fused_elementwise":
+                from .passes.fuse import kernel_for
+                k = self.const(kernel_for(node, self.xp), "K")
+                return f"{k}({', '.join(ins)}, out={dest})[0]"
+            if op.name in ("add", "sub", "mul", "maximum", "minimum") and not node.attrs:
+                return _DIRECT[op.name].format(*ins)[:-1] + f", out={dest})"
         if node.subgraphs or op.name == "fused_elementwise":
             from .passes.fuse import kernel_for
             if op.name == "fused_elementwise":

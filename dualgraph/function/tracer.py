@@ -103,6 +103,7 @@ class Tracer:
         self.devs = {}          # id(Value) -> device
         self.args = {}          # id(symbolic argument tensor) -> [tensor, Value, flat index]
         self.did_backward = False
+        self.has_custom = False
 
     # ---- values and tensors --------------------------------------------------------------------
     def sym(self, value, device, requires_grad=False):
@@ -299,8 +300,6 @@ class Tracer:
                 value = as_tensor(value, like=t)
             if tuple(value.shape) != tuple(t.shape):
                 raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {t.shape}")
-        if id(t) not in root.grad_reads and id(t) not in root.grad_writes:
-            root.grad_reads[id(t)] = [t, t._grad is None]
         root.grad_writes[id(t)] = [t, value]
         root.keep.append(t)
 
@@ -361,6 +360,7 @@ class Tracer:
                              tuple(t._requires_grad for t in tensors),
                              custom=(ctx, positions, len(args)))
             self.tape.append(rec)
+            self.root().has_custom = True
             for o in outs:
                 if o.dtype.kind == "f" and id(o) not in getattr(ctx, "_non_differentiable", ()):
                     o._requires_grad = True

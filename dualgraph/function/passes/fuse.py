@@ -284,7 +284,13 @@ def _numpy_kernel(body):
                     buf = nm
                     free.pop(i)
                     break
-        if uf is not None and float_ok:
+        final = len(body.outputs) == 1 and body.outputs[0] is o and k == len(body.nodes) - 1
+        if final and (uf is not None or n.op.name == "relu") and float_ok:
+            call = f"np.{uf}({', '.join(ins)}" if uf else f"np.maximum({ins[0]}, 0.0"
+            dest = f"out if out is not None else {buf}" if buf is not None else "out"
+            name = "r"
+            lines.append(f"    r = {call}, out={dest})")
+        elif uf is not None and float_ok:
             if buf is not None:
                 lines.append(f"    np.{uf}({', '.join(ins)}, out={buf})")
                 name = buf
@@ -292,6 +298,20 @@ def _numpy_kernel(body):
                 name = f"t{tmp}"
                 tmp += 1
                 lines.append(f"    {name} = np.{uf}({', '.join(ins)})")
+        elif (n.op.name == "pow" and n.inputs[1] is not None and n.inputs[1].weak and n.inputs[1].const in (2, 3)
+              and not isinstance(n.inputs[1].const, bool) and o.aval.dtype.kind == "f"
+              and n.inputs[0].aval.dtype == o.aval.dtype):
+            if buf is None or buf == ins[0]:
+                if buf is not None:
+                    free.append((buf, o.aval))
+                name = f"t{tmp}"
+                tmp += 1
+                lines.append(f"    {name} = np.multiply({ins[0]}, {ins[0]})")
+            else:
+                name = buf
+                lines.append(f"    np.multiply({ins[0]}, {ins[0]}, out={name})")
+            if n.inputs[1].const == 3:
+                lines.append(f"    np.multiply({name}, {ins[0]}, out={name})")
         elif n.op.name == "relu" and float_ok:
             if buf is not None:
                 lines.append(f"    np.maximum({ins[0]}, 0.0, out={buf})")
@@ -317,7 +337,7 @@ def _numpy_kernel(body):
                     and all(names[id(v)] != f for f, _ in free)):
                 free.append((names[id(v)], v.aval))
     rets = [names[id(v)] if id(v) in names else ref(v) for v in body.outputs]
-    src = "def kernel(" + ", ".join(args) + "):\n"
+    src = "def kernel(" + "".join(a + ", " for a in args) + "out=None):\n"
     if overflow:
         src += "    with np.errstate(over='ignore'):\n" + "\n".join("    " + ln for ln in lines) + "\n"
         src += f"        return ({''.join(r + ', ' for r in rets)})\n"

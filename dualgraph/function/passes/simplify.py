@@ -19,6 +19,19 @@ def _same(v, node):
     return v is not None and v.aval == o.aval
 
 
+def _swap(v, producers, emit, node):
+    """v with its last two axes swapped, reusing a transpose that produced it."""
+    nd = v.aval.ndim
+    axes = tuple(range(nd - 2)) + (nd - 1, nd - 2)
+    p = producers.get(id(v))
+    if p is not None and p.op.name == "transpose" and tuple(p.attrs["axes"]) == axes:
+        return p.inputs[0]
+    from ...ops.infer import Aval
+    shape = v.aval.shape
+    return emit("transpose", [v], {"axes": axes}, Aval(shape[:-2] + (shape[-1], shape[-2]), v.aval.dtype),
+                node.source)
+
+
 def simplify(graph):
     repl = {}
     producers = {}
@@ -76,10 +89,18 @@ def simplify(graph):
             out = ins[0]
         elif name == "transpose":
             axes = attrs["axes"]
+            nd = len(axes)
+            swap = nd >= 2 and tuple(axes) == tuple(range(nd - 2)) + (nd - 1, nd - 2)
+            p = producers.get(id(ins[0]))
             if tuple(axes) == tuple(range(len(axes))):
                 out = ins[0]
+            elif (swap and p is not None and p.op.name == "matmul" and len(users.get(id(ins[0]), ())) == 1
+                  and all(v.aval.ndim == nd for v in p.inputs)):
+                # (a @ b).T -> b.T @ a.T: the result comes out contiguous in the layout wanted
+                a, b = p.inputs
+                node.op, node.inputs, node.attrs = REGISTRY["matmul"], [_swap(b, producers, emit, node),
+                                                                         _swap(a, producers, emit, node)], {}
             else:
-                p = producers.get(id(ins[0]))
                 if p is not None and p.op.name == "transpose":
                     inner = p.attrs["axes"]
                     comp = tuple(inner[a] for a in axes)
