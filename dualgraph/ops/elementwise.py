@@ -114,8 +114,17 @@ def div(a, b, rounding_mode=None):
     if rounding_mode == "floor":
         return floordiv(a, b)
     if rounding_mode == "trunc":
+        if _is_int(a) and _is_int(b):  # stay integer (as PyTorch): floor, then step toward 0 if inexact
+            q = floordiv(a, b)
+            return where(logical_and(ne(mod(a, b), 0), lt(q, 0)), q + 1, q)
         return trunc(div(a, b))
     return apply(DIV, (a, b))
+
+
+def _is_int(v):
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, (int, np.integer)) or (hasattr(v, "dtype") and v.dtype.kind in "iu")
 
 
 def floordiv(a, b):
@@ -337,6 +346,12 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         from .indexing import nonzero
         return nonzero(condition)
+    from ..tensor import Tensor, as_tensor
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        # two Python scalars: x takes dg.tensor's default dtype (float32 for floats, as PyTorch)
+        x = as_tensor(x)
+        if isinstance(condition, Tensor) and condition.device is not x.device:
+            x = x.to(condition.device)
     return apply(WHERE, (condition, x, y))
 
 
