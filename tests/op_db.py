@@ -471,6 +471,10 @@ def _where_samples(make):
             Sample((make.bool(2, 3), make(2, 3), 0.0 if make.is_float else 0), desc="scalar other")]
 
 
+def _where_scalars_ref(c, x, y):
+    return np.where(c, np.float32(x) if isinstance(x, float) else np.int64(x), y)
+
+
 def _cmp_samples(make):
     return [Sample((make.small_ints(3, 4), make.small_ints(3, 4)), desc="ties"),
             Sample((make.small_ints(2, 3, 4), make.small_ints(4)), desc="broadcast"),
@@ -589,6 +593,12 @@ OP_DB = [
             lambda make: [Sample((2.0, make.nonzero(3, 4)), desc="scalar/tensor")], second_order=True),
     _binary("floordiv", dg.floordiv, np.floor_divide, _floordiv_samples, dtypes=NUMERIC),
     _binary("mod", dg.mod, np.mod, _floordiv_samples, dtypes=NUMERIC),
+    _binary("div_floor", lambda a, b: dg.div(a, b, rounding_mode="floor"), np.floor_divide, _floordiv_samples,
+            dtypes=NUMERIC),
+    _binary("div_trunc", lambda a, b: dg.div(a, b, rounding_mode="trunc"),
+            lambda a, b: (np.trunc(np.true_divide(a, b)).astype(np.result_type(a, b))
+                          if np.result_type(a, b).kind in "iu" else np.trunc(np.true_divide(a, b))),
+            _floordiv_samples, dtypes=NUMERIC, notes="ints stay ints, as PyTorch"),
     _unary("neg", dg.neg, np.negative, dtypes=NUMERIC, second_order=False),
     _binary("pow", dg.pow, np.power, _pow_samples, second_order=True),
     _unary("abs", dg.abs, np.abs, "nonzero", dtypes=NUMERIC, second_order=False),
@@ -604,6 +614,9 @@ OP_DB = [
                          Sample((make(5, low=-5, high=5), None, 1.5), desc="float bound promotes")],
            dtypes=INT, differentiable=False),
     OpInfo("where", dg.where, np.where, _where_samples),
+    OpInfo("where_scalars", dg.where, _where_scalars_ref,
+           lambda make: [Sample((make.bool(2, 3), 1.5, -2.0)), Sample((make.bool(4), 1, 0), desc="ints")],
+           dtypes=("bool",), differentiable=False, notes="two Python floats give float32, as PyTorch"),
     # -- unary math --
     _unary("exp", dg.exp, np.exp),
     _unary("log", dg.log, np.log, "pos"),
