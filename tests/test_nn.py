@@ -548,3 +548,39 @@ def test_a_small_model_learns():
         loss.backward()
         opt.step()
     assert loss.item() < 0.01 * first
+
+
+@pytest.mark.skipif(not hasattr(dg, "function"), reason="dg.function is not available")
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_modules_under_dg_function_match_eager(mode):
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.pool = nn.MaxPool2d(2)
+            self.avg = nn.AdaptiveAvgPool2d(2)
+            self.flat = nn.Flatten()
+            self.ln = nn.LayerNorm(16)
+            self.fc = nn.Linear(16, 8)
+            self.act = nn.GELU()
+            self.emb = nn.Embedding(5, 8)
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x, idx):
+            h = self.flat(self.avg(self.pool(self.bn(self.conv(x)))))
+            h = self.act(self.fc(self.ln(h))).unsqueeze(1) + self.emb(idx)
+            return self.mha(h, h, h)
+
+    eager, traced = Model(), Model()
+    traced.load_state_dict(eager.state_dict())
+    getattr(eager, mode)(), getattr(traced, mode)()
+    f = dg.function(lambda x, i: traced(x, i))
+    idx = dg.tensor([[0, 1, 4]] * 3)
+    for _ in range(2):
+        x = dg.tensor(randn(3, 2, 8, 8))
+        for a, b in zip(eager(x, idx), f(x, idx)):
+            close(b.numpy(), a.numpy(), atol=1e-5)
+    # BatchNorm's running statistics were updated in place by the compiled calls too
+    close(traced.bn.running_var.numpy(), eager.bn.running_var.numpy())
+    assert int(traced.bn.num_batches_tracked.item()) == (2 if mode == "train" else 0)

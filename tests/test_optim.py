@@ -301,3 +301,59 @@ def test_schedulers_match_torch():
             theirs.append(topt.param_groups[0]["lr"])
         ours = _lrs(lambda o: getattr(lr_scheduler, name)(o, **kw), 8)
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+# ---- inside a compiled training step --------------------------------------------------------------
+
+needs_function = pytest.mark.skipif(not hasattr(dg, "function"), reason="dg.function is not available")
+
+
+@needs_function
+@pytest.mark.parametrize("make", [lambda ps: dg.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.01),
+                                  lambda ps: dg.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+                                  lambda ps: dg.optim.Adam(ps, lr=0.01, amsgrad=True),
+                                  lambda ps: dg.optim.AdamW(ps, lr=0.01),
+                                  lambda ps: dg.optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.5)])
+def test_a_compiled_training_step_matches_eager_and_follows_the_scheduler(make):
+    rng = np.random.default_rng(0)
+    x = dg.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    y = dg.tensor(rng.integers(0, 3, 16))
+    runs = []
+    for compiled in (False, True):
+        dg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        opt = make(model.parameters())
+        sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.3)
+
+        def step(xb, yb):
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        if compiled:
+            step = dg.function(step)
+        losses = []
+        for _ in range(6):
+            losses.append(float(step(x, y)))
+            sched.step()  # changes the learning rate between compiled calls
+        runs.append((losses, [p.numpy().copy() for p in model.parameters()], opt))
+    (l_eager, p_eager, _), (l_comp, p_comp, opt) = runs
+    np.testing.assert_allclose(l_comp, l_eager, rtol=1e-5)
+    for a, b in zip(p_comp, p_eager):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    steps = [st["step"].item() for st in opt.state.values() if "step" in st]
+    assert steps and all(s == 6 for s in steps)  # the step count kept counting inside the compiled step
+
+
+def test_a_tensor_learning_rate_is_updated_in_place():
+    p = nn.Parameter(np.zeros(2, np.float32))
+    lr = dg.tensor(0.5)
+    opt = dg.optim.SGD([p], lr=lr)
+    sched = lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    p.grad = dg.ones(2)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] is lr and lr.item() == 0.25
+    opt.step()
+    np.testing.assert_allclose(p.numpy(), [-0.75, -0.75])

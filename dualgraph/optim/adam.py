@@ -33,7 +33,7 @@ class Adam(Optimizer):
         return state
 
     def _update(self, p, grad, state, group):
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        lr, (b1, b2), eps, wd = group.lr_value(), group["betas"], group["eps"], group["weight_decay"]
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)

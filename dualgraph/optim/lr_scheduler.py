@@ -5,6 +5,9 @@ base * gamma ** (n // step_size), CosineAnnealingLR eta_min + (base - eta_min)(1
 LambdaLR base * lr_lambda(n)."""
 import math
 
+from ..autograd import no_grad
+from ..tensor import Tensor
+
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR"]
 
 
@@ -19,7 +22,7 @@ class LRScheduler:
                 if "initial_lr" not in group:
                     raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
                                    f"a scheduler (last_epoch={last_epoch})")
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self.step()
 
@@ -31,7 +34,11 @@ class LRScheduler:
         self.last_epoch += 1
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = float(lr)
+            if isinstance(group["lr"], Tensor):  # a tensor learning rate is updated in place
+                with no_grad():
+                    group["lr"].fill_(float(lr))
+            else:
+                group["lr"] = float(lr)
         self._last_lr = [float(lr) for lr in lrs]
 
     def get_last_lr(self):

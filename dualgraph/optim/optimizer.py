@@ -4,12 +4,50 @@ Updates are dualgraph ops run under no_grad and written into the parameters with
 methods, and all per-parameter state (momentum buffers, Adam moments, the step count) lives in
 dualgraph tensors updated in place. Nothing in an update reads a tensor back into Python, so an
 optimizer step can be traced into a compiled training step: the tracer sees reads and in-place
-writes of state tensors. Learning rates and other hyperparameters are Python floats in
-`param_groups` (schedulers change them between steps).
+writes of state tensors.
+
+Hyperparameters are Python floats in `param_groups`. The learning rate is also mirrored into a 0-d
+tensor per group (`_ParamGroup`, kept in sync whenever `group["lr"]` is set, e.g. by a scheduler),
+and a traced step reads that tensor, so a compiled training step follows the schedule instead of
+freezing the learning rate it saw when it was traced. Other hyperparameters are frozen into a trace.
 """
+from .._state import STATE
 from ..autograd import no_grad
 from ..creation import zeros
 from ..tensor import Tensor
+
+
+class _ParamGroup(dict):
+    """A parameter group: a dict whose 'lr' is mirrored in the 0-d tensor `lr_tensor` (see the module doc)."""
+
+    __slots__ = ("lr_tensor",)
+
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, key, value)
+        if key == "lr":
+            self._sync_lr()
+
+    def _sync_lr(self):
+        lr = dict.get(self, "lr")
+        if isinstance(lr, Tensor):  # a tensor learning rate (as PyTorch allows) is used as it is
+            self.lr_tensor = lr
+            return
+        current = getattr(self, "lr_tensor", None)
+        if current is None or current.device is not _device_of(self):
+            params = dict.get(self, "params") or []
+            device = params[0].device if params else None
+            self.lr_tensor = zeros((), dtype="float32", device=device)
+        with no_grad():
+            self.lr_tensor.fill_(float(lr))
+
+    def lr_value(self):
+        """What an update multiplies by: the float eagerly, the mirrored tensor while tracing."""
+        return self.lr_tensor if STATE.tracer is not None else self["lr"]
+
+
+def _device_of(group):
+    params = dict.get(group, "params") or []
+    return params[0].device if params else None
 
 __all__ = ["Optimizer", "required"]
 
@@ -42,7 +80,7 @@ class Optimizer:
         """Add a dict {'params': [...], hyperparameter: value, ...}; missing values come from defaults."""
         if not isinstance(param_group, dict):
             raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
-        group = dict(param_group)  # never change the caller's dict
+        group = _ParamGroup(param_group)  # a copy: never change the caller's dict
         params = group.get("params")
         if params is None:
             raise ValueError("a param group needs a 'params' entry")
@@ -59,6 +97,7 @@ class Optimizer:
                 raise ValueError(f"parameter group didn't specify a value of required optimization "
                                  f"parameter {name}")
             group.setdefault(name, default)
+        group._sync_lr()
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group (or twice in one)")

@@ -31,7 +31,7 @@ class RMSprop(Optimizer):
         return state
 
     def _update(self, p, grad, state, group):
-        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        lr, alpha, eps = group.lr_value(), group["alpha"], group["eps"]
         g = -grad if group["maximize"] else grad
         state["step"].add_(1)
         if group["weight_decay"]:

@@ -42,4 +42,4 @@ class SGD(Optimizer):
             buf.copy_(new)
             step.add_(1)
             g = g + buf * momentum if group["nesterov"] else buf
-        p.sub_(g * group["lr"])
+        p.sub_(g * group.lr_value())
