@@ -101,6 +101,7 @@ class LoweringContext:
             self.initializers = []
             self._used = set()
             self._const_cache = {}
+            self.emitted = {}   # op name -> ONNX op types its lowering emitted (for the docs)
         self._dim_cache = {}
         self._shape_cache = {}
         self.current = None   # the IR node being lowered (for error messages)

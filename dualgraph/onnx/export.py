@@ -187,11 +187,13 @@ def lower_graph(ctx, graph, problems):
                                                  else v.const, hint=v.name or "const")
                 ins.append(ctx.names[id(v)])
         ctx.current = node
+        first = len(ctx.nodes)
         try:
             outs = node.op.onnx(ctx, node, *ins)
         except NotExportable as e:
             problems.append((node.op.name, node.source, str(e)))
             outs = [ctx.fresh("unexportable") for _ in node.outputs]
+        ctx.root.emitted.setdefault(node.op.name, set()).update(n.op_type for n in ctx.nodes[first:])
         outs = [outs] if isinstance(outs, str) else list(outs)
         if len(outs) != len(node.outputs):
             raise ExportError(f"the lowering of {node.op.name} returned {len(outs)} outputs, the op has "
@@ -311,6 +313,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         out_infos.append(_value_info(want, v.aval.dtype, shape))
     info.output_names = output_names
     info.value_names = dict(ctx.names)
+    info.emitted = ctx.emitted
 
     in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])])
                 for k, i in enumerate(info.fed)]
