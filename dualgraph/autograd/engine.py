@@ -39,6 +39,12 @@ def _add(acc, g):
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
     """Backpropagate; write leaf .grad (inputs=None) or return the grads of `inputs`."""
     from ..tensor import Tensor, ones_like_tensor, sum_to
+    if STATE.tracer is not None:  # inside @dg.function: reverse mode on the graph being traced
+        if inputs is not None:
+            return STATE.tracer.run_backward(outputs, grad_outputs, inputs)
+        for out, g in zip(outputs, grad_outputs):
+            STATE.tracer.backward(out, g)
+        return None
 
     node_grads = {}   # id(node) -> list of per-output grads
     roots = []

@@ -147,6 +147,11 @@ def joint_graph(graph, wrt, devices=None, force_diff=None):
         finally:
             STATE.grad_enabled = prev
         tr.graph.outputs = [tr.value_of(o) for o in outs] + [tr.value_of(g) for g in grads]
+    # concrete tensors met while replaying were made by vjp rules (dg.zeros(...)): constants
+    made = {id(v) for _, v, _ in tr.captured}
+    for t, v, _ in tr.captured:
+        v.const = t._data
+    tr.graph.inputs = [v for v in tr.graph.inputs if id(v) not in made]
     return tr.graph, diff
 
 
