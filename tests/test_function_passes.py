@@ -1,0 +1,142 @@
+"""Graph passes, each alone (before/after text), and every pass switched off == all on == eager."""
+import numpy as np
+import pytest
+
+import dualgraph as dg
+from dualgraph.function import passes as P
+from dualgraph.function.executor import compile_graph, interpret
+from dualgraph.graph.ir import format_graph
+
+
+def traced(fn, *args):
+    return dg.function(fn, passes=()).traced_graph(*args)
+
+
+def text(g):
+    return format_graph(g, sources=False)
+
+
+def run_pass(name, fn, *args):
+    g = traced(fn, *args)
+    return text(g), text(P.optimize(g, (name,)))
+
+
+def test_dce_drops_unused_nodes():
+    before, after = run_pass("dce", lambda x: (dg.exp(x), x + 1)[1], dg.ones(3))
+    assert "exp(" in before and "exp(" not in after
+    assert after == ("graph(%x: f32[3]) {\n"
+                     "  %1: f32[3] = add(%x, 1)\n"
+                     "  return (%1)\n"
+                     "}").replace("graph", "<lambda>"[:0] + "graph")
+
+
+def test_cse_merges_identical_nodes():
+    before, after = run_pass("cse", lambda x: dg.sin(x) + dg.sin(x), dg.ones(3))
+    assert before.count("sin(") == 2 and after.count("sin(") == 1
+    assert "add(%1, %1)" in after
+
+
+def test_cse_keeps_random_ops_apart():
+    _, after = run_pass("cse", lambda x: dg.rand_like(x) + dg.rand_like(x), dg.ones(3))
+    assert after.count("uniform_like(") == 2
+
+
+def test_fold_precomputes_constant_subgraphs():
+    c = np.arange(3, dtype=np.float32)
+    _, after = run_pass("fold", lambda x: x + dg.exp(dg.tensor(c) * 2.0), dg.ones(3))
+    assert "exp(" not in after and "mul(" not in after and "add(%x, const:f32[3])" in after
+
+
+@pytest.mark.parametrize("fn, gone", [
+    (lambda x: x * 1, "mul("), (lambda x: 1 * x, "mul("), (lambda x: x + 0, "add("), (lambda x: x - 0, "sub("),
+    (lambda x: x / 1, "div("), (lambda x: -(-x), "neg("), (lambda x: x ** 1, "pow("),
+    (lambda x: x.T.T, "transpose("), (lambda x: x.astype("float32"), "cast("),
+])
+def test_simplify_identities(fn, gone):
+    x = dg.randn(2, 3)
+    before, after = run_pass("simplify", fn, x)
+    after = text(P.dce(P.simplify(traced(fn, x))))
+    assert gone not in after
+    assert np.allclose(dg.function(fn)(x).numpy(), fn(x).numpy())
+
+
+def test_simplify_reshape_chain_and_gathered_scalars():
+    x = dg.randn(2, 6)
+    g = P.dce(P.simplify(traced(lambda x: x.reshape(3, 4).reshape(4, 3).reshape(12), x)))
+    assert text(g).count("reshape(") == 1
+    g = P.dce(P.simplify(traced(lambda x: 2.0 * (3.0 * x), x)))
+    assert text(g).count("mul(") == 1 and "6.0" in text(g)
+
+
+def test_simplify_transpose_of_matmul():
+    a, b = dg.randn(2, 3), dg.randn(3, 4)
+    g = P.dce(P.simplify(traced(lambda a, b: (a.T.T @ b).T, a, b)))
+    t = text(g)
+    assert "matmul" in t
+    f = dg.function(lambda a, b: (a @ b).T)
+    assert np.allclose(f(a, b).numpy(), (a @ b).T.numpy(), atol=1e-6)
+
+
+def test_fuse_makes_one_kernel_of_an_elementwise_chain():
+    x = dg.randn(100)
+    fn = lambda x: dg.tanh(x * 2.0 + 1.0) * x  # noqa: E731
+    before, after = run_pass("fuse", fn, x)
+    assert before.count(" = ") == 4
+    assert after.count("fused_elementwise(") == 1 and "body:" in after
+    g = P.optimize(traced(fn, x), ("fuse",))
+    assert np.allclose(compile_graph(g)(x.numpy())[0], fn(x).numpy(), atol=1e-6)
+
+
+def test_fuse_lowers_one_plus_tanh_for_speed():
+    x = dg.randn(1000) * 30
+    fn = lambda x: 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))  # noqa: E731
+    g = P.optimize(traced(fn, x), ("fuse",))
+    assert "tanh" not in text(g) and "exp(" in text(g)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings from exp of large values
+        assert np.allclose(compile_graph(g)(x.numpy())[0], fn(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_plan_buffers_reports_peak_and_reuses_dead_buffers():
+    x = dg.randn(1000)
+    g = P.optimize(traced(lambda x: dg.exp(dg.sin(dg.cos(dg.tanh(x)))), x), ("plan_buffers",))
+    assert g.meta["planned_peak_bytes"] == 2 * 4000
+    assert len(g.meta["buffer_slots"]) == 2
+    assert g.meta["unplanned_bytes"] == 4 * 4000
+
+
+def test_passes_can_be_switched_off_and_shown():
+    f = dg.function(lambda x: dg.exp(x) * 1 + 0, disable=("simplify", "fuse"))
+    x = dg.ones(2)
+    assert "mul(" in str(f.graph(x))
+    log = dg.function(lambda x: dg.exp(x) * 1 + 0).explain_passes(x)
+    names = [n for n, _, _ in log]
+    assert names == list(P.DEFAULT)
+    simp = dict((n, (b, a)) for n, b, a in log)["simplify"]
+    assert "mul(" in simp[0] and "mul(" not in simp[1]
+    with pytest.raises(ValueError, match="unknown pass"):
+        dg.function(lambda x: x, disable=("nope",))
+
+
+def sample_fn(x, w, b):
+    h = dg.relu(x @ w + b) * 1.0
+    h = h + 0.0
+    y = dg.softmax(h, axis=-1) + dg.sigmoid(h) * dg.sigmoid(h)
+    z = y.T.T.reshape(-1).reshape(y.shape)
+    return (z * dg.tensor(2.0) * 3.0).sum(axis=0), dg.tanh(z).mean()
+
+
+@pytest.mark.parametrize("off", [None] + list(P.DEFAULT))
+def test_each_pass_off_equals_all_on_equals_eager(off):
+    rng = np.random.default_rng(0)
+    x, w, b = (dg.tensor(rng.standard_normal(s).astype(np.float32)) for s in [(4, 3), (3, 5), (5,)])
+    expected = sample_fn(x, w, b)
+    f = dg.function(sample_fn, disable=() if off is None else (off,))
+    got = f(x, w, b)
+    for a, e in zip(got, expected):
+        assert np.allclose(a.numpy(), e.numpy(), atol=1e-5)
+    g = f.traced_graph(x, w, b)
+    ref = interpret(g, [x.numpy(), w.numpy(), b.numpy()])
+    for a, e in zip(ref, expected):
+        assert np.allclose(a, e.numpy(), atol=1e-5)
