@@ -127,9 +127,14 @@ def _einsum_infer(*xs, inputs, output):
     return Aval(tuple(sizes[c] for c in output), result_dtype(*xs))
 
 
-EINSUM = defop("einsum", lambda xp, *xs, inputs, output: xp.einsum(",".join(inputs) + "->" + output, *xs,
-                                                                 optimize=len(xs) > 2),
-               _einsum_infer, _einsum_vjp)
+def _einsum_forward(xp, *xs, inputs, output):
+    out = xp.einsum(",".join(inputs) + "->" + output, *xs, optimize=len(xs) > 2)
+    # one operand ('ij->ji', 'ij->ij'): numpy returns a writable view of the input; einsum is not a
+    # view op (no shared version counter), so writing into the result must not change the input
+    return out.copy() if len(xs) == 1 else out
+
+
+EINSUM = defop("einsum", _einsum_forward, _einsum_infer, _einsum_vjp)
 
 
 def einsum(subscripts, *operands):

@@ -324,7 +324,8 @@ def flip(x, axis=None, *, dims=None):
 
 def _to_device_forward(xp, x, device):
     from ..backend import to_device
-    return to_device(x, device)
+    out = to_device(x, device)
+    return x.copy() if out is x else out  # not a view op: never hand back the input's memory
 
 
 def _to_device_apply(x, dev):
