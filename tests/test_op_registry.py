@@ -167,3 +167,18 @@ def test_infer_keeps_a_symbolic_batch_dim(calls_by_op):
                 f"{name} (row {row_name}): infer gives {got} for {avals} {attrs}; eager shape {np.shape(out)}")
             checked.add(name)
     assert {"add", "mul", "exp", "pad", "unfold", "where"} <= checked, sorted(checked)
+
+
+def test_only_view_ops_share_memory_with_their_input(cov):
+    """An op not flagged `view` must not return its input's memory: writing into the result would
+    change the input silently, and without a shared version counter autograd would not notice."""
+    for row_name, c in cov.items():
+        for op, arrays, attrs, out in c.calls:
+            for o in (out if isinstance(out, tuple) else (out,)):
+                if not isinstance(o, np.ndarray) or o.size == 0:
+                    continue
+                for i, a in enumerate(arrays):
+                    if isinstance(a, np.ndarray) and np.shares_memory(o, a):
+                        assert op.view and i == 0, (
+                            f"{op.name} (row {row_name}, attrs {attrs}) returns memory of input {i} but is "
+                            f"not a view op of that input")

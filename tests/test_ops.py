@@ -410,6 +410,14 @@ def test_tie_and_kink_gradients_match_torch():
         np.testing.assert_allclose(dx.grad.numpy(), tx.grad.numpy())
 
 
+def test_writing_into_a_single_operand_einsum_leaves_the_input_alone():
+    x = dg.tensor(np.arange(6.0).reshape(2, 3))
+    for spec in ("ij->ji", "ij->ij", "ij"):
+        y = dg.einsum(spec, x)
+        y[0, 1] = 100.0
+        np.testing.assert_array_equal(x.numpy(), np.arange(6.0).reshape(2, 3), err_msg=spec)
+
+
 def test_clip_keeps_int_dtype_with_int_bounds():
     x = dg.tensor([1, 5, -3])
     out = dg.clip(x, 0, 2)
