@@ -144,6 +144,10 @@ class Tensor:
             value = Tensor(value, dtype=self.dtype, device=self._device)
         if value is not None and value.shape != self.shape:
             raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {self.shape}")
+        if value is not None and value._device is not self._device:
+            raise DeviceError(f"assigned grad is on {value._device} but the tensor is on {self._device}")
+        if value is not None and value.dtype != self.dtype:
+            raise DTypeError(f"assigned grad has dtype {value.dtype} but the tensor has dtype {self.dtype}")
         self._grad = value
 
     # ---- autograd ------------------------------------------------------------------------

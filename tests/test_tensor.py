@@ -533,6 +533,12 @@ def test_grad_can_be_set_and_cleared():
     assert isinstance(x.grad, dg.Tensor) and x.grad.dtype == x.dtype
     with pytest.raises(dg.ShapeError):
         x.grad = dg.zeros(3)
+    with pytest.raises(dg.DTypeError, match="float64"):
+        x.grad = dg.zeros(2, dtype="float64")
+    fake = dg.zeros(2)
+    fake._device = dg.Device("gpu", 7, np)       # same data, presented as living elsewhere
+    with pytest.raises(dg.DeviceError, match="gpu:7"):
+        x.grad = fake
 
 
 @pytest.mark.parametrize("name,args,kwargs_axis,kwargs_dim", [
