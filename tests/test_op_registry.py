@@ -182,3 +182,48 @@ def test_only_view_ops_share_memory_with_their_input(cov):
                         assert op.view and i == 0, (
                             f"{op.name} (row {row_name}, attrs {attrs}) returns memory of input {i} but is "
                             f"not a view op of that input")
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+
+
+def _first_calls(calls, limit=6):
+    """A few distinct calls per op (by input shapes/dtypes and attrs), to keep the trait checks cheap."""
+    seen, out = set(), []
+    for call in calls:
+        _, arrays, attrs, _ = call
+        key = (tuple(str(_aval(a)) for a in arrays), repr(sorted(attrs.items(), key=lambda kv: kv[0])))
+        if key not in seen and len(out) < limit:
+            seen.add(key)
+            out.append(call)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_traits_hold_on_the_table_samples(name, calls_by_op):
+    """The traits the graph passes trust: pure ops are deterministic (CSE, folding), commutative ops
+    ignore argument order, elementwise ops commute with any permutation of positions (fusion)."""
+    op = REGISTRY[name]
+    calls = _first_calls(calls_by_op.get(name, []))
+    if not calls:
+        pytest.skip(f"{name} is not exercised eagerly")
+    rng = np.random.default_rng(0)
+    for row_name, arrays, attrs, out in calls:
+        where = f"{name} (row {row_name}) on {[str(_aval(a)) for a in arrays]} {attrs}"
+        again = op.forward(np, *arrays, **attrs)
+        if op.pure:
+            assert all(_same(a, b) for a, b in zip(again if op.n_out > 1 else (again,),
+                                                    out if op.n_out > 1 else (out,))), f"pure but not deterministic: {where}"
+        else:
+            assert not _same(again, out) or np.size(out) <= 1, f"marked impure but repeats exactly: {where}"
+        if op.commutative and len(arrays) == 2:
+            assert _same(op.forward(np, arrays[1], arrays[0], **attrs), out), f"not commutative: {where}"
+        tensors = [a for a in arrays if isinstance(a, np.ndarray)]
+        if op.elementwise and op.n_out == 1 and tensors and all(a.shape == np.shape(out) for a in tensors) \
+                and np.size(out) > 1:
+            perm = rng.permutation(np.size(out))
+            shuffled = [a.reshape(-1)[perm].reshape(a.shape) if isinstance(a, np.ndarray) else a for a in arrays]
+            got = op.forward(np, *shuffled, **attrs)
+            assert _same(got, np.asarray(out).reshape(-1)[perm].reshape(np.shape(out))), f"not elementwise: {where}"
