@@ -42,6 +42,16 @@ class Device:
     def __hash__(self):
         return hash(self._name)
 
+    # interned: copies (copy.deepcopy of tensors and models) and unpickling give the same object
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (device, (self._name,))
+
 
 CPU = Device("cpu", None, numpy)
 _DEVICES = {"cpu": CPU}

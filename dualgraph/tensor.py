@@ -363,6 +363,24 @@ class Tensor:
     def __hash__(self):
         return id(self)
 
+    def __deepcopy__(self, memo):
+        """A new leaf with copied values, requires_grad and grad (PyTorch's rule: leaves only)."""
+        if self._grad_fn is not None:
+            raise AutogradError("only leaf tensors (created by you, not by an op that requires grad) support "
+                                "copy.deepcopy; deep-copy t.detach() instead")
+        if self._data is None:
+            STATE.tracer.concrete_value_error(self, "copy.deepcopy")
+        t = _new(type(self))
+        _init(t, self._device.xp.array(self._data, copy=True), self._device)
+        memo[id(self)] = t
+        t._requires_grad = self._requires_grad
+        if self._grad_req != "add":
+            t._grad_req = self._grad_req
+        if self._grad is not None:
+            import copy
+            t._grad = copy.deepcopy(self._grad, memo)
+        return t
+
     def __iter__(self):
         if self._data is None and not (self._aval.shape and isinstance(self._aval.shape[0], int)):
             STATE.tracer.concrete_value_error(self, "iteration over a tensor of unknown length")

@@ -570,3 +570,27 @@ def test_more_axis_ops_accept_both_spellings(name, args, kwargs_axis, kwargs_dim
 def test_narrow_negative_axis():
     t = dg.tensor(np.arange(24.0).reshape(2, 3, 4))
     np.testing.assert_array_equal(host(t.narrow(-1, 1, 2)), np.arange(24.0).reshape(2, 3, 4)[..., 1:3])
+
+
+def test_deepcopy_of_leaves_and_devices():
+    import copy
+    import pickle
+    t = dg.tensor([1.0, 2.0], requires_grad=True)
+    (t * t).sum().backward()
+    c = copy.deepcopy(t)
+    assert c is not t and c.tolist() == [1.0, 2.0] and c.requires_grad and c.is_leaf
+    assert c.grad.tolist() == [2.0, 4.0] and c.grad is not t.grad
+    c.add_(1) if not c.requires_grad else c.detach().add_(1)
+    c.grad.zero_()
+    assert t.tolist() == [1.0, 2.0] and t.grad.tolist() == [2.0, 4.0]   # nothing shared
+    pair = copy.deepcopy([t, t])
+    assert pair[0] is pair[1]                                            # memo respected
+    with pytest.raises(dg.AutogradError, match="leaf"):
+        copy.deepcopy(t * 2)
+    assert copy.deepcopy(t.detach() * 2).tolist() == [2.0, 4.0]
+    cpu = dg.device("cpu")
+    assert copy.deepcopy(cpu) is cpu and copy.copy(cpu) is cpu and pickle.loads(pickle.dumps(cpu)) is cpu
+    a = dg.ones(2)
+    a.attach_grad()
+    b = copy.deepcopy(a)
+    assert b._grad_req == "write" and b.grad.tolist() == [0.0, 0.0]
