@@ -580,7 +580,7 @@ def test_deepcopy_of_leaves_and_devices():
     c = copy.deepcopy(t)
     assert c is not t and c.tolist() == [1.0, 2.0] and c.requires_grad and c.is_leaf
     assert c.grad.tolist() == [2.0, 4.0] and c.grad is not t.grad
-    c.add_(1) if not c.requires_grad else c.detach().add_(1)
+    c.detach().add_(1)
     c.grad.zero_()
     assert t.tolist() == [1.0, 2.0] and t.grad.tolist() == [2.0, 4.0]   # nothing shared
     pair = copy.deepcopy([t, t])
