@@ -306,6 +306,11 @@ def test_hooks_on_leaves_and_intermediates():
     assert y.grad.tolist() == [10.0, 10.0]   # retain_grad sees the hooked gradient, as in PyTorch
     with pytest.raises(dg.AutogradError, match="does not require grad"):
         dg.ones(2).register_hook(lambda g: g)
+    # autograd.grad runs a leaf's hooks too (as torch.autograd.grad does) and leaves .grad alone
+    w = leaf([1.0, 2.0])
+    w.register_hook(lambda g: g + 100)
+    (gw,) = autograd.grad((w * 2).sum(), w)
+    assert gw.tolist() == [102.0, 102.0] and w.grad is None
 
 
 # ---- in-place and the version counter --------------------------------------------------------------

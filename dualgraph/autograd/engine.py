@@ -135,7 +135,11 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
     if inputs is not None:
         for i, t in enumerate(inputs):
             if id(t) in wanted_leaves and id(t) in leaf_grads:
-                results[i] = leaf_grads[id(t)][1]
+                g = leaf_grads[id(t)][1]
+                for hook in t._hooks or ():  # a leaf's hooks see (and may replace) its gradient here too
+                    replaced = hook(g)
+                    g = g if replaced is None else replaced
+                results[i] = g
         return results
 
     for t, g in leaf_grads.values():
