@@ -594,3 +594,36 @@ def test_deepcopy_of_leaves_and_devices():
     a.attach_grad()
     b = copy.deepcopy(a)
     assert b._grad_req == "write" and b.grad.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("index", [
+    (1,), (slice(None), 2), (Ellipsis, slice(1, 3)), ([0, 1, 1],), (slice(None), [2, 0, 2]),
+    ([1, 0], [2, 2]), "mask", (None, 1, slice(None, None, 2)), (0, [1, 2], slice(1, None)),
+])
+def test_indexing_gradients_match_torch(index):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    xn = rng.standard_normal((2, 3, 4))
+    idx_dg = dg.tensor(xn > 0) if index == "mask" else index
+    idx_t = torch.tensor(xn > 0) if index == "mask" else index
+    x = dg.tensor(xn, requires_grad=True)
+    tx = torch.tensor(xn, requires_grad=True)
+    y, ty = x[idx_dg], tx[idx_t]
+    assert y.shape == tuple(ty.shape)
+    w = rng.standard_normal(y.shape)
+    (y * y * dg.tensor(w)).sum().backward()
+    (ty * ty * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    # and writing through the same index into a non-leaf
+    x.grad = None
+    tx.grad = None
+    v = dg.tensor(np.full(y.shape, 0.5), requires_grad=True)
+    tv = torch.tensor(np.full(y.shape, 0.5), requires_grad=True)
+    z, tz = x * 1, tx * 1
+    z[idx_dg] = v * 3
+    tz[idx_t] = tv * 3
+    np.testing.assert_allclose(z.detach().numpy(), tz.detach().numpy())
+    (z * z).sum().backward()
+    (tz * tz).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(v.grad.numpy(), tv.grad.numpy(), rtol=1e-12)
