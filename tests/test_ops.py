@@ -69,6 +69,32 @@ def test_forward_matches_numpy(row, dtype):
             np.testing.assert_array_equal(kw_shared[k], v, err_msg=f"{row.name} {sample}: {k}= was mutated")
 
 
+def _strided(a):
+    """The same values in a non-contiguous array (every other element of a bigger buffer)."""
+    if not isinstance(a, np.ndarray) or a.ndim == 0:
+        return a
+    big = np.zeros(a.shape + (2,), a.dtype)
+    big[..., 0] = a
+    return big[..., 0]
+
+
+@pytest.mark.parametrize("row", OP_DB, ids=lambda r: r.name)
+def test_non_contiguous_inputs_give_the_same_result(row):
+    dtype = row.dtypes[0]
+    for sample in row.sample_inputs(dtype):
+        if row.random:
+            continue
+        args, kwargs = to_dg(sample, share=False)
+        expected = [o.numpy() for o in _outputs(row.op(*args, **kwargs))]
+        strided = tuple(_strided(a) for a in sample.args)
+        assert all(not isinstance(a, np.ndarray) or a.size <= 1 or not a.flags.c_contiguous for a in strided)
+        sargs, skwargs = to_dg(type(sample)(strided, sample.kwargs), share=True)
+        got = [o.numpy() for o in _outputs(row.op(*sargs, **skwargs))]
+        atol, rtol = row.tol(dtype)  # BLAS may sum in another order for strided operands
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, atol=atol, rtol=rtol, equal_nan=True, err_msg=str(sample))
+
+
 # ---- gradients vs finite differences ------------------------------------------------------------------
 
 def _grad_samples(row):
