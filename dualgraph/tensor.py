@@ -102,7 +102,7 @@ class Tensor:
         if not shape:
             raise TypeError("len() of a 0-d tensor")
         if not isinstance(shape[0], int):
-            STATE.tracer.concrete_value_error(self, "len()")
+            _no_value(self, "len()")
         return shape[0]
 
     @property
@@ -211,8 +211,8 @@ class Tensor:
         change the tensor behind the version counter's back. `dg.from_numpy` shares memory instead."""
         data = self._data
         if data is None:
-            STATE.tracer.concrete_value_error(self, "numpy()")
-        return to_host(self._data)
+            _no_value(self, "numpy()")
+        return data.copy() if isinstance(data, _np.ndarray) else to_host(data)
 
     asnumpy = numpy
 
@@ -224,7 +224,7 @@ class Tensor:
 
     def item(self):
         if self._data is None:
-            STATE.tracer.concrete_value_error(self, "item()")
+            _no_value(self, "item()")
         if self._data.size != 1:
             raise ShapeError(f"item() needs a tensor with one element, this one has shape {self.shape}")
         return self._data.item()
@@ -234,7 +234,7 @@ class Tensor:
 
     def __bool__(self):
         if self._data is None:
-            STATE.tracer.concrete_value_error(self, "bool()")
+            _no_value(self, "bool()")
         if self._data.size != 1:
             raise ShapeError(f"the truth value of a tensor with shape {self.shape} is ambiguous; "
                              f"use .any() or .all()")
@@ -369,7 +369,7 @@ class Tensor:
             raise AutogradError("only leaf tensors (created by you, not by an op that requires grad) support "
                                 "copy.deepcopy; deep-copy t.detach() instead")
         if self._data is None:
-            STATE.tracer.concrete_value_error(self, "copy.deepcopy")
+            _no_value(self, "copy.deepcopy")
         t = _new(type(self))
         _init(t, self._device.xp.array(self._data, copy=True), self._device)
         memo[id(self)] = t
@@ -383,7 +383,7 @@ class Tensor:
 
     def __iter__(self):
         if self._data is None and not (self._aval.shape and isinstance(self._aval.shape[0], int)):
-            STATE.tracer.concrete_value_error(self, "iteration over a tensor of unknown length")
+            _no_value(self, "iteration over a tensor of unknown length")
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
@@ -413,6 +413,17 @@ _TENSOR_TYPES = {Tensor}
 def register_tensor_type(cls):
     _TENSOR_TYPES.add(cls)
     return cls
+
+
+def _no_value(t, what):
+    """Raise the error for reading the value of a symbolic tensor (traced or a static-graph node)."""
+    tracer = STATE.tracer
+    if tracer is None:
+        owner = getattr(t, "_owner", None)
+        tracer = owner.tracer if owner is not None else None
+    if tracer is None:
+        raise DualgraphError(f"{what}: this tensor is symbolic (from a finished trace) and has no value")
+    tracer.concrete_value_error(t, what)
 
 
 def _traced_shape(t):
@@ -595,6 +606,8 @@ def binary_method(op, reflected=False):
             except DualgraphError:
                 raise
             except Exception as e:
+                if a._data is None or b._data is None:  # nodes of a static graph: build, don't run
+                    return apply(op, (a, b))
                 raise _forward_error(op, (a, b), _EMPTY, e) from e
             if out.__class__ is not _ndarray:
                 out = a._device.xp.asarray(out)
@@ -648,7 +661,10 @@ def _apply_general(op, inputs, attrs, st):
     arrays = []
     for t in inputs:
         if isinstance(t, Tensor):
-            if t._data is None:  # a traced tensor reached eager code outside its trace
+            if t._data is None:
+                owner = getattr(t, "_owner", None)
+                if owner is not None:  # a node of a static graph: the op builds into that graph
+                    return owner._apply(op, inputs, attrs)
                 raise DualgraphError(f"{op.name}: a symbolic tensor from a finished trace was used eagerly")
             if dev is None:
                 dev = t._device

@@ -5,6 +5,7 @@ of their own (conv/pool are primitives defined in dualgraph.ops.conv).
 """
 from .._state import STATE
 from ..errors import ShapeError
+from ..ops.infer import shapes_match
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
@@ -62,13 +63,13 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
     if lp.ndim == 1:
         lp = lp.unsqueeze(0)
         target = target.reshape(1)
-    if tuple(lp.shape[:-1]) != tuple(target.shape):
+    if not shapes_match(lp.shape[:-1], target.shape):
         raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
                          f"{tuple(lp.shape[:-1])}, got {tuple(target.shape)}")
     n_classes = lp.shape[-1]
     valid = target != ignore_index
     safe_target = where(valid, target, 0)
-    if target._data is not None and target.numel():
+    if target._data is not None and safe_target._data is not None and target.numel():
         bad = (safe_target._data < 0) | (safe_target._data >= n_classes)
         if bad.any():
             from ..errors import IndexOutOfRange
@@ -90,7 +91,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     target = as_tensor(target, like=input)
     logp = log_softmax(input, axis=1 if input.ndim > 1 else 0)
     if target.dtype.kind == "f":  # probabilities, same shape as input
-        if target.shape != input.shape:
+        if not shapes_match(target.shape, input.shape):
             raise ShapeError(f"cross_entropy: probability targets must have the input's shape "
                              f"{tuple(input.shape)}, got {tuple(target.shape)}")
         n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
@@ -125,7 +126,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def _check_same_shape(op, a, b):
-    if tuple(a.shape) != tuple(b.shape):
+    if not shapes_match(a.shape, b.shape):
         raise ShapeError(f"{op}: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
 
 

@@ -428,6 +428,17 @@ def _arg(onnx_op):
     return rule
 
 
+@lowering("count")
+def _count(ctx, node, x):
+    """Elements over the reduced axes, from the runtime shape (stays right for dynamic axes)."""
+    axes = ctx.attrs(node)["axes"]
+    shape = ctx.shape_of(x)
+    if axes is not None:
+        shape = ctx.emit("Gather", [shape, ctx.i64(list(axes))], axis=0)
+    n = ctx.emit("ReduceProd", [shape], keepdims=0)
+    return ctx.emit("Cast", [n], to=onnx_dtype(_out(node)))
+
+
 RULES["argmax"] = _arg("ArgMax")   # both take the first extreme, as numpy
 RULES["argmin"] = _arg("ArgMin")
 

@@ -225,8 +225,8 @@ TAKE_ALONG_AXIS = defop(
 
 
 def _zeros_of(x, g):
-    from ..creation import zeros
-    return zeros(x.shape, dtype=g.dtype, device=g.device)
+    from ..creation import zeros_like
+    return zeros_like(x, dtype=g.dtype)  # an op, so it traces with symbolic shapes
 
 
 def _scatter_add_forward(xp, x, index, src, axis):

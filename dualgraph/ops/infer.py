@@ -79,6 +79,12 @@ def broadcast_shapes(op_name, *shapes):
     return tuple(out)
 
 
+def shapes_match(a, b):
+    """Equal shapes, where a symbolic dim matches any size (its value is only known at run time)."""
+    a, b = tuple(a), tuple(b)
+    return len(a) == len(b) and all(x == y or isinstance(x, Dim) or isinstance(y, Dim) for x, y in zip(a, b))
+
+
 def result_dtype(*xs):
     """numpy's promotion, with Python scalars weak (NEP 50)."""
     parts = [x.dtype if isinstance(x, Aval) else x for x in xs if x is not None]

@@ -84,10 +84,26 @@ def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
     return out if dtype is None else out.astype(dtype)
 
 
-def _count(x, axes):
+def _count_forward(xp, x, axes, dtype):
     n = 1
     for i in (range(x.ndim) if axes is None else axes):
         n *= x.shape[i]
+    return xp.asarray(n, dtype=dtype)
+
+
+# The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
+# symbolic (a batch axis of unknown size in a traced or static graph).
+COUNT = defop("count", _count_forward, lambda x, axes, dtype: Aval((), dtype), None)
+
+
+def _count(x, axes):
+    """The element count over axes: a Python int, or a 0-d tensor op when a dim is symbolic."""
+    n = 1
+    for i in (range(x.ndim) if axes is None else axes):
+        d = x.shape[i]
+        if not isinstance(d, (int, np.integer)):
+            return apply(COUNT, (x,), {"axes": axes, "dtype": x.dtype})
+        n *= d
     return n
 
 
