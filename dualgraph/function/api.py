@@ -23,7 +23,7 @@ from ..backend import CPU
 from ..errors import DualgraphError, ShapeError
 from ..graph.ir import Graph
 from ..ops.infer import Aval, Dim
-from ..tensor import Tensor, _make
+from ..tensor import _TENSOR_TYPES, Tensor, _make
 from . import passes as _passes
 from .executor import Executable
 from .tracer import FrozenValue, TraceError, Tracer, tracing
@@ -310,7 +310,15 @@ class CompiledFunction:
         else:
             statics = ()
         leaves, key = [], [statics, STATE.grad_enabled]
-        _flatten(args, leaves, key)
+        for a in args:
+            if a.__class__ in _TENSOR_TYPES:
+                d = a._data
+                if d is None:
+                    raise TraceError("a traced tensor was passed to a compiled function outside its trace")
+                leaves.append(a)
+                key.append((d.shape, d.dtype, a._device, a._requires_grad))
+            else:
+                _flatten(a, leaves, key)
         key = tuple(key)
         try:
             entry = self._cache.get(key)
@@ -524,7 +532,8 @@ class CompiledFunction:
         else:
             statics = ()
         leaves, key = [], [statics, STATE.grad_enabled]
-        _flatten(args, leaves, key)
+        for a in args:
+            _flatten(a, leaves, key)
         key = tuple(key)
         entry = self._cache.get(key) or self._lookup_symbolic(key, leaves, args, statics)
         if entry is None:
@@ -847,6 +856,9 @@ def _install(e):
     e.read_captured = env["read"]
     e.guard_reason = lambda: _guard_reason(e)
     e.run = lambda leaves, caps: _run(e, leaves, caps)
+    e.diff_any = any(e.diff_outs)
+    e.simple = (not e.writebacks and not e.grad_writes and not e.out_consts and e.out_tree is None
+                and e.n_user_out == 1)
     e.accepts = lambda leaves: _accepts(e, leaves)
 
 
@@ -905,15 +917,20 @@ def _pretty(expr):
 
 def _run(e, leaves, caps):
     arrays = [t._data for t in leaves]
-    arrays += [t._data for t in caps]
-    need_grad = (STATE.grad_enabled and not e.did_backward and any(e.diff_outs)
-                 and (any(t._requires_grad for t in leaves) or any(t._requires_grad for t in caps)))
-    if need_grad:
-        outs = _run_with_grad(e, leaves, caps, arrays)
-    else:
-        outs = e.exec(*arrays)
-        outs = [_make(a, e.device) for a in outs]
-    return _finish_call(e, leaves, caps, outs)
+    if caps:
+        arrays += [t._data for t in caps]
+    if e.diff_any and STATE.grad_enabled and not e.did_backward:
+        for t in leaves:
+            if t._requires_grad:
+                return _finish_call(e, leaves, caps, _run_with_grad(e, leaves, caps, arrays))
+        for t in caps:
+            if t._requires_grad:
+                return _finish_call(e, leaves, caps, _run_with_grad(e, leaves, caps, arrays))
+    outs = e.exec.run(*arrays)
+    if e.simple:
+        return _make(outs[0], e.device)
+    dev = e.device
+    return _finish_call(e, leaves, caps, [_make(a, dev) for a in outs])
 
 
 def _finish_call(e, leaves, caps, outs):

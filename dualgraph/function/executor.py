@@ -134,6 +134,12 @@ class _Gen:
                 body.append(f"    del {', '.join(dead)}")
         rets = [self.ref(v) if v.aval.ndim else f"xp.asarray({self.ref(v)})" for v in g.outputs]
         body.append(f"    return ({''.join(r + ', ' for r in rets)})")
+        body = ["    try:"] + ["    " + ln for ln in body] + ["    except _DGError:", "        raise",
+                                                                 "    except Exception as _e:",
+                                                                 "        raise _explain(_e) from _e"]
+        self.line_node = {k + 1: n for k, n in self.line_node.items()}
+        self.glob["_DGError"] = DualgraphError
+        self.glob["_explain"] = lambda exc: self.executable._explain(exc)
         src = f"def run({', '.join(args)}):\n" + "\n".join(body) + "\n"
         fname = f"<dg-graph-{next(_counter)}>"
         linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
@@ -211,19 +217,15 @@ class Executable:
     def __init__(self, graph, xp=np):
         self.graph = graph
         gen = _Gen(graph, xp)
+        gen.executable = self
         self.run, self.source, self.filename = gen.build()
         self._line_node = gen.line_node
 
     def __call__(self, *arrays):
-        try:
-            return self.run(*arrays)
-        except DualgraphError:
-            raise
-        except Exception as e:
-            raise self._explain(e) from e
+        return self.run(*arrays)
 
     def _explain(self, exc):
-        tb = sys.exc_info()[2]
+        tb = exc.__traceback__
         node = None
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == self.filename:
