@@ -845,3 +845,29 @@ def test_index_put_is_the_out_of_place_workaround():
 def test_gradcheck_warns_about_low_precision_inputs():
     with pytest.warns(UserWarning, match="float64"):
         autograd.gradcheck(lambda t: t * 2, (leaf([1.0, 2.0]),), eps=1e-2, atol=1e-2)
+
+
+def test_custom_backward_returning_a_wrong_shape_is_named():
+    class WrongShape(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return dg.ones(3)
+
+    class Broadcast(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return dg.ones(4, 2)               # broadcastable: summed back, as PyTorch does
+
+    x = leaf([1.0, 2.0])
+    with pytest.raises(dg.ShapeError, match=r"WrongShapeBackward.*\(3,\).*\(2,\)"):
+        WrongShape.apply(x).sum().backward()
+    Broadcast.apply(x).sum().backward()
+    assert x.grad.tolist() == [4.0, 4.0]

@@ -32,6 +32,16 @@ def _topo_order(roots):
     return order
 
 
+def _reducible(gshape, shape):
+    """Whether a gradient of gshape sums back to shape: shape broadcasts to gshape, or the two differ
+    only by dims of size 1 (a () gradient for a (1,) input)."""
+    if [d for d in gshape if d != 1] == [d for d in shape if d != 1]:
+        return True
+    if len(shape) > len(gshape):
+        return False
+    return all(s == 1 or s == g for s, g in zip(reversed(shape), reversed(gshape)))
+
+
 def _add(acc, g):
     return g if acc is None else acc + g
 
@@ -117,6 +127,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                 if not isinstance(gi, Tensor):
                     gi = Tensor(gi, dtype=t.dtype, device=t.device)
                 if gi.shape != t.shape:
+                    if not _reducible(gi.shape, t.shape):
+                        raise ShapeError(f"{node.op.grad_name}: backward returned a gradient of shape "
+                                         f"{tuple(gi.shape)} for an input of shape {tuple(t.shape)}")
                     gi = sum_to(gi, t.shape)
                 if gi.dtype != t.dtype:
                     gi = gi.astype(t.dtype)
