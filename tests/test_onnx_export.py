@@ -359,11 +359,15 @@ def test_verify_mismatch_reports_errors_and_first_diverging_node(monkeypatch):
 
 
 def test_verify_catches_a_frozen_size():
-    # mean over the batch divides by a Python int computed from the traced shape: verify must object
+    # a Python float computed from the traced shape is frozen into the graph: verify must object
     def f(x):
-        return x.sum(axis=0) / x.shape[0]
-    with pytest.raises(dgo.VerificationError, match="dynamic sizes"):
+        return x.sum(axis=0) * (1.0 / x.shape[0])
+    with pytest.raises(dgo.VerificationError, match="dynamic sizes") as e:
         dgo.export(f, (dg.randn(4, 3),), None, input_names=["x"], dynamic_axes={"x": [0]}, verify=True)
+    assert "every node agrees" in str(e.value) and "shape of f32[4,3] = (4, 3)" in str(e.value)
+    # the same computation with tensor ops stays right at every size
+    dgo.export(lambda x: x.mean(axis=0), (dg.randn(4, 3),), None, input_names=["x"], dynamic_axes={"x": [0]},
+               verify=True)
 
 
 # ---- writing ----------------------------------------------------------------------------------------
@@ -445,3 +449,41 @@ def test_reference_evaluator_agrees_with_onnxruntime():
     (a,) = run(onx, {"x": xb})
     (b,) = ReferenceEvaluator(onx).run(None, {"x": xb})
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_model_zoo_runs_at_another_batch_size():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    from export.zoo import RUN_BATCH, TRACE_BATCH, format_table, run_zoo
+    assert RUN_BATCH != TRACE_BATCH
+    rows = run_zoo()
+    assert [r["model"].split()[0] for r in rows] == ["mlp", "cnn", "transformer", "loop"]
+    for r in rows:
+        assert r["ort_err"] < 1e-4 and r["ref_err"] < 1e-4, r
+        assert r["opset"] == dgo.default_opset()
+    assert "| mlp 784-256-256-10 |" in format_table(rows)
+
+
+def test_training_step_with_dynamic_batch_keeps_the_mean_symbolic():
+    """cross_entropy's mean divides by the batch size: at another batch size the exported step must
+    divide by that size, in the loss and in its gradient."""
+    model = _mlp()
+
+    def step(x, y):
+        loss = dg.cross_entropy(model(x), y)
+        loss.backward()
+        with dg.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+                p.grad = None
+        return loss
+    x, y = dg.randn(5, 6), dg.tensor(np.array([0, 2, 1, 1, 0]))   # batch 5: no other dim is 5
+    onx = dgo.export(step, (x, y), None, input_names=["x", "y"], output_names=["loss"],
+                     dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, verify=True)
+    rng = np.random.default_rng(5)
+    x7, y7 = dg.tensor(rng.standard_normal((7, 6)).astype(np.float32)), dg.tensor(rng.integers(0, 3, 7))
+    outs = dict(zip([o.name for o in onx.graph.output], run(onx, {"x": x7.numpy(), "y": y7.numpy()})))
+    loss = step(x7, y7)
+    np.testing.assert_allclose(outs["loss"], loss.numpy(), rtol=1e-5)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(outs[name + ".updated"], p.numpy(), rtol=1e-5, atol=1e-6)

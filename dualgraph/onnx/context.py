@@ -22,6 +22,15 @@ class NotExportable(DualgraphError):
     """Raised by a lowering rule for an op, or a use of it, that has no ONNX form."""
 
 
+class DimScalar:
+    """A weak int operand the exporter found to be a symbolic size (mean's element count)."""
+
+    __slots__ = ("dim",)
+
+    def __init__(self, dim):
+        self.dim = dim
+
+
 class SymDim(Dim):
     """A product of symbolic dims times a rational coefficient: `B*12`, `B*T/4`.
 
@@ -97,6 +106,8 @@ class LoweringContext:
         self.dim_sources = {} if dim_sources is None else dim_sources  # Dim -> (ONNX name, axis)
         self.sym_shapes = {} if sym_shapes is None else sym_shapes    # id(Value) -> shape with Dims
         self.node_attrs = {} if attrs is None else attrs      # id(Node) -> attrs with Dims
+        self.scalar_dims = root.scalar_dims if root is not None else {}  # (id(Node), i) -> Dim
+        self.uniform = root.uniform if root is not None else {}   # id(const) -> (sym shape, fill)
         if root is None:
             self.initializers = []
             self._used = set()
@@ -161,6 +172,9 @@ class LoweringContext:
 
     def arg(self, x, name, dtype):
         """The ONNX name of input `x` (a Value with ONNX name `name`, or a Python scalar) as `dtype`."""
+        if isinstance(name, DimScalar):   # a size computed at run time
+            n = self.emit("Reshape", [self.dim(name.dim), self.i64([])])
+            return self.emit("Cast", [n], to=onnx_dtype(dtype))
         if not isinstance(name, str):   # a weak Python scalar (or a bare number)
             value = x.const if getattr(x, "weak", False) else (name if name is not None else x)
             return self.const(np.asarray(value, dtype=dtype), hint="scalar")

@@ -142,6 +142,9 @@ class ExportInfo:
         self.node_attrs = {}
         self.dims = {}             # dim name -> Dim
         self.traced_sizes = {}     # Dim -> traced size (graphs traced at concrete sizes)
+        self.scalar_dims = {}      # (id(node), input index) -> symbolic size replacing a weak int
+        self.uniform = {}          # id(const Value) -> (symbolic shape, fill): constants of a traced size
+        self.emitted = {}
         self.opset = None
 
 
@@ -172,14 +175,20 @@ def _value_info(name, dtype, shape):
 
 def lower_graph(ctx, graph, problems):
     """Lower every node of `graph` into ctx; names of graph values land in ctx.names."""
+    from .context import DimScalar
     for node in graph.nodes:
         ins = []
-        for v in node.inputs:
+        for k, v in enumerate(node.inputs):
             if v is None:
                 ins.append(None)
             elif getattr(v, "weak", False):
-                ins.append(v.const)
+                d = ctx.scalar_dims.get((id(node), k))
+                ins.append(v.const if d is None else DimScalar(d))
             else:
+                if id(v) not in ctx.names and id(v) in ctx.uniform:
+                    shape, fill = ctx.uniform[id(v)]
+                    ctx.names[id(v)] = ctx.emit("Expand", [ctx.const(np.asarray(fill, v.aval.dtype)),
+                                                           ctx.shape_tensor(shape)], hint=v.name or "filled")
                 if id(v) not in ctx.names:
                     if v.const is None:
                         raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
@@ -276,8 +285,12 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         if any(isinstance(d, Dim) for v in graph.inputs for d in v.aval.shape):
             raise ExportError("dynamic_axes: this graph has symbolic dims already; name those axes only "
                               "(or trace at concrete sizes)")
-        ctx.node_attrs.update(Deriver(info.traced_sizes).run(graph, ctx.sym_shapes))
-    info.sym_shapes, info.node_attrs = ctx.sym_shapes, ctx.node_attrs
+        deriver = Deriver(info.traced_sizes)
+        ctx.node_attrs.update(deriver.run(graph, ctx.sym_shapes))
+        ctx.scalar_dims.update(deriver.scalars)
+        ctx.uniform.update(deriver.uniform)
+    info.sym_shapes, info.node_attrs, info.scalar_dims = ctx.sym_shapes, ctx.node_attrs, ctx.scalar_dims
+    info.uniform = ctx.uniform
 
     problems = []
     lower_graph(ctx, graph, problems)

@@ -19,6 +19,8 @@ def resolve_dims(obj, env):
         return n * obj.num // obj.den
     if isinstance(obj, Dim):
         return env[obj]
+    if isinstance(obj, dict):
+        return {k: resolve_dims(v, env) for k, v in obj.items()}
     if isinstance(obj, tuple):
         return tuple(resolve_dims(o, env) for o in obj)
     if isinstance(obj, list):
@@ -38,7 +40,7 @@ def dim_env(sym_input_shapes, arrays):
     return env
 
 
-def run_graph(graph, arrays, node_attrs=None, env=None, keep_all=False):
+def run_graph(graph, arrays, node_attrs=None, env=None, keep_all=False, scalars=None, uniform=None):
     """Outputs of `graph` on `arrays` (one per graph input); with keep_all also {id(Value): array}."""
     vals = {id(v): a for v, a in zip(graph.inputs, arrays)}
     node_attrs = node_attrs or {}
@@ -48,21 +50,32 @@ def run_graph(graph, arrays, node_attrs=None, env=None, keep_all=False):
         if v is None:
             return None
         if v.const is not None:
+            if uniform and id(v) in uniform:
+                shape, fill = uniform[id(v)]
+                return np.full(resolve_dims(shape, env), fill, dtype=np.asarray(v.const).dtype)
             return v.const
         return vals[id(v)]
 
     for node in graph.nodes:
         attrs = resolve_dims(node_attrs.get(id(node), node.attrs), env)
         args = [get(v) for v in node.inputs]
+        if scalars:
+            for k in range(len(args)):
+                d = scalars.get((id(node), k))
+                if d is not None:
+                    args[k] = resolve_dims(d, env)
         if node.op.name == "cond":
             branch = node.subgraphs["then" if bool(np.asarray(args[0]).reshape(-1)[0]) else "else"]
-            outs = run_graph(branch, args[1:], node_attrs, env)
+            outs = run_graph(branch, args[1:], node_attrs, env, scalars=scalars, uniform=uniform)
         elif node.op.name == "while_loop":
             body, test = node.subgraphs["body"], node.subgraphs["cond"]
             n = len(body.outputs)
             state, captured = list(args[:n]), list(args[n:])
-            while bool(np.asarray(run_graph(test, state + captured, node_attrs, env)[0]).reshape(-1)[0]):
-                state = run_graph(body, state + captured, node_attrs, env)
+            def again(state):
+                out = run_graph(test, state + captured, node_attrs, env, scalars=scalars, uniform=uniform)
+                return bool(np.asarray(out[0]).reshape(-1)[0])
+            while again(state):
+                state = run_graph(body, state + captured, node_attrs, env, scalars=scalars, uniform=uniform)
             outs = state
         else:
             out = node.op.forward(np, *args, **attrs)

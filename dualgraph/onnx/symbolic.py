@@ -15,6 +15,8 @@ the ops whose attributes spell shapes get their attributes generalized first:
 Every derived shape is checked against the traced one (symbols replaced by traced sizes); where the
 rule cannot be trusted the traced dims are kept, and verification at other sizes will say so.
 """
+import numpy as np
+
 from ..ops.infer import Aval, Dim
 from .context import SymDim, is_sym, make_sym, sym_divide, sym_product
 
@@ -34,6 +36,9 @@ class Deriver:
     def __init__(self, sizes):
         self.sizes = sizes          # Dim -> traced size
         self.seen = {}              # traced size -> set of symbolic dims carrying it
+        self.scalars = {}           # (id(node), input index) -> symbolic dim replacing a weak int operand
+        self.counts = {}            # traced count -> symbolic count (mean's divisor), for its gradient
+        self.uniform = {}           # id(const Value) -> (symbolic shape, fill value)
 
     def note(self, shape):
         for d in shape:
@@ -128,6 +133,27 @@ class Deriver:
                 axis += 1
         return dict(attrs, template=tuple(out))
 
+    def mean_divisor(self, node, sym_shapes):
+        """`mean` divides a sum by a Python int, the element count: over a symbolic axis that count
+        is symbolic too (`sum(x, axis=0) / B`), and so is the same divisor in its gradient."""
+        a, b = node.inputs
+        if b is None or not getattr(b, "weak", False) or isinstance(b.const, bool) or not isinstance(b.const, int):
+            return
+        c = int(b.const)
+        p = a.producer if a is not None else None
+        if p is not None and p.op.name == "sum":
+            xs = sym_shapes.get(id(p.inputs[0]), p.inputs[0].aval.shape)
+            axes = p.attrs.get("axes")
+            dims = [xs[i] for i in (range(len(xs)) if axes is None else axes)]
+            if any(is_sym(d) for d in dims):
+                total = sym_product(dims)
+                if evaluate(total, self.sizes) == c:
+                    self.scalars[(id(node), 1)] = total
+                    self.counts[c] = total
+                    return
+        if c in self.counts:
+            self.scalars[(id(node), 1)] = self.counts[c]
+
     # ---- the walk ------------------------------------------------------------------------------
     def run(self, graph, sym_shapes):
         """Fill sym_shapes (id(Value) -> shape) for every node output; returns {id(node): attrs}."""
@@ -157,8 +183,21 @@ class Deriver:
                 continue
             attrs = dict(node.attrs)
             name = node.op.name
+            if name == "div":
+                self.mean_divisor(node, sym_shapes)
             x = ins[0] if ins and isinstance(ins[0], Aval) else None
-            if x is not None and any(is_sym(d) for d in x.shape) or name in ("index_add_zeros", "fold"):
+            for v in node.inputs:   # zeros(x.shape) made while tracing: a constant of a traced size
+                if v is not None and v.const is not None and not getattr(v, "weak", False) \
+                        and id(v) not in self.uniform and np.ndim(v.const) > 0 and np.size(v.const) > 1:
+                    arr = np.asarray(v.const)
+                    if np.all(arr == arr.reshape(-1)[0]):
+                        shape = tuple(self.guess(d) if d > 1 else d for d in arr.shape)
+                        if any(is_sym(d) for d in shape):
+                            self.uniform[id(v)] = (shape, arr.reshape(-1)[0])
+                            sym_shapes[id(v)] = shape
+                            ins[node.inputs.index(v)] = Aval(shape, arr.dtype)
+            if x is not None and any(is_sym(d) for d in x.shape) or name in ("index_add_zeros", "fold",
+                                                                               "broadcast_to"):
                 if name == "reshape":
                     attrs = self.reshape_attrs(x.shape, node.inputs[0].aval.shape, attrs)
                 elif name == "broadcast_to":

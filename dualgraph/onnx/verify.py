@@ -81,7 +81,8 @@ def first_divergence(model, info, graph, feeds, rtol, atol):
     arrays = [feeds[info.input_names[info.fed.index(i)]] if i in info.fed else _init_array(model, info, graph, i)
               for i in range(len(graph.inputs))]
     env = dim_env([info.sym_shapes.get(id(v), v.aval.shape) for v in graph.inputs], arrays)
-    _, vals = run_graph(graph, arrays, info.node_attrs, env, keep_all=True)
+    _, vals = run_graph(graph, arrays, info.node_attrs, env, keep_all=True, scalars=info.scalar_dims,
+                        uniform=info.uniform)
     tainted = _impure_values(graph)
     for node, o, name in order:
         if name not in got or id(o) in tainted or id(o) not in vals:
@@ -174,6 +175,15 @@ def check_outputs(model, info, graph, feeds, reference, rtol, atol, label):
             op, src, a, r = first
             lines.append(f"  first diverging node: {op} at {src or '<unknown source>'} "
                          f"(max abs error {a:.3g}, max rel error {r:.3g})")
+        else:
+            lines.append("  every node agrees with dualgraph's interpreter of the same graph: the traced graph "
+                         "itself is only right at the traced sizes")
+            frozen = [f for f in getattr(graph, "frozen", ()) if getattr(f, "kind", "") == "shape"]
+            if frozen:
+                lines.append("  shapes the trace read as Python numbers (frozen into the graph):")
+                lines.extend(f"    {f!r}" for f in frozen[:8])
+            lines.append("  compute sizes with tensor ops (x.mean(axis=0), reshape(-1, ...)) instead of "
+                         "Python arithmetic on x.shape")
         raise VerificationError("\n".join(lines))
     return got
 
@@ -200,5 +210,6 @@ def graph_reference(info, graph, initial):
             else:
                 arrays.append(initial[i])
         env = dim_env([info.sym_shapes.get(id(v), v.aval.shape) for v in graph.inputs], arrays)
-        return [np.asarray(o) for o in run_graph(graph, arrays, info.node_attrs, env)]
+        outs = run_graph(graph, arrays, info.node_attrs, env, scalars=info.scalar_dims, uniform=info.uniform)
+        return [np.asarray(o) for o in outs]
     return ref
