@@ -213,3 +213,45 @@ def test_single_axis_reductions_match_numpy(name, data):
         expected = getattr(np, name)(x, axis=axis, keepdims=keepdims)
     assert tuple(out.shape) == np.shape(expected)
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+# ---- matmul: batched and broadcasting ------------------------------------------------------------------
+
+@FAST
+@given(data=st.data())
+def test_matmul_broadcasting_matches_numpy(data):
+    batch = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3))
+    n, k, m = (data.draw(st.integers(1, 4)) for _ in range(3))
+    vec_a, vec_b = data.draw(st.booleans()), data.draw(st.booleans())
+    sa = (k,) if vec_a else batch.input_shapes[0] + (n, k)
+    sb = (k,) if vec_b else batch.input_shapes[1] + (k, m)
+    rng = np.random.default_rng(len(sa) * 7 + len(sb))
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    expected = np.matmul(a, b)
+    ta, tb = dg.tensor(a, requires_grad=True), dg.tensor(b, requires_grad=True)
+    out = dg.matmul(ta, tb)
+    assert tuple(out.shape) == expected.shape
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(expected.shape)
+    out.backward(dg.tensor(g))
+    # d<g, a@b>/da by the chain rule written with einsum over the broadcast batch
+    ab = a if a.ndim > 1 else a[None, :]
+    bb = b if b.ndim > 1 else b[:, None]
+    gb = g.reshape(np.broadcast_shapes(ab.shape[:-2], bb.shape[:-2]) + (ab.shape[-2], bb.shape[-1]))
+    da = np_sum_to(gb @ np.swapaxes(bb, -1, -2), ab.shape).reshape(sa)
+    db = np_sum_to(np.swapaxes(ab, -1, -2) @ gb, bb.shape).reshape(sb)
+    np.testing.assert_allclose(ta.grad.numpy(), da, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(tb.grad.numpy(), db, rtol=1e-10, atol=1e-12)
+
+
+@FAST
+@given(sa=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), sb=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+def test_matmul_mismatch_is_a_shape_error(sa, sb):
+    try:
+        np.matmul(np.ones(sa), np.ones(sb))
+        return
+    except ValueError:
+        pass
+    with pytest.raises(dg.ShapeError) as info:
+        dg.matmul(dg.ones(*sa), dg.ones(*sb))
+    assert "matmul" in str(info.value)
