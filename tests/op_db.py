@@ -590,6 +590,12 @@ def _reduction(name, fn, ref, samples=None, **kw):
                   samples or _reduce_samples(), **kw)
 
 
+def _count_op(x, axes=None):
+    from dualgraph.ops.reduction import COUNT
+    from dualgraph.tensor import apply
+    return apply(COUNT, (x,), {"axes": axes, "dtype": x.dtype})
+
+
 OP_DB = [
     # -- arithmetic --
     _binary("add", dg.add, np.add, dtypes=NUMERIC, second_order=False),
@@ -700,6 +706,11 @@ OP_DB = [
     _reduction("all", dg.all, np.all, _reduce_samples("small_ints"), dtypes=("bool", "float32"), differentiable=False),
     _reduction("any", dg.any, np.any, _reduce_samples("small_ints"), dtypes=("bool", "int64"), differentiable=False),
     OpInfo("cumsum", lambda x, **k: dg.cumsum(x, **k), _ref_cumsum, _cumsum_samples, dtypes=NUMERIC),
+    # the element count that mean/var divide by when a reduced dim is symbolic (graphs only call it then)
+    OpInfo("count", _count_op, lambda x, axes=None: np.asarray(np.prod([x.shape[i] for i in (
+        range(x.ndim) if axes is None else axes)]), dtype=x.dtype),
+           lambda make: [Sample((make(2, 3, 4),)), Sample((make(2, 3, 4),), {"axes": (0, 2)}),
+                         Sample((make(5),), {"axes": (0,)})], differentiable=False),
     # -- linear algebra --
     OpInfo("matmul", dg.matmul, np.matmul, _matmul_samples, dtypes=NUMERIC, second_order=True),
     OpInfo("mm", dg.mm, np.matmul, lambda make: [Sample((make(2, 3), make(3, 4)))]),
@@ -935,7 +946,7 @@ assert len(OPS) == len(OP_DB), "row names must be unique"
 NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
-    "nonzero", "full_like", "uniform_like", "normal_like",
+    "nonzero", "full_like", "uniform_like", "normal_like", "count",
     "fused_elementwise",  # made by the fusion pass after autodiff has run
 }
 
