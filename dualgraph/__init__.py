@@ -53,3 +53,6 @@ from .function import (TensorSpec, cond, fori_loop, function, while_loop)  # noq
 
 # ONNX export (issue #5)
 from . import onnx  # noqa: E402,F401
+
+# explicit define-then-run graphs (issue #6)
+from . import static  # noqa: E402,F401
