@@ -49,7 +49,8 @@ from . import data, optim  # noqa: E402,F401
 from .serialization import CheckpointError, load, save  # noqa: E402,F401
 
 # @dg.function: tracing, control flow (issue #3)
-from .function import (TensorSpec, cond, fori_loop, function, while_loop)  # noqa: E402,F401
+from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_loop, function,  # noqa: E402,F401
+                       while_loop)
 
 # ONNX export (issue #5)
 from . import onnx  # noqa: E402,F401

@@ -54,7 +54,7 @@ def test_python_scalar_is_baked_in_and_new_value_retraces_with_reason():
     assert f.trace_count == 2
     assert close(out.numpy(), [3.0, 3.0])
     assert "k" in f.retrace_reason and "2.0" in f.retrace_reason and "3.0" in f.retrace_reason
-    assert any(fz.kind == "argument" and fz.value == "3.0" for fz in f.frozen(x, 3.0))
+    assert any(fz.kind == "argument" and fz.value == 3.0 for fz in f.frozen(x, 3.0))
 
 
 def test_dtype_change_retraces_and_says_so():

@@ -88,9 +88,13 @@ def _describe(x, path, out):
         for k in sorted(x, key=repr):
             _describe(x[k], f"{path}[{k!r}]", out)
     elif isinstance(x, _Static):
-        out.append((f"{path} (static)", ("value", type(x.value).__name__, _safe_repr(x.value))))
+        out.append((f"{path} (static)", ("value", type(x.value).__name__, _plain(x.value))))
     else:
-        out.append((path, ("value", type(x).__name__, _safe_repr(x))))
+        out.append((path, ("value", type(x).__name__, _plain(x))))
+
+
+def _plain(x):
+    return x if isinstance(x, (int, float, bool, str, type(None))) else _safe_repr(x)
 
 
 def _safe_repr(x):
@@ -124,7 +128,7 @@ def _explain(old, new):
                     if a != b:
                         reasons.append(f"{path}: {name} changed from {a} to {b}")
             elif o[0] == "value" and d[0] == "value":
-                reasons.append(f"{path}: Python value changed from {o[2]} to {d[2]} (non-tensor arguments are "
+                reasons.append(f"{path}: Python value changed from {o[2]!r} to {d[2]!r} (non-tensor arguments are "
                                f"baked into the trace as constants; pass a tensor to avoid retracing)")
             else:
                 reasons.append(f"{path}: changed from {o} to {d}")
