@@ -95,12 +95,24 @@ def test_shapes_that_vary_become_symbolic_after_one_retrace():
 def test_symbolic_trace_that_needs_concrete_sizes_falls_back():
     @dg.function
     def f(x):
-        return x.reshape(x.shape[0] * 4)  # Python arithmetic on a dim
+        return dg.concat([x[i] for i in range(x.shape[0])])  # needs the size as a Python int
     reasons = []
     for n in (2, 3, 4):
         assert f(dg.ones(n, 4)).shape == (n * 4,)
         reasons.append(f.retrace_reason)
     assert "tracing per shape" in reasons[1] and f.trace_count == 3
+
+
+def test_arithmetic_on_symbolic_dims():
+    @dg.function(input_signature=[TensorSpec((None, 3))])
+    def f(x):
+        n = x.shape[0]
+        return x.reshape(n * 3).sum() / n + x.mean(axis=0)
+    for n in (2, 5):
+        x = dg.randn(n, 3)
+        assert close(f(x).numpy(), (x.reshape(n * 3).sum() / n + x.mean(axis=0)).numpy())
+        assert f(x).dtype == np.float32
+    assert f.trace_count == 1 and "(d0 * 3)" in str(f.graph(x))
 
 
 def test_input_signature_none_dim_serves_every_batch():

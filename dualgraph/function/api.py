@@ -25,6 +25,7 @@ from ..graph.ir import Graph
 from ..ops.infer import Aval, Dim
 from ..tensor import _TENSOR_TYPES, Tensor, _make
 from . import passes as _passes
+from .dims import SymbolicDim
 from .executor import Executable
 from .tracer import FrozenValue, TraceError, Tracer, tracing
 
@@ -262,7 +263,7 @@ def _dims_for(leaves, key_descs, sym_mask, names):
             else:
                 d = dims.get(s)
                 if d is None:
-                    d = dims[s] = Dim(s if isinstance(s, str) else f"d{len(dims)}")
+                    d = dims[s] = SymbolicDim(s if isinstance(s, str) else f"d{len(dims)}")
                 shape.append(d)
         avals.append(Aval(shape, t.dtype))
     return avals
@@ -480,6 +481,9 @@ class CompiledFunction:
         names = _leaf_names(args, self._sig)
         for i, (t, av) in enumerate(zip(leaves, avals)):
             v = graph.add_input(av, names[i] if i < len(names) else None)
+            for ax, d in enumerate(av.shape):
+                if isinstance(d, Dim):
+                    tr.dim_origin.setdefault(d, (v, ax))
             s = tr.sym(v, t._device, requires_grad=t._requires_grad)
             tr.args[id(s)] = [s, v, i]
             syms.append(s)

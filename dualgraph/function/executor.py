@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DualgraphError, ShapeError
 from ..ops.infer import Dim
+from .dims import SymbolicDim
 
 _counter = itertools.count()
 
@@ -81,6 +82,8 @@ class _Gen:
 
     def render(self, x):
         """Code for an attribute value, substituting symbolic dims."""
+        if isinstance(x, SymbolicDim):
+            return x.code(lambda d: self.dims[d])
         if isinstance(x, Dim):
             return self.dims[x]
         if isinstance(x, tuple):
@@ -103,7 +106,7 @@ class _Gen:
         body = []
         for i, v in enumerate(g.inputs):
             for ax, d in enumerate(v.aval.shape):
-                if isinstance(d, Dim) and d not in self.dims:
+                if isinstance(d, Dim) and not hasattr(d, "op") and d not in self.dims:
                     self.dims[d] = f"d{len(self.dims)}"
                     body.append(f"    {self.dims[d]} = i{i}.shape[{ax}]")
         last = {}
@@ -297,6 +300,8 @@ def _resolve_attrs(attrs, graph, arrays):
                 sizes.setdefault(d, n)
 
     def sub(x):
+        if isinstance(x, SymbolicDim):
+            return x.evaluate(sizes)
         if isinstance(x, Dim):
             return sizes[x]
         if isinstance(x, tuple):

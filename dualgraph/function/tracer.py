@@ -103,6 +103,8 @@ class Tracer:
         self.devs = {}          # id(Value) -> device
         self.args = {}          # id(symbolic argument tensor) -> [tensor, Value, flat index]
         self.did_backward = False
+        self.dim_origin = {}    # symbolic Dim -> (input Value, axis) it was read from
+        self._dim_tensors = {}
         self.has_custom = False
 
     # ---- values and tensors --------------------------------------------------------------------
@@ -192,6 +194,8 @@ class Tracer:
         if op.name in DATA_DEPENDENT:
             raise TraceError(f"{op.name}: its output shape depends on the values, so it cannot be traced"
                              f"{_at()}; compute it outside @dg.function or use a mask with dg.where")
+        if any(isinstance(x, Dim) for x in inputs):
+            inputs = self._dims_as_tensors(inputs)
         vals, ins, dev, rg = [], [], None, False
         for x in inputs:
             v = self.value_of(x)
@@ -242,6 +246,52 @@ class Tracer:
             needs = tuple(isinstance(x, Tensor) and x._requires_grad for x in inputs)
             self.tape.append(TapeRecord(op, vals, attrs, node.outputs, needs, subgraphs, custom))
         return tuple(outs) if multi else outs[0]
+
+    # ---- symbolic dims used as numbers ---------------------------------------------------------------
+    def _dims_as_tensors(self, inputs):
+        """A symbolic size used as an operand (x / x.shape[0]) is computed on the graph at run time, in
+        the dtype of the other operand (as a Python number would promote)."""
+        from ..ops.elementwise import astype
+        like = next((x for x in inputs if isinstance(x, Tensor)), None)
+        out = []
+        for x in inputs:
+            if isinstance(x, Dim):
+                t = self.dim_tensor(x)
+                if like is not None and (like.dtype.kind == "f" or t.dtype.kind != "f"):
+                    t = astype(t, like.dtype) if t.dtype != like.dtype and like.dtype.kind in "fiu" else t
+                elif t.dtype.kind == "f":
+                    t = astype(t, np.float32)
+                x = t
+            out.append(x)
+        return tuple(out)
+
+    def dim_tensor(self, d):
+        from .dims import DimExpr
+        cached = self._dim_tensors.get(d)
+        if cached is not None:
+            return cached
+        if isinstance(d, DimExpr):
+            a, b = (self.dim_tensor(x) if isinstance(x, Dim) else x for x in d.args)
+            from .dims import _OPS
+            t = _OPS[d.op](a, b)
+        else:
+            origin = self.root().dim_origin.get(d)
+            if origin is None:
+                raise TraceError(f"the symbolic dim {d} was used as a number{_at()}, but this trace does not know "
+                                 f"which input it comes from")
+            from ..creation import full_like
+            from ..ops.reduction import sum as _sum
+            v, axis = origin
+            base = self.root().tensor_for(v)
+            index = tuple(slice(None) if i == axis else 0 for i in range(v.aval.ndim))
+            prev = STATE.grad_enabled
+            STATE.grad_enabled = False
+            try:
+                t = _sum(full_like(base[index], 1, dtype=np.int64))
+            finally:
+                STATE.grad_enabled = prev
+        self._dim_tensors[d] = t
+        return t
 
     # ---- hooks used by Tensor methods ---------------------------------------------------------------
     def concrete_value_error(self, tensor, what):
