@@ -9,7 +9,8 @@ wrapped. Columns:
   eager         forward vs the row's numpy reference (tests/test_ops.py), dtypes listed
   grad          first-order gradients vs central finite differences in float64
   grad-of-grad  second order (gradgradcheck) for smooth ops
-  traced        the row's `traced` flag (set by the tracing suite); "pending" while dg.function is absent
+  traced        the row's `traced` flag if set; else yes when tests/test_function_opdb.py (traced == eager
+                over the table) exists, except random rows and data-dependent shapes; "pending" before
   onnx          the row's `onnx` flag if set, else whether every primitive its forward runs has a lowering
 """
 import importlib
@@ -35,10 +36,20 @@ def _load_lowerings():
         pass
 
 
-def _traced(row):
-    if not hasattr(dg, "function"):
+TRACE_SUITE = os.path.join(ROOT, "tests", "test_function_opdb.py")
+DATA_DEPENDENT = {"nonzero"}  # output shapes known only at run time: not traceable
+
+
+def _traced(row, forward_prims):
+    if row.traced is not None:
+        return YES if row.traced else NO
+    if not hasattr(dg, "function") or not os.path.exists(TRACE_SUITE):
         return "pending"
-    return {True: YES, False: NO, None: "pending"}[row.traced]
+    if row.random:
+        return NA
+    if forward_prims & DATA_DEPENDENT:
+        return f"{NO} (data-dependent shape)"
+    return YES
 
 
 def _onnx(row, forward_prims):
@@ -62,7 +73,7 @@ def render(cov=None):
     for row in OP_DB:
         c = cov[row.name]
         lines.append(f"| {row.name} | {YES} ({', '.join(row.dtypes)}) | {YES if row.differentiable else NA} | "
-                     f"{YES if row.second_order else NA} | {_traced(row)} | {_onnx(row, c.forward)} | "
+                     f"{YES if row.second_order else NA} | {_traced(row, c.forward)} | {_onnx(row, c.forward)} | "
                      f"{', '.join(sorted(c.forward))} |")
     lines += ["", "## Primitives", "",
               "`rows`: table rows that run the primitive (forward or backward). `vjp`: `none` means declared "
