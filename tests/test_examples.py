@@ -28,6 +28,8 @@ def test_digits_runs(tmp_path):
     assert re.search(r"^onnx: (exported.*agrees with eager on [\d.]+%|skipped)", out, re.M), out
     if "onnx: exported" in out:
         assert (tmp_path / "digits_mlp.onnx").exists()
+        m = re.search(r"agrees with eager on ([\d.]+)% .*max \|logit difference\| ([\d.e+-]+)\)", out)
+        assert m and float(m.group(1)) >= 99.0 and float(m.group(2)) < 1e-3, out
 
 
 def test_digits_mlp_reaches_97_percent(tmp_path):
