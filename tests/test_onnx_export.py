@@ -359,15 +359,17 @@ def test_verify_mismatch_reports_errors_and_first_diverging_node(monkeypatch):
 
 
 def test_verify_catches_a_frozen_size():
-    # a Python float computed from the traced shape is frozen into the graph: verify must object
+    # a size taken through math.sqrt is a Python float frozen into the graph: verify must object
+    import math
+
     def f(x):
-        return x.sum(axis=0) * (1.0 / x.shape[0])
+        return x.sum(axis=0) / math.sqrt(x.shape[0])
     with pytest.raises(dgo.VerificationError, match="dynamic sizes") as e:
         dgo.export(f, (dg.randn(4, 3),), None, input_names=["x"], dynamic_axes={"x": [0]}, verify=True)
     assert "every node agrees" in str(e.value) and "shape of f32[4,3] = (4, 3)" in str(e.value)
-    # the same computation with tensor ops stays right at every size
-    dgo.export(lambda x: x.mean(axis=0), (dg.randn(4, 3),), None, input_names=["x"], dynamic_axes={"x": [0]},
-               verify=True)
+    # sizes used through tensor ops or plain arithmetic stay right at every size
+    for g in (lambda x: x.mean(axis=0), lambda x: x.sum(axis=0) * (1.0 / x.shape[0])):
+        dgo.export(g, (dg.randn(4, 3),), None, input_names=["x"], dynamic_axes={"x": [0]}, verify=True)
 
 
 # ---- writing ----------------------------------------------------------------------------------------
@@ -487,3 +489,37 @@ def test_training_step_with_dynamic_batch_keeps_the_mean_symbolic():
     np.testing.assert_allclose(outs["loss"], loss.numpy(), rtol=1e-5)
     for name, p in model.named_parameters():
         np.testing.assert_allclose(outs[name + ".updated"], p.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dg_function_and_its_symbolic_graph_export():
+    w = dg.randn(4, 5)
+
+    @dg.function
+    def f(x):
+        return dg.softmax(x @ w, axis=-1)
+    x = dg.randn(3, 4)
+    f(x)
+    onx = dgo.export(f, (x,), None, input_names=["x"], dynamic_axes={"x": {0: "n"}}, verify=True)
+    assert f.trace_count == 1   # the @dg.function's own cache was reused for the concrete trace
+    assert [t.name for t in onx.graph.initializer if t.name == "w"] == ["w"]
+    (got,) = run(onx, {"x": np.ones((6, 4), np.float32)})
+    np.testing.assert_allclose(got, f(dg.ones(6, 4)).numpy(), rtol=1e-5, atol=1e-6)
+    # a Graph traced with a symbolic dim exports as it is; dynamic_axes only names that dim
+    g = dg.function(lambda x: (x * 2).sum(axis=1), input_signature=[dg.TensorSpec((None, 4))]).graph(x)
+    sym = g.inputs[0].aval.shape[0]
+    onx = dgo.export(g, (x.numpy(),), None, dynamic_axes={g.inputs[0].name: {0: "N"}}, verify=True)
+    assert onx.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    assert g.inputs[0].aval.shape[0] is sym and sym.name != "N"   # the user's graph is left alone
+
+
+def test_module_exports_in_eval_mode_unless_training():
+    model = dg.nn.Sequential(dg.nn.Linear(4, 4), dg.nn.Dropout(0.5))
+    x = dg.randn(3, 4)
+    onx = dgo.export(model, (x,), None, verify=True)
+    assert model.training   # put back
+    assert "RandomUniformLike" not in [n.op_type for n in onx.graph.node]
+    onx = dgo.export(model, (x,), None, training=True)
+    assert "RandomUniformLike" in [n.op_type for n in onx.graph.node]
+    (got,) = run(onx, [x.numpy()])
+    kept = got != 0
+    assert 0 < kept.mean() < 1   # dropout is really on in the training-mode export

@@ -2,7 +2,6 @@
 import numpy as np
 
 from ..backend import to_host
-from ..errors import DualgraphError
 from ..graph.ir import Graph
 from ..tensor import Tensor
 from .export import ExportError, graph_to_model, save_atomic
@@ -46,6 +45,27 @@ def _tensor_names(modules):
         for name, t in list(m.named_parameters()) + list(m.named_buffers()):
             names.setdefault(id(t), name)
     return names
+
+
+def _variable_names(fn):
+    """id(tensor) -> variable name, for tensors the function reads from its closure or globals."""
+    fn = getattr(fn, "__wrapped__", fn)
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return {}
+    out = {}
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            if isinstance(cell.cell_contents, Tensor):
+                out.setdefault(id(cell.cell_contents), name)
+        except ValueError:
+            pass
+    g = getattr(fn, "__globals__", {})
+    for name in code.co_names:
+        if isinstance(g.get(name), Tensor):
+            out.setdefault(id(g[name]), name)
+    return out
 
 
 def _find_modules(fn):
@@ -92,6 +112,8 @@ def trace(fn, example_args):
         tr.graph.outputs = [tr.value_of(o) for o in outs]
     n_user = len(outs)
     names = _tensor_names(_find_modules(fn))
+    for k, v in _variable_names(fn).items():
+        names.setdefault(k, v)
     params, updated, used = {}, [], set()
     index = {id(v): i for i, v in enumerate(tr.graph.inputs)}
     for k, (t, v, _line) in enumerate(tr.captured):
@@ -200,6 +222,8 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     n_args = entry.n_args
     modules = _find_modules(f) + ([cf.module] if getattr(cf, "module", None) is not None else [])
     module_names = _tensor_names(modules)
+    for k, v in _variable_names(target).items():
+        module_names.setdefault(k, v)
     params, used, cap_index = {}, set(), {}
     for k, c in enumerate(entry.captured):
         i = n_args + k
@@ -248,7 +272,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
 
 
 def export(f, example_args=(), path=None, input_names=None, output_names=None, dynamic_axes=None,
-           opset=None, verify=False, rtol=1e-4, atol=1e-5, doc_string=None):
+           opset=None, verify=False, rtol=1e-4, atol=1e-5, doc_string=None, training=False):
     """Export `f` (function, nn.Module, @dg.function or Graph) to ONNX; returns the onnx.ModelProto.
 
     example_args: the inputs to trace with (Tensors; other values are static). input_names /
@@ -257,11 +281,17 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
     both onnx and onnxruntime support. verify: run onnxruntime on the example inputs and on random
     sizes along the dynamic axes and compare with dualgraph (rtol/atol); raises VerificationError.
     path: where to write (atomically); None returns the model without writing.
+    training: an nn.Module is exported in eval mode (dropout off, BatchNorm on running statistics)
+    and put back in its mode afterwards, as torch.onnx.export does; training=True keeps its mode.
     """
     from ..nn.module import Module
-    was_training = None
-    if isinstance(f, Module) and getattr(f, "training", False):
-        was_training = True
+    if isinstance(f, Module) and not training and f.training:
+        f.eval()
+        try:
+            return export(f, example_args, path, input_names, output_names, dynamic_axes, opset, verify,
+                          rtol, atol, doc_string, training)
+        finally:
+            f.train()
     traced = _obtain(f, example_args, dynamic_axes, input_names)
     graph = traced.graph
     out_names = list(output_names or [])
@@ -291,5 +321,4 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
         _verify(model, info, graph, feeds, reference, rtol=rtol, atol=atol)
     if path is not None:
         save_atomic(model, path)
-    _ = was_training, DualgraphError
     return model

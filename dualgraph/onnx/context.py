@@ -108,11 +108,14 @@ class LoweringContext:
         self.node_attrs = {} if attrs is None else attrs      # id(Node) -> attrs with Dims
         self.scalar_dims = root.scalar_dims if root is not None else {}  # (id(Node), i) -> Dim
         self.uniform = root.uniform if root is not None else {}   # id(const) -> (sym shape, fill)
+        if root is not None:
+            self.dim_names = root.dim_names
         if root is None:
             self.initializers = []
             self._used = set()
             self._const_cache = {}
             self.emitted = {}   # op name -> ONNX op types its lowering emitted (for the docs)
+            self.dim_names = {}  # Dim -> dim_param name (from dynamic_axes)
         self._dim_cache = {}
         self._shape_cache = {}
         self.current = None   # the IR node being lowered (for error messages)

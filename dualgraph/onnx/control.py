@@ -15,8 +15,10 @@ from .context import is_sym, onnx_dtype
 from .lowering import RULES
 
 
-def _vi(name, aval, shape=None):
-    dims = [d.name if is_sym(d) else (None if d is None or (isinstance(d, int) and d < 0) else int(d))
+def _vi(name, aval, shape=None, names=None):
+    from .export import dim_param
+    dims = [dim_param(d, names or {}) if is_sym(d) else
+            (None if d is None or (isinstance(d, int) and d < 0) else int(d))
             for d in (aval.shape if shape is None else shape)]
     return helper.make_tensor_value_info(name, onnx_dtype(aval.dtype), dims)
 
@@ -43,7 +45,7 @@ def _outputs_inside(sub, graph, hint):
         if src not in produced or src in outs:
             src = sub.emit("Identity", [src], hint=hint)
         outs.append(src)
-        infos.append(_vi(src, v.aval, sub.shape(v)))
+        infos.append(_vi(src, v.aval, sub.shape(v), sub.dim_names))
     return outs, infos
 
 

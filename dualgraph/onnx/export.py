@@ -161,11 +161,19 @@ def _normalize_dynamic_axes(dynamic_axes, names):
     return out
 
 
-def _value_info(name, dtype, shape):
+def dim_param(d, names):
+    """The ONNX dim_param of a symbolic dim: the name dynamic_axes gave it, else its own."""
+    if isinstance(d, SymDim):
+        parts = [dim_param(f, names) for f in d.factors] + ([str(d.num)] if d.num != 1 else [])
+        return "*".join(parts) + (f"/{d.den}" if d.den != 1 else "")
+    return names.get(d, d.name)
+
+
+def _value_info(name, dtype, shape, names=None):
     dims = []
     for d in shape:
         if is_sym(d):
-            dims.append(d.name)
+            dims.append(dim_param(d, names or {}))
         elif d is None or (isinstance(d, int) and d < 0):
             dims.append(None)
         else:
@@ -260,10 +268,9 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
                 raise ExportError(f"dynamic_axes: input {info.input_names[k]!r} has {len(shape)} dims, "
                                   f"no axis {axis}")
             axis %= len(shape)
-            if isinstance(shape[axis], Dim):
+            if isinstance(shape[axis], Dim):   # symbolic in the trace already: just name it
                 by_name.setdefault(dname, shape[axis])
-                shape[axis].name = dname if shape[axis].name.startswith("d") and len(shape[axis].name) < 4 \
-                    else shape[axis].name
+                ctx.dim_names.setdefault(shape[axis], dname)
                 continue
             d = by_name.get(dname)
             if d is None:
@@ -278,7 +285,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         for axis, d in enumerate(shape):
             if isinstance(d, Dim) and not isinstance(d, SymDim):
                 ctx.dim_sources.setdefault(d, (ctx.names[id(v)], axis))
-                info.dims.setdefault(d.name, d)
+                info.dims.setdefault(ctx.dim_names.get(d, d.name), d)
     ctx.sym_shapes.update(sym_shapes)
     if fresh:
         from .symbolic import Deriver
@@ -323,13 +330,13 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
             if is_sym(shape[axis]):
                 continue
             shape[axis] = by_name.get(dname) or Dim(dname)
-        out_infos.append(_value_info(want, v.aval.dtype, shape))
+        out_infos.append(_value_info(want, v.aval.dtype, shape, ctx.dim_names))
     info.output_names = output_names
     info.value_names = dict(ctx.names)
     info.emitted = ctx.emitted
 
-    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])])
-                for k, i in enumerate(info.fed)]
+    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])],
+                            ctx.dim_names) for k, i in enumerate(info.fed)]
     in_infos += [_value_info(initializers[i][0], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape)
                  for i in sorted(overridable)]
     g = helper.make_graph(ctx.nodes, graph.name or "dualgraph", in_infos, out_infos, ctx.initializers)

@@ -182,8 +182,8 @@ def check_outputs(model, info, graph, feeds, reference, rtol, atol, label):
             if frozen:
                 lines.append("  shapes the trace read as Python numbers (frozen into the graph):")
                 lines.extend(f"    {f!r}" for f in frozen[:8])
-            lines.append("  compute sizes with tensor ops (x.mean(axis=0), reshape(-1, ...)) instead of "
-                         "Python arithmetic on x.shape")
+            lines.append("  keep sizes inside dualgraph (tensor ops, or + - * / on x.shape) instead of math, "
+                         "numpy or int() on them")
         raise VerificationError("\n".join(lines))
     return got
 
