@@ -259,12 +259,33 @@ def take_along_axis(x, indices, axis):
     if indices.ndim != x.ndim:
         raise ShapeError(f"take_along_axis: index has {indices.ndim} dims, input has {x.ndim}")
     _check_index("take_along_axis", x, indices, axis)
+    # numpy broadcasts x and indices against each other outside `axis`; the primitive takes equal dims there
+    if any(a != b for d, (a, b) in enumerate(zip(x.shape, indices.shape)) if d != axis):
+        from .infer import broadcast_shapes
+        from .shape import broadcast_to
+        common = list(broadcast_shapes("take_along_axis", tuple(1 if d == axis else n for d, n in enumerate(x.shape)),
+                                       tuple(1 if d == axis else n for d, n in enumerate(indices.shape))))
+        x = broadcast_to(x, tuple(x.shape[d] if d == axis else n for d, n in enumerate(common)))
+        indices = broadcast_to(indices, tuple(indices.shape[d] if d == axis else n for d, n in enumerate(common)))
     return apply(TAKE_ALONG_AXIS, (x, indices), {"axis": axis})
 
 
 def gather(x, dim, index):
-    """PyTorch's gather(input, dim, index): out[i][j] = input[index[i][j]][j] for dim=0."""
-    return take_along_axis(x, index, dim)
+    """PyTorch's gather(input, dim, index): out[i][j] = input[index[i][j]][j] for dim=0.
+
+    The output has the index's shape; outside `dim` the index may be smaller than the input (PyTorch
+    reads the leading part), never larger."""
+    from .reduction import norm_axes
+    index = as_tensor(index, like=x)
+    axis = norm_axes(dim, x.ndim, "gather")[0]
+    if index.ndim != x.ndim:
+        raise ShapeError(f"gather: index has {index.ndim} dims, input has {x.ndim}")
+    if any(i > n for d, (i, n) in enumerate(zip(index.shape, x.shape)) if d != axis):
+        raise ShapeError(f"gather: index shape {tuple(index.shape)} exceeds input shape {tuple(x.shape)} "
+                         f"outside dim {axis}")
+    if any(i < n for d, (i, n) in enumerate(zip(index.shape, x.shape)) if d != axis):
+        x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(index.shape))]
+    return take_along_axis(x, index, axis)
 
 
 def scatter_add(x, dim, index, src):
