@@ -371,6 +371,16 @@ def np_split(x, size_or_sections, axis=0):
     return tuple(np.split(x, bounds, axis=axis))
 
 
+def np_gather(x, dim, index):
+    """PyTorch's gather by its definition: out[pos] = x[pos with pos[dim] replaced by index[pos]]."""
+    out = np.empty(index.shape, x.dtype)
+    for pos in np.ndindex(*index.shape):
+        src = list(pos)
+        src[dim] = index[pos]
+        out[pos] = x[tuple(src)]
+    return out
+
+
 def np_scatter_add(x, dim, index, src):
     out = x.copy()
     for pos in np.ndindex(*index.shape):
@@ -811,11 +821,15 @@ OP_DB = [
            dtypes=NUMERIC),
     OpInfo("index_put", lambda x, v, *, index: dg.index_put(x, index, v), lambda x, v, *, index: _with_set(x, v, index),
            lambda make: [Sample((make(4, 5), make(2, 5)), {"index": (slice(0, 2),)})]),
-    OpInfo("gather", lambda x, d, i: dg.gather(x, d, i), lambda x, d, i: np.take_along_axis(x, i, d),
+    OpInfo("gather", lambda x, d, i: dg.gather(x, d, i), np_gather,
            lambda make: [Sample((make(3, 4), 1, make.index((3, 2), 4))), Sample((make(3, 4), 0, make.index((5, 4), 3)), desc="repeats"),
-                         Sample((make(2, 3, 4), -1, make.index((2, 3, 6), 4)), desc="negative dim")], dtypes=NUMERIC),
+                         Sample((make(2, 3, 4), -1, make.index((2, 3, 6), 4)), desc="negative dim"),
+                         Sample((make(3, 4), 1, make.index((2, 2), 4)), desc="index smaller than input")],
+           dtypes=NUMERIC),
     OpInfo("take_along_axis", lambda x, i, a: dg.take_along_axis(x, i, a), lambda x, i, a: np.take_along_axis(x, i, a),
-           lambda make: [Sample((make(3, 4), make.index((3, 1), 4), 1))]),
+           lambda make: [Sample((make(3, 4), make.index((3, 1), 4), 1)),
+                         Sample((make(3, 4), make.index((1, 2), 4), 1), desc="index broadcasts"),
+                         Sample((make(1, 4), make.index((3, 2), 4), -1), desc="input broadcasts")]),
     OpInfo("scatter_add", lambda x, d, i, s: dg.scatter_add(x, d, i, s), np_scatter_add,
            lambda make: [Sample((make(3, 4), 0, make.index((5, 4), 3), make(5, 4)), desc="repeated targets"),
                          Sample((make(3, 4), 1, make.index((3, 2), 4), make(3, 2))),
