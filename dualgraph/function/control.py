@@ -26,30 +26,34 @@ DATA_DEPENDENT = {"nonzero"}
 
 # ---- pytrees of tensors (loop state, branch outputs) ------------------------------------------------
 
+# module-level recursion: a recursive closure (a nested `def walk` calling itself) is a reference
+# cycle that keeps the leaves alive until the garbage collector runs, so a tensor made inside a trace
+# (`dg.tensor(0)` as loop state) looked like live outside state and was read again at every call
+def _walk(o, leaves):
+    if isinstance(o, (tuple, list)):
+        return (type(o), tuple(_walk(i, leaves) for i in o))
+    if isinstance(o, dict):
+        keys = sorted(o)
+        return (dict, tuple(keys), tuple(_walk(o[k], leaves) for k in keys))
+    leaves.append(o)
+    return None
+
+
 def tree_flatten(x):
     leaves = []
+    return leaves, _walk(x, leaves)
 
-    def walk(o):
-        if isinstance(o, (tuple, list)):
-            return (type(o), tuple(walk(i) for i in o))
-        if isinstance(o, dict):
-            keys = sorted(o)
-            return (dict, tuple(keys), tuple(walk(o[k]) for k in keys))
-        leaves.append(o)
-        return None
-    return leaves, walk(x)
+
+def _build(t, it):
+    if t is None:
+        return next(it)
+    if t[0] is dict:
+        return {k: _build(c, it) for k, c in zip(t[1], t[2])}
+    return t[0](_build(c, it) for c in t[1])
 
 
 def tree_unflatten(tree, leaves):
-    it = iter(leaves)
-
-    def build(t):
-        if t is None:
-            return next(it)
-        if t[0] is dict:
-            return {k: build(c) for k, c in zip(t[1], t[2])}
-        return t[0](build(c) for c in t[1])
-    return build(tree)
+    return _build(tree, iter(leaves))
 
 
 def _subtrace(tr, fn, in_tensors, name):

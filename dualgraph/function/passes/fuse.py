@@ -131,23 +131,35 @@ def fuse(graph, min_size=2):
     outputs = {id(v) for v in graph.outputs}
     group_of = {}
     groups = []
+    taint = {}  # id(node) -> ids of groups it depends on through nodes outside them (merging would cycle)
     for node in graph.nodes:
-        if not _fusible(node):
-            continue
-        target = None
+        deps = set()
         for v in node.inputs:
-            if v is None or v.producer is None or id(v.producer) not in group_of:
-                continue
-            g = group_of[id(v.producer)]
-            if (len(users.get(id(v), ())) == 1 and id(v) not in outputs
-                    and v.aval.shape == node.outputs[0].aval.shape):
-                target = g
-                break
-        if target is None:
-            target = []
-            groups.append(target)
-        target.append(node)
-        group_of[id(node)] = target
+            if v is not None and v.producer is not None:
+                deps |= taint.get(id(v.producer), set())
+                g = group_of.get(id(v.producer))
+                if g is not None:
+                    deps.add(id(g))
+        target = None
+        if _fusible(node):
+            for v in node.inputs:
+                if v is None or v.producer is None or id(v.producer) not in group_of:
+                    continue
+                g = group_of[id(v.producer)]
+                if v.aval.shape != node.outputs[0].aval.shape:
+                    continue
+                # no other input may reach g through a node outside it
+                if all(u is None or u.producer is None or group_of.get(id(u.producer)) is g
+                       or id(g) not in taint.get(id(u.producer), set()) for u in node.inputs):
+                    target = g
+                    break
+            if target is None:
+                target = []
+                groups.append(target)
+            target.append(node)
+            group_of[id(node)] = target
+            deps.discard(id(target))
+        taint[id(node)] = deps
     fused_ids = {}
     for g in groups:
         if len(g) >= min_size:
@@ -237,6 +249,7 @@ def kernel_for(node, xp):
 
 def _numpy_kernel(body):
     """Generated Python: each op a ufunc call with out= into a dead same-typed buffer when there is one."""
+    from ..executor import is_where_zero as _is_where_zero, where_zero as _where_zero
     glob = {"np": np}
     names = {}
     lines = []
@@ -320,6 +333,13 @@ def _numpy_kernel(body):
                 name = f"t{tmp}"
                 tmp += 1
                 lines.append(f"    {name} = np.maximum({ins[0]}, 0.0)")
+        elif _is_where_zero(n):
+            f = _g(glob, _where_zero)
+            name = f"t{tmp}"
+            tmp += 1
+            lines.append(f"    {name} = {f}(np, {ins[0]}, {ins[1]})")
+            if buf is not None:
+                free.append((buf, o.aval))
         else:
             f = _g(glob, n.op.forward)
             kw = "".join(f", {a}={_g(glob, val)}" for a, val in n.attrs.items())

@@ -4,7 +4,10 @@ casts to the same dtype, and scalar constants gathered (c1*(c2*x) -> (c1*c2)*x).
 Each rule only fires when the result keeps the node's exact shape and dtype, so callers never see
 a difference except in rounding of gathered constants.
 """
+import numpy as np
+
 from ...graph.ir import Value
+from ...ops.infer import Aval
 from ...ops.registry import REGISTRY
 
 
@@ -32,6 +35,28 @@ def _swap(v, producers, emit, node):
                 node.source)
 
 
+def _scalars_for_fills(node, producers):
+    """An elementwise operand made by full_like(_, c) becomes the scalar c when that keeps the
+    node's shape and dtype (where(m, g, zeros_like(g)) -> where(m, g, 0))."""
+    from ...ops.infer import broadcast_shapes
+    out = node.outputs[0].aval
+    ins = list(node.inputs)
+    for i, v in enumerate(ins):
+        p = producers.get(id(v)) if v is not None else None
+        if p is None or p.op.name != "full_like" or v.aval.dtype != out.dtype:
+            continue
+        c = p.attrs["value"]
+        if not isinstance(c, (int, float)) or isinstance(c, bool):
+            continue
+        rest = [u.aval.shape for j, u in enumerate(ins) if j != i and u is not None and not u.weak]
+        if not rest or tuple(broadcast_shapes("simplify", *rest)) != tuple(out.shape):
+            continue
+        if node.op.name == "where" and i == 0:
+            continue
+        ins[i] = Value(Aval((), np.result_type(c)), const=c, weak=True)
+    return ins
+
+
 def simplify(graph):
     repl = {}
     producers = {}
@@ -48,6 +73,8 @@ def simplify(graph):
 
     for node in graph.nodes:
         node.inputs = [repl.get(id(v), v) if v is not None else None for v in node.inputs]
+        if node.op.elementwise and node.op.name != "cast":
+            node.inputs = _scalars_for_fills(node, producers)
         name, ins, attrs = node.op.name, node.inputs, node.attrs
         out = None
         if name == "mul" and len(ins) == 2:
