@@ -523,3 +523,14 @@ def test_module_exports_in_eval_mode_unless_training():
     (got,) = run(onx, [x.numpy()])
     kept = got != 0
     assert 0 < kept.mean() < 1   # dropout is really on in the training-mode export
+
+
+def test_size_expressions_from_the_tracer_become_shape_arithmetic():
+    def f(x):
+        return x.reshape(x.shape[0] * 3, -1).sum(axis=1).reshape(x.shape[0] // 1, 3)
+    onx = dgo.export(f, (dg.randn(2, 3, 4),), None, input_names=["x"], output_names=["y"],
+                     dynamic_axes={"x": {0: "B"}}, verify=True)
+    assert onx.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "(B//1)"
+    x = dg.randn(7, 3, 4)
+    (got,) = run(onx, {"x": x.numpy()})
+    np.testing.assert_allclose(got, f(x).numpy(), rtol=1e-5, atol=1e-5)

@@ -208,7 +208,13 @@ class LoweringContext:
         key = d if isinstance(d, SymDim) else id(d)
         if key in self._dim_cache:
             return self._dim_cache[key]
-        if isinstance(d, SymDim):
+        if hasattr(d, "op") and hasattr(d, "args"):   # @dg.function's DimExpr: (d0 * 3), (d0 // 2)
+            a, b = (self.dim(x) if is_sym(x) else self.i64([int(x)]) for x in d.args)
+            kind = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod"}.get(d.op)
+            if kind is None:
+                raise NotExportable(f"the size expression {d} is not an integer")
+            out = self.emit(kind, [a, b])   # sizes are non-negative: Div is floor division
+        elif isinstance(d, SymDim):
             out = None
             for f in d.factors:
                 piece = self.dim(f)

@@ -166,6 +166,8 @@ def dim_param(d, names):
     if isinstance(d, SymDim):
         parts = [dim_param(f, names) for f in d.factors] + ([str(d.num)] if d.num != 1 else [])
         return "*".join(parts) + (f"/{d.den}" if d.den != 1 else "")
+    if hasattr(d, "code") and hasattr(d, "args"):   # @dg.function's DimExpr
+        return d.code(lambda leaf: names.get(leaf, leaf.name)).replace(" ", "")
     return names.get(d, d.name)
 
 

@@ -17,6 +17,8 @@ def resolve_dims(obj, env):
         for f in obj.factors:
             n *= env[f]
         return n * obj.num // obj.den
+    if isinstance(obj, Dim) and hasattr(obj, "evaluate"):   # @dg.function's DimExpr
+        return int(obj.evaluate(env))
     if isinstance(obj, Dim):
         return env[obj]
     if isinstance(obj, dict):
