@@ -273,10 +273,26 @@ def _pad_forward(xp, x, pad_width, mode, value):
 
 
 def _pad_vjp(ctx, g):
-    if ctx.attrs["mode"] != "constant":
-        raise NotImplementedError  # guarded in pad(): only constant mode records a node
-    index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.attrs["pad_width"]))
-    return (g[index],)
+    if ctx.attrs["mode"] == "constant":
+        index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.attrs["pad_width"]))
+        return (g[index],)
+    # reflect/edge: each output position copies one input position per axis; add the gradient back
+    # there, one axis at a time (the map is numpy's own padding of an arange)
+    from ..creation import zeros
+    from ..tensor import Tensor
+    from .indexing import scatter_add
+    x = ctx.inputs[0]
+    for axis, (lo, hi) in enumerate(ctx.attrs["pad_width"]):
+        if not (lo or hi):
+            continue
+        n = x.shape[axis]
+        source = np.pad(np.arange(n), (lo, hi), mode=ctx.attrs["mode"])
+        shape = [1] * g.ndim
+        shape[axis] = len(source)
+        index = broadcast_to(Tensor(source.reshape(shape), device=g.device), tuple(g.shape))
+        target = tuple(n if d == axis else s for d, s in enumerate(g.shape))
+        g = scatter_add(zeros(target, dtype=g.dtype, device=g.device), axis, index, g)
+    return (g,)
 
 
 def _padded_dim(d, lo, hi):
@@ -306,8 +322,8 @@ def pad(x, pad, mode="constant", value=0.0):
         widths = tuple([(0, 0)] * (x.ndim - len(pairs)) + list(reversed(pairs)))
     if len(widths) != x.ndim:
         raise ShapeError(f"pad: {len(widths)} (before, after) pairs for a tensor with {x.ndim} dims")
-    if mode != "constant" and x.requires_grad:
-        raise NotImplementedError(f"pad: mode {mode!r} is not differentiable yet; use mode='constant'")
+    if mode == "reflect" and any(lo >= d or hi >= d for (lo, hi), d in zip(widths, x.shape) if lo or hi):
+        raise ShapeError(f"pad: reflect padding {widths} must be smaller than the padded dims of {tuple(x.shape)}")
     return apply(PAD, (x,), {"pad_width": widths, "mode": mode, "value": float(value)})
 
 
