@@ -175,6 +175,7 @@ class Tensor:
         """Call hook(grad) when this tensor's gradient is computed; a returned tensor replaces it."""
         if not self._requires_grad:
             raise AutogradError("cannot register a hook on a tensor that does not require grad")
+        from .autograd.graph import HookHandle, add_hook
         if self._grad_fn is not None:
             from .autograd.graph import add_hook
             add_hook(self, hook)
@@ -182,7 +183,7 @@ class Tensor:
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(hook)
-        return hook
+        return HookHandle(self._hooks, hook, hook)
 
     def detach(self):
         if STATE.tracer is not None:

@@ -306,6 +306,18 @@ def test_hooks_on_leaves_and_intermediates():
     assert y.grad.tolist() == [10.0, 10.0]   # retain_grad sees the hooked gradient, as in PyTorch
     with pytest.raises(dg.AutogradError, match="does not require grad"):
         dg.ones(2).register_hook(lambda g: g)
+    # register_hook returns a handle whose remove() unregisters the hook
+    z = leaf([1.0])
+    handle = z.register_hook(lambda g: g * 0)
+    handle.remove()
+    handle.remove()                          # idempotent
+    (z * 3).sum().backward()
+    assert z.grad.tolist() == [3.0]
+    m = z * 1
+    h2 = m.register_hook(lambda g: g * 0)
+    h2.remove()
+    m.sum().backward()
+    assert z.grad.tolist() == [4.0]
     # autograd.grad runs a leaf's hooks too (as torch.autograd.grad does) and leaves .grad alone
     w = leaf([1.0, 2.0])
     w.register_hook(lambda g: g + 100)

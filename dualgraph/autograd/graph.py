@@ -133,9 +133,36 @@ def retain(tensor):
     node._retained.append((tensor._out_index, weakref.ref(tensor)))
 
 
+class HookHandle:
+    """What `register_hook` returns: `handle.remove()` unregisters the hook (as in PyTorch); calling
+    the handle calls the hook, and `with handle:` removes it on exit."""
+
+    __slots__ = ("_hooks", "_entry", "hook")
+
+    def __init__(self, hooks, entry, hook):
+        self._hooks, self._entry, self.hook = hooks, entry, hook
+
+    def remove(self):
+        for i, e in enumerate(self._hooks):
+            if e is self._entry:
+                del self._hooks[i]
+                return
+
+    def __call__(self, *args, **kwargs):
+        return self.hook(*args, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 def add_hook(tensor, hook):
     """register_hook on a non-leaf: the hook lives on its node (it runs even if the tensor is dropped)."""
     node = tensor._grad_fn
     if node._hooks is None:
         node._hooks = []
-    node._hooks.append((tensor._out_index, hook))
+    entry = (tensor._out_index, hook)
+    node._hooks.append(entry)
+    return HookHandle(node._hooks, entry, hook)
