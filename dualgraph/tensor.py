@@ -177,9 +177,7 @@ class Tensor:
             raise AutogradError("cannot register a hook on a tensor that does not require grad")
         from .autograd.graph import HookHandle, add_hook
         if self._grad_fn is not None:
-            from .autograd.graph import add_hook
-            add_hook(self, hook)
-            return hook
+            return add_hook(self, hook)
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(hook)
