@@ -26,7 +26,7 @@ fails when a primitive in `dualgraph.ops.REGISTRY` is exercised by no row.
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 from scipy import special as sp
@@ -400,10 +400,6 @@ def _dg_setitem(x, v, *, index):
     y = x.clone()
     y[index] = v
     return y
-
-
-def _ref_random(shape_of_out):
-    return shape_of_out
 
 
 # ---- sample generators ------------------------------------------------------------------------------
