@@ -24,8 +24,10 @@ def pytorch_style():
     print(f"w.grad = {w.grad.item()}    (dy/dw = (w + 1) + (x + w) = 5)")
     print(f"x.grad = {x.grad.item()}    (dy/dx = w + 1 = 2)")
     print(f"a.grad = {a.grad.item()}    (retained: dy/da = b = 2)")
+    print(f"b.grad = {b.grad}, y.grad = {y.grad}    (non-leaves keep no grad unless retain_grad())")
     print("is_leaf:", ", ".join(f"{n}={t.is_leaf}" for n, t in zip("wxaby", (w, x, a, b, y))))
-    print(f"y.grad_fn = {y.grad_fn.name()}, a.grad_fn = {a.grad_fn.name()}, b.grad_fn = {b.grad_fn.name()}")
+    print(f"y.grad_fn = {y.grad_fn.name()}, a.grad_fn = {a.grad_fn.name()}, b.grad_fn = {b.grad_fn.name()}, "
+          f"w.grad_fn = {w.grad_fn}")
     print("y.grad_fn.next_functions =", [fn.name() for fn, _ in y.grad_fn.next_functions])
     return w, x, y
 
