@@ -1,6 +1,6 @@
 """@dg.function benchmarks (issue 3), side by side in one process; prints times and ratios.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_function.py [--quick]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_function.py [--quick] [--threads=N]
 
 W4: tanh-GELU on 1,000,000 float32: numpy as written, the best plain-numpy form, dg compiled,
     jax.jit (if installed), a plain 4 MB copy.
@@ -8,10 +8,15 @@ W3: a 784-256-256-10 ReLU MLP training step (cross-entropy, SGD) at batch 8/128/
     numpy step, PyTorch eager (if installed), dg eager, dg compiled (one @dg.function per step).
 Overhead: a cached call of a compiled tiny function minus the time of its kernel; first-call time.
 """
+import os
 import sys
 import time
 
-import numpy as np
+THREADS = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if THREADS:  # BLAS threads must be fixed before numpy loads; torch gets the same count below
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = THREADS
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, ".")
 import dualgraph as dg  # noqa: E402
@@ -19,24 +24,32 @@ import dualgraph as dg  # noqa: E402
 QUICK = "--quick" in sys.argv
 
 
-def bench(fn, min_time=0.3 if not QUICK else 0.05, repeat=5):
-    """Best-of-`repeat` mean time per call, in seconds."""
-    fn()
-    n, t = 1, 0.0
-    while True:
-        s = time.perf_counter()
-        for _ in range(n):
-            fn()
-        t = time.perf_counter() - s
-        if t > min_time / repeat or n > 1e6:
-            break
-        n *= 2
-    best = t / n
-    for _ in range(repeat - 1):
-        s = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - s) / n)
+def compare(fns, rounds=None, target=None):
+    """{name: seconds per call}: the variants run interleaved, round after round, and each keeps its
+    best round, so a busy machine slows them alike instead of whichever happened to run then."""
+    rounds = rounds or (3 if QUICK else 9)
+    target = target or (0.02 if QUICK else 0.06)
+    ns = {}
+    for name, fn in fns.items():
+        fn()
+        n = 1
+        while True:
+            s = time.perf_counter()
+            for _ in range(n):
+                fn()
+            t = time.perf_counter() - s
+            if t > target / 4 or n >= 1 << 20:
+                break
+            n *= 2
+        ns[name] = max(1, int(n * target / max(t, 1e-9)))
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            n = ns[name]
+            s = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - s) / n)
     return best
 
 
@@ -66,17 +79,19 @@ def w4():
     first = time.perf_counter() - t0
     ref = best_numpy()
     err = float(np.abs(gelu(x).numpy() - ref).max())
-    rows = [("numpy as written", bench(as_written)), ("best numpy form", bench(best_numpy)),
-            ("dg compiled", bench(lambda: gelu(x)))]
+    fns = {"numpy as written": as_written, "best numpy form": best_numpy, "dg compiled": lambda: gelu(x)}
     try:
         import jax
         import jax.numpy as jnp
         jx = jnp.asarray(xn)
         jf = jax.jit(lambda x: 0.5 * x * (1 + jnp.tanh(0.7978845608 * (x + 0.044715 * x ** 3))))
-        rows.append(("jax.jit", bench(lambda: jf(jx).block_until_ready())))
+        fns["jax.jit"] = lambda: jf(jx).block_until_ready()
     except ImportError:
-        rows.append(("jax.jit", None))
-    rows.append(("plain 4 MB copy", bench(lambda: xn.copy())))
+        pass
+    fns["plain 4 MB copy"] = lambda: xn.copy()
+    times = compare(fns)
+    rows = [(k, times.get(k)) for k in ("numpy as written", "best numpy form", "dg compiled", "jax.jit",
+                                        "plain 4 MB copy")]
     base = rows[1][1]
     for name, t in rows:
         print(f"  {name:<18} {ms(t) if t else '  (not installed)'}  {'' if not t else f'{t / base:6.2f}x best numpy'}")
@@ -132,10 +147,11 @@ def w3():
     for batch in (8, 128, 1024):
         rng = np.random.default_rng(0)
         np_step, params, xn, yn = mlp_numpy(batch, rng)
-        rows = [("numpy by hand", bench(np_step))]
+        fns = {"numpy by hand": np_step}
         try:
             import torch
-            torch.set_num_threads(max(1, torch.get_num_threads()))
+            if THREADS:
+                torch.set_num_threads(int(THREADS))
             tp = [torch.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
             tx, ty = torch.tensor(xn), torch.tensor(yn)
             topt = torch.optim.SGD(tp, lr=0.01)
@@ -148,9 +164,9 @@ def w3():
                 loss.backward()
                 topt.step()
                 return loss
-            rows.append(("PyTorch eager", bench(torch_step)))
+            fns["PyTorch eager"] = torch_step
         except ImportError:
-            rows.append(("PyTorch eager", None))
+            pass
 
         def make_dg():
             dg.manual_seed(0)
@@ -167,13 +183,24 @@ def w3():
             loss.backward()
             opt.step()
             return loss
-        rows.append(("dg eager", bench(dg_step)))
-        ps, opt = make_dg()
-        compiled = dg.function(dg_step)
+        fns["dg eager"] = dg_step
+        ps2, opt2 = make_dg()
+
+        def dg_step2():
+            opt2.zero_grad()
+            h = dg.relu(dg.nn.functional.linear(x, ps2[0], ps2[1]))
+            h = dg.relu(dg.nn.functional.linear(h, ps2[2], ps2[3]))
+            loss = dg.cross_entropy(dg.nn.functional.linear(h, ps2[4], ps2[5]), y)
+            loss.backward()
+            opt2.step()
+            return loss
+        compiled = dg.function(dg_step2)
         t0 = time.perf_counter()
         compiled()
         first = time.perf_counter() - t0
-        rows.append(("dg compiled", bench(compiled)))
+        fns["dg compiled"] = compiled
+        times = compare(fns)
+        rows = [(k, times.get(k)) for k in ("numpy by hand", "PyTorch eager", "dg eager", "dg compiled")]
         base = rows[1][1] or rows[0][1]
         print(f"  batch {batch}:")
         for name, t in rows:
@@ -191,9 +218,8 @@ def overhead():
     ident = dg.function(lambda x: x)
     tiny = dg.function(lambda x: x + 1.0)
     ident(x), tiny(x)
-    t_id = bench(lambda: ident(x))
-    t_tiny = bench(lambda: tiny(x))
-    t_kernel = bench(lambda: np.add(xn, 1.0))
+    times = compare({"id": lambda: ident(x), "tiny": lambda: tiny(x), "kernel": lambda: np.add(xn, 1.0)})
+    t_id, t_tiny, t_kernel = times["id"], times["tiny"], times["kernel"]
     print(f"  compiled identity:        {t_id * 1e6:7.2f} us per call")
     print(f"  compiled x + 1.0:         {t_tiny * 1e6:7.2f} us per call (numpy kernel alone {t_kernel * 1e6:.2f} us)")
     print(f"  overhead beyond kernels:  {(t_tiny - t_kernel) * 1e6:7.2f} us")
@@ -201,7 +227,8 @@ def overhead():
 
 
 if __name__ == "__main__":
-    print(f"numpy {np.__version__}; dualgraph {dg.__version__}")
+    print(f"numpy {np.__version__}; dualgraph {dg.__version__}; BLAS/torch threads: {THREADS or 'default'}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     overhead()
     w4()
     w3()

@@ -98,8 +98,18 @@ def Value_like(pv):
     return Value(pv.aval)
 
 
-def _outer_tensors(tr, union):
-    return [tr.tensor_for(v, tr.device_of(v)) for v in union]
+def _outer_tensors(tr, union, subs):
+    """The enclosing tensors the subgraphs read, one per lifted Value: the tensors themselves (their
+    requires_grad decides what is differentiated), not whichever tensor first got that Value."""
+    out = []
+    for v in union:
+        t = None
+        for s in subs:
+            c = s.outer_tensor.get(id(v))
+            if c is not None and (t is None or (c._requires_grad and not t._requires_grad)):
+                t = c
+        out.append(t if t is not None else tr.tensor_for(v, tr.device_of(v)))
+    return out
 
 
 # ---- cond -------------------------------------------------------------------------------------------
@@ -175,7 +185,7 @@ def cond(pred, true_fn, false_fn, *operands):
         if a.aval != b.aval:
             raise ShapeError(f"dg.cond: the branches return different shapes/dtypes: {a.aval} and {b.aval}")
     union = _align([s_then, s_else], tr)
-    extra = _outer_tensors(tr, union)
+    extra = _outer_tensors(tr, union, [s_then, s_else])
     pred_t = pred if pred.dtype == np.bool_ else pred.astype(bool)
     if pred_t.ndim:
         raise ShapeError(f"dg.cond: pred must be a scalar (0-d) tensor, got shape {tuple(pred.shape)}")
@@ -238,7 +248,7 @@ def while_loop(cond_fn, body_fn, init_val):
         with tracing(s_cond):
             s_cond.graph.outputs = [s_cond.value_of(astype(outs_c[0], bool))]
     union = _align([s_cond, s_body], tr)
-    extra = _outer_tensors(tr, union)
+    extra = _outer_tensors(tr, union, [s_cond, s_body])
     outs = tr.apply(WHILE, (*state, *extra), {}, subgraphs={"cond": s_cond.graph, "body": s_body.graph})
     outs = outs if isinstance(outs, tuple) else (outs,)
     return tree_unflatten(tree, outs)

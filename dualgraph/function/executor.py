@@ -98,7 +98,10 @@ class _Gen:
         if v.const is not None:
             n = self.names.get(id(v))
             if n is None:
-                n = self.names[id(v)] = self.const(v.const)
+                c = v.const
+                if self.xp is not np and isinstance(c, np.ndarray):
+                    c = self.xp.asarray(c)  # folded on the host, used on the device
+                n = self.names[id(v)] = self.const(c)
             return n
         return self.names[id(v)]
 

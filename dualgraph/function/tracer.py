@@ -92,6 +92,8 @@ class Tracer:
         self.tensor_of = {}     # id(Value) -> symbolic Tensor standing for it
         self.captured = []      # [tensor, Value] concrete tensors read from outside the arguments
         self.outer = []         # (sub-tracers) parent Values lifted into this subgraph, in input order
+        self.lifted = {}        # id(parent Value) -> its input Value here (one input per parent Value)
+        self.outer_tensor = {}  # id(parent Value) -> the enclosing tensor read (for its requires_grad)
         self.tape = []
         self.mutations = {}     # id(tensor) -> [tensor, Value]  in-place updates of inputs/captured
         self.grad_writes = {}   # id(tensor) -> [tensor, Value or None]
@@ -161,9 +163,15 @@ class Tracer:
         return v
 
     def _lift(self, x, pv):
-        v = self.graph.add_input(pv.aval)
-        self.devs[id(v)] = x._device
-        self.outer.append(pv)
+        # two tensors can share a parent Value (x and x.detach() of a tensor that needs no grad): one
+        # input for both, else the second lift replaced the first and the subgraph lost an input
+        v = self.lifted.get(id(pv))
+        if v is None:
+            v = self.lifted[id(pv)] = self.graph.add_input(pv.aval)
+            self.devs[id(v)] = x._device
+            self.outer.append(pv)
+        if id(pv) not in self.outer_tensor or (x._requires_grad and not self.outer_tensor[id(pv)]._requires_grad):
+            self.outer_tensor[id(pv)] = x
         self.vals[id(x)] = v
         self.keep.append(x)
         return v
@@ -232,7 +240,7 @@ class Tracer:
             dev = attrs["device"]
         dev = dev or CPU
         node = self.graph.add_node(op, vals, attrs, avals, user_line(), subgraphs)
-        grad_on = rg and STATE.grad_enabled and op.vjp is not None
+        grad_on = rg and STATE.grad_enabled and op.vjp is not None and not attrs.get("stop_gradient")
         outs = []
         for o in node.outputs:
             t = self.sym(o, dev)
@@ -354,8 +362,12 @@ class Tracer:
         root.keep.append(t)
 
     def detach(self, t):
-        v = self.value_of(t)
-        return self.sym(v, t._device)
+        if not t._requires_grad:
+            return self.sym(self.value_of(t), t._device)
+        # a node, not the same Value under a new tensor: joint_graph replays the graph (and cond/while
+        # look tensors up by Value), so a shared Value let gradients flow through x.detach()
+        from ..ops.elementwise import COPY
+        return self.apply(COPY, (t,), {"stop_gradient": True})
 
     def inplace(self, t, result, what):
         from ..ops.elementwise import astype

@@ -114,6 +114,8 @@ def simplify(graph):
                 out = p.inputs[0]
         elif name == "cast" and ins[0].aval.dtype == attrs["dtype"]:
             out = ins[0]
+        elif name == "copy" and attrs.get("stop_gradient") and _same(ins[0], node):
+            out = ins[0]  # x.detach() in a trace: only autodiff (which ran on the traced graph) needed it
         elif name == "transpose":
             axes = attrs["axes"]
             nd = len(axes)
