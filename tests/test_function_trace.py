@@ -455,3 +455,24 @@ def test_runtime_error_in_graph_names_the_op_and_trace_line():
         return x + y
     with pytest.raises(dg.DualgraphError, match=r"add failed.*test_function_trace.py"):
         f(dg.ones(2, 3), dg.ones(5, 3))
+
+
+def test_module_eval_and_train_modes_retrace():
+    net = dg.nn.Sequential(dg.nn.Linear(4, 4), dg.nn.Dropout(0.5))
+    f = dg.function(net)
+    x = dg.ones(8, 4)
+    net.eval()
+    assert close(f(x).numpy(), net(x).detach().numpy())
+    net.train()
+    out = f(x).numpy()
+    assert f.trace_count == 2 and "train()/eval()" in f.retrace_reason
+    assert (out == 0).any()
+
+
+def test_grad_mode_is_part_of_the_signature():
+    w = dg.ones(2, requires_grad=True)
+    f = dg.function(lambda x: x * w)
+    assert f(dg.ones(2)).requires_grad
+    with dg.no_grad():
+        assert not f(dg.ones(2)).requires_grad
+    assert "grad mode changed" in f.retrace_reason

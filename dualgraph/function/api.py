@@ -295,6 +295,7 @@ class CompiledFunction:
         except (TypeError, ValueError):
             self._sig = None
         self._cache = {}
+        self._mods = list(module.modules()) if module is not None and hasattr(module, "modules") else None
         self._entries = []
         self.trace_count = 0
         self.retrace_reason = None
@@ -314,7 +315,7 @@ class CompiledFunction:
             args, statics = self._bind(args, kwargs)
         else:
             statics = ()
-        leaves, key = [], [statics, STATE.grad_enabled]
+        leaves, key = [], [statics, self._modes()]
         for a in args:
             if a.__class__ in _TENSOR_TYPES:
                 d = a._data
@@ -339,6 +340,13 @@ class CompiledFunction:
             entry = self._retrace(key, args, statics, leaves, reason=entry.guard_reason())
             caps = entry.read_captured()
         return entry.run(leaves, caps)
+
+    def _modes(self):
+        """Modes a trace bakes in: grad mode, MXNet's train_mode, and a module's train()/eval() flags."""
+        st = STATE
+        if self._mods is None:
+            return (st.grad_enabled, st.training)
+        return (st.grad_enabled, st.training, tuple(m.__dict__.get("training", True) for m in self._mods))
 
     def _bind(self, args, kwargs):
         if self._sig is None:
@@ -433,6 +441,13 @@ class CompiledFunction:
             _describe(a, params[i] if i < len(params) else f"args[{i}]", descs)
         if reason is None:
             reason = _explain(self._last_descs, descs)
+            modes = key[1] if not isinstance(key, str) else None
+            last = getattr(self, "_last_modes", None)
+            if last is not None and modes is not None and modes != last:
+                what = [n for n, a, b in zip(("grad mode", "autograd training mode", "module train()/eval() mode"),
+                                              last, modes) if a != b]
+                reason = f"{' and '.join(what)} changed"
+            self._last_modes = modes
         self.retrace_reason = reason
         self._pending_descs = descs
         sym_mask = self._sym_mask(args, leaves)
@@ -539,7 +554,7 @@ class CompiledFunction:
             args, statics = self._bind(args, kwargs)
         else:
             statics = ()
-        leaves, key = [], [statics, STATE.grad_enabled]
+        leaves, key = [], [statics, self._modes()]
         for a in args:
             _flatten(a, leaves, key)
         key = tuple(key)
