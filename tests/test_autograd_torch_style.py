@@ -681,6 +681,17 @@ UNARY = [
     ("softplus-ish", lambda lib, t: lib.log(1 + lib.exp(t * 0.5))),
     ("neg", lambda lib, t: -t),
     ("pow3", lambda lib, t: t ** 3 * 0.1),
+    ("softmax", lambda lib, t: lib.softmax(t, -1)),
+    ("cumsum", lambda lib, t: lib.cumsum(t, -1)),
+    ("clamp", lambda lib, t: lib.clamp(t, -0.8, 0.8)),
+    ("logsumexp", lambda lib, t: lib.logsumexp(t, -1, keepdim=True)),
+    ("flip", lambda lib, t: t.flip(-1)),
+    ("center", lambda lib, t: t - t.mean(-1, keepdim=True)),
+    ("var", lambda lib, t: t.var(-1, keepdim=True, correction=0)),
+    ("amax", lambda lib, t: lib.amax(t, -1, keepdim=True)),
+    ("leaky", lambda lib, t: lib.where(t > 0, t, t * 0.1)),
+    ("cat-slice", lambda lib, t: lib.cat([t, t * 2], -1)[..., 1:1 + t.shape[-1]]),
+    ("reshape", lambda lib, t: t.reshape(-1).reshape(t.shape) * 1.5),
 ]
 BINARY = [
     ("add", lambda lib, a, b: a + b),
@@ -692,7 +703,7 @@ BINARY = [
 ]
 
 
-def random_program(seed, n_ops=10):
+def random_program(seed, n_ops=12):
     """A random expression DAG over inputs of shapes (3, 4), (4,), (3, 1); values may be reused."""
     rng = np.random.default_rng(seed)
     prog = []
@@ -721,7 +732,7 @@ def run_program(prog, lib, inputs, matmul_w):
 INPUT_SHAPES = [(3, 4), (4,), (3, 1)]
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_random_graphs_match_finite_differences(seed):
     rng = np.random.default_rng(100 + seed)
     xs = [rng.standard_normal(s) for s in INPUT_SHAPES]
@@ -741,7 +752,7 @@ def test_random_graphs_match_finite_differences(seed):
                                    err_msg=f"program {prog}, input {i}")
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(24))
 def test_random_graphs_match_torch(seed):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(100 + seed)
