@@ -67,6 +67,22 @@ class Tensor:
         """The same values, detached from the graph (PyTorch's `.data`)."""
         return self.detach()
 
+    @data.setter
+    def data(self, value):
+        """`t.data = v` swaps in v's values outside autograd (PyTorch's idiom, also `t.data -= lr * g`).
+        Unlike PyTorch it bumps the version, so a graph that saved the old values refuses to backward."""
+        if not isinstance(value, Tensor):
+            value = Tensor(value, device=self._device)
+        if STATE.tracer is not None:
+            STATE.tracer.inplace(self, value, "data=")
+            return
+        if value._data is self._data:
+            return  # `t.data -= x`: the in-place op already wrote through the detached alias
+        self._data, self._device = value._data, value._device
+        self._version = [self._version[0] + 1]  # its own counter now, even if it was a view
+        if self._is_view:
+            self._is_view = False
+
     @property
     def shape(self):
         d = self._data

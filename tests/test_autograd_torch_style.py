@@ -894,3 +894,19 @@ def test_custom_backward_returning_a_wrong_shape_is_named():
         WrongShape.apply(x).sum().backward()
     Broadcast.apply(x).sum().backward()
     assert x.grad.tolist() == [4.0, 4.0]
+
+
+def test_data_idioms_for_manual_updates():
+    w = leaf([1.0, 2.0])
+    (w * w).sum().backward()
+    w.data -= 0.1 * w.grad                   # the classic pre-no_grad update
+    np.testing.assert_allclose(w.detach().numpy(), [0.8, 1.6], rtol=1e-6)
+    assert w.is_leaf and w.requires_grad and w.grad_fn is None
+    w.data = dg.tensor([5.0, 6.0])
+    assert w.tolist() == [5.0, 6.0] and w.requires_grad
+    y = w * w                                # saves w
+    w.data = dg.zeros(2)                     # swapping the values under a saved tensor is caught
+    with pytest.raises(dg.AutogradError, match="in-place"):
+        y.sum().backward()
+    w.data.add_(3)
+    assert w.tolist() == [3.0, 3.0]
