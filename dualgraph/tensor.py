@@ -183,9 +183,18 @@ class Tensor:
         run_backward([self], [gradient], retain_graph, create_graph)
 
     def retain_grad(self):
-        if self._grad_fn is None:
-            return  # leaves keep their grad anyway
+        """Keep .grad on this non-leaf after backward (leaves keep theirs anyway)."""
+        if not self._requires_grad:
+            raise AutogradError("retain_grad() on a tensor that does not require grad")
+        if self._grad_fn is None or self.retains_grad:
+            return
         retain(self)
+
+    @property
+    def retains_grad(self):
+        """True for a non-leaf on which retain_grad() was called."""
+        node = self._grad_fn
+        return node is not None and any(ref() is self for _, ref in node._retained or ())
 
     def register_hook(self, hook):
         """Call hook(grad) when this tensor's gradient is computed; a returned tensor replaces it."""

@@ -291,6 +291,14 @@ def test_retain_grad_on_intermediates():
     assert z.grad.item() == 1.0 and y.grad.item() == 8.0 and x.grad.item() == 32.0
     assert not y.grad.requires_grad
     x.retain_grad()                          # harmless on a leaf
+    assert y.retains_grad and z.retains_grad and not x.retains_grad
+    w = x * 5
+    w.retain_grad()
+    w.retain_grad()                          # twice: still one gradient, not two
+    (w * 1).sum().backward()
+    assert w.grad.item() == 1.0
+    with pytest.raises(dg.AutogradError, match="does not require grad"):
+        dg.ones(2).retain_grad()
 
 
 def test_hooks_on_leaves_and_intermediates():
