@@ -191,7 +191,10 @@ FLOOR, floor = _unary("floor", lambda xp, x: xp.floor(x), lambda ctx, g: zeros_l
 CEIL, ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda ctx, g: zeros_like(g), infer=same_infer)
 ROUND, round = _unary("round", lambda xp, x: xp.round(x), lambda ctx, g: zeros_like(g), infer=same_infer)
 TRUNC, trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda ctx, g: zeros_like(g), infer=same_infer)
-COPY, copy = _unary("copy", lambda xp, x: xp.array(x, copy=True), lambda ctx, g: g, infer=same_infer)
+# copy(x, stop_gradient=True) is what x.detach() traces to: a node, so the graph itself says where
+# gradients stop (the tracer gives it no gradient; simplify drops it once autodiff has run)
+COPY, copy = _unary("copy", lambda xp, x, stop_gradient=False: xp.array(x, copy=True), lambda ctx, g: g,
+                    infer=same_infer)
 
 
 def reciprocal(x):
