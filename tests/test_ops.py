@@ -193,14 +193,19 @@ def test_int_true_division_gives_float32():
     np.testing.assert_allclose(out.numpy(), [1.5, 0.5])
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "tanh", "sigmoid", "erf"])
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "tanh", "sigmoid", "erf", "leaky_relu", "elu",
+                                  "gelu", "softplus"])
 def test_floating_ops_on_ints_compute_in_float32(name):
-    x = np.array([1, 2, 3])
+    from scipy.special import erf
+    x = np.array([1, 2, 3]) if name in ("log", "sqrt") else np.array([-3, -1, 0, 2])
     out = getattr(dg, name)(dg.tensor(x))
     assert out.dtype == np.float32
-    from scipy.special import erf
-    ref = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "erf": erf}.get(name) or getattr(np, name)
-    np.testing.assert_allclose(out.numpy(), ref(x.astype(np.float64)), rtol=1e-6)
+    v = x.astype(np.float64)
+    ref = {"sigmoid": lambda: 1 / (1 + np.exp(-v)), "erf": lambda: erf(v),
+           "leaky_relu": lambda: np.where(v > 0, v, 0.01 * v), "elu": lambda: np.where(v > 0, v, np.expm1(v)),
+           "gelu": lambda: v * 0.5 * (1 + erf(v / np.sqrt(2))), "softplus": lambda: np.log1p(np.exp(v))}
+    expected = ref[name]() if name in ref else getattr(np, name)(v)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_mean_of_ints_is_float():

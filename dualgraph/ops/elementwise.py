@@ -219,9 +219,12 @@ def softplus(x, beta=1.0, threshold=20.0):
     return apply(SOFTPLUS_OP, (x * beta,)) / beta
 
 
-LEAKY_RELU = defop("leaky_relu",
-                   lambda xp, x, negative_slope: xp.where(x > 0, x, x * x.dtype.type(negative_slope)),
-                   same_infer,
+def _leaky_relu_forward(xp, x, negative_slope):
+    x = _f(xp, x)  # ints compute in float32: an int slope of 0.01 would be 0
+    return xp.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+
+LEAKY_RELU = defop("leaky_relu", _leaky_relu_forward, float_elementwise_infer,
                    lambda ctx, g: where(ctx.inputs[0] > 0, g, g * ctx.attrs["negative_slope"]),
                    elementwise=True)
 
@@ -231,6 +234,7 @@ def leaky_relu(x, negative_slope=0.01):
 
 
 def _elu_forward(xp, x, alpha):
+    x = _f(xp, x)  # ints compute in float32 (int64(alpha) would truncate alpha)
     return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * x.dtype.type(alpha))
 
 
