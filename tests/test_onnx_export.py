@@ -534,3 +534,23 @@ def test_size_expressions_from_the_tracer_become_shape_arithmetic():
     x = dg.randn(7, 3, 4)
     (got,) = run(onx, {"x": x.numpy()})
     np.testing.assert_allclose(got, f(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(dilation=2, padding=2), dict(groups=2)])
+def test_conv_and_pooling_export_as_native_onnx_ops(kw):
+    import dualgraph.nn.functional as F
+
+    def f(x, w, b):
+        y = F.conv2d(x, w, b, **kw)
+        return F.avg_pool2d(y, 2, padding=1), F.max_pool2d(dg.relu(y), 3, stride=2, padding=1)
+    x, w, b = dg.randn(3, 4, 9, 9), dg.randn(6, 4 // kw.get("groups", 1), 3, 3), dg.randn(6)
+    native = dgo.export(f, (x, w, b), None, input_names=["x", "w", "b"], dynamic_axes={"x": [0]}, verify=True)
+    types = [n.op_type for n in native.graph.node]
+    assert {"Conv", "AveragePool", "MaxPool"} <= set(types) and "Gather" not in types
+    plain = dgo.export(f, (x, w, b), None, input_names=["x", "w", "b"], dynamic_axes={"x": [0]}, native_ops=False)
+    assert "Conv" not in [n.op_type for n in plain.graph.node]
+    x5 = dg.randn(5, 4, 9, 9)
+    feeds = {"x": x5.numpy(), "w": w.numpy(), "b": b.numpy()}
+    for model in (native, plain):
+        for got, want in zip(run(model, feeds), f(x5, w, b)):
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)

@@ -272,7 +272,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
 
 
 def export(f, example_args=(), path=None, input_names=None, output_names=None, dynamic_axes=None,
-           opset=None, verify=False, rtol=1e-4, atol=1e-5, doc_string=None, training=False):
+           opset=None, verify=False, rtol=1e-4, atol=1e-5, doc_string=None, training=False, native_ops=True):
     """Export `f` (function, nn.Module, @dg.function or Graph) to ONNX; returns the onnx.ModelProto.
 
     example_args: the inputs to trace with (Tensors; other values are static). input_names /
@@ -281,6 +281,8 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
     both onnx and onnxruntime support. verify: run onnxruntime on the example inputs and on random
     sizes along the dynamic axes and compare with dualgraph (rtol/atol); raises VerificationError.
     path: where to write (atomically); None returns the model without writing.
+    native_ops: conv/pool chains (pad -> unfold -> matmul/max/mean) become ONNX Conv/MaxPool/AveragePool;
+    False keeps dualgraph's own decomposition (Gather of window positions + MatMul).
     training: an nn.Module is exported in eval mode (dropout off, BatchNorm on running statistics)
     and put back in its mode afterwards, as torch.onnx.export does; training=True keeps its mode.
     """
@@ -289,7 +291,7 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
         f.eval()
         try:
             return export(f, example_args, path, input_names, output_names, dynamic_axes, opset, verify,
-                          rtol, atol, doc_string, training)
+                          rtol, atol, doc_string, training, native_ops)
         finally:
             f.train()
     traced = _obtain(f, example_args, dynamic_axes, input_names)
@@ -301,7 +303,7 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
         out_names.append(name + ".updated" if not name.endswith(".grad") else name)
     model, info = graph_to_model(graph, input_names=input_names, output_names=out_names,
                                  dynamic_axes=dynamic_axes, opset=opset, initializers=traced.params,
-                                 doc_string=doc_string, overridable=traced.state)
+                                 doc_string=doc_string, overridable=traced.state, native_ops=native_ops)
     if verify:
         example = [a for a in (example_args if isinstance(example_args, (tuple, list)) else (example_args,))
                    if isinstance(a, Tensor)] if not isinstance(f, Graph) else list(example_args)
@@ -317,8 +319,8 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
                 return ref_fn([feeds_[n] for n in info.input_names])
         else:
             initial = {i: arr for i, (_, arr) in traced.params.items()}
-            reference = graph_reference(info, graph, initial)
-        _verify(model, info, graph, feeds, reference, rtol=rtol, atol=atol)
+            reference = graph_reference(info, info.graph, initial)
+        _verify(model, info, info.graph, feeds, reference, rtol=rtol, atol=atol)
     if path is not None:
         save_atomic(model, path)
     return model

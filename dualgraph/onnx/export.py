@@ -109,6 +109,8 @@ def unexportable_nodes(graph):
     for node in _walk(graph):
         op = node.op
         rule = getattr(op, "onnx", None)
+        if getattr(op, "extra", {}).get("export_only"):   # made by patterns.rewrite
+            continue
         if REGISTRY.get(op.name) is not op:
             cls = getattr(op, "cls", None)
             out.append((op.name, node.source, f"custom dg.autograd.Function {cls.__name__ if cls else op.name}: its "
@@ -222,20 +224,25 @@ def lower_graph(ctx, graph, problems):
 
 
 def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None, opset=None,
-                   initializers=None, doc_string=None, overridable=()):
+                   initializers=None, doc_string=None, overridable=(), native_ops=True):
     """Lower `graph` to a checked onnx.ModelProto; returns (model, ExportInfo).
 
     initializers: {graph input index: (name, array)} inputs baked into the model (parameters).
     overridable: indices among those that are also listed as graph inputs, the initializer being
     their default (state a training step updates: feed the `.updated` outputs back in).
+    native_ops: export conv/pool chains as ONNX Conv/MaxPool/AveragePool (patterns.py).
     """
     opset = resolve_opset(opset)
+    if native_ops:
+        from .patterns import rewrite
+        graph = rewrite(graph)
     problems = unexportable_nodes(graph)
     if problems:
         raise _problems_error(problems, opset)
     initializers = initializers or {}
     info = ExportInfo()
     info.opset = opset
+    info.graph = graph
     ctx = LoweringContext(opset)
     info.fed = [i for i in range(len(graph.inputs)) if i not in initializers]
     input_names = list(input_names or [])
