@@ -138,7 +138,9 @@ def _pool_windows(input, kernel_size, stride, padding, dilation, pad_value, ceil
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     from .reduction import max as _max
-    cols, squeeze = _pool_windows(input, kernel_size, stride, padding, dilation, float("-inf"), ceil_mode,
+    import numpy as np
+    lowest = float("-inf") if input.dtype.kind == "f" else int(np.iinfo(input.dtype).min)  # ints have no -inf
+    cols, squeeze = _pool_windows(input, kernel_size, stride, padding, dilation, lowest, ceil_mode,
                                   "max_pool2d")
     out = _max(cols, axis=(2, 3))
     return out.squeeze(0) if squeeze else out
