@@ -279,7 +279,8 @@ def _pool(x, kernel_size, stride, padding, dilation, pad_value, reduce):
 
 
 def np_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
-    return _pool(x, kernel_size, stride, padding, dilation, -np.inf, np.max)
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    return _pool(x, kernel_size, stride, padding, dilation, lowest, np.max)
 
 
 def np_avg_pool2d(x, kernel_size, stride=None, padding=0):
@@ -919,7 +920,8 @@ OP_DB = [
     OpInfo("max_pool2d", lambda x, *a, **k: F.max_pool2d(x, *a, **k), np_max_pool2d,
            lambda make: [Sample((make.distinct(1, 2, 4, 4), 2)),
                          Sample((make.distinct(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}, desc="stride, padding"),
-                         Sample((make.distinct(2, 5, 5), 2), {"stride": 1, "dilation": 2}, desc="unbatched, dilation")]),
+                         Sample((make.distinct(2, 5, 5), 2), {"stride": 1, "dilation": 2}, desc="unbatched, dilation")],
+           dtypes=NUMERIC),
     OpInfo("avg_pool2d", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 4), 2)), Sample((make(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}),
                          Sample((make(2, 4, 6), (2, 3)), desc="unbatched, rect")]),
