@@ -243,6 +243,12 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         if self._device is not CPU:
             raise DeviceError(f"np.asarray() needs a CPU tensor, this one is on {self._device}; call .numpy()")
+        if copy is False:  # numpy 2: the caller asked for no copy, so share the buffer (or refuse)
+            if self._data is None:
+                STATE.tracer.concrete_value_error(self, "np.asarray()")
+            if dtype is not None and _np.dtype(dtype) != self.dtype:
+                raise ValueError(f"np.asarray(copy=False): converting {self.dtype} to {_np.dtype(dtype)} needs a copy")
+            return self._data
         arr = self.numpy()
         return arr.astype(dtype, copy=False) if dtype is not None else arr
 

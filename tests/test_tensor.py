@@ -174,6 +174,11 @@ def test_numpy_is_a_copy_and_asarray_works():
     assert np.asarray(t, dtype=np.float64).dtype == np.float64
     assert np.sum(np.asarray(dg.ones(3))) == 3.0
     assert t.asnumpy().tolist() == [1.0, 2.0]
+    shared = np.asarray(t, copy=False)       # numpy 2's explicit no-copy request shares the buffer
+    shared[0] = 5.0
+    assert t.tolist() == [5.0, 2.0]
+    with pytest.raises(ValueError):
+        np.asarray(t, dtype=np.float64, copy=False)
 
 
 def test_bool_of_tensor():
