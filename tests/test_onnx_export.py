@@ -554,3 +554,15 @@ def test_conv_and_pooling_export_as_native_onnx_ops(kw):
     for model in (native, plain):
         for got, want in zip(run(model, feeds), f(x5, w, b)):
             np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_custom_functions_listed_by_the_tracer_are_errors():
+    g = Graph()
+    v = g.add_input(Aval((2,), np.float32))
+    node = g.add_node(REGISTRY["exp"], [v], {}, [Aval((2,), np.float32)], source="model.py:3")
+    g.outputs = node.outputs
+    g.meta["custom_functions"] = [("MyExp", "model.py:3"), ("MyClip", "model.py:9")]
+    with pytest.raises(dgo.ExportError) as e:
+        dgo.graph_to_model(g)
+    assert "2 node(s)" in str(e.value)
+    assert "MyExp at model.py:3: custom dg.autograd.Function" in str(e.value) and "MyClip at model.py:9" in str(e.value)

@@ -106,6 +106,12 @@ def unexportable_nodes(graph):
     """[(op name, source, reason)] for every node with no lowering (custom Functions included)."""
     attach()
     out = []
+    # custom dg.autograd.Functions the tracer inlined (it lists them, with the user's line, in
+    # graph.meta["custom_functions"]): their backward is Python that ONNX cannot hold
+    for entry in (getattr(graph, "meta", None) or {}).get("custom_functions", ()):
+        name, source = (entry if isinstance(entry, (tuple, list)) else (str(entry), None))[:2]
+        out.append((name, source, f"custom dg.autograd.Function {name}: its forward/backward are Python code "
+                    f"ONNX cannot hold; write it with dualgraph ops (no Function subclass) to export it"))
     for node in _walk(graph):
         op = node.op
         rule = getattr(op, "onnx", None)
