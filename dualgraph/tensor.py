@@ -177,8 +177,8 @@ class Tensor:
             inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
             grads = run_backward([self], [gradient], retain_graph, create_graph, inputs=inputs)
             for t, g in zip(inputs, grads):
-                if g is not None:
-                    t._grad = g if t._grad is None else t._grad + g
+                if g is not None and t._grad_req != "null":  # same rules as a full backward
+                    t._grad = g if t._grad is None or t._grad_req == "write" else t._grad + g
             return
         run_backward([self], [gradient], retain_graph, create_graph)
 

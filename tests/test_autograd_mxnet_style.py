@@ -241,3 +241,14 @@ def test_training_loop_with_attach_grad_converges():
             b -= 0.1 * b.grad
     np.testing.assert_allclose(w.numpy(), true_w, atol=1e-3)
     np.testing.assert_allclose(b.numpy(), [0.5], atol=1e-3)
+
+
+def test_backward_with_inputs_respects_grad_req():
+    a, b = dg.tensor([1.0]), dg.tensor([2.0])
+    a.attach_grad("write")
+    b.attach_grad("add")
+    for _ in range(2):
+        with autograd.record():
+            y = (a * b).sum()
+        y.backward(inputs=[a, b])
+    assert a.grad.tolist() == [2.0] and b.grad.tolist() == [2.0]
