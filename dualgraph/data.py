@@ -130,10 +130,16 @@ class DataLoader:
     dataset: a Dataset, an array/tensor, or a tuple of arrays/tensors with the same first dim.
     shuffle: a new permutation each epoch from `generator` (an int seed, a numpy Generator, or None
     for dg's generator, seeded by dg.manual_seed). drop_last drops a final short batch.
-    device: move each batch there. Batches are Tensors (a tuple of them for a tuple dataset)."""
+    device: move each batch there. Batches are Tensors (a tuple of them for a tuple dataset).
+    num_workers and pin_memory are accepted so PyTorch code ports; workers are not used."""
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None, collate_fn=None,
-                 device=None):
+                 device=None, num_workers=0, pin_memory=False):
+        if num_workers:
+            import warnings
+            warnings.warn(f"DataLoader(num_workers={num_workers}): batches are built in the calling thread "
+                          f"(worker processes are not supported); in-memory arrays batch at numpy speed",
+                          stacklevel=2)
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
         elif isinstance(dataset, (Tensor, _np.ndarray)):

@@ -84,3 +84,9 @@ def test_random_split():
     a, b = random_split(TensorDataset(X, Y), [20, 5], generator=0)
     ids = sorted([int(a[i][1]) for i in range(len(a))] + [int(b[i][1]) for i in range(len(b))])
     assert len(a) == 20 and len(b) == 5 and ids == list(range(25))
+
+
+def test_pytorch_arguments_are_accepted():
+    with pytest.warns(UserWarning, match="num_workers"):
+        loader = DataLoader((X, Y), batch_size=5, num_workers=2, pin_memory=True)
+    assert len(list(loader)) == 5
