@@ -287,6 +287,30 @@ def np_avg_pool2d(x, kernel_size, stride=None, padding=0):
     return _pool(x, kernel_size, stride, padding, 1, 0.0, np.mean)
 
 
+def np_adaptive_avg_pool2d(x, size):
+    """PyTorch's cells: rows [floor(i*H/oh), ceil((i+1)*H/oh)), likewise for columns."""
+    (oh, ow), (h, w) = size, x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + (oh, ow), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            cell = x[..., i * h // oh: -(-(i + 1) * h // oh), j * w // ow: -(-(j + 1) * w // ow)]
+            out[..., i, j] = cell.mean(axis=(-2, -1))
+    return out
+
+
+def np_unfold(x, k, stride=1, dilation=1):
+    """(N, C, H, W) -> (N, C, k, k, OH, OW): out[..., i, j, p, q] = x[..., p*s + i*d, q*s + j*d]."""
+    n, c, h, w = x.shape
+    oh, ow = (h - dilation * (k - 1) - 1) // stride + 1, (w - dilation * (k - 1) - 1) // stride + 1
+    out = np.zeros((n, c, k, k, oh, ow), x.dtype)
+    for i in range(k):
+        for j in range(k):
+            for p in range(oh):
+                for q in range(ow):
+                    out[:, :, i, j, p, q] = x[:, :, p * stride + i * dilation, q * stride + j * dilation]
+    return out
+
+
 def np_cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """PyTorch's documented cross_entropy: class axis 1 (or 0 for unbatched input)."""
     cax = 1 if x.ndim > 1 else 0
@@ -925,15 +949,9 @@ OP_DB = [
     OpInfo("avg_pool2d", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 4), 2)), Sample((make(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}),
                          Sample((make(2, 4, 6), (2, 3)), desc="unbatched, rect")]),
-    OpInfo("adaptive_avg_pool2d", lambda x, s: F.adaptive_avg_pool2d(x, s),
-           lambda x, s: np.stack([np.stack([x[..., (i * x.shape[-2]) // s[0]: -(-((i + 1) * x.shape[-2]) // s[0]),
-                                              (j * x.shape[-1]) // s[1]: -(-((j + 1) * x.shape[-1]) // s[1])].mean(axis=(-2, -1))
-                                            for j in range(s[1])], -1) for i in range(s[0])], -2),
+    OpInfo("adaptive_avg_pool2d", lambda x, s: F.adaptive_avg_pool2d(x, s), np_adaptive_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 6), (2, 3)), desc="divisible"), Sample((make(1, 1, 5, 5), (2, 3)), desc="uneven")]),
-    OpInfo("unfold", lambda x, *a: dg.unfold(x, *a),
-           lambda x, k, s=1, d=1: np.stack([np.stack([x[:, :, i * d: i * d + s * ((x.shape[2] - d * (k - 1) - 1) // s) + 1: s,
-                                                         j * d: j * d + s * ((x.shape[3] - d * (k - 1) - 1) // s) + 1: s]
-                                                       for j in range(k)], 2) for i in range(k)], 2),
+    OpInfo("unfold", lambda x, *a: dg.unfold(x, *a), np_unfold,
            lambda make: [Sample((make(1, 2, 4, 5), 2)), Sample((make(2, 1, 6, 6), 2, 2, 2), desc="stride, dilation")]),
     # -- creation, random, dropout, devices --
     OpInfo("zeros_like", lambda x: dg.zeros_like(x), np.zeros_like, unary_samples(), dtypes=NUMERIC, differentiable=False),
