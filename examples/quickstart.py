@@ -4,8 +4,8 @@
 
 1. PyTorch style: y = (x + w) * (w + 1) with w = 1, x = 2.
 2. MXNet style:   c = 2 * a + b recorded under autograd.record().
-3. TF1 style:     y = x * x + 2 fed x = 3 -- computed eagerly here; the graph builder with
-                  placeholders and Session.run(feed_dict) comes in a later release.
+3. TF1 style:     y = x * x + 2 fed x = 3 -- computed eagerly, then (where dg.static is present)
+                  built as a graph with a placeholder and run with Session.run(feed_dict).
 """
 import dualgraph as dg
 from dualgraph import autograd
@@ -49,12 +49,20 @@ def mxnet_style():
 
 
 def tf1_style():
-    print("\n== TF1 style: y = x * x + 2, fed x = 3 (eager for now) ==")
+    print("\n== TF1 style: y = x * x + 2, fed x = 3 ==")
     x = dg.tensor(3.0, requires_grad=True)   # stands in for a placeholder fed with 3
     y = x * x + 2
     (dy_dx,) = autograd.grad(y, x)           # what tf.gradients(y, x) would give
     print(f"y = {y.item()}")
     print(f"dy/dx = {dy_dx.item()}    (2x = 6)")
+    try:
+        from dualgraph import static as st
+    except ImportError:  # the graph builder is a later addition
+        return x, y, dy_dx
+    xp = st.placeholder(dg.float32)           # the same program, defined first and then run
+    yp = xp * xp + 2
+    with st.Session() as sess:
+        print(f"Session.run(y, feed_dict={{x: 3}}) = {sess.run(yp, feed_dict={xp: 3})}")
     return x, y, dy_dx
 
 
