@@ -86,22 +86,30 @@ class Module:
 
     # ---- calling --------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        pre_hooks = d.get("_forward_pre_hooks")
+        if pre_hooks is None:
             raise DualgraphError(f"{type(self).__name__}: call Module.__init__ (super().__init__()) first")
-        for hook in list(self._forward_pre_hooks.values()):
-            res = hook(self, args)
-            if res is not None:
-                args = res if isinstance(res, tuple) else (res,)
-        stack = _CALLS.__dict__.setdefault("stack", [])
+        if pre_hooks:
+            for hook in list(pre_hooks.values()):
+                res = hook(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)
+        try:
+            stack = _CALLS.stack
+        except AttributeError:
+            stack = _CALLS.stack = []
         stack.append(self)
         try:
             out = self.forward(*args, **kwargs)
         finally:
             stack.pop()
-        for hook in list(self._forward_hooks.values()):
-            res = hook(self, args, out)
-            if res is not None:
-                out = res
+        hooks = d["_forward_hooks"]
+        if hooks:
+            for hook in list(hooks.values()):
+                res = hook(self, args, out)
+                if res is not None:
+                    out = res
         return out
 
     def register_forward_hook(self, hook):
