@@ -599,15 +599,20 @@ def apply(op, inputs, attrs=_EMPTY):
             raise _forward_error(op, inputs, attrs, e) from e
     else:
         return _apply_general(op, inputs, attrs, st)
+    return _finish(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
+
+
+def _finish(op, inputs, attrs, out, dev, record):
+    """Wrap forward's result(s) as tensors and, when recording, hang the backward node on them."""
     if op.n_out != 1:
-        return _wrap_outputs(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
+        return _wrap_outputs(op, inputs, attrs, out, dev, record)
     if out.__class__ is not _ndarray and not is_array(out):
         out = dev.xp.asarray(out)
     result = _make(out, dev)
     if op.view:
         result._version = inputs[0]._version
         result._is_view = True
-    if needs_grad and st.grad_enabled and op.vjp is not None:
+    if record and op.vjp is not None:
         _record(op, inputs, attrs, result)
     return result
 
@@ -714,17 +719,7 @@ def _apply_general(op, inputs, attrs, st):
         raise
     except Exception as e:
         raise _forward_error(op, inputs, attrs, e) from e
-    if op.n_out != 1:
-        return _wrap_outputs(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
-    if out.__class__ is not _ndarray and not is_array(out):
-        out = dev.xp.asarray(out)
-    result = _make(out, dev)
-    if op.view:
-        result._version = inputs[0]._version
-        result._is_view = True
-    if needs_grad and st.grad_enabled and op.vjp is not None:
-        _record(op, inputs, attrs, result)
-    return result
+    return _finish(op, inputs, attrs, out, dev, needs_grad and st.grad_enabled)
 
 
 def _wrap_outputs(op, inputs, attrs, out, dev, record):
