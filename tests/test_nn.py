@@ -624,3 +624,26 @@ def test_every_layer_exports_to_onnx_and_matches_onnxruntime(tmp_path):
     got = sess.run(None, feeds)
     for ours, theirs in zip(model(*args), got):
         close(theirs, ours.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_matches_numpy(norm_type):
+    ps = [nn.Parameter(np.zeros(s, np.float32)) for s in ((3, 4), (5,))]
+    grads = [randn(3, 4) * 3, randn(5) * 3]
+    for p, g in zip(ps, grads):
+        p.grad = dg.tensor(g)
+    flat = np.concatenate([g.ravel() for g in grads])
+    total = np.linalg.norm(flat, ord=norm_type)
+    got = nn.utils.clip_grad_norm_(ps, max_norm=1.0, norm_type=norm_type)
+    close(got.item(), total)
+    for p, g in zip(ps, grads):
+        close(p.grad.numpy(), g * min(1.0, 1.0 / (total + 1e-6)))
+    nn.utils.clip_grad_norm_(ps, max_norm=100.0)  # already small: unchanged
+    close(ps[1].grad.numpy(), grads[1] * min(1.0, 1.0 / (total + 1e-6)))
+
+
+def test_clip_grad_value():
+    p = nn.Parameter(np.zeros(4, np.float32))
+    p.grad = dg.tensor([-3.0, -0.5, 0.2, 7.0])
+    nn.utils.clip_grad_value_([p], 1.0)
+    assert p.grad.numpy().tolist() == [-1.0, -0.5, pytest.approx(0.2), 1.0]
