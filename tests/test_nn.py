@@ -647,3 +647,31 @@ def test_clip_grad_value():
     p.grad = dg.tensor([-3.0, -0.5, 0.2, 7.0])
     nn.utils.clip_grad_value_([p], 1.0)
     assert p.grad.numpy().tolist() == [-1.0, -0.5, pytest.approx(0.2), 1.0]
+
+
+def test_multihead_attention_kdim_vdim_unbatched_and_padding_match_torch():
+    torch = pytest.importorskip("torch")
+    ours = nn.MultiheadAttention(6, 2, kdim=4, vdim=5, batch_first=True)
+    theirs = torch.nn.MultiheadAttention(6, 2, kdim=4, vdim=5, batch_first=True)
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
+    q, k, v = randn(2, 3, 6), randn(2, 4, 4), randn(2, 4, 5)
+    kpm = np.array([[False, False, True, False], [False, False, False, True]])
+    o1, w1 = ours(dg.tensor(q), dg.tensor(k), dg.tensor(v), key_padding_mask=dg.tensor(kpm))
+    o2, w2 = theirs(torch.tensor(q), torch.tensor(k), torch.tensor(v), key_padding_mask=torch.tensor(kpm))
+    close(o1.numpy(), o2.detach().numpy(), atol=1e-5)
+    close(w1.numpy(), w2.detach().numpy(), atol=1e-6)
+    o1, w1 = ours(dg.tensor(q[0]), dg.tensor(k[0]), dg.tensor(v[0]))  # unbatched (L, E)
+    o2, w2 = theirs(torch.tensor(q[0]), torch.tensor(k[0]), torch.tensor(v[0]))
+    assert o1.shape == (3, 6) and w1.shape == (3, 4)
+    close(o1.numpy(), o2.detach().numpy(), atol=1e-5)
+    close(w1.numpy(), w2.detach().numpy(), atol=1e-6)
+
+
+def test_multihead_attention_is_causal_builds_the_causal_mask():
+    mha = nn.MultiheadAttention(4, 1, batch_first=True)
+    x = dg.tensor(randn(1, 5, 4))
+    _, w = mha(x, x, x, is_causal=True)
+    assert np.all(np.triu(w.numpy()[0], 1) == 0)
+    mask = dg.tensor(np.triu(np.ones((5, 5), bool), 1))
+    close(mha(x, x, x, is_causal=True)[0].numpy(), mha(x, x, x, attn_mask=mask)[0].numpy())
