@@ -252,3 +252,25 @@ def test_backward_with_inputs_respects_grad_req():
             y = (a * b).sum()
         y.backward(inputs=[a, b])
     assert a.grad.tolist() == [2.0] and b.grad.tolist() == [2.0]
+
+
+def test_custom_function_under_record():
+    class Cube(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * g * x * x
+
+    x = dg.tensor([1.0, 2.0])
+    x.attach_grad()
+    with autograd.record() as tape:
+        y = Cube.apply(x) + 1
+    y.backward()                                  # non-scalar head under record: ones
+    assert x.grad.tolist() == [3.0, 12.0]
+    assert [n.name() for n in tape] == ["CubeBackward", "AddBackward0"]
+    assert "CubeBackward" in tape.to_dot()
