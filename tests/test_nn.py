@@ -675,3 +675,22 @@ def test_multihead_attention_is_causal_builds_the_causal_mask():
     assert np.all(np.triu(w.numpy()[0], 1) == 0)
     mask = dg.tensor(np.triu(np.ones((5, 5), bool), 1))
     close(mha(x, x, x, is_causal=True)[0].numpy(), mha(x, x, x, attn_mask=mask)[0].numpy())
+
+
+def test_buffers_persistent_and_not():
+    class WithBuffers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("kept", dg.ones(2))
+            self.register_buffer("scratch", dg.zeros(3), persistent=False)
+
+    m = WithBuffers()
+    assert [n for n, _ in m.named_buffers()] == ["kept", "scratch"]
+    assert list(m.state_dict()) == ["kept"]
+    m.kept = dg.full((2,), 5.0)  # assigning a tensor to a buffer name replaces the buffer
+    assert m.state_dict()["kept"].numpy().tolist() == [5.0, 5.0]
+    with pytest.raises(TypeError, match="buffer"):
+        m.kept = "not a tensor"
+    m2 = WithBuffers()
+    m2.load_state_dict(m.state_dict())
+    assert m2.kept.numpy().tolist() == [5.0, 5.0]
