@@ -13,18 +13,19 @@ def _numerical_jacobian_vjp(fn, inputs, v, eps):
             grads.append(None)
             continue
         base = t.numpy().copy()
+        xp = t.device.xp  # cupy will not take a host array implicitly
         g = np.zeros_like(base)
         flat = base.reshape(-1)
         for i in range(flat.size):
             orig = flat[i]
             flat[i] = orig + eps
-            t._data[...] = base.reshape(t.shape)
+            t._data[...] = xp.asarray(base.reshape(t.shape))
             plus = _dot(fn(*inputs), v)
             flat[i] = orig - eps
-            t._data[...] = base.reshape(t.shape)
+            t._data[...] = xp.asarray(base.reshape(t.shape))
             minus = _dot(fn(*inputs), v)
             flat[i] = orig
-            t._data[...] = base.reshape(t.shape)
+            t._data[...] = xp.asarray(base.reshape(t.shape))
             g.reshape(-1)[i] = (plus - minus) / (2 * eps)
         grads.append(g)
     return grads
