@@ -140,3 +140,27 @@ def test_each_pass_off_equals_all_on_equals_eager(off):
     ref = interpret(g, [x.numpy(), w.numpy(), b.numpy()])
     for a, e in zip(ref, expected):
         assert np.allclose(a, e.numpy(), atol=1e-5)
+
+
+def test_fused_kernel_on_big_arrays_matches_eager_including_inf_and_nan():
+    from dualgraph.function.passes import ckernel
+    rng = np.random.default_rng(0)
+    xn = (rng.standard_normal(ckernel.MIN_SIZE + 5) * 5).astype(np.float32)
+    xn[:6] = [np.nan, np.inf, -np.inf, -200.0, 200.0, 0.0]
+    x = dg.tensor(xn)
+
+    def fn(x):
+        return 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3))) + dg.exp(x * 0.01) / (x * x + 1)
+    with np.errstate(all="ignore"):
+        expected = fn(x).numpy()
+        got = dg.function(fn)(x).numpy()
+    assert got.dtype == expected.dtype
+    assert np.allclose(got, expected, atol=1e-5, rtol=1e-5, equal_nan=True)
+
+
+def test_fused_kernel_without_a_compiler_falls_back(monkeypatch):
+    from dualgraph.function.passes import ckernel
+    monkeypatch.setattr(ckernel, "_COMPILER", [None])
+    x = dg.randn(ckernel.MIN_SIZE + 1)
+    fn = lambda x: dg.exp(x * 0.5) + x * 3.0  # noqa: E731
+    assert np.allclose(dg.function(fn)(x).numpy(), fn(x).numpy(), atol=1e-6)

@@ -155,6 +155,26 @@ def joint_graph(graph, wrt, devices=None, force_diff=None):
     return tr.graph, diff
 
 
+def _base_dims(x, out):
+    """The plain symbolic dims (id -> Dim) that x (a shape, attrs, a size expression) is built from."""
+    from ..ops.infer import Dim
+    if isinstance(x, Dim):
+        args = getattr(x, "args", None)
+        if getattr(x, "op", None) is not None and args is not None:
+            for a in args:
+                _base_dims(a, out)
+        else:
+            out[id(x)] = x
+    elif isinstance(x, (tuple, list)):
+        for i in x:
+            _base_dims(i, out)
+    elif isinstance(x, dict):
+        for i in x.values():
+            _base_dims(i, out)
+    elif isinstance(x, slice):
+        _base_dims((x.start, x.stop, x.step), out)
+
+
 def partition(joint, n_in, n_out):
     """Split a joint graph (inputs: n_in primals then cotangents; outputs: n_out primals then grads).
 
@@ -182,6 +202,24 @@ def partition(joint, n_in, n_out):
             need(v)
     for v in joint.outputs[n_out:]:
         need(v)
+    # symbolic sizes the backward uses but none of its inputs carries (the vjp of x.sum() broadcasts to
+    # x's shape without reading x): pass a primal input that has them through, or it cannot run
+    bound = {id(d) for v in res + list(joint.inputs[n_in:]) for d in v.aval.shape}
+    wanted = {}
+    for node in bwd_nodes:
+        _base_dims(node.attrs, wanted)
+        for o in node.outputs:
+            _base_dims(o.aval.shape, wanted)
+    for v in joint.outputs[n_out:]:
+        _base_dims(v.aval.shape, wanted)
+    for k, d in wanted.items():
+        if k in bound:
+            continue
+        for v in joint.inputs[:n_in]:
+            if any(s is d for s in v.aval.shape):
+                need(v)
+                bound.update(id(s) for s in v.aval.shape)
+                break
     fwd = Graph("forward")
     fwd.inputs = list(joint.inputs[:n_in])
     fwd.nodes = fwd_nodes

@@ -243,7 +243,12 @@ def kernel_for(node, xp):
     body = node.subgraphs["body"]
     k = body.meta.get(key)
     if k is None:
-        k = body.meta[key] = (_numpy_kernel(body) if xp is np else _cupy_kernel(body, xp))
+        if xp is np:
+            from .ckernel import make
+            k = make(body, _numpy_kernel(body))
+        else:
+            k = _cupy_kernel(body, xp)
+        body.meta[key] = k
     return k
 
 
