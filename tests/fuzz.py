@@ -170,7 +170,8 @@ class Gen:
         self.order = []           # value names in creation order
         self.n = 0
         r = self.rng
-        self.n_ops = int(r.integers(min_ops or 2, (max_ops or 10) + 1))
+        hi = max_ops or (24 if r.random() < 0.2 else 12)
+        self.n_ops = int(r.integers(min(min_ops or 3, hi), hi + 1))
 
     # ---- helpers --------------------------------------------------------------------------------
     def fresh(self, prefix="v"):
@@ -339,6 +340,7 @@ class Gen:
 
 GEN_ERRORS = Counter()
 GEN_ERROR_EXAMPLES = {}
+SKIPS = Counter()      # checks skipped as documented limits (a symbolic trace that needs concrete sizes)
 
 
 # ---- builders ------------------------------------------------------------------------------------
@@ -566,7 +568,9 @@ def b_int(g):
         label = "int_reduce"
     else:
         src = g.choice([f"({x} > 0).sum()", f"dg.any({x} > 2)", f"dg.all({x} < 3)", f"({x} == 1) | ({x} == -1)",
-                        f"({x} != 0).astype('int64') * {x}"])
+                        f"({x} != 0).astype('int64') * {x}", f"~{x}", f"~({x} > 0)", f"({x} >= 0) ^ ({x} < 2)",
+                        f"dg.where({x} > 0, {x}, 0)", f"dg.isfinite({x}.astype('float32') / 1.0)",
+                        f"({x} == 2).all(axis=0)" if g.shape_of(x) else f"({x} == 2).all()"])
         label = "int_bool"
     g.emit(label, src)
 
@@ -1284,7 +1288,7 @@ def variants_for(quick=False, rng=None):
     return vs + offs
 
 
-def check_program(prog, quick=False, onnx=True, grads=True, only=None):
+def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=False):
     """Run every mode; returns ([Failure], checks run, primitives seen)."""
     fails = []
     checks = 0
@@ -1326,8 +1330,10 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None):
                 return m
             if name == "no_passes":
                 try:
-                    g = cf.graph(*tensors(prog, 0, True))
-                    prims.update(n.op.name for n in _walk_nodes(g))
+                    for e in cf._entries:
+                        for g in (e.graph, getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
+                            if g is not None:
+                                prims.update(n.op.name for n in _walk_nodes(g))
                 except Exception:
                     pass
             if grads and eager_g.get(0) is not None:
@@ -1336,8 +1342,51 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None):
                     m = compare(gs, eager_g[w], f"world {w} gradient")
                     if m:
                         return m
+            if name == "no_passes":   # the backward graphs exist now
+                for e in cf._entries:
+                    for g in (getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
+                        if g is not None:
+                            prims.update(n.op.name for n in _walk_nodes(g))
             return "; ".join(msgs) or None
         record(name, run_variant)
+
+    def no_grad_call():
+        cf = dg.function(fn)
+        for w in (0, 1):
+            with dg.no_grad():
+                out = as_arrays(cf(*tensors(prog, w, True)))
+            m = compare(out, ref[w], f"world {w} no_grad output")
+            if m:
+                return m
+    record("no_grad", no_grad_call)
+
+    def symbolic():
+        # every dim declared variable: one trace with symbolic sizes must still be right at these sizes
+        specs = [dg.TensorSpec([None] * a.ndim, a.dtype) for a in prog.arrays(0)]
+        cf = dg.function(fn, input_signature=specs)
+        try:
+            out0 = as_arrays(cf(*tensors(prog, 0, True)))
+        except dg.DualgraphError:
+            SKIPS["symbolic (needs concrete sizes)"] += 1
+            return None
+        except TypeError as e:
+            if "symbolic dim" in str(e) and "no integer value" in str(e):   # a clear enough refusal
+                SKIPS["symbolic (needs concrete sizes)"] += 1
+                return None
+            raise
+        m = compare(out0, ref[0], "world 0 symbolic-shape output")
+        if m:
+            return m
+        m = compare(as_arrays(cf(*tensors(prog, 1, True))), ref[1], "world 1 symbolic-shape output")
+        if m:
+            return m
+        if grads and eager_g.get(0) is not None:
+            for w in (0, 1):
+                m = compare(grads_of(prog, cf, w), eager_g[w], f"world {w} symbolic-shape gradient")
+                if m:
+                    return m
+    if symbolic or only == "symbolic":
+        record("symbolic", symbolic)
 
     if grads and eager_g.get(0) is not None:
         def traced_grad():
@@ -1364,6 +1413,27 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None):
                 if m:
                     return m
         record("onnx", run_onnx)
+
+        def run_onnx_dynamic():
+            # every input dim dynamic: shapes become computations in the model; right at these sizes
+            xs = tensors(prog, 0, False)
+            names = [n for n, _, _ in prog.inputs]
+            dyn = {n: list(range(a.ndim)) for n, a in zip(names, prog.arrays(0)) if a.ndim}
+            try:
+                model = dg.onnx.export(fn, tuple(xs), None, input_names=names, dynamic_axes=dyn)
+            except dg.DualgraphError:
+                SKIPS["onnx_dynamic (needs concrete sizes)"] += 1
+                return None
+            data = model.SerializeToString()
+            for w in (0, 1):
+                out = ort_run(data, prog, w)
+                with dg.no_grad():
+                    want = as_arrays(fn(*tensors(prog, w, False)))
+                m = compare([np.asarray(o) for o in out], want, f"world {w} onnx (dynamic axes) output")
+                if m:
+                    return m
+        if not quick or rng.random() < 0.5:
+            record("onnx_dynamic", run_onnx_dynamic)
         if grads and eager_g.get(0) is not None and (not quick or rng.random() < 0.3):
             def run_onnx_grad():
                 xs = tensors(prog, 0, False)
@@ -1525,9 +1595,10 @@ def values(fn, world, requires_grad=True):
     return [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
 
 
-def onnx_values(f, world):
+def onnx_values(f, world, dynamic=False):
     import onnxruntime as ort
-    model = dg.onnx.export(f, tuple(tensors(0, False)), None, input_names=[{names}])
+    dyn = {{n: list(range(a.ndim)) for n, a in zip([{names}], INPUTS[0]) if a.ndim}} if dynamic else None
+    model = dg.onnx.export(f, tuple(tensors(0, False)), None, input_names=[{names}], dynamic_axes=dyn)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = dict(zip([{names}], INPUTS[world]))
     return sess.run(None, {{i.name: feed[i.name] for i in sess.get_inputs()}})
@@ -1548,6 +1619,15 @@ def main():
             got, want = onnx_values(prog, world), values(prog, world, False)
         elif VARIANT == "onnx_grad":
             got, want = onnx_values(gradfn, world), grads(prog, world)
+        elif VARIANT == "symbolic":
+            specs = [dg.TensorSpec([None] * a.ndim, a.dtype) for a in INPUTS[world]]
+            cf = dg.function(prog, input_signature=specs)
+            got, want = values(cf, world) + grads(cf, world), values(prog, world) + grads(prog, world)
+        elif VARIANT == "onnx_dynamic":
+            got, want = onnx_values(prog, world, dynamic=True), values(prog, world, False)
+        elif VARIANT == "no_grad":
+            with dg.no_grad():
+                got, want = values(dg.function(prog), world), values(prog, world)
         elif VARIANT == "traced_grad":
             got, want = values(dg.function(gradfn), world, False), grads(prog, world)
         else:
@@ -1615,6 +1695,8 @@ class Summary:
             lines.append("mismatches by variant: " + ", ".join(f"{k}={v}" for k, v in sorted(self.by_variant.items())))
         for f in self.failures[:20]:
             lines.append(f"  seed {f.seed} {f.variant}: {f.detail.splitlines()[0][:200]}")
+        if SKIPS:
+            lines.append("skipped (documented limits): " + ", ".join(f"{k}={v}" for k, v in SKIPS.most_common()))
         if GEN_ERRORS:
             lines.append("generator rejections by error (builder bugs, not findings): " +
                          ", ".join(f"{k}={v}" for k, v in GEN_ERRORS.most_common(10)))
@@ -1625,7 +1707,7 @@ class Summary:
 
 
 def run(programs=100, seed=0, out=None, quick=False, onnx=True, verbose=False, reduce=True, max_ops=None,
-        time_budget=None):
+        time_budget=None, symbolic=False):
     s = Summary()
     t0 = time.time()
     for k in range(programs):
@@ -1633,7 +1715,7 @@ def run(programs=100, seed=0, out=None, quick=False, onnx=True, verbose=False, r
             break
         sd = seed + k
         prog = generate(sd, max_ops=max_ops)
-        fails, checks, prims = check_program(prog, quick=quick, onnx=onnx)
+        fails, checks, prims = check_program(prog, quick=quick, onnx=onnx, symbolic=symbolic)
         s.programs += 1
         s.checks += checks
         s.ops.update(prog.ops)
@@ -1665,6 +1747,8 @@ def main(argv=None):
     ap.add_argument("--out", default="fuzz_failures")
     ap.add_argument("--quick", action="store_true", help="two random pass-off variants per program, not all six")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--symbolic", action="store_true",
+                    help="also trace every program with every dim symbolic (input_signature of Nones)")
     ap.add_argument("--no-reduce", action="store_true")
     ap.add_argument("--max-ops", type=int, default=None)
     ap.add_argument("--show", type=int, default=None, metavar="SEED", help="print the program for SEED and exit")
@@ -1676,7 +1760,7 @@ def main(argv=None):
         print(prog.source())
         return 0
     s = run(args.programs, args.seed, args.out, quick=args.quick, onnx=not args.no_onnx, verbose=args.verbose,
-            reduce=not args.no_reduce, max_ops=args.max_ops, time_budget=args.time_budget)
+            reduce=not args.no_reduce, max_ops=args.max_ops, time_budget=args.time_budget, symbolic=args.symbolic)
     print(s.text(args.verbose))
     if s.failures and args.out:
         print(f"reproducers in {args.out}/")

@@ -91,3 +91,21 @@ def test_detach_exports_and_is_free_in_optimized_graphs():
     assert [n.op.name for n in cf.graph(x).nodes] == ["mul", "sum"]     # simplify dropped the stop
     onx = dg.onnx.export(f, (x,), None, verify=True)
     assert "Identity" not in [n.op_type for n in onx.graph.node]
+
+
+def test_gradient_of_a_sum_over_a_symbolic_batch_dim():
+    # the backward of x.sum() needs only x's shape; with a symbolic batch dim no backward input carried
+    # it, and the compiled backward failed with KeyError: d0
+    cf = dg.function(lambda x: x.sum() * 2.0, input_signature=[dg.TensorSpec([None, 3])])
+    for n in (2, 5):
+        x = dg.tensor(np.ones((n, 3), np.float32), requires_grad=True)
+        (g,) = dg.autograd.grad(cf(x), [x])
+        np.testing.assert_allclose(g.numpy(), np.full((n, 3), 2.0))
+    assert cf.trace_count == 1
+
+
+def test_embedding_with_a_symbolic_vocabulary_size():
+    # the eager bounds check compared concrete indices with the symbolic size (TypeError: unary -)
+    cf = dg.function(lambda w: dg.embedding(dg.tensor([1, 0, 1]), w), input_signature=[dg.TensorSpec([None, 2])])
+    w = np.arange(8, dtype=np.float32).reshape(4, 2)
+    np.testing.assert_allclose(cf(dg.tensor(w)).numpy(), w[[1, 0, 1]])

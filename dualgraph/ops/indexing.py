@@ -244,8 +244,8 @@ SCATTER_ADD = defop(
 def _check_index(op, x, index, axis):
     if index.dtype.kind not in "iu":
         raise IndexOutOfRange(f"{op}: index must be an integer tensor, got {index.dtype}")
-    if index._data is not None and index.numel():
-        n = x.shape[axis]
+    n = x.shape[axis]
+    if index._data is not None and index.numel() and isinstance(n, (int, np.integer)):  # symbolic n: unknown yet
         lo, hi = int(index._data.min()), int(index._data.max())
         if lo < -n or hi >= n:
             raise IndexOutOfRange(f"{op}: index values range over [{lo}, {hi}] but axis {axis} of shape "
