@@ -53,7 +53,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
                           f"reliable", UserWarning, stacklevel=2)
     from ..tensor import Tensor
     live = [(o, vi) for o, vi in zip(outs, v) if o.requires_grad]  # an output without a graph has zero grads
-    analytic = autograd.grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype) for o, vi in live],
+    analytic = autograd.grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype, device=o.device) for o, vi in live],
                              allow_unused=True) if live else [None] * len(wrt)
     with no_grad():
         numeric = [g for g in _numerical_jacobian_vjp(fn, inputs, v, eps) if g is not None]
@@ -76,7 +76,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     rng = np.random.default_rng(seed)
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
-    v = [Tensor(rng.standard_normal(o.shape), dtype=o.dtype) for o in outs]
+    v = [Tensor(rng.standard_normal(o.shape), dtype=o.dtype, device=o.device) for o in outs]
     wrt_idx = [i for i, t in enumerate(inputs) if getattr(t, "requires_grad", False)]
 
     def first_grad(*xs):
