@@ -126,12 +126,13 @@ def plot(histories, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, h in histories.items():
+    for k, (name, h) in enumerate(histories.items()):
         epochs = range(1, len(h["loss"]) + 1)
-        ax_loss.plot(epochs, h["loss"], marker="o", ms=3, label=f"{name} train loss")
-        ax_acc.plot(epochs, h["train_acc"], marker="o", ms=3, label=f"{name} train")
-        ax_acc.plot(epochs, h["test_acc"], marker="s", ms=3, linestyle="--", label=f"{name} test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss")
+        style = dict(lw=2.5, alpha=0.6) if k == 0 else dict(lw=1, linestyle=":")  # the runs may coincide
+        ax_loss.plot(epochs, h["loss"], label=f"{name}", **style)
+        ax_acc.plot(epochs, h["train_acc"], label=f"{name} train", **style)
+        ax_acc.plot(epochs, h["test_acc"], label=f"{name} test", **style)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
