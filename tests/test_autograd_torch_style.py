@@ -918,3 +918,15 @@ def test_data_idioms_for_manual_updates():
         y.sum().backward()
     w.data.add_(3)
     assert w.tolist() == [3.0, 3.0]
+
+
+@pytest.mark.skipif(not dg.gpu_available(), reason="needs cupy and a GPU")
+def test_gpu_gradcheck_custom_function_and_higher_order():
+    x = dg.tensor([0.1, 0.7, -0.3], dtype="float64", requires_grad=True, device="gpu")
+    assert autograd.gradcheck(Exp.apply, (x,))
+    assert autograd.gradgradcheck(lambda t: (t * t).sin(), (x,))
+    y = (x ** 3).sum()
+    (g,) = autograd.grad(y, x, create_graph=True)
+    (g2,) = autograd.grad(g.sum(), x)
+    assert g2.device == x.device
+    np.testing.assert_allclose(g2.numpy(), 6 * np.array([0.1, 0.7, -0.3]))
