@@ -1,8 +1,8 @@
 """Exported MLP (784-256-256-10) in onnxruntime against dualgraph's compiled function (issue 5).
 
 Inference only (no grad), batch 1 and 128, float32, CPU; numpy (three matmuls, the floor for any
-framework on top of it) and PyTorch eager (when installed) as references. Best-of-repeat time per
-call, in one process; ratios are against onnxruntime. Run:
+framework on top of it) and PyTorch eager (when installed) as references. Best time per call over
+interleaved rounds, in one process; ratios are against onnxruntime. Run:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_onnx.py
 """
@@ -24,9 +24,16 @@ except ImportError:
     torch = None
 
 
-def best_us(fn, number, repeat=5):
-    fn()
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+def best_us_interleaved(fns, number, rounds=9):
+    """Best time per call (us) of each fn, measuring them in turn in every round: on a shared machine
+    a burst of load then hits every runner alike instead of whichever happened to run then."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], timeit.timeit(fn, number=number) / number * 1e6)
+    return best
 
 
 def main():
@@ -70,27 +77,28 @@ def main():
             want = model(xt).numpy()
             np.testing.assert_allclose(compiled(xt).numpy(), want, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-5)
-        number = 500 if batch == 1 else 50
-        rows = {"onnxruntime (exported)": best_us(lambda: sess.run(None, {"x": x}), number),
-                "onnxruntime, 1 thread": best_us(lambda: sess1.run(None, {"x": x}), number)}
+        number = 300 if batch == 1 else 30
 
         def run_compiled():
             with dg.no_grad():
                 return compiled(xt)
-        rows["dualgraph @dg.function"] = best_us(run_compiled, number)
 
         def run_eager():
             with dg.no_grad():
                 return model(xt)
-        rows["dualgraph eager"] = best_us(run_eager, number)
-        rows["numpy (3 matmuls)"] = best_us(lambda: np_mlp(x), number)
+        fns = {"onnxruntime (exported)": lambda: sess.run(None, {"x": x}),
+               "onnxruntime, 1 thread": lambda: sess1.run(None, {"x": x}),
+               "dualgraph @dg.function": run_compiled,
+               "dualgraph eager": run_eager,
+               "numpy (3 matmuls)": lambda: np_mlp(x)}
         if torch is not None:
             tx = torch.from_numpy(x)
 
             def run_torch():
                 with torch.no_grad():
                     return tmodel(tx)
-            rows["torch eager"] = best_us(run_torch, number)
+            fns["torch eager"] = run_torch
+        rows = best_us_interleaved(fns, number)
         base = rows["onnxruntime (exported)"]
         for name, us in rows.items():
             print(f"| {batch} | {name} | {us:.1f} | {us / base:.2f} |")
