@@ -205,7 +205,10 @@ def load(path, map_location=None):
     if map_location is not None:
         from .backend import device as _parse
         device = _parse(map_location)
-    return _decode(header["tree"], arrays, device, path)
+    try:
+        return _decode(header["tree"], arrays, device, path)
+    except RecursionError:
+        raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
 
 
 def _check_magic(head, path):
@@ -235,6 +238,8 @@ def _parse_header(raw, path):
         header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptCheckpointError(f"{path}: the header is not valid JSON ({e}); the file is damaged") from None
+    except RecursionError:
+        raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CorruptCheckpointError(f"{path}: the header does not describe a {FORMAT}")
     if header.get("version") != VERSION:

@@ -167,6 +167,13 @@ def test_hostile_headers_are_rejected(tmp_path):
         _write_raw(path, _header(ok, tree, data), data)
         with pytest.raises(ser.CorruptCheckpointError):
             dg.load(path)
+    deep = tmp_path / "deep.dg"
+    raw = b'{"format":"%s","version":1,"arrays":[],"data_bytes":0,"data_crc32":0,"tree":' % ser.FORMAT.encode()
+    raw += b"[" * 100000 + b"]" * 100000 + b"}"
+    prefix = ser.MAGIC + struct.pack("<Q", len(raw)) + raw
+    deep.write_bytes(prefix + b"\0" * ((-len(prefix)) % ser.ALIGN))
+    with pytest.raises(ser.CorruptCheckpointError, match="nested"):
+        dg.load(deep)
     _write_raw(path, _header(ok, {"$dict": [["w", {"$tensor": 0}]]}, data), data)
     assert dg.load(path)["w"].numpy().tolist() == [0.0] * 4  # the hand-made file itself is valid
 
