@@ -10,7 +10,7 @@ from .registry import defop
 from .reduction import norm_axes
 
 
-def _resolve_shape(op, in_shape, shape):
+def _resolve_shape(op, in_shape, shape, for_infer=False):
     shape = tuple(int(s) if not isinstance(s, Dim) else s for s in shape)
     if list(shape).count(-1) > 1:
         raise ShapeError(f"{op}: only one dimension can be -1, got {shape}")
@@ -22,6 +22,8 @@ def _resolve_shape(op, in_shape, shape):
     for s in in_shape:
         total *= s if isinstance(s, int) else 1
     if any(isinstance(s, Dim) for s in in_shape) or any(isinstance(s, Dim) for s in shape):
+        if -1 in shape and for_infer:  # the rule's answer; the op's attr keeps -1 for run time
+            shape = tuple(_symbolic_rest(in_shape, shape) if s == -1 else s for s in shape)
         return shape  # symbolic: checked at run time
     if -1 in shape:
         if known == 0 or total % known:
@@ -38,8 +40,23 @@ def _resolve_shape(op, in_shape, shape):
     return shape
 
 
+def _symbolic_rest(in_shape, shape):
+    """The size that -1 stands for when dims are symbolic: a number when the output keeps exactly the
+    input's symbolic dims (x.reshape(n, -1) with n = x.shape[0]), else a new symbolic Dim."""
+    sym_in = sorted(id(d) for d in in_shape if isinstance(d, Dim))
+    sym_out = sorted(id(d) for d in shape if isinstance(d, Dim))
+    total = known = 1
+    for d in in_shape:
+        total *= d if isinstance(d, int) else 1
+    for d in shape:
+        known *= d if isinstance(d, int) and d != -1 else 1
+    if sym_in == sym_out and known and total % known == 0:
+        return total // known
+    return Dim("*".join(str(d) for d in in_shape) + (f"/{known}" if known != 1 else ""))
+
+
 RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
-                lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape), x.dtype),
+                lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape, for_infer=True), x.dtype),
                 lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True)
 
 
@@ -176,10 +193,13 @@ def _concat_infer(*xs, axis):
     for x in xs[1:]:
         if x.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
             raise ShapeError(f"concat: shapes {[tuple(v.shape) for v in xs]} differ outside axis {axis}")
-    total = 0
-    for x in xs:
-        d = x.shape[axis]
-        total = d if isinstance(d, Dim) else (total + d if not isinstance(total, Dim) else total)
+    parts = [x.shape[axis] for x in xs]
+    if any(isinstance(d, Dim) for d in parts):  # a sum of symbolic sizes: a new symbolic dim
+        total = Dim("+".join(str(d) for d in parts))
+    else:
+        total = 0
+        for d in parts:
+            total += d
     from .infer import result_dtype
     return Aval(first.shape[:axis] + (total,) + first.shape[axis + 1:], result_dtype(*xs))
 
