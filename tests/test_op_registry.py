@@ -227,3 +227,25 @@ def test_traits_hold_on_the_table_samples(name, calls_by_op):
             shuffled = [a.reshape(-1)[perm].reshape(a.shape) if isinstance(a, np.ndarray) else a for a in arrays]
             got = op.forward(np, *shuffled, **attrs)
             assert _same(got, np.asarray(out).reshape(-1)[perm].reshape(np.shape(out))), f"not elementwise: {where}"
+
+
+def test_shape_rules_with_symbolic_dims():
+    n = Dim("N")
+    x = Aval((n, 3, 4), "float32")
+    flat = REGISTRY["reshape"].infer(x, shape=(-1, 12))
+    assert isinstance(flat.shape[0], Dim) and flat.shape[1] == 12  # never a literal -1
+    assert REGISTRY["reshape"].infer(x, shape=(n, -1)).shape == (n, 12)
+    assert REGISTRY["reshape"].infer(x, shape=(n, -1, 2)).shape == (n, 6, 2)
+    both = REGISTRY["concat"].infer(x, x, axis=0)
+    assert isinstance(both.shape[0], Dim) and both.shape[0] is not n, both  # 2N is not N
+    assert REGISTRY["concat"].infer(x, x, axis=1).shape == (n, 6, 4)
+
+
+def test_traced_reshape_and_concat_with_a_dynamic_batch():
+    fn = pytest.importorskip("dualgraph.function")
+    import dualgraph as dg
+    g = fn.function(lambda x, y: x.reshape(-1, 6) + y,
+                    input_signature=[fn.TensorSpec((None, 3), "float32"), fn.TensorSpec((2, 6), "float32")])
+    np.testing.assert_array_equal(g(dg.ones(4, 3), dg.ones(2, 6)).numpy(), np.full((2, 6), 2.0, np.float32))
+    k = fn.function(lambda x: dg.concat([x, x], 0) * 2.0, input_signature=[fn.TensorSpec(("n", 3), "float32")])
+    assert k(dg.ones(2, 3)).shape == (4, 3) and k(dg.ones(5, 3)).shape == (10, 3)
