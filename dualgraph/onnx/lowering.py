@@ -551,7 +551,16 @@ def _expand_template(template, ndim, slot_ndims):
     return out
 
 
-def _slice_bounds(s):
+def _slice_bounds(s, dim=None):
+    """ONNX Slice (start, end, step) for numpy's slice `s` on an axis of size `dim`.
+
+    With a static size, numpy's own normalization (slice.indices) decides: ONNX clamps an
+    out-of-range start differently for negative steps (numpy: x[-5::-1] on 4 elements is empty)."""
+    if isinstance(dim, int) and not is_sym(dim):
+        s0, s1, st = s.indices(dim)
+        if len(range(s0, s1, st)) == 0:
+            return 0, 0, st
+        return s0, (s1 if s1 >= 0 else INT64_MIN), st
     step = 1 if s.step is None else int(s.step)
     if step > 0:
         start = 0 if s.start is None else int(s.start)
@@ -575,7 +584,7 @@ def lower_index(ctx, x, shape, template, slots):
             out_pos += 1
         elif isinstance(t, slice):
             if not (t.start is None and t.stop is None and t.step in (None, 1)):
-                s0, s1, st = _slice_bounds(t)
+                s0, s1, st = _slice_bounds(t, shape[axis])
                 starts.append(s0), ends.append(s1), axes.append(axis), steps.append(st)
             axis += 1
             out_pos += 1
