@@ -1360,7 +1360,7 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 return m
     record("no_grad", no_grad_call)
 
-    def symbolic():
+    def run_symbolic():
         # every dim declared variable: one trace with symbolic sizes must still be right at these sizes
         specs = [dg.TensorSpec([None] * a.ndim, a.dtype) for a in prog.arrays(0)]
         cf = dg.function(fn, input_signature=specs)
@@ -1386,7 +1386,7 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 if m:
                     return m
     if symbolic or only == "symbolic":
-        record("symbolic", symbolic)
+        record("symbolic", run_symbolic)
 
     if grads and eager_g.get(0) is not None:
         def traced_grad():

@@ -109,3 +109,16 @@ def test_embedding_with_a_symbolic_vocabulary_size():
     cf = dg.function(lambda w: dg.embedding(dg.tensor([1, 0, 1]), w), input_signature=[dg.TensorSpec([None, 2])])
     w = np.arange(8, dtype=np.float32).reshape(4, 2)
     np.testing.assert_allclose(cf(dg.tensor(w)).numpy(), w[[1, 0, 1]])
+
+
+def test_gradient_of_clip_after_a_zero_gradient_keeps_float32():
+    # sign's vjp is zeros_like(g), clip's is where(mask, g, zeros_like(g)); simplify turned both fills
+    # into Python scalars, where(mask, 0, 0), which numpy computes as int64
+    def gradfn(x):
+        x = x.detach().requires_grad_(True)
+        return dg.autograd.grad(dg.sign(dg.hardtanh(x)).sum(), [x])[0]
+
+    x = dg.tensor(np.array([0.3, -2.0, 0.5], np.float32))
+    for fn in (gradfn, dg.function(gradfn)):
+        g = fn(x)
+        assert g.dtype == np.float32 and g.numpy().tolist() == [0.0, 0.0, 0.0]

@@ -54,6 +54,11 @@ def _scalars_for_fills(node, producers):
         rest = [u.aval.shape for j, u in enumerate(ins) if j != i and u is not None and not u.weak]
         if not rest or tuple(broadcast_shapes("simplify", *rest)) != tuple(out.shape):
             continue
+        # a weak scalar takes its dtype from a tensor operand: one of the node's dtype must remain
+        # (where(m, zeros_like(g), zeros_like(g)) -> where(m, 0, 0) computed int64, not float32)
+        if not any(j != i and u is not None and not u.weak and u.aval.dtype == out.dtype
+                   and not (node.op.name == "where" and j == 0) for j, u in enumerate(ins)):
+            continue
         if node.op.name == "where" and i == 0:
             continue
         ins[i] = Value(Aval((), np.result_type(c)), const=c, weak=True)
