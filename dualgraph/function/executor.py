@@ -141,8 +141,29 @@ class _Gen:
                     last[id(v)] = k
         keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
         self.donated = self._donations(g)
+        mt = self._matmul_transposes(g, last, keep)
+        skip = {id(t) for t in mt.values()}
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
+            if id(node) in skip:
+                continue  # computed by its matmul (below)
+            t_node = mt.get(id(node))
+            if t_node is not None:
+                # (a @ b).T written straight into a C-ordered result: BLAS runs in the traced (fast)
+                # orientation and what follows (an optimizer update) reads contiguous memory
+                o = t_node.outputs[0]
+                n = f"v{next(tmp)}"
+                self.names[id(o)] = n
+                a, b = (self.ref(v) for v in node.inputs)
+                dt = self.const(o.aval.dtype, "T")
+                body.append(f"    {n} = xp.empty({self.render(tuple(o.aval.shape))}, {dt})")
+                body.append(f"    xp.matmul({a}, {b}, out={n}.T)")
+                self.line_node[len(body) + 1] = node
+                dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None
+                        and v.const is None and last.get(id(v)) == k and id(v) not in keep]
+                if dead:
+                    body.append(f"    del {', '.join(dead)}")
+                continue
             outs = []
             for o in node.outputs:
                 n = f"v{next(tmp)}"
@@ -173,6 +194,28 @@ class _Gen:
         linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
         exec(compile(src, fname, "exec"), self.glob)
         return self.glob["run"], src, fname
+
+    def _matmul_transposes(self, g, last, keep):
+        """{id(matmul node): its transpose node} for 2-D (a @ b).T whose matmul result is used only there."""
+        if self.xp is not np:
+            return {}
+        users = g.users()
+        out = {}
+        for node in g.nodes:
+            if node.op.name != "transpose" or tuple(node.attrs["axes"]) != (1, 0):
+                continue
+            v = node.inputs[0]
+            p = v.producer
+            if (p is not None and p.op.name == "matmul" and len(users.get(id(v), ())) == 1 and id(v) not in keep
+                    and all(u is not None and u.aval.ndim == 2 for u in p.inputs)
+                    and v.aval.dtype.kind == "f" and len(p.outputs) == 1):
+                out[id(p)] = node
+        # the transpose must be the very next use of the matmul's value: it is, since it is the only one;
+        # but it must not need anything computed between them
+        index = {id(n): k for k, n in enumerate(g.nodes)}
+        return {m: t for m, t in out.items() if all(
+            u is None or u.producer is None or index.get(id(u.producer), -1) < index[m]
+            for u in t.inputs[1:])}
 
     def _donations(self, g):
         """id(output value) -> input name, for written-back state computed into its own buffer.

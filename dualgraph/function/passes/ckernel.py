@@ -75,12 +75,13 @@ def eligible(body):
     return _TYPES[next(iter(dts))]
 
 
-def _source(body, ctype, suffix, scalar_mask):
+def _source(body, ctype, suffix, scalar_mask, alias=False):
+    restrict = "" if alias else " restrict"
     names = {}
     params = []
     lines = []
     for i, v in enumerate(body.inputs):
-        params.append(f"const {ctype}* restrict a{i}")
+        params.append(f"const {ctype}*{restrict} a{i}")
         names[id(v)] = f"x{i}"
         lines.append(f"        {ctype} x{i} = a{i}[{'0' if scalar_mask[i] else 'i'}];")
 
@@ -99,7 +100,7 @@ def _source(body, ctype, suffix, scalar_mask):
         names[id(n.outputs[0])] = f"t{k}"
         lines.append(f"        {ctype} t{k} = {expr};")
     for j, v in enumerate(body.outputs):
-        params.append(f"{ctype}* restrict o{j}")
+        params.append(f"{ctype}*{restrict} o{j}")
         lines.append(f"        o{j}[i] = {names[id(v)]};")
     simd = "".join(f"#pragma omp declare simd notinbranch\nextern {ctype} {fn}{suffix}({ctype});\n"
                    for fn in ("exp", "log") if any(n.op.name == fn for n in body.nodes))
@@ -175,15 +176,16 @@ def make(body, fallback):
                 mask.append(True)
             else:
                 return fallback(*arrays, out=out)
-        mask = tuple(mask)
-        fn = variants.get(mask)
-        if fn is None:
-            fn = variants[mask] = _build(_source(body, ctype, suffix, mask)) or False
-        if fn is False:
-            return fallback(*arrays, out=out)
         outs = [out if (out is not None and j == 0 and n_out == 1 and out.shape == shape
                         and out.flags.c_contiguous and out.dtype == dtype) else np.empty(shape, dtype)
                 for j in range(n_out)]
+        alias = out is not None and outs[0] is out and any(a.ctypes.data == out.ctypes.data for a in arrays)
+        key = (tuple(mask), alias)  # an output written over its own input: no `restrict` promises
+        fn = variants.get(key)
+        if fn is None:
+            fn = variants[key] = _build(_source(body, ctype, suffix, key[0], alias)) or False
+        if fn is False:
+            return fallback(*arrays, out=out)
         fn(ctypes.c_int64(full.size), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
            *[ctypes.c_void_p(o.ctypes.data) for o in outs])
         return tuple(outs)
