@@ -90,70 +90,12 @@ def _find_modules(fn):
     return found
 
 
-def trace(fn, example_args):
-    """Trace fn(*example_args) at the example's shapes; captured tensors become named initializers."""
-    from .._state import STATE
-    from ..function.tracer import Tracer, tracing
-    from ..ops.infer import Aval
-    tr = Tracer()
-    sym_args, fed = [], []
-    for a in example_args:
-        if isinstance(a, Tensor):
-            v = tr.graph.add_input(Aval(a.shape, a.dtype))
-            t = tr.sym(v, a.device, requires_grad=a.requires_grad)
-            tr.arg_tensors[id(t)] = len(fed)
-            fed.append(len(tr.graph.inputs) - 1)
-            sym_args.append(t)
-        else:
-            sym_args.append(a)
-    with tracing(tr):
-        out = fn(*sym_args)
-        outs = _flat(out)
-        tr.graph.outputs = [tr.value_of(o) for o in outs]
-    n_user = len(outs)
-    names = _tensor_names(_find_modules(fn))
-    for k, v in _variable_names(fn).items():
-        names.setdefault(k, v)
-    params, updated, used = {}, [], set()
-    index = {id(v): i for i, v in enumerate(tr.graph.inputs)}
-    for k, (t, v, _line) in enumerate(tr.captured):
-        name = names.get(id(t)) or f"captured_{k}"
-        while name in used:
-            name += "_"
-        used.add(name)
-        params[index[id(v)]] = (name, to_host(t._data))
-    captured_index = {id(t): index[id(v)] for t, v, _ in tr.captured}
-    state = set()
-    for t, new in getattr(tr, "mutations", {}).values():
-        if t._data is None:
-            continue
-        i = captured_index.get(id(t))
-        if i is not None:
-            name = params[i][0]
-            state.add(i)
-        else:
-            name = names.get(id(t)) or f"state_{len(updated)}"
-        tr.graph.outputs.append(new)
-        updated.append((name, len(tr.graph.outputs) - 1))
-    for t, g in getattr(tr, "grad_writes", {}).values():
-        if g is None or t._data is None:
-            continue
-        name = (names.get(id(t)) or f"tensor_{len(updated)}") + ".grad"
-        tr.graph.outputs.append(tr.value_of(g) if isinstance(g, Tensor) else g)
-        updated.append((name, len(tr.graph.outputs) - 1))
-    _ = STATE
-
-    def reference(arrays):
-        from ..creation import from_numpy
-        it = iter(arrays)
-        args = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in example_args]
-        snapshot = _snapshot(_find_modules(fn))
-        try:
-            res = _flat(fn(*args))
-        finally:
-            _restore(snapshot)
-        return [r.numpy() for r in res]
-    return Traced(tr.graph, fed, params, updated, reference if not updated else None, n_user, state)
+def trace(fn, example_args, dynamic_axes=None, input_names=None):
+    """The graph export would lower for fn(*example_args), with its parameters and written state
+    (a `Traced`); fn is a function, an nn.Module or a @dg.function."""
+    example_args = tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
+    from ..function.api import CompiledFunction
+    return _via_function(fn, example_args, dynamic_axes, input_names, CompiledFunction)
 
 
 def _snapshot(modules):
@@ -177,11 +119,7 @@ def _obtain(f, example_args, dynamic_axes=None, input_names=None):
     if not callable(f):
         raise ExportError(f"dg.onnx.export takes a function, an nn.Module, a @dg.function or a Graph, "
                           f"got {type(f).__name__}")
-    try:
-        from ..function.api import CompiledFunction
-    except ImportError:   # no @dg.function: the exporter's own tracer
-        return trace(f, example_args)
-    return _via_function(f, example_args, dynamic_axes, input_names, CompiledFunction)
+    return trace(f, example_args, dynamic_axes, input_names)
 
 
 def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
@@ -236,8 +174,6 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
             tuple(int(d) for d in c.aval.shape), c.aval.dtype))
         if t is not None:
             cap_index[id(t)] = i
-    for k, (v, data) in enumerate(getattr(entry, "dead", ())):
-        pass
     updated, state = [], set()
     for kind, target_t, k in entry.writebacks:
         if kind == "arg":

@@ -11,7 +11,7 @@ getitem with slices/None/Ellipsis/ints/integer and bool arrays.
 import numpy as np
 
 from ..ops.registry import REGISTRY
-from .context import INT64_MAX, INT64_MIN, NotExportable, is_sym, onnx_dtype, sym_product
+from .context import INT64_MAX, INT64_MIN, NotExportable, is_sym, onnx_dtype
 
 
 class not_exportable:
@@ -834,6 +834,3 @@ def coverage():
         out[name] = "missing" if rule is None else (f"no: {rule.reason}" if isinstance(rule, not_exportable)
                                                     else "yes")
     return out
-
-
-_ = sym_product  # re-exported for the exporter

@@ -13,7 +13,6 @@ import numpy as np
 from ..ops.conv import _unfold_forward
 from ..ops.infer import Aval, Dim
 from ..ops.registry import Op
-from .context import onnx_dtype
 
 
 def _pad_spatial(xp, x, pads, value):
@@ -226,6 +225,3 @@ def _dce(g):
                     live.add(id(v))
     g.nodes = list(reversed(keep))
     return g
-
-
-_ = onnx_dtype

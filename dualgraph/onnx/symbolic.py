@@ -18,7 +18,7 @@ rule cannot be trusted the traced dims are kept, and verification at other sizes
 import numpy as np
 
 from ..ops.infer import Aval, Dim
-from .context import SymDim, is_sym, make_sym, sym_divide, sym_product
+from .context import SymDim, is_sym, sym_divide, sym_product
 
 
 def evaluate(d, sizes):
@@ -227,6 +227,3 @@ class Deriver:
                 sym_shapes[id(o)] = tuple(s)
                 self.note(s)
         return node_attrs
-
-
-_ = make_sym
