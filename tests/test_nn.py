@@ -533,6 +533,29 @@ def test_wrong_input_shape_names_the_module_and_the_shapes():
         nn.MultiheadAttention(4, 2)(dg.zeros(2, 3, 5), dg.zeros(2, 3, 4), dg.zeros(2, 3, 4))
 
 
+def test_errors_from_inside_forward_name_the_innermost_module():
+    net = nn.Sequential(nn.Conv2d(1, 2, 5), nn.ReLU())
+    with pytest.raises(dg.ShapeError) as e:
+        net(dg.zeros(1, 1, 3, 3))  # smaller than the kernel: raised by the conv op itself
+    assert str(e.value).startswith("in Sequential.0 = Conv2d(1, 2, kernel_size=(5, 5)") and "(3, 3)" in str(e.value)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return x + self.body(x)  # (N, 4) + (N, 3): the model's own mistake
+
+    with pytest.raises(dg.ShapeError) as e:
+        nn.Sequential(Residual())(dg.zeros(2, 4))
+    msg = str(e.value)
+    assert msg.startswith("in Sequential.0 = Residual(): ") and msg.count("Residual") == 1
+    with pytest.raises(dg.ShapeError) as e:  # errors that already name the module are not prefixed twice
+        nn.Sequential(nn.Linear(3, 2))(dg.zeros(2, 4))
+    assert str(e.value).startswith("Sequential.0 = Linear(in_features=3")
+
+
 def test_a_small_model_learns():
     dg.manual_seed(0)
     x = RNG.standard_normal((64, 3)).astype(np.float32)

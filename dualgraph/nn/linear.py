@@ -130,7 +130,7 @@ class Embedding(Module):
     def forward(self, indices):
         dtype = getattr(indices, "dtype", None)
         if dtype is not None and dtype.kind not in "iu":
-            raise DTypeError(f"{self._call_path()}: expected integer indices, got dtype {dtype}")
+            raise DTypeError(f"expected integer indices, got dtype {dtype}")
         out = F.embedding(indices, self.weight)
         if self.padding_idx is not None:
             keep = (indices != self.padding_idx).unsqueeze(-1)

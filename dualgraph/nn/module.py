@@ -12,7 +12,7 @@ from collections import OrderedDict, namedtuple
 from .. import dtypes as _dt
 from ..autograd import no_grad
 from ..backend import device as _parse_device, to_device
-from ..errors import DualgraphError, ShapeError, user_line
+from ..errors import DTypeError, DualgraphError, ShapeError, user_line
 from ..tensor import Tensor, register_tensor_type
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "StateDictError",
@@ -102,6 +102,9 @@ class Module:
         stack.append(self)
         try:
             out = self.forward(*args, **kwargs)
+        except (ShapeError, DTypeError) as e:
+            self._name_in_error(e)
+            raise
         finally:
             stack.pop()
         hooks = d["_forward_hooks"]
@@ -128,8 +131,17 @@ class Module:
         """A ShapeError naming this module (its path inside the called model), what it expects and got."""
         got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
         line = user_line()
-        return ShapeError(f"{self._call_path()}: expected {what} {expected}, got shape {got}"
-                          + (f" (at {line})" if line else ""))
+        err = ShapeError(f"{self._call_path()}: expected {what} {expected}, got shape {got}"
+                         + (f" (at {line})" if line else ""))
+        err._dg_module_named = True
+        return err
+
+    def _name_in_error(self, err):
+        """Prefix a shape/dtype error raised inside forward with the innermost module it came from."""
+        if getattr(err, "_dg_module_named", False) or not err.args or not isinstance(err.args[0], str):
+            return
+        err._dg_module_named = True
+        err.args = (f"in {self._call_path()}: {err.args[0]}",) + err.args[1:]
 
     def _call_path(self):
         me = f"{type(self).__name__}({self.extra_repr()})"
