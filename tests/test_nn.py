@@ -717,3 +717,24 @@ def test_buffers_persistent_and_not():
     m2 = WithBuffers()
     m2.load_state_dict(m.state_dict())
     assert m2.kept.numpy().tolist() == [5.0, 5.0]
+
+
+def test_constructor_defaults_are_pytorchs():
+    torch = pytest.importorskip("torch")
+    import inspect
+    pairs = [(getattr(nn, name), getattr(torch.nn, name)) for name in (
+        "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+        "Dropout", "Embedding", "Flatten", "GELU", "LeakyReLU", "ELU", "Softplus", "Softmax",
+        "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss")]
+    pairs += [(getattr(dg.optim, name), getattr(torch.optim, name)) for name in ("SGD", "Adam", "AdamW", "RMSprop")]
+    pairs += [(getattr(dg.optim.lr_scheduler, name), getattr(torch.optim.lr_scheduler, name))
+              for name in ("StepLR", "CosineAnnealingLR", "LambdaLR")]
+    checked = 0
+    for ours, theirs in pairs:
+        mine = inspect.signature(ours.__init__).parameters
+        ref = inspect.signature(theirs.__init__).parameters
+        for name, p in mine.items():
+            if name in ref and p.default is not inspect.Parameter.empty and name not in ("device", "dtype"):
+                assert p.default == ref[name].default, (ours.__name__, name, p.default, ref[name].default)
+                checked += 1
+    assert checked > 60
