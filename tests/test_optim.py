@@ -357,3 +357,12 @@ def test_a_tensor_learning_rate_is_updated_in_place():
     assert opt.param_groups[0]["lr"] is lr and lr.item() == 0.25
     opt.step()
     np.testing.assert_allclose(p.numpy(), [-0.75, -0.75])
+
+
+def test_pytorch_implementation_flags_are_accepted():
+    check(run(dg.optim.Adam, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+          adam_ref(lr=0.01, weight_decay=0.1, decoupled=True))
+    check(run(dg.optim.SGD, lr=0.1, momentum=0.9, foreach=True, fused=False), sgd_ref(lr=0.1, momentum=0.9))
+    check(run(dg.optim.AdamW, lr=0.01, capturable=True), adam_ref(lr=0.01, weight_decay=0.01, decoupled=True))
+    with pytest.raises(NotImplementedError, match="differentiable"):
+        dg.optim.RMSprop([nn.Parameter(W0)], differentiable=True)

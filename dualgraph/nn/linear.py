@@ -93,11 +93,14 @@ class Embedding(Module):
 
     Init N(0, 1) as PyTorch; the padding_idx row starts at zero and gets no gradient."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, _weight=None,
-                 device=None, dtype=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         if max_norm is not None:
             raise NotImplementedError("Embedding(max_norm=...) is not supported; renormalize the weight yourself")
+        if scale_grad_by_freq:
+            raise NotImplementedError("Embedding(scale_grad_by_freq=True) is not supported")
+        self.sparse = sparse  # accepted for porting; gradients are always dense
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         if padding_idx is not None:
             if not -self.num_embeddings <= padding_idx < self.num_embeddings:
@@ -108,7 +111,7 @@ class Embedding(Module):
             if tuple(_weight.shape) != (self.num_embeddings, self.embedding_dim):
                 raise ValueError(f"_weight has shape {tuple(_weight.shape)}, expected "
                                  f"{(self.num_embeddings, self.embedding_dim)}")
-            self.weight = Parameter(_weight)
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
         else:
             self.weight = Parameter(_empty(self.num_embeddings, self.embedding_dim, device=device, dtype=dtype))
             self.reset_parameters()

@@ -60,6 +60,14 @@ class _Required:
 required = _Required()
 
 
+def torch_flags(foreach=None, capturable=False, differentiable=False, fused=None):
+    """PyTorch's implementation switches, accepted so ported code runs: dualgraph has one update path
+    (its state is always 'capturable'), so they change nothing; differentiable=True is not supported."""
+    if differentiable:
+        raise NotImplementedError("differentiable=True (backpropagating through the optimizer step) is not "
+                                  "supported: dualgraph optimizers update under no_grad")
+
+
 class Optimizer:
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)

@@ -1,6 +1,6 @@
 """RMSprop (optionally centered, with momentum): PyTorch's formulas."""
 from ..ops.elementwise import sqrt
-from .optimizer import Optimizer
+from .optimizer import Optimizer, torch_flags
 
 
 class RMSprop(Optimizer):
@@ -8,7 +8,8 @@ class RMSprop(Optimizer):
     buf = momentum buf + g / avg and p -= lr buf (momentum > 0), else p -= lr g / avg."""
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 maximize=False):
+                 capturable=False, foreach=None, maximize=False, differentiable=False):
+        torch_flags(foreach, capturable, differentiable)
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if eps < 0.0:

@@ -1,13 +1,14 @@
 """SGD with momentum, dampening, Nesterov and weight decay: PyTorch's formulas."""
-from .optimizer import Optimizer, required
+from .optimizer import Optimizer, required, torch_flags
 
 
 class SGD(Optimizer):
     """g = grad + weight_decay * p;  buf = momentum * buf + (1 - dampening) * g (buf = g at the first step);
     g = g + momentum * buf (nesterov) or buf;  p -= lr * g."""
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False, foreach=None, differentiable=False, fused=None):
+        torch_flags(foreach=foreach, differentiable=differentiable, fused=fused)
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
