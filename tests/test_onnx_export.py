@@ -609,3 +609,16 @@ def test_getitem_property_matches_numpy():
         (got,) = run(model, [x])
         assert got.shape == want.shape and np.array_equal(got, want), idx
     check()
+
+
+def test_outputs_that_are_inputs_parameters_or_constants():
+    w = dg.randn(3)
+    cases = [lambda x: x, lambda x: (x * 2, x * 2), lambda x: (x + w, w), lambda x: (x, dg.tensor([1.0, 2.0])),
+             lambda x: x.sum()]
+    for f in cases:
+        onx = dgo.export(f, (dg.randn(2, 3),), None, input_names=["x"], dynamic_axes={"x": [0]}, verify=True)
+        x = dg.randn(4, 3)
+        want = f(x)
+        want = want if isinstance(want, tuple) else (want,)
+        for got, w_ in zip(run(onx, {"x": x.numpy()}), want):
+            np.testing.assert_allclose(got, w_.numpy(), rtol=1e-6)

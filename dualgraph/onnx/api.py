@@ -1,4 +1,7 @@
 """`dg.onnx.export`: trace (or reuse a trace, or take a Graph) and write a checked ONNX model."""
+import functools
+import types
+
 import numpy as np
 
 from ..backend import to_host
@@ -131,6 +134,14 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     from ..function import passes as _passes
     target = f.__wrapped__ if isinstance(f, CompiledFunction) else f
     static = f.static_argnames if isinstance(f, CompiledFunction) else ()
+    keep = []   # what the function returns stays alive: a tensor it creates and returns is a capture
+    traced_fn = target
+    if isinstance(target, types.FunctionType) and not isinstance(f, CompiledFunction):
+        @functools.wraps(target)
+        def traced_fn(*a, **kw):
+            out = target(*a, **kw)
+            keep.append(out)
+            return out
     tensors = [a for a in args if isinstance(a, Tensor)]
     names = list(input_names or []) + [f"input_{k}" for k in range(len(input_names or []), len(tensors))]
     entry = None
@@ -149,12 +160,12 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
             else:
                 sig.append(None)
         try:
-            cf = function(target, input_signature=sig, static_argnames=static)
+            cf = function(traced_fn, input_signature=sig, static_argnames=static)
             entry = cf._entry_for(args, {})
         except Exception:
             entry = None
     if entry is None:
-        cf = f if isinstance(f, CompiledFunction) else function(target, static_argnames=static)
+        cf = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
         entry = cf._entry_for(args, {})
     graph = _passes.optimize(entry.graph, _passes.EXPORT)
     n_args = entry.n_args
