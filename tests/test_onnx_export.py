@@ -622,3 +622,19 @@ def test_outputs_that_are_inputs_parameters_or_constants():
         want = want if isinstance(want, tuple) else (want,)
         for got, w_ in zip(run(onx, {"x": x.numpy()}), want):
             np.testing.assert_allclose(got, w_.numpy(), rtol=1e-6)
+
+
+def test_gradient_function_exports_with_dynamic_batch():
+    w = dg.randn(4, 3, requires_grad=True)
+
+    def gradfn(x, y):
+        loss = dg.mse_loss(x @ w, y)
+        (g,) = dg.autograd.grad(loss, [w])
+        return loss, g
+    onx = dgo.export(gradfn, (dg.randn(5, 4), dg.randn(5, 3)), None, input_names=["x", "y"],
+                     output_names=["loss", "dw"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, verify=True)
+    x7, y7 = dg.randn(7, 4), dg.randn(7, 3)
+    loss, dw = run(onx, {"x": x7.numpy(), "y": y7.numpy()})
+    want_loss, want_dw = gradfn(x7, y7)
+    np.testing.assert_allclose(loss, want_loss.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(dw, want_dw.numpy(), rtol=1e-5, atol=1e-6)
