@@ -638,3 +638,20 @@ def test_gradient_function_exports_with_dynamic_batch():
     want_loss, want_dw = gradfn(x7, y7)
     np.testing.assert_allclose(loss, want_loss.numpy(), rtol=1e-5)
     np.testing.assert_allclose(dw, want_dw.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_static_graph_exports_with_variables_as_initializers():
+    static = pytest.importorskip("dualgraph.static")
+    g = static.Graph()
+    with g.as_default():
+        x = static.placeholder((None, 4), name="x")
+        w = static.Variable(np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32), name="w")
+        y = dg.softmax(x @ w, axis=-1)
+    ir = g.to_ir(y)
+    xs = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    onx = dgo.export(ir, (xs,), None, output_names=["probs"], dynamic_axes={"x": {0: "batch"}}, verify=True)
+    assert [i.name for i in onx.graph.input] == ["x"] and "w" in {t.name for t in onx.graph.initializer}
+    x6 = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+    (got,) = run(onx, {"x": x6})
+    e = np.exp(x6 @ w.numpy())
+    np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
