@@ -655,3 +655,24 @@ def test_static_graph_exports_with_variables_as_initializers():
     (got,) = run(onx, {"x": x6})
     e = np.exp(x6 @ w.numpy())
     np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_fori_loop_with_a_tensor_bound_is_a_loop_and_nests_cond():
+    c = _control()
+    w = dg.randn(4, 4) * 0.3
+
+    def f(x, n):
+        def body(i, h):
+            return c.cond(i % 2 == 0, lambda a: dg.tanh(a @ w), lambda a: a * 0.5 + x.mean(), h)
+        return c.fori_loop(0, n, body, x)
+    onx = dgo.export(f, (dg.randn(3, 4), dg.tensor(5)), None, input_names=["x", "n"],
+                     dynamic_axes={"x": {0: "b"}}, verify=True)
+    assert [nd.op_type for nd in onx.graph.node].count("Loop") == 1
+    from onnx.reference import ReferenceEvaluator
+    x6 = dg.randn(6, 4)
+    for steps in (0, 1, 4):
+        want = f(x6, dg.tensor(steps)).numpy()
+        (got,) = run(onx, {"x": x6.numpy(), "n": np.array(steps)})
+        (ref,) = ReferenceEvaluator(onx).run(None, {"x": x6.numpy(), "n": np.array(steps)})
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ref, want, rtol=1e-5, atol=1e-6)
