@@ -5,7 +5,7 @@ each other's vjp, every order of derivative of conv and pooling comes for free.
 """
 from ..errors import ShapeError
 from ..tensor import apply
-from .infer import Aval
+from .infer import Aval, Dim
 from .registry import defop
 
 
@@ -46,7 +46,10 @@ def _fold_forward(xp, cols, size, kernel, stride, dilation):
 def _unfold_infer(x, kernel, stride, dilation):
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
-    return Aval((n, c, kh, kw, _out_size(h, kh, sh, dh), _out_size(w, kw, sw, dw)), x.dtype)
+
+    def out(size, k, s, d):  # a symbolic spatial size gives a new symbolic window count
+        return Dim(f"windows({size})") if isinstance(size, Dim) else _out_size(size, k, s, d)
+    return Aval((n, c, kh, kw, out(h, kh, sh, dh), out(w, kw, sw, dw)), x.dtype)
 
 
 UNFOLD = defop("unfold", _unfold_forward, _unfold_infer,

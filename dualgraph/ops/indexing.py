@@ -72,20 +72,35 @@ def _getitem_vjp(ctx, g):
 
 
 def _getitem_infer(x, *idx, template):
-    """By evaluation; a boolean mask makes the size of the axis it selects data-dependent (a Dim)."""
-    out = by_eval(_getitem_forward)(x, *idx, template=template)
-    if not any(isinstance(a, Aval) and a.dtype == np.bool_ for a in idx):
-        return out
+    """By evaluation on zeros, three times: symbolic dims at two probe sizes, boolean masks all-True and
+    all-False. An output dim that never moves is concrete; one that tracks a symbolic input dim is that
+    dim; any other (x[1:] of a symbolic axis, the count a mask selects) is a new symbolic dim."""
+    dims = []
+    for a in (x,) + idx:
+        for d in (a.shape if isinstance(a, Aval) else ()):
+            if isinstance(d, Dim) and all(d is not e for e in dims):
+                dims.append(d)
 
-    def shape_with_masks(fill):
+    def run(base, fill):
+        size = {id(d): base + 3 * k for k, d in enumerate(dims)}
+
         def concrete(shape):
-            return tuple(7 if isinstance(d, Dim) else d for d in shape)
+            return tuple(size[id(d)] if isinstance(d, Dim) else d for d in shape)
         arrays = [np.full(concrete(a.shape), fill, a.dtype) if isinstance(a, Aval) and a.dtype == np.bool_
                   else np.zeros(concrete(a.shape), a.dtype) if isinstance(a, Aval) else a for a in idx]
-        return np.shape(_getitem_forward(np, np.zeros(concrete(x.shape), x.dtype), *arrays, template=template))
+        out = _getitem_forward(np, np.zeros(concrete(x.shape), x.dtype), *arrays, template=template)
+        return np.shape(out), np.asarray(out).dtype, {v: d for d in dims for v in [size[id(d)]]}
 
-    empty, full = shape_with_masks(False), shape_with_masks(True)
-    return Aval(tuple(Dim("masked") if e != f else d for d, e, f in zip(out.shape, empty, full)), out.dtype)
+    (small, dtype, at_small), (large, _, at_large), (masked, _, _) = run(7, True), run(20, True), run(7, False)
+    shape = []
+    for a, b, c in zip(small, large, masked):
+        if a == b == c:
+            shape.append(a)
+        elif a == c and a in at_small and b in at_large and at_small[a] is at_large[b]:
+            shape.append(at_small[a])
+        else:
+            shape.append(Dim("?"))
+    return Aval(tuple(shape), dtype)
 
 
 GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True)
