@@ -5,7 +5,8 @@ File layout (all integers little-endian):
     8 bytes   magic b"DGCKPT01"
     8 bytes   uint64 header length H (at most MAX_HEADER_BYTES)
     H bytes   UTF-8 JSON header: {"format", "version", "tree", "arrays": [{dtype, shape, offset, nbytes}],
-              "data_bytes", "data_crc32"}
+              "data_bytes", "data_crc32"}, then b"\n#crc32:" and the header's CRC-32 in 8 hex digits
+              (a header without that suffix still loads)
     padding   zeros up to a 64-byte boundary
     data      the raw little-endian bytes of every array, each at a 64-byte aligned offset
 
@@ -13,7 +14,8 @@ File layout (all integers little-endian):
 (string or int keys, order kept), {"$tuple": [...]}, {"$float": "nan"|"inf"|"-inf"},
 {"$tensor": i, "requires_grad": b} and {"$ndarray": i} referring to entry i of "arrays".
 Only plain numeric dtypes are accepted (never object arrays), every shape/offset/length is checked
-against the file before any array is made, and a CRC-32 of the data catches corruption.
+against the file before any array is made, and CRC-32s of the header and of the data catch corruption
+(a flipped byte in the header could otherwise rename a key, change a number or transpose a shape).
 
 Saving encodes everything first, writes a temporary file in the target's directory, fsyncs it and
 renames it over the target with os.replace, so a crash or error mid-save never leaves a half-written
@@ -41,6 +43,7 @@ VERSION = 1
 ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_NDIM = 64
+_HEADER_CRC = b"\n#crc32:"
 _ALLOWED_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"}
 
 
@@ -86,6 +89,7 @@ def save(obj, path):
     header = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree, "arrays": entries,
                          "data_bytes": offset, "data_crc32": crc}, allow_nan=False,
                         separators=(",", ":")).encode("utf-8")
+    header += _HEADER_CRC + b"%08x" % zlib.crc32(header)
     if len(header) > MAX_HEADER_BYTES:
         raise CheckpointError(f"dg.save: the header ({len(header)} bytes of structure) exceeds the "
                               f"{MAX_HEADER_BYTES}-byte limit; store large data as arrays")
@@ -234,12 +238,19 @@ def _check_magic(head, path):
 
 
 def _parse_header(raw, path):
+    crc_ok = True
+    i = raw.rfind(_HEADER_CRC)
+    if i >= 0 and len(raw) - i == len(_HEADER_CRC) + 8:
+        raw, want = raw[:i], raw[i + len(_HEADER_CRC):]
+        crc_ok = b"%08x" % zlib.crc32(raw) == want
     try:
         header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptCheckpointError(f"{path}: the header is not valid JSON ({e}); the file is damaged") from None
     except RecursionError:
         raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
+    if not crc_ok:
+        raise CorruptCheckpointError(f"{path}: the header fails its CRC-32 check; the file is damaged")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CorruptCheckpointError(f"{path}: the header does not describe a {FORMAT}")
     if header.get("version") != VERSION:
