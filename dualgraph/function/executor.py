@@ -195,6 +195,24 @@ class _Gen:
         exec(compile(src, fname, "exec"), self.glob)
         return self.glob["run"], src, fname
 
+    def _numpy_direct(self, node, ins):
+        """Reductions and division on floats straight to the ufunc (skips numpy's Python wrappers)."""
+        name, a = node.op.name, node.inputs
+        out = node.outputs[0].aval
+        floats = all(v is None or (v.weak and isinstance(v.const, float)) or (not v.weak and v.aval.dtype == out.dtype)
+                     for v in a) and out.dtype.kind == "f"
+        if not floats:
+            return None
+        if name in ("sum", "max", "min") and a[0].aval.dtype == out.dtype:
+            if name != "sum" and any(d == 0 for d in a[0].aval.shape):
+                return None  # the op's own forward says what is wrong with an empty reduction
+            uf = {"sum": "add", "max": "maximum", "min": "minimum"}[name]
+            return (f"np.{uf}.reduce({ins[0]}, axis={self.render(node.attrs['axes'])}, "
+                    f"keepdims={node.attrs['keepdims']!r})")
+        if name == "div" and not node.attrs:
+            return f"np.true_divide({ins[0]}, {ins[1]})"
+        return None
+
     def _matmul_transposes(self, g, last, keep):
         """{id(matmul node): its transpose node} for 2-D (a @ b).T whose matmul result is used only there."""
         if self.xp is not np:
@@ -276,6 +294,10 @@ class _Gen:
             return f"_where_zero(xp, {ins[0]}, {ins[1]})"
         if op.name in _DIRECT and not attrs and all(i != "None" for i in ins):
             return _DIRECT[op.name].format(*ins)
+        if self.xp is np:
+            fast = self._numpy_direct(node, ins)
+            if fast is not None:
+                return fast
         if op.name == "transpose":
             return f"{ins[0]}.transpose({self.render(attrs['axes'])})"
         if op.name == "reshape":
