@@ -152,6 +152,12 @@ def simplify(graph):
             p = producers.get(id(ins[0]))
             if tuple(attrs["shape"]) == tuple(ins[0].aval.shape):
                 out = ins[0]
+            elif (p is not None and p.op.name == "sum" and p.attrs["keepdims"] and p.attrs["axes"] is not None
+                  and len(users.get(id(ins[0]), ())) == 1
+                  and tuple(attrs["shape"]) == tuple(d for i, d in enumerate(p.inputs[0].aval.shape)
+                                                     if i not in p.attrs["axes"])):
+                # sum(keepdims=True) then reshape away the kept axes -> sum(keepdims=False)
+                node.op, node.inputs, node.attrs = p.op, [p.inputs[0]], {"axes": p.attrs["axes"], "keepdims": False}
             elif p is not None and p.op.name == "reshape":
                 src = p.inputs[0]
                 if tuple(attrs["shape"]) == tuple(src.aval.shape):
