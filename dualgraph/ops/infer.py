@@ -117,26 +117,39 @@ def same_infer(x, **_):
 def by_eval(op_forward):
     """Infer by running the forward on small zero arrays; for ops whose rule is their forward.
 
-    Only valid with concrete dims; symbolic dims are replaced by a probe size and mapped back.
+    Symbolic dims are replaced by probe sizes, in two runs (7, 10, ... then 20, 23, ...): an output dim
+    equal in both runs is concrete, one that follows a symbolic input dim is that dim, and any other
+    (x[1:] of a symbolic axis) is a new symbolic dim rather than a number frozen from the probe.
     """
     def infer(*xs, **attrs):
-        probe, sym = 7, {}
-        args = []
+        dims = []
         for x in xs:
-            if isinstance(x, Aval):
-                shape = []
-                for d in x.shape:
-                    if isinstance(d, Dim):
-                        sym.setdefault(probe + len(sym), d)
-                        shape.append(next(k for k, v in sym.items() if v is d))
-                    else:
-                        shape.append(d)
-                args.append(np.zeros(shape, x.dtype))
-            else:
-                args.append(x)
-        out = op_forward(np, *args, **attrs)
-        outs = out if isinstance(out, tuple) else (out,)
-        avals = tuple(Aval(tuple(sym.get(d, d) if sym else d for d in np.shape(o)), np.asarray(o).dtype)
-                      for o in outs)
-        return avals if isinstance(out, tuple) else avals[0]
+            for d in (x.shape if isinstance(x, Aval) else ()):
+                if isinstance(d, Dim) and all(d is not e for e in dims):
+                    dims.append(d)
+
+        def run(base):
+            size = {id(d): base + 3 * k for k, d in enumerate(dims)}
+            args = [np.zeros(tuple(size[id(d)] if isinstance(d, Dim) else d for d in x.shape), x.dtype)
+                    if isinstance(x, Aval) else x for x in xs]
+            out = op_forward(np, *args, **attrs)
+            return out, {v: d for d in dims for v in [size[id(d)]]}
+
+        out, at_small = run(7)
+        many = isinstance(out, tuple)
+        small = out if many else (out,)
+        large, at_large = run(20) if dims else (out, {})
+        large = large if many else (large,)
+        avals = []
+        for o, o2 in zip(small, large):
+            shape = []
+            for a, b in zip(np.shape(o), np.shape(o2)):
+                if a == b:
+                    shape.append(a)
+                elif a in at_small and b in at_large and at_small[a] is at_large[b]:
+                    shape.append(at_small[a])
+                else:
+                    shape.append(Dim("?"))
+            avals.append(Aval(tuple(shape), np.asarray(o).dtype))
+        return tuple(avals) if many else avals[0]
     return infer
