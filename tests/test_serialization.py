@@ -212,3 +212,36 @@ def test_a_save_that_fails_midway_leaves_the_old_file_intact(tmp_path, monkeypat
 def test_map_location(tmp_path):
     dg.save({"w": dg.ones(2)}, tmp_path / "c.dg")
     assert dg.load(tmp_path / "c.dg", map_location="cpu")["w"].device == dg.device("cpu")
+
+
+def _same(a, b):
+    if isinstance(a, dg.Tensor):
+        return isinstance(b, dg.Tensor) and a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def test_round_trip_property(tmp_path_factory):
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.extra import numpy as hnp
+    arrays = hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_]),
+                        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+    leaves = st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.floats() | st.text(max_size=8) \
+        | arrays | arrays.map(dg.tensor)
+    trees = st.recursive(leaves, lambda kids: st.lists(kids, max_size=3) | st.tuples(kids, kids)
+                         | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), kids, max_size=3), max_leaves=12)
+    path = tmp_path_factory.mktemp("prop") / "x.dg"
+
+    @settings(max_examples=60, deadline=None)
+    @given(trees)
+    def check(obj):
+        dg.save(obj, path)
+        assert _same(obj, dg.load(path))
+    check()
