@@ -132,6 +132,8 @@ def fuse(graph, min_size=2):
     group_of = {}
     groups = []
     taint = {}  # id(node) -> ids of groups it depends on through nodes outside them (merging would cycle)
+    gdeps = {}  # id(group) -> ids of other groups its members depend on: a fused group is one node, so
+    #             reading any of its outputs depends on what every member depends on
     for node in graph.nodes:
         deps = set()
         for v in node.inputs:
@@ -140,6 +142,7 @@ def fuse(graph, min_size=2):
                 g = group_of.get(id(v.producer))
                 if g is not None:
                     deps.add(id(g))
+                    deps |= gdeps.get(id(g), set())
         target = None
         if _fusible(node):
             for v in node.inputs:
@@ -148,9 +151,11 @@ def fuse(graph, min_size=2):
                 g = group_of[id(v.producer)]
                 if v.aval.shape != node.outputs[0].aval.shape:
                     continue
-                # no other input may reach g through a node outside it
+                # no other input may reach g through a node outside it (or through another group)
                 if all(u is None or u.producer is None or group_of.get(id(u.producer)) is g
-                       or id(g) not in taint.get(id(u.producer), set()) for u in node.inputs):
+                       or (id(g) not in taint.get(id(u.producer), set())
+                           and id(g) not in gdeps.get(id(group_of.get(id(u.producer))), ()))
+                       for u in node.inputs):
                     target = g
                     break
             if target is None:
@@ -159,6 +164,7 @@ def fuse(graph, min_size=2):
             target.append(node)
             group_of[id(node)] = target
             deps.discard(id(target))
+            gdeps.setdefault(id(target), set()).update(deps)
         taint[id(node)] = deps
     fused_ids = {}
     for g in groups:
@@ -167,6 +173,7 @@ def fuse(graph, min_size=2):
                 fused_ids[id(n)] = g
     if not fused_ids:
         return graph
+    orig = list(graph.nodes)
     new_nodes, done = [], set()
     for node in graph.nodes:
         g = fused_ids.get(id(node))
@@ -178,8 +185,19 @@ def fuse(graph, min_size=2):
         done.add(id(g[0]))
         new_nodes.append(_make_fused(g, users, outputs))
     # a fused node must come after all its inputs' producers: place it at its last member's position
-    graph.nodes = _reorder(new_nodes)
+    try:
+        graph.nodes = _reorder(new_nodes)
+    except _Cycle:
+        # the grouping made two groups depend on each other (a dependency it did not see): run unfused
+        for n in orig:
+            for o in n.outputs:
+                o.producer = n
+        graph.nodes = orig
     return graph
+
+
+class _Cycle(Exception):
+    pass
 
 
 def _make_fused(group, users, outputs):
@@ -221,6 +239,8 @@ def _reorder(nodes):
         for v in n.inputs:
             if v is not None and id(v) in produced_by:
                 p = produced_by[id(v)]
+                if state.get(id(p)) == 1:
+                    raise _Cycle()
                 if state.get(id(p)) != 2:
                     visit(p)
         state[id(n)] = 2
