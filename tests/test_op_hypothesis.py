@@ -255,3 +255,22 @@ def test_matmul_mismatch_is_a_shape_error(sa, sb):
     with pytest.raises(dg.ShapeError) as info:
         dg.matmul(dg.ones(*sa), dg.ones(*sb))
     assert "matmul" in str(info.value)
+
+
+@FAST
+@given(data=st.data())
+def test_where_broadcasts_three_ways(data):
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=4, max_side=3))
+    sc, sa, sb = shapes.input_shapes
+    c = data.draw(hnp.arrays(np.bool_, sc))
+    a, b = _values(data.draw, sa, "any"), _values(data.draw, sb, "any")
+    ta, tb = dg.tensor(a, requires_grad=True), dg.tensor(b, requires_grad=True)
+    out = dg.where(dg.tensor(c), ta, tb)
+    expected = np.where(c, a, b)
+    assert tuple(out.shape) == expected.shape == shapes.result_shape
+    np.testing.assert_array_equal(out.numpy(), expected)
+    g = np.random.default_rng(0).standard_normal(expected.shape)
+    out.backward(dg.tensor(g))
+    cb = np.broadcast_to(c, g.shape)
+    np.testing.assert_allclose(ta.grad.numpy(), np_sum_to(np.where(cb, g, 0.0), sa), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tb.grad.numpy(), np_sum_to(np.where(cb, 0.0, g), sb), rtol=1e-12, atol=1e-12)
