@@ -38,5 +38,5 @@ def test_digits_mlp_reaches_97_percent(tmp_path):
 
 
 def test_digits_cnn_runs(tmp_path):
-    acc, _, _ = _run_digits(tmp_path, "--model", "cnn", "--epochs", "2")
-    assert acc > 0.5
+    acc, _, _ = _run_digits(tmp_path, "--model", "cnn", "--epochs", "1")
+    assert acc > 0.3

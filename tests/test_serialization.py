@@ -239,7 +239,7 @@ def test_round_trip_property(tmp_path_factory):
                          | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), kids, max_size=3), max_leaves=12)
     path = tmp_path_factory.mktemp("prop") / "x.dg"
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(trees)
     def check(obj):
         dg.save(obj, path)
