@@ -738,3 +738,18 @@ def test_constructor_defaults_are_pytorchs():
                 assert p.default == ref[name].default, (ours.__name__, name, p.default, ref[name].default)
                 checked += 1
     assert checked > 60
+
+
+def test_trunc_normal_and_orthogonal_init():
+    dg.manual_seed(0)
+    t = nn.init.trunc_normal_(dg.empty(200, 100), std=0.5, a=-0.4, b=0.6)
+    v = t.numpy()
+    assert v.min() >= -0.4 and v.max() <= 0.6 and v.min() < -0.39 and v.max() > 0.59
+    from scipy import stats
+    ref = stats.truncnorm(-0.4 / 0.5, 0.6 / 0.5, scale=0.5)
+    assert stats.kstest(v.ravel(), ref.cdf).pvalue > 1e-3
+    for shape in ((6, 4), (4, 6), (3, 2, 2)):
+        w = nn.init.orthogonal_(dg.empty(*shape), gain=2.0).numpy().reshape(shape[0], -1)
+        small = min(w.shape)
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        close(gram, 4.0 * np.eye(small), atol=1e-4)
