@@ -340,8 +340,8 @@ def one_hot(indices, num_classes=-1, dtype=None):
         raise IndexOutOfRange(f"one_hot: indices must be integers, got {indices.dtype}")
     if num_classes < 0:
         num_classes = int(indices.max()) + 1  # a traced tensor: a clear error (data-dependent shape)
-    elif indices._data is not None and indices.numel() and (int(indices._data.max()) >= num_classes
-                                                           or int(indices._data.min()) < 0):
+    if indices._data is not None and indices.numel() and (int(indices._data.max()) >= num_classes
+                                                         or int(indices._data.min()) < 0):
         raise IndexOutOfRange(f"one_hot: class values must lie in [0, {num_classes}), got "
                               f"[{int(indices._data.min())}, {int(indices._data.max())}]")
     classes = arange(num_classes, device=indices.device)
