@@ -549,6 +549,7 @@ def test_index_errors_name_op_and_range():
     _raises(IndexError, lambda: dg.gather(x, 1, dg.tensor([[0, 4]] * 3)), "take_along_axis", "4")
     _raises(IndexError, lambda: dg.index_select(x, 0, dg.tensor([0, 3])), "index_select", "3")
     _raises(IndexError, lambda: dg.embedding(dg.tensor([5]), x), "embedding", "5")
+    _raises(IndexError, lambda: dg.embedding(dg.tensor([0, -1]), x), "embedding", "-1")  # no wrap-around
     _raises(IndexError, lambda: dg.one_hot(dg.tensor([0, 3]), 3), "one_hot", "3")
     _raises(IndexError, lambda: dg.one_hot(dg.tensor([-1, 2])), "one_hot", "-1")  # was a silent zero row
     _raises(IndexError, lambda: dg.scatter_add(x, 0, dg.tensor([[3, 0, 0, 0]]), dg.ones(1, 4)), "scatter_add")

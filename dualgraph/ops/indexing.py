@@ -329,6 +329,10 @@ def embedding(indices, weight):
     """Rows of `weight` picked by integer `indices` (any shape): out.shape = indices.shape + (dim,)."""
     indices = as_tensor(indices, like=weight)
     _check_index("embedding", weight, indices, 0)
+    if indices._data is not None and indices.numel() and int(indices._data.min()) < 0:
+        # a row id, not a position: -1 (a common padding id) must not wrap to the last row
+        raise IndexOutOfRange(f"embedding: indices must lie in [0, {weight.shape[0]}), got "
+                              f"{int(indices._data.min())} (weight shape {tuple(weight.shape)})")
     return getitem(weight, indices)
 
 
