@@ -366,3 +366,24 @@ def test_pytorch_implementation_flags_are_accepted():
     check(run(dg.optim.AdamW, lr=0.01, capturable=True), adam_ref(lr=0.01, weight_decay=0.01, decoupled=True))
     with pytest.raises(NotImplementedError, match="differentiable"):
         dg.optim.RMSprop([nn.Parameter(W0)], differentiable=True)
+
+
+def test_reduce_lr_on_plateau_matches_torch():
+    metrics = [1.0, 0.9, 0.95, 0.91, 0.92, 0.93, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    kw = dict(mode="min", factor=0.5, patience=2, cooldown=1, min_lr=0.02)
+    opt = dg.optim.SGD([nn.Parameter(np.zeros(1, np.float32))], lr=0.1)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, **kw)
+    ours = []
+    for m in metrics:
+        sched.step(m)
+        ours.append(opt.param_groups[0]["lr"])
+    # 0.95, 0.91, 0.92: three epochs without beating 0.9 (more than patience=2), so the 5th step halves lr
+    assert ours[:4] == [0.1, 0.1, 0.1, 0.1] and ours[4] == 0.05 and ours[-1] == 0.02
+    torch = pytest.importorskip("torch")
+    topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
+    theirs = []
+    for m in metrics:
+        tsched.step(m)
+        theirs.append(topt.param_groups[0]["lr"])
+    np.testing.assert_allclose(ours, theirs)
