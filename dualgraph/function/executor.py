@@ -12,7 +12,6 @@ oracle the compiled path is tested against.
 """
 import itertools
 import linecache
-import sys
 
 import numpy as np
 

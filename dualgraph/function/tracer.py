@@ -12,7 +12,6 @@ table's vjp rules, which themselves trace, so the backward lands in the same gra
 """
 import os
 import sys
-import weakref
 
 import numpy as np
 
@@ -533,4 +532,4 @@ def is_tracing():
     return STATE.tracer is not None
 
 
-__all__ = ["Tracer", "TraceError", "ConcretizationError", "FrozenValue", "tracing", "is_tracing", "weakref"]
+__all__ = ["Tracer", "TraceError", "ConcretizationError", "FrozenValue", "tracing", "is_tracing"]
