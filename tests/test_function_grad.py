@@ -178,3 +178,14 @@ def test_leaf_in_place_under_grad_is_still_an_error_in_a_trace():
         return w
     with pytest.raises(dg.AutogradError, match="no_grad"):
         f(dg.ones(2))
+
+
+def test_double_backward_through_a_compiled_call():
+    x = dg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    f = dg.function(lambda x: (dg.sin(x) * x * x).sum())
+    (g,) = dg.autograd.grad(f(x), [x], create_graph=True)
+    (gg,) = dg.autograd.grad(g.sum(), [x])
+    xe = dg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    (ge,) = dg.autograd.grad((dg.sin(xe) * xe * xe).sum(), [xe], create_graph=True)
+    (gge,) = dg.autograd.grad(ge.sum(), [xe])
+    assert close(g.detach().numpy(), ge.detach().numpy()) and close(gg.numpy(), gge.numpy(), 1e-4)

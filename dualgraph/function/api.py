@@ -991,6 +991,7 @@ def _run_with_grad(e, leaves, caps, arrays):
     outs = [_make(a, e.device) for a in outs_arr]
     tensors = tuple(inputs[i] for i in wrt)
     op = _CompiledOp(e.cf.__name__, len(diff), bwd, resid, diff, [o.aval for o in e.graph.outputs])
+    op.joint, op.primals, op.n_primal_out = e.joint_raw, inputs, n_out
     node = _ag.Node(op, tensors, {}, tuple(True for _ in tensors), tuple(t._version[0] for t in tensors))
     node._out = tuple(outs[i]._data for i in diff)
     for k, i in enumerate(diff):
@@ -1010,6 +1011,7 @@ def _compile_grad(e, wrt):
     joint, diff = joint_graph(e.graph, list(wrt), devices)
     n_out = len(e.graph.outputs)
     fwd, bwd = partition(joint, len(e.graph.inputs), n_out)
+    e.joint_raw = joint
     fwd = _passes.optimize(fwd, e.cf.passes)
     bwd = _passes.optimize(bwd, e.cf.passes)
     e.fwd_graph, e.bwd_graph = fwd, bwd
@@ -1017,7 +1019,8 @@ def _compile_grad(e, wrt):
 
 
 class _CompiledOp:
-    """The one tape node of a compiled call; its vjp runs the compiled backward graph."""
+    """The one tape node of a compiled call; its vjp runs the compiled backward graph (or, for a
+    double backward, the unfused backward graph op by op on Tensors, so it is recorded in turn)."""
 
     pure = False
     saves_output = False
@@ -1032,6 +1035,8 @@ class _CompiledOp:
 
     def vjp(self, node, grads):
         grads = grads if isinstance(grads, tuple) else (grads,)
+        if STATE.grad_enabled:  # backward(create_graph=True): the engine records the vjp's ops
+            return self._vjp_eager(grads)
         xp = None
         cts = []
         for g in grads:
@@ -1040,6 +1045,33 @@ class _CompiledOp:
         out = self.bwd(*self.resid, *cts)
         dev = grads[0]._device
         return tuple(_make(a, dev) for a in out)
+
+    def _vjp_eager(self, grads):
+        """Recompute forward and backward op by op on Tensors from the primal inputs, so the engine
+        records it and a second backward reaches the inputs."""
+        from ..tensor import apply as _apply
+        g = self.joint
+        env = {}
+        dev = grads[0]._device
+        for v, a in zip(g.inputs, list(self.primals) + list(grads)):
+            env[id(v)] = a if isinstance(a, Tensor) else _make(a, dev)
+
+        def get(v):
+            if v is None:
+                return None
+            if v.weak:
+                return v.const
+            if v.const is not None:
+                return _make(v.const, dev)
+            return env[id(v)]
+        for n in g.nodes:
+            if n.subgraphs:
+                raise DualgraphError(f"double backward through {n.op.name} in a compiled function is not supported")
+            out = _apply(n.op, tuple(get(v) for v in n.inputs), n.attrs)
+            outs = out if isinstance(out, tuple) else (out,)
+            for v, t in zip(n.outputs, outs):
+                env[id(v)] = t
+        return tuple(get(v) for v in g.outputs[self.n_primal_out:])
 
 
 def function(fn=None, *, input_signature=None, static_argnames=(), strict=False, passes=None, disable=(),
