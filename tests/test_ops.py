@@ -535,6 +535,18 @@ def test_shape_errors_name_op_and_shapes():
     _raises(dg.ShapeError, lambda: dg.einsum("ij,jk->ik", a, b), "einsum")
 
 
+def test_axis_arguments_out_of_range_are_errors_not_wraparounds():
+    x = dg.ones(2, 3)
+    _raises(ValueError, lambda: dg.moveaxis(x, 5, 0), "moveaxis", "5")
+    _raises(ValueError, lambda: dg.stack([x, x], axis=3), "stack", "3")
+    _raises(ValueError, lambda: dg.stack([x, x], axis=-4), "stack", "-4")
+    _raises(ValueError, lambda: dg.flatten(dg.ones(2, 3, 4), 2, 1), "flatten", "start_dim")
+    _raises(ValueError, lambda: dg.flatten(x, 0, 7), "flatten", "7")
+    _raises(ValueError, lambda: dg.expand(dg.ones(3), -1, 3), "expand", "-1")
+    _raises(ValueError, lambda: dg.chunk(x, 0), "chunk", "0")
+    assert dg.stack([x, x], axis=-3).shape == (2, 2, 3) and dg.moveaxis(x, -1, 0).shape == (3, 2)
+
+
 def test_dtype_errors():
     _raises(TypeError, lambda: dg.tensor([1, 2]).requires_grad_(True), "int64")
     _raises(TypeError, lambda: dg.ones(2) & dg.ones(2), "bitwise_and", "float32")

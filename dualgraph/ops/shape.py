@@ -76,7 +76,9 @@ def flatten(x, start_dim=0, end_dim=-1):
     nd = x.ndim
     if nd == 0:
         return reshape(x, (1,))
-    s, e = start_dim % nd, end_dim % nd
+    s, e = norm_axes(start_dim, nd, "flatten")[0], norm_axes(end_dim, nd, "flatten")[0]
+    if s > e:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {tuple(x.shape)})")
     n = 1
     for d in x.shape[s:e + 1]:
         n = n * d
@@ -121,8 +123,9 @@ swapaxes = transpose
 
 
 def moveaxis(x, source, destination):
-    order = [i for i in range(x.ndim) if i != source % x.ndim]
-    order.insert(destination % x.ndim, source % x.ndim)
+    source, destination = norm_axes(source, x.ndim, "moveaxis")[0], norm_axes(destination, x.ndim, "moveaxis")[0]
+    order = [i for i in range(x.ndim) if i != source]
+    order.insert(destination, source)
     return permute(x, order)
 
 
@@ -153,6 +156,9 @@ def expand(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     lead = len(shape) - x.ndim
+    if any(s == -1 for s in shape[:max(lead, 0)]):
+        raise ShapeError(f"expand: -1 keeps an existing dim; it cannot size a new leading dim "
+                         f"(expanding shape {tuple(x.shape)} to {tuple(shape)})")
     shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
     return broadcast_to(x, shape)
 
@@ -243,7 +249,7 @@ def stack(tensors, axis=0, *, dim=None):
     if len(shapes) > 1:
         raise ShapeError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
     nd = tensors[0].ndim + 1
-    axis %= nd
+    axis = norm_axes(axis, nd, "stack")[0]
     return concat([unsqueeze(t, axis) for t in tensors], axis)
 
 
@@ -281,8 +287,10 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
 def chunk(x, chunks, axis=0, *, dim=None):
     if dim is not None:
         axis = dim
-    n = x.shape[axis % x.ndim]
-    size = -(-n // chunks)
+    if chunks <= 0:
+        raise ShapeError(f"chunk: the number of chunks must be positive, got {chunks}")
+    n = x.shape[norm_axes(axis, x.ndim, "chunk")[0]]
+    size = -(-n // chunks) or 1
     return split(x, size, axis)
 
 
