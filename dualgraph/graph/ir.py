@@ -136,12 +136,15 @@ class Graph:
         return format_graph(self)
 
     def to_dot(self):
-        lines = [f"digraph {self.name} {{", '  node [fontname="Helvetica", fontsize=10];']
+        lines = [f"digraph \"{self.name}\" {{", '  node [fontname="Helvetica", fontsize=10];']
         index = {id(n): i for i, n in enumerate(self.nodes)}
         for v in self.inputs:
             lines.append(f'  v{v.id} [label="{_vname(v)}\\n{v.aval}", shape=ellipse, style=filled, fillcolor=lightblue];')
         for i, node in enumerate(self.nodes):
-            lines.append(f'  n{i} [label="{node.op.name}", shape=box];')
+            label = node.op.name
+            if node.subgraphs:  # control flow / fused kernels: name their subgraphs and sizes
+                label += "\\n" + ", ".join(f"{k}: {len(g.nodes)} nodes" for k, g in node.subgraphs.items())
+            lines.append(f'  n{i} [label="{label}", shape=box];')
             for v in node.inputs:
                 if v is None:
                     continue
