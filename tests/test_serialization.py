@@ -214,11 +214,15 @@ def test_map_location(tmp_path):
     assert dg.load(tmp_path / "c.dg", map_location="cpu")["w"].device == dg.device("cpu")
 
 
+def _equal_arrays(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
 def _same(a, b):
     if isinstance(a, dg.Tensor):
-        return isinstance(b, dg.Tensor) and a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+        return isinstance(b, dg.Tensor) and _equal_arrays(a.numpy(), b.numpy())
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+        return isinstance(b, np.ndarray) and _equal_arrays(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
