@@ -97,7 +97,8 @@ TRANSPOSE = defop("transpose", lambda xp, x, axes: xp.transpose(x, axes),
 def permute(x, *axes):
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = axes[0]
-    if len(axes) != x.ndim or sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+    if len(axes) != x.ndim or any(not -x.ndim <= a < x.ndim for a in axes) or \
+            sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
         raise ShapeError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of shape {x.shape}")
     axes = tuple(int(a) % x.ndim for a in axes)
     if axes == tuple(range(x.ndim)):
