@@ -476,3 +476,38 @@ def test_grad_mode_is_part_of_the_signature():
     with dg.no_grad():
         assert not f(dg.ones(2)).requires_grad
     assert "grad mode changed" in f.retrace_reason
+
+
+def test_changing_a_frozen_closure_number_retraces():
+    scale = 2.0
+
+    def fn(x):
+        return x * scale
+    f = dg.function(fn)
+    assert close(f(dg.ones(2)).numpy(), [2, 2])
+    scale = 5.0  # noqa: F841  (read by fn through its closure)
+    assert close(f(dg.ones(2)).numpy(), [5, 5])
+    assert "closure variable scale" in f.retrace_reason
+
+
+def test_footgun_python_list_length_is_frozen_by_the_trace():
+    """Python control flow over a list runs at trace time: appending to it later is not seen
+    (documented in docs/tracing.md); pass the list as an argument to make its length part of the key."""
+    weights = [dg.full((2,), 2.0)]
+
+    def apply_all(x):
+        for w in weights:
+            x = x * w
+        return x
+    f = dg.function(apply_all)
+    assert close(f(dg.ones(2)).numpy(), [2, 2])
+    weights.append(dg.full((2,), 3.0))
+    assert close(f(dg.ones(2)).numpy(), [2, 2])  # still one weight: the loop was unrolled when traced
+    g = dg.function(_mul_all)
+    assert close(g(dg.ones(2), weights).numpy(), [6, 6])
+
+
+def _mul_all(x, ws):
+    for w in ws:
+        x = x * w
+    return x

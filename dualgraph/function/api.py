@@ -808,7 +808,10 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     e.n_user_out = len(out_vals)
     for kind, name, value, where, _ in _frozen_globals(cf.fn):
         e.frozen.append(FrozenValue(kind, name, value, where))
-    e.global_guards = [(k, name, value) for k, name, value, _, _ in _frozen_globals(cf.fn)]
+    e.global_guards = [(k, name, value) for k, name, value, _, _ in _frozen_globals(cf.fn)
+                       if isinstance(value, (int, float, bool, str))]
+    _f = cf.fn.__func__ if isinstance(cf.fn, types.MethodType) else cf.fn
+    e.freevars = list(getattr(getattr(_f, "__code__", None), "co_freevars", ()))
     for path, d in reversed(descs):
         if d[0] == "value":
             e.frozen.insert(0, FrozenValue("argument", path, d[2], ""))
@@ -863,6 +866,8 @@ def _install(e):
             env[f"V{j}"] = value
             if kind == "global":
                 lines.append(f"        if G[{name!r}] != V{j}: return None")
+            elif name in e.freevars:
+                lines.append(f"        if C[{e.freevars.index(name)}].cell_contents != V{j}: return None")
     lines.append(f"        return ({''.join(f't{i}, ' for i in range(len(e.captured)))})")
     lines.append("    except Exception:")
     lines.append("        return None")
@@ -916,9 +921,17 @@ def _guard_reason(e):
                    f"traced and is {'None' if t._grad is None else 'set'} now"
     f = cf.fn.__func__ if isinstance(cf.fn, types.MethodType) else cf.fn
     g = getattr(f, "__globals__", {})
+    cells = dict(zip(e.freevars, getattr(f, "__closure__", None) or ()))
     for kind, name, value in e.global_guards:
         if kind == "global" and g.get(name) != value:
             return f"global {name} changed from {value!r} to {g.get(name)!r} (it was baked into the trace)"
+        if kind != "global" and name in cells:
+            try:
+                now = cells[name].cell_contents
+            except ValueError:
+                continue
+            if now != value:
+                return f"closure variable {name} changed from {value!r} to {now!r} (it was baked into the trace)"
     return "a captured tensor was replaced by one of another shape or dtype"
 
 
