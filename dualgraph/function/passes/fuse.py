@@ -419,10 +419,13 @@ def _cupy_kernel(body, cp):
         code += [f"o{i} = {names[id(v)]};" for i, v in enumerate(body.outputs)]
         ek = cp.ElementwiseKernel(", ".join(params), ", ".join(outs), "\n".join(code), "dg_fused")
 
-        def kernel(*xs):
-            r = ek(*xs)
+        def kernel(*xs, out=None):
+            if out is not None and len(body.outputs) == 1:
+                r = ek(*xs, out)  # written into the donated buffer (cupy broadcasts the inputs)
+            else:
+                r = ek(*xs)
             return r if isinstance(r, tuple) else (r,)
         return kernel
     except Exception:
         from ..executor import interpret
-        return lambda *xs: interpret(body, xs, cp)
+        return lambda *xs, out=None: interpret(body, xs, cp)
