@@ -548,6 +548,14 @@ def test_axis_arguments_out_of_range_are_errors_not_wraparounds():
     assert dg.stack([x, x], axis=-3).shape == (2, 2, 3) and dg.moveaxis(x, -1, 0).shape == (3, 2)
 
 
+def test_conv_and_pool_reject_non_positive_stride_dilation_kernel():
+    x, w = dg.ones(1, 1, 5, 5), dg.ones(1, 1, 3, 3)
+    _raises(ValueError, lambda: F.conv2d(x, w, dilation=0), "dilation", "(0, 0)")
+    _raises(ValueError, lambda: F.conv2d(x, w, stride=(1, 0)), "stride", "(1, 0)")
+    _raises(ValueError, lambda: F.max_pool2d(x, 2, stride=0), "stride")
+    _raises(ValueError, lambda: F.avg_pool2d(x, 0), "kernel")
+
+
 def test_dtype_errors():
     _raises(TypeError, lambda: dg.tensor([1, 2]).requires_grad_(True), "int64")
     _raises(TypeError, lambda: dg.ones(2) & dg.ones(2), "bitwise_and", "float32")

@@ -63,6 +63,9 @@ def unfold(x, kernel_size, stride=1, dilation=1):
     """(N, C, H, W) -> (N, C, kh, kw, OH, OW): every window of the input, no padding."""
     attrs = {"kernel": _pair(kernel_size, "kernel_size"), "stride": _pair(stride, "stride"),
              "dilation": _pair(dilation, "dilation")}
+    for name, pair in attrs.items():
+        if min(pair) < 1:  # dilation 0 would read one pixel per window: silent garbage
+            raise ShapeError(f"unfold: {name} must be positive, got {pair}")
     (kh, kw), (dh, dw) = attrs["kernel"], attrs["dilation"]
     if x.shape[2] < dh * (kh - 1) + 1 or x.shape[3] < dw * (kw - 1) + 1:
         raise ShapeError(f"unfold: input of spatial size {tuple(x.shape[2:])} is smaller than the "
