@@ -545,6 +545,7 @@ def test_axis_arguments_out_of_range_are_errors_not_wraparounds():
     _raises(ValueError, lambda: dg.expand(dg.ones(3), -1, 3), "expand", "-1")
     _raises(ValueError, lambda: dg.chunk(x, 0), "chunk", "0")
     _raises(ValueError, lambda: dg.permute(x, (0, 5)), "permute", "(0, 5)")  # 5 % 2 == 1 must not pass
+    _raises(ValueError, lambda: dg.split(x, [3, -1]), "split", "[3, -1]")  # adds up to 2, still wrong
     assert dg.stack([x, x], axis=-3).shape == (2, 2, 3) and dg.moveaxis(x, -1, 0).shape == (3, 2)
 
 

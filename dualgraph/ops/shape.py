@@ -273,6 +273,8 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
         sizes = [min(size, n - s) for s in range(0, n, size)]
     else:
         sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes):
+            raise ShapeError(f"split: sizes {sizes} must not be negative")
         total = 0
         for s in sizes:
             total += s
