@@ -1295,7 +1295,7 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
     checks = 0
     prims = set()
     fn = prog.build()
-    rng = np.random.default_rng(prog.seed + 7)
+    rng = np.random.default_rng(abs(prog.seed) + 7)
     ref = {}
     for w in (0, 1):
         ref[w] = as_arrays(fn(*tensors(prog, w, True)))
@@ -1499,7 +1499,7 @@ def sub_program(prog, target):
     inputs = [inp for inp in prog.inputs if any(_mentions(" ".join(s), inp[0]) for _, s in lines)]
     p = Program(prog.seed, inputs, lines, [target], [prog.ops[i] for i in keep] if len(prog.ops) == len(prog.lines)
                 else [])
-    rng = np.random.default_rng(prog.seed)
+    rng = np.random.default_rng(abs(prog.seed))
     if target in prog.loss_weights:
         p.loss_weights[target] = prog.loss_weights[target]
     else:
