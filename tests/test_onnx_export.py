@@ -676,3 +676,69 @@ def test_fori_loop_with_a_tensor_bound_is_a_loop_and_nests_cond():
         (ref,) = ReferenceEvaluator(onx).run(None, {"x": x6.numpy(), "n": np.array(steps)})
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(ref, want, rtol=1e-5, atol=1e-6)
+
+
+# the number of outputs or their sizes follow from the traced size in Python (split's chunk list)
+_SIZE_DEPENDENT_ROWS = {"split", "chunk"}
+
+
+@pytest.mark.parametrize("row", [r for r in OP_DB if not r.random], ids=lambda r: r.name)
+def test_op_table_runs_at_another_size_along_a_dynamic_axis(row):
+    """Every sample whose tensors share their first dim is exported with that dim dynamic and run
+    with two more rows (repeated from the sample, so indices stay valid) against eager."""
+    from dualgraph.function.tracer import TraceError
+    if row.name in _SIZE_DEPENDENT_ROWS:
+        pytest.skip("output structure depends on the size in Python")
+    dtype = row.dtypes[0]
+    checked = 0
+    for sample in row.sample_inputs(dtype):
+        fn, tensors = _row_case(row, dtype, sample)
+        if not tensors or any(t.ndim == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
+            continue
+        n = tensors[0].shape[0]
+        grown = [dg.tensor(np.concatenate([t.numpy(), t.numpy()[:min(2, n)]], axis=0)) for t in tensors]
+        with np.errstate(all="ignore"):
+            try:
+                fn(*tensors)
+                want = fn(*grown)
+            except Exception:
+                continue
+        want = [w.numpy() for w in (want if isinstance(want, (tuple, list)) else [want])]
+        names = [f"a{k}" for k in range(len(tensors))]
+        try:
+            model = dgo.export(fn, tensors, None, input_names=names, dynamic_axes={k: {0: "B"} for k in names})
+        except TraceError as e:   # data-dependent shapes, values needed in Python
+            assert "cannot be traced" in str(e) or "needs the value" in str(e)
+            continue
+        got = run(model, [g.numpy() for g in grown])
+        for g, w in zip(got, want):
+            assert g.shape == w.shape, (sample, g.shape, w.shape)
+            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=1e-4, atol=1e-5,
+                                       equal_nan=True, err_msg=repr(sample))
+        checked += 1
+    if not checked:
+        pytest.skip("no sample with a shared first dim that traces")
+
+
+@pytest.mark.parametrize("case", ["flatten", "unsqueeze", "stack", "mean", "train"])
+def test_dynamic_axes_rederived_on_a_graph_traced_at_concrete_sizes(case):
+    """The fallback path: a graph traced at fixed sizes, made dynamic by the exporter itself."""
+    model = _mlp()
+    fns = {
+        "flatten": lambda x: x.reshape(x.shape[0] * 6 // 6, -1).sum(axis=1),
+        "unsqueeze": lambda x: dg.unsqueeze(x, 0) * 2,
+        "stack": lambda x: dg.stack([x, x * 2], axis=1).sum(axis=2),
+        "mean": lambda x: x - x.mean(axis=0),
+        "train": lambda x: dg.autograd.grad(dg.mse_loss(model(x), x[:, :3]), [model[0].weight])[0],
+    }
+    f = fns[case]
+    x = dg.randn(5, 6)
+    traced = dgo.trace(f, (x,), None, ["x"])   # no dynamic axes: a concrete trace
+    assert all(isinstance(d, int) for d in traced.graph.inputs[0].aval.shape)
+    model_, info = dgo.graph_to_model(traced.graph, input_names=["x"], dynamic_axes={"x": {0: "batch"}},
+                                      initializers=traced.params)
+    assert info.traced_sizes   # the exporter made the symbol itself
+    for b in (1, 8):
+        xb = dg.randn(b, 6)
+        (got,) = run(model_, {"x": xb.numpy()})
+        np.testing.assert_allclose(got, f(xb).numpy(), rtol=1e-4, atol=1e-5)

@@ -125,6 +125,25 @@ def _obtain(f, example_args, dynamic_axes=None, input_names=None):
     return trace(f, example_args, dynamic_axes, input_names)
 
 
+def _has_varargs(fn):
+    import inspect
+    try:
+        return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+def _fixed_arity(fn, n, names):
+    names = [nm for nm in (names or [])]
+    params = [nm if k < len(names) and nm.isidentifier() and nm not in names[:k] else f"arg{k}"
+              for k, nm in enumerate(names + [None] * (n - len(names)))]
+    ns = {"fn": fn}
+    exec(f"def call({', '.join(params)}):\n    return fn({', '.join(params)})\n", ns)
+    call = ns["call"]
+    call.__name__ = getattr(fn, "__name__", "call")
+    return call
+
+
 def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     """Trace through @dg.function (reusing its trace when f is one) and read the graph the exporter
     wants: after fold/simplify/CSE/DCE, before fusion. With dynamic axes on the inputs, first try a
@@ -136,6 +155,9 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     static = f.static_argnames if isinstance(f, CompiledFunction) else ()
     keep = []   # what the function returns stays alive: a tensor it creates and returns is a capture
     traced_fn = target
+    if not static and _has_varargs(target):
+        # input_signature binds per parameter: give f(*xs) one named parameter per argument
+        target = _fixed_arity(target, len(args), input_names)
     if isinstance(target, types.FunctionType) and not isinstance(f, CompiledFunction):
         @functools.wraps(target)
         def traced_fn(*a, **kw):

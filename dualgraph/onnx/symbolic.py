@@ -93,11 +93,19 @@ class Deriver:
             syms = [in_sym[k] for k in gi]
             if any(is_sym(d) for d in syms) and gj:
                 total = sym_product(syms)
+                # the output dim that carries the symbol: one equal to the whole group's traced size
+                # (a unit dim added or dropped: (B,) -> (1, B)), else the first non-unit dim
+                exact = [k for k in gj if out_conc[k] == evaluate(total, self.sizes)]
+                pick = exact[0] if exact else next((k for k in gj if out_conc[k] != 1), gj[0])
                 rest = 1
-                for k in gj[1:]:
-                    rest *= out_conc[k]
-                out.append(sym_divide(total, rest) if rest != 1 else total)
-                out.extend(out_conc[k] for k in gj[1:])
+                for k in gj:
+                    if k != pick:
+                        rest *= out_conc[k]
+                for k in gj:
+                    if k == pick:
+                        out.append(sym_divide(total, rest) if rest != 1 else total)
+                    else:
+                        out.append(out_conc[k])
             else:
                 out.extend(out_conc[k] for k in gj)
         return dict(attrs, shape=tuple(out))
