@@ -110,7 +110,7 @@ def _source(body, ctype, suffix, scalar_mask, alias=False):
             "    for (int64_t i = 0; i < n; i++) {\n" + "\n".join(lines) + "\n    }\n}\n")
 
 
-def _build(src):
+def _build(src, n_ptrs):
     cc = _compiler()
     if cc is None:
         return None
@@ -143,7 +143,16 @@ def _build(src):
     except OSError:
         return None
     fn.restype = None
+    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * n_ptrs
     return fn
+
+
+def _address(a):
+    """The data pointer of a C-contiguous array (from_buffer is about twice as fast as a.ctypes.data)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):  # read-only or empty
+        return a.ctypes.data
 
 
 def make(body, fallback):
@@ -157,18 +166,17 @@ def make(body, fallback):
     n_out = len(body.outputs)
 
     def kernel(*arrays, out=None):
-        full = None
-        for a in arrays:
-            if type(a) is not np.ndarray:
-                return fallback(*arrays, out=out)
-            if full is None and a.size != 1:
-                full = a
-        if full is None or full.size < MIN_SIZE:
+        for full in arrays:
+            if full.size >= MIN_SIZE:
+                break
+        else:  # small: the numpy kernel's lower call cost wins
+            return fallback(*arrays, out=out)
+        if type(full) is not np.ndarray:
             return fallback(*arrays, out=out)
         shape = full.shape
         mask = []
         for a in arrays:
-            if a.dtype != dtype:
+            if type(a) is not np.ndarray or a.dtype != dtype:
                 return fallback(*arrays, out=out)
             if a.shape == shape and a.flags.c_contiguous:
                 mask.append(False)
@@ -179,15 +187,14 @@ def make(body, fallback):
         outs = [out if (out is not None and j == 0 and n_out == 1 and out.shape == shape
                         and out.flags.c_contiguous and out.dtype == dtype) else np.empty(shape, dtype)
                 for j in range(n_out)]
-        alias = out is not None and outs[0] is out and any(a.ctypes.data == out.ctypes.data for a in arrays)
+        alias = out is not None and outs[0] is out and any(np.may_share_memory(a, out) for a in arrays)
         key = (tuple(mask), alias)  # an output written over its own input: no `restrict` promises
         fn = variants.get(key)
         if fn is None:
-            fn = variants[key] = _build(_source(body, ctype, suffix, key[0], alias)) or False
+            fn = variants[key] = _build(_source(body, ctype, suffix, key[0], alias), len(arrays) + n_out) or False
         if fn is False:
             return fallback(*arrays, out=out)
-        fn(ctypes.c_int64(full.size), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
-           *[ctypes.c_void_p(o.ctypes.data) for o in outs])
+        fn(full.size, *[_address(a) for a in arrays], *[_address(o) for o in outs])
         return tuple(outs)
     kernel.source = lambda mask=None: _source(body, ctype, suffix, mask or (False,) * len(body.inputs))
     return kernel
