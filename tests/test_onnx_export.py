@@ -696,6 +696,8 @@ def test_op_table_runs_at_another_size_along_a_dynamic_axis(row):
         if not tensors or any(t.ndim == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
             continue
         n = tensors[0].shape[0]
+        if n == 1:   # a size-1 axis is special (squeeze, broadcasting): not a dynamic axis to declare
+            continue
         grown = [dg.tensor(np.concatenate([t.numpy(), t.numpy()[:min(2, n)]], axis=0)) for t in tensors]
         with np.errstate(all="ignore"):
             try:

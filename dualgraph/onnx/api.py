@@ -125,6 +125,30 @@ def _obtain(f, example_args, dynamic_axes=None, input_names=None):
     return trace(f, example_args, dynamic_axes, input_names)
 
 
+def _same_shapes_at(sym_entry, conc_entry, args):
+    """Do the symbolic trace's outputs, at the example's sizes, have the concrete trace's shapes?"""
+    from ..ops.infer import Dim
+    from .interp import resolve_dims
+    env = {}
+    for v, a in zip(sym_entry.graph.inputs, [a for a in args if isinstance(a, Tensor)]):
+        for d, n in zip(v.aval.shape, a.shape):
+            if isinstance(d, Dim) and not hasattr(d, "args"):
+                env.setdefault(d, int(n))
+    a_outs, b_outs = sym_entry.graph.outputs, conc_entry.graph.outputs
+    if len(a_outs) != len(b_outs):
+        return False
+    for a, b in zip(a_outs, b_outs):
+        if a is None or b is None or len(a.aval.shape) != len(b.aval.shape):
+            return False
+        for d, n in zip(a.aval.shape, b.aval.shape):
+            try:
+                if int(resolve_dims(d, env)) != int(n):
+                    return False
+            except (KeyError, TypeError, ValueError):
+                continue   # an opaque symbol: nothing to compare
+    return True
+
+
 def _has_varargs(fn):
     import inspect
     try:
@@ -186,6 +210,13 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
             entry = cf._entry_for(args, {})
         except Exception:
             entry = None
+    if entry is not None:
+        # a size-1 dim declared dynamic can change what the function computes (squeeze, broadcasting):
+        # the symbolic trace must agree with a concrete one at the example's sizes, else use that one
+        cf_conc = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
+        conc = cf_conc._entry_for(args, {})
+        if not _same_shapes_at(entry, conc, args):
+            cf, entry = cf_conc, conc
     if entry is None:
         cf = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
         entry = cf._entry_for(args, {})

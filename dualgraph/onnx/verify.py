@@ -17,7 +17,7 @@ from .interp import dim_env, resolve_dims, run_graph
 def session(model):
     import onnxruntime as ort
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4   # errors come back as exceptions (and into our messages)
     data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
@@ -151,7 +151,14 @@ def _random_like(ex, shape, rng):
 def check_outputs(model, info, graph, feeds, reference, rtol, atol, label):
     """Run ORT on feeds, compare with reference(feeds) -> list of arrays; raise VerificationError."""
     sess = session(model)
-    got = sess.run(info.output_names, feeds)
+    try:
+        got = sess.run(info.output_names, feeds)
+    except Exception as e:   # the model cannot even run at these sizes
+        shapes = ", ".join(f"{k}{list(np.shape(v))}" for k, v in feeds.items())
+        raise VerificationError(f"onnx export verification failed ({label}): onnxruntime could not run the "
+                                f"model on {shapes}: {str(e).splitlines()[0][:500]}\n  a dim declared dynamic "
+                                f"was probably specialized while tracing (a size-1 axis squeezed or broadcast, "
+                                f"a size used in Python): declare that axis static") from None
     want = reference(feeds)
     tainted = _impure_values(graph)
     bad = []
