@@ -1,11 +1,14 @@
 """Elementwise fusion: a chain of elementwise nodes of one shape becomes one `fused_elementwise` node
 whose `body` subgraph holds the chain; the executor runs it as one generated kernel.
 
-The CPU kernel (chosen by measurement, see docs/performance.md) is generated Python over numpy
-ufuncs with `out=`: the chain computes in place in as few buffers as possible (a dead temporary is
-overwritten instead of allocating), so a 10-op chain allocates one array instead of ten. numexpr
-and numba's vectorize were slower than plain numpy on this workload (scalar tanh), and cache-sized
-blocking did not pay for its extra ufunc calls on these sizes. Before grouping, two lowerings that
+CPU kernels (chosen by measurement, see docs/performance.md): for big float chains of arithmetic and
+exp/log/tanh/... a generated C loop (passes/ckernel.py: one memory pass, SIMD exp), and otherwise
+generated Python over numpy ufuncs with `out=`: the chain computes in place in as few buffers as
+possible (a dead temporary is overwritten instead of allocating), so a 10-op chain allocates one
+array instead of ten. The issue measured numexpr and numba's vectorize slower than plain numpy on
+tanh-GELU (neither is installed here), and cache-sized blocking of the numpy chain did not pay for
+its extra ufunc calls. A group may have several outputs (a value also used outside it), as long as
+merging cannot create a cycle. Before grouping, two lowerings that
 are exact in real arithmetic run on the chain: `1 + tanh(u)` becomes `2 / (1 + exp(-2u))` (numpy's
 float32 exp is about twice as fast as its tanh; the form is stable, exp overflow gives the right
 limit), and scalar factors are gathered. On a GPU (`xp` is cupy) the body becomes one
