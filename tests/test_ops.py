@@ -546,6 +546,8 @@ def test_axis_arguments_out_of_range_are_errors_not_wraparounds():
     _raises(ValueError, lambda: dg.chunk(x, 0), "chunk", "0")
     _raises(ValueError, lambda: dg.permute(x, (0, 5)), "permute", "(0, 5)")  # 5 % 2 == 1 must not pass
     _raises(ValueError, lambda: dg.split(x, [3, -1]), "split", "[3, -1]")  # adds up to 2, still wrong
+    _raises(ValueError, lambda: dg.narrow(x, 0, 1, 5), "narrow", "size 2")  # was silently truncated
+    np.testing.assert_array_equal(dg.narrow(dg.tensor(np.arange(6.0)), 0, -2, 2).numpy(), [4.0, 5.0])
     assert dg.stack([x, x], axis=-3).shape == (2, 2, 3) and dg.moveaxis(x, -1, 0).shape == (3, 2)
 
 

@@ -255,6 +255,12 @@ def stack(tensors, axis=0, *, dim=None):
 
 
 def narrow(x, axis, start, length):
+    n = x.shape[axis]
+    if start < 0 and isinstance(n, int):
+        start += n  # PyTorch: a negative start counts from the end
+    if isinstance(n, int) and not (0 <= start and length >= 0 and start + length <= n):
+        raise ShapeError(f"narrow: start {start} + length {length} exceeds axis {axis} of size {n} "
+                         f"(shape {tuple(x.shape)})")
     index = (slice(None),) * axis + (slice(start, start + length),)
     return x[index]
 
