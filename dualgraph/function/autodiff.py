@@ -212,10 +212,12 @@ def partition(joint, n_in, n_out):
             _base_dims(o.aval.shape, wanted)
     for v in joint.outputs[n_out:]:
         _base_dims(v.aval.shape, wanted)
+    # a dim a shape rule made up (reshape(-1)'s d0*d1, pad's d0+1) is carried by a forward value
+    carriers = list(joint.inputs[:n_in]) + [o for n in fwd_nodes for o in n.outputs]
     for k, d in wanted.items():
         if k in bound:
             continue
-        for v in joint.inputs[:n_in]:
+        for v in carriers:
             if any(s is d for s in v.aval.shape):
                 need(v)
                 bound.update(id(s) for s in v.aval.shape)

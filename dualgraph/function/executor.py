@@ -175,6 +175,13 @@ class _Gen:
                 lhs = outs[0]
             body.append(f"    {lhs} = {call}")
             self.line_node[len(body) + 1] = node  # +1: the def line
+            # a dim a shape rule made up (pad's 'd0+1', reshape(-1)'s 'd0*d1') is read from the first
+            # value that has it, so later attributes (a reshape target) can use it
+            for o, n in zip(node.outputs, outs):
+                for ax, d in enumerate(getattr(o.aval, "shape", ())):
+                    if isinstance(d, Dim) and not isinstance(d, SymbolicDim) and d not in self.dims:
+                        self.dims[d] = f"d{len(self.dims)}"
+                        body.append(f"    {self.dims[d]} = {n}.shape[{ax}]")
             dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None and v.const is None
                     and last.get(id(v)) == k and id(v) not in keep]
             dead += [n for o, n in zip(node.outputs, outs) if id(o) not in last and id(o) not in keep]
@@ -351,6 +358,11 @@ def compile_graph(graph, xp=np):
 def interpret(graph, arrays, xp=np):
     """Reference interpreter: run node by node with op.forward, freeing values after their last use."""
     env = {id(v): a for v, a in zip(graph.inputs, arrays)}
+    sizes = {}
+    for v, a in zip(graph.inputs, arrays):
+        for d, n in zip(v.aval.shape, a.shape):
+            if isinstance(d, Dim):
+                sizes.setdefault(d, n)
     last = {}
     for k, node in enumerate(graph.nodes):
         for v in node.inputs:
@@ -372,24 +384,22 @@ def interpret(graph, arrays, xp=np):
         elif node.op.extra.get("subgraphs"):
             out = node.op.forward(xp, *ins, subgraphs=node.subgraphs, **node.attrs)
         else:
-            out = node.op.forward(xp, *ins, **_resolve_attrs(node.attrs, graph, arrays))
+            out = node.op.forward(xp, *ins, **_resolve_attrs(node.attrs, sizes))
         outs = out if node.op.n_out != 1 else (out,)
         for v, a in zip(node.outputs, outs):
             env[id(v)] = a if hasattr(a, "shape") else xp.asarray(a)
+            for d, n in zip(v.aval.shape, env[id(v)].shape):
+                if isinstance(d, Dim):
+                    sizes.setdefault(d, n)
         for v in node.inputs:
             if v is not None and last.get(id(v)) == k and id(v) not in outs_ids:
                 env.pop(id(v), None)
     return tuple(get(v) for v in graph.outputs)
 
 
-def _resolve_attrs(attrs, graph, arrays):
+def _resolve_attrs(attrs, sizes):
     if not any(_contains_dim(v) for v in attrs.values()):
         return attrs
-    sizes = {}
-    for v, a in zip(graph.inputs, arrays):
-        for d, n in zip(v.aval.shape, a.shape):
-            if isinstance(d, Dim):
-                sizes.setdefault(d, n)
 
     def sub(x):
         if isinstance(x, SymbolicDim):
