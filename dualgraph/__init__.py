@@ -5,7 +5,8 @@
 from . import dtypes as _dtypes
 from .backend import Device, device, gpu_available
 from .dtypes import (bool_, double, float16, float32, float64, half, int8, int32, int64, long, uint8)
-from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, IndexOutOfRange, ShapeError
+from .errors import (AutogradError, DeviceError, DTypeError, DualgraphError, IndexOutOfRange, InvalidValue,
+                     ShapeError)
 from .tensor import Tensor
 from . import _methods  # noqa: F401  (binds operators and methods onto Tensor)
 from . import autograd, nn, viz

@@ -21,6 +21,10 @@ class DTypeError(DualgraphError, TypeError):
     pass
 
 
+class InvalidValue(DualgraphError, ValueError):
+    """An op refused its inputs' values (not their shapes or dtypes)."""
+
+
 class DeviceError(DualgraphError, RuntimeError):
     pass
 

@@ -769,9 +769,13 @@ def _forward_error(op, inputs, attrs, exc):
     if isinstance(exc, IndexError):
         from .errors import IndexOutOfRange
         return IndexOutOfRange(msg)
-    if isinstance(exc, TypeError) or "dtype" in str(exc) or "ufunc" in str(exc):
+    text = str(exc)
+    if isinstance(exc, TypeError) or "dtype" in text or "ufunc" in text:
         return DTypeError(msg)
-    return ShapeError(msg)
+    if any(w in text for w in ("shape", "broadcast", "align", "dimension", "axis", "size", "reshape")):
+        return ShapeError(msg)
+    from .errors import InvalidValue
+    return InvalidValue(msg)  # e.g. numpy refusing integers to negative integer powers
 
 
 # ---- helpers the engine needs ------------------------------------------------------------

@@ -53,8 +53,6 @@ def test_shape_errors_name_op_and_shapes(fn, op, shapes):
         assert s in msg, (s, msg)
 
 
-@pytest.mark.xfail(strict=True, reason="ops/linalg.py: a 1-d matmul mismatch reports the internally reshaped "
-                                       "shapes (1, 3) and (4, 1) instead of the user's (3,) and (4,)")
 def test_matmul_1d_mismatch_names_the_users_shapes():
     msg = raises(dg.ShapeError, lambda: dg.ones(3) @ dg.ones(4))
     assert "(3,)" in msg and "(4,)" in msg

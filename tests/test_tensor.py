@@ -442,9 +442,7 @@ def test_max_with_axis_returns_values_only():
     1, -1, (1, 2), slice(1, None), (slice(None), 1), (Ellipsis, 2), (None, 0), (slice(None, None, -1),),
     (slice(0, 3, 2), slice(None), -1), ([0, 1],), ([1, 0], [2, 0]), (slice(None), [2, 0, 2]),
     (np.array([1, 0]),), (0, Ellipsis, None),
-    pytest.param(((1, 0),), marks=pytest.mark.xfail(
-        strict=True, reason="ops/indexing.py: a tuple inside the index tuple is not read as an index list "
-                            "(numpy and torch accept t[(1, 0),]); it raises 'unsupported index'")),
+    ((1, 0),),
 ])
 def test_getitem_matches_numpy(device, index):
     n = np.arange(2 * 3 * 4).reshape(2, 3, 4)
@@ -555,10 +553,8 @@ def test_grad_can_be_set_and_cleared():
     ("unsqueeze", (), {"axis": 1}, {"dim": 1}),
     ("chunk", (2,), {"axis": 2}, {"dim": 2}),
     ("std", (), {"axis": 1, "keepdims": True}, {"dim": 1, "keepdim": True}),
-    pytest.param("index_select", (), {"axis": 1, "index": dg.tensor([0, 2])}, {"dim": 1, "index": dg.tensor([0, 2])},
-                 marks=pytest.mark.xfail(strict=True, reason="ops/indexing.py: index_select() takes dim but not axis=")),
-    pytest.param("narrow", (), {"axis": 1, "start": 0, "length": 2}, {"dim": 1, "start": 0, "length": 2},
-                 marks=pytest.mark.xfail(strict=True, reason="ops/shape.py: narrow() takes axis but not dim=")),
+    pytest.param("index_select", (), {"axis": 1, "index": dg.tensor([0, 2])}, {"dim": 1, "index": dg.tensor([0, 2])}),
+    pytest.param("narrow", (), {"axis": 1, "start": 0, "length": 2}, {"dim": 1, "start": 0, "length": 2}),
 ])
 def test_more_axis_ops_accept_both_spellings(name, args, kwargs_axis, kwargs_dim):
     t = dg.tensor(np.arange(24.0).reshape(2, 3, 4))
@@ -571,7 +567,6 @@ def test_more_axis_ops_accept_both_spellings(name, args, kwargs_axis, kwargs_dim
     assert dg.stack([t, t], dim=-1).shape == (2, 3, 4, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="ops/shape.py: narrow() with a negative axis narrows axis 0")
 def test_narrow_negative_axis():
     t = dg.tensor(np.arange(24.0).reshape(2, 3, 4))
     np.testing.assert_array_equal(host(t.narrow(-1, 1, 2)), np.arange(24.0).reshape(2, 3, 4)[..., 1:3])

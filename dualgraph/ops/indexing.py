@@ -35,7 +35,7 @@ def split_index(index, like):
         index = (index,)
     template, tensors = [], []
     for item in index:
-        if isinstance(item, (list, np.ndarray)) or (isinstance(item, Tensor)):
+        if isinstance(item, (list, tuple, np.ndarray)) or (isinstance(item, Tensor)):
             t = as_tensor(item, like=None) if not isinstance(item, Tensor) else item
             if not isinstance(item, Tensor) and like is not None and like.device is not t.device:
                 t = t.to(like.device)
@@ -315,8 +315,12 @@ def scatter_add(x, dim, index, src):
     return apply(SCATTER_ADD, (x, index, src), {"axis": axis})
 
 
-def index_select(x, dim, index):
+def index_select(x, dim=None, index=None, *, axis=None):
     from .reduction import norm_axes
+    if axis is not None:
+        dim = axis
+    if dim is None or index is None:
+        raise TypeError("index_select: needs an axis (dim= or axis=) and an index")
     axis = norm_axes(dim, x.ndim, "index_select")[0]
     index = as_tensor(index, like=x)
     if index.ndim != 1:

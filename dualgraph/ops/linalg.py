@@ -35,6 +35,10 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
+    k_a, k_b = a.shape[-1], b.shape[0] if squeeze_b else b.shape[-2]
+    if k_a != k_b and isinstance(k_a, int) and isinstance(k_b, int):
+        raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align "
+                         f"({k_a} != {k_b})")
     if squeeze_a:
         a = reshape(a, (1, a.shape[0]))
     if squeeze_b:

@@ -254,7 +254,13 @@ def stack(tensors, axis=0, *, dim=None):
     return concat([unsqueeze(t, axis) for t in tensors], axis)
 
 
-def narrow(x, axis, start, length):
+def narrow(x, axis=None, start=0, length=None, *, dim=None):
+    """PyTorch's narrow: `length` elements of `axis` (or dim=) from `start`; a view-like slice."""
+    if dim is not None:
+        axis = dim
+    if axis is None or length is None:
+        raise TypeError("narrow: needs an axis (or dim=), a start and a length")
+    axis = norm_axes(axis, x.ndim, "narrow")[0]
     n = x.shape[axis]
     if start < 0 and isinstance(n, int):
         start += n  # PyTorch: a negative start counts from the end
