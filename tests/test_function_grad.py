@@ -189,3 +189,26 @@ def test_double_backward_through_a_compiled_call():
     (ge,) = dg.autograd.grad((dg.sin(xe) * xe * xe).sum(), [xe], create_graph=True)
     (gge,) = dg.autograd.grad(ge.sum(), [xe])
     assert close(g.detach().numpy(), ge.detach().numpy()) and close(gg.numpy(), gge.numpy(), 1e-4)
+
+
+def test_state_written_back_to_the_tensor_read_this_call():
+    net = dg.nn.Linear(3, 1)
+
+    @dg.function
+    def step(x):
+        net.zero_grad() if hasattr(net, "zero_grad") else None
+        loss = net(x).sum()
+        loss.backward()
+        with dg.no_grad():
+            for p in net.parameters():
+                p.sub_(0.5 * p.grad)
+        return loss
+    x = dg.ones(2, 3)
+    step(x)
+    new_w = dg.nn.Parameter(dg.zeros(1, 3))
+    old_w = net.weight
+    net.weight = new_w            # rebound: the next step reads and updates the new tensor
+    before_old = old_w.detach().numpy().copy()
+    step(x)
+    assert close(new_w.detach().numpy(), np.full((1, 3), -1.0))   # 0 - 0.5 * (2 rows of ones)
+    assert close(old_w.detach().numpy(), before_old)

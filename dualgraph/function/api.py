@@ -800,8 +800,13 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
         t = ref()
         if t is not None and id(t) not in sym_args:
             e.grad_guards.append((weakref.ref(t), was_none))
-    e.writebacks = writebacks
-    e.grad_writes = gw
+    # a captured target is addressed by its capture index: the call writes to the tensor it read
+    # (a rebound attribute gets the update), and no strong reference is kept
+    cap_index = {id(c.ref()): i for i, c in enumerate(e.captured)}
+    e.writebacks = [("capi", cap_index[id(t)], k) if kind == "cap" and id(t) in cap_index else (kind, t, k)
+                    for kind, t, k in writebacks]
+    e.grad_writes = [(("capi", cap_index[id(t[1])]) if t[0] == "cap" and id(t[1]) in cap_index else t, k)
+                     for t, k in gw]
     e.out_vals = out_vals
     e.out_consts = out_consts
     e.out_tree = out_tree
@@ -972,14 +977,14 @@ def _run(e, leaves, caps):
 def _finish_call(e, leaves, caps, outs):
     # write back in-place updates of arguments and captured state
     for kind, target, k in e.writebacks:
-        t = leaves[target] if kind == "arg" else target
+        t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
         new = outs[k]._data
         if new is not t._data:
             e.xp.copyto(t._data, new, casting="unsafe")
         t._version[0] += 1
     for (kind, target), k in e.grad_writes:
-        t = leaves[target] if kind == "arg" else target
-        t._grad = None if k is None else outs[k].detach()
+        t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
+        t._grad = None if k is None else outs[k]  # a fresh tensor with no history
     user = outs[:e.n_user_out]
     if not e.out_consts and e.out_tree is None:
         return user[0]
