@@ -744,3 +744,17 @@ def test_dynamic_axes_rederived_on_a_graph_traced_at_concrete_sizes(case):
         xb = dg.randn(b, 6)
         (got,) = run(model_, {"x": xb.numpy()})
         np.testing.assert_allclose(got, f(xb).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_symbols_made_by_shape_rules_are_read_from_the_values_that_carry_them():
+    # reshape(-1, ...) of a symbolic batch gives an opaque symbol ('batch*64/64'); a later reshape
+    # naming it must read it from a value that has it
+    w = dg.randn(8, 3)
+
+    def f(x):
+        img = x.reshape(-1, 1, 4, 4)
+        return img.reshape(img.shape[0], -1)[:, :8] @ w
+    onx = dgo.export(f, (dg.randn(5, 16),), None, input_names=["x"], dynamic_axes={"x": {0: "batch"}}, verify=True)
+    x = dg.randn(9, 16)
+    (got,) = run(onx, {"x": x.numpy()})
+    np.testing.assert_allclose(got, f(x).numpy(), rtol=1e-5, atol=1e-5)

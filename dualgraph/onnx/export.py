@@ -227,6 +227,10 @@ def lower_graph(ctx, graph, problems):
                               f"{len(node.outputs)}")
         for o, n in zip(node.outputs, outs):
             ctx.names[id(o)] = n
+            if ctx.root is ctx:   # a symbol a shape rule made (opaque 'B*64/64'): readable from here on
+                for axis, d in enumerate(ctx.shape(o)):
+                    if isinstance(d, Dim) and not isinstance(d, SymDim) and not hasattr(d, "args"):
+                        ctx.dim_sources.setdefault(d, (n, axis))
 
 
 def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None, opset=None,

@@ -46,7 +46,7 @@ def run_graph(graph, arrays, node_attrs=None, env=None, keep_all=False, scalars=
     """Outputs of `graph` on `arrays` (one per graph input); with keep_all also {id(Value): array}."""
     vals = {id(v): a for v, a in zip(graph.inputs, arrays)}
     node_attrs = node_attrs or {}
-    env = env or {}
+    env = {} if env is None else env
 
     def get(v):
         if v is None:
@@ -84,5 +84,8 @@ def run_graph(graph, arrays, node_attrs=None, env=None, keep_all=False, scalars=
             outs = out if node.op.n_out != 1 else (out,)
         for o, a in zip(node.outputs, outs):
             vals[id(o)] = np.asarray(a)
+            for d, n in zip(o.aval.shape, np.shape(a)):   # symbols shape rules made along the way
+                if isinstance(d, Dim) and not isinstance(d, SymDim) and not hasattr(d, "args"):
+                    env.setdefault(d, int(n))
     result = [get(v) for v in graph.outputs]
     return (result, vals) if keep_all else result
