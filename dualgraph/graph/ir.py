@@ -109,7 +109,9 @@ class Graph:
     def copy(self):
         """A structural copy sharing Values' avals/consts but with fresh Value and Node objects."""
         g = Graph(self.name)
-        g.meta, g.frozen = dict(self.meta), list(self.frozen)
+        # cached executables/kernels ("_"-prefixed) belong to the original's Values: not copied
+        g.meta = {k: v for k, v in self.meta.items() if not k.startswith("_")}
+        g.frozen = list(self.frozen)
         m = {}
         for v in self.inputs:
             nv = g.add_input(v.aval, v.name)
