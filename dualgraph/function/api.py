@@ -802,11 +802,13 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
             e.grad_guards.append((weakref.ref(t), was_none))
     # a captured target is addressed by its capture index: the call writes to the tensor it read
     # (a rebound attribute gets the update), and no strong reference is kept
+    # (e.writebacks / e.grad_writes keep the traced targets: dg.onnx names the outputs from them)
     cap_index = {id(c.ref()): i for i, c in enumerate(e.captured)}
-    e.writebacks = [("capi", cap_index[id(t)], k) if kind == "cap" and id(t) in cap_index else (kind, t, k)
-                    for kind, t, k in writebacks]
-    e.grad_writes = [(("capi", cap_index[id(t[1])]) if t[0] == "cap" and id(t[1]) in cap_index else t, k)
-                     for t, k in gw]
+    e.writebacks, e.grad_writes = writebacks, gw
+    e.writeback_plan = [("capi", cap_index[id(t)], k) if kind == "cap" and id(t) in cap_index else (kind, t, k)
+                        for kind, t, k in writebacks]
+    e.grad_plan = [(("capi", cap_index[id(t[1])]) if t[0] == "cap" and id(t[1]) in cap_index else t, k)
+                   for t, k in gw]
     e.out_vals = out_vals
     e.out_consts = out_consts
     e.out_tree = out_tree
@@ -976,13 +978,13 @@ def _run(e, leaves, caps):
 
 def _finish_call(e, leaves, caps, outs):
     # write back in-place updates of arguments and captured state
-    for kind, target, k in e.writebacks:
+    for kind, target, k in e.writeback_plan:
         t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
         new = outs[k]._data
         if new is not t._data:
             e.xp.copyto(t._data, new, casting="unsafe")
         t._version[0] += 1
-    for (kind, target), k in e.grad_writes:
+    for (kind, target), k in e.grad_plan:
         t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
         t._grad = None if k is None else outs[k]  # a fresh tensor with no history
     user = outs[:e.n_user_out]
