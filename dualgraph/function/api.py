@@ -251,7 +251,7 @@ class _Entry:
     pass
 
 
-def _dims_for(leaves, key_descs, sym_mask, names):
+def _dims_for(leaves, sym_mask):
     """Avals for the argument tensors; sym_mask[i] lists axes of leaf i that are symbolic (or Dim/name)."""
     avals, dims = [], {}
     for i, t in enumerate(leaves):
@@ -491,7 +491,7 @@ class CompiledFunction:
     def _trace(self, args, leaves, sym_mask, key, struct, symbolic):
         graph = Graph(self.__name__ if self.__name__.isidentifier() else "graph")
         tr = Tracer(graph, strict=self.strict, shapes_declared=self.input_signature is not None)
-        avals = _dims_for(leaves, None, sym_mask, None) if sym_mask else [Aval(t.shape, t.dtype) for t in leaves]
+        avals = _dims_for(leaves, sym_mask) if sym_mask else [Aval(t.shape, t.dtype) for t in leaves]
         syms = []
         names = _leaf_names(args, self._sig)
         for i, (t, av) in enumerate(zip(leaves, avals)):
@@ -832,7 +832,6 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     e.device = leaves[0]._device if leaves else (alive[0][0]._device if alive else CPU)
     e.diff_outs = [rg for _, _, rg in out_vals]
     e.grad_cache = {}
-    e.dead = dead_caps
     _install(e)
     return e
 
