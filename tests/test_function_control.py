@@ -121,3 +121,13 @@ def test_fori_loop_with_tensor_bounds_becomes_a_while_loop():
     assert close(f(dg.tensor(5), dg.zeros(2)).numpy(), [5, 5])
     assert close(f(dg.tensor(2), dg.zeros(2)).numpy(), [2, 2])
     assert f.trace_count == 1
+
+
+def test_cond_nested_in_a_while_loop():
+    def body(s):
+        x, i = s
+        return dg.cond(i % 2 == 0, lambda a: a * 2.0, lambda a: a + 1.0, x), i + 1
+
+    def fn(x):
+        return dg.while_loop(lambda s: s[1] < 5, body, (x, dg.tensor(0)))[0]
+    assert close(dg.function(fn)(dg.ones(2)).numpy(), fn(dg.ones(2)).numpy())
