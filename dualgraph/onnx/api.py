@@ -125,6 +125,17 @@ def _obtain(f, example_args, dynamic_axes=None, input_names=None):
     return trace(f, example_args, dynamic_axes, input_names)
 
 
+def _entry(cf, args):
+    """@dg.function's trace entry for these arguments: the traced graph, its captured tensors
+    (`captured[i].ref()`, `.value`, `.aval`), `n_args`, `n_user_out`, and the write-backs
+    (`writebacks`, `grad_writes`) that become extra outputs."""
+    get = getattr(cf, "_entry_for", None)
+    if get is None:
+        raise ExportError("this @dg.function has no trace entries to export (dualgraph.function changed: "
+                          "dg.onnx needs CompiledFunction._entry_for)")
+    return get(args, {})
+
+
 def _same_shapes_at(sym_entry, conc_entry, args):
     """Do the symbolic trace's outputs, at the example's sizes, have the concrete trace's shapes?"""
     from ..ops.infer import Dim
@@ -207,19 +218,19 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
                 sig.append(None)
         try:
             cf = function(traced_fn, input_signature=sig, static_argnames=static)
-            entry = cf._entry_for(args, {})
+            entry = _entry(cf, args)
         except Exception:
             entry = None
     if entry is not None:
         # a size-1 dim declared dynamic can change what the function computes (squeeze, broadcasting):
         # the symbolic trace must agree with a concrete one at the example's sizes, else use that one
         cf_conc = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
-        conc = cf_conc._entry_for(args, {})
+        conc = _entry(cf_conc, args)
         if not _same_shapes_at(entry, conc, args):
             cf, entry = cf_conc, conc
     if entry is None:
         cf = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
-        entry = cf._entry_for(args, {})
+        entry = _entry(cf, args)
     graph = _passes.optimize(entry.graph, _passes.EXPORT)
     n_args = entry.n_args
     modules = _find_modules(f) + ([cf.module] if getattr(cf, "module", None) is not None else [])
