@@ -59,6 +59,7 @@ def _fusible(node):
 def _lower_tanh(graph):
     """1 + tanh(u)  ->  2 / (1 + exp(-2 * u)) on float tensors; returns the graph."""
     users = graph.users()
+    returned = {id(v) for v in graph.outputs}  # a graph output is read outside: never single-use
     prod = {}
     nodes = []
     repl = {}
@@ -69,7 +70,7 @@ def _lower_tanh(graph):
             one, t = (a, b) if (a is not None and a.weak and a.const == 1) else (b, a)
             p = prod.get(id(t)) if t is not None else None
             if (one is not None and one.weak and one.const == 1 and p is not None and p.op.name == "tanh"
-                    and len(users.get(id(t), ())) == 1 and t.aval.dtype.kind == "f"
+                    and len(users.get(id(t), ())) == 1 and id(t) not in returned and t.aval.dtype.kind == "f"
                     and node.outputs[0].aval == t.aval):
                 u = p.inputs[0]
                 if u.aval.dtype == t.aval.dtype:
@@ -104,7 +105,8 @@ def _lower_tanh(graph):
             for x, y in ((a, b), (b, a)):
                 p = prod.get(id(y)) if y is not None else None
                 if (p is not None and p.op.name == "div" and p.inputs[0] is not None and p.inputs[0].weak
-                        and len(users.get(id(y), ())) == 1 and x is not None and not x.weak
+                        and len(users.get(id(y), ())) == 1 and id(y) not in returned and x is not None
+                        and not x.weak
                         and x.aval == node.outputs[0].aval and y.aval == node.outputs[0].aval):
                     c, s = p.inputs
                     m = Node(REGISTRY["mul"], [x, c], {}, [], node.source)
