@@ -164,6 +164,36 @@ def _roots(fn, module):
     return roots, f
 
 
+def _without_known_numbers(frozen):
+    """Drop 'number' entries already explained by an argument, a global/closure value or a shape."""
+    known = set()
+    for fv in frozen:
+        if fv.kind == "number":
+            continue
+        values = fv.value if isinstance(fv.value, tuple) else (fv.value,)
+        for v in values:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                known.add(v)
+    return [fv for fv in frozen if not (fv.kind == "number" and fv.value in known)]
+
+
+def _closure_modules(fn):
+    """Every nn.Module (with its submodules) that fn reads from its closure, globals or `self`."""
+    try:
+        from ..nn.module import Module
+    except ImportError:
+        return []
+    roots, _ = _roots(fn, None)
+    mods, seen = [], set()
+    for _, obj in roots:
+        if isinstance(obj, Module):
+            for m in obj.modules():
+                if id(m) not in seen:
+                    seen.add(id(m))
+                    mods.append(m)
+    return mods
+
+
 def _global_names(code):
     names = set(code.co_names)
     for c in code.co_consts:
@@ -296,6 +326,10 @@ class CompiledFunction:
             self._sig = None
         self._cache = {}
         self._mods = list(module.modules()) if module is not None and hasattr(module, "modules") else None
+        if self._mods is None:
+            # modules the function reads from its closure or globals: their train()/eval() flags are
+            # baked into a trace (Dropout, BatchNorm) exactly like a module passed to dg.function
+            self._mods = _closure_modules(target) or None
         self._entries = []
         self.trace_count = 0
         self.retrace_reason = None
@@ -822,6 +856,7 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     for path, d in reversed(descs):
         if d[0] == "value":
             e.frozen.insert(0, FrozenValue("argument", path, d[2], ""))
+    e.frozen = _without_known_numbers(e.frozen)
     graph.frozen = list(e.frozen)
     e.graph = graph
     e.opt = _passes.optimize(graph, cf.passes)

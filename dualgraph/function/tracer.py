@@ -17,13 +17,15 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import CPU, is_array
-from ..errors import AutogradError, DualgraphError, ShapeError, user_line
+from ..errors import AutogradError, DualgraphError, ShapeError, user_frame, user_line
 from ..graph.ir import Graph
 from ..ops.infer import Aval, Dim
 from ..tensor import Tensor, _make
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TENSOR_PY = os.path.join(_PKG, "tensor.py")
+# frames between user code and the tracer when an operator or method is applied
+_DISPATCH_FILES = {_TENSOR_PY, os.path.abspath(__file__), os.path.join(_PKG, "_methods.py")}
 _SCALARS = (int, float, bool)
 
 
@@ -101,6 +103,7 @@ class Tracer:
         self.arg_tensors = {}   # id(symbolic arg tensor) -> flat argument index
         self.frozen = []
         self._shape_reads = set()
+        self._numbers = set()
         self.devs = {}          # id(Value) -> device
         self.args = {}          # id(symbolic argument tensor) -> [tensor, Value, flat index]
         self.did_backward = False
@@ -178,10 +181,11 @@ class Tracer:
     def _nontensor_value(self, x):
         if x is None:
             return None
-        if isinstance(x, _SCALARS):
-            return self.graph.add_scalar(x)
         if isinstance(x, np.generic):
-            return self.graph.add_scalar(x.item())
+            x = x.item()
+        if isinstance(x, _SCALARS):
+            self._note_number(x)
+            return self.graph.add_scalar(x)
         if is_array(x) or isinstance(x, (list, tuple)):
             arr = np.asarray(x) if not is_array(x) else x
             if arr.dtype == np.float64 and not is_array(x):
@@ -194,6 +198,27 @@ class Tracer:
             raise TraceError(f"the symbolic dim {x} was used as a number{_at()}; this trace treats that "
                              f"dim as unknown. Pass shapes through ops (reshape(-1), x.mean()) instead")
         raise TraceError(f"cannot use a {type(x).__name__} as an operand while tracing{_at()}")
+
+    def _note_number(self, x):
+        """List a Python number baked into the graph unless it is a literal of the user's code.
+
+        A number read from a dict, an attribute or a computation (`cfg["lr"]`, `self.scale`,
+        `len(xs) / 2`) is frozen at trace time; listing it with the line keeps that visible."""
+        if isinstance(x, bool):
+            return
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename in _DISPATCH_FILES:
+            frame = frame.f_back
+        if frame is None or os.path.abspath(frame.f_code.co_filename).startswith(_PKG):
+            return  # a number dualgraph's own composites or vjps use, not one the user passed
+        if any(type(c) is type(x) and c == x for c in frame.f_code.co_consts):
+            return  # a literal in the user's code: it is meant to be a constant
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        root = self.root()
+        key = ("number", x, where)
+        if key not in root._numbers:
+            root._numbers.add(key)
+            root.frozen.append(FrozenValue("number", "(Python value used as a constant)", x, where))
 
     # ---- the hook apply() calls -------------------------------------------------------------------
     def apply(self, op, inputs, attrs, subgraphs=None, custom=None):
@@ -408,6 +433,8 @@ class Tracer:
         """Trace a custom autograd.Function: its forward inline, its backward as the vjp on the tape."""
         from ..autograd.function import FunctionCtx
         from ..autograd.modes import no_grad
+        # the ONNX exporter refuses graphs with custom Functions (their backward is Python), naming them
+        self.root().graph.meta.setdefault("custom_functions", []).append((cls.__name__, user_line()))
         ctx = FunctionCtx()
         tensors = [a for a in args if isinstance(a, Tensor)]
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
