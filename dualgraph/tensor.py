@@ -612,7 +612,7 @@ def _finish(op, inputs, attrs, out, dev, record):
     if op.view:
         result._version = inputs[0]._version
         result._is_view = True
-    if record and op.vjp is not None:
+    if record and op.vjp is not None and out.dtype.kind in "fc":  # integer/bool results carry no gradient
         _record(op, inputs, attrs, result)
     return result
 
@@ -652,7 +652,7 @@ def binary_method(op, reflected=False):
             r._requires_grad = False
             r._grad_fn = None
             r._version = [0]
-            if (a._requires_grad or b._requires_grad) and st.grad_enabled:
+            if (a._requires_grad or b._requires_grad) and st.grad_enabled and out.dtype.kind in "fc":
                 node = Node(op, (a, b), _EMPTY, (a._requires_grad, b._requires_grad),
                             (a._version[0], b._version[0]))
                 if saves_output:
@@ -731,7 +731,8 @@ def _wrap_outputs(op, inputs, attrs, out, dev, record):
             node._out = tuple(o._data for o in outs)
             node._out_versions = tuple((o._version, 0) for o in outs)
         for i, o in enumerate(outs):
-            o._grad_fn, o._out_index, o._requires_grad = node, i, True
+            if o._data.dtype.kind in "fc":
+                o._grad_fn, o._out_index, o._requires_grad = node, i, True
     return outs
 
 

@@ -201,3 +201,21 @@ def test_fusion_rewrites_keep_values_the_backward_reads(case):
         gx, gy = dg.autograd.grad(fn(x, y).sum(), [x, y])
         np.testing.assert_allclose(gx.numpy(), want["x"](xs, ys), rtol=1e-5)
         np.testing.assert_allclose(gy.numpy(), want["y"](xs, ys), rtol=1e-5)
+
+
+def test_integer_results_carry_no_gradient_eagerly_as_when_compiled():
+    # x.astype('int64') of a tensor that requires grad required grad itself (CastBackward0), so
+    # x.long() * 2.5 had a gradient of 2 (the 2.5 truncated on the int path); compiled, int outputs
+    # never require grad: the modes disagreed. PyTorch: integer tensors cannot require grad.
+    def f(x):
+        return x.astype("int64") * 2.5
+
+    x = dg.tensor(np.array([0.79, -1.9], np.float32), requires_grad=True)
+    assert not x.astype("int64").requires_grad and not (x > 0).requires_grad
+    assert not (x.astype("int64") * 2).requires_grad
+    for fn in (f, dg.function(f)):
+        y = fn(x)
+        assert y.dtype == f(x.detach()).dtype and not y.requires_grad
+        np.testing.assert_array_equal(y.numpy(), [0.0, -2.5])
+    y = x * 2.0 + x.astype("int64")          # float paths keep their gradient
+    np.testing.assert_allclose(dg.autograd.grad(y.sum(), [x])[0].numpy(), [2.0, 2.0])
