@@ -40,6 +40,8 @@ import dualgraph as dg
 import dualgraph.nn.functional as F
 
 PASS_NAMES = ("fold", "simplify", "cse", "dce", "fuse", "plan_buffers")
+SIZE_ONE_DYNAMIC = True    # the dynamic-axes ONNX variant makes size-1 dims dynamic too
+SIZE_ONE_SYMBOLIC = False  # the --symbolic variant keeps them static: see test_fuzz_findings.py (squeeze)
 MAX_ABS = 1e3          # intermediate float values stay within this bound
 MAX_SIZE = 2048        # and tensors within this many elements
 MAX_GRAD = 1e5
@@ -1363,7 +1365,8 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
 
     def run_symbolic():
         # every dim declared variable: one trace with symbolic sizes must still be right at these sizes
-        specs = [dg.TensorSpec([None if d > 1 else d for d in a.shape], a.dtype) for a in prog.arrays(0)]
+        specs = [dg.TensorSpec([None if d > 1 or SIZE_ONE_SYMBOLIC else d for d in a.shape], a.dtype)
+                 for a in prog.arrays(0)]
         cf = dg.function(fn, input_signature=specs)
         try:
             out0 = as_arrays(cf(*tensors(prog, 0, True)))
@@ -1425,9 +1428,10 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
             # every input dim dynamic: shapes become computations in the model; right at these sizes
             xs = tensors(prog, 0, False)
             names = [n for n, _, _ in prog.inputs]
-            # size-1 dims stay static (as PyTorch specializes 0/1 sizes): broadcasting and squeeze depend
-            # on a size being 1, which a symbol cannot say (see test_fuzz_findings.py)
-            dyn = {n: [ax for ax in range(a.ndim) if a.shape[ax] > 1] for n, a in zip(names, prog.arrays(0))}
+            # every dim dynamic, size-1 dims included (broadcasting and squeeze depend on a size being 1;
+            # see test_fuzz_findings.py); SIZE_ONE_DYNAMIC = False keeps them static
+            dyn = {n: [ax for ax in range(a.ndim) if a.shape[ax] > 1 or SIZE_ONE_DYNAMIC]
+                   for n, a in zip(names, prog.arrays(0))}
             dyn = {n: axes for n, axes in dyn.items() if axes}
             try:
                 model = dg.onnx.export(fn, tuple(xs), None, input_names=names, dynamic_axes=dyn)
@@ -1607,7 +1611,7 @@ def values(fn, world, requires_grad=True):
 
 def onnx_values(f, world, dynamic=False):
     import onnxruntime as ort
-    dyn = {{n: [ax for ax in range(a.ndim) if a.shape[ax] > 1] for n, a in zip([{names}], INPUTS[0])}}
+    dyn = {{n: list(range(a.ndim)) for n, a in zip([{names}], INPUTS[0])}}
     dyn = {{n: axes for n, axes in dyn.items() if axes}} if dynamic else None
     model = dg.onnx.export(f, tuple(tensors(0, False)), None, input_names=[{names}], dynamic_axes=dyn)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
