@@ -40,7 +40,7 @@ import dualgraph as dg
 import dualgraph.nn.functional as F
 
 PASS_NAMES = ("fold", "simplify", "cse", "dce", "fuse", "plan_buffers")
-SIZE_ONE_DYNAMIC = True    # the dynamic-axes ONNX variant makes size-1 dims dynamic too
+SIZE_ONE_DYNAMIC = False   # the dynamic-axes ONNX variant keeps size-1 dims static: see test_fuzz_findings.py
 SIZE_ONE_SYMBOLIC = False  # the --symbolic variant keeps them static: see test_fuzz_findings.py (squeeze)
 MAX_ABS = 1e3          # intermediate float values stay within this bound
 MAX_SIZE = 2048        # and tensors within this many elements
@@ -65,6 +65,9 @@ class Program:
     outputs: list                 # value names returned
     ops: list = field(default_factory=list)      # builder labels used (stats)
     loss_weights: dict = field(default_factory=dict)   # output name -> weights array (gradient checks)
+    # tensors the function reads from its globals (like parameters), not arguments: [(name, a0, a1)];
+    # switching worlds writes the other values into them in place, which a compiled function must see
+    captured: list = field(default_factory=list)
 
     def source(self, name="prog"):
         params = ", ".join(n for n, _, _ in self.inputs)
@@ -79,8 +82,19 @@ class Program:
         filename = f"<fuzz program {self.seed}>"
         linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
         env = dict(BASE_ENV)
+        self._cap = {}
+        for cname, a0, _ in self.captured:
+            env[cname] = self._cap[cname] = dg.tensor(a0.copy())
         exec(compile(src, filename, "exec"), env)
         return env[name]
+
+    def set_world(self, world):
+        """Write world's values into the captured tensors, in place (as an optimizer step would)."""
+        for cname, a0, a1 in self.captured:
+            t = getattr(self, "_cap", {}).get(cname)
+            if t is not None:
+                with dg.no_grad():
+                    t[...] = dg.tensor(a0 if world == 0 else a1)
 
     def arrays(self, world):
         return [a0 if world == 0 else a1 for _, a0, a1 in self.inputs]
@@ -174,6 +188,7 @@ class Gen:
         r = self.rng
         hi = max_ops or (24 if r.random() < 0.2 else 12)
         self.n_ops = int(r.integers(min(min_ops or 3, hi), hi + 1))
+        self.captured = []        # (name, a0, a1): globals of the program, like parameters
 
     # ---- helpers --------------------------------------------------------------------------------
     def fresh(self, prefix="v"):
@@ -217,6 +232,18 @@ class Gen:
         self.vals[0][name] = dg.tensor(a0)
         self.vals[1][name] = dg.tensor(a1)
         self.order.append(name)
+        return name
+
+    def new_captured(self, shape):
+        """A tensor the program reads from its globals (a parameter), different in each world."""
+        if len(self.captured) >= 2:
+            raise Reject()
+        name = f"W{self.n}"
+        self.n += 1
+        a0, a1 = self.draw(shape), self.draw(shape)
+        self.captured.append((name, a0, a1))
+        self.vals[0][name], self.vals[1][name] = dg.tensor(a0), dg.tensor(a1)
+        self.meta[name] = (tuple(shape), np.dtype("float32"))
         return name
 
     def values(self, pred=None):
@@ -314,10 +341,13 @@ class Gen:
         while len(self.lines) < self.n_ops and tries < self.n_ops * 30:
             tries += 1
             b = builders[int(self.rng.choice(len(builders), p=p))]
-            n_before, inputs_before = self.n, list(self.inputs)
+            n_before, inputs_before, caps_before = self.n, list(self.inputs), list(self.captured)
             try:
                 b(self)
             except Reject:
+                for name, _, _ in self.captured[len(caps_before):]:
+                    del self.meta[name], self.vals[0][name], self.vals[1][name]
+                self.captured = caps_before
                 # undo inputs a rejected builder created
                 for name, _, _ in self.inputs[len(inputs_before):]:
                     self.order.remove(name)
@@ -333,6 +363,7 @@ class Gen:
             if o not in outs:
                 outs.append(o)
         prog = Program(self.seed, list(self.inputs), list(self.lines), outs, list(self.ops))
+        prog.captured = list(self.captured)
         for o in outs:
             shape, dt = self.meta[o]
             if dt.kind == "f":
@@ -1116,6 +1147,22 @@ def b_algebra(g):
     g.emit("algebra", g.choice(pats), lambda A: None)
 
 
+def b_captured(g):
+    """A parameter-like global read by the program: elementwise, matmul or a linear layer."""
+    x = g.pick_float(min_rank=1, max_rank=3, dtype=np.dtype("float32"))
+    s = g.shape_of(x)
+    r = g.rng.random()
+    if r < 0.4:
+        w = g.new_captured(partner_shape(g, s))
+        g.emit("captured_mul", f"{x} * {w} + {w}")
+    elif r < 0.8:
+        w = g.new_captured((s[-1], int(g.rng.integers(1, 5))))
+        g.emit("captured_matmul", f"dg.tanh({x} @ {w})")
+    else:
+        w, b = g.new_captured((int(g.rng.integers(1, 5)), s[-1])), None
+        g.emit("captured_linear", f"F.linear({x}, {w}) * 0.5")
+
+
 def b_cse(g):
     """The same subexpression twice (CSE fodder), once via another spelling."""
     x = g.pick_float()
@@ -1128,6 +1175,7 @@ BUILDERS = [
     (b_unary, 10), (b_binary, 9), (b_compare_where, 3), (b_rounding, 1), (b_int, 3), (b_cast, 2),
     (b_reduce, 6), (b_scan_arg, 3), (b_matmul, 4), (b_shape, 6), (b_join_split, 3), (b_index, 5),
     (b_inplace, 2), (b_nn, 3), (b_conv, 2), (b_control, 2.5), (b_constant, 1.5), (b_algebra, 2), (b_cse, 1),
+    (b_captured, 2),
 ]
 
 
@@ -1149,6 +1197,7 @@ def generate(seed, **kw):
 # ---- running a program in every mode --------------------------------------------------------------
 
 def tensors(prog, world, requires_grad):
+    prog.set_world(world)
     ts = []
     for i, a in enumerate(prog.arrays(world)):
         t = dg.tensor(a.copy())
@@ -1411,11 +1460,18 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
         record("traced_grad", traced_grad)
 
     if onnx:
+        def model_for(cache, w, export):
+            """Captured tensors are initializers holding their values at export: export per world."""
+            key = w if prog.captured else 0
+            if key not in cache:
+                cache[key] = export(tuple(tensors(prog, w, False))).SerializeToString()
+            return cache[key]
+
         def run_onnx():
-            xs = tensors(prog, 0, False)
-            model = dg.onnx.export(fn, tuple(xs), None, input_names=[n for n, _, _ in prog.inputs])
-            data = model.SerializeToString()
+            cache = {}
             for w in (0, 1):
+                data = model_for(cache, w, lambda xs: dg.onnx.export(fn, xs, None,
+                                                                     input_names=[n for n, _, _ in prog.inputs]))
                 out = ort_run(data, prog, w)
                 with dg.no_grad():
                     want = as_arrays(fn(*tensors(prog, w, False)))
@@ -1426,20 +1482,20 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
 
         def run_onnx_dynamic():
             # every input dim dynamic: shapes become computations in the model; right at these sizes
-            xs = tensors(prog, 0, False)
             names = [n for n, _, _ in prog.inputs]
             # every dim dynamic, size-1 dims included (broadcasting and squeeze depend on a size being 1;
             # see test_fuzz_findings.py); SIZE_ONE_DYNAMIC = False keeps them static
             dyn = {n: [ax for ax in range(a.ndim) if a.shape[ax] > 1 or SIZE_ONE_DYNAMIC]
                    for n, a in zip(names, prog.arrays(0))}
             dyn = {n: axes for n, axes in dyn.items() if axes}
-            try:
-                model = dg.onnx.export(fn, tuple(xs), None, input_names=names, dynamic_axes=dyn)
-            except dg.DualgraphError:
-                SKIPS["onnx_dynamic (needs concrete sizes)"] += 1
-                return None
-            data = model.SerializeToString()
+            cache = {}
             for w in (0, 1):
+                try:
+                    data = model_for(cache, w, lambda xs: dg.onnx.export(fn, xs, None, input_names=names,
+                                                                         dynamic_axes=dyn))
+                except dg.DualgraphError:
+                    SKIPS["onnx_dynamic (needs concrete sizes)"] += 1
+                    return None
                 out = ort_run(data, prog, w)
                 with dg.no_grad():
                     want = as_arrays(fn(*tensors(prog, w, False)))
@@ -1450,11 +1506,10 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
             record("onnx_dynamic", run_onnx_dynamic)
         if grads and eager_g.get(0) is not None and (not quick or rng.random() < 0.3):
             def run_onnx_grad():
-                xs = tensors(prog, 0, False)
-                model = dg.onnx.export(grad_function(prog, fn), tuple(xs), None,
-                                       input_names=[n for n, _, _ in prog.inputs])
-                data = model.SerializeToString()
+                cache = {}
                 for w in (0, 1):
+                    data = model_for(cache, w, lambda xs: dg.onnx.export(
+                        grad_function(prog, fn), xs, None, input_names=[n for n, _, _ in prog.inputs]))
                     out = ort_run(data, prog, w)
                     want = [np.zeros_like(prog.arrays(w)[i]) if e is None else e
                             for i, e in zip(prog.grad_positions(), eager_g[w])]
@@ -1503,6 +1558,7 @@ def sub_program(prog, target):
     inputs = [inp for inp in prog.inputs if any(_mentions(" ".join(s), inp[0]) for _, s in lines)]
     p = Program(prog.seed, inputs, lines, [target], [prog.ops[i] for i in keep] if len(prog.ops) == len(prog.lines)
                 else [])
+    p.captured = [c for c in prog.captured if any(_mentions(" ".join(s), c[0]) for _, s in lines)]
     rng = np.random.default_rng(abs(prog.seed))
     if target in prog.loss_weights:
         p.loss_weights[target] = prog.loss_weights[target]
@@ -1563,11 +1619,19 @@ INPUTS = {{
 LOSS_WEIGHTS = {{
 {weights}
 }}
+CAPTURED = {{   # tensors prog reads from its globals; switching worlds updates them in place
+{captured}
+}}
+for _name, (_a0, _a1) in CAPTURED.items():
+    globals()[_name] = dg.tensor(_a0.copy())
 VARIANT = {variant!r}
 OUTPUTS = {outputs!r}
 
 
 def tensors(world, requires_grad):
+    for name, arrays in CAPTURED.items():
+        with dg.no_grad():
+            globals()[name][...] = dg.tensor(arrays[world])
     out = []
     for a in INPUTS[world]:
         t = dg.tensor(a.copy())
@@ -1613,7 +1677,7 @@ def onnx_values(f, world, dynamic=False):
     import onnxruntime as ort
     dyn = {{n: list(range(a.ndim)) for n, a in zip([{names}], INPUTS[0])}}
     dyn = {{n: axes for n, axes in dyn.items() if axes}} if dynamic else None
-    model = dg.onnx.export(f, tuple(tensors(0, False)), None, input_names=[{names}], dynamic_axes=dyn)
+    model = dg.onnx.export(f, tuple(tensors(world, False)), None, input_names=[{names}], dynamic_axes=dyn)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = dict(zip([{names}], INPUTS[world]))
     return sess.run(None, {{i.name: feed[i.name] for i in sess.get_inputs()}})
@@ -1675,9 +1739,10 @@ def write_repro(f, out_dir):
         return f"np.array({a.tolist()!r}, dtype={str(a.dtype)!r})"
     inputs = "\n".join([f"    {w}: [" + ", ".join(arr_src(a) for a in prog.arrays(w)) + "]," for w in (0, 1)])
     weights = "\n".join(f"    {k!r}: {arr_src(v)}," for k, v in prog.loss_weights.items())
+    captured = "\n".join(f"    {n!r}: [{arr_src(a0)}, {arr_src(a1)}]," for n, a0, a1 in prog.captured)
     detail = f.detail.replace('"""', "'''")
     text = REPRO.format(seed=f.seed, variant=f.variant, detail=detail, fname=fname, source=prog.source(),
-                        inputs=inputs, weights=weights, outputs=prog.outputs,
+                        inputs=inputs, weights=weights, outputs=prog.outputs, captured=captured,
                         names=", ".join(repr(n) for n, _, _ in prog.inputs))
     with open(fname, "w") as fh:
         fh.write(text)

@@ -227,3 +227,21 @@ def test_integer_results_carry_no_gradient_eagerly_as_when_compiled():
 def test_symbolic_squeeze_of_a_dim_traced_at_size_one():
     cf = dg.function(lambda x: x.squeeze(1) * 2.0, input_signature=[dg.TensorSpec([None, None])])
     assert cf(dg.ones(3, 1)).shape == (3,)
+
+
+@pytest.mark.xfail(strict=True, reason="dg.onnx: every axis dynamic, a size-1 axis squeezed and broadcast "
+                   "against another input's axis of the same traced size (3): onnxruntime cannot run the "
+                   "model even at the traced sizes (Mul: broadcast 3 by 5)")
+def test_onnx_squeeze_then_broadcast_with_every_axis_dynamic():
+    import onnxruntime as ort
+    a = np.arange(15, dtype=np.float32).reshape(5, 3)
+    b = np.array([[1.0], [2.0], [3.0]], np.float32)
+
+    def f(a, b):
+        return a * dg.squeeze(b)
+
+    model = dg.onnx.export(f, (dg.tensor(a), dg.tensor(b)), None, input_names=["a", "b"],
+                           dynamic_axes={"a": [0, 1], "b": [0, 1]})
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"a": a, "b": b})
+    np.testing.assert_allclose(out, a * b[:, 0])
