@@ -1229,8 +1229,10 @@ def grads_of(prog, fn, world):
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
     loss = loss_of(prog, outs)
     gp = [xs[i] for i in prog.grad_positions()]
-    if loss is None or not gp:
+    if not gp:
         return None
+    if loss is None:   # nothing requires grad on this input set (e.g. a cond took the branch that reads
+        return [None] * len(gp)   # no grad input): no gradient, which compare() reads as zeros
     gs = dg.autograd.grad(loss, gp, allow_unused=True)
     return [None if g is None else g.numpy() for g in gs]
 
@@ -1246,6 +1248,8 @@ def grad_function(prog, fn):
         outs = fn(*xs)
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         loss = loss_of(prog, outs)
+        if loss is None:
+            return tuple(dg.zeros_like(xs[i]) for i in positions)
         gs = dg.autograd.grad(loss, [xs[i] for i in positions], allow_unused=True)
         return tuple(dg.zeros_like(xs[i]) if g is None else g for i, g in zip(positions, gs))
     return gradfn
@@ -1655,7 +1659,8 @@ def grads(fn, world):
     outs = fn(*xs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     gp = [x for x in xs if x.requires_grad]
-    gs = dg.autograd.grad(loss_of(outs), gp, allow_unused=True)
+    loss = loss_of(outs)
+    gs = dg.autograd.grad(loss, gp, allow_unused=True) if loss is not None else [None] * len(gp)
     return [np.zeros(x.shape, x.dtype) if g is None else g.numpy() for x, g in zip(gp, gs)]
 
 
@@ -1664,7 +1669,8 @@ def gradfn(*xs):
     outs = prog(*xs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     gp = [x for x in xs if x.requires_grad]
-    gs = dg.autograd.grad(loss_of(outs), gp, allow_unused=True)
+    loss = loss_of(outs)
+    gs = dg.autograd.grad(loss, gp, allow_unused=True) if loss is not None else [None] * len(gp)
     return tuple(dg.zeros_like(x) if g is None else g for x, g in zip(gp, gs))
 
 
