@@ -505,6 +505,7 @@ def _to_array(data, dtype, device, copy):
         if dtype is None and host.dtype == _np.float64 and not isinstance(data, _np.generic):
             host = host.astype(_dt.DEFAULT_FLOAT)  # Python floats default to float32, like PyTorch
         arr = host
+        copy = False  # asarray of Python data already made a fresh array
     if dtype is None and arr.dtype not in _dt.SUPPORTED:
         if arr.dtype.kind == "f":
             dtype = _dt.DEFAULT_FLOAT
@@ -512,8 +513,9 @@ def _to_array(data, dtype, device, copy):
             dtype = _dt.int64
         else:
             raise DTypeError(f"cannot make a tensor of dtype {arr.dtype}")
-    dev = dev or device_of_array(arr)
-    if device_of_array(arr) is not dev:
+    src = device_of_array(arr)
+    dev = dev or src
+    if src is not dev:
         arr = to_device(arr, dev)
         copy = False
     xp = dev.xp

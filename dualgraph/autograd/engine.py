@@ -4,6 +4,7 @@ Gradients for one backward are summed per node (and per leaf) first and only the
 so MXNet's grad_req='write' overwrites with the full gradient of this backward, while
 PyTorch-style leaves (and grad_req='add') accumulate across calls.
 """
+from .. import tensor as _tensor  # the module (not its names): tensor.py imports this package first
 from .._state import STATE
 from ..errors import AutogradError, ShapeError
 from .graph import Node
@@ -48,7 +49,7 @@ def _add(acc, g):
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
     """Backpropagate; write leaf .grad (inputs=None) or return the grads of `inputs`."""
-    from ..tensor import Tensor, ones_like_tensor, sum_to
+    Tensor, ones_like_tensor, sum_to = _tensor.Tensor, _tensor.ones_like_tensor, _tensor.sum_to
     if STATE.tracer is not None:  # inside @dg.function: reverse mode on the graph being traced
         if inputs is not None:
             return STATE.tracer.run_backward(outputs, grad_outputs, inputs)
@@ -98,6 +99,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
 
     prev = STATE.grad_enabled
     STATE.grad_enabled = bool(create_graph)
+    anomaly = STATE.anomaly
     try:
         for node in _topo_order(roots):
             grads = node_grads.pop(id(node), None)
@@ -119,20 +121,21 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     results[i] = grads[idx]
             node.check_and_release(retain_graph)
             in_grads = _call_vjp(node, grads)
-            if STATE.anomaly:
+            if anomaly:
                 _check_finite(node, in_grads)
             for t, needs, gi in zip(node.inputs, node.needs_input_grad, in_grads):
                 if not needs or gi is None:
                     continue
                 if not isinstance(gi, Tensor):
                     gi = Tensor(gi, dtype=t.dtype, device=t.device)
-                if gi.shape != t.shape:
-                    if not _reducible(gi.shape, t.shape):
+                gdata, tdata = gi._data, t._data
+                if gdata.shape != tdata.shape:
+                    if not _reducible(gdata.shape, tdata.shape):
                         raise ShapeError(f"{node.op.grad_name}: backward returned a gradient of shape "
                                          f"{tuple(gi.shape)} for an input of shape {tuple(t.shape)}")
-                    gi = sum_to(gi, t.shape)
-                if gi.dtype != t.dtype:
-                    gi = gi.astype(t.dtype)
+                    gi = sum_to(gi, tdata.shape)
+                if gdata.dtype != tdata.dtype:
+                    gi = gi.astype(tdata.dtype)
                 child = t._grad_fn
                 if child is not None:
                     slot = node_grads.setdefault(id(child), [None] * child.op.n_out)
@@ -187,13 +190,12 @@ def _check_finite(node, in_grads):
 
 
 def _call_vjp(node, grads):
-    from ..tensor import zeros_like_tensor
     op = node.op
     if op.n_out == 1:
         g = grads[0]
     else:
         outs = node.out
-        g = tuple(gi if gi is not None else zeros_like_tensor(o) for gi, o in zip(grads, outs))
+        g = tuple(gi if gi is not None else _tensor.zeros_like_tensor(o) for gi, o in zip(grads, outs))
     result = op.vjp(node, g)
     if not isinstance(result, (tuple, list)):
         result = (result,)
