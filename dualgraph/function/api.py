@@ -547,6 +547,16 @@ class CompiledFunction:
                     exc.args = (f"{exc.args[0] if exc.args else exc} (while tracing {self.__name__}, at {where})",) \
                         + tuple(exc.args[1:])
                 raise
+            except TypeError as exc:
+                if "Dim" not in str(exc) or not symbolic:
+                    raise
+                # Python arithmetic or numpy met a symbolic dim: an op (or the user's code) needed a
+                # concrete size of an axis this trace treats as unknown
+                where = _user_frame_of(exc)
+                raise TraceError(
+                    f"{self.__name__}: an operation needs the concrete size of a dim that this trace keeps "
+                    f"symbolic{f' (at {where})' if where else ''}: {exc}. Declare that dim with a fixed size "
+                    f"in input_signature= (or call with one size only) so it is traced as a number") from exc
             out_leaves, out_tree = _flatten_out(out)
             out_vals, out_consts = [], {}
             for i, o in enumerate(out_leaves):
