@@ -654,7 +654,9 @@ def binary_method(op, reflected=False):
             r._requires_grad = False
             r._grad_fn = None
             r._version = [0]
-            if (a._requires_grad or b._requires_grad) and st.grad_enabled and out.dtype.kind in "fc":
+            # (no float check needed: only add/sub/mul/div come here, and a float operand that
+            # requires grad makes their result float)
+            if (a._requires_grad or b._requires_grad) and st.grad_enabled:
                 node = Node(op, (a, b), _EMPTY, (a._requires_grad, b._requires_grad),
                             (a._version[0], b._version[0]))
                 if saves_output:
