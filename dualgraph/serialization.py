@@ -25,12 +25,12 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as _np
 
 from .backend import to_host
+from ._files import atomic_write
 from .errors import DualgraphError
 from .tensor import Tensor
 
@@ -150,21 +150,7 @@ def _checked_array(arr, where):
 
 
 def _atomic_write(path, chunks):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, chunks)
 
 
 # ---- loading --------------------------------------------------------------------------------

@@ -105,9 +105,9 @@ class _FailingFile(io.RawIOBase):
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_onnx_export_interrupted_while_writing_leaves_no_half_file(tmp_path, monkeypatch, exc):
     import importlib
-    ex = importlib.import_module("dualgraph.onnx.export")   # the module (dg.onnx.export is the function)
+    files = importlib.import_module("dualgraph._files")   # the one atomic writer export and dg.save share
     real_fdopen = os.fdopen
-    monkeypatch.setattr(ex.os, "fdopen", lambda fd, mode="r", *a, **k: _FailingFile(real_fdopen(fd, mode), exc))
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode="r", *a, **k: _FailingFile(real_fdopen(fd, mode), exc))
     x = dg.randn(2, 3)
     old = tmp_path / "old.onnx"
     old.write_bytes(b"previous model")

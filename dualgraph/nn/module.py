@@ -341,14 +341,8 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                with no_grad():
-                    p.grad.zero_()
+        from .utils import zero_grads
+        zero_grads(self.parameters(), set_to_none)
 
     # ---- state ----------------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):

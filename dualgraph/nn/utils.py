@@ -8,7 +8,19 @@ from ..ops.reduction import amax, sum as _sum
 from ..ops.shape import stack
 from ..tensor import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "zero_grads"]
+
+
+def zero_grads(parameters, set_to_none=True):
+    """What Module.zero_grad and Optimizer.zero_grad do: drop each gradient, or zero it in place."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            with no_grad():
+                p.grad.zero_()
 
 
 def _grads(parameters):

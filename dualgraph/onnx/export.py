@@ -7,14 +7,13 @@ The exporter walks the graph (after folding/CSE/DCE, before fusion) and calls ea
 rule (`op.onnx`, see lowering.py). Parameters and buffers become initializers named by their module
 path. Every op with no lowering is reported in one error, each with the user's source line.
 """
-import os
-import tempfile
 
 import numpy as np
 
 import onnx
 from onnx import helper
 
+from .._files import atomic_write
 from ..backend import to_host
 from ..errors import DualgraphError
 from ..ops.infer import Dim
@@ -398,16 +397,4 @@ def check(model):
 
 def save_atomic(model, path):
     """Write the model so that `path` is never left half-written (temp file + os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dg_export_", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, [model.SerializeToString()], suffix=".onnx.tmp")

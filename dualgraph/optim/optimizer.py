@@ -113,15 +113,9 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Clear every parameter's gradient: set it to None (default) or fill it with zeros."""
+        from ..nn.utils import zero_grads
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    with no_grad():
-                        p.grad.zero_()
+            zero_grads(group["params"], set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; `closure` re-evaluates and returns the loss."""
