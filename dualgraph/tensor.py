@@ -354,16 +354,52 @@ class Tensor:
         setitem_(self, index, value)
 
     def add_(self, other, alpha=1):
+        if self._untracked(other):
+            return self._inplace_ufunc("add", other * alpha if alpha != 1 else other, "add_")
         return self._inplace(lambda s: s + (other * alpha if alpha != 1 else other), other, "add_")
 
     def sub_(self, other, alpha=1):
+        if self._untracked(other):
+            return self._inplace_ufunc("subtract", other * alpha if alpha != 1 else other, "sub_")
         return self._inplace(lambda s: s - (other * alpha if alpha != 1 else other), other, "sub_")
 
     def mul_(self, other):
+        if self._untracked(other):
+            return self._inplace_ufunc("multiply", other, "mul_")
         return self._inplace(lambda s: s * other, other, "mul_", keeps_old=True)
 
     def div_(self, other):
+        if self._untracked(other) and self.dtype.kind == "f":
+            return self._inplace_ufunc("true_divide", other, "div_")
         return self._inplace(lambda s: s / other, other, "div_", keeps_old=True)
+
+    def _untracked(self, other):
+        """An eager in-place update autograd need not see (optimizer steps under no_grad, plain data)."""
+        st = STATE
+        if st.tracer is not None or self._data is None:
+            return False
+        if not st.grad_enabled:
+            return True
+        return not (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+
+    def _inplace_ufunc(self, ufunc, other, what):
+        """add_/sub_/mul_/div_ without autograd: one ufunc writing straight into this tensor's buffer
+        (an out-of-place result plus a copy would read and write the memory twice more)."""
+        if isinstance(other, Tensor):
+            if other._device is not self._device:
+                raise DeviceError(f"{what}: tensor is on {self._device}, operand on {other._device}")
+            other = other._data
+        elif not isinstance(other, _SCALARS):
+            other = as_tensor(other, like=self)._data
+        try:
+            getattr(self._device.xp, ufunc)(self._data, other, out=self._data, casting="same_kind")
+        except TypeError as e:
+            raise DTypeError(f"{what}: cannot write the result into a {self.dtype} tensor in place: {e}") from None
+        except ValueError as e:
+            raise ShapeError(f"{what}: operand of shape {_np.shape(other)} does not broadcast to the "
+                             f"tensor's shape {tuple(self.shape)}: {e}") from None
+        self._version[0] += 1
+        return self
 
     def copy_(self, src):
         from .ops.shape import broadcast_to

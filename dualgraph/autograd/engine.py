@@ -166,6 +166,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
             g = g if replaced is None else replaced
         if not create_graph:
             g = g.detach()
+            d = g._data
+            if not d.flags.c_contiguous and t._data.flags.c_contiguous:
+                # a leaf's grad takes its layout (PyTorch's gradient layout contract): the weight grad
+                # of x @ W.T arrives transposed, and every optimizer op on it would then walk memory
+                # with strides several times slower than one copy here
+                g = _tensor._make(g._device.xp.ascontiguousarray(d), g._device)
         if t._grad_req == "write" or t._grad is None:
             t._grad = g
         else:

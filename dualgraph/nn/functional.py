@@ -9,7 +9,7 @@ from ..ops.infer import shapes_match
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
-from ..ops.reduction import logsumexp, max as _max, mean, sum as _sum, norm_axes
+from ..ops.reduction import mean, sum as _sum, norm_axes
 from ..ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d, adaptive_avg_pool2d  # noqa: F401
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
@@ -25,15 +25,12 @@ def _axis(axis, dim, default=-1):
 
 
 def softmax(x, axis=None, *, dim=None):
-    axis = _axis(axis, dim)
-    shifted = x - _max(x.detach(), axis=axis, keepdims=True)
-    e = exp(shifted)
-    return e / _sum(e, axis=axis, keepdims=True)
+    return exp(log_softmax(x, axis, dim=dim))
 
 
 def log_softmax(x, axis=None, *, dim=None):
-    axis = _axis(axis, dim)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    from ..ops.softmax import log_softmax as _log_softmax
+    return _log_softmax(x, _axis(axis, dim))
 
 
 def _reduce(loss, reduction, op, weight_sum=None):

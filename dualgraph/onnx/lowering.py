@@ -428,6 +428,13 @@ def _arg(onnx_op):
     return rule
 
 
+@lowering("log_softmax")
+def _log_softmax(ctx, node, x):
+    dt = _out(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    return ctx.emit("LogSoftmax", [x], axis=int(ctx.attrs(node)["axis"]))
+
+
 @lowering("count")
 def _count(ctx, node, x):
     """Elements over the reduced axes, from the runtime shape (stays right for dynamic axes)."""
