@@ -16,7 +16,8 @@ def _log_softmax_forward(xp, x, axis):
     if x.shape[axis] == 0:
         return xp.array(x, copy=True)
     m = x.max(axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)  # all -inf rows stay -inf, not nan
+    if not xp.isfinite(m).all():  # a row of -inf stays -inf (not nan); a +inf or nan row gives nan
+        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
     shifted = x - m
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
