@@ -24,8 +24,9 @@ class _ConvNd(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
                              f"by groups ({groups})")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported (only 'zeros')")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', "
+                             f"got {padding_mode!r}")
         n = self._n
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size, self.stride, self.dilation = _tuple(kernel_size, n), _tuple(stride, n), _tuple(dilation, n)
@@ -52,11 +53,26 @@ class _ConvNd(Module):
             raise self._input_error(f"shape {self._layout.replace('C', str(self.in_channels))} "
                                     f"(or without the batch dim N)", x)
         batched = x.ndim == n + 2
+        x = x if batched else x.unsqueeze(0)
         pad = self.padding if isinstance(self.padding, str) else (self.padding if n > 1 else self.padding[0])
-        out = type(self)._fn(x if batched else x.unsqueeze(0), self.weight, self.bias,
+        if self.padding_mode != "zeros":  # pad explicitly in that mode, then convolve without padding
+            x = F.pad(x, self._explicit_padding(), mode=self.padding_mode)
+            pad = 0
+        out = type(self)._fn(x, self.weight, self.bias,
                              stride=self.stride if n > 1 else self.stride[0], padding=pad,
                              dilation=self.dilation if n > 1 else self.dilation[0], groups=self.groups)
         return out if batched else out.squeeze(0)
+
+    def _explicit_padding(self):
+        """(left, right) pairs from the last spatial axis backwards, as F.pad takes them."""
+        if self.padding == "valid":
+            return (0, 0) * self._n
+        if self.padding == "same":
+            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            pairs = [(t // 2, t - t // 2) for t in total]
+        else:
+            pairs = [(p, p) for p in self.padding]
+        return tuple(v for pair in reversed(pairs) for v in pair)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -94,14 +110,14 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
-        if return_indices:
-            raise NotImplementedError("MaxPool2d(return_indices=True) is not supported")
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
         self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
+        self.return_indices = return_indices
 
     def forward(self, x):
         self._check(x)
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            return_indices=self.return_indices)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "

@@ -11,6 +11,7 @@ from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, s
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
 from ..ops.reduction import mean, sum as _sum, norm_axes
 from ..ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d, adaptive_avg_pool2d  # noqa: F401
+from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",

@@ -3,7 +3,9 @@ import math
 
 from .. import creation
 from ..errors import DTypeError
+from ..creation import ones_like, zeros_like
 from ..ops.elementwise import where
+from ..ops.indexing import scatter_add
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -96,10 +98,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
-        if max_norm is not None:
-            raise NotImplementedError("Embedding(max_norm=...) is not supported; renormalize the weight yourself")
-        if scale_grad_by_freq:
-            raise NotImplementedError("Embedding(scale_grad_by_freq=True) is not supported")
+        self.max_norm, self.norm_type = max_norm, float(norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
         self.sparse = sparse  # accepted for porting; gradients are always dense
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         if padding_idx is not None:
@@ -134,15 +134,35 @@ class Embedding(Module):
         dtype = getattr(indices, "dtype", None)
         if dtype is not None and dtype.kind not in "iu":
             raise DTypeError(f"expected integer indices, got dtype {dtype}")
+        if self.max_norm is not None:
+            self._renorm(indices)
         out = F.embedding(indices, self.weight)
         if self.padding_idx is not None:
             keep = (indices != self.padding_idx).unsqueeze(-1)
             out = where(keep, out, F.embedding(indices, self.weight.detach()))
+        if self.scale_grad_by_freq:
+            # same values; the gradient reaching each row is divided by how often the batch uses it
+            flat = indices.reshape(-1)
+            counts = scatter_add(zeros_like(self.weight[:, 0]), 0, flat, ones_like(flat, dtype=out.dtype))
+            per_use = F.embedding(indices, counts.unsqueeze(-1))
+            out = out.detach() + (out - out.detach()) / per_use
         return out
+
+    def _renorm(self, indices):
+        """PyTorch's max_norm: rows looked up whose norm exceeds max_norm are rescaled in place."""
+        from ..autograd import no_grad
+        flat = indices.reshape(-1)
+        with no_grad():
+            rows = F.embedding(flat, self.weight)
+            norms = (rows.abs() ** self.norm_type).sum(axis=-1, keepdims=True) ** (1.0 / self.norm_type)
+            scale = where(norms > self.max_norm, self.max_norm / (norms + 1e-7), 1.0)
+            self.weight[flat] = rows * scale
 
     def extra_repr(self):
         s = f"{self.num_embeddings}, {self.embedding_dim}"
-        return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        s += f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        s += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        return s + (", scale_grad_by_freq=True" if self.scale_grad_by_freq else "")
 
 
 class Dropout(Module):

@@ -142,14 +142,33 @@ def _pool_windows(input, kernel_size, stride, padding, dilation, pad_value, ceil
     return unfold(x, k, s, dilation), input.ndim == 3
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows; with return_indices=True also each maximum's flat index into its (H, W) plane,
+    as PyTorch returns (the first maximum of a window when several tie)."""
     from .reduction import max as _max
     import numpy as np
     lowest = float("-inf") if input.dtype.kind == "f" else int(np.iinfo(input.dtype).min)  # ints have no -inf
     cols, squeeze = _pool_windows(input, kernel_size, stride, padding, dilation, lowest, ceil_mode,
                                   "max_pool2d")
     out = _max(cols, axis=(2, 3))
-    return out.squeeze(0) if squeeze else out
+    if not return_indices:
+        return out.squeeze(0) if squeeze else out
+    indices = _window_argmax_indices(cols, input.shape[-2:], kernel_size, stride, padding, dilation)
+    return (out.squeeze(0), indices.squeeze(0)) if squeeze else (out, indices)
+
+
+def _window_argmax_indices(cols, size, kernel_size, stride, padding, dilation):
+    """row * W + col in the unpadded input of each window's (first) maximum, with dualgraph ops."""
+    from ..creation import arange
+    from .reduction import argmax
+    (kh, kw), (ph, pw), (dh, dw) = (_pair(kernel_size, "kernel_size"), _pair(padding, "padding"),
+                                    _pair(dilation, "dilation"))
+    sh, sw = _pair(stride if stride is not None else kernel_size, "stride")
+    n, c, _, _, oh, ow = cols.shape
+    k = argmax(cols.reshape(n, c, kh * kw, oh, ow), axis=2)                 # (N, C, OH, OW)
+    rows = arange(oh).reshape(oh, 1) * sh - ph + (k // kw) * dh
+    cols_ = arange(ow).reshape(1, ow) * sw - pw + (k % kw) * dw
+    return rows * size[1] + cols_
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):

@@ -353,9 +353,9 @@ PAD = defop("pad", _pad_forward,
 def pad(x, pad, mode="constant", value=0.0):
     """PyTorch's F.pad: `pad` lists (left, right) pairs starting from the LAST axis.
     numpy style also works: a sequence of (before, after) pairs, one per axis."""
-    if mode not in ("constant", "reflect", "edge", "replicate"):
-        raise ValueError(f"pad: unsupported mode {mode!r}")
-    mode = "edge" if mode == "replicate" else mode
+    if mode not in ("constant", "reflect", "edge", "replicate", "circular", "wrap"):
+        raise ValueError(f"pad: unsupported mode {mode!r}; use constant, reflect, replicate or circular")
+    mode = {"replicate": "edge", "circular": "wrap"}.get(mode, mode)  # numpy's names
     if pad and isinstance(pad[0], (tuple, list)):
         widths = tuple((int(a), int(b)) for a, b in pad)
     else:
@@ -367,6 +367,8 @@ def pad(x, pad, mode="constant", value=0.0):
         raise ShapeError(f"pad: {len(widths)} (before, after) pairs for a tensor with {x.ndim} dims")
     if mode == "reflect" and any(lo >= d or hi >= d for (lo, hi), d in zip(widths, x.shape) if lo or hi):
         raise ShapeError(f"pad: reflect padding {widths} must be smaller than the padded dims of {tuple(x.shape)}")
+    if mode == "wrap" and any(lo > d or hi > d for (lo, hi), d in zip(widths, x.shape) if lo or hi):
+        raise ShapeError(f"pad: circular padding {widths} must be at most the padded dims of {tuple(x.shape)}")
     return apply(PAD, (x,), {"pad_width": widths, "mode": mode, "value": float(value)})
 
 
