@@ -68,7 +68,7 @@ def _pow_vjp(ctx, g):
     a, b = ctx.inputs
     ga = gb = None
     if ctx.needs_input_grad[0]:
-        ga = g * b * pow(a, b - 1) if isinstance(b, (int, float)) else g * b * pow(a, b - 1)
+        ga = g * b * pow(a, b - 1)
     if ctx.needs_input_grad[1]:
         out = ctx.out
         if isinstance(a, (int, float)):  # a Python scalar base: 2.0 ** x
