@@ -21,7 +21,7 @@ from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, di
                               mul, multiply, ne, neg, not_equal, pow, power, reciprocal, relu, remainder, round,
                               rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, square, sub, subtract, swish,
                               tan, tanh, true_divide, trunc, where)
-from .ops import softmax as _softmax_ops  # noqa: F401  (registers log_softmax)
+from .ops import softmax as _softmax_ops, loss as _loss_ops  # noqa: F401  (registers log_softmax, nll_loss)
 from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean, min, prod,
                             std, sum, var)
 from .ops.linalg import dot, einsum, matmul, mm

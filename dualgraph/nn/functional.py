@@ -52,35 +52,30 @@ def _class_axis_last(x):
 
 
 def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of class indices; `log_probs` is (N, C) or (N, C, d1, ...)."""
+    """Negative log-likelihood of class indices; `log_probs` is (N, C), (N, C, d1, ...) or unbatched (C,)."""
+    from ..ops.loss import nll_loss as _nll_loss
     from ..tensor import as_tensor
     target = as_tensor(target, like=log_probs)
     if target.dtype.kind not in "iu":
         raise ShapeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
-    lp = _class_axis_last(log_probs)
-    if lp.ndim == 1:
-        lp = lp.unsqueeze(0)
-        target = target.reshape(1)
-    if not shapes_match(lp.shape[:-1], target.shape):
-        raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
-                         f"{tuple(lp.shape[:-1])}, got {tuple(target.shape)}")
-    n_classes = lp.shape[-1]
-    valid = target != ignore_index
-    safe_target = where(valid, target, 0)
-    if target._data is not None and safe_target._data is not None and target.numel():
-        bad = (safe_target._data < 0) | (safe_target._data >= n_classes)
-        if bad.any():
-            from ..errors import IndexOutOfRange
-            raise IndexOutOfRange(f"nll_loss: target values must lie in [0, {n_classes}) (or equal "
-                                  f"ignore_index={ignore_index}), got {sorted(set(target._data[bad].tolist()))[:5]}")
-    picked = take_along_axis(lp, safe_target.unsqueeze(-1), -1).squeeze(-1)
-    w = valid.astype(lp.dtype)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"nll_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if weight is not None:
-        w = w * _embedding(safe_target, weight)
-    loss = -picked * w
-    if reduction == "mean":
-        return _sum(loss) / _sum(w)
-    return _reduce(loss, reduction, "nll_loss")
+        weight = as_tensor(weight, like=log_probs)
+        if weight.dtype != log_probs.dtype:
+            weight = weight.astype(log_probs.dtype)
+    unbatched = log_probs.ndim == 1
+    lp = log_probs.unsqueeze(0) if unbatched else log_probs
+    t = target.reshape(1) if unbatched else target
+    if weight is not None and (weight.ndim != 1 or not shapes_match(weight.shape, lp.shape[1:2])):
+        raise ShapeError(f"nll_loss: weight must have shape ({lp.shape[1]},) (one per class), "
+                         f"got {tuple(weight.shape)}")
+    if lp.ndim < 2 or not shapes_match(tuple(lp.shape[:1]) + tuple(lp.shape[2:]), t.shape):
+        expected = tuple(log_probs.shape[:1]) + tuple(log_probs.shape[2:]) if not unbatched else ()
+        raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
+                         f"{expected}, got {tuple(target.shape)}")
+    loss = _nll_loss(lp, t, weight, ignore_index=ignore_index, reduction=reduction)
+    return loss.reshape(()) if unbatched and reduction == "none" else loss
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
