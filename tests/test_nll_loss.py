@@ -155,3 +155,23 @@ def test_matches_pytorch_when_installed():
         loss.sum().backward()
         np.testing.assert_allclose(loss.numpy(), tl.detach().numpy(), rtol=1e-12)
         np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1024, 10), (600, 3, 7), (5, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_softmax_over_many_short_rows_matches_reference(shape, dtype):
+    # the classifier shape takes a column-wise max and a BLAS row sum instead of numpy's reductions
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 30).astype(dtype)
+    x.reshape(-1, shape[-1])[1] = -np.inf
+    x.reshape(-1, shape[-1])[2, 3] = np.nan
+    x.reshape(-1, shape[-1])[3, 0] = np.inf
+    with np.errstate(all="ignore"):
+        got = F.log_softmax(dg.tensor(x), dim=-1).numpy()
+        x64 = x.astype(np.float64)
+        m = np.max(x64, axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        want = (x64 - m) - np.log(np.exp(x64 - m).sum(-1, keepdims=True))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    assert np.isnan(got.reshape(-1, shape[-1])[[1, 2]]).all()  # as PyTorch: an all -inf row is NaN

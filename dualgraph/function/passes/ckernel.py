@@ -4,9 +4,10 @@ compiler (glibc's libmvec gives SIMD exp/log), single-threaded.
 
 Measured on tanh-GELU over 1M float32 (docs/performance.md) this is several times faster than the
 best numpy-ufunc chain, which makes one memory pass per op. It is used only where its results match
-numpy's: float32/float64 chains of arithmetic and exp/log/tanh/sqrt/abs/sin/cos (no max/min/where,
-which numpy's own chain handles), inputs that are full-size C-contiguous arrays or scalars,
-and at least MIN_SIZE elements (below that the numpy kernel's lower call cost wins). Anything else,
+numpy's: float32/float64 chains of arithmetic, exp/log/tanh/sqrt/abs/sin/cos, relu/maximum/minimum
+(NaN-propagating, numpy's choice on equal zeros), comparisons (bool outputs) and where; inputs that are
+full-size C-contiguous arrays, scalars, or C-contiguous arrays broadcast along the leading axes (a
+bias row); and at least MIN_SIZE elements (below that the numpy kernel's lower call cost wins). Anything else,
 or no compiler (`cc` missing, or DUALGRAPH_NO_CC=1), falls back to the numpy kernel.
 
 No -ffast-math: it would change results (reciprocal approximations give NaN for x/inf, finite-math
@@ -26,15 +27,25 @@ import numpy as np
 MIN_SIZE = 1 << 15
 # IEEE semantics kept (no -ffast-math): only errno is dropped, so the loop vectorizes and calls glibc's
 # SIMD exp/log (libmvec), which handle inf/NaN/overflow exactly like the scalar functions. No OpenMP:
-# on a shared 2-core machine its threads collapsed (20x slower) under load.
-_FLAGS = ["-O3", "-march=native", "-fPIC", "-fno-math-errno", "-fopenmp-simd"]
+# on a shared 2-core machine its threads collapsed (20x slower) under load. -fno-trapping-math lets gcc
+# turn the selects of relu/maximum/where into blends (values unchanged; only FP exception flags, which
+# nothing reads, may differ): without it those loops stay scalar and branchy, 30x slower on random signs.
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 _C = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
     "exp": "exp{f}({0})", "log": "log{f}({0})", "tanh": "tanh{f}({0})", "sqrt": "sqrt{f}({0})",
     "abs": "fabs{f}({0})", "log1p": "log1p{f}({0})", "expm1": "expm1{f}({0})", "sin": "sin{f}({0})",
     "cos": "cos{f}({0})",
 }
+_CMP = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+# numpy's maximum(a, b) is `a > b or isnan(a) ? a : b` (b on equal zeros); relu is maximum(x, 0)
+# (`|`, not `||`: no short-circuit branch, so the loop stays branch-free and vectorizes)
+_SELECT = {"maximum": "((({0} > {1}) | ({0} != {0})) ? {0} : {1})",
+           "minimum": "((({0} < {1}) | ({0} != {0})) ? {0} : {1})",
+           "relu": "((({0} > 0) | ({0} != {0})) ? {0} : 0)",
+           "where": "({0} ? {1} : {2})"}
 _TYPES = {np.dtype(np.float32): ("float", "f"), np.dtype(np.float64): ("double", "")}
+_BOOL = np.dtype(np.bool_)
 _LOCK = threading.Lock()
 _COMPILER = []
 
@@ -53,61 +64,80 @@ def _cache_dir():
     return d
 
 
+def _is_number(v):
+    return v.weak and isinstance(v.const, (int, float)) and not isinstance(v.const, bool) and np.isfinite(v.const)
+
+
 def eligible(body):
-    """The C type of the chain, or None when it cannot be a C kernel."""
-    dts = {v.aval.dtype for n in body.nodes for v in list(n.inputs) + n.outputs if v is not None and not v.weak}
-    dts |= {v.aval.dtype for v in body.inputs}
+    """The C type of the chain's floats, or None when it cannot be a C kernel. Bool values may come in
+    as inputs or from comparisons, and be outputs or where's condition; everything else is that float."""
+    vals = [v for n in body.nodes for v in list(n.inputs) + n.outputs if v is not None and not v.weak]
+    dts = {v.aval.dtype for v in vals + list(body.inputs)} - {_BOOL}
     if len(dts) != 1 or next(iter(dts)) not in _TYPES:
         return None
     for n in body.nodes:
-        if n.op.name == "pow":
-            p = n.inputs[1]
-            if not (p is not None and p.weak and p.const in (2, 3) and not isinstance(p.const, bool)):
-                return None
-        elif n.op.name not in _C or n.attrs:
+        name = n.op.name
+        if n.attrs or any(v is None or (v.weak and not _is_number(v)) or (not v.weak and v.const is not None)
+                          for v in n.inputs):
             return None
-        for v in n.inputs:
-            if v is None or (v.weak and not (isinstance(v.const, (int, float)) and not isinstance(v.const, bool)
-                                            and np.isfinite(v.const))):
+        is_bool = [not v.weak and v.aval.dtype == _BOOL for v in n.inputs]
+        if name == "where":
+            if not is_bool[0] or any(is_bool[1:]):
                 return None
-            if not v.weak and v.const is not None:
+        elif any(is_bool):
+            return None
+        elif name == "pow":
+            p = n.inputs[1]
+            if not (p.const in (2, 3) and not isinstance(p.const, float)):
                 return None
+        elif name not in _C and name not in _CMP and name not in _SELECT:
+            return None
     return _TYPES[next(iter(dts))]
 
 
-def _source(body, ctype, suffix, scalar_mask, alias=False):
+def _source(body, ctype, suffix, modes, alias=False):
+    """C for the chain; `modes[i]` says how input i is indexed: 'f' full (i), 's' scalar (0), 'r' a row
+    broadcast along the leading axes (j, the position within the trailing `inner` elements)."""
     restrict = "" if alias else " restrict"
     names = {}
     params = []
     lines = []
+
+    def ty(v):
+        return "unsigned char" if v.aval.dtype == _BOOL else ctype
     for i, v in enumerate(body.inputs):
-        params.append(f"const {ctype}*{restrict} a{i}")
+        params.append(f"const {ty(v)}*{restrict} a{i}")
         names[id(v)] = f"x{i}"
-        lines.append(f"        {ctype} x{i} = a{i}[{'0' if scalar_mask[i] else 'i'}];")
+        lines.append(f"            {ty(v)} x{i} = a{i}[{dict(f='i', s='0', r='j')[modes[i]]}];")
 
     def ref(v):
         if v.weak:
-            c = float(v.const)
-            return f"(({ctype}){c!r}{suffix})"
+            return f"(({ctype}){float(v.const)!r}{suffix})"
         return names[id(v)]
     for k, n in enumerate(body.nodes):
         ins = [ref(v) for v in n.inputs]
-        if n.op.name == "pow":
-            expr = "*".join([ins[0]] * int(n.inputs[1].const))
-            expr = f"({expr})"
+        name = n.op.name
+        if name == "pow":
+            expr = "(" + "*".join([ins[0]] * int(n.inputs[1].const)) + ")"
+        elif name in _CMP:
+            expr = f"({ins[0]} {_CMP[name]} {ins[1]})"
+        elif name in _SELECT:
+            expr = _SELECT[name].format(*ins)
         else:
-            expr = _C[n.op.name].format(*ins, f=suffix)
+            expr = _C[name].format(*ins, f=suffix)
         names[id(n.outputs[0])] = f"t{k}"
-        lines.append(f"        {ctype} t{k} = {expr};")
+        lines.append(f"            {ty(n.outputs[0])} t{k} = {expr};")
     for j, v in enumerate(body.outputs):
-        params.append(f"{ctype}*{restrict} o{j}")
-        lines.append(f"        o{j}[i] = {names[id(v)]};")
+        params.append(f"{ty(v)}*{restrict} o{j}")
+        lines.append(f"            o{j}[i] = {names[id(v)]};")
     simd = "".join(f"#pragma omp declare simd notinbranch\nextern {ctype} {fn}{suffix}({ctype});\n"
                    for fn in ("exp", "log") if any(n.op.name == fn for n in body.nodes))
     return ("#include <math.h>\n#include <stdint.h>\n" + simd +
-            f"void kernel(int64_t n, {', '.join(params)}) {{\n"
-            "    #pragma omp simd\n"
-            "    for (int64_t i = 0; i < n; i++) {\n" + "\n".join(lines) + "\n    }\n}\n")
+            f"void kernel(int64_t outer, int64_t inner, {', '.join(params)}) {{\n"
+            "    for (int64_t o = 0; o < outer; o++) {\n"
+            "        #pragma omp simd\n"
+            "        for (int64_t j = 0; j < inner; j++) {\n"
+            "            int64_t i = o * inner + j;\n" + "\n".join(lines) + "\n        }\n    }\n}\n")
 
 
 def _build(src, n_ptrs):
@@ -143,7 +173,7 @@ def _build(src, n_ptrs):
     except OSError:
         return None
     fn.restype = None
-    fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * n_ptrs
+    fn.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * n_ptrs
     return fn
 
 
@@ -162,39 +192,44 @@ def make(body, fallback):
         return fallback
     ctype, suffix = info
     dtype = np.dtype(np.float32 if ctype == "float" else np.float64)
+    in_types = [_BOOL if v.aval.dtype == _BOOL else dtype for v in body.inputs]
+    out_types = [_BOOL if v.aval.dtype == _BOOL else dtype for v in body.outputs]
     variants = {}
     n_out = len(body.outputs)
 
     def kernel(*arrays, out=None):
-        for full in arrays:
-            if full.size >= MIN_SIZE:
-                break
-        else:  # small: the numpy kernel's lower call cost wins
-            return fallback(*arrays, out=out)
-        if type(full) is not np.ndarray:
+        full = max(arrays, key=lambda a: a.size)
+        if full.size < MIN_SIZE or type(full) is not np.ndarray:  # small: the numpy kernel's lower call cost wins
             return fallback(*arrays, out=out)
         shape = full.shape
-        mask = []
-        for a in arrays:
-            if type(a) is not np.ndarray or a.dtype != dtype:
+        modes = []
+        inner = None
+        for a, t in zip(arrays, in_types):
+            if type(a) is not np.ndarray or a.dtype != t:
                 return fallback(*arrays, out=out)
             if a.shape == shape and a.flags.c_contiguous:
-                mask.append(False)
+                modes.append("f")
             elif a.size == 1:
-                mask.append(True)
+                modes.append("s")
+            elif (a.flags.c_contiguous and a.ndim <= len(shape) and a.shape == shape[len(shape) - a.ndim:]
+                  and inner in (None, a.size)):
+                modes.append("r")
+                inner = a.size
             else:
                 return fallback(*arrays, out=out)
         outs = [out if (out is not None and j == 0 and n_out == 1 and out.shape == shape
-                        and out.flags.c_contiguous and out.dtype == dtype) else np.empty(shape, dtype)
+                        and out.flags.c_contiguous and out.dtype == out_types[0]) else np.empty(shape, out_types[j])
                 for j in range(n_out)]
         alias = out is not None and outs[0] is out and any(np.may_share_memory(a, out) for a in arrays)
-        key = (tuple(mask), alias)  # an output written over its own input: no `restrict` promises
+        key = (tuple(modes), alias)  # an output written over its own input: no `restrict` promises
         fn = variants.get(key)
         if fn is None:
             fn = variants[key] = _build(_source(body, ctype, suffix, key[0], alias), len(arrays) + n_out) or False
         if fn is False:
             return fallback(*arrays, out=out)
-        fn(full.size, *[_address(a) for a in arrays], *[_address(o) for o in outs])
+        inner = inner or full.size
+        fn(full.size // inner, inner, *[_address(a) for a in arrays], *[_address(o) for o in outs])
         return tuple(outs)
-    kernel.source = lambda mask=None: _source(body, ctype, suffix, mask or (False,) * len(body.inputs))
+    kernel.variants = variants  # {(input modes, aliased): compiled loop or False}: which C loops ran
+    kernel.source = lambda modes=None: _source(body, ctype, suffix, modes or ("f",) * len(body.inputs))
     return kernel
