@@ -40,9 +40,52 @@ class GraphRuntimeError(DualgraphError, RuntimeError):
     pass
 
 
+_WZ_C = """#include <stdint.h>
+void kernel(int64_t n, const uint8_t* restrict m, const {t}* restrict a, {t}* restrict o) {{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) o[i] = a[i] & -({t})(m[i] != 0);
+}}
+"""
+_WZ_KERNELS = {}
+
+
+def _where_zero_c(itemsize):
+    """where_zero's C select loop for `itemsize`-byte floats, as f(m, a) -> result; False without a compiler."""
+    import ctypes
+    from .passes.ckernel import _address, _build, _compiler
+    fn = _compiler() is not None and _build(_WZ_C.format(t="uint32_t" if itemsize == 4 else "uint64_t"), 3)
+    if fn:
+        fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 3  # this loop's own signature, whatever _build assumes
+        def run(m, a, _fn=fn, _addr=_address, _empty=np.empty, _nd=np.ndarray):
+            # the caller checked dtypes and shapes (statically, for generated code)
+            if not (type(a) is _nd and type(m) is _nd and m.flags.c_contiguous and a.flags.c_contiguous):
+                return _slow(m, a)
+            r = _empty(a.shape, a.dtype)
+            if r.size:
+                _fn(r.size, _addr(m), _addr(a), _addr(r))
+            return r
+    _WZ_KERNELS[itemsize] = run if fn else False
+    return _WZ_KERNELS[itemsize]
+
+
 def where_zero(xp, m, a):
-    """`where(m, a, 0)` as a branch-free multiply (numpy's where is ~10x slower on random masks);
-    exact: when the product has a NaN (a non-finite `a` under a False mask) it recomputes with where."""
+    """`where(m, a, 0)` for a float `a` and bool `m` without numpy's where (~10x slower on random masks).
+
+    With a C compiler: one loop that ANDs the float's bits with the mask, bit-identical to where (+0.0
+    under False, NaN/inf there dropped). Else a multiply by the mask (numpy casts the bool on the fly),
+    recomputed with where when the product has a NaN (a non-finite `a` under a False mask)."""
+    if (xp is np and type(a) is np.ndarray and type(m) is np.ndarray and a.dtype.itemsize in (4, 8)
+            and a.dtype.kind == "f" and m.dtype == np.bool_ and m.shape == a.shape
+            and a.flags.c_contiguous and m.flags.c_contiguous):
+        fn = _WZ_KERNELS.get(a.dtype.itemsize)
+        if fn is None:
+            fn = _where_zero_c(a.dtype.itemsize)
+        if fn:
+            return fn(m, a)
+    return _slow(m, a, xp)
+
+
+def _slow(m, a, xp=np):
     if xp is np:
         with np.errstate(invalid="ignore"):
             r = np.multiply(a, m)
@@ -133,15 +176,18 @@ class _Gen:
                 if isinstance(d, Dim) and not hasattr(d, "op") and d not in self.dims:
                     self.dims[d] = f"d{len(self.dims)}"
                     body.append(f"    {self.dims[d]} = i{i}.shape[{ax}]")
-        last = {}
-        for k, node in enumerate(g.nodes):
-            for v in node.inputs:
-                if v is not None and v.const is None:
-                    last[id(v)] = k
         keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
         self.donated = self._donations(g)
-        mt = self._matmul_transposes(g, last, keep)
-        skip = {id(t) for t in mt.values()}
+        mt = self._matmul_transposes(g, keep)
+        swaps, dead_t = self._weight_swaps(g, mt, keep)
+        last = {}
+        for k, node in enumerate(g.nodes):
+            if id(node) in dead_t:
+                continue
+            for v in swaps.get(id(node), node.inputs):
+                if v is not None and v.const is None:
+                    last[id(v)] = k
+        skip = {id(t) for t in mt.values()} | dead_t
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             if id(node) in skip:
@@ -160,6 +206,21 @@ class _Gen:
                 self.line_node[len(body) + 1] = node
                 dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None
                         and v.const is None and last.get(id(v)) == k and id(v) not in keep]
+                if dead:
+                    body.append(f"    del {', '.join(dead)}")
+                continue
+            if id(node) in swaps:
+                # a @ W.T as (W @ a.T).T: faster with OpenBLAS for these shapes (see _weight_swaps);
+                # copied so the result stays C-contiguous for the elementwise kernels after it
+                w, a = swaps[id(node)]
+                n = f"v{next(tmp)}"
+                self.names[id(node.outputs[0])] = n
+                body.append(f"    {n} = xp.matmul({self.ref(w)}, {self.ref(a)}.T).T.copy()")
+                self.line_node[len(body) + 1] = node
+                dead = [self.names[id(v)] for v in dict.fromkeys((w, a)) if v.const is None
+                        and last.get(id(v)) == k and id(v) not in keep]
+                if id(node.outputs[0]) not in last and id(node.outputs[0]) not in keep:
+                    dead.append(n)
                 if dead:
                     body.append(f"    del {', '.join(dead)}")
                 continue
@@ -219,7 +280,39 @@ class _Gen:
             return f"np.true_divide({ins[0]}, {ins[1]})"
         return None
 
-    def _matmul_transposes(self, g, last, keep):
+    def _weight_swaps(self, g, mt, keep):
+        """({id(matmul): (W, a)}, {id(transpose) only feeding those}) for float32 `a @ W.T`, W 2-D, that
+        run faster as `(W @ a.T).T`.
+
+        Measured (OpenBLAS 0.3.31, Zen3, 1 and 2 threads, benchmarks/bench_executor_kernels.py): with
+        a few rows M, K >= 256 and N >= 128, numpy's sgemm call for `a @ W.T` is 15-40% slower than
+        the swapped one for M in 2..19 with M % 4 in (2, 3) or M in (8, 16); even at other small M,
+        at large M, and for float64 the two are within noise or the original wins."""
+        if self.xp is not np:
+            return {}, set()
+        users = g.users()
+        swaps, dead_t = {}, set()
+        for node in g.nodes:
+            if node.op.name != "matmul" or id(node) in mt or len(node.inputs) != 2 or len(node.outputs) != 1:
+                continue
+            a, b = node.inputs
+            t = b.producer if b is not None else None
+            if a is None or a is b or t is None or t.op.name != "transpose" or tuple(t.attrs["axes"]) != (1, 0):
+                continue
+            w = t.inputs[0]
+            if not (a.aval.ndim == 2 and w.aval.ndim == 2 and a.aval.dtype == w.aval.dtype == np.float32
+                    and node.outputs[0].aval.dtype == np.float32):
+                continue
+            (m, k), n = a.aval.shape, b.aval.shape[1]
+            if not all(isinstance(d, int) for d in (m, k, n)):
+                continue
+            if 2 <= m <= 19 and (m % 4 >= 2 or m in (8, 16)) and k >= 256 and 128 <= n <= 4096:
+                swaps[id(node)] = (w, a)
+                if len(users.get(id(b), ())) == 1 and id(b) not in keep:
+                    dead_t.add(id(t))
+        return swaps, dead_t
+
+    def _matmul_transposes(self, g, keep):
         """{id(matmul node): its transpose node} for 2-D (a @ b).T whose matmul result is used only there."""
         if self.xp is not np:
             return {}
@@ -296,6 +389,13 @@ class _Gen:
             return f"{fwd}(xp, {', '.join(ins)}{', ' if ins else ''}subgraphs={sub})"
         attrs = node.attrs
         if is_where_zero(node):
+            m, a = node.inputs[:2]
+            size = a.aval.dtype.itemsize
+            if (self.xp is np and m.aval.dtype == np.bool_ and tuple(m.aval.shape) == tuple(a.aval.shape)
+                    and a.aval.ndim and size in (4, 8)
+                    and (_WZ_KERNELS[size] if size in _WZ_KERNELS else _where_zero_c(size))):
+                self.glob[f"_where_zero{size}"] = _WZ_KERNELS[size]  # checks left: contiguity
+                return f"_where_zero{size}({ins[0]}, {ins[1]})"
             self.glob["_where_zero"] = where_zero
             return f"_where_zero(xp, {ins[0]}, {ins[1]})"
         if op.name in _DIRECT and not attrs and all(i != "None" for i in ins):

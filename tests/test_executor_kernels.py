@@ -1,0 +1,175 @@
+"""Executor fast paths: where(mask, a, 0) as a C select loop, `a @ W.T` computed as `(W @ a.T).T`."""
+import numpy as np
+import pytest
+
+import dualgraph as dg
+from dualgraph.function import executor as ex
+from dualgraph.function.passes import ckernel
+
+needs_cc = pytest.mark.skipif(ckernel._compiler() is None, reason="no C compiler")
+
+
+def _cases(dtype, shape, rng):
+    a = rng.standard_normal(shape).astype(dtype)
+    m = rng.standard_normal(shape) > 0
+    flat_a, flat_m = a.reshape(-1), m.reshape(-1)
+    if flat_a.size >= 8:
+        # non-finite and negative values under a False mask must give +0.0 (as where does), kept under True
+        flat_a[:8] = [np.nan, np.inf, -np.inf, -1.5, np.nan, np.inf, -0.0, -2.0]
+        flat_m[:8] = [False, False, False, False, True, True, True, True]
+    return m, a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (5,), (8, 256), (3, 4, 5), (128, 256)])
+def test_where_zero_bit_identical_to_where(dtype, shape):
+    m, a = _cases(dtype, shape, np.random.default_rng(0))
+    want = np.where(m, a, dtype(0))
+    got = ex.where_zero(np, m, a)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    assert got.tobytes() == want.tobytes()  # +0.0 vs -0.0 and NaN payloads included
+
+
+@pytest.mark.parametrize("layout", ["a_fortran", "m_fortran", "broadcast_mask", "float_mask"])
+def test_where_zero_other_layouts_fall_back_exactly(layout):
+    rng = np.random.default_rng(1)
+    m, a = _cases(np.float32, (16, 12), rng)
+    if layout == "a_fortran":
+        a = np.asfortranarray(a)
+    elif layout == "m_fortran":
+        m = np.asfortranarray(m)
+    elif layout == "broadcast_mask":
+        m = m[:1]
+    want = np.where(m, a, np.float32(0))
+    if layout == "float_mask":
+        want = np.where(m.astype(bool), a, np.float32(0))
+    got = ex.where_zero(np, m.astype(np.float32) if layout == "float_mask" else m, a)
+    # the fallback is a multiply by the mask: same values, zero sign may differ
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_cc
+def test_generated_where_zero_kernel_handles_noncontiguous_runtime_arrays():
+    m, a = _cases(np.float32, (6, 10), np.random.default_rng(2))
+    run = ex._where_zero_c(4)
+    want = np.where(m, a, np.float32(0))
+    assert run(m, a).tobytes() == want.tobytes()
+    np.testing.assert_array_equal(run(np.asfortranarray(m), np.asfortranarray(a)), want)
+    np.testing.assert_array_equal(run(m[::2], a[::2]), want[::2])
+
+
+def _relu_mlp(batch, dtype=np.float32, n_in=784, n_hidden=256, seed=0):
+    rng = np.random.default_rng(seed)
+    xn = rng.standard_normal((batch, n_in)).astype(dtype)
+    wn = (rng.standard_normal((n_hidden, n_in)) * 0.05).astype(dtype)   # PyTorch layout (out, in)
+    bn = (rng.standard_normal(n_hidden) * 0.1).astype(dtype)
+    w2n = (rng.standard_normal((10, n_hidden)) * 0.05).astype(dtype)
+
+    x = dg.tensor(xn)
+    ps = [dg.tensor(v.copy(), requires_grad=True) for v in (wn, bn, w2n)]
+
+    def step():
+        for p in ps:
+            p.grad = None
+        h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
+        loss = (dg.nn.functional.linear(h, ps[2]) ** 2).sum()
+        loss.backward()
+        return loss
+    f = dg.function(step)
+
+    def reference():
+        h = xn @ wn.T + bn
+        a = np.maximum(h, 0)
+        z = a @ w2n.T
+        dz = 2 * z
+        dw2 = dz.T @ a
+        dh = np.where(h > 0, dz @ w2n, 0)
+        return (z ** 2).sum(), dh.T @ xn, dh.sum(0), dw2
+    return f, ps, reference
+
+
+def _source(f, args=()):
+    f(*args)
+    return next(iter(f._cache.values())).exec.source
+
+
+@pytest.mark.parametrize("batch", [2, 3, 8, 10, 16])
+def test_small_batch_linear_runs_swapped_and_matches_numpy(batch):
+    f, ps, reference = _relu_mlp(batch)
+    src = _source(f)
+    assert src.count(".T).T.copy()") == 1, src  # the 784->256 layer; 256->10 has N < 128
+    assert "_where_zero4(" in src or ckernel._compiler() is None
+    loss, want = f(), reference()
+    np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-4)
+    for p, w in zip(ps, want[1:]):
+        np.testing.assert_allclose(p.grad.numpy(), w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [1, 4, 12, 64, 128])
+def test_other_batches_keep_the_plain_matmul(batch):
+    f, _, reference = _relu_mlp(batch)
+    src = _source(f)
+    assert ".T).T.copy()" not in src
+    loss, want = f(), reference()
+    np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-4)
+
+
+def test_float64_and_small_layers_keep_the_plain_matmul():
+    f, _, _ = _relu_mlp(8, dtype=np.float64)
+    assert ".T).T.copy()" not in _source(f)
+    f, _, _ = _relu_mlp(8, n_in=128)  # K < 256
+    assert ".T).T.copy()" not in _source(f)
+
+
+def test_swapped_matmul_result_is_c_contiguous_and_close_to_numpy():
+    rng = np.random.default_rng(3)
+    xn = rng.standard_normal((8, 784)).astype(np.float32)
+    wn = rng.standard_normal((256, 784)).astype(np.float32)
+    f = dg.function(lambda x, w: x @ w.T)
+    src = _source(f, [dg.tensor(xn), dg.tensor(wn)])
+    assert ".T).T.copy()" in src and ".transpose(" not in src  # the view is not built any more
+    out = f(dg.tensor(xn), dg.tensor(wn)).numpy()
+    assert out.flags.c_contiguous and out.shape == (8, 256)
+    np.testing.assert_allclose(out, xn @ wn.T, rtol=1e-5, atol=1e-4)
+    # a Fortran-ordered weight at run time: still right
+    out = f(dg.tensor(xn), dg.tensor(np.asfortranarray(wn))).numpy()
+    np.testing.assert_allclose(out, xn @ wn.T, rtol=1e-5, atol=1e-4)
+
+
+def test_transpose_with_another_user_is_kept():
+    rng = np.random.default_rng(4)
+    xn = rng.standard_normal((8, 784)).astype(np.float32)
+    wn = rng.standard_normal((256, 784)).astype(np.float32)
+
+    def fn(x, w):
+        wt = w.T
+        return x @ wt, wt * 2
+    f = dg.function(fn)
+    src = _source(f, [dg.tensor(xn), dg.tensor(wn)])
+    assert ".T).T.copy()" in src and ".transpose(" in src
+    a, b = f(dg.tensor(xn), dg.tensor(wn))
+    np.testing.assert_allclose(a.numpy(), xn @ wn.T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(b.numpy(), wn.T * 2)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("through_matmul", [False, True])
+def test_relu_backward_with_nonfinite_gradient_under_false_mask_is_zero(through_matmul):
+    # the upstream gradient is inf/NaN where relu was off: where() drops it, a multiply would give NaN
+    # (the MLP tests check the generated _where_zero4 call; this one the values end to end)
+    xn = np.array([[-1.0, 2.0, -3.0, 4.0], [1.0, -1.0, 0.5, -0.5]], np.float32)
+    gn = np.array([[np.inf, 1.0, np.nan, -2.0], [1.0, -np.inf, 3.0, np.nan]], np.float32)
+    wn = np.eye(4, dtype=np.float32)[::-1].copy()
+    x = dg.tensor(xn, requires_grad=True)
+    w = dg.tensor(wn)
+
+    def step(g):
+        x.grad = None
+        h = dg.relu(x)
+        ((h @ w) * g if through_matmul else h * g).sum().backward()
+        return x.grad
+    f = dg.function(step)
+    got = f(dg.tensor(gn)).numpy()
+    want = np.where(xn > 0, gn @ wn.T if through_matmul else gn, np.float32(0))
+    np.testing.assert_array_equal(got, want)
+    assert not np.signbit(got[xn <= 0]).any()  # +0.0, as where gives
