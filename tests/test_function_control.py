@@ -131,3 +131,36 @@ def test_cond_nested_in_a_while_loop():
     def fn(x):
         return dg.while_loop(lambda s: s[1] < 5, body, (x, dg.tensor(0)))[0]
     assert close(dg.function(fn)(dg.ones(2)).numpy(), fn(dg.ones(2)).numpy())
+
+
+def _ops(graph):
+    """Op names in a graph, fused kernels' bodies included, control-flow bodies excluded."""
+    out = []
+    for n in graph.nodes:
+        out.append(n.op.name)
+        if n.op.name == "fused_elementwise":
+            out += _ops(n.subgraphs["body"])
+    return out
+
+
+def _bodies(graph):
+    return [b for n in graph.nodes if n.op.name != "fused_elementwise" for b in n.subgraphs.values()]
+
+
+def test_passes_optimize_inside_cond_and_loop_bodies():
+    def step(i, v):
+        u = v * 1.0 + 0.0          # simplify: gone
+        return dg.tanh(u) * 0.5 + dg.tanh(u) * 0.25 + v * (2.0 * 3.0)   # cse: one tanh; fuse: one kernel
+
+    def fn(n, x):
+        y = dg.fori_loop(0, n, step, x)   # a tensor bound: a while_loop node with a body graph
+        return dg.cond(y.sum() > 0, lambda a: a * 1.0 + a, lambda a: a - 1.0, y)
+    f = dg.function(fn)
+    n, x = dg.tensor(3), dg.randn(4)
+    assert close(f(n, x).numpy(), fn(n, x).numpy())
+    traced, opt = _bodies(f.traced_graph(n, x)), _bodies(f.graph(n, x))
+    loop_t, then_t = _ops(traced[1]), _ops(traced[2])   # [while cond, while body, then, else]
+    loop_o, then_o = _ops(opt[1]), _ops(opt[2])
+    assert loop_t.count("tanh") == 2 and loop_o.count("tanh") == 1
+    assert "fused_elementwise" in loop_o and "fused_elementwise" not in loop_t
+    assert then_t == ["mul", "add"] and then_o == ["add"]

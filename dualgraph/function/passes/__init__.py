@@ -7,7 +7,8 @@
     fuse          elementwise fusion into generated kernels
     plan_buffers  liveness, buffer reuse plan, planned peak memory
 
-`optimize(graph, passes)` runs them on a copy (the traced graph stays as it was);
+`optimize(graph, passes)` runs them on a copy (the traced graph stays as it was), inside the bodies
+of cond/while_loop/fori_loop too (a body is a closed graph: its inputs and outputs stay as they are);
 `optimize(graph, passes, log=[])` also appends (name, before_text, after_text) per pass.
 """
 from .cse import cse
@@ -34,11 +35,18 @@ def resolve(passes=None, disable=()):
     return tuple(n for n in names if n not in set(disable))
 
 
+def _run(name, g):
+    for node in g.nodes:
+        if node.subgraphs and node.op.name != "fused_elementwise":  # control flow, not a fused kernel
+            node.subgraphs = {k: _run(name, body) for k, body in node.subgraphs.items()}
+    return PASSES[name](g)
+
+
 def optimize(graph, passes=DEFAULT, log=None):
     g = graph.copy()
     for name in passes:
         before = str(g) if log is not None else None
-        g = PASSES[name](g)
+        g = _run(name, g)
         if log is not None:
             log.append((name, before, str(g)))
     return g
