@@ -1,4 +1,4 @@
-"""Executor fast paths: where(mask, a, 0) as a C select loop, `a @ W.T` computed as `(W @ a.T).T`."""
+"""Executor fast path: where(mask, a, 0) (ReLU backward) as a C select loop, exact like numpy's where."""
 import numpy as np
 import pytest
 
@@ -93,63 +93,15 @@ def _source(f, args=()):
     return next(iter(f._cache.values())).exec.source
 
 
-@pytest.mark.parametrize("batch", [2, 3, 8, 10, 16])
-def test_small_batch_linear_runs_swapped_and_matches_numpy(batch):
+@pytest.mark.parametrize("batch", [1, 3, 8, 128])
+def test_relu_mlp_gradients_match_numpy(batch):
     f, ps, reference = _relu_mlp(batch)
     src = _source(f)
-    assert src.count(".T).T.copy()") == 1, src  # the 784->256 layer; 256->10 has N < 128
     assert "_where_zero4(" in src or ckernel._compiler() is None
     loss, want = f(), reference()
     np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-4)
     for p, w in zip(ps, want[1:]):
         np.testing.assert_allclose(p.grad.numpy(), w, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("batch", [1, 4, 12, 64, 128])
-def test_other_batches_keep_the_plain_matmul(batch):
-    f, _, reference = _relu_mlp(batch)
-    src = _source(f)
-    assert ".T).T.copy()" not in src
-    loss, want = f(), reference()
-    np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-4)
-
-
-def test_float64_and_small_layers_keep_the_plain_matmul():
-    f, _, _ = _relu_mlp(8, dtype=np.float64)
-    assert ".T).T.copy()" not in _source(f)
-    f, _, _ = _relu_mlp(8, n_in=128)  # K < 256
-    assert ".T).T.copy()" not in _source(f)
-
-
-def test_swapped_matmul_result_is_c_contiguous_and_close_to_numpy():
-    rng = np.random.default_rng(3)
-    xn = rng.standard_normal((8, 784)).astype(np.float32)
-    wn = rng.standard_normal((256, 784)).astype(np.float32)
-    f = dg.function(lambda x, w: x @ w.T)
-    src = _source(f, [dg.tensor(xn), dg.tensor(wn)])
-    assert ".T).T.copy()" in src and ".transpose(" not in src  # the view is not built any more
-    out = f(dg.tensor(xn), dg.tensor(wn)).numpy()
-    assert out.flags.c_contiguous and out.shape == (8, 256)
-    np.testing.assert_allclose(out, xn @ wn.T, rtol=1e-5, atol=1e-4)
-    # a Fortran-ordered weight at run time: still right
-    out = f(dg.tensor(xn), dg.tensor(np.asfortranarray(wn))).numpy()
-    np.testing.assert_allclose(out, xn @ wn.T, rtol=1e-5, atol=1e-4)
-
-
-def test_transpose_with_another_user_is_kept():
-    rng = np.random.default_rng(4)
-    xn = rng.standard_normal((8, 784)).astype(np.float32)
-    wn = rng.standard_normal((256, 784)).astype(np.float32)
-
-    def fn(x, w):
-        wt = w.T
-        return x @ wt, wt * 2
-    f = dg.function(fn)
-    src = _source(f, [dg.tensor(xn), dg.tensor(wn)])
-    assert ".T).T.copy()" in src and ".transpose(" in src
-    a, b = f(dg.tensor(xn), dg.tensor(wn))
-    np.testing.assert_allclose(a.numpy(), xn @ wn.T, rtol=1e-5, atol=1e-4)
-    np.testing.assert_array_equal(b.numpy(), wn.T * 2)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

@@ -179,15 +179,12 @@ class _Gen:
         keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
         self.donated = self._donations(g)
         mt = self._matmul_transposes(g, keep)
-        swaps, dead_t = self._weight_swaps(g, mt, keep)
         last = {}
         for k, node in enumerate(g.nodes):
-            if id(node) in dead_t:
-                continue
-            for v in swaps.get(id(node), node.inputs):
+            for v in node.inputs:
                 if v is not None and v.const is None:
                     last[id(v)] = k
-        skip = {id(t) for t in mt.values()} | dead_t
+        skip = {id(t) for t in mt.values()}
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             if id(node) in skip:
@@ -206,21 +203,6 @@ class _Gen:
                 self.line_node[len(body) + 1] = node
                 dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None
                         and v.const is None and last.get(id(v)) == k and id(v) not in keep]
-                if dead:
-                    body.append(f"    del {', '.join(dead)}")
-                continue
-            if id(node) in swaps:
-                # a @ W.T as (W @ a.T).T: faster with OpenBLAS for these shapes (see _weight_swaps);
-                # copied so the result stays C-contiguous for the elementwise kernels after it
-                w, a = swaps[id(node)]
-                n = f"v{next(tmp)}"
-                self.names[id(node.outputs[0])] = n
-                body.append(f"    {n} = xp.matmul({self.ref(w)}, {self.ref(a)}.T).T.copy()")
-                self.line_node[len(body) + 1] = node
-                dead = [self.names[id(v)] for v in dict.fromkeys((w, a)) if v.const is None
-                        and last.get(id(v)) == k and id(v) not in keep]
-                if id(node.outputs[0]) not in last and id(node.outputs[0]) not in keep:
-                    dead.append(n)
                 if dead:
                     body.append(f"    del {', '.join(dead)}")
                 continue
@@ -279,38 +261,6 @@ class _Gen:
         if name == "div" and not node.attrs:
             return f"np.true_divide({ins[0]}, {ins[1]})"
         return None
-
-    def _weight_swaps(self, g, mt, keep):
-        """({id(matmul): (W, a)}, {id(transpose) only feeding those}) for float32 `a @ W.T`, W 2-D, that
-        run faster as `(W @ a.T).T`.
-
-        Measured (OpenBLAS 0.3.31, Zen3, 1 and 2 threads, benchmarks/bench_executor_kernels.py): with
-        a few rows M, K >= 256 and N >= 128, numpy's sgemm call for `a @ W.T` is 15-40% slower than
-        the swapped one for M in 2..19 with M % 4 in (2, 3) or M in (8, 16); even at other small M,
-        at large M, and for float64 the two are within noise or the original wins."""
-        if self.xp is not np:
-            return {}, set()
-        users = g.users()
-        swaps, dead_t = {}, set()
-        for node in g.nodes:
-            if node.op.name != "matmul" or id(node) in mt or len(node.inputs) != 2 or len(node.outputs) != 1:
-                continue
-            a, b = node.inputs
-            t = b.producer if b is not None else None
-            if a is None or a is b or t is None or t.op.name != "transpose" or tuple(t.attrs["axes"]) != (1, 0):
-                continue
-            w = t.inputs[0]
-            if not (a.aval.ndim == 2 and w.aval.ndim == 2 and a.aval.dtype == w.aval.dtype == np.float32
-                    and node.outputs[0].aval.dtype == np.float32):
-                continue
-            (m, k), n = a.aval.shape, b.aval.shape[1]
-            if not all(isinstance(d, int) for d in (m, k, n)):
-                continue
-            if 2 <= m <= 19 and (m % 4 >= 2 or m in (8, 16)) and k >= 256 and 128 <= n <= 4096:
-                swaps[id(node)] = (w, a)
-                if len(users.get(id(b), ())) == 1 and id(b) not in keep:
-                    dead_t.add(id(t))
-        return swaps, dead_t
 
     def _matmul_transposes(self, g, keep):
         """{id(matmul node): its transpose node} for 2-D (a @ b).T whose matmul result is used only there."""
