@@ -125,3 +125,13 @@ def test_relu_backward_with_nonfinite_gradient_under_false_mask_is_zero(through_
     want = np.where(xn > 0, gn @ wn.T if through_matmul else gn, np.float32(0))
     np.testing.assert_array_equal(got, want)
     assert not np.signbit(got[xn <= 0]).any()  # +0.0, as where gives
+
+
+def test_a_constant_output_is_the_callers_own_copy():
+    f = dg.function(lambda x: (x * 2, dg.tensor(3.0) * 2, dg.tensor([1.0, 2.0]) + 1))
+    x = dg.zeros(2)
+    _, a, b = f(x)
+    a += 1
+    b += 10
+    _, a2, b2 = f(x)
+    assert a2.item() == 6.0 and b2.numpy().tolist() == [2.0, 3.0]

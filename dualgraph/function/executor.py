@@ -230,14 +230,19 @@ class _Gen:
             dead += [n for o, n in zip(node.outputs, outs) if id(o) not in last and id(o) not in keep]
             if dead:
                 body.append(f"    del {', '.join(dead)}")
-        rets = [self.ref(v) if v.aval.ndim else f"xp.asarray({self.ref(v)})" for v in g.outputs]
+        # a constant output is copied: the caller owns what it gets, and writing into it in place must
+        # not change what the next call returns
+        rets = [f"{self.ref(v)}.copy()" if v.const is not None and not v.weak
+                else self.ref(v) if v.aval.ndim else f"xp.asarray({self.ref(v)})" for v in g.outputs]
         body.append(f"    return ({''.join(r + ', ' for r in rets)})")
-        body = ["    try:"] + ["    " + ln for ln in body] + ["    except _DGError:", "        raise",
+        body = ["    try:"] + ["    " + ln for ln in body] + ["    except _DGError as _e:",
+                                                                 "        raise _locate(_e) from _e.__cause__",
                                                                  "    except Exception as _e:",
                                                                  "        raise _explain(_e) from _e"]
         self.line_node = {k + 1: n for k, n in self.line_node.items()}
         self.glob["_DGError"] = DualgraphError
         self.glob["_explain"] = lambda exc: self.executable._explain(exc)
+        self.glob["_locate"] = lambda exc: self.executable._locate(exc)
         src = f"def run({', '.join(args)}):\n" + "\n".join(body) + "\n"
         fname = f"<dg-graph-{next(_counter)}>"
         linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
@@ -376,13 +381,28 @@ class Executable:
     def __call__(self, *arrays):
         return self.run(*arrays)
 
-    def _explain(self, exc):
+    def _node_of(self, exc):
         tb = exc.__traceback__
         node = None
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == self.filename:
                 node = self._line_node.get(tb.tb_lineno)
             tb = tb.tb_next
+        return node
+
+    def _locate(self, exc):
+        """A dualgraph error raised by a node's forward on this call's data (a class index out of
+        range): the same error, with the user's line that traced the node."""
+        node = self._node_of(exc)
+        if node is None or not node.source or node.source in str(exc):
+            return exc
+        try:
+            return type(exc)(f"{exc} (traced at {node.source})")
+        except Exception:  # an error class with another constructor: as it was
+            return exc
+
+    def _explain(self, exc):
+        node = self._node_of(exc)
         if node is None:
             return GraphRuntimeError(f"running the compiled graph failed: {type(exc).__name__}: {exc}")
         where = f" (traced at {node.source})" if node.source else ""
