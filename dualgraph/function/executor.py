@@ -52,11 +52,10 @@ _WZ_KERNELS = {}
 def _where_zero_c(itemsize):
     """where_zero's C select loop for `itemsize`-byte floats, as f(m, a) -> result; False without a compiler."""
     import ctypes
-    from .passes.ckernel import _address, _build, _compiler
-    fn = _compiler() is not None and _build(_WZ_C.format(t="uint32_t" if itemsize == 4 else "uint64_t"), 3)
+    from ..native import address, build
+    fn = build(_WZ_C.format(t="uint32_t" if itemsize == 4 else "uint64_t"), [ctypes.c_int64] + [ctypes.c_void_p] * 3)
     if fn:
-        fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 3  # this loop's own signature, whatever _build assumes
-        def run(m, a, _fn=fn, _addr=_address, _empty=np.empty, _nd=np.ndarray):
+        def run(m, a, _fn=fn, _addr=address, _empty=np.empty, _nd=np.ndarray):
             # the caller checked dtypes and shapes (statically, for generated code)
             if not (type(a) is _nd and type(m) is _nd and m.flags.c_contiguous and a.flags.c_contiguous):
                 return _slow(m, a)

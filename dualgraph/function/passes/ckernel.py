@@ -1,36 +1,22 @@
-"""Fused elementwise kernels as generated C, compiled once with the system C compiler and loaded
-with ctypes: one loop over the elements, all ops of the chain in registers, vectorized by the
-compiler (glibc's libmvec gives SIMD exp/log), single-threaded.
+"""Fused elementwise kernels as generated C (built by dualgraph.native): one loop over the elements,
+all ops of the chain in registers, vectorized by the compiler (glibc's libmvec gives SIMD exp/log),
+single-threaded.
 
 Measured on tanh-GELU over 1M float32 (docs/performance.md) this is several times faster than the
 best numpy-ufunc chain, which makes one memory pass per op. It is used only where its results match
 numpy's: float32/float64 chains of arithmetic, exp/log/tanh/sqrt/abs/sin/cos, relu/maximum/minimum
 (NaN-propagating, numpy's choice on equal zeros), comparisons (bool outputs) and where; inputs that are
 full-size C-contiguous arrays, scalars, or C-contiguous arrays broadcast along the leading axes (a
-bias row); and at least MIN_SIZE elements (below that the numpy kernel's lower call cost wins). Anything else,
-or no compiler (`cc` missing, or DUALGRAPH_NO_CC=1), falls back to the numpy kernel.
-
-No -ffast-math: it would change results (reciprocal approximations give NaN for x/inf, finite-math
-drops NaN/inf handling) and, linked in, switch the whole process to flush-denormals-to-zero.
+bias row); and at least MIN_SIZE elements (below that the numpy kernel's lower call cost wins).
+Anything else, or no compiler, falls back to the numpy kernel.
 """
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
 
 import numpy as np
 
+from ...native import address as _address, build, compiler as _compiler
+
 MIN_SIZE = 1 << 15
-# IEEE semantics kept (no -ffast-math): only errno is dropped, so the loop vectorizes and calls glibc's
-# SIMD exp/log (libmvec), which handle inf/NaN/overflow exactly like the scalar functions. No OpenMP:
-# on a shared 2-core machine its threads collapsed (20x slower) under load. -fno-trapping-math lets gcc
-# turn the selects of relu/maximum/where into blends (values unchanged; only FP exception flags, which
-# nothing reads, may differ): without it those loops stay scalar and branchy, 30x slower on random signs.
-_FLAGS = ["-O3", "-march=native", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 _C = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
     "exp": "exp{f}({0})", "log": "log{f}({0})", "tanh": "tanh{f}({0})", "sqrt": "sqrt{f}({0})",
@@ -46,24 +32,6 @@ _SELECT = {"maximum": "((({0} > {1}) | ({0} != {0})) ? {0} : {1})",
            "where": "({0} ? {1} : {2})"}
 _TYPES = {np.dtype(np.float32): ("float", "f"), np.dtype(np.float64): ("double", "")}
 _BOOL = np.dtype(np.bool_)
-_LOCK = threading.Lock()
-_COMPILER = []
-
-
-def _compiler():
-    if not _COMPILER:
-        cc = None if os.environ.get("DUALGRAPH_NO_CC") else (os.environ.get("CC") or shutil.which("cc")
-                                                             or shutil.which("gcc"))
-        _COMPILER.append(cc)
-    return _COMPILER[0]
-
-
-def _cache_dir():
-    d = os.path.join(tempfile.gettempdir(), f"dualgraph-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    os.makedirs(d, exist_ok=True)
-    return d
-
-
 def _is_number(v):
     return v.weak and isinstance(v.const, (int, float)) and not isinstance(v.const, bool) and np.isfinite(v.const)
 
@@ -140,51 +108,6 @@ def _source(body, ctype, suffix, modes, alias=False):
             "            int64_t i = o * inner + j;\n" + "\n".join(lines) + "\n        }\n    }\n}\n")
 
 
-def _build(src, n_ptrs):
-    cc = _compiler()
-    if cc is None:
-        return None
-    digest = hashlib.sha1((src + " ".join(_FLAGS) + platform.node() + platform.machine()).encode()).hexdigest()[:20]
-    d = _cache_dir()
-    so = os.path.join(d, f"k{digest}.so")
-    with _LOCK:
-        if not os.path.exists(so):
-            fd, tmp = tempfile.mkstemp(dir=d, suffix=".c")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(src)
-                obj, tmp_so = tmp[:-2] + ".o", tmp[:-2] + ".so"
-                r = subprocess.run([cc] + _FLAGS + ["-c", tmp, "-o", obj], capture_output=True, timeout=60)
-                if r.returncode:
-                    return None
-                r = subprocess.run([cc, "-shared", obj, "-o", tmp_so, "-lmvec", "-lm"], capture_output=True,
-                                   timeout=60)
-                if r.returncode:
-                    return None
-                os.replace(tmp_so, so)
-            except (OSError, subprocess.SubprocessError):
-                return None
-            finally:
-                for p in (tmp, tmp[:-2] + ".o", tmp[:-2] + ".so"):
-                    if os.path.exists(p) and p != so:
-                        os.unlink(p)
-    try:
-        fn = ctypes.CDLL(so).kernel
-    except OSError:
-        return None
-    fn.restype = None
-    fn.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * n_ptrs
-    return fn
-
-
-def _address(a):
-    """The data pointer of a C-contiguous array (from_buffer is about twice as fast as a.ctypes.data)."""
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(a))
-    except (TypeError, ValueError, BufferError):  # read-only or empty
-        return a.ctypes.data
-
-
 def make(body, fallback):
     """A kernel(*arrays, out=None) running the C loop when it applies, else `fallback`."""
     info = eligible(body)
@@ -224,7 +147,8 @@ def make(body, fallback):
         key = (tuple(modes), alias)  # an output written over its own input: no `restrict` promises
         fn = variants.get(key)
         if fn is None:
-            fn = variants[key] = _build(_source(body, ctype, suffix, key[0], alias), len(arrays) + n_out) or False
+            fn = variants[key] = build(_source(body, ctype, suffix, key[0], alias),
+                                       [ctypes.c_int64] * 2 + [ctypes.c_void_p] * (len(arrays) + n_out)) or False
         if fn is False:
             return fallback(*arrays, out=out)
         inner = inner or full.size
