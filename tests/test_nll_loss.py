@@ -1,5 +1,7 @@
-"""nll_loss / nll_loss_grad primitives: values and every gradient (log-probs, class weights, second
-order) against numpy and finite differences, compiled and ONNX against eager, PyTorch when installed."""
+"""The classifier tail as primitives: nll_loss / nll_loss_grad and log_softmax / log_softmax_grad.
+Values and every gradient (log-probs, class weights, second order) against numpy and finite
+differences, the C row loops against the numpy path, compiled and ONNX against eager, PyTorch when
+installed."""
 import numpy as np
 import pytest
 
@@ -176,3 +178,45 @@ def test_log_softmax_over_many_short_rows_matches_reference(shape, dtype):
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
     assert np.isnan(got.reshape(-1, shape[-1])[[1, 2]]).all()  # as PyTorch: an all -inf row is NaN
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8, 10), (3, 4, 5), (1, 1), (2, 3000)])
+def test_log_softmax_c_rows_agree_with_the_numpy_path(monkeypatch, dtype, shape):
+    from dualgraph import native
+    from dualgraph.ops import softmax
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal(shape) * 20).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    if x.shape[-1] > 3:
+        x.reshape(-1, shape[-1])[0, 2] = np.nan
+        x.reshape(-1, shape[-1])[-1, 1] = -np.inf
+
+    def run():
+        xt = dg.tensor(x, requires_grad=True)
+        y = F.log_softmax(xt, dim=-1)
+        y.backward(dg.tensor(g))
+        return y.numpy(), xt.grad.numpy()
+    with np.errstate(all="ignore"):
+        fast = run()
+        if native.compiler() is not None:
+            assert softmax._ROW_KERNELS[("forward", np.dtype(dtype))] is not None
+        monkeypatch.setattr(native, "_COMPILER", [None])
+        monkeypatch.setattr(softmax, "_ROW_KERNELS", {})
+        slow = run()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(fast, slow):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_log_softmax_over_a_middle_axis_and_a_transposed_input():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 6, 5))
+    for xt, axis in ((dg.tensor(x), 1), (dg.tensor(x).permute(0, 2, 1), -1)):
+        xn = xt.numpy()
+        want = xn - xn.max(axis, keepdims=True)
+        want = want - np.log(np.exp(want).sum(axis, keepdims=True))
+        np.testing.assert_allclose(F.log_softmax(xt, dim=axis).numpy(), want, rtol=1e-12)
+        assert dg.autograd.gradgradcheck(lambda a: F.log_softmax(a, dim=axis) * dg.tensor(xn), (
+            xt.detach().requires_grad_(),))

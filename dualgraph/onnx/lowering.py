@@ -435,6 +435,14 @@ def _log_softmax(ctx, node, x):
     return ctx.emit("LogSoftmax", [x], axis=int(ctx.attrs(node)["axis"]))
 
 
+@lowering("log_softmax_grad")
+def _log_softmax_grad(ctx, node, g, y):
+    dt = _out(node)
+    g, y = ctx.arg(node.inputs[0], g, dt), ctx.arg(node.inputs[1], y, dt)
+    total = ctx.reduce("ReduceSum", g, (int(ctx.attrs(node)["axis"]),), True)
+    return ctx.emit("Sub", [g, ctx.emit("Mul", [ctx.emit("Exp", [y]), total])])
+
+
 @lowering("nll_loss")
 def _nll_loss(ctx, node, log_probs, target, weight=None):
     ctx.require(13, "nll_loss (NegativeLogLikelihoodLoss)")
