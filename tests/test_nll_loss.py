@@ -220,3 +220,43 @@ def test_log_softmax_over_a_middle_axis_and_a_transposed_input():
         np.testing.assert_allclose(F.log_softmax(xt, dim=axis).numpy(), want, rtol=1e-12)
         assert dg.autograd.gradgradcheck(lambda a: F.log_softmax(a, dim=axis) * dg.tensor(xn), (
             xt.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_c_loop_agrees_with_the_numpy_path(monkeypatch, dtype, reduction, weighted):
+    from dualgraph.ops import loss
+    rng = np.random.default_rng(8)
+    lp = rng.standard_normal((33, 7)).astype(dtype)
+    target = rng.integers(0, 7, 33)
+    target[[0, 5]] = -100
+    weight = dg.tensor(rng.uniform(0.5, 2, 7).astype(dtype)) if weighted else None
+
+    def run():
+        x = dg.tensor(lp, requires_grad=True)
+        out = F.nll_loss(x, dg.tensor(target), weight=weight, reduction=reduction)
+        out.backward(dg.tensor(rng_g.standard_normal(out.shape).astype(dtype)))
+        return out.numpy(), x.grad.numpy()
+    rng_g = np.random.default_rng(9)
+    fast = run()
+    c_ran = loss._NLL_KERNELS.get(np.dtype(dtype)) is not None
+    monkeypatch.setattr(loss, "_c_path", lambda *a: False)
+    rng_g = np.random.default_rng(9)
+    slow = run()
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    from dualgraph import native
+    assert c_ran or native.compiler() is None
+
+
+def test_every_target_ignored_gives_no_gradient_on_either_path(monkeypatch):
+    from dualgraph.ops import loss
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(loss, "_c_path", lambda *a: False)
+        x = dg.tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+        out = F.nll_loss(x, dg.tensor(np.array([-100, -100])))
+        out.backward()
+        assert np.isnan(out.item()) and not x.grad.numpy().any()

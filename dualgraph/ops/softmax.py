@@ -11,6 +11,7 @@ import ctypes
 
 import numpy as np
 
+from ..native import address, build
 from ..tensor import apply
 from .elementwise import _f, exp
 from .infer import Aval, float_dtype
@@ -64,18 +65,18 @@ def _row_kernel(which, dtype, n_arrays):
     if key not in _ROW_KERNELS:
         fn = None
         if dtype in _C_TYPES:
-            from ..native import build
             t, f = _C_TYPES[dtype]
             fn = build(_ROW_C.format(t=t, f=f), [ctypes.c_int64] * 2 + [ctypes.c_void_p] * n_arrays, which)
         _ROW_KERNELS[key] = fn
     return _ROW_KERNELS[key]
 
 
-def _rows(xp, axis, *arrays):
-    """The C loop applies: numpy, reducing the last axis, every array C-contiguous with one shape and dtype."""
-    a = arrays[0]
-    return (xp is np and axis == a.ndim - 1 and a.size and all(
-        type(b) is np.ndarray and b.flags.c_contiguous and b.shape == a.shape and b.dtype == a.dtype for b in arrays))
+def _rows(xp, axis, a, b=None):
+    """The C loop applies: numpy, reducing the last axis, the arrays C-contiguous with one shape and dtype.
+    (Kept to a few attribute reads: in a compiled step this runs with the interpreter's caches cold.)"""
+    return (xp is np and type(a) is np.ndarray and axis == a.ndim - 1 and a.size and a.flags.c_contiguous
+            and (b is None or (type(b) is np.ndarray and b.flags.c_contiguous and b.shape == a.shape
+                               and b.dtype == a.dtype)))
 
 
 def _short_last_axis(xp, x, axis):
@@ -102,16 +103,17 @@ def _row_sum(xp, x, axis):
 
 
 def _log_softmax_forward(xp, x, axis):
-    x = _f(xp, x)
-    if x.shape[axis] == 0:
-        return xp.array(x, copy=True)
     if _rows(xp, axis, x):
-        fn = _row_kernel("forward", x.dtype, 2)
+        fn = _ROW_KERNELS.get(("forward", x.dtype), 0)
+        if fn == 0:
+            fn = _row_kernel("forward", x.dtype, 2)
         if fn is not None:
-            from ..native import address
             y = np.empty_like(x)
             fn(x.size // x.shape[-1], x.shape[-1], address(x), address(y))
             return y
+    x = _f(xp, x)
+    if x.shape[axis] == 0:
+        return xp.array(x, copy=True)
     m = _row_max(xp, x, axis)
     if not xp.isfinite(m).all():  # a row without a finite max is not shifted (as the C loop)
         m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
@@ -121,9 +123,10 @@ def _log_softmax_forward(xp, x, axis):
 
 def _log_softmax_grad_forward(xp, g, y, axis):
     if _rows(xp, axis, g, y):
-        fn = _row_kernel("backward", y.dtype, 3)
+        fn = _ROW_KERNELS.get(("backward", y.dtype), 0)
+        if fn == 0:
+            fn = _row_kernel("backward", y.dtype, 3)
         if fn is not None:
-            from ..native import address
             dx = np.empty_like(y)
             fn(y.size // y.shape[-1], y.shape[-1], address(g), address(y), address(dx))
             return dx
