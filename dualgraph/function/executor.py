@@ -47,6 +47,46 @@ void kernel(int64_t n, const uint8_t* restrict m, const {t}* restrict a, {t}* re
 }}
 """
 _WZ_KERNELS = {}
+# where(m, a, 0) and its column sums (a bias gradient) in one pass; sums row by row in the array's
+# type from +0.0, the order numpy's add.reduce(axis=0) uses, so the sums are bit-identical too
+_WZ_COLSUM_C = """#include <stdint.h>
+void kernel(int64_t rows, int64_t cols, const uint8_t* restrict m, const {t}* restrict a,
+            {t}* restrict o, {t}* restrict s) {{
+    for (int64_t j = 0; j < cols; j++) s[j] = 0;
+    for (int64_t i = 0; i < rows; i++) {{
+        const uint8_t* mi = m + i * cols;
+        const {t}* ai = a + i * cols;
+        {t}* oi = o + i * cols;
+        #pragma omp simd
+        for (int64_t j = 0; j < cols; j++) {{
+            {t} v = mi[j] ? ai[j] : ({t})0;
+            oi[j] = v;
+            s[j] += v;
+        }}
+    }}
+}}
+"""
+_WZ_COLSUM = {}
+
+
+def _where_colsum_c(dtype):
+    """(where(m, a, 0), its sum over axis 0) for 2-D C-contiguous m, a as one C loop; False without a compiler."""
+    if dtype not in _WZ_COLSUM:
+        import ctypes
+        from ..native import address, build
+        fn = build(_WZ_COLSUM_C.format(t="float" if dtype == np.float32 else "double"),
+                   [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4)
+        run = False
+        if fn:
+            def run(m, a, _fn=fn, _addr=address, _empty=np.empty, _nd=np.ndarray):
+                if not (type(a) is _nd and type(m) is _nd and m.flags.c_contiguous and a.flags.c_contiguous):
+                    r = where_zero(np, m, a)
+                    return r, np.add.reduce(r, axis=0)
+                r, s = _empty(a.shape, a.dtype), _empty(a.shape[1:], a.dtype)
+                _fn(a.shape[0], a.shape[1], _addr(m), _addr(a), _addr(r), _addr(s))
+                return r, s
+        _WZ_COLSUM[dtype] = run
+    return _WZ_COLSUM[dtype]
 
 
 def _where_zero_c(itemsize):
@@ -178,16 +218,35 @@ class _Gen:
         keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
         self.donated = self._donations(g)
         mt = self._matmul_transposes(g, keep)
+        colsums = self._where_colsums(g)
+        skip = {id(t) for t in mt.values()} | {id(s) for s in colsums.values()}
         last = {}
         for k, node in enumerate(g.nodes):
+            if id(node) in skip and node.op.name == "sum":
+                continue  # a fused column sum reads its input at the where, not here
             for v in node.inputs:
                 if v is not None and v.const is None:
                     last[id(v)] = k
-        skip = {id(t) for t in mt.values()}
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             if id(node) in skip:
-                continue  # computed by its matmul (below)
+                continue  # computed by its matmul or its where (below)
+            s_node = colsums.get(id(node))
+            if s_node is not None:
+                a, b = f"v{next(tmp)}", f"v{next(tmp)}"
+                self.names[id(node.outputs[0])], self.names[id(s_node.outputs[0])] = a, b
+                m, x = (self.ref(v) for v in node.inputs[:2])
+                dt = node.outputs[0].aval.dtype
+                self.glob[f"_where_colsum{dt.itemsize}"] = _WZ_COLSUM[dt]
+                body.append(f"    {a}, {b} = _where_colsum{dt.itemsize}({m}, {x})")
+                self.line_node[len(body) + 1] = node
+                dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs[:2]) if v.const is None
+                        and last.get(id(v)) == k and id(v) not in keep]
+                dead += [n for o, n in ((node.outputs[0], a), (s_node.outputs[0], b))
+                         if id(o) not in last and id(o) not in keep]
+                if dead:
+                    body.append(f"    del {', '.join(dead)}")
+                continue
             t_node = mt.get(id(node))
             if t_node is not None:
                 # (a @ b).T written straight into a C-ordered result: BLAS runs in the traced (fast)
@@ -266,6 +325,28 @@ class _Gen:
             return f"np.true_divide({ins[0]}, {ins[1]})"
         return None
 
+    def _where_colsums(self, g):
+        """{id(where node): its column-sum node} for a 2-D float where(m, a, 0) whose result is also
+        summed over axis 0 (ReLU backward and the bias gradient below it), when the C loop builds."""
+        if self.xp is not np:
+            return {}
+        out = {}
+        users = g.users()
+        for node in g.nodes:
+            if not is_where_zero(node):
+                continue
+            m, a = node.inputs[:2]
+            av = a.aval
+            if (av.ndim != 2 or m.aval.dtype != np.bool_ or tuple(m.aval.shape) != tuple(av.shape)
+                    or av.dtype not in (np.float32, np.float64) or not _where_colsum_c(av.dtype)):
+                continue
+            for u in users.get(id(node.outputs[0]), ()):
+                if (u.op.name == "sum" and tuple(u.attrs.get("axes") or ()) == (0,) and not u.attrs.get("keepdims")
+                        and u.outputs[0].aval.dtype == av.dtype):
+                    out[id(node)] = u
+                    break
+        return out
+
     def _matmul_transposes(self, g, keep):
         """{id(matmul node): its transpose node} for 2-D (a @ b).T whose matmul result is used only there."""
         if self.xp is not np:
@@ -342,6 +423,13 @@ class _Gen:
             fwd = self.const(op.forward, "F")
             return f"{fwd}(xp, {', '.join(ins)}{', ' if ins else ''}subgraphs={sub})"
         attrs = node.attrs
+        out = node.outputs[0].aval
+        if (op.name == "full_like" and all(isinstance(d, int) for d in out.shape)
+                and int(np.prod(out.shape)) <= 64):
+            # a small fixed-shape fill (backward's seed ones_like(loss)): a copy of an array made once
+            # (the graph keeps the node, so the ONNX exporter still sees the shape's dependence)
+            filled = self.xp.full(tuple(out.shape), attrs["value"], dtype=out.dtype)
+            return f"{self.const(filled)}.copy()"
         if is_where_zero(node):
             m, a = node.inputs[:2]
             size = a.aval.dtype.itemsize

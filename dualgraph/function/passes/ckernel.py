@@ -18,7 +18,7 @@ import numpy as np
 from ...native import address as _address, build, compiler as _compiler
 
 MIN_SIZE = 1 << 13
-MIN_SIZE_SHORT = 1 << 17
+MIN_SIZE_SHORT = 1 << 16
 _ARITH = {"add", "sub", "mul", "neg"}
 _C = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
@@ -115,7 +115,8 @@ def min_size(body):
     """Elements from which the C loop beats the numpy kernel (measured per call through ctypes, float32):
     a 3-op bias+relu+mask chain is 0.69x numpy's time at 8K elements and 0.41x at 32K, a 6-op chain
     0.83x and 0.54x; but an SGD update `w - g * lr` written into w is 1.25x at 32K, 0.95x at 64K and
-    0.71x at 200K, so a chain of at most two arithmetic ops waits for MIN_SIZE_SHORT."""
+    0.71x at 200K, so a chain of at most two arithmetic ops waits for MIN_SIZE_SHORT (at 64K, one call
+    instead of two wins inside a training step, where each call runs with cold caches)."""
     short = len(body.nodes) <= 2 and all(n.op.name in _ARITH for n in body.nodes)
     return MIN_SIZE_SHORT if short else MIN_SIZE
 
