@@ -219,18 +219,24 @@ class _Gen:
         self.donated = self._donations(g)
         mt = self._matmul_transposes(g, keep)
         colsums = self._where_colsums(g)
-        skip = {id(t) for t in mt.values()} | {id(s) for s in colsums.values()}
+        xent = self._xent_pairs(g)
+        skip = {id(t) for t in mt.values()} | {id(s) for s in colsums.values()} | {id(p) for p in xent.values()}
+        index = {id(n): k for k, n in enumerate(g.nodes)}
+        at = {id(p): index[a] for a, p in list(colsums.items()) + list(xent.items())}
         last = {}
         for k, node in enumerate(g.nodes):
-            if id(node) in skip and node.op.name == "sum":
-                continue  # a fused column sum reads its input at the where, not here
+            k = at.get(id(node), k)  # a node run together with another reads its inputs there
             for v in node.inputs:
                 if v is not None and v.const is None:
-                    last[id(v)] = k
+                    last[id(v)] = max(k, last.get(id(v), -1))
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             if id(node) in skip:
-                continue  # computed by its matmul or its where (below)
+                continue  # computed by its matmul, its where or its cross-entropy partner (below)
+            partner = xent.get(id(node))
+            if partner is not None:
+                self._emit_xent(body, node, partner, k, last, keep, tmp)
+                continue
             s_node = colsums.get(id(node))
             if s_node is not None:
                 a, b = f"v{next(tmp)}", f"v{next(tmp)}"
@@ -324,6 +330,61 @@ class _Gen:
         if name == "div" and not node.attrs:
             return f"np.true_divide({ins[0]}, {ins[1]})"
         return None
+
+    def _xent_pairs(self, g):
+        """{id(anchor): partner} for cross-entropy on 2-D logits run as one call each way (fused_xent):
+        forward, log_softmax(z, 1) with an nll_loss of its output (run at the log_softmax); backward,
+        log_softmax_grad(nll_loss_grad(g, lp, ...), lp, 1) whose nll_loss_grad feeds only it."""
+        if self.xp is not np:
+            return {}
+        users = g.users()
+        index = {id(n): k for k, n in enumerate(g.nodes)}
+        outs = {id(v) for v in g.outputs}
+        pairs = {}
+        for node in g.nodes:
+            name = node.op.name
+            if name == "log_softmax" and node.attrs["axis"] == 1 and node.outputs[0].aval.ndim == 2:
+                for u in users.get(id(node.outputs[0]), ()):
+                    if (u.op.name == "nll_loss" and u.inputs[0] is node.outputs[0] and id(u) not in pairs.values()
+                            and all(v.producer is None or index.get(id(v.producer), -1) < index[id(node)]
+                                    for v in u.inputs[1:])):
+                        pairs[id(node)] = u
+                        break
+            elif name == "log_softmax_grad" and node.attrs["axis"] == 1 and node.outputs[0].aval.ndim == 2:
+                gl, lp = node.inputs
+                p = gl.producer
+                if (p is not None and p.op.name == "nll_loss_grad" and p.inputs[1] is lp
+                        and len(users.get(id(gl), ())) == 1 and id(gl) not in outs):
+                    pairs[id(node)] = p
+        return pairs
+
+    def _emit_xent(self, body, node, partner, k, last, keep, tmp):
+        from .fused_xent import log_softmax_nll, nll_log_softmax_grad
+        a = partner.attrs
+        if node.op.name == "log_softmax":
+            outs = [(node.outputs[0], f"v{next(tmp)}"), (partner.outputs[0], f"v{next(tmp)}")]
+            self.glob["_xent_fwd"] = log_softmax_nll
+            z, t = self.ref(node.inputs[0]), self.ref(partner.inputs[1])
+            w = self.ref(partner.inputs[2]) if len(partner.inputs) > 2 else "None"
+            call = f"_xent_fwd({z}, {t}, {w}, {a['ignore_index']!r}, {a['reduction']!r})"
+            line_for = partner   # a bad target is the loss's error
+        else:
+            outs = [(node.outputs[0], f"v{next(tmp)}")]
+            self.glob["_xent_bwd"] = nll_log_softmax_grad
+            gg, lp, t = (self.ref(v) for v in partner.inputs[:3])
+            w = self.ref(partner.inputs[3]) if len(partner.inputs) > 3 else "None"
+            call = f"_xent_bwd({gg}, {lp}, {t}, {w}, {a['ignore_index']!r}, {a['reduction']!r})"
+            line_for = node
+        for o, n in outs:
+            self.names[id(o)] = n
+        body.append(f"    {', '.join(n for _, n in outs)} = {call}")
+        self.line_node[len(body) + 1] = line_for
+        ins = dict.fromkeys(v for v in list(node.inputs) + list(partner.inputs) if v is not None)
+        dead = [self.names[id(v)] for v in ins if v.const is None and id(v) in self.names
+                and last.get(id(v)) == k and id(v) not in keep]
+        dead += [n for o, n in outs if id(o) not in last and id(o) not in keep]
+        if dead:
+            body.append(f"    del {', '.join(dead)}")
 
     def _where_colsums(self, g):
         """{id(where node): its column-sum node} for a 2-D float where(m, a, 0) whose result is also

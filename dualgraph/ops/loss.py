@@ -27,7 +27,7 @@ _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _INT64 = np.dtype(np.int64)
 # one pass over the samples each way; sums in double. forward returns the first bad target's position
 _NLL_C = """#include <stdint.h>
-int64_t forward(int64_t n, int64_t c, const {t}* lp, const int64_t* target, const {t}* weight,
+int64_t nll_forward(int64_t n, int64_t c, const {t}* lp, const int64_t* target, const {t}* weight,
                 int64_t ignore, {t}* per_sample, double* totals) {{
     double s = 0, ws = 0;
     for (int64_t i = 0; i < n; i++) {{
@@ -46,7 +46,7 @@ int64_t forward(int64_t n, int64_t c, const {t}* lp, const int64_t* target, cons
 }}
 
 /* reduction: 0 none (g per sample), 1 mean, 2 sum; ignored samples get 0, as PyTorch */
-void backward(int64_t n, int64_t c, const int64_t* target, const {t}* weight, int64_t ignore,
+void nll_backward(int64_t n, int64_t c, const int64_t* target, const {t}* weight, int64_t ignore,
               const {t}* g, int64_t reduction, {t}* out) {{
     for (int64_t i = 0; i < n * c; i++) out[i] = 0;
     {t} scale = reduction == 0 ? 0 : -g[0];
@@ -73,8 +73,8 @@ def _nll_kernels(dtype):
     if k == 0:
         src = _NLL_C.format(t=_C_TYPES[dtype])
         p = ctypes.c_void_p
-        fwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, p, ctypes.c_int64, p, p], "forward")
-        bwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, ctypes.c_int64, p, ctypes.c_int64, p], "backward")
+        fwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, p, ctypes.c_int64, p, p], "nll_forward")
+        bwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, ctypes.c_int64, p, ctypes.c_int64, p], "nll_backward")
         if fwd is not None:
             fwd.restype = ctypes.c_int64
         k = _NLL_KERNELS[dtype] = (fwd, bwd) if fwd is not None and bwd is not None else None
@@ -129,15 +129,20 @@ def _nll_loss_c(log_probs, target, weight, ignore_index, reduction):
     totals = np.empty(2)
     bad = fwd(n, c, address(log_probs), address(target), None if weight is None else address(weight),
               ignore_index, None if per_sample is None else address(per_sample), address(totals))
+    return nll_result(bad, per_sample, totals, target, c, ignore_index, reduction, log_probs.dtype)
+
+
+def nll_result(bad, per_sample, totals, target, n_classes, ignore_index, reduction, dtype):
+    """The loss from the C loop's outputs (or its error: `bad` is the first bad target's position)."""
     if bad >= 0:
         valid = target != ignore_index
-        raise _bad_targets(np, target, valid, np.where(valid, target, 0), c, ignore_index)
+        raise _bad_targets(np, target, valid, np.where(valid, target, 0), n_classes, ignore_index)
     if per_sample is not None:
         return per_sample
     total, w_sum = totals
     if reduction == "sum":
-        return np.asarray(total, log_probs.dtype)
-    return np.asarray(total / w_sum if w_sum else np.nan, log_probs.dtype)
+        return np.asarray(total, dtype)
+    return np.asarray(total / w_sum if w_sum else np.nan, dtype)
 
 
 def _nll_loss_forward(xp, log_probs, target, weight=None, *, ignore_index, reduction):

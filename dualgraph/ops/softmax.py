@@ -31,7 +31,7 @@ static void flat_exp(int64_t size, {t}* restrict v) {{
     for (int64_t i = 0; i < size; i++) v[i] = exp{f}(v[i]);
 }}
 
-void forward(int64_t rows, int64_t n, const {t}* restrict x, {t}* restrict y, {t}* restrict e) {{
+void lsm_forward(int64_t rows, int64_t n, const {t}* restrict x, {t}* restrict y, {t}* restrict e) {{
     for (int64_t r = 0; r < rows; r++) {{
         const {t}* xr = x + r * n;
         {t}* yr = y + r * n;
@@ -55,7 +55,7 @@ void forward(int64_t rows, int64_t n, const {t}* restrict x, {t}* restrict y, {t
     }}
 }}
 
-void backward(int64_t rows, int64_t n, const {t}* restrict g, const {t}* restrict y, {t}* restrict dx) {{
+void lsm_backward(int64_t rows, int64_t n, const {t}* restrict g, const {t}* restrict y, {t}* restrict dx) {{
     for (int64_t i = 0; i < rows * n; i++) dx[i] = y[i];
     flat_exp(rows * n, dx);
     for (int64_t r = 0; r < rows; r++) {{
@@ -71,7 +71,7 @@ _ROW_KERNELS = {}
 
 
 def _row_kernel(which, dtype, n_arrays):
-    """The C row loop `which` ('forward'/'backward') for dtype, or None (no compiler, other dtype)."""
+    """The C row loop `which` ('lsm_forward'/'lsm_backward') for dtype, or None (no compiler, other dtype)."""
     key = (which, dtype)
     if key not in _ROW_KERNELS:
         fn = None
@@ -115,9 +115,9 @@ def _row_sum(xp, x, axis):
 
 def _log_softmax_forward(xp, x, axis):
     if _rows(xp, axis, x):
-        fn = _ROW_KERNELS.get(("forward", x.dtype), 0)
+        fn = _ROW_KERNELS.get(("lsm_forward", x.dtype), 0)
         if fn == 0:
-            fn = _row_kernel("forward", x.dtype, 3)
+            fn = _row_kernel("lsm_forward", x.dtype, 3)
         if fn is not None:
             y, e = np.empty_like(x), np.empty_like(x)
             fn(x.size // x.shape[-1], x.shape[-1], address(x), address(y), address(e))
@@ -134,9 +134,9 @@ def _log_softmax_forward(xp, x, axis):
 
 def _log_softmax_grad_forward(xp, g, y, axis):
     if _rows(xp, axis, g, y):
-        fn = _ROW_KERNELS.get(("backward", y.dtype), 0)
+        fn = _ROW_KERNELS.get(("lsm_backward", y.dtype), 0)
         if fn == 0:
-            fn = _row_kernel("backward", y.dtype, 3)
+            fn = _row_kernel("lsm_backward", y.dtype, 3)
         if fn is not None:
             dx = np.empty_like(y)
             fn(y.size // y.shape[-1], y.shape[-1], address(g), address(y), address(dx))
