@@ -7,6 +7,8 @@ W4: tanh-GELU on 1,000,000 float32: numpy as written, the best plain-numpy form,
 W3: a 784-256-256-10 ReLU MLP training step (cross-entropy, SGD) at batch 8/128/1024: a hand-written
     numpy step, PyTorch eager (if installed), dg eager, dg compiled (one @dg.function per step).
 Overhead: a cached call of a compiled tiny function minus the time of its kernel; first-call time.
+(bench_w3_processes.py runs W3 with each framework in its own process at default threads;
+profile_w3_lines.py times the compiled step line by line next to the numpy one.)
 """
 import os
 import sys
