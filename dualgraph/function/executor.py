@@ -345,7 +345,7 @@ class _Gen:
             name = node.op.name
             if name == "log_softmax" and node.attrs["axis"] == 1 and node.outputs[0].aval.ndim == 2:
                 for u in users.get(id(node.outputs[0]), ()):
-                    if (u.op.name == "nll_loss" and u.inputs[0] is node.outputs[0] and id(u) not in pairs.values()
+                    if (u.op.name == "nll_loss" and u.inputs[0] is node.outputs[0]
                             and all(v.producer is None or index.get(id(v.producer), -1) < index[id(node)]
                                     for v in u.inputs[1:])):
                         pairs[id(node)] = u
