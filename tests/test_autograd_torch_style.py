@@ -1003,3 +1003,24 @@ def test_inplace_programs_never_silently_disagree_with_torch():
             if g is not None:
                 np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, err_msg=str(prog))
     assert counts["agree"] >= 20, counts         # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("transposed", ["weight", "input", "both"])
+def test_matmul_gradients_arrive_in_each_leafs_layout(transposed):
+    # x @ W.T (PyTorch's linear): W's gradient is computed as (g.T @ x).T, so it reaches W already
+    # C-contiguous like W, with the same values as x.T @ g
+    rng = np.random.default_rng(0)
+    xn, wn = rng.standard_normal((5, 7)), rng.standard_normal((3, 7))
+    x = dg.tensor(xn.T.copy() if transposed != "weight" else xn, requires_grad=True)
+    w = dg.tensor(wn, requires_grad=True)
+    a = x.T if transposed != "weight" else x
+    b = w.T if transposed != "input" else dg.tensor(wn.T.copy(), requires_grad=True)
+    g = rng.standard_normal((5, 3))
+    (a @ b).backward(dg.tensor(g))
+    leaf_b = w if transposed != "input" else b
+    want_b = xn.T @ g
+    got_b = leaf_b.grad.numpy().T if transposed != "input" else leaf_b.grad.numpy()
+    np.testing.assert_allclose(got_b, want_b, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), (g @ wn).T if transposed != "weight" else g @ wn, rtol=1e-12)
+    for leaf in (x, leaf_b):
+        assert leaf.grad._data.flags.c_contiguous

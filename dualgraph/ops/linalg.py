@@ -17,10 +17,22 @@ def _matmul_infer(a, b):
     return Aval(batch + (a.shape[-2], b.shape[-1]), result_dtype(a, b))
 
 
+def _transposed_layout(t):
+    """An eager 2-D operand laid out as the transpose of a C array (W.T of a PyTorch-layout weight)."""
+    d = t._data
+    return d is not None and d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous
+
+
 def _matmul_vjp(ctx, g):
+    """Each gradient is computed in its operand's layout: for `x @ W.T` the weight gradient comes out
+    as (g.T @ x).T, whose transpose back to W is C-contiguous like W. (Computed as x.T @ g it would
+    reach W transposed, and making it contiguous there is a strided copy slower than the matmul.)"""
     a, b = ctx.inputs
-    ga = matmul(g, b.mT) if ctx.needs_input_grad[0] else None
-    gb = matmul(a.mT, g) if ctx.needs_input_grad[1] else None
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = matmul(b, g.mT).mT if _transposed_layout(a) else matmul(g, b.mT)
+    if ctx.needs_input_grad[1]:
+        gb = matmul(g.mT, a).mT if _transposed_layout(b) else matmul(a.mT, g)
     return ga, gb
 
 
