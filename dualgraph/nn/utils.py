@@ -14,11 +14,11 @@ __all__ = ["clip_grad_norm_", "clip_grad_value_", "zero_grads"]
 def zero_grads(parameters, set_to_none=True):
     """What Module.zero_grad and Optimizer.zero_grad do: drop each gradient, or zero it in place."""
     for p in parameters:
-        if p.grad is None:
-            continue
         if set_to_none:
+            # written without reading it first: inside @dg.function a read of .grad makes the trace
+            # depend on whether it was None, so the second call of a training step would retrace
             p.grad = None
-        else:
+        elif p.grad is not None:
             with no_grad():
                 p.grad.zero_()
 
