@@ -58,8 +58,8 @@ def _bind():
     )
     for name, fn in methods.items():
         setattr(T, name, fn)
-    T.T = property(lambda a: sh.permute(a, tuple(reversed(range(a.ndim)))))
-    T.mT = property(lambda a: sh.transpose(a, -2, -1))
+    T.T = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.permute(a, tuple(reversed(range(a.ndim)))))
+    T.mT = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.transpose(a, -2, -1))
     T.float = lambda a: ew.astype(a, "float32")
     T.double = lambda a: ew.astype(a, "float64")
     T.half = lambda a: ew.astype(a, "float16")

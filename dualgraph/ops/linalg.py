@@ -55,7 +55,8 @@ def matmul(a, b):
         a = reshape(a, (1, a.shape[0]))
     if squeeze_b:
         b = reshape(b, (b.shape[0], 1))
-    _matmul_infer(a, b)
+    if a.ndim > 2 or b.ndim > 2:  # batch dims must broadcast (2-D operands were checked above)
+        _matmul_infer(a, b)
     out = apply(MATMUL, (a, b))
     if squeeze_a or squeeze_b:
         shape = tuple(out.shape[:-2]) + (() if squeeze_a else (out.shape[-2],)) + (() if squeeze_b else (out.shape[-1],))
