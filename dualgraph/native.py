@@ -36,6 +36,16 @@ def compiler():
     return _COMPILER[0]
 
 
+_WORKS = []
+
+
+def available():
+    """Whether C loops can be built and loaded here (a compiler, and libmvec/libm to link against)."""
+    if not _WORKS:
+        _WORKS.append(compiler() is not None and build("void kernel(void) {}\n", []) is not None)
+    return _WORKS[0]
+
+
 def _cache_dir():
     d = os.path.join(tempfile.gettempdir(), f"dualgraph-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}")
     os.makedirs(d, exist_ok=True)

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
+from dualgraph import native
 from dualgraph.function.passes import ckernel
 from dualgraph.function.passes.fuse import kernel_for
 
-pytestmark = pytest.mark.skipif(ckernel._compiler() is None, reason="no C compiler")
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler (or libmvec) here")
 
 
 def _special(rng, shape, dtype):
