@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import threading
 
+import numpy as np
+
 FLAGS = ["-O3", "-march=native", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 _LOCK = threading.Lock()
 _COMPILER = []
@@ -96,3 +98,39 @@ def address(a):
         return ctypes.addressof(ctypes.c_char.from_buffer(a))
     except (TypeError, ValueError, BufferError):  # read-only or empty
         return a.ctypes.data
+
+
+# what a source template's {t} (the float type), {f} (libm's suffix) and {u} (same-size unsigned) become
+C_TYPES = {np.dtype(np.float32): {"t": "float", "f": "f", "u": "uint32_t"},
+           np.dtype(np.float64): {"t": "double", "f": "", "u": "uint64_t"}}
+I64, PTR = ctypes.c_int64, ctypes.c_void_p
+
+
+class Loops:
+    """C functions of one source template, built per float dtype on first use.
+
+    `Loops(template, {name: (argtypes, restype)})(dtype)` is {name: function}, or None where they cannot
+    be built (no compiler, a dtype other than float32/float64): callers then take their numpy path."""
+
+    def __init__(self, template, signatures):
+        self.template, self.signatures, self.built = template, signatures, {}
+
+    def __call__(self, dtype):
+        fns = self.built.get(dtype, 0)
+        if fns == 0:
+            fns = self.built[dtype] = self._build(dtype)
+        return fns
+
+    def _build(self, dtype):
+        names = C_TYPES.get(np.dtype(dtype))
+        if names is None:
+            return None
+        src = self.template.format(**names)
+        fns = {}
+        for name, (argtypes, restype) in self.signatures.items():
+            fn = build(src, argtypes, name)
+            if fn is None:
+                return None
+            fn.restype = restype
+            fns[name] = fn
+        return fns

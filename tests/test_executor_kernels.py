@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.function import executor as ex
+from dualgraph.function import where_zero as wz
 from dualgraph import native
 from dualgraph.function.passes import ckernel
 
@@ -26,7 +26,7 @@ def _cases(dtype, shape, rng):
 def test_where_zero_bit_identical_to_where(dtype, shape):
     m, a = _cases(dtype, shape, np.random.default_rng(0))
     want = np.where(m, a, dtype(0))
-    got = ex.where_zero(np, m, a)
+    got = wz.where_zero(np, m, a)
     assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
     assert got.tobytes() == want.tobytes()  # +0.0 vs -0.0 and NaN payloads included
 
@@ -44,7 +44,7 @@ def test_where_zero_other_layouts_fall_back_exactly(layout):
     want = np.where(m, a, np.float32(0))
     if layout == "float_mask":
         want = np.where(m.astype(bool), a, np.float32(0))
-    got = ex.where_zero(np, m.astype(np.float32) if layout == "float_mask" else m, a)
+    got = wz.where_zero(np, m.astype(np.float32) if layout == "float_mask" else m, a)
     # the fallback is a multiply by the mask: same values, zero sign may differ
     np.testing.assert_array_equal(got, want)
 
@@ -52,7 +52,7 @@ def test_where_zero_other_layouts_fall_back_exactly(layout):
 @needs_cc
 def test_generated_where_zero_kernel_handles_noncontiguous_runtime_arrays():
     m, a = _cases(np.float32, (6, 10), np.random.default_rng(2))
-    run = ex._where_zero_c(4)
+    run = wz.c_where_zero(np.dtype(np.float32))
     want = np.where(m, a, np.float32(0))
     assert run(m, a).tobytes() == want.tobytes()
     np.testing.assert_array_equal(run(np.asfortranarray(m), np.asfortranarray(a)), want)

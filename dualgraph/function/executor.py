@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import DualgraphError, ShapeError
 from ..ops.infer import Dim
 from .dims import SymbolicDim
+from .where_zero import c_where_colsum, c_where_zero, is_where_zero, where_zero
 
 _counter = itertools.count()
 
@@ -38,115 +39,6 @@ _DIRECT = {
 
 class GraphRuntimeError(DualgraphError, RuntimeError):
     pass
-
-
-_WZ_C = """#include <stdint.h>
-void kernel(int64_t n, const uint8_t* restrict m, const {t}* restrict a, {t}* restrict o) {{
-    #pragma omp simd
-    for (int64_t i = 0; i < n; i++) o[i] = a[i] & -({t})(m[i] != 0);
-}}
-"""
-_WZ_KERNELS = {}
-# where(m, a, 0) and its column sums (a bias gradient) in one pass; sums row by row in the array's
-# type from +0.0, the order numpy's add.reduce(axis=0) uses, so the sums are bit-identical too
-_WZ_COLSUM_C = """#include <stdint.h>
-void kernel(int64_t rows, int64_t cols, const uint8_t* restrict m, const {t}* restrict a,
-            {t}* restrict o, {t}* restrict s) {{
-    for (int64_t j = 0; j < cols; j++) s[j] = 0;
-    for (int64_t i = 0; i < rows; i++) {{
-        const uint8_t* mi = m + i * cols;
-        const {t}* ai = a + i * cols;
-        {t}* oi = o + i * cols;
-        #pragma omp simd
-        for (int64_t j = 0; j < cols; j++) {{
-            {t} v = mi[j] ? ai[j] : ({t})0;
-            oi[j] = v;
-            s[j] += v;
-        }}
-    }}
-}}
-"""
-_WZ_COLSUM = {}
-
-
-def _where_colsum_c(dtype):
-    """(where(m, a, 0), its sum over axis 0) for 2-D C-contiguous m, a as one C loop; False without a compiler."""
-    if dtype not in _WZ_COLSUM:
-        import ctypes
-        from ..native import address, build
-        fn = build(_WZ_COLSUM_C.format(t="float" if dtype == np.float32 else "double"),
-                   [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4)
-        run = False
-        if fn:
-            def run(m, a, _fn=fn, _addr=address, _empty=np.empty, _nd=np.ndarray):
-                if not (type(a) is _nd and type(m) is _nd and m.flags.c_contiguous and a.flags.c_contiguous):
-                    r = where_zero(np, m, a)
-                    return r, np.add.reduce(r, axis=0)
-                r, s = _empty(a.shape, a.dtype), _empty(a.shape[1:], a.dtype)
-                _fn(a.shape[0], a.shape[1], _addr(m), _addr(a), _addr(r), _addr(s))
-                return r, s
-        _WZ_COLSUM[dtype] = run
-    return _WZ_COLSUM[dtype]
-
-
-def _where_zero_c(itemsize):
-    """where_zero's C select loop for `itemsize`-byte floats, as f(m, a) -> result; False without a compiler."""
-    import ctypes
-    from ..native import address, build
-    fn = build(_WZ_C.format(t="uint32_t" if itemsize == 4 else "uint64_t"), [ctypes.c_int64] + [ctypes.c_void_p] * 3)
-    if fn:
-        def run(m, a, _fn=fn, _addr=address, _empty=np.empty, _nd=np.ndarray):
-            # the caller checked dtypes and shapes (statically, for generated code)
-            if not (type(a) is _nd and type(m) is _nd and m.flags.c_contiguous and a.flags.c_contiguous):
-                return _slow(m, a)
-            r = _empty(a.shape, a.dtype)
-            if r.size:
-                _fn(r.size, _addr(m), _addr(a), _addr(r))
-            return r
-    _WZ_KERNELS[itemsize] = run if fn else False
-    return _WZ_KERNELS[itemsize]
-
-
-def where_zero(xp, m, a):
-    """`where(m, a, 0)` for a float `a` and bool `m` without numpy's where (~10x slower on random masks).
-
-    With a C compiler: one loop that ANDs the float's bits with the mask, bit-identical to where (+0.0
-    under False, NaN/inf there dropped). Else the float's bits multiplied by the mask in numpy, just as
-    exact; other backends multiply the values and recompute with where when that made a NaN."""
-    if (xp is np and type(a) is np.ndarray and type(m) is np.ndarray and a.dtype.itemsize in (4, 8)
-            and a.dtype.kind == "f" and m.dtype == np.bool_ and m.shape == a.shape
-            and a.flags.c_contiguous and m.flags.c_contiguous):
-        fn = _WZ_KERNELS.get(a.dtype.itemsize)
-        if fn is None:
-            fn = _where_zero_c(a.dtype.itemsize)
-        if fn:
-            return fn(m, a)
-    return _slow(m, a, xp)
-
-
-def _slow(m, a, xp=np):
-    if xp is np and a.dtype.kind == "f" and a.dtype.itemsize in (2, 4, 8) and m.dtype == np.bool_:
-        # the float's bits times the mask: exactly where's result (+0.0 under False, -0.0 and NaN
-        # payloads kept under True), as fast as a float multiply and with no NaN to check for
-        bits = np.dtype(f"u{a.dtype.itemsize}")
-        return np.multiply(a.view(bits), m, dtype=bits).view(a.dtype)
-    if xp is np:
-        with np.errstate(invalid="ignore"):
-            r = np.multiply(a, m)
-    else:
-        r = xp.multiply(a, m)
-    if r.dtype.kind == "f" and xp.isnan(r.sum()):
-        return xp.where(m, a, xp.zeros((), a.dtype))
-    return r
-
-
-def is_where_zero(node):
-    ins = node.inputs
-    return (node.op.name == "where" and len(ins) == 3 and ins[2] is not None and ins[2].weak
-            and ins[2].const == 0 and ins[1] is not None and not ins[1].weak
-            and ins[1].aval.dtype.kind == "f" and ins[0] is not None and ins[0].aval.dtype.kind == "b"
-            and ins[1].aval.dtype == node.outputs[0].aval.dtype
-            and tuple(ins[1].aval.shape) == tuple(node.outputs[0].aval.shape))
 
 
 def _contains_dim(x):
@@ -228,7 +120,8 @@ class _Gen:
         skip = {id(t) for t in mt.values()} | {id(s) for s in colsums.values()} | {id(p) for p in xent.values()}
         index = {id(n): k for k, n in enumerate(g.nodes)}
         at = {id(p): index[a] for a, p in list(colsums.items()) + list(xent.items())}
-        last = {}
+        last = self.last = {}
+        self.keep = keep
         for k, node in enumerate(g.nodes):
             k = at.get(id(node), k)  # a node run together with another reads its inputs there
             for v in node.inputs:
@@ -240,7 +133,7 @@ class _Gen:
                 continue  # computed by its matmul, its where or its cross-entropy partner (below)
             partner = xent.get(id(node))
             if partner is not None:
-                self._emit_xent(body, node, partner, k, last, keep, tmp)
+                self._emit_xent(body, node, partner, k, tmp)
                 continue
             s_node = colsums.get(id(node))
             if s_node is not None:
@@ -248,15 +141,10 @@ class _Gen:
                 self.names[id(node.outputs[0])], self.names[id(s_node.outputs[0])] = a, b
                 m, x = (self.ref(v) for v in node.inputs[:2])
                 dt = node.outputs[0].aval.dtype
-                self.glob[f"_where_colsum{dt.itemsize}"] = _WZ_COLSUM[dt]
+                self.glob[f"_where_colsum{dt.itemsize}"] = c_where_colsum(dt)
                 body.append(f"    {a}, {b} = _where_colsum{dt.itemsize}({m}, {x})")
                 self.line_node[len(body) + 1] = node
-                dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs[:2]) if v.const is None
-                        and last.get(id(v)) == k and id(v) not in keep]
-                dead += [n for o, n in ((node.outputs[0], a), (s_node.outputs[0], b))
-                         if id(o) not in last and id(o) not in keep]
-                if dead:
-                    body.append(f"    del {', '.join(dead)}")
+                self._free(body, k, node.inputs[:2], (node.outputs[0], s_node.outputs[0]))
                 continue
             t_node = mt.get(id(node))
             if t_node is not None:
@@ -270,10 +158,7 @@ class _Gen:
                 body.append(f"    {n} = xp.empty({self.render(tuple(o.aval.shape))}, {dt})")
                 body.append(f"    xp.matmul({a}, {b}, out={n}.T)")
                 self.line_node[len(body) + 1] = node
-                dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None
-                        and v.const is None and last.get(id(v)) == k and id(v) not in keep]
-                if dead:
-                    body.append(f"    del {', '.join(dead)}")
+                self._free(body, k, node.inputs)
                 continue
             outs = []
             for o in node.outputs:
@@ -294,11 +179,7 @@ class _Gen:
                     if isinstance(d, Dim) and not isinstance(d, SymbolicDim) and d not in self.dims:
                         self.dims[d] = f"d{len(self.dims)}"
                         body.append(f"    {self.dims[d]} = {n}.shape[{ax}]")
-            dead = [self.names[id(v)] for v in dict.fromkeys(node.inputs) if v is not None and v.const is None
-                    and last.get(id(v)) == k and id(v) not in keep]
-            dead += [n for o, n in zip(node.outputs, outs) if id(o) not in last and id(o) not in keep]
-            if dead:
-                body.append(f"    del {', '.join(dead)}")
+            self._free(body, k, node.inputs, node.outputs)
         # a constant output is copied: the caller owns what it gets, and writing into it in place must
         # not change what the next call returns
         rets = [f"{self.ref(v)}.copy()" if v.const is not None and not v.weak
@@ -363,7 +244,16 @@ class _Gen:
                     pairs[id(node)] = p
         return pairs
 
-    def _emit_xent(self, body, node, partner, k, last, keep, tmp):
+    def _free(self, body, k, inputs, outputs=()):
+        """`del` the inputs whose last use is node k and the outputs nothing reads, so memory is freed
+        as early as the reference interpreter frees it."""
+        dead = [self.names[id(v)] for v in dict.fromkeys(v for v in inputs if v is not None)
+                if v.const is None and self.last.get(id(v)) == k and id(v) not in self.keep]
+        dead += [self.names[id(o)] for o in outputs if id(o) not in self.last and id(o) not in self.keep]
+        if dead:
+            body.append(f"    del {', '.join(dead)}")
+
+    def _emit_xent(self, body, node, partner, k, tmp):
         from .fused_xent import log_softmax_nll, nll_log_softmax_grad
         a = partner.attrs
         if node.op.name == "log_softmax":
@@ -384,12 +274,9 @@ class _Gen:
             self.names[id(o)] = n
         body.append(f"    {', '.join(n for _, n in outs)} = {call}")
         self.line_node[len(body) + 1] = line_for
-        ins = dict.fromkeys(v for v in list(node.inputs) + list(partner.inputs) if v is not None)
-        dead = [self.names[id(v)] for v in ins if v.const is None and id(v) in self.names
-                and last.get(id(v)) == k and id(v) not in keep]
-        dead += [n for o, n in outs if id(o) not in last and id(o) not in keep]
-        if dead:
-            body.append(f"    del {', '.join(dead)}")
+        inner = {id(o) for o in partner.outputs}  # the backward pair's gradient between them never exists
+        self._free(body, k, [v for v in list(node.inputs) + list(partner.inputs) if v is None or id(v) not in inner],
+                   [o for o, _ in outs])
 
     def _where_colsums(self, g):
         """{id(where node): its column-sum node} for a 2-D float where(m, a, 0) whose result is also
@@ -404,7 +291,7 @@ class _Gen:
             m, a = node.inputs[:2]
             av = a.aval
             if (av.ndim != 2 or m.aval.dtype != np.bool_ or tuple(m.aval.shape) != tuple(av.shape)
-                    or av.dtype not in (np.float32, np.float64) or not _where_colsum_c(av.dtype)):
+                    or c_where_colsum(av.dtype) is None):
                 continue
             for u in users.get(id(node.outputs[0]), ()):
                 if (u.op.name == "sum" and tuple(u.attrs.get("axes") or ()) == (0,) and not u.attrs.get("keepdims")
@@ -498,11 +385,11 @@ class _Gen:
             return f"{self.const(filled)}.copy()"
         if is_where_zero(node):
             m, a = node.inputs[:2]
-            size = a.aval.dtype.itemsize
-            if (self.xp is np and m.aval.dtype == np.bool_ and tuple(m.aval.shape) == tuple(a.aval.shape)
-                    and a.aval.ndim and size in (4, 8)
-                    and (_WZ_KERNELS[size] if size in _WZ_KERNELS else _where_zero_c(size))):
-                self.glob[f"_where_zero{size}"] = _WZ_KERNELS[size]  # checks left: contiguity
+            run = c_where_zero(a.aval.dtype) if self.xp is np else None
+            if (run is not None and m.aval.dtype == np.bool_ and tuple(m.aval.shape) == tuple(a.aval.shape)
+                    and a.aval.ndim):
+                size = a.aval.dtype.itemsize
+                self.glob[f"_where_zero{size}"] = run  # checks left: contiguity
                 return f"_where_zero{size}({ins[0]}, {ins[1]})"
             self.glob["_where_zero"] = where_zero
             return f"_where_zero(xp, {ins[0]}, {ins[1]})"

@@ -13,7 +13,7 @@ import ctypes
 
 import numpy as np
 
-from ..native import address, build
+from ..native import I64, PTR, Loops, address
 from ..ops import loss, softmax
 
 _FUSED_C = """
@@ -29,33 +29,22 @@ void nll_lsm_grad(int64_t n, int64_t c, const int64_t* target, const {t}* weight
     lsm_backward(n, c, gl, lp, dz);
 }}
 """
-_KERNELS = {}
-
-
-def _kernels(dtype):
-    k = _KERNELS.get(dtype, 0)
-    if k == 0:
-        t, f = softmax._C_TYPES[dtype]
-        src = (softmax._ROW_C.format(t=t, f=f) + loss._NLL_C.format(t=t) + _FUSED_C.format(t=t))
-        i64, p = ctypes.c_int64, ctypes.c_void_p
-        fwd = build(src, [i64, i64, p, p, p, p, p, i64, p, p], "lsm_nll")
-        bwd = build(src, [i64, i64, p, p, i64, p, i64, p, p, p], "nll_lsm_grad")
-        if fwd is not None:
-            fwd.restype = ctypes.c_int64
-        k = _KERNELS[dtype] = (fwd, bwd) if fwd is not None and bwd is not None else None
-    return k
+_FUSED = Loops(softmax._ROW_C + loss._NLL_C + _FUSED_C,
+               {"lsm_nll": ([I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR], ctypes.c_int64),
+                "nll_lsm_grad": ([I64, I64, PTR, PTR, I64, PTR, I64, PTR, PTR, PTR], None)})
 
 
 def log_softmax_nll(z, target, weight, ignore_index, reduction):
     """(log_softmax(z, axis=1), nll_loss of it) for 2-D z."""
-    if z.size and target.size and loss._c_path(np, z, target, weight) and _kernels(z.dtype) is not None:
+    loops = _FUSED(z.dtype) if z.size and target.size and loss._c_path(np, z, target, weight) else None
+    if loops is not None:
         n, c = z.shape
         lp, e = np.empty_like(z), np.empty_like(z)
         per_sample = np.empty(n, z.dtype) if reduction == "none" else None
         totals = np.empty(2)
-        bad = _kernels(z.dtype)[0](n, c, address(z), address(lp), address(e), address(target),
-                                   None if weight is None else address(weight), ignore_index,
-                                   None if per_sample is None else address(per_sample), address(totals))
+        bad = loops["lsm_nll"](n, c, address(z), address(lp), address(e), address(target),
+                               None if weight is None else address(weight), ignore_index,
+                               None if per_sample is None else address(per_sample), address(totals))
         return lp, loss.nll_result(bad, per_sample, totals, target, c, ignore_index, reduction, z.dtype)
     lp = softmax.LOG_SOFTMAX.forward(np, z, axis=1)
     args = (lp, target) if weight is None else (lp, target, weight)
@@ -64,10 +53,11 @@ def log_softmax_nll(z, target, weight, ignore_index, reduction):
 
 def nll_log_softmax_grad(g, lp, target, weight, ignore_index, reduction):
     """log_softmax_grad(nll_loss_grad(g, lp, target, weight), lp, axis=1) for 2-D lp."""
-    if lp.size and target.size and loss._c_path(np, lp, target, weight, g) and _kernels(lp.dtype) is not None:
+    loops = _FUSED(lp.dtype) if lp.size and target.size and loss._c_path(np, lp, target, weight, g) else None
+    if loops is not None:
         n, c = lp.shape
         gl, dz = np.empty_like(lp), np.empty_like(lp)
-        _kernels(lp.dtype)[1](n, c, address(target), None if weight is None else address(weight), ignore_index,
+        loops["nll_lsm_grad"](n, c, address(target), None if weight is None else address(weight), ignore_index,
                               address(g), loss.REDUCTIONS.index(reduction), address(lp), address(gl), address(dz))
         return dz
     args = (g, lp, target) if weight is None else (g, lp, target, weight)

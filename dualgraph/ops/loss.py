@@ -16,14 +16,13 @@ import ctypes
 import numpy as np
 
 from ..errors import IndexOutOfRange, ShapeError
-from ..native import address, build
+from ..native import I64, PTR, Loops, address
 from ..tensor import apply
 from .indexing import _along_axis_index
 from .infer import Aval, shapes_match
 from .registry import defop
 
 REDUCTIONS = ("none", "mean", "sum")
-_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _INT64 = np.dtype(np.int64)
 # one pass over the samples each way; sums in double. forward returns the first bad target's position
 _NLL_C = """#include <stdint.h>
@@ -64,32 +63,19 @@ void nll_backward(int64_t n, int64_t c, const int64_t* target, const {t}* weight
     }}
 }}
 """
-_NLL_KERNELS = {}
-
-
-def _nll_kernels(dtype):
-    """(forward, backward) C loops for dtype, or None (no compiler)."""
-    k = _NLL_KERNELS.get(dtype, 0)
-    if k == 0:
-        src = _NLL_C.format(t=_C_TYPES[dtype])
-        p = ctypes.c_void_p
-        fwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, p, ctypes.c_int64, p, p], "nll_forward")
-        bwd = build(src, [ctypes.c_int64, ctypes.c_int64, p, p, ctypes.c_int64, p, ctypes.c_int64, p], "nll_backward")
-        if fwd is not None:
-            fwd.restype = ctypes.c_int64
-        k = _NLL_KERNELS[dtype] = (fwd, bwd) if fwd is not None and bwd is not None else None
-    return k
+_NLL = Loops(_NLL_C, {"nll_forward": ([I64, I64, PTR, PTR, PTR, I64, PTR, PTR], ctypes.c_int64),
+                      "nll_backward": ([I64, I64, PTR, PTR, I64, PTR, I64, PTR], None)})
 
 
 def _c_path(xp, log_probs, target, weight, *more):
     """The C loops apply: numpy, 2-D contiguous float input, int64 targets, a matching contiguous weight."""
-    return (xp is np and log_probs.ndim == 2 and type(log_probs) is np.ndarray and log_probs.dtype in _C_TYPES
+    return (xp is np and log_probs.ndim == 2 and type(log_probs) is np.ndarray
             and type(target) is np.ndarray and target.dtype == _INT64
             and log_probs.flags.c_contiguous and target.flags.c_contiguous
             and (weight is None or (type(weight) is np.ndarray and weight.dtype == log_probs.dtype
                                     and weight.flags.c_contiguous))
             and all(type(a) is np.ndarray and a.dtype == log_probs.dtype and a.flags.c_contiguous for a in more)
-            and _nll_kernels(log_probs.dtype) is not None)
+            and _NLL(log_probs.dtype) is not None)
 
 
 def _bad_targets(xp, target, valid, safe, n_classes, ignore_index):
@@ -123,7 +109,7 @@ def _per_sample(xp, x, safe):
 
 
 def _nll_loss_c(log_probs, target, weight, ignore_index, reduction):
-    fwd = _nll_kernels(log_probs.dtype)[0]
+    fwd = _NLL(log_probs.dtype)["nll_forward"]
     n, c = log_probs.shape
     per_sample = np.empty(n, log_probs.dtype) if reduction == "none" else None
     totals = np.empty(2)
@@ -166,7 +152,7 @@ def _nll_loss_grad_forward(xp, g, log_probs, target, weight=None, *, ignore_inde
     # (the forward, which ran on this same target, has checked its range)
     if target.size and _c_path(xp, log_probs, target, weight, g):
         out = np.empty(log_probs.shape, log_probs.dtype)
-        _nll_kernels(log_probs.dtype)[1](
+        _NLL(log_probs.dtype)["nll_backward"](
             log_probs.shape[0], log_probs.shape[1], address(target), None if weight is None else address(weight),
             ignore_index, address(g), REDUCTIONS.index(reduction), address(out))
         return out

@@ -279,7 +279,7 @@ def kernel_for(node, xp):
 
 def _numpy_kernel(body):
     """Generated Python: each op a ufunc call with out= into a dead same-typed buffer when there is one."""
-    from ..executor import is_where_zero as _is_where_zero, where_zero as _where_zero
+    from ..where_zero import is_where_zero as _is_where_zero, where_zero as _where_zero
     glob = {"np": np}
     names = {}
     lines = []
