@@ -31,48 +31,35 @@ def best(f, budget=0.03, reps=5):
 
 
 def where():
-    from dualgraph.function import executor as ex
+    from dualgraph.function import where_zero as wz
     rng = np.random.default_rng(0)
     for shape in ((8, 256), (128, 256), (1024, 256)):
         a = rng.standard_normal(shape).astype(np.float32)
         m = rng.standard_normal(shape) > 0
         z = np.zeros((), np.float32)
         print(shape, " ".join(f"{k}={min(best(f) for _ in range(3)):.1f}us" for k, f in (
-            ("np.where", lambda: np.where(m, a, z)), ("multiply+nan-check(old)", lambda: ex._slow(m, a)),
-            ("C select(new)", lambda: ex.where_zero(np, m, a)))))
+            ("np.where", lambda: np.where(m, a, z)), ("numpy on the bits (no compiler)", lambda: wz._without_c(m, a)),
+            ("C select", lambda: wz.where_zero(np, m, a)))))
 
 
 def step():
+    """The compiled MLP step with the where C loops off ("old") and on ("new")."""
     import bench_function as bf
     import dualgraph as dg
-    from dualgraph.function import executor as ex
+    from dualgraph.function import where_zero as wz
     for batch in (8, 16, 128):
-        rng = np.random.default_rng(0)
-        _, params, xn, yn = bf.mlp_numpy(batch, rng)
-        x, y = dg.tensor(xn), dg.tensor(yn)
+        _, params, xn, yn = bf.mlp_numpy(batch, np.random.default_rng(0))
         fns = {}
-        saved = dict(ex._WZ_KERNELS)
         for mode in ("old", "new"):
+            for cached in (wz.c_where_zero, wz.c_where_colsum):
+                cached.cache_clear()
+            wz._LOOPS.built.clear()
             if mode == "old":
-                ex._WZ_KERNELS.update({4: False, 8: False})
-            else:
-                ex._WZ_KERNELS.clear()
-                ex._WZ_KERNELS.update(saved)
-            ps = [dg.tensor(p.T.copy() if p.ndim == 2 else p.copy(), requires_grad=True) for p in params]
-            opt = dg.optim.SGD(ps, lr=0.01)
-
-            def s(ps=ps, opt=opt):
-                opt.zero_grad()
-                h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
-                h = dg.relu(dg.nn.functional.linear(h, ps[2], ps[3]))
-                loss = dg.cross_entropy(dg.nn.functional.linear(h, ps[4], ps[5]), y)
-                loss.backward()
-                opt.step()
-                return loss
-            f = dg.function(s)
+                wz._LOOPS.built.update({np.dtype(np.float32): None, np.dtype(np.float64): None})
+            f = dg.function(bf.dg_mlp_step(params, xn, yn))
             f()
             src = next(iter(f._cache.values())).exec.source
-            assert ("_where_zero4(" in src) == (mode == "new"), src
+            assert ("_where_colsum4(" in src) == (mode == "new"), src
             fns[mode] = f
         res = {m: 1e9 for m in fns}
         for _ in range(5):

@@ -143,6 +143,42 @@ def mlp_numpy(batch, rng):
     return step, (w1, b1, w2, b2, w3, b3), x, y
 
 
+def torch_mlp_step(params, xn, yn):
+    """PyTorch eager's SGD step on a copy of the mlp_numpy parameters, in PyTorch's (out, in) layout."""
+    import torch
+    tp = [torch.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
+    tx, ty = torch.tensor(xn), torch.tensor(yn)
+    opt = torch.optim.SGD(tp, lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        h = torch.relu(tx @ tp[0].T + tp[1])
+        h = torch.relu(h @ tp[2].T + tp[3])
+        loss = torch.nn.functional.cross_entropy(h @ tp[4].T + tp[5], ty)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def dg_mlp_step(params, xn, yn):
+    """dualgraph's eager SGD step on a fresh copy of the parameters (wrap it in dg.function to compile)."""
+    dg.manual_seed(0)
+    x, y = dg.tensor(xn), dg.tensor(yn)
+    ps = [dg.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
+    opt = dg.optim.SGD(ps, lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
+        h = dg.relu(dg.nn.functional.linear(h, ps[2], ps[3]))
+        loss = dg.cross_entropy(dg.nn.functional.linear(h, ps[4], ps[5]), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 def w3():
     print("W3: 784-256-256-10 ReLU MLP training step (cross-entropy, SGD lr=0.01)")
     results = {}
@@ -154,42 +190,11 @@ def w3():
             import torch
             if THREADS:
                 torch.set_num_threads(int(THREADS))
-            tp = [torch.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
-            tx, ty = torch.tensor(xn), torch.tensor(yn)
-            topt = torch.optim.SGD(tp, lr=0.01)
-
-            def torch_step():
-                topt.zero_grad()
-                h = torch.relu(tx @ tp[0].T + tp[1])
-                h = torch.relu(h @ tp[2].T + tp[3])
-                loss = torch.nn.functional.cross_entropy(h @ tp[4].T + tp[5], ty)
-                loss.backward()
-                topt.step()
-                return loss
-            fns["PyTorch eager"] = torch_step
+            fns["PyTorch eager"] = torch_mlp_step(params, xn, yn)
         except ImportError:
             pass
-
-        x, y = dg.tensor(xn), dg.tensor(yn)
-
-        def make_dg_step():
-            """A fresh copy of the parameters and its SGD step (eager and compiled each train their own)."""
-            dg.manual_seed(0)
-            ps = [dg.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
-            opt = dg.optim.SGD(ps, lr=0.01)
-
-            def dg_step():
-                opt.zero_grad()
-                h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
-                h = dg.relu(dg.nn.functional.linear(h, ps[2], ps[3]))
-                loss = dg.cross_entropy(dg.nn.functional.linear(h, ps[4], ps[5]), y)
-                loss.backward()
-                opt.step()
-                return loss
-            return dg_step
-
-        fns["dg eager"] = make_dg_step()
-        compiled = dg.function(make_dg_step())
+        fns["dg eager"] = dg_mlp_step(params, xn, yn)
+        compiled = dg.function(dg_mlp_step(params, xn, yn))
         t0 = time.perf_counter()
         compiled()
         first = time.perf_counter() - t0

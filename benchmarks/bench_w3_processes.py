@@ -30,34 +30,9 @@ def measure(which):
         if which == "numpy":
             step = np_step
         elif which == "torch":
-            import torch
-            tp = [torch.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
-            tx, ty = torch.tensor(xn), torch.tensor(yn)
-            opt = torch.optim.SGD(tp, lr=0.01)
-
-            def step():
-                opt.zero_grad()
-                h = torch.relu(tx @ tp[0].T + tp[1])
-                h = torch.relu(h @ tp[2].T + tp[3])
-                loss = torch.nn.functional.cross_entropy(h @ tp[4].T + tp[5], ty)
-                loss.backward()
-                opt.step()
-                return loss
+            step = bf.torch_mlp_step(params, xn, yn)
         else:
-            import dualgraph as dg
-            x, y = dg.tensor(xn), dg.tensor(yn)
-            ps = [dg.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
-            opt = dg.optim.SGD(ps, lr=0.01)
-
-            @dg.function
-            def step():
-                opt.zero_grad()
-                h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
-                h = dg.relu(dg.nn.functional.linear(h, ps[2], ps[3]))
-                loss = dg.cross_entropy(dg.nn.functional.linear(h, ps[4], ps[5]), y)
-                loss.backward()
-                opt.step()
-                return loss
+            step = bf.dg.function(bf.dg_mlp_step(params, xn, yn))
         out[batch] = bf.compare({which: step}, rounds=7)[which]
     print(json.dumps(out))
 

@@ -46,19 +46,7 @@ def main(batch):
     exec(code, env)
     np_step, params, xn, yn = env["mlp_numpy"](batch, np.random.default_rng(0))
 
-    x, y = dg.tensor(xn), dg.tensor(yn)
-    ps = [dg.tensor(p.T.copy() if p.ndim == 2 else p, requires_grad=True) for p in params]
-    opt = dg.optim.SGD(ps, lr=0.01)
-
-    @dg.function
-    def step():
-        opt.zero_grad()
-        h = dg.relu(dg.nn.functional.linear(x, ps[0], ps[1]))
-        h = dg.relu(dg.nn.functional.linear(h, ps[2], ps[3]))
-        loss = dg.cross_entropy(dg.nn.functional.linear(h, ps[4], ps[5]), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = dg.function(bf.dg_mlp_step(params, xn, yn))
     step()
     step()
     entry = next(iter(step._cache.values()))
