@@ -53,13 +53,9 @@ def _class_axis_last(x):
 
 def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of class indices; `log_probs` is (N, C), (N, C, d1, ...) or unbatched (C,)."""
-    from ..ops.loss import nll_loss as _nll_loss
+    from ..ops.loss import check_nll_args, nll_loss as _nll_loss
     from ..tensor import as_tensor
     target = as_tensor(target, like=log_probs)
-    if target.dtype.kind not in "iu":
-        raise ShapeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"nll_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if weight is not None:
         weight = as_tensor(weight, like=log_probs)
         if weight.dtype != log_probs.dtype:
@@ -67,13 +63,7 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
     unbatched = log_probs.ndim == 1
     lp = log_probs.unsqueeze(0) if unbatched else log_probs
     t = target.reshape(1) if unbatched else target
-    if weight is not None and (weight.ndim != 1 or not shapes_match(weight.shape, lp.shape[1:2])):
-        raise ShapeError(f"nll_loss: weight must have shape ({lp.shape[1]},) (one per class), "
-                         f"got {tuple(weight.shape)}")
-    if lp.ndim < 2 or not shapes_match(tuple(lp.shape[:1]) + tuple(lp.shape[2:]), t.shape):
-        expected = tuple(log_probs.shape[:1]) + tuple(log_probs.shape[2:]) if not unbatched else ()
-        raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
-                         f"{expected}, got {tuple(target.shape)}")
+    check_nll_args(lp, t, weight, reduction)  # the op's own rule, so eager calls fail as traced ones do
     loss = _nll_loss(lp, t, weight, ignore_index=ignore_index, reduction=reduction)
     return loss.reshape(()) if unbatched and reduction == "none" else loss
 

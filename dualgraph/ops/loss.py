@@ -171,19 +171,24 @@ def _nll_loss_grad_forward(xp, g, log_probs, target, weight=None, *, ignore_inde
     return out
 
 
-def _infer(log_probs, target, weight=None, *, ignore_index, reduction):
+def check_nll_args(log_probs, target, weight, reduction):
+    """Refuse what nll_loss cannot take; works on tensors and on abstract values alike."""
     if target.dtype.kind not in "iu":
         raise ShapeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
     if log_probs.dtype.kind != "f":
         raise ShapeError(f"nll_loss: log_probs must be floating point, got {log_probs.dtype}")
     if log_probs.ndim < 2 or not shapes_match(tuple(log_probs.shape[:1]) + tuple(log_probs.shape[2:]), target.shape):
-        raise ShapeError(f"nll_loss: log_probs of shape {tuple(log_probs.shape)} needs a target of shape "
+        raise ShapeError(f"nll_loss: input of shape {tuple(log_probs.shape)} needs a target of shape "
                          f"{tuple(log_probs.shape[:1]) + tuple(log_probs.shape[2:])}, got {tuple(target.shape)}")
     if weight is not None and (weight.ndim != 1 or not shapes_match(weight.shape, log_probs.shape[1:2])):
         raise ShapeError(f"nll_loss: weight must have shape ({log_probs.shape[1]},) (one per class), "
                          f"got {tuple(weight.shape)}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"nll_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _infer(log_probs, target, weight=None, *, ignore_index, reduction):
+    check_nll_args(log_probs, target, weight, reduction)
     return Aval(tuple(target.shape) if reduction == "none" else (), log_probs.dtype)
 
 
