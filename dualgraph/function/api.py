@@ -1016,43 +1016,22 @@ def _run(e, leaves, caps):
     outs = e.exec.run(*arrays)
     if e.simple:
         return _make(outs[0], e.device)
-    return _finish_call(e, leaves, caps, outs)
-
-
-class _LazyTensors:
-    """A call's output arrays, each wrapped as a Tensor the first time it is asked for."""
-    __slots__ = ("arrays", "tensors", "dev")
-
-    def __init__(self, arrays, dev):
-        self.arrays, self.tensors, self.dev = arrays, [None] * len(arrays), dev
-
-    def array(self, k):
-        return self.arrays[k]
-
-    def __getitem__(self, k):
-        t = self.tensors[k]
-        if t is None:
-            t = self.tensors[k] = _make(self.arrays[k], self.dev)
-        return t
+    dev = e.device
+    return _finish_call(e, leaves, caps, [_make(a, dev) for a in outs])
 
 
 def _finish_call(e, leaves, caps, outs):
-    """Write back state updates and gradients, return the user's outputs. `outs` holds Tensors (from a
-    call that recorded autograd) or plain arrays, which become Tensors only where a Tensor is kept:
-    a written-back update is copied or was computed in place, so it needs no wrapper."""
-    dev = e.device
-    if outs and outs[0].__class__ not in _TENSOR_TYPES:
-        outs = _LazyTensors(outs, dev)
+    # write back in-place updates of arguments and captured state
     for kind, target, k in e.writeback_plan:
         t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
-        new = outs.array(k) if outs.__class__ is _LazyTensors else outs[k]._data
+        new = outs[k]._data
         if new is not t._data:
             e.xp.copyto(t._data, new, casting="unsafe")
         t._version[0] += 1
     for (kind, target), k in e.grad_plan:
         t = leaves[target] if kind == "arg" else caps[target] if kind == "capi" else target
         t._grad = None if k is None else outs[k]  # a fresh tensor with no history
-    user = [outs[k] for k in range(e.n_user_out)]
+    user = outs[:e.n_user_out]
     if not e.out_consts and e.out_tree is None:
         return user[0]
     leaves_out, it = [], iter(user)
