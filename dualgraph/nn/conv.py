@@ -1,5 +1,4 @@
 """Convolution and pooling modules over dg.nn.functional's conv/pool (PyTorch's layouts and init)."""
-import math
 
 from .. import creation
 from . import functional as F
@@ -41,11 +40,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, x):
         n = self._n

@@ -153,3 +153,13 @@ def _float_dtype(tensor):
 uniform, normal, constant = uniform_, normal_, constant_
 xavier_uniform, xavier_normal = xavier_uniform_, xavier_normal_
 kaiming_uniform, kaiming_normal = kaiming_uniform_, kaiming_normal_
+
+
+def default_layer_init_(weight, bias=None):
+    """PyTorch's reset_parameters for Linear and Conv layers: kaiming_uniform_(a=sqrt(5)) on the weight,
+    the bias uniform in +-1/sqrt(fan_in)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)

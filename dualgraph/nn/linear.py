@@ -1,5 +1,4 @@
 """Linear, Identity, Flatten, Unflatten, Embedding and Dropout modules (PyTorch's defaults and init)."""
-import math
 
 from .. import creation
 from ..errors import DTypeError
@@ -41,11 +40,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, x):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
