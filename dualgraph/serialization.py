@@ -5,17 +5,25 @@ File layout (all integers little-endian):
     8 bytes   magic b"DGCKPT01"
     8 bytes   uint64 header length H (at most MAX_HEADER_BYTES)
     H bytes   UTF-8 JSON header: {"format", "version", "tree", "arrays": [{dtype, shape, offset, nbytes}],
-              "data_bytes", "data_crc32"}, then b"\n#crc32:" and the header's CRC-32 in 8 hex digits
-              (a header without that suffix still loads)
+              "data_bytes", "data_crc32"}, then b"\n#crc32:" and the header's CRC-32 in 8 lowercase hex
+              digits (required)
     padding   zeros up to a 64-byte boundary
-    data      the raw little-endian bytes of every array, each at a 64-byte aligned offset
+    data      the raw little-endian bytes of every array, in the order of "arrays", each at the first
+              64-byte aligned offset after the previous one (zeros between), ending with the last array
 
 `tree` is the saved object in JSON with tagged nodes for what JSON lacks: {"$dict": [[key, value], ...]}
 (string or int keys, order kept), {"$tuple": [...]}, {"$float": "nan"|"inf"|"-inf"},
-{"$tensor": i, "requires_grad": b} and {"$ndarray": i} referring to entry i of "arrays".
-Only plain numeric dtypes are accepted (never object arrays), every shape/offset/length is checked
-against the file before any array is made, and CRC-32s of the header and of the data catch corruption
-(a flipped byte in the header could otherwise rename a key, change a number or transpose a shape).
+{"$tensor": i, "requires_grad": b} and {"$ndarray": i, "scalar": b} referring to entry i of "arrays";
+every entry is referred to exactly once.
+Only plain numeric dtypes are accepted (never object arrays), and CRC-32s of the header and of the data
+catch corruption (a flipped byte in the header could otherwise rename a key, change a number or
+transpose a shape).
+
+A file is loaded only if it is exactly what dg.save would write for some object (whitespace and key order
+of the JSON aside): the header's shapes, offsets and lengths must give the layout above, checked with
+Python integers before any array is made, so the arrays never overlap or repeat and what is decoded is
+never larger than the file. Anything else raises a CheckpointError subclass, also when a hostile file
+carries correct CRCs.
 
 Saving encodes everything first, writes a temporary file in the target's directory, fsyncs it and
 renames it over the target with os.replace, so a crash or error mid-save never leaves a half-written
@@ -42,7 +50,10 @@ FORMAT = "dualgraph-checkpoint"
 VERSION = 1
 ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-MAX_NDIM = 64
+# numpy 1.x arrays have at most 32 dimensions, numpy 2 at most 64
+MAX_NDIM = 64 if int(_np.__version__.split(".")[0]) >= 2 else 32
+# Python refuses to turn integers of more than 4300 digits into text (or back) by default
+_MAX_INT_BITS = 14000
 _HEADER_CRC = b"\n#crc32:"
 _ALLOWED_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"}
 
@@ -71,7 +82,10 @@ def save(obj, path):
     Typical use: `dg.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}, "ckpt.dg")`.
     Nothing is written unless the whole object can be encoded; the file appears atomically."""
     arrays = []
-    tree = _encode(obj, arrays, "obj")
+    try:
+        tree = _encode(obj, arrays, "obj")
+    except RecursionError:
+        raise CheckpointError("dg.save: the object is nested too deeply or contains itself") from None
     entries, chunks, offset = [], [], 0
     crc = 0
     for arr in arrays:
@@ -86,9 +100,12 @@ def save(obj, path):
         chunks.append(data)
         crc = zlib.crc32(data, crc)
         offset += len(data)
-    header = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree, "arrays": entries,
-                         "data_bytes": offset, "data_crc32": crc}, allow_nan=False,
-                        separators=(",", ":")).encode("utf-8")
+    try:
+        header = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree, "arrays": entries,
+                             "data_bytes": offset, "data_crc32": crc}, allow_nan=False,
+                            separators=(",", ":")).encode("utf-8")
+    except RecursionError:
+        raise CheckpointError("dg.save: the object is nested too deeply to be saved") from None
     header += _HEADER_CRC + b"%08x" % zlib.crc32(header)
     if len(header) > MAX_HEADER_BYTES:
         raise CheckpointError(f"dg.save: the header ({len(header)} bytes of structure) exceeds the "
@@ -111,7 +128,10 @@ def _encode(x, arrays, where):
     if x is None or isinstance(x, (bool, str)):
         return x
     if isinstance(x, int):
-        return x
+        if x.bit_length() > _MAX_INT_BITS:
+            raise CheckpointError(f"dg.save: {where} is an integer of {x.bit_length()} bits; checkpoints hold "
+                                  f"integers of up to {_MAX_INT_BITS} bits (save bigger ones as strings)")
+        return int(x)
     if isinstance(x, float):
         if math.isfinite(x):
             return x
@@ -127,6 +147,7 @@ def _encode(x, arrays, where):
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise CheckpointError(f"dg.save: dict keys must be str or int, {where} has a key of type "
                                       f"{type(k).__name__}")
+            k = _encode(k, arrays, f"a key of {where}")
             items.append([k, _encode(v, arrays, f"{where}[{k!r}]")])
         return {"$dict": items}
     if isinstance(x, list):
@@ -155,11 +176,17 @@ def _atomic_write(path, chunks):
 
 # ---- loading --------------------------------------------------------------------------------
 
+_HEADER_KEYS = {"format", "version", "tree", "arrays", "data_bytes", "data_crc32"}
+_ENTRY_KEYS = {"dtype", "shape", "offset", "nbytes"}
+_FLOAT_TAGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def load(path, map_location=None):
     """Read a checkpoint written by dg.save. Tensors go to `map_location` (a device; default CPU).
 
-    Never executes code from the file: pickles are refused with UnsafeCheckpointError, and truncated
-    or damaged files raise TruncatedCheckpointError / CorruptCheckpointError."""
+    Never executes code from the file: pickles are refused with UnsafeCheckpointError, and truncated,
+    damaged or malformed files raise TruncatedCheckpointError / CorruptCheckpointError (both
+    CheckpointError). Memory use is bounded by a small multiple of the file's size."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -175,6 +202,8 @@ def load(path, map_location=None):
             raise TruncatedCheckpointError(f"{path}: the header needs {hlen} bytes but the file has only "
                                            f"{size - 16} after the preamble; the file is truncated")
         raw = f.read(hlen)
+        if len(raw) != hlen:
+            raise TruncatedCheckpointError(f"{path}: the file ended while reading the header")
         header = _parse_header(raw, path)
         data_start = 16 + hlen + ((-(16 + hlen)) % ALIGN)
         expected = data_start + header["data_bytes"]
@@ -184,21 +213,31 @@ def load(path, map_location=None):
                                            f"is truncated")
         if size > expected:
             raise CorruptCheckpointError(f"{path}: {size - expected} unexpected bytes after the array data")
-        f.seek(data_start)
+        # the whole layout is checked before anything as large as the data is allocated
+        layout = _layout(header["arrays"], header["data_bytes"], path)
+        f.seek(16 + hlen)
+        if any(f.read(data_start - 16 - hlen)):
+            raise CorruptCheckpointError(f"{path}: the padding after the header is not zeros")
         data = bytearray(header["data_bytes"])
         if f.readinto(data) != len(data):
             raise TruncatedCheckpointError(f"{path}: the file ended while reading the array data")
     if zlib.crc32(data) != header["data_crc32"]:
         raise CorruptCheckpointError(f"{path}: the array data fails its CRC-32 check; the file is damaged")
-    arrays = [_array(e, data, path, i) for i, e in enumerate(header["arrays"])]
+    _check_gaps(layout, data, path)
+    arrays = [_array(dt, shape, start, end, data, path, i) for i, (dt, shape, start, end) in enumerate(layout)]
     device = None
     if map_location is not None:
         from .backend import device as _parse
         device = _parse(map_location)
+    taken = [False] * len(arrays)
     try:
-        return _decode(header["tree"], arrays, device, path)
+        obj = _decode(header["tree"], arrays, taken, device, path)
     except RecursionError:
         raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
+    if not all(taken):
+        raise CorruptCheckpointError(f"{path}: array {taken.index(False)} is stored but nothing in the header "
+                                     f"refers to it")
+    return obj
 
 
 def _check_magic(head, path):
@@ -223,30 +262,42 @@ def _check_magic(head, path):
                                  f"note that dg.load never reads pickles")
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _parse_header(raw, path):
-    crc_ok = True
-    i = raw.rfind(_HEADER_CRC)
-    if i >= 0 and len(raw) - i == len(_HEADER_CRC) + 8:
-        raw, want = raw[:i], raw[i + len(_HEADER_CRC):]
-        crc_ok = b"%08x" % zlib.crc32(raw) == want
+    # Every header dg.save writes ends with its CRC; one without it is damaged (or not written by dg.save),
+    # and accepting it would let a flipped byte rename a key or change a number unnoticed.
+    n = len(_HEADER_CRC) + 8
+    if len(raw) < n or raw[-n:-8] != _HEADER_CRC:
+        raise CorruptCheckpointError(f"{path}: the header does not end with its CRC-32; the file is damaged or "
+                                     f"was not written by dg.save")
+    raw, want = raw[:-n], raw[-8:]
+    if b"%08x" % zlib.crc32(raw) != want:
+        raise CorruptCheckpointError(f"{path}: the header fails its CRC-32 check; the file is damaged")
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as e:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
+                            object_pairs_hook=_unique_keys)
+    except ValueError as e:  # also UnicodeDecodeError, and integers too long to convert
         raise CorruptCheckpointError(f"{path}: the header is not valid JSON ({e}); the file is damaged") from None
     except RecursionError:
         raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
-    if not crc_ok:
-        raise CorruptCheckpointError(f"{path}: the header fails its CRC-32 check; the file is damaged")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CorruptCheckpointError(f"{path}: the header does not describe a {FORMAT}")
-    if header.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {header.get('version')!r} is not supported "
+    version = header.get("version")
+    if not _is_int(version) or version != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
                               f"(this dualgraph reads version {VERSION})")
-    for key, kind in (("arrays", list), ("data_bytes", int), ("data_crc32", int)):
-        if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
-            raise CorruptCheckpointError(f"{path}: the header's {key!r} entry is missing or malformed")
-    if header["data_bytes"] < 0 or "tree" not in header:
-        raise CorruptCheckpointError(f"{path}: the header is malformed")
+    if set(header) != _HEADER_KEYS:
+        raise CorruptCheckpointError(f"{path}: the header has the keys {sorted(header)}, expected "
+                                     f"{sorted(_HEADER_KEYS)}")
+    if not isinstance(header["arrays"], list):
+        raise CorruptCheckpointError(f"{path}: the header's 'arrays' entry is not a list")
+    if not _is_int(header["data_bytes"]) or header["data_bytes"] < 0:
+        raise CorruptCheckpointError(f"{path}: the header's 'data_bytes' entry is not a byte count")
+    if not _is_int(header["data_crc32"]) or not 0 <= header["data_crc32"] < 2 ** 32:
+        raise CorruptCheckpointError(f"{path}: the header's 'data_crc32' entry is not a CRC-32")
     return header
 
 
@@ -254,65 +305,141 @@ def _reject_constant(name):
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def _array(entry, data, path, i):
-    bad = CorruptCheckpointError(f"{path}: array entry {i} of the header is malformed")
-    if not isinstance(entry, dict):
-        raise bad
-    dtype, shape, offset, nbytes = entry.get("dtype"), entry.get("shape"), entry.get("offset"), entry.get("nbytes")
-    if dtype not in _ALLOWED_DTYPES:
-        raise CorruptCheckpointError(f"{path}: array {i} has dtype {dtype!r}, which checkpoints never contain")
-    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-        raise bad
-    for v in (offset, nbytes):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise bad
-    dt = _np.dtype(dtype)
-    count = 1
-    for s in shape:
-        count *= s
-    if count * dt.itemsize != nbytes or offset + nbytes > len(data):
-        raise CorruptCheckpointError(f"{path}: array {i} (dtype {dtype}, shape {tuple(shape)}) does not fit "
-                                     f"the data section")
-    arr = _np.frombuffer(data, dtype=dt, count=count, offset=offset).reshape(shape)
+def _finite_float(text):
+    x = float(text)
+    if not math.isfinite(x):  # 1e400 parses as inf; dg.save writes infinities as {"$float": "inf"}
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return x
+
+
+def _unique_keys(pairs):
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {dup[:40]!r} appears twice in one object")
+    return out
+
+
+def _layout(entries, data_bytes, path):
+    """Check every array entry against the layout dg.save writes and return [(dtype, shape, start, end)].
+
+    Plain Python integers throughout: a shape like [0, 2**70] or an offset near 2**64 is refused here,
+    never wrapped or handed to numpy. Since the arrays follow each other without overlapping, the bytes
+    they cover (hence what loading allocates for them) never exceed the data section, which the caller
+    has already matched against the file's size."""
+    out, end = [], 0
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or set(e) != _ENTRY_KEYS:
+            raise CorruptCheckpointError(f"{path}: array entry {i} of the header is malformed (expected the keys "
+                                         f"{sorted(_ENTRY_KEYS)})")
+        dtype, shape, offset, nbytes = e["dtype"], e["shape"], e["offset"], e["nbytes"]
+        if not isinstance(dtype, str) or dtype not in _ALLOWED_DTYPES:
+            raise CorruptCheckpointError(f"{path}: array {i} has dtype {dtype!r}, which checkpoints never contain")
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise CorruptCheckpointError(f"{path}: array entry {i} of the header is malformed: its shape "
+                                         f"{str(shape)[:80]} is not a list of non-negative integers")
+        if len(shape) > MAX_NDIM:
+            raise CorruptCheckpointError(f"{path}: array {i} has {len(shape)} dimensions; numpy arrays have at "
+                                         f"most {MAX_NDIM}")
+        if not _is_int(offset) or not _is_int(nbytes) or offset < 0 or nbytes < 0:
+            raise CorruptCheckpointError(f"{path}: array entry {i} of the header is malformed: offset "
+                                         f"{str(offset)[:40]} and nbytes {str(nbytes)[:40]} must be byte counts")
+        dt = _np.dtype(dtype)
+        count, extent = 1, dt.itemsize
+        for s in shape:
+            count *= s
+            extent *= max(s, 1)
+            if extent >= 2 ** 63:  # numpy cannot even describe it (strides overflow), empty or not
+                raise CorruptCheckpointError(f"{path}: array {i} (dtype {dtype}) has the shape "
+                                             f"{str(shape)[:80]}, too large for any array")
+        if count * dt.itemsize != nbytes:
+            raise CorruptCheckpointError(f"{path}: array {i} (dtype {dtype}, shape {tuple(shape)}) does not fit "
+                                         f"its entry: it needs {count * dt.itemsize} bytes, the entry says "
+                                         f"{nbytes}")
+        start = end + (-end) % ALIGN
+        if offset != start or offset + nbytes > data_bytes:
+            raise CorruptCheckpointError(
+                f"{path}: array {i} (dtype {dtype}, shape {tuple(shape)}) at byte {offset} does not fit the data "
+                f"section of {data_bytes} bytes: arrays follow each other in order at 64-byte aligned offsets, "
+                f"never overlapping or repeating, so it must start at byte {start}")
+        end = offset + nbytes
+        out.append((dt, shape, offset, end))
+    if end != data_bytes:
+        raise CorruptCheckpointError(f"{path}: the data section has {data_bytes} bytes but its arrays end at "
+                                     f"byte {end}")
+    return out
+
+
+def _array(dt, shape, start, end, data, path, i):
+    arr = _np.frombuffer(data, dtype=dt, count=(end - start) // dt.itemsize, offset=start).reshape(shape)
+    if dt.kind == "b" and arr.size and arr.view(_np.uint8).max() > 1:
+        raise CorruptCheckpointError(f"{path}: bool array {i} holds bytes other than 0 and 1")
     return arr if dt.isnative else arr.astype(dt.newbyteorder("="))
 
 
-def _decode(x, arrays, device, path):
+def _check_gaps(layout, data, path):
+    end = 0
+    for dt, shape, start, stop in layout:
+        if any(data[end:start]):
+            raise CorruptCheckpointError(f"{path}: the padding before byte {start} of the data is not zeros")
+        end = stop
+
+
+def _decode(x, arrays, taken, device, path):
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, list):
-        return [_decode(v, arrays, device, path) for v in x]
-    if isinstance(x, dict) and len(x) >= 1:
-        if "$dict" in x:
-            items = x["$dict"]
-            if not isinstance(items, list) or not all(isinstance(it, list) and len(it) == 2
-                                                      and isinstance(it[0], (str, int)) for it in items):
-                raise CorruptCheckpointError(f"{path}: a dict node of the header is malformed")
-            return {k: _decode(v, arrays, device, path) for k, v in items}
-        if "$tuple" in x and isinstance(x["$tuple"], list):
-            return tuple(_decode(v, arrays, device, path) for v in x["$tuple"])
-        if "$float" in x and x["$float"] in ("nan", "inf", "-inf"):
-            return float(x["$float"])
-        if "$tensor" in x or "$ndarray" in x:
-            i = x.get("$tensor", x.get("$ndarray"))
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(arrays):
-                raise CorruptCheckpointError(f"{path}: the header refers to array {i!r}, which does not exist")
-            arr = arrays[i]
-            if "$ndarray" in x:
-                out = arr.copy()
-                return out[()] if x.get("scalar") else out
-            return _tensor(arr, device, bool(x.get("requires_grad")))
+        return [_decode(v, arrays, taken, device, path) for v in x]
+    if isinstance(x, dict):
+        keys = set(x)
+        if keys == {"$dict"} and isinstance(x["$dict"], list):
+            out = {}
+            for it in x["$dict"]:
+                if not (isinstance(it, list) and len(it) == 2 and (isinstance(it[0], str) or _is_int(it[0]))):
+                    raise CorruptCheckpointError(f"{path}: a dict node of the header is malformed: {str(it)[:80]}")
+                if it[0] in out:
+                    raise CorruptCheckpointError(f"{path}: a dict of the header has the key {it[0]!r} twice")
+                out[it[0]] = _decode(it[1], arrays, taken, device, path)
+            return out
+        if keys == {"$tuple"} and isinstance(x["$tuple"], list):
+            return tuple(_decode(v, arrays, taken, device, path) for v in x["$tuple"])
+        if keys == {"$float"} and isinstance(x["$float"], str) and x["$float"] in _FLOAT_TAGS:
+            return _FLOAT_TAGS[x["$float"]]
+        for tag, flag in (("$tensor", "requires_grad"), ("$ndarray", "scalar")):
+            if keys == {tag, flag} and isinstance(x[flag], bool):
+                arr = _take(x[tag], arrays, taken, path)
+                if tag == "$ndarray":
+                    if x["scalar"] and arr.ndim:
+                        raise CorruptCheckpointError(f"{path}: array {x[tag]} of shape {arr.shape} is marked "
+                                                     f"as a numpy scalar")
+                    out = arr.copy()
+                    return out[()] if x["scalar"] else out
+                return _tensor(arr, device, x[flag], x[tag], path)
     raise CorruptCheckpointError(f"{path}: the header holds a node dg.load does not know: {str(x)[:80]}")
 
 
-def _tensor(arr, device, requires_grad):
+def _take(i, arrays, taken, path):
+    # Each array is referred to once (dg.save stores a tensor saved twice twice): a header pointing many
+    # nodes at one array would otherwise make a small file decode into many copies of it.
+    if not _is_int(i) or not 0 <= i < len(arrays):
+        raise CorruptCheckpointError(f"{path}: the header refers to array {str(i)[:40]}, which does not exist")
+    if taken[i]:
+        raise CorruptCheckpointError(f"{path}: the header refers to array {i} more than once")
+    taken[i] = True
+    return arrays[i]
+
+
+def _tensor(arr, device, requires_grad, i, path):
     from . import dtypes as _dt
-    try:
-        _dt.resolve(arr.dtype)
-    except DualgraphError:
-        arr = arr.astype(_np.int64 if arr.dtype.kind in "iu" else _np.float32)
+    if arr.dtype not in _dt.SUPPORTED:
+        # dg.save only meets tensors of supported dtypes; converting (uint64 to int64, say) would change values
+        raise CorruptCheckpointError(f"{path}: array {i} is stored as a tensor of dtype {arr.dtype}, which "
+                                     f"dualgraph tensors never have")
+    if requires_grad and arr.dtype.kind != "f":
+        raise CorruptCheckpointError(f"{path}: array {i} is a {arr.dtype} tensor marked requires_grad; only "
+                                     f"floating tensors can require grad")
     t = Tensor(arr, device=device)  # a copy: the tensor owns writable memory
-    if requires_grad and t.dtype.kind == "f":
+    if requires_grad:
         t.requires_grad_(True)
     return t

@@ -123,6 +123,10 @@ def test_corrupt_files_are_rejected(tmp_path):
     broken_json = bytearray(data)
     broken_json[16] = ord("[")
     bad.write_bytes(bytes(broken_json))
+    with pytest.raises(ser.CorruptCheckpointError, match="CRC"):
+        dg.load(bad)
+    raw = bytes(broken_json[16:16 + hlen - 16])   # the header without its CRC suffix, CRC recomputed
+    bad.write_bytes(bytes(broken_json[:16]) + _with_crc(raw) + bytes(broken_json[16 + hlen:]))
     with pytest.raises(ser.CorruptCheckpointError, match="JSON"):
         dg.load(bad)
     bad.write_bytes(b"hello, this is not a checkpoint at all")
@@ -133,8 +137,15 @@ def test_corrupt_files_are_rejected(tmp_path):
         dg.load(bad)
 
 
-def _write_raw(path, header, data=b""):
+def _with_crc(raw):
+    import zlib
+    return raw + b"\n#crc32:" + b"%08x" % zlib.crc32(raw)
+
+
+def _write_raw(path, header, data=b"", crc=True):
     raw = json.dumps(header).encode()
+    if crc:
+        raw = _with_crc(raw)
     prefix = ser.MAGIC + struct.pack("<Q", len(raw)) + raw
     prefix += b"\0" * ((-len(prefix)) % ser.ALIGN)
     path.write_bytes(prefix + data)
@@ -159,22 +170,23 @@ def test_hostile_headers_are_rejected(tmp_path):
         ([{"dtype": "<f4", "shape": [-4], "offset": 0, "nbytes": 16}], "malformed"),
     ]
     for arrays, match in cases:
-        _write_raw(path, _header(arrays, {"$tensor": 0}, data), data)
+        _write_raw(path, _header(arrays, {"$tensor": 0, "requires_grad": False}, data), data)
         with pytest.raises(ser.CorruptCheckpointError, match=match):
             dg.load(path)
     ok = [{"dtype": "<f4", "shape": [4], "offset": 0, "nbytes": 16}]
-    for tree in ({"$tensor": 5}, {"$pickle": "gASV"}, {"$dict": [[1.5, 2]]}):
+    for tree in ({"$tensor": 5, "requires_grad": False}, {"$pickle": "gASV"}, {"$dict": [[1.5, 2]]}):
         _write_raw(path, _header(ok, tree, data), data)
         with pytest.raises(ser.CorruptCheckpointError):
             dg.load(path)
     deep = tmp_path / "deep.dg"
     raw = b'{"format":"%s","version":1,"arrays":[],"data_bytes":0,"data_crc32":0,"tree":' % ser.FORMAT.encode()
     raw += b"[" * 100000 + b"]" * 100000 + b"}"
+    raw = _with_crc(raw)
     prefix = ser.MAGIC + struct.pack("<Q", len(raw)) + raw
     deep.write_bytes(prefix + b"\0" * ((-len(prefix)) % ser.ALIGN))
     with pytest.raises(ser.CorruptCheckpointError, match="nested"):
         dg.load(deep)
-    _write_raw(path, _header(ok, {"$dict": [["w", {"$tensor": 0}]]}, data), data)
+    _write_raw(path, _header(ok, {"$dict": [["w", {"$tensor": 0, "requires_grad": False}]]}, data), data)
     assert dg.load(path)["w"].numpy().tolist() == [0.0] * 4  # the hand-made file itself is valid
 
 
