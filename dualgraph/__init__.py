@@ -4,7 +4,8 @@
 """
 from . import dtypes as _dtypes
 from .backend import Device, device, gpu_available
-from .dtypes import (bool_, double, float16, float32, float64, half, int8, int32, int64, long, uint8)
+from .dtypes import (bool_, double, float16, float32, float64, half, int8, int16, int32, int64, long, short,
+                     uint8)
 from .errors import (AutogradError, DeviceError, DTypeError, DualgraphError, IndexOutOfRange, InvalidValue,
                      ShapeError)
 from .tensor import Tensor

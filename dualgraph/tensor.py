@@ -584,7 +584,7 @@ def as_tensor(x, like=None, dtype=None):
         return x if dtype is None else x.astype(dtype)
     dev = like._device if like is not None else None
     if isinstance(x, _SCALARS) and like is not None and dtype is None:
-        dtype = _np.result_type(like.dtype, x)
+        dtype = _dt.result_type(like, x)
     return _make(_to_array(x, dtype, dev, copy=False), dev or CPU) if dev is not None else Tensor(x, dtype=dtype)
 
 
@@ -672,8 +672,8 @@ def binary_method(op, reflected=False):
         st = STATE
         if st.tracer is None and a.__class__ is Tensor and b.__class__ is Tensor and a._device is b._device:
             try:
-                if cpu_ufunc is not None and a._device is CPU:
-                    out = cpu_ufunc(a._data, b._data)
+                if cpu_ufunc is not None and a._device is CPU and a._data.dtype == b._data.dtype:
+                    out = cpu_ufunc(a._data, b._data)  # mixed dtypes: forward casts to the promoted one
                 else:
                     out = forward(a._device.xp, a._data, b._data)
             except DualgraphError:

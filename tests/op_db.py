@@ -655,7 +655,9 @@ OP_DB = [
     OpInfo("clip", lambda x, *a, **k: dg.clip(x, *a, **k),
            lambda x, lo=None, hi=None, min=None, max=None: np.clip(x, lo if lo is not None else min,
                                                                   hi if hi is not None else max), _clip_samples),
-    OpInfo("clip_int", lambda x, *a: dg.clip(x, *a), lambda x, *a: np.clip(x, *a),
+    # PyTorch's promotion: a float bound makes an int tensor compute in the default float32 (numpy: float64)
+    OpInfo("clip_int", lambda x, *a: dg.clip(x, *a),
+           lambda x, *a: np.clip(x.astype(np.float32) if any(isinstance(v, float) for v in a) else x, *a),
            lambda make: [Sample((make(3, 4, low=-5, high=5), -2, 3)), Sample((make(5, low=-5, high=5), 0, None)),
                          Sample((make(5, low=-5, high=5), None, 1.5), desc="float bound promotes")],
            dtypes=INT, differentiable=False),

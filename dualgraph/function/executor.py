@@ -15,6 +15,7 @@ import linecache
 
 import numpy as np
 
+from ..dtypes import numpy_agrees
 from ..errors import DualgraphError, ShapeError
 from ..ops.infer import Dim
 from .dims import SymbolicDim
@@ -35,6 +36,13 @@ _DIRECT = {
     "eq": "xp.equal({0}, {1})", "ne": "xp.not_equal({0}, {1})", "lt": "xp.less({0}, {1})",
     "le": "xp.less_equal({0}, {1})", "gt": "xp.greater({0}, {1})", "ge": "xp.greater_equal({0}, {1})",
 }
+
+
+def _numpy_agrees(node):
+    """The direct numpy call computes in the dtype the op's forward would (operands of mixed dtypes go
+    through the forward, which casts them by dualgraph's promotion rule)."""
+    ins = node.inputs[1:] if node.op.name == "where" else node.inputs
+    return numpy_agrees(*[v.const if v.weak else v.aval for v in ins if v is not None])
 
 
 class GraphRuntimeError(DualgraphError, RuntimeError):
@@ -313,7 +321,7 @@ class _Gen:
             p = v.producer
             if (p is not None and p.op.name == "matmul" and len(users.get(id(v), ())) == 1 and id(v) not in keep
                     and all(u is not None and u.aval.ndim == 2 for u in p.inputs)
-                    and v.aval.dtype.kind == "f" and len(p.outputs) == 1):
+                    and v.aval.dtype.kind == "f" and len(p.outputs) == 1 and _numpy_agrees(p)):
                 out[id(p)] = node
         # the transpose must be the very next use of the matmul's value: it is, since it is the only one;
         # but it must not need anything computed between them
@@ -365,7 +373,7 @@ class _Gen:
                 from .passes.fuse import kernel_for
                 k = self.const(kernel_for(node, self.xp), "K")
                 return f"{k}({', '.join(ins)}, out={dest})[0]"
-            if op.name in ("add", "sub", "mul", "maximum", "minimum") and not node.attrs:
+            if op.name in ("add", "sub", "mul", "maximum", "minimum") and not node.attrs and _numpy_agrees(node):
                 return _DIRECT[op.name].format(*ins)[:-1] + f", out={dest})"
         if node.subgraphs or op.name == "fused_elementwise":
             from .passes.fuse import kernel_for
@@ -393,7 +401,7 @@ class _Gen:
                 return f"_where_zero{size}({ins[0]}, {ins[1]})"
             self.glob["_where_zero"] = where_zero
             return f"_where_zero(xp, {ins[0]}, {ins[1]})"
-        if op.name in _DIRECT and not attrs and all(i != "None" for i in ins):
+        if op.name in _DIRECT and not attrs and all(i != "None" for i in ins) and _numpy_agrees(node):
             return _DIRECT[op.name].format(*ins)
         if self.xp is np:
             fast = self._numpy_direct(node, ins)

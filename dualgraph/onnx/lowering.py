@@ -5,11 +5,13 @@ ONNX form gets `not_exportable(reason)` instead of a rule, so that every op of t
 accounted for: `missing_lowerings()` lists ops with neither, and a test keeps that list empty.
 
 numpy's semantics are the reference: floor-mod sign for `mod`, floor division on ints, bool
-arithmetic, weak Python scalars (the output dtype recorded in the graph decides the compute dtype),
-getitem with slices/None/Ellipsis/ints/integer and bool arrays.
+arithmetic, getitem with slices/None/Ellipsis/ints/integer and bool arrays. Type promotion is
+dualgraph's (PyTorch's, dtypes.result_type): the output dtype recorded in the graph decides the compute
+dtype, and operands of another dtype get a Cast, since ONNX's binary ops want equal input types.
 """
 import numpy as np
 
+from .. import dtypes as _dt
 from ..ops.registry import REGISTRY
 from .context import INT64_MAX, INT64_MIN, NotExportable, is_sym, onnx_dtype
 
@@ -46,8 +48,9 @@ def _args(ctx, node, names, dtype):
 
 
 def _common_dtype(node):
-    """numpy's promotion of the operands, Python scalars (weak constants) weakly typed (NEP 50)."""
-    return np.result_type(*[x.const if getattr(x, "weak", False) else x.aval.dtype for x in node.inputs])
+    """The operands' common dtype by the rule eager ops compute in (dtypes.result_type: PyTorch's), Python
+    scalars (weak constants) weak; operands are cast to it, since ONNX ops want equal input types."""
+    return _dt.result_type(*[x.const if getattr(x, "weak", False) else x.aval for x in node.inputs])
 
 
 # ---- elementwise arithmetic -------------------------------------------------------------------

@@ -6,13 +6,99 @@ sits right below its record.
 """
 import numpy as np
 
+from .. import dtypes as _dt
 from ..backend import erf as _erf
+from ..errors import DTypeError
 from ..tensor import apply
-from .infer import (Aval, bool_elementwise_infer, elementwise_infer, float_dtype, float_elementwise_infer,
-                    same_infer)
+from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
+                    float_elementwise_infer, same_infer)
 from .registry import defop
 
 EW = dict(elementwise=True, broadcasting=True)
+_ndarray = np.ndarray
+
+
+# ---- type promotion -------------------------------------------------------------------------------
+# Binary forwards compute in `dtypes.result_type` of their operands (PyTorch's rule), the dtype their
+# inference rules give: operands are cast to it before the one numpy/cupy call, because numpy's own
+# promotion differs (float32 * int64 -> float64, 0-d arrays promote dimensioned ones).
+
+def _common(a, b):
+    """a, b cast to their common dtype; the same-dtype case (nearly every call) returns at once."""
+    ca, cb = a.__class__, b.__class__
+    if ca is _ndarray:
+        if cb is _ndarray:
+            if a.dtype == b.dtype:
+                return a, b
+        elif cb is float:
+            if a.dtype.kind == "f":
+                return a, b
+        elif cb is int and a.dtype.kind != "b":
+            return a, b
+    elif cb is _ndarray:
+        if ca is float:
+            if b.dtype.kind == "f":
+                return a, b
+        elif ca is int and b.dtype.kind != "b":
+            return a, b
+    return _dt.promote_operands(a, b)[1]
+
+
+def _describe(xs):
+    return ", ".join(repr(x) if isinstance(x, (bool, int, float)) else f"{x.dtype}{list(x.shape)}"
+                     for x in xs if x is not None)
+
+
+def _is_bool(x):
+    return isinstance(x, (bool, np.bool_)) or (not isinstance(x, (int, float)) and x.dtype.kind == "b")
+
+
+def _no_bool_sub(xs):
+    if any(x is not None and _is_bool(x) for x in xs):
+        raise DTypeError(f"sub: subtraction with a bool operand is not supported ({_describe(xs)}), as in "
+                         f"PyTorch; to invert a mask use ~mask or dg.logical_not(mask)")
+
+
+def _no_bool_compute(name, xs, dt):
+    """floordiv/mod/pow are not defined on bools (PyTorch refuses them; numpy would compute in int8)."""
+    if dt.kind == "b":
+        raise DTypeError(f"{name}: not defined for bool operands ({_describe(xs)}); cast them with "
+                         f".to(dg.int64) or .float() first")
+
+
+def _bool_checked_infer(name):
+    def infer(*xs, **_):
+        out = elementwise_infer(*xs)
+        if name == "sub":
+            _no_bool_sub(xs)
+        else:
+            _no_bool_compute(name, xs, out.dtype)
+        return out
+    return infer
+
+
+def _promoting(name, ufunc):
+    """forward(xp, a, b) = xp.<ufunc> on a, b in their common dtype."""
+    def forward(xp, a, b):
+        a, b = _common(a, b)
+        return getattr(xp, ufunc)(a, b)
+    forward.__name__ = f"_{name}_forward"
+    return forward
+
+
+def _promoting_checked(name, ufunc):
+    """As `_promoting`, for the ops refusing bools (the check runs only off the same-dtype path too)."""
+    def forward(xp, a, b):
+        if name == "sub":
+            _no_bool_sub((a, b))
+            a, b = _common(a, b)
+        else:
+            a, b = _common(a, b)
+            dt = a.dtype if hasattr(a, "dtype") else b.dtype if hasattr(b, "dtype") else _dt.result_type(a, b)
+            _no_bool_compute(name, (a, b), dt)
+        return getattr(xp, ufunc)(a, b)
+    forward.__name__ = f"_{name}_forward"
+    return forward
 
 
 def _f(xp, x):
@@ -24,16 +110,21 @@ def _f(xp, x):
 
 # ---- arithmetic -----------------------------------------------------------------------------
 
-ADD = defop("add", lambda xp, a, b: xp.add(a, b), elementwise_infer,
+ADD = defop("add", _promoting("add", "add"), elementwise_infer,
             lambda ctx, g: (g, g), commutative=True, ufunc="add", **EW)
-SUB = defop("sub", lambda xp, a, b: xp.subtract(a, b), elementwise_infer,
+SUB = defop("sub", _promoting_checked("sub", "subtract"), _bool_checked_infer("sub"),
             lambda ctx, g: (g, neg(g)), ufunc="subtract", **EW)
-MUL = defop("mul", lambda xp, a, b: xp.multiply(a, b), elementwise_infer,
+MUL = defop("mul", _promoting("mul", "multiply"), elementwise_infer,
             lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply", **EW)
 
 
 def _div_forward(xp, a, b):
-    return xp.true_divide(_f(xp, a), _f(xp, b))
+    # true division: the common dtype, or the default float when that is an integer or bool
+    if a.__class__ is _ndarray and b.__class__ is _ndarray and a.dtype == b.dtype and a.dtype.kind == "f":
+        return xp.true_divide(a, b)
+    dt = _dt.result_type(a, b)
+    dt = dt if dt.kind == "f" else _dt.DEFAULT_FLOAT
+    return xp.true_divide(_dt.as_dtype(a, dt), _dt.as_dtype(b, dt))
 
 
 def _div_vjp(ctx, g):
@@ -44,13 +135,16 @@ def _div_vjp(ctx, g):
 
 
 DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, **EW)
-FLOORDIV = defop("floordiv", lambda xp, a, b: xp.floor_divide(a, b), elementwise_infer,
+FLOORDIV = defop("floordiv", _promoting_checked("floordiv", "floor_divide"), _bool_checked_infer("floordiv"),
                  lambda ctx, g: (zeros_like(g), zeros_like(g)), **EW)
-MOD = defop("mod", lambda xp, a, b: xp.mod(a, b), elementwise_infer,
+MOD = defop("mod", _promoting_checked("mod", "mod"), _bool_checked_infer("mod"),
             lambda ctx, g: (g, neg(g) * floordiv(ctx.inputs[0], ctx.inputs[1])), **EW)
 
 
 def _pow_forward(xp, a, b):
+    a, b = _common(a, b)
+    dt = a.dtype if hasattr(a, "dtype") else b.dtype if hasattr(b, "dtype") else _dt.result_type(a, b)
+    _no_bool_compute("pow", (a, b), dt)
     if isinstance(b, (int, float)) and not isinstance(b, bool) and hasattr(a, "dtype") and a.dtype.kind == "f":
         # float32 x**3 takes numpy's slow generic pow path; small integer powers are multiplies
         if b == 2:
@@ -79,7 +173,7 @@ def _pow_vjp(ctx, g):
     return ga, gb
 
 
-POW = defop("pow", _pow_forward, elementwise_infer, _pow_vjp, saves_output=True, **EW)
+POW = defop("pow", _pow_forward, _bool_checked_infer("pow"), _pow_vjp, saves_output=True, **EW)
 def _extremum_vjp(wins):
     """Gradient of maximum/minimum: to the winning input; ties split it evenly (as PyTorch and JAX)."""
     def vjp(ctx, g):
@@ -92,9 +186,9 @@ def _extremum_vjp(wins):
     return vjp
 
 
-MAXIMUM = defop("maximum", lambda xp, a, b: xp.maximum(a, b), elementwise_infer,
+MAXIMUM = defop("maximum", _promoting("maximum", "maximum"), elementwise_infer,
                 _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, **EW)
-MINIMUM = defop("minimum", lambda xp, a, b: xp.minimum(a, b), elementwise_infer,
+MINIMUM = defop("minimum", _promoting("minimum", "minimum"), elementwise_infer,
                 _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, **EW)
 
 
@@ -291,6 +385,7 @@ def hardtanh(x, min_val=-1.0, max_val=1.0):
 # ---- clip and where -----------------------------------------------------------------------------
 
 def _clip_forward(xp, x, lo, hi):
+    x = _dt.as_dtype(x, _dt.result_type(x, lo, hi))  # clamp(int tensor, 0.5) computes in float32
     out = x
     if lo is not None:
         out = xp.maximum(out, xp.asarray(lo, dtype=x.dtype) if x.dtype.kind == "f" else lo)
@@ -311,8 +406,7 @@ def _clip_vjp(ctx, g):
 
 
 def _clip_infer(x, lo, hi):
-    from .infer import result_dtype
-    return Aval(x.shape, result_dtype(x, *(v for v in (lo, hi) if v is not None)))
+    return Aval(x.shape, _dt.result_type(x, lo, hi))
 
 
 CLIP = defop("clip", _clip_forward, _clip_infer, _clip_vjp, elementwise=True)
@@ -336,8 +430,12 @@ clamp = clip
 
 def _where_infer(c, a, b, **_):
     shapes = [v.shape for v in (c, a, b) if isinstance(v, Aval)]
-    from .infer import broadcast_shapes, result_dtype
-    return Aval(broadcast_shapes("where", *shapes), result_dtype(a, b))
+    return Aval(broadcast_shapes("where", *shapes), _dt.result_type(a, b))
+
+
+def _where_forward(xp, c, a, b):
+    a, b = _common(a, b)
+    return xp.where(c, a, b)
 
 
 def _where_vjp(ctx, g):
@@ -346,7 +444,7 @@ def _where_vjp(ctx, g):
     return None, where(c, g, z), where(c, z, g)
 
 
-WHERE = defop("where", lambda xp, c, a, b: xp.where(c, a, b), _where_infer, _where_vjp, **EW)
+WHERE = defop("where", _where_forward, _where_infer, _where_vjp, **EW)
 
 
 def where(condition, x=None, y=None):
@@ -365,7 +463,7 @@ def where(condition, x=None, y=None):
 # ---- comparisons and logic (not differentiable) ---------------------------------------------------
 
 def _cmp(name, ufunc):
-    op = defop(name, lambda xp, a, b: getattr(xp, ufunc)(a, b), bool_elementwise_infer, None, **EW)
+    op = defop(name, _promoting(name, ufunc), bool_elementwise_infer, None, **EW)
     return op, (lambda a, b: apply(op, (a, b)))
 
 
@@ -381,9 +479,9 @@ XOR, logical_xor = _cmp("logical_xor", "logical_xor")
 NOT = defop("logical_not", lambda xp, a: xp.logical_not(a), bool_elementwise_infer, None, elementwise=True)
 ISNAN = defop("isnan", lambda xp, a: xp.isnan(a), bool_elementwise_infer, None, elementwise=True)
 ISFINITE = defop("isfinite", lambda xp, a: xp.isfinite(a), bool_elementwise_infer, None, elementwise=True)
-BITAND = defop("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b), elementwise_infer, None, **EW)
-BITOR = defop("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b), elementwise_infer, None, **EW)
-BITXOR = defop("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b), elementwise_infer, None, **EW)
+BITAND = defop("bitwise_and", _promoting("bitwise_and", "bitwise_and"), elementwise_infer, None, **EW)
+BITOR = defop("bitwise_or", _promoting("bitwise_or", "bitwise_or"), elementwise_infer, None, **EW)
+BITXOR = defop("bitwise_xor", _promoting("bitwise_xor", "bitwise_xor"), elementwise_infer, None, **EW)
 INVERT = defop("invert", lambda xp, a: xp.invert(a), same_infer, None, elementwise=True)
 
 equal, not_equal, less, less_equal, greater, greater_equal = eq, ne, lt, le, gt, ge

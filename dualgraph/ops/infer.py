@@ -43,7 +43,7 @@ class Aval:
 
 
 _SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64",
-          "bool": "bool", "uint8": "u8", "int8": "i8"}
+          "bool": "bool", "uint8": "u8", "int8": "i8", "int16": "i16"}
 
 
 def _short(dt):
@@ -86,9 +86,8 @@ def shapes_match(a, b):
 
 
 def result_dtype(*xs):
-    """numpy's promotion, with Python scalars weak (NEP 50)."""
-    parts = [x.dtype if isinstance(x, Aval) else x for x in xs if x is not None]
-    return np.result_type(*parts)
+    """PyTorch's promotion of Avals and Python scalars (`dtypes.result_type`, the rule of every mode)."""
+    return _dt.result_type(*xs)
 
 
 def float_dtype(dt):

@@ -1,6 +1,7 @@
 """matmul (batched, broadcasting, numpy's 1-D rules) and einsum."""
 import string
 
+from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..tensor import apply
 from .infer import Aval, broadcast_shapes, result_dtype
@@ -36,7 +37,13 @@ def _matmul_vjp(ctx, g):
     return ga, gb
 
 
-MATMUL = defop("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_infer, _matmul_vjp, broadcasting=True)
+def _matmul_forward(xp, a, b):
+    if a.dtype != b.dtype:  # the common dtype of the rule every op uses (numpy's would differ)
+        _, (a, b) = _dt.promote_operands(a, b)
+    return xp.matmul(a, b)
+
+
+MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasting=True)
 
 
 def matmul(a, b):
@@ -145,6 +152,8 @@ def _einsum_infer(*xs, inputs, output):
 
 
 def _einsum_forward(xp, *xs, inputs, output):
+    if len({x.dtype for x in xs}) > 1:
+        _, xs = _dt.promote_operands(*xs)
     out = xp.einsum(",".join(inputs) + "->" + output, *xs, optimize=len(xs) > 2)
     # one operand ('ij->ji', 'ij->ij'): numpy returns a writable view of the input; einsum is not a
     # view op (no shared version counter), so writing into the result must not change the input

@@ -51,6 +51,8 @@ def _scalars_for_fills(node, producers):
         c = p.attrs["value"]
         if not isinstance(c, (int, float)) or isinstance(c, bool):
             continue
+        if isinstance(c, float) and out.dtype.kind != "f" or out.dtype.kind == "b":
+            continue  # a Python float with an int tensor (an int with a bool one) promotes to float (int)
         rest = [u.aval.shape for j, u in enumerate(ins) if j != i and u is not None and not u.weak]
         if not rest or tuple(broadcast_shapes("simplify", *rest)) != tuple(out.shape):
             continue
