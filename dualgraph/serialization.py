@@ -229,14 +229,13 @@ def load(path, map_location=None):
     if map_location is not None:
         from .backend import device as _parse
         device = _parse(map_location)
-    taken = [False] * len(arrays)
+    taken = [0]
     try:
         obj = _decode(header["tree"], arrays, taken, device, path)
     except RecursionError:
         raise CorruptCheckpointError(f"{path}: the header is nested too deeply to be a checkpoint") from None
-    if not all(taken):
-        raise CorruptCheckpointError(f"{path}: array {taken.index(False)} is stored but nothing in the header "
-                                     f"refers to it")
+    if taken[0] != len(arrays):
+        raise CorruptCheckpointError(f"{path}: array {taken[0]} is stored but nothing in the header refers to it")
     return obj
 
 
@@ -420,13 +419,17 @@ def _decode(x, arrays, taken, device, path):
 
 
 def _take(i, arrays, taken, path):
-    # Each array is referred to once (dg.save stores a tensor saved twice twice): a header pointing many
-    # nodes at one array would otherwise make a small file decode into many copies of it.
+    # dg.save numbers the arrays in the order it meets them, so the tree refers to each exactly once and in
+    # that order (a tensor saved twice is stored twice). A header pointing many nodes at one array would
+    # otherwise make a small file decode into many copies of it.
     if not _is_int(i) or not 0 <= i < len(arrays):
         raise CorruptCheckpointError(f"{path}: the header refers to array {str(i)[:40]}, which does not exist")
-    if taken[i]:
+    if i < taken[0]:
         raise CorruptCheckpointError(f"{path}: the header refers to array {i} more than once")
-    taken[i] = True
+    if i > taken[0]:
+        raise CorruptCheckpointError(f"{path}: the header refers to array {i} where dg.save would refer to array "
+                                     f"{taken[0]} (each array once, in order)")
+    taken[0] += 1
     return arrays[i]
 
 
