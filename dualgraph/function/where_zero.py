@@ -7,6 +7,7 @@ else numpy multiplying the float's bits by the mask; other backends multiply the
 recompute with where when that made a NaN.
 """
 import functools
+from collections import Counter
 
 import numpy as np
 
@@ -37,6 +38,9 @@ void where_colsum(int64_t rows, int64_t cols, const uint8_t* restrict m, const {
 """
 _LOOPS = Loops(_C, {"where_zero": ([I64, PTR, PTR, PTR], None),
                     "where_colsum": ([I64, I64, PTR, PTR, PTR, PTR], None)})
+# C loop calls ("where_zero", "where_colsum"), and "numpy" for calls meant for them that another layout
+# sent to numpy
+RUNS = Counter()
 
 
 def is_where_zero(node):
@@ -49,8 +53,11 @@ def is_where_zero(node):
             and tuple(ins[1].aval.shape) == tuple(node.outputs[0].aval.shape))
 
 
-def _contiguous(m, a):
-    return type(a) is np.ndarray and type(m) is np.ndarray and m.flags.c_contiguous and a.flags.c_contiguous
+def _fits(m, a, dtype):
+    """The C loops read m and a as one flat run of bools and `dtype` floats each: checked on every call,
+    since the executor picks the loop from traced shapes that a symbolic trace only knows by name."""
+    return (type(a) is np.ndarray and type(m) is np.ndarray and a.dtype == dtype and m.dtype == np.bool_
+            and m.shape == a.shape and m.flags.c_contiguous and a.flags.c_contiguous)
 
 
 @functools.cache
@@ -60,13 +67,16 @@ def c_where_zero(dtype):
     if loops is None:
         return None
     fn = loops["where_zero"]
+    dtype = np.dtype(dtype)
 
     def run(m, a):
-        if not _contiguous(m, a):
+        if not _fits(m, a, dtype):
+            RUNS["numpy"] += 1
             return _without_c(m, a)
         r = np.empty(a.shape, a.dtype)
         if r.size:
             fn(r.size, address(m), address(a), address(r))
+        RUNS["where_zero"] += 1
         return r
     return run
 
@@ -78,13 +88,16 @@ def c_where_colsum(dtype):
     if loops is None:
         return None
     fn = loops["where_colsum"]
+    dtype = np.dtype(dtype)
 
     def run(m, a):
-        if not _contiguous(m, a):
-            r = where_zero(np, m, a)
+        if not _fits(m, a, dtype) or a.ndim != 2:
+            RUNS["numpy"] += 1
+            r = _without_c(m, a)
             return r, np.add.reduce(r, axis=0)
         r, s = np.empty(a.shape, a.dtype), np.empty(a.shape[1:], a.dtype)
         fn(a.shape[0], a.shape[1], address(m), address(a), address(r), address(s))
+        RUNS["where_colsum"] += 1
         return r, s
     return run
 

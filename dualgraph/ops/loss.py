@@ -132,6 +132,10 @@ def nll_result(bad, per_sample, totals, target, n_classes, ignore_index, reducti
 
 
 def _nll_loss_forward(xp, log_probs, target, weight=None, *, ignore_index, reduction):
+    if target.shape != log_probs.shape[:1] + log_probs.shape[2:] or (
+            weight is not None and weight.shape != log_probs.shape[1:2]):
+        # sizes a symbolic trace knew only by name: the eager error, not a read past the target's end
+        check_nll_args(log_probs, target, weight, reduction)
     if target.size and _c_path(xp, log_probs, target, weight):
         return _nll_loss_c(log_probs, target, weight, ignore_index, reduction)
     safe, valid = _checked_targets(xp, log_probs, target, ignore_index)

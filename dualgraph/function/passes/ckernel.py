@@ -5,13 +5,21 @@ single-threaded.
 Measured on tanh-GELU over 1M float32 (docs/performance.md) this is several times faster than the
 best numpy-ufunc chain, which makes one memory pass per op. It is used only where its results match
 numpy's: float32/float64 chains of arithmetic, exp/log/tanh/sqrt/abs/sin/cos, relu/maximum/minimum
-(NaN-propagating, numpy's choice on equal zeros), comparisons (bool outputs) and where; inputs that are
-full-size C-contiguous arrays, scalars, or C-contiguous arrays broadcast along the leading axes (a
-bias row); and at least MIN_SIZE elements, or MIN_SIZE_SHORT for a chain of at most two arithmetic ops
-(below that the numpy kernel's lower call cost wins; see `min_size`).
-Anything else, or no compiler, falls back to the numpy kernel.
+(NaN-propagating, numpy's choice on equal zeros), comparisons (bool outputs) and where. The result has
+the broadcast shape of all the inputs; each input must be one of: as many elements as the result
+(size-1 dims anywhere, C-contiguous), a single element, or a C-contiguous block of the result's
+trailing dims broadcast along the leading ones (a bias row). The result must have at least MIN_SIZE
+elements, or MIN_SIZE_SHORT for a chain of at most two arithmetic ops (below that the numpy kernel's
+lower call cost wins; see `min_size`). Anything else, or no compiler, falls back to the numpy kernel.
+
+MIN_SIZE and MIN_SIZE_SHORT are read when a graph is compiled and when a kernel first sees a call
+signature, so `thresholds(0, 0)` (a context manager) makes every eligible chain of the functions
+compiled inside it take the C loop: the fuzzer and tests use it to run the C path on small tensors.
+`RUNS` counts the C loop's calls by input layout (see `kernel`).
 """
+import contextlib
 import ctypes
+from collections import Counter
 
 import numpy as np
 
@@ -19,6 +27,19 @@ from ...native import address as _address, build, compiler as _compiler
 
 MIN_SIZE = 1 << 13
 MIN_SIZE_SHORT = 1 << 16
+# C loop calls by layout ("full,row,float32": the input modes, "aliased" when written into a donated
+# buffer, "bool" with a bool input or output, the float type), and "numpy" for each call signature big
+# enough for C whose layout sent it to the numpy kernel; `runs()` counts them by label
+RUNS = Counter()
+
+
+def runs():
+    """RUNS by single label: {"full": calls reading a full-size input, "row": ..., "numpy": ...}."""
+    out = Counter()
+    for key, n in RUNS.items():
+        for label in key.split(","):
+            out[label] += n
+    return out
 _ARITH = {"add", "sub", "mul", "neg"}
 _C = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
@@ -33,6 +54,10 @@ _SELECT = {"maximum": "((({0} > {1}) | ({0} != {0})) ? {0} : {1})",
            "minimum": "((({0} < {1}) | ({0} != {0})) ? {0} : {1})",
            "relu": "((({0} > 0) | ({0} != {0})) ? {0} : 0)",
            "where": "({0} ? {1} : {2})"}
+# gcc contracts `t = a * b; u = t + c` into one fused multiply-add across statements by default: one
+# rounding instead of numpy's two, so results would differ from the numpy kernel in the last bit
+_NO_CONTRACT = ('#ifdef __clang__\n#pragma STDC FP_CONTRACT OFF\n#else\n#pragma GCC optimize ("fp-contract=off")\n'
+                '#endif\n')
 _TYPES = {np.dtype(np.float32): ("float", "f"), np.dtype(np.float64): ("double", "")}
 _BOOL = np.dtype(np.bool_)
 def _is_number(v):
@@ -103,12 +128,27 @@ def _source(body, ctype, suffix, modes, alias=False):
         lines.append(f"            o{j}[i] = {names[id(v)]};")
     simd = "".join(f"#pragma omp declare simd notinbranch\nextern {ctype} {fn}{suffix}({ctype});\n"
                    for fn in ("exp", "log") if any(n.op.name == fn for n in body.nodes))
-    return ("#include <math.h>\n#include <stdint.h>\n" + simd +
+    return (_NO_CONTRACT + "#include <math.h>\n#include <stdint.h>\n" + simd +
             f"void kernel(int64_t outer, int64_t inner, {', '.join(params)}) {{\n"
             "    for (int64_t o = 0; o < outer; o++) {\n"
             "        #pragma omp simd\n"
             "        for (int64_t j = 0; j < inner; j++) {\n"
             "            int64_t i = o * inner + j;\n" + "\n".join(lines) + "\n        }\n    }\n}\n")
+
+
+@contextlib.contextmanager
+def thresholds(min_size=None, min_size_short=None):
+    """Within the block, graphs compiled (and call signatures first seen) use these sizes from which a
+    chain runs as C (None: unchanged); `thresholds(0, 0)` sends every eligible non-empty chain to C.
+    Restored on exit."""
+    global MIN_SIZE, MIN_SIZE_SHORT
+    saved = MIN_SIZE, MIN_SIZE_SHORT
+    MIN_SIZE = saved[0] if min_size is None else int(min_size)
+    MIN_SIZE_SHORT = saved[1] if min_size_short is None else int(min_size_short)
+    try:
+        yield
+    finally:
+        MIN_SIZE, MIN_SIZE_SHORT = saved
 
 
 def min_size(body):
@@ -121,44 +161,65 @@ def min_size(body):
     return MIN_SIZE_SHORT if short else MIN_SIZE
 
 
+def _layout(arrays, in_types, out_shape, smallest):
+    """(input modes, result shape, outer, inner, RUNS label) for the C loop over these arrays, or None when the numpy
+    kernel should run. The result's shape is the broadcast of all the inputs' (a size-1 input or a row
+    does not make it smaller), and must be `out_shape`, the traced one, where that is fixed."""
+    for a, t in zip(arrays, in_types):
+        if type(a) is not np.ndarray or a.dtype != t:
+            return None
+    try:
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+    except ValueError:
+        return None  # the numpy kernel raises numpy's error, which the executor names
+    if out_shape is not None and shape != out_shape:
+        return None
+    size = 1
+    for d in shape:
+        size *= d
+    if size < max(smallest, 1):  # small (or empty): the numpy kernel's lower call cost wins
+        return None
+    modes, inner = [], None
+    for a in arrays:
+        if a.size == size:
+            modes.append("f")  # broadcasting to as many elements only adds size-1 dims: same memory order
+        elif a.size == 1:
+            modes.append("s")
+        else:
+            trailing = a.shape
+            while trailing and trailing[0] == 1:
+                trailing = trailing[1:]
+            if shape[len(shape) - len(trailing):] != trailing or inner not in (None, a.size):
+                return None  # broadcast along an inner axis (a column), or two different row lengths
+            modes.append("r")
+            inner = a.size
+    inner = inner or size
+    base = ",".join(sorted({_MODE_LABELS[m] for m in modes}))
+    return tuple(modes), shape, size // inner, inner, base
+
+
 def make(body, fallback):
     """A kernel(*arrays, out=None) running the C loop when it applies, else `fallback`."""
     info = eligible(body)
     if info is None or _compiler() is None:
         return fallback
-    shapes = [v.aval.shape for v in body.outputs]
-    if all(isinstance(d, int) for s in shapes for d in s) and max(int(np.prod(s)) for s in shapes) < min_size(body):
+    shapes = [tuple(v.aval.shape) for v in body.outputs]
+    fixed = all(isinstance(d, int) for s in shapes for d in s)
+    if fixed and max(int(np.prod(s)) for s in shapes) < min_size(body):
         return fallback  # sizes fixed at trace time and small: no per-call check at all
+    # fusion groups only values of one shape, so every output has the shape the C loop writes
+    out_shape = shapes[0] if fixed and len(set(shapes)) == 1 else None
+    if fixed and out_shape is None:
+        return fallback
     ctype, suffix = info
     dtype = np.dtype(np.float32 if ctype == "float" else np.float64)
     in_types = [_BOOL if v.aval.dtype == _BOOL else dtype for v in body.inputs]
     out_types = [_BOOL if v.aval.dtype == _BOOL else dtype for v in body.outputs]
+    kind = (",bool," if _BOOL in in_types or _BOOL in out_types else ",") + dtype.name
+    tail = (kind, kind + ",aliased")  # RUNS key suffixes, by whether the call writes into `out`
     variants = {}
     plans = {}
     n_out = len(body.outputs)
-    smallest = min_size(body)
-
-    def plan(arrays):
-        """(input modes, shape, outer, inner) for arrays of these types/shapes/dtypes, or None when the
-        numpy kernel should run (small, other dtypes, a broadcast that is not a trailing row)."""
-        full = max(arrays, key=lambda a: a.size)
-        if full.size < smallest:  # small: the numpy kernel's lower call cost wins
-            return None
-        shape, modes, inner = full.shape, [], None
-        for a, t in zip(arrays, in_types):
-            if type(a) is not np.ndarray or a.dtype != t:
-                return None
-            if a.shape == shape:
-                modes.append("f")
-            elif a.size == 1:
-                modes.append("s")
-            elif a.ndim <= len(shape) and a.shape == shape[len(shape) - a.ndim:] and inner in (None, a.size):
-                modes.append("r")
-                inner = a.size
-            else:
-                return None
-        inner = inner or full.size
-        return tuple(modes), shape, full.size // inner, inner
 
     def kernel(*arrays, out=None):
         # the plan depends only on types, shapes and dtypes: worked out once per signature, since a
@@ -166,12 +227,15 @@ def make(body, fallback):
         key = tuple([(type(a), a.shape, a.dtype) for a in arrays])
         p = plans.get(key, 0)
         if p == 0:
-            p = plans[key] = plan(arrays)
+            p = plans[key] = _layout(arrays, in_types, out_shape, min_size(body))
+            if p is None and max((getattr(a, "size", 1) for a in arrays), default=0) >= min_size(body):
+                RUNS["numpy"] += 1
         if p is None:
             return fallback(*arrays, out=out)
-        modes, shape, outer, inner = p
+        modes, shape, outer, inner, label = p
         for a, m in zip(arrays, modes):
             if m != "s" and not a.flags.c_contiguous:
+                RUNS["numpy"] += 1
                 return fallback(*arrays, out=out)
         # written into `out` (a donated input buffer): the loop without `restrict`, whose runtime overlap
         # check keeps it right (and still vectorized) when out is one of the inputs
@@ -186,7 +250,11 @@ def make(body, fallback):
         if fn is False:
             return fallback(*arrays, out=out)
         fn(outer, inner, *[_address(a) for a in arrays], *[_address(o) for o in outs])
+        RUNS[label + tail[alias]] += 1
         return tuple(outs)
     kernel.variants = variants  # {(input modes, aliased): compiled loop or False}: which C loops ran
     kernel.source = lambda modes=None: _source(body, ctype, suffix, modes or ("f",) * len(body.inputs))
     return kernel
+
+
+_MODE_LABELS = {"f": "full", "s": "scalar", "r": "row"}
