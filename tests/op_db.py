@@ -283,6 +283,38 @@ def np_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     return _pool(x, kernel_size, stride, padding, dilation, lowest, np.max)
 
 
+def np_max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, nd=2, indices=False):
+    """PyTorch's max_pool{nd}d by definition, one window at a time: values, or (indices=True) the flat
+    index into its plane of each window's first maximum among the unpadded positions."""
+    import itertools
+
+    def tup(v):
+        return (v,) * nd if isinstance(v, int) else tuple(v)
+    k, p, d = tup(kernel_size), tup(padding), tup(dilation)
+    s = k if stride is None else tup(stride)
+    squeeze = x.ndim == nd + 1
+    x = x[None] if squeeze else x
+    spatial = x.shape[2:]
+    outs = []
+    for n, ki, si, pi, di in zip(spatial, k, s, p, d):
+        span = n + 2 * pi - di * (ki - 1) - 1
+        o = (-(-span // si) if ceil_mode else span // si) + 1
+        outs.append(o - 1 if ceil_mode and (o - 1) * si >= n + pi else o)
+    vals = np.zeros(x.shape[:2] + tuple(outs), x.dtype)
+    idx = np.zeros(x.shape[:2] + tuple(outs), np.int64)
+    flat = x.reshape(x.shape[:2] + (-1,))
+    for o in itertools.product(*map(range, outs)):
+        pos = [q for q in itertools.product(*[[oi * si - pi + j * di for j in range(ki)]
+                                              for oi, si, pi, di, ki in zip(o, s, p, d, k)])
+               if all(0 <= c < n for c, n in zip(q, spatial))]
+        where = [int(np.ravel_multi_index(q, spatial)) for q in pos]
+        first = np.argmax(flat[:, :, where], axis=2)
+        idx[(Ellipsis,) + o] = np.asarray(where)[first]
+        vals[(Ellipsis,) + o] = np.take_along_axis(flat[:, :, where], first[:, :, None], 2)[:, :, 0]
+    out = idx if indices else vals
+    return out[0] if squeeze else out
+
+
 def np_avg_pool2d(x, kernel_size, stride=None, padding=0):
     return _pool(x, kernel_size, stride, padding, 1, 0.0, np.mean)
 
@@ -953,6 +985,26 @@ OP_DB = [
                          Sample((make.distinct(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}, desc="stride, padding"),
                          Sample((make.distinct(2, 5, 5), 2), {"stride": 1, "dilation": 2}, desc="unbatched, dilation")],
            dtypes=NUMERIC),
+    OpInfo("max_pool2d_ceil", lambda x, *a, **k: F.max_pool2d(x, *a, ceil_mode=True, **k),
+           lambda x, *a, **k: np_max_pool(x, *a, ceil_mode=True, **k),
+           lambda make: [Sample((make.distinct(1, 2, 5, 5), 2)),
+                         Sample((make.distinct(2, 1, 6, 7), 3), {"stride": 2, "padding": 1, "dilation": 2},
+                                desc="stride, padding, dilation")]),
+    OpInfo("max_pool2d_indices", lambda x, *a, **k: F.max_pool2d(x, *a, return_indices=True, **k)[1],
+           lambda x, *a, **k: np_max_pool(x, *a, indices=True, **k),
+           lambda make: [Sample((make.small_ints(2, 2, 4, 4), 2), desc="ties"),
+                         Sample((make.small_ints(1, 2, 6, 5), 3), {"stride": 2, "padding": 1, "ceil_mode": True},
+                                desc="ties, padding, ceil_mode"),
+                         Sample((make.small_ints(2, 5, 6), (3, 2)), {"stride": 1, "dilation": (1, 2)},
+                                desc="unbatched, overlapping, dilation")],
+           differentiable=False),
+    OpInfo("max_pool1d", lambda x, *a, **k: F.max_pool1d(x, *a, **k), lambda x, *a, **k: np_max_pool(x, *a, nd=1, **k),
+           lambda make: [Sample((make.distinct(2, 3, 7), 3), {"stride": 2, "padding": 1}),
+                         Sample((make.distinct(2, 8), 2), {"dilation": 2, "ceil_mode": True}, desc="unbatched")]),
+    OpInfo("max_pool3d", lambda x, *a, **k: F.max_pool3d(x, *a, **k), lambda x, *a, **k: np_max_pool(x, *a, nd=3, **k),
+           lambda make: [Sample((make.distinct(1, 2, 4, 5, 4), 2)),
+                         Sample((make.distinct(2, 5, 4, 5), (3, 2, 3)), {"stride": 2, "padding": 1},
+                                desc="unbatched, stride, padding")]),
     OpInfo("avg_pool2d", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 4), 2)), Sample((make(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}),
                          Sample((make(2, 4, 6), (2, 3)), desc="unbatched, rect")]),
@@ -986,7 +1038,7 @@ assert len(OPS) == len(OP_DB), "row names must be unique"
 NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
-    "nonzero", "full_like", "uniform_like", "normal_like", "count",
+    "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices",
     "fused_elementwise",  # made by the fusion pass after autodiff has run
 }
 

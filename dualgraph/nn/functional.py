@@ -10,13 +10,14 @@ from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, s
                                abs as _abs, maximum, clip)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
 from ..ops.reduction import mean, sum as _sum, norm_axes
-from ..ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d, adaptive_avg_pool2d  # noqa: F401
+from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
+                        adaptive_avg_pool2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
            "binary_cross_entropy", "dropout", "linear", "one_hot", "embedding", "layer_norm", "conv1d",
-           "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "normalize"]
+           "conv2d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool2d", "adaptive_avg_pool2d", "normalize"]
 
 
 def _axis(axis, dim, default=-1):

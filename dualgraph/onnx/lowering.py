@@ -861,6 +861,55 @@ def _fold(ctx, node, cols):
     return ctx.emit("Reshape", [out, ctx.i64([0, 0, h, w])])
 
 
+# ---- max pooling: MaxPool picks the same element per window as PyTorch (and ops/conv.py) -----------
+
+def _maxpool(ctx, a, x, src, with_indices):
+    """MaxPool's outputs: values in dtype `src` of x, and with_indices their flat plane indices."""
+    if src in (np.float32, np.float64, np.float16, np.int8, np.uint8):   # onnxruntime's MaxPool kernels
+        work = src
+    elif src.kind == "f":
+        work = np.dtype(np.float32)   # holds every narrower float exactly; a maximum is one of them
+    elif src.itemsize <= 4:
+        work = np.dtype(np.float64)
+    else:
+        raise NotExportable(f"max pooling of {src} (ONNX MaxPool has no 64-bit integer kernel and float64 "
+                            f"would round values beyond 2**53)")
+    outs = ctx.emit("MaxPool", [ctx.cast(x, src, work)], n_out=2 if with_indices else 1,
+                    kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["padding"]) * 2,
+                    dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))
+    if not with_indices:
+        return ctx.cast(outs, work, src)
+    y, idx = outs
+    # Indices count through the whole (N, C, *spatial) tensor; PyTorch's count within each plane
+    plane = ctx.reduce("ReduceProd", ctx.slice(ctx.shape_of(x), [2], [INT64_MAX], [0]), (0,), True)
+    return ctx.cast(y, work, src), ctx.emit("Mod", [idx, plane])
+
+
+@lowering("max_pool")
+def _max_pool(ctx, node, x):
+    return _maxpool(ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, False)
+
+
+@lowering("max_pool_indices")
+def _max_pool_indices(ctx, node, x):
+    return _maxpool(ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, True)[1]
+
+
+@lowering("max_pool_grad")
+def _max_pool_grad(ctx, node, g, x):
+    ctx.require(16, "max pooling's gradient (ScatterElements with reduction='add')")
+    dt = _out(node)
+    _, idx = _maxpool(ctx, ctx.attrs(node), x, node.inputs[1].aval.dtype, True)
+    idx = ctx.emit("Reshape", [idx, ctx.i64([0, 0, -1])])
+    flat = ctx.emit("Reshape", [ctx.cast(g, node.inputs[0].aval.dtype, dt), ctx.i64([0, 0, -1])])
+    shape = ctx.shape_of(x)
+    plane = ctx.reduce("ReduceProd", ctx.slice(shape, [2], [INT64_MAX], [0]), (0,), True)
+    zeros = ctx.emit("Expand", [ctx.const(0, dt), ctx.emit("Concat", [ctx.slice(shape, [0], [2], [0]), plane],
+                                                             axis=0)])
+    out = ctx.emit("ScatterElements", [zeros, idx, flat], axis=2, reduction="add")
+    return ctx.emit("Reshape", [out, shape])
+
+
 # ---- attach ------------------------------------------------------------------------------------
 
 def attach():

@@ -1,8 +1,13 @@
 """Convolution and pooling, built from two linear primitives: unfold (im2col) and its adjoint fold.
 
-conv = pad -> unfold -> matmul; pooling = pad -> unfold -> max/mean. Because unfold and fold are
-each other's vjp, every order of derivative of conv and pooling comes for free.
+conv = pad -> unfold -> matmul; average pooling = pad -> unfold -> mean. Because unfold and fold are
+each other's vjp, every order of derivative of these comes for free. Max pooling of floats is its own
+primitive (see below), so that tied maxima get PyTorch's gradient.
 """
+import itertools
+
+import numpy as np
+
 from ..errors import ShapeError
 from ..tensor import apply
 from .infer import Aval, Dim
@@ -142,33 +147,232 @@ def _pool_windows(input, kernel_size, stride, padding, dilation, pad_value, ceil
     return unfold(x, k, s, dilation), input.ndim == 3
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Max over windows; with return_indices=True also each maximum's flat index into its (H, W) plane,
-    as PyTorch returns (the first maximum of a window when several tie)."""
-    from .reduction import max as _max
-    import numpy as np
-    lowest = float("-inf") if input.dtype.kind == "f" else int(np.iinfo(input.dtype).min)  # ints have no -inf
-    cols, squeeze = _pool_windows(input, kernel_size, stride, padding, dilation, lowest, ceil_mode,
-                                  "max_pool2d")
-    out = _max(cols, axis=(2, 3))
+# ---- max pooling ---------------------------------------------------------------------------------
+# Max pooling is its own primitive, not a max over unfolded windows: the max reduction splits a tied
+# maximum's gradient evenly (PyTorch's amax), while max pooling sends each window's gradient to the one
+# element PyTorch's kernel picks, which is also the element ONNX MaxPool's Indices name. The three ops
+# (values, indices, gradient) take any number of spatial dims: input (N, C, *spatial).
+
+def _pool_out_size(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output size: in ceil mode the last window must start inside the input or
+    its left padding."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_geometry(spatial, kernel, stride, padding, dilation, ceil_mode):
+    """Output sizes, and the extra right padding that ceil-mode windows reach past the padded input."""
+    outs, right = [], []
+    for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation):
+        o = _pool_out_size(n, k, s, p, d, ceil_mode)
+        outs.append(o)
+        right.append(max(0, (o - 1) * s + d * (k - 1) + 1 - n - 2 * p))
+    return tuple(outs), tuple(right)
+
+
+def _lowest(dtype):
+    return float("-inf") if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _pool_padded(xp, x, padding, right, value):
+    if not any(padding) and not any(right):
+        return x
+    widths = ((0, 0), (0, 0)) + tuple((p, p + r) for p, r in zip(padding, right))
+    return xp.pad(x, widths, mode="constant", constant_values=value)
+
+
+def _window_offsets(kernel):
+    return list(itertools.product(*[range(k) for k in kernel]))
+
+
+def _window_view(xpad, offs, outs, stride, dilation):
+    """The strided view holding element `offs` of every window."""
+    return xpad[(Ellipsis,) + tuple(slice(i * d, i * d + s * (o - 1) + 1, s)
+                                    for i, o, s, d in zip(offs, outs, stride, dilation))]
+
+
+def _max_pool_forward(xp, x, kernel, stride, padding, dilation, ceil_mode):
+    outs, right = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    xpad = _pool_padded(xp, x, padding, right, _lowest(x.dtype))
+    best = None
+    for offs in _window_offsets(kernel):
+        v = _window_view(xpad, offs, outs, stride, dilation)
+        if best is None:
+            best = xp.array(v, copy=True)
+        else:
+            xp.maximum(best, v, out=best)   # propagates NaN, as PyTorch's pooling does
+    return best
+
+
+def _axis_shape(nd, axis, size):
+    shape = [1] * (2 + nd)
+    shape[2 + axis] = size
+    return shape
+
+
+def _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode):
+    """Per window, the row-major offset PyTorch's CPU kernel picks: the first strict maximum among the
+    unpadded positions, a NaN overriding (the last one wins); a window of -inf keeps its first
+    unpadded position. Returns (offsets, output sizes, extra right padding)."""
+    outs, right = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    xpad = _pool_padded(xp, x, padding, right, _lowest(x.dtype))
+    first = 0
+    for axis, (o, k, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
+        start = xp.arange(o, dtype=np.int64) * s - p       # window starts, unpadded coordinates
+        skip = (xp.maximum(-start, 0) + d - 1) // d         # leading offsets that land in the padding
+        first = first + skip.reshape(_axis_shape(len(outs), axis, o)) * int(np.prod(kernel[axis + 1:]))
+    shape = tuple(x.shape[:2]) + outs
+    arg = xp.array(xp.broadcast_to(xp.asarray(first, dtype=np.int64), shape), copy=True)
+    best = xp.full(shape, _lowest(x.dtype), dtype=x.dtype)
+    for t, offs in enumerate(_window_offsets(kernel)):
+        v = _window_view(xpad, offs, outs, stride, dilation)
+        take = v > best
+        if x.dtype.kind == "f":
+            take |= xp.isnan(v)
+        xp.copyto(best, v, where=take)
+        xp.copyto(arg, t, where=take)
+    return arg, outs, right
+
+
+def _max_pool_indices_forward(xp, x, kernel, stride, padding, dilation, ceil_mode):
+    """Flat row-major index into its (N, C) plane of each window's chosen element (PyTorch's
+    return_indices)."""
+    arg, outs, _ = _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode)
+    flat = 0
+    for axis, (o, k, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
+        start = (xp.arange(o, dtype=np.int64) * s - p).reshape(_axis_shape(len(outs), axis, o))
+        off = (arg // int(np.prod(kernel[axis + 1:]))) % k
+        flat = flat * x.shape[2 + axis] + start + off * d
+    return xp.ascontiguousarray(flat, dtype=np.int64)
+
+
+def _max_pool_grad_forward(xp, g, x, kernel, stride, padding, dilation, ceil_mode):
+    """Each window's gradient added onto its chosen element, one strided add per window offset.
+    Offsets run last to first so that each element sums its windows' gradients in output order, the
+    order PyTorch's kernel adds them in (same rounding when windows overlap)."""
+    arg, outs, right = _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode)
+    padded = tuple(n + 2 * p + r for n, p, r in zip(x.shape[2:], padding, right))
+    gpad = xp.zeros(tuple(x.shape[:2]) + padded, dtype=g.dtype)
+    offsets = _window_offsets(kernel)
+    for t in range(len(offsets) - 1, -1, -1):
+        _window_view(gpad, offsets[t], outs, stride, dilation)[...] += xp.where(arg == t, g, 0)
+    if not any(padding) and not any(right):
+        return gpad
+    return xp.ascontiguousarray(gpad[(Ellipsis,) + tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))])
+
+
+def _max_pool_shape(x, kernel, stride, padding, dilation, ceil_mode):
+    def out(size, k, s, p, d):   # a symbolic spatial size gives a new symbolic one
+        return Dim(f"pooled({size})") if isinstance(size, Dim) else _pool_out_size(size, k, s, p, d, ceil_mode)
+    return tuple(x.shape[:2]) + tuple(out(*a) for a in zip(x.shape[2:], kernel, stride, padding, dilation))
+
+
+def _max_pool_vjp(ctx, g):
+    return (apply(MAX_POOL_GRAD, (g, ctx.inputs[0]), ctx.attrs),)
+
+
+def _max_pool_grad_vjp(ctx, gg):
+    """The gradient is linear in g; its adjoint reads gg at each window's chosen element."""
+    from .indexing import take_along_axis
+    g, x = ctx.inputs
+    idx = apply(MAX_POOL_INDICES, (x,), ctx.attrs)
+    n, c = x.shape[:2]
+    picked = take_along_axis(gg.reshape(n, c, -1), idx.reshape(n, c, -1), 2)
+    return (picked.reshape(*g.shape), None)
+
+
+MAX_POOL = defop("max_pool", _max_pool_forward, lambda x, **a: Aval(_max_pool_shape(x, **a), x.dtype),
+                 _max_pool_vjp)
+MAX_POOL_INDICES = defop("max_pool_indices", _max_pool_indices_forward,
+                         lambda x, **a: Aval(_max_pool_shape(x, **a), np.dtype(np.int64)), None)
+MAX_POOL_GRAD = defop("max_pool_grad", _max_pool_grad_forward,
+                      lambda g, x, **a: Aval(tuple(x.shape), g.dtype), _max_pool_grad_vjp)
+
+
+def _ints(v, n, name, op):
+    if isinstance(v, (int, np.integer)):
+        return (int(v),) * n
+    v = tuple(int(a) for a in v)
+    if len(v) == 1:
+        return v * n
+    if len(v) != n:
+        raise ShapeError(f"{op}: {name} must be an int or {n} ints, got {v}")
+    return v
+
+
+def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd, op):
+    layout = "(N, C, " + ", ".join("DHW"[3 - nd:]) + ")"
+    if input.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: input must be {layout} or without N, got shape {tuple(input.shape)}")
+    k = _ints(kernel_size, nd, "kernel_size", op)
+    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _ints(stride, nd, "stride", op)
+    p, d = _ints(padding, nd, "padding", op), _ints(dilation, nd, "dilation", op)
+    if min(k + s + d) < 1 or min(p) < 0:
+        raise ShapeError(f"{op}: kernel_size {k}, stride {s} and dilation {d} must be positive and padding "
+                         f"{p} non-negative")
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        raise ShapeError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    x = input if input.ndim == nd + 2 else input.unsqueeze(0)
+    spatial = tuple(x.shape[2:])
+    if all(isinstance(n, (int, np.integer)) for n in spatial):
+        outs, _ = _pool_geometry(spatial, k, s, p, d, ceil_mode)
+        if min(outs) < 1:
+            raise ShapeError(f"{op}: input of spatial size {spatial} is too small for kernel_size {k}, "
+                             f"dilation {d} and padding {p} (output size {outs})")
+    attrs = {"kernel": k, "stride": s, "padding": p, "dilation": d, "ceil_mode": bool(ceil_mode)}
+    if x.dtype.kind == "f" or nd != 2:
+        out = apply(MAX_POOL, (x,), attrs)
+    else:
+        out = _max_pool2d_unfolded(x, attrs)
+    if input.ndim == nd + 1:
+        out = out.squeeze(0)
     if not return_indices:
-        return out.squeeze(0) if squeeze else out
-    indices = _window_argmax_indices(cols, input.shape[-2:], kernel_size, stride, padding, dilation)
-    return (out.squeeze(0), indices.squeeze(0)) if squeeze else (out, indices)
+        return out
+    indices = apply(MAX_POOL_INDICES, (x,), attrs)
+    return out, (indices.squeeze(0) if input.ndim == nd + 1 else indices)
 
 
-def _window_argmax_indices(cols, size, kernel_size, stride, padding, dilation):
-    """row * W + col in the unpadded input of each window's (first) maximum, with dualgraph ops."""
-    from ..creation import arange
-    from .reduction import argmax
-    (kh, kw), (ph, pw), (dh, dw) = (_pair(kernel_size, "kernel_size"), _pair(padding, "padding"),
-                                    _pair(dilation, "dilation"))
-    sh, sw = _pair(stride if stride is not None else kernel_size, "stride")
-    n, c, _, _, oh, ow = cols.shape
-    k = argmax(cols.reshape(n, c, kh * kw, oh, ow), axis=2)                 # (N, C, OH, OW)
-    rows = arange(oh).reshape(oh, 1) * sh - ph + (k // kw) * dh
-    cols_ = arange(ow).reshape(1, ow) * sw - pw + (k % kw) * dw
-    return rows * size[1] + cols_
+def _max_pool2d_unfolded(x, attrs):
+    """Integer max pooling as pad -> unfold -> max: integers carry no gradient, and this form exports
+    to ONNX for every integer dtype (MaxPool has kernels for few of them)."""
+    from .reduction import max as _max
+    from .shape import pad as _pad
+    _, right = _pool_geometry(tuple(x.shape[2:]), attrs["kernel"], attrs["stride"], attrs["padding"],
+                              attrs["dilation"], attrs["ceil_mode"])
+    (ph, pw), (rh, rw) = attrs["padding"], right
+    if ph or pw or rh or rw:
+        x = _pad(x, ((0, 0), (0, 0), (ph, ph + rh), (pw, pw + rw)), value=_lowest(x.dtype))
+    return _max(unfold(x, attrs["kernel"], attrs["stride"], attrs["dilation"]), axis=(2, 3))
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """PyTorch's max_pool2d on (N, C, H, W) or (C, H, W). Each window's gradient goes to the element
+    PyTorch picks (the first maximum in row-major window order), and return_indices=True also gives
+    that element's flat index into its (H, W) plane."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """PyTorch's max_pool1d on (N, C, L) or (C, L); indices index L."""
+    if input.ndim not in (2, 3):
+        raise ShapeError(f"max_pool1d: input must be (N, C, L) or (C, L), got shape {tuple(input.shape)}")
+    one = [_ints(a, 1, name, "max_pool1d")[0] for a, name in
+           ((kernel_size, "kernel_size"), (padding, "padding"), (dilation, "dilation"))]
+    st = None if stride is None or (not isinstance(stride, int) and len(stride) == 0) else \
+        (1, _ints(stride, 1, "stride", "max_pool1d")[0])
+    res = _max_pool(input.unsqueeze(-2), (1, one[0]), st if st is not None else (1, one[0]), (0, one[1]),
+                    (1, one[2]), ceil_mode, return_indices, 2, "max_pool1d")
+    if return_indices:
+        return res[0].squeeze(-2), res[1].squeeze(-2)
+    return res.squeeze(-2)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """PyTorch's max_pool3d on (N, C, D, H, W) or (C, D, H, W); indices index the (D, H, W) volume."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d")
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
