@@ -186,7 +186,8 @@ def load(path, map_location=None):
 
     Never executes code from the file: pickles are refused with UnsafeCheckpointError, and truncated,
     damaged or malformed files raise TruncatedCheckpointError / CorruptCheckpointError (both
-    CheckpointError). Memory use is bounded by a small multiple of the file's size."""
+    CheckpointError). The arrays are read straight into their own memory (about the file's size, once);
+    parsing the JSON header costs at most some 25 times the header's size (MAX_HEADER_BYTES bounds it)."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -218,13 +219,7 @@ def load(path, map_location=None):
         f.seek(16 + hlen)
         if any(f.read(data_start - 16 - hlen)):
             raise CorruptCheckpointError(f"{path}: the padding after the header is not zeros")
-        data = bytearray(header["data_bytes"])
-        if f.readinto(data) != len(data):
-            raise TruncatedCheckpointError(f"{path}: the file ended while reading the array data")
-    if zlib.crc32(data) != header["data_crc32"]:
-        raise CorruptCheckpointError(f"{path}: the array data fails its CRC-32 check; the file is damaged")
-    _check_gaps(layout, data, path)
-    arrays = [_array(dt, shape, start, end, data, path, i) for i, (dt, shape, start, end) in enumerate(layout)]
+        arrays = _read_arrays(f, layout, header["data_crc32"], path)
     device = None
     if map_location is not None:
         from .backend import device as _parse
@@ -370,26 +365,43 @@ def _layout(entries, data_bytes, path):
     return out
 
 
-def _array(dt, shape, start, end, data, path, i):
-    arr = _np.frombuffer(data, dtype=dt, count=(end - start) // dt.itemsize, offset=start).reshape(shape)
-    if dt.kind == "b" and arr.size and arr.view(_np.uint8).max() > 1:
-        raise CorruptCheckpointError(f"{path}: bool array {i} holds bytes other than 0 and 1")
-    return arr if dt.isnative else arr.astype(dt.newbyteorder("="))
-
-
-def _check_gaps(layout, data, path):
-    end = 0
-    for dt, shape, start, stop in layout:
-        if any(data[end:start]):
-            raise CorruptCheckpointError(f"{path}: the padding before byte {start} of the data is not zeros")
-        end = stop
+def _read_arrays(f, layout, want_crc, path):
+    """Read each array straight into memory of its own (no buffer of the whole data section, so loading
+    needs about the file's size once), checking the zero padding and the data's CRC-32 on the way."""
+    out, crc, pos = [], 0, 0
+    for dt, shape, start, end in layout:
+        if start > pos:
+            gap = f.read(start - pos)
+            if len(gap) != start - pos:
+                raise TruncatedCheckpointError(f"{path}: the file ended while reading the array data")
+            if any(gap):
+                raise CorruptCheckpointError(f"{path}: the padding before byte {start} of the data is not zeros")
+            crc = zlib.crc32(gap, crc)
+        arr = _np.empty((end - start) // dt.itemsize, dtype=dt)
+        raw = arr.view(_np.uint8)
+        if raw.size and f.readinto(raw) != raw.size:
+            raise TruncatedCheckpointError(f"{path}: the file ended while reading the array data")
+        crc = zlib.crc32(raw, crc)
+        out.append(arr)
+        pos = end
+    if crc != want_crc:
+        raise CorruptCheckpointError(f"{path}: the array data fails its CRC-32 check; the file is damaged")
+    for i, ((dt, shape, _, _), arr) in enumerate(zip(layout, out)):
+        if dt.kind == "b" and arr.size and arr.view(_np.uint8).max() > 1:
+            raise CorruptCheckpointError(f"{path}: bool array {i} holds bytes other than 0 and 1")
+        out[i] = (arr if dt.isnative else arr.astype(dt.newbyteorder("="))).reshape(shape)
+    return out
 
 
 def _decode(x, arrays, taken, device, path):
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, list):
-        return [_decode(v, arrays, taken, device, path) for v in x]
+        # in place: the parsed header is ours, and a second list per list would double the memory a header of
+        # many small lists costs
+        for j, v in enumerate(x):
+            x[j] = _decode(v, arrays, taken, device, path)
+        return x
     if isinstance(x, dict):
         keys = set(x)
         if keys == {"$dict"} and isinstance(x["$dict"], list):
@@ -412,8 +424,7 @@ def _decode(x, arrays, taken, device, path):
                     if x["scalar"] and arr.ndim:
                         raise CorruptCheckpointError(f"{path}: array {x[tag]} of shape {arr.shape} is marked "
                                                      f"as a numpy scalar")
-                    out = arr.copy()
-                    return out[()] if x["scalar"] else out
+                    return arr[()] if x["scalar"] else arr  # the array is the loader's own: no copy
                 return _tensor(arr, device, x[flag], x[tag], path)
     raise CorruptCheckpointError(f"{path}: the header holds a node dg.load does not know: {str(x)[:80]}")
 
@@ -430,7 +441,8 @@ def _take(i, arrays, taken, path):
         raise CorruptCheckpointError(f"{path}: the header refers to array {i} where dg.save would refer to array "
                                      f"{taken[0]} (each array once, in order)")
     taken[0] += 1
-    return arrays[i]
+    arr, arrays[i] = arrays[i], None  # what the tree makes of it is the only reference left
+    return arr
 
 
 def _tensor(arr, device, requires_grad, i, path):
@@ -442,7 +454,10 @@ def _tensor(arr, device, requires_grad, i, path):
     if requires_grad and arr.dtype.kind != "f":
         raise CorruptCheckpointError(f"{path}: array {i} is a {arr.dtype} tensor marked requires_grad; only "
                                      f"floating tensors can require grad")
-    t = Tensor(arr, device=device)  # a copy: the tensor owns writable memory
+    from .creation import from_numpy
+    t = from_numpy(arr)  # shares the loader's own array, which nothing else refers to
+    if device is not None:
+        t = t.to(device)
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -89,6 +89,17 @@ def test_a_byte_range_named_many_times_is_refused_without_copying_it(tmp_path):
     assert peak < 3 * path.stat().st_size + 2 ** 20
 
 
+def test_loading_needs_the_file_size_once(tmp_path):
+    path = tmp_path / "big.dg"
+    obj = {"w": dg.tensor(np.random.default_rng(0).standard_normal((512, 1024), dtype=np.float32)),
+           "a": np.arange(2 ** 20, dtype=np.int64)}
+    dg.save(obj, path)
+    got, peak = _load_measured(path)
+    np.testing.assert_array_equal(got["w"].numpy(), obj["w"].numpy())
+    np.testing.assert_array_equal(got["a"], obj["a"])
+    assert peak < 1.25 * path.stat().st_size + 2 ** 20     # each array read straight into its own memory
+
+
 def test_overlapping_gapped_or_reordered_arrays_are_refused(tmp_path):
     data = np.arange(32, dtype=np.float32).tobytes()   # two 64-byte arrays
     tree = {"$tuple": [{"$ndarray": 0, "scalar": False}, {"$ndarray": 1, "scalar": False}]}
