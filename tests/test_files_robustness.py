@@ -1,4 +1,4 @@
-"""Files (issue #7), filling gaps left by test_serialization.py and test_onnx_export.py:
+"""Files, filling gaps left by test_serialization.py and test_onnx_export.py:
 numpy pickles, a header longer than its file, every single-byte corruption of a checkpoint, and ONNX
 export interrupted while writing."""
 import io
@@ -58,8 +58,8 @@ def test_a_header_longer_than_the_file_is_truncation_not_an_allocation(tmp_path)
 
 def test_every_single_byte_corruption_is_caught_or_harmless(tmp_path):
     """Flip each byte (and cut at each length) of a small checkpoint: dg.load either returns exactly the
-    saved values or raises CheckpointError, never another exception and never different numbers.
-    (Before the header had a CRC, a flip in it could rename a key or change a number silently.)"""
+    saved values or raises CheckpointError, never another exception and never different numbers
+    (the header's CRC is what stops a flip in it from renaming a key or changing a number)."""
     path = tmp_path / "c.dg"
     saved = {"w": dg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3)), "step": 7, "name": "m"}
     dg.save(saved, path)
