@@ -394,7 +394,12 @@ def _read_arrays(f, layout, want_crc, path):
 
 
 def _decode(x, arrays, taken, device, path):
-    if x is None or isinstance(x, (bool, int, float, str)):
+    if x is None or isinstance(x, (bool, float, str)):
+        return x
+    if isinstance(x, int):
+        if x.bit_length() > _MAX_INT_BITS:
+            raise CorruptCheckpointError(f"{path}: the header holds an integer of {x.bit_length()} bits; dg.save "
+                                         f"writes at most {_MAX_INT_BITS}")
         return x
     if isinstance(x, list):
         # in place: the parsed header is ours, and a second list per list would double the memory a header of
@@ -409,6 +414,7 @@ def _decode(x, arrays, taken, device, path):
             for it in x["$dict"]:
                 if not (isinstance(it, list) and len(it) == 2 and (isinstance(it[0], str) or _is_int(it[0]))):
                     raise CorruptCheckpointError(f"{path}: a dict node of the header is malformed: {str(it)[:80]}")
+                _decode(it[0], arrays, taken, device, path)  # the same bound on integer keys
                 if it[0] in out:
                     raise CorruptCheckpointError(f"{path}: a dict of the header has the key {it[0]!r} twice")
                 out[it[0]] = _decode(it[1], arrays, taken, device, path)

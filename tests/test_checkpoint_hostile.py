@@ -228,6 +228,13 @@ def test_numbers_json_cannot_hold_are_refused_on_save(tmp_path):
     with pytest.raises(dg.CheckpointError, match="contains itself"):
         dg.save({"loop": loop}, path)
     assert not path.exists() and os.listdir(tmp_path) == []
+    big = -(2 ** ser._MAX_INT_BITS - 1)                 # the largest integer the format holds
+    dg.save({big: big}, path)
+    assert dg.load(path) == {big: big}
+    for tree in (2 ** ser._MAX_INT_BITS, {"$dict": [[2 ** ser._MAX_INT_BITS, 1]]}):  # one bit more
+        path.write_bytes(_pack(_header([], tree, b""), b""))
+        with pytest.raises(ser.CorruptCheckpointError, match="bits"):
+            dg.load(path)
 
 
 # ---- header integrity ---------------------------------------------------------------------------
