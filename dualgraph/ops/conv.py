@@ -214,26 +214,37 @@ def _axis_shape(nd, axis, size):
 
 
 def _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode):
-    """Per window, the row-major offset PyTorch's CPU kernel picks: the first strict maximum among the
-    unpadded positions, a NaN overriding (the last one wins); a window of -inf keeps its first
-    unpadded position. Returns (offsets, output sizes, extra right padding)."""
+    """Per window, the row-major offset PyTorch's CPU kernel picks: the first maximum among the
+    unpadded positions; in a window holding NaN the last NaN; in a window of -inf (the padding value)
+    its first unpadded position. Returns (offsets, output sizes, extra right padding)."""
     outs, right = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
     xpad = _pool_padded(xp, x, padding, right, _lowest(x.dtype))
-    first = 0
-    for axis, (o, k, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
-        start = xp.arange(o, dtype=np.int64) * s - p       # window starts, unpadded coordinates
-        skip = (xp.maximum(-start, 0) + d - 1) // d         # leading offsets that land in the padding
-        first = first + skip.reshape(_axis_shape(len(outs), axis, o)) * int(np.prod(kernel[axis + 1:]))
-    shape = tuple(x.shape[:2]) + outs
-    arg = xp.array(xp.broadcast_to(xp.asarray(first, dtype=np.int64), shape), copy=True)
-    best = xp.full(shape, _lowest(x.dtype), dtype=x.dtype)
-    for t, offs in enumerate(_window_offsets(kernel)):
-        v = _window_view(xpad, offs, outs, stride, dilation)
-        take = v > best
-        if x.dtype.kind == "f":
-            take |= xp.isnan(v)
-        xp.copyto(best, v, where=take)
-        xp.copyto(arg, t, where=take)
+    views = [_window_view(xpad, offs, outs, stride, dilation) for offs in _window_offsets(kernel)]
+    best = xp.array(views[0], copy=True)
+    for v in views[1:]:
+        xp.maximum(best, v, out=best)
+    k = len(views)
+    dtype = np.int8 if k < 128 else np.int16 if k < 2 ** 15 else np.int32
+    arg, found = xp.zeros(best.shape, dtype=dtype), xp.zeros(best.shape, dtype=bool)
+    for t in range(k):   # mask arithmetic: several times faster than masked copies
+        first = views[t] == best
+        first &= ~found
+        found |= first
+        if t:
+            arg += first.view(dtype=np.int8).astype(dtype, copy=False) * dtype(t)
+    if x.dtype.kind == "f":
+        nan = xp.isnan(best)
+        if nan.any():
+            for t in range(k):
+                xp.copyto(arg, t, where=xp.isnan(views[t]))
+    low = best == _lowest(x.dtype)   # the padding ties too: take the first unpadded position
+    if low.any():
+        first = 0
+        for axis, (o, kk, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
+            start = xp.arange(o, dtype=np.int64) * s - p
+            skip = (xp.maximum(-start, 0) + d - 1) // d     # leading offsets that land in the padding
+            first = first + skip.reshape(_axis_shape(len(outs), axis, o)) * int(np.prod(kernel[axis + 1:]))
+        xp.copyto(arg, xp.broadcast_to(xp.asarray(first).astype(arg.dtype), arg.shape), where=low)
     return arg, outs, right
 
 
@@ -244,7 +255,7 @@ def _max_pool_indices_forward(xp, x, kernel, stride, padding, dilation, ceil_mod
     flat = 0
     for axis, (o, k, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
         start = (xp.arange(o, dtype=np.int64) * s - p).reshape(_axis_shape(len(outs), axis, o))
-        off = (arg // int(np.prod(kernel[axis + 1:]))) % k
+        off = (arg.astype(np.int64) // int(np.prod(kernel[axis + 1:]))) % k
         flat = flat * x.shape[2 + axis] + start + off * d
     return xp.ascontiguousarray(flat, dtype=np.int64)
 
