@@ -5,9 +5,10 @@ Random numbers come from one generator per device, seeded by `dg.manual_seed(n)`
 import numpy as _np
 
 from . import dtypes as _dt
+from ._state import STATE
 from .backend import CPU, device as _device
 from .errors import ShapeError
-from .ops.infer import Aval
+from .ops.infer import Aval, Dim
 from .ops.registry import defop
 from .tensor import Tensor, _make, apply
 
@@ -58,13 +59,38 @@ def from_numpy(arr):
 def _shape(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    # a size read from a traced tensor's shape under @dg.function (or dynamic ONNX axes) stays symbolic
+    return tuple(s if isinstance(s, Dim) else int(s) for s in shape)
 
 
-def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT):
+def _symbolic(values):
+    return any(isinstance(v, Dim) for v in values)
+
+
+def _traced_filled(value, shape, dt, dev, requires_grad):
+    """A tensor of a size only known when the traced graph runs (`dg.zeros((b, t))` with `b, t` read
+    from an input's shape): the fill value broadcast to that shape, which the compiled graph and an
+    exported model compute from the input shapes (ONNX: Shape/Gather/Concat -> Expand)."""
+    from .ops.elementwise import COPY
+    from .ops.shape import BROADCAST_TO
+    tracer = STATE.tracer
+    if tracer is None:
+        raise ShapeError(f"cannot create a tensor of symbolic shape {shape} outside the trace that made its "
+                         f"dims")
+    base = tracer.sym(tracer.graph.add_const(_np.asarray(value, dtype=dt)), dev)
+    # a copy: the broadcast is a read-only view, a created tensor is writable like an eager one
+    out = apply(COPY, (apply(BROADCAST_TO, (base,), {"shape": tuple(shape)}),), {})
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
+
+
+def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, value=0):
     dev = _device(device)
     dt = _dt.resolve(dtype) or default
     shape = _shape(shape)
+    if _symbolic(shape):
+        return _traced_filled(value, shape, dt, dev, requires_grad)
     if any(d < 0 for d in shape):
         raise ShapeError(f"cannot create a tensor with negative dimension: shape {shape}")
     try:
@@ -82,7 +108,7 @@ def zeros(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _new(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+    return _new(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad, value=1)
 
 
 def empty(*shape, dtype=None, device=None, requires_grad=False):
@@ -93,17 +119,64 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = _dt.bool_ if isinstance(fill_value, bool) else (
             _dt.int64 if isinstance(fill_value, int) else _dt.DEFAULT_FLOAT)
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return _new(lambda xp, s, d: xp.full(s, fill_value, d), shape, dtype, device, requires_grad)
+    shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(shape)
+    return _new(lambda xp, s, d: xp.full(s, fill_value, d), shape, dtype, device, requires_grad,
+                value=fill_value)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
     if dtype is None:
-        dtype = _dt.int64 if all(isinstance(v, int) for v in (start, end, step)) else _dt.DEFAULT_FLOAT
+        dtype = _dt.int64 if all(isinstance(v, (int, Dim)) for v in (start, end, step)) else _dt.DEFAULT_FLOAT
     dev = _device(device)
+    if _symbolic((start, end, step)):
+        return _traced_arange(start, end, step, _dt.resolve(dtype), dev, requires_grad)
     return _new(lambda xp, s, d: xp.arange(start, end, step).astype(d), (), dtype, dev, requires_grad)
+
+
+def _traced_arange(start, end, step, dt, dev, requires_grad):
+    """arange with a bound read from a traced shape (`dg.arange(0, x.shape[1])`): its length is a size
+    expression and its values `start + step * i` come from a cumulative sum of ones, in int64 (exact,
+    as numpy's integer arange), so the compiled graph and an exported model (ONNX Range) follow the
+    input sizes instead of holding the traced ones."""
+    from .errors import user_line
+    from .function.dims import SymbolicSizeError
+    bad = [v for v in (start, end, step) if not isinstance(v, (int, Dim)) or isinstance(v, bool)]
+    if bad:
+        where = user_line()
+        raise SymbolicSizeError(f"arange({start}, {end}, {step}): with a bound that is a symbolic size, start, end "
+                                f"and step must be integers (got {bad[0]!r}){f' at {where}' if where else ''}; "
+                                f"make an integer arange and scale it (dg.arange(n) * 0.5)", None, where)
+    if isinstance(step, int) and step == 0:
+        raise ShapeError("arange: step must not be zero")
+    if isinstance(step, int) and step < 0:   # counts down: (start - end) // -step elements, rounded up
+        n = _ceil_div(_minus(start, end), -step)
+    else:
+        n = _ceil_div(_minus(end, start), step)
+    ones = _traced_filled(1, (n,), _np.dtype(_np.int64), dev, False)
+    from .ops.reduction import cumsum
+    out = cumsum(ones, axis=0)                      # 1, 2, ..., n
+    if not (isinstance(step, int) and step == 1):
+        out = out * step
+    offset = _minus(start, step)
+    if not (isinstance(offset, int) and offset == 0):
+        out = out + offset
+    if out.dtype != dt:
+        out = out.astype(dt)
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
+
+
+def _minus(a, b):
+    return a if isinstance(b, int) and b == 0 else a - b
+
+
+def _ceil_div(a, b):
+    if isinstance(b, int) and b == 1:
+        return a
+    return (a + (b - 1)) // b
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):

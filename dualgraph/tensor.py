@@ -107,7 +107,12 @@ class Tensor:
 
     @property
     def size(self):
-        return _Size(self.shape)
+        shape = self.shape
+        if self._data is None:
+            from .function.dims import SymbolicDim, symbolic_size
+            if any(isinstance(d, SymbolicDim) for d in shape):   # traced with symbolic dims
+                return symbolic_size(shape)
+        return _Size(shape)
 
     def numel(self):
         d = self._data

@@ -5,11 +5,17 @@ A `SymbolicDim` is a `Dim` (so every shape rule treats it as unknown) that also 
 `x.sum() / x.shape[0]` (what `mean` does) trace with the size unknown. An expression in an
 attribute (a reshape target) is evaluated from the input shapes at each call; one used as an
 operand becomes a small computation on the graph (the size read from the input it came from).
-Code that needs the size as a Python int (`range(x.shape[0])`) raises TypeError, and
-@dg.function falls back to one trace per shape.
+Sizes also make tensors (`dg.arange(0, t)`, `dg.zeros((b, t))`) and slice them (`x[:, :t]`).
+User code that needs the size as a Python number (`range(t)`, `int(t)`, `if t > 5:`, `t == 7`,
+`math.sqrt(t)`) raises `SymbolicSizeError` (a TypeError) naming its line: @dg.function then traces
+once per shape, and ONNX export with that axis dynamic refuses instead of freezing the traced size.
 """
 import operator
+import os
+import sys
 
+from .._state import STATE
+from ..errors import _PKG_DIR, DualgraphError
 from ..ops.infer import Dim
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod,
@@ -18,6 +24,39 @@ _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.
 
 def _ok(x):
     return isinstance(x, (int, float, Dim)) and not isinstance(x, bool)
+
+
+class SymbolicSizeError(DualgraphError, TypeError):
+    """User code needed a symbolic size as a Python number (a loop bound, `if`, int(), numpy)."""
+
+    def __init__(self, msg, dim=None, where=""):
+        super().__init__(msg)
+        self.dim, self.where = dim, where
+
+
+def _caller_is_user(depth=2):
+    """Is the frame `depth` levels up (the code that used the dim) outside dualgraph, while tracing?"""
+    if STATE.tracer is None:
+        return False
+    frame = sys._getframe(depth)
+    return frame is not None and not os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR)
+
+
+def _user_needs(d, what, depth=2):
+    frame = sys._getframe(depth)
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
+    return SymbolicSizeError(
+        f"{what} needs the size {d} as a Python number{f' at {where}' if where else ''}, but this trace keeps "
+        f"that dim symbolic (its value is only known when the compiled graph or exported model runs). Use it "
+        f"only as a size (shapes, reshape/view, slicing, dg.arange/zeros/full, arithmetic with numbers), or "
+        f"declare that dim with a fixed size", d, where)
+
+
+def leaves(d):
+    """The input dims a size expression reads."""
+    if isinstance(d, DimExpr):
+        return [x for a in d.args for x in leaves(a)]
+    return [d] if isinstance(d, Dim) else []
 
 
 class SymbolicDim(Dim):
@@ -61,10 +100,63 @@ class SymbolicDim(Dim):
     def __rtruediv__(self, o):
         return self._bin("/", o, True)
 
+    def __neg__(self):
+        return DimExpr("-", (0, self))
+
+    def __pos__(self):
+        return self
+
+    # Python control flow and numbers on a size: from user code, the error names the line; from
+    # dualgraph's own code (an op that needs a concrete size), the TypeError @dg.function expects
     def __index__(self):
+        if _caller_is_user():
+            raise _user_needs(self, "int() / an index / a Python or numpy size")
         raise TypeError(f"the symbolic dim {self.name} has no integer value while tracing")
 
     __int__ = __index__
+
+    def __float__(self):
+        if _caller_is_user():
+            raise _user_needs(self, "float() / math")
+        raise TypeError(f"the symbolic dim {self.name} has no float value while tracing")
+
+    def __bool__(self):
+        if _caller_is_user():
+            raise _user_needs(self, "`if` / `while` / `and` / `or` on a size")
+        return True
+
+    def __eq__(self, other):
+        if other is self:
+            return True
+        if not isinstance(other, Dim) and _ok(other) and _caller_is_user():
+            raise _user_needs(self, f"comparing with {other!r} (==)")
+        return False
+
+    def __ne__(self, other):
+        if other is self:
+            return False
+        if not isinstance(other, Dim) and _ok(other) and _caller_is_user():
+            raise _user_needs(self, f"comparing with {other!r} (!=)")
+        return True
+
+    __hash__ = Dim.__hash__
+
+    def _cmp(self, other, op):
+        if _ok(other) and _caller_is_user(3):
+            raise _user_needs(self, f"comparing with {other!r} ({op})", depth=3)
+        return NotImplemented
+
+    def __lt__(self, o):
+        return self._cmp(o, "<")
+
+    def __le__(self, o):
+        return self._cmp(o, "<=")
+
+    def __gt__(self, o):
+        return self._cmp(o, ">")
+
+    def __ge__(self, o):
+        return self._cmp(o, ">=")
 
     def evaluate(self, sizes):
         return sizes[self]
@@ -97,3 +189,25 @@ def evaluate(d, sizes):
     if isinstance(d, Dim):
         return sizes[d]
     return d
+
+
+class _SymbolicSize(DimExpr):
+    """`t.size` of a traced tensor with symbolic dims: its element count (a size expression) that is
+    also callable like PyTorch's `t.size()` / `t.size(dim)`."""
+
+    __slots__ = ("_shape",)
+
+    def __call__(self, dim=None):
+        return self._shape if dim is None else self._shape[dim]
+
+
+def symbolic_size(shape):
+    total = 1
+    for d in shape:
+        total = total * d if not (isinstance(total, int) and total == 1) else d
+    if isinstance(total, DimExpr):
+        out = _SymbolicSize(total.op, total.args)
+    else:   # one symbolic dim and units: total is that dim
+        out = _SymbolicSize("*", (total, 1))
+    out._shape = tuple(shape)
+    return out

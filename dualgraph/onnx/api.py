@@ -7,6 +7,7 @@ import numpy as np
 from ..backend import to_host
 from ..graph.ir import Graph
 from ..tensor import Tensor
+from ..function.dims import SymbolicSizeError
 from .export import ExportError, graph_to_model, save_atomic
 from .verify import graph_reference, verify as _verify
 
@@ -160,6 +161,77 @@ def _same_shapes_at(sym_entry, conc_entry, args):
     return True
 
 
+def _size_needed_error(e, dyn, names, tensors):
+    """ExportError for user code that used a dynamic axis as a Python number: names the axis (input,
+    axis, traced size) and the user's line."""
+    from ..function.dims import leaves
+    axes = {}
+    for k, spec in dyn.items():
+        for ax, nm in spec.items():
+            t = tensors[k]
+            axes.setdefault(str(nm), (names[k], int(ax) % max(t.ndim, 1), t.shape[int(ax) % max(t.ndim, 1)]))
+    used = [d.name for d in leaves(e.dim)] if e.dim is not None else []
+    which = [f"{nm!r} (input {axes[nm][0]!r}, axis {axes[nm][1]}, traced at {axes[nm][2]})" for nm in dict.fromkeys(used)
+             if nm in axes]
+    what = ("the dynamic axis " + " and ".join(which)) if which else "a dynamic axis"
+    detail = str(e).split(" needs the size")[0] if " needs the size" in str(e) else str(e)
+    return ExportError(
+        f"onnx export: {what} is used as a Python number at {e.where or '<unknown line>'} ({detail}). In the "
+        f"exported model that size is only known when it runs: a trace at the example's sizes would hold the "
+        f"traced number there, and the model would be wrong at any other size. Use the size only as a size "
+        f"(dg.arange, reshape/view, slicing, dg.zeros/ones/full, arithmetic with numbers), branch with dg.where or "
+        f"dg.cond, or leave that axis out of dynamic_axes")
+
+
+def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
+    """Refuse a graph traced at the example's sizes whose re-derived dynamic dims disagree with a trace
+    of the same function at other sizes (ExportError naming the node's line and the axes)."""
+    from ..ops.infer import Dim
+    from .symbolic import mismatch_at_other_sizes
+    dims, sizes, other = {}, {}, {}
+    for k, spec in dyn.items():
+        t = tensors[k]
+        for ax, nm in spec.items():
+            n = t.shape[int(ax) % max(t.ndim, 1)]
+            if str(nm) not in dims and n > 1:   # size 0/1 are special in numpy (and PyTorch): kept as traced
+                d = dims[str(nm)] = Dim(str(nm))
+                sizes[d], other[d] = n, n + 1
+    if not dims:
+        return
+    new_args, sym_inputs, k = [], [], 0
+    for a in args:
+        if not isinstance(a, Tensor):
+            new_args.append(a)
+            continue
+        spec = {int(ax) % max(a.ndim, 1): str(nm) for ax, nm in dyn.get(k, {}).items()}
+        shape = tuple(dims[spec[i]] if spec.get(i) in dims else n for i, n in enumerate(a.shape))
+        sym_inputs.append(shape)
+        arr = a.numpy()
+        new_shape = tuple(other[d] if isinstance(d, Dim) else d for d in shape)
+        from ..creation import from_numpy
+        new_args.append(from_numpy(np.ascontiguousarray(np.resize(arr, new_shape).astype(arr.dtype))))
+        k += 1
+    sym_inputs += [v.aval.shape for v in graph.inputs[len(sym_inputs):]]
+    axes = ", ".join(f"{nm!r} (traced at {sizes[d]})" for nm, d in dims.items())
+    try:
+        second = trace_at(tuple(new_args))
+    except Exception as e:
+        raise ExportError(f"onnx export: the function traces at the example's sizes but not with the dynamic axes "
+                          f"{axes} one larger ({type(e).__name__}: {e}); the model could only be right at the traced "
+                          f"sizes") from None
+    bad = mismatch_at_other_sizes(graph, second, sym_inputs, sizes, other)
+    if bad is None:
+        return
+    node, what = bad
+    where = f"{node.op.name} at {node.source or '<unknown line>'}" if node is not None else "the function"
+    raise ExportError(
+        f"onnx export: {where} holds a size of the dynamic axes {axes} as a number: traced again with those axes "
+        f"one larger, {what}. The model would only be right at the traced sizes. Compute sizes with tensor ops "
+        f"or shape arithmetic (x.shape[i] used in dg.arange, reshape, slicing, dg.zeros/full), not in Python or "
+        f"numpy; trace with dynamic sizes that differ from each other and from fixed dims; or leave the axis out "
+        f"of dynamic_axes")
+
+
 def _has_varargs(fn):
     import inspect
     try:
@@ -219,6 +291,10 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
         try:
             cf = function(traced_fn, input_signature=sig, static_argnames=static)
             entry = _entry(cf, args)
+        except SymbolicSizeError as e:
+            # the user's code needs a dynamic size as a Python number: a trace at the example's sizes
+            # would hold that number, and the model would be right at the traced size only
+            raise _size_needed_error(e, dyn, names, tensors) from None
         except Exception:
             entry = None
     if entry is not None:
@@ -228,10 +304,18 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
         conc = _entry(cf_conc, args)
         if not _same_shapes_at(entry, conc, args):
             cf, entry = cf_conc, conc
+    checked_concrete = False
     if entry is None:
         cf = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
         entry = _entry(cf, args)
+        checked_concrete = bool(dyn)
     graph = _passes.optimize(entry.graph, _passes.EXPORT)
+    if checked_concrete:
+        # traced at the example's sizes because a symbolic trace failed inside an op: the exporter will
+        # re-derive the dynamic dims, which is only right if nothing held a size as a number. Trace once
+        # more at other sizes and compare; a difference the derivation does not explain is refused.
+        _check_other_sizes(graph, lambda a: _passes.optimize(
+            _entry(function(traced_fn, static_argnames=static), a).graph, _passes.EXPORT), args, dyn, names, tensors)
     n_args = entry.n_args
     modules = _find_modules(f) + ([cf.module] if getattr(cf, "module", None) is not None else [])
     module_names = _tensor_names(modules)

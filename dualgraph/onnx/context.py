@@ -280,7 +280,7 @@ class LoweringContext:
         return self.emit("Unsqueeze", [x], axes=list(axes))
 
     def slice(self, x, starts, ends, axes, steps=None):
-        ins = [x, self.i64(starts), self.i64(ends), self.i64(axes)]
+        ins = [x, self.shape_tensor(starts), self.shape_tensor(ends), self.i64(axes)]
         if steps is not None and any(s != 1 for s in steps):
             ins.append(self.i64(steps))
         return self.emit("Slice", ins)

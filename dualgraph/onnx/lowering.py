@@ -611,6 +611,13 @@ def _slice_bounds(s, dim=None):
 
     With a static size, numpy's own normalization (slice.indices) decides: ONNX clamps an
     out-of-range start differently for negative steps (numpy: x[-5::-1] on 4 elements is empty)."""
+    if any(is_sym(b) for b in (s.start, s.stop, s.step)):
+        # a bound that is a size read from a traced shape (a position inside the axis): computed in the
+        # model from the input shapes; ONNX Slice counts a negative one from the end, as numpy does
+        step = 1 if s.step is None else s.step
+        if not isinstance(step, int) or step <= 0:
+            raise NotExportable(f"the slice {s}: a symbolic bound needs a positive integer step")
+        return (0 if s.start is None else s.start), (INT64_MAX if s.stop is None else s.stop), step
     if isinstance(dim, int) and not is_sym(dim):
         s0, s1, st = s.indices(dim)
         if len(range(s0, s1, st)) == 0:

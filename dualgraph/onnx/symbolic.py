@@ -235,3 +235,103 @@ class Deriver:
                 sym_shapes[id(o)] = tuple(s)
                 self.note(s)
         return node_attrs
+
+
+# ---- checking a re-derived graph against a trace at other sizes ----------------------------------------
+
+def _same(a, b):
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, slice) and isinstance(b, slice):
+        return _same((a.start, a.stop, a.step), (b.start, b.stop, b.step))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and np.array_equal(np.asarray(a), np.asarray(b))
+    try:
+        return bool(a == b)
+    except Exception:
+        return repr(a) == repr(b)
+
+
+def mismatch_at_other_sizes(graph, other, sym_inputs, sizes, other_sizes):
+    """Where `graph` (traced at `sizes` of its dims), generalized by the Deriver, disagrees with `other`
+    (the same function traced at `other_sizes`): None, or (node or None, what differs).
+
+    A size the function turned into a Python number (np.sqrt(x.shape[0]), a constant array of that
+    length, a loop over it) holds its traced value in `graph` and another one in `other`: the
+    generalized graph would only be right at the traced size."""
+    from .interp import resolve_dims
+    sym_shapes = {id(v): s for v, s in zip(graph.inputs, sym_inputs)}
+    deriver = Deriver(sizes)
+    attrs = deriver.run(graph, sym_shapes)
+    env = dict(other_sizes)
+    pair = {}
+
+    def at_other(d):
+        return resolve_dims(d, env)
+
+    def same_value(v1, v2, node, k):
+        if v1 is None or v2 is None:
+            return v1 is None and v2 is None
+        if v1.const is not None or v2.const is not None:
+            if v1.const is None or v2.const is None or bool(v1.weak) != bool(v2.weak):
+                return False
+            if v1.weak:
+                d = deriver.scalars.get((id(node), k))
+                want = at_other(d) if d is not None else v1.const
+                return _same(want, v2.const)
+            if id(v1) in deriver.uniform:
+                shape, fill = deriver.uniform[id(v1)]
+                arr = np.asarray(v2.const)
+                return tuple(at_other(tuple(shape))) == arr.shape and arr.size > 0 and np.all(arr == fill)
+            return _same(np.asarray(v1.const), np.asarray(v2.const))
+        return pair.get(id(v1)) is v2
+
+    def walk(g1, g2):
+        for a, b in zip(g1.inputs, g2.inputs):
+            pair[id(a)] = b
+        if len(g1.nodes) != len(g2.nodes):
+            first = next((n1 for n1, n2 in zip(g1.nodes, g2.nodes) if n1.op.name != n2.op.name), None)
+            return first, f"the graph has {len(g1.nodes)} nodes at the traced sizes and {len(g2.nodes)} at others"
+        for n1, n2 in zip(g1.nodes, g2.nodes):
+            if n1.op.name != n2.op.name or len(n1.inputs) != len(n2.inputs) or len(n1.outputs) != len(n2.outputs):
+                return n1, f"{n1.op.name} at the traced sizes, {n2.op.name} at others"
+            for k, (v1, v2) in enumerate(zip(n1.inputs, n2.inputs)):
+                if not same_value(v1, v2, n1, k):
+                    return n1, f"operand {k} differs ({_show(v1)} at the traced sizes, {_show(v2)} at others)"
+            try:
+                a1 = at_other(attrs.get(id(n1), n1.attrs))
+            except (KeyError, TypeError):
+                a1 = n1.attrs
+            if not _same(a1, n2.attrs):
+                return n1, f"its attributes {n1.attrs} hold a traced size (at other sizes: {n2.attrs})"
+            for k in n1.subgraphs:
+                if k not in n2.subgraphs:
+                    return n1, "its subgraphs differ"
+                bad = walk(n1.subgraphs[k], n2.subgraphs[k])
+                if bad is not None:
+                    return bad
+            for o1, o2 in zip(n1.outputs, n2.outputs):
+                pair[id(o1)] = o2
+                try:
+                    got = tuple(at_other(tuple(sym_shapes.get(id(o1), o1.aval.shape))))
+                except (KeyError, TypeError):
+                    continue
+                if any(isinstance(d, Dim) for d in o2.aval.shape) or not _same(got, o2.aval.shape):
+                    if not any(isinstance(d, Dim) for d in o2.aval.shape):
+                        return n1, f"its output has shape {got} derived from the traced one, {o2.aval.shape} traced"
+        for a, b in zip(g1.outputs, g2.outputs):
+            if not same_value(a, b, None, -1):
+                return None, "the outputs differ"
+        return None
+    return walk(graph, other)
+
+
+def _show(v):
+    if v is None:
+        return "None"
+    if v.const is not None:
+        arr = np.asarray(v.const)
+        return repr(arr.item()) if arr.size == 1 else f"a constant of shape {arr.shape}"
+    return str(v.aval)

@@ -75,6 +75,8 @@ def _getitem_infer(x, *idx, template):
     """By evaluation on zeros, three times: symbolic dims at two probe sizes, boolean masks all-True and
     all-False. An output dim that never moves is concrete; one that tracks a symbolic input dim is that
     dim; any other (x[1:] of a symbolic axis, the count a mask selects) is a new symbolic dim."""
+    if any(isinstance(t, slice) and any(isinstance(b, Dim) for b in (t.start, t.stop, t.step)) for t in template):
+        return _symbolic_bounds_infer(x, idx, template)
     dims = []
     for a in (x,) + idx:
         for d in (a.shape if isinstance(a, Aval) else ()):
@@ -101,6 +103,52 @@ def _getitem_infer(x, *idx, template):
         else:
             shape.append(Dim("?"))
     return Aval(tuple(shape), dtype)
+
+
+def _symbolic_bounds_infer(x, idx, template):
+    """Slices whose bounds are sizes read from a traced shape (`x[:, :t]`, `mask[:t, :t]`): the axis
+    keeps `(stop - start) / step` elements, a size expression, each bound taken as a position inside
+    the axis (numpy would clip a stop past the end; a later op then meets the real size at run time)."""
+    if idx:
+        raise TypeError(f"the symbolic dim in {template} has no integer value while tracing (slices with "
+                        f"symbolic bounds mixed with index tensors)")
+    plain = tuple(slice(None) if isinstance(t, slice) else t for t in template)
+    shape = list(_getitem_infer(x, template=plain).shape)
+    n_ell = len(x.shape) - sum(1 for t in template if t is not None and t is not Ellipsis)
+    axis, out = 0, 0
+    for t in template:
+        if t is None:
+            out += 1
+        elif t is Ellipsis:
+            axis += n_ell
+            out += n_ell
+        elif isinstance(t, slice):
+            if any(isinstance(b, Dim) for b in (t.start, t.stop, t.step)):
+                shape[out] = _slice_length(t, x.shape[axis])
+            axis += 1
+            out += 1
+        else:
+            axis += 1
+    return Aval(tuple(shape), x.dtype)
+
+
+def _slice_length(s, n):
+    step = 1 if s.step is None else s.step
+    if not isinstance(step, int) or step <= 0:
+        raise TypeError(f"the symbolic dim in slice {s} has no integer value while tracing (a symbolic slice "
+                        f"needs a positive integer step)")
+
+    def position(b, default):
+        if b is None:
+            return default
+        if isinstance(b, int) and b < 0:
+            return n + b
+        if getattr(b, "op", None) == "-" and getattr(b, "args", (None,))[0] == 0:   # -t: t from the end
+            return n - b.args[1]
+        return b
+    start, stop = position(s.start, 0), position(s.stop, n)
+    length = stop if isinstance(start, int) and start == 0 else stop - start
+    return length if step == 1 else (length + (step - 1)) // step
 
 
 GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True)
