@@ -5,6 +5,10 @@ from .tensor import Tensor, binary_method
 from .nn import functional as F
 
 
+def _bools(a, b):
+    return all(isinstance(x, bool) or getattr(getattr(x, "dtype", None), "kind", "") == "b" for x in (a, b))
+
+
 def _bind():
     T = Tensor
     T.__add__, T.__radd__ = binary_method(ADD), binary_method(ADD, reflected=True)
@@ -28,9 +32,10 @@ def _bind():
     T.__le__ = ew.le
     T.__gt__ = ew.gt
     T.__ge__ = ew.ge
-    T.__and__ = lambda a, b: ew.logical_and(a, b) if a.dtype.kind == "b" else ew.bitwise_and(a, b)
-    T.__or__ = lambda a, b: ew.logical_or(a, b) if a.dtype.kind == "b" else ew.bitwise_or(a, b)
-    T.__xor__ = lambda a, b: ew.logical_xor(a, b) if a.dtype.kind == "b" else ew.bitwise_xor(a, b)
+    # bitwise as in PyTorch (bool & int is the int64 bitwise and); two bools take the logical op
+    T.__and__ = lambda a, b: ew.logical_and(a, b) if _bools(a, b) else ew.bitwise_and(a, b)
+    T.__or__ = lambda a, b: ew.logical_or(a, b) if _bools(a, b) else ew.bitwise_or(a, b)
+    T.__xor__ = lambda a, b: ew.logical_xor(a, b) if _bools(a, b) else ew.bitwise_xor(a, b)
     T.__rand__, T.__ror__, T.__rxor__ = T.__and__, T.__or__, T.__xor__
     T.__invert__ = lambda a: ew.logical_not(a) if a.dtype.kind == "b" else ew.invert(a)
     T.__getitem__ = ix.getitem

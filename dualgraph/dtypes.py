@@ -105,10 +105,12 @@ _CACHE = {}
 def result_type(*operands):
     """The dtype PyTorch's torch.result_type gives for these operands.
 
-    An operand is a Python bool/int/float (weak: a numpy scalar counts as one too), anything with
-    `.dtype` and `.ndim` (a Tensor, an array, a tracing Aval; ndim 0 is a 0-d tensor), or None (skipped).
+    An operand is a Python bool/int/float (weak), anything with `.dtype` and `.ndim` (a Tensor, an array,
+    a tracing Aval; ndim 0 is a 0-d tensor), or None (skipped). A numpy scalar here is a 0-d tensor: it
+    is what numpy returns for 0-d results inside graphs. (A numpy scalar a user passes as an operand is
+    weak, as in PyTorch: the dispatcher and the tracer turn it into the Python number first.)
     """
-    key = tuple(x.__class__ if isinstance(x, _PY_SCALARS) else (x.dtype, x.ndim > 0)
+    key = tuple(x.__class__ if x.__class__ in _PY_SCALARS else (x.dtype, x.ndim > 0)
                 for x in operands if x is not None)
     dt = _CACHE.get(key)
     if dt is None:
@@ -129,16 +131,9 @@ def result_type(*operands):
 def as_dtype(x, dt):
     """Operand `x` of a forward ready for a computation in dtype `dt`: an array is cast, a Python number
     stays a Python number (numpy 2 then takes `dt` from the array, which result_type guarantees has a
-    category at least the number's). A numpy scalar becomes the Python number it stands for."""
-    if isinstance(x, _PY_SCALARS):
-        t = x.__class__
-        return x if t is float or t is int or t is bool else (float(x) if isinstance(x, float) else int(x))
-    if x is None:
-        return None
-    if x.dtype == dt:
+    category at least the number's)."""
+    if x is None or x.__class__ in _PY_SCALARS or x.dtype == dt:
         return x
-    if x.ndim == 0 and not hasattr(x, "astype"):
-        return x.item()
     return x.astype(dt)
 
 
@@ -158,7 +153,7 @@ def numpy_agrees(*operands):
     for x in operands:
         if x is None:
             continue
-        if isinstance(x, _PY_SCALARS):
+        if x.__class__ in _PY_SCALARS:
             scalars.append(x)
         elif dt is None:
             dt = x.dtype

@@ -589,7 +589,7 @@ def as_tensor(x, like=None, dtype=None):
         return x if dtype is None else x.astype(dtype)
     dev = like._device if like is not None else None
     if isinstance(x, _SCALARS) and like is not None and dtype is None:
-        dtype = _dt.result_type(like, x)
+        dtype = _dt.result_type(like, x.item() if isinstance(x, _np.generic) else x)
     return _make(_to_array(x, dtype, dev, copy=False), dev or CPU) if dev is not None else Tensor(x, dtype=dtype)
 
 
@@ -753,7 +753,8 @@ def _apply_general(op, inputs, attrs, st):
             arrays.append(t._data)
             needs_grad = needs_grad or t._requires_grad
         elif isinstance(t, _SCALARS) or t is None:
-            arrays.append(t)
+            # a numpy scalar operand (np.float64 is a float) is weak like the Python number, as in PyTorch
+            arrays.append(t.item() if isinstance(t, _np.generic) else t)
         else:
             return apply(op, tuple(_promote_input(x, inputs) for x in inputs), attrs)
     if dev is None:

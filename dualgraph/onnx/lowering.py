@@ -55,6 +55,33 @@ def _common_dtype(node):
 
 # ---- elementwise arithmetic -------------------------------------------------------------------
 
+# dtypes an ONNX op has no kernel for (in the spec, or in onnxruntime's CPU provider), each mapped to a
+# wider one computing the same values: the op runs there and the result is cast back (an integer result
+# wraps back exactly as the narrow arithmetic would). Promotion makes these dtypes reachable (uint8 op
+# int8 is int16), so the exported model must still run.
+_WIDER = {
+    "Pow": {np.dtype(np.bool_): np.dtype(np.int32), np.dtype(np.uint8): np.dtype(np.int32),
+            np.dtype(np.int8): np.dtype(np.int32), np.dtype(np.int16): np.dtype(np.int32)},
+    "Max": {np.dtype(np.int16): np.dtype(np.int32)},
+    "Min": {np.dtype(np.int16): np.dtype(np.int32)},
+    "Where": {np.dtype(np.bool_): np.dtype(np.uint8), np.dtype(np.int16): np.dtype(np.int32)},
+    # a bool product is "any a & b": an int32 sum of 0/1 products, nonzero where true
+    "MatMul": {np.dtype(np.bool_): np.dtype(np.int32), np.dtype(np.uint8): np.dtype(np.int32),
+               np.dtype(np.int8): np.dtype(np.int32), np.dtype(np.int16): np.dtype(np.int32)},
+}
+
+
+def _emit_in(ctx, op, dt, inputs, n_typed):
+    """Emit `op`, whose last `n_typed` inputs (in dtype dt) set its type, in a wider dtype where `op` has
+    no kernel for dt."""
+    wide = _WIDER.get(op, {}).get(np.dtype(dt))
+    if wide is None:
+        return ctx.emit(op, inputs)
+    k = len(inputs) - n_typed
+    out = ctx.emit(op, inputs[:k] + [ctx.cast(x, dt, wide) for x in inputs[k:]])
+    return ctx.cast(out, wide, dt)
+
+
 def _binary(onnx_op, bool_op=None):
     def rule(ctx, node, a, b):
         dt = _out(node)
@@ -63,7 +90,7 @@ def _binary(onnx_op, bool_op=None):
             if bool_op is None:
                 raise NotExportable(f"{node.op.name} on bool tensors")
             op = bool_op
-        return ctx.emit(op, _args(ctx, node, (a, b), dt))
+        return _emit_in(ctx, op, dt, _args(ctx, node, (a, b), dt), 2)
     return rule
 
 
@@ -111,7 +138,7 @@ def _floordiv(ctx, node, a, b):
 @lowering("pow")
 def _pow(ctx, node, a, b):
     dt = _out(node)
-    return ctx.emit("Pow", _args(ctx, node, (a, b), dt))
+    return _emit_in(ctx, "Pow", dt, _args(ctx, node, (a, b), dt), 2)
 
 
 def _cmp(onnx_op, negate=False):
@@ -176,7 +203,7 @@ def _where(ctx, node, c, a, b):
     dt = _out(node)
     cond = ctx.arg(node.inputs[0], c, np.bool_)
     a, b = ctx.arg(node.inputs[1], a, dt), ctx.arg(node.inputs[2], b, dt)
-    return ctx.emit("Where", [cond, a, b])
+    return _emit_in(ctx, "Where", dt, [cond, a, b], 2)
 
 
 @lowering("cast")
@@ -359,9 +386,9 @@ def _clip(ctx, node, x):
     hi = ctx.const(a["hi"], dt) if a["hi"] is not None else None
     out = x
     if lo is not None:   # Max/Min propagate NaN like numpy's maximum/minimum
-        out = ctx.emit("Max", [out, lo])
+        out = _emit_in(ctx, "Max", dt, [out, lo], 2)
     if hi is not None:
-        out = ctx.emit("Min", [out, hi])
+        out = _emit_in(ctx, "Min", dt, [out, hi], 2)
     return out if out is not x else ctx.emit("Identity", [x])
 
 
@@ -810,7 +837,7 @@ def _normal_like(ctx, node, x):
 @lowering("matmul")
 def _matmul(ctx, node, a, b):
     dt = _out(node)
-    return ctx.emit("MatMul", _args(ctx, node, (a, b), dt))
+    return _emit_in(ctx, "MatMul", dt, _args(ctx, node, (a, b), dt), 2)
 
 
 @lowering("einsum")

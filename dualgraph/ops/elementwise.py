@@ -60,7 +60,10 @@ def _no_bool_sub(xs):
 
 
 def _no_bool_compute(name, xs, dt):
-    """floordiv/mod/pow are not defined on bools (PyTorch refuses them; numpy would compute in int8)."""
+    """floordiv/mod/pow are not defined on bools (PyTorch refuses them; numpy would compute in int8),
+    except a bool tensor to a Python bool power (PyTorch: x ** True is x, x ** False all True)."""
+    if name == "pow" and isinstance(xs[1], bool) and not isinstance(xs[0], (bool, int, float)):
+        return
     if dt.kind == "b":
         raise DTypeError(f"{name}: not defined for bool operands ({_describe(xs)}); cast them with "
                          f".to(dg.int64) or .float() first")
@@ -93,9 +96,10 @@ def _promoting_checked(name, ufunc):
             _no_bool_sub((a, b))
             a, b = _common(a, b)
         else:
-            a, b = _common(a, b)
-            dt = a.dtype if hasattr(a, "dtype") else b.dtype if hasattr(b, "dtype") else _dt.result_type(a, b)
+            ca, cb = _common(a, b)
+            dt = ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b)
             _no_bool_compute(name, (a, b), dt)
+            a, b = ca, cb
         return getattr(xp, ufunc)(a, b)
     forward.__name__ = f"_{name}_forward"
     return forward
@@ -142,9 +146,12 @@ MOD = defop("mod", _promoting_checked("mod", "mod"), _bool_checked_infer("mod"),
 
 
 def _pow_forward(xp, a, b):
-    a, b = _common(a, b)
-    dt = a.dtype if hasattr(a, "dtype") else b.dtype if hasattr(b, "dtype") else _dt.result_type(a, b)
+    ca, cb = _common(a, b)
+    dt = ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b)
     _no_bool_compute("pow", (a, b), dt)
+    a, b = ca, cb
+    if dt.kind == "b":
+        return xp.power(a.astype(np.int8), int(b)).astype(np.bool_)
     if isinstance(b, (int, float)) and not isinstance(b, bool) and hasattr(a, "dtype") and a.dtype.kind == "f":
         # float32 x**3 takes numpy's slow generic pow path; small integer powers are multiplies
         if b == 2:
@@ -479,9 +486,24 @@ XOR, logical_xor = _cmp("logical_xor", "logical_xor")
 NOT = defop("logical_not", lambda xp, a: xp.logical_not(a), bool_elementwise_infer, None, elementwise=True)
 ISNAN = defop("isnan", lambda xp, a: xp.isnan(a), bool_elementwise_infer, None, elementwise=True)
 ISFINITE = defop("isfinite", lambda xp, a: xp.isfinite(a), bool_elementwise_infer, None, elementwise=True)
-BITAND = defop("bitwise_and", _promoting("bitwise_and", "bitwise_and"), elementwise_infer, None, **EW)
-BITOR = defop("bitwise_or", _promoting("bitwise_or", "bitwise_or"), elementwise_infer, None, **EW)
-BITXOR = defop("bitwise_xor", _promoting("bitwise_xor", "bitwise_xor"), elementwise_infer, None, **EW)
+def _bitwise(name):
+    def check(xs, dt):
+        if dt.kind == "f":
+            raise DTypeError(f"{name}: needs integer or bool operands, got ({_describe(xs)})")
+
+    def infer(*xs, **_):
+        out = elementwise_infer(*xs)
+        check(xs, out.dtype)
+        return out
+
+    def forward(xp, a, b):
+        ca, cb = _common(a, b)
+        check((a, b), ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b))
+        return getattr(xp, name)(ca, cb)
+    return defop(name, forward, infer, None, **EW)
+
+
+BITAND, BITOR, BITXOR = _bitwise("bitwise_and"), _bitwise("bitwise_or"), _bitwise("bitwise_xor")
 INVERT = defop("invert", lambda xp, a: xp.invert(a), same_infer, None, elementwise=True)
 
 equal, not_equal, less, less_equal, greater, greater_equal = eq, ne, lt, le, gt, ge
