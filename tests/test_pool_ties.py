@@ -9,7 +9,7 @@ import pytest
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
-from dualgraph.errors import ShapeError
+from dualgraph.errors import DTypeError, ShapeError
 
 
 
@@ -121,6 +121,8 @@ def test_integer_pooling_and_bad_arguments():
         F.max_pool2d(dg.ones(1, 1, 2, 2), 3)
     with pytest.raises(ShapeError, match="max_pool3d"):
         F.max_pool3d(dg.ones(1, 4, 4), 2)
+    with pytest.raises(DTypeError, match="max_pool2d.*bool"):
+        F.max_pool2d(dg.ones(1, 1, 4, 4).astype("bool"), 2, padding=1)
 
 
 def test_max_and_amax_split_ties_evenly():

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..tensor import apply
 from .infer import Aval, Dim
 from .registry import defop
@@ -326,6 +326,8 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
                          f"{p} non-negative")
     if any(pi > ki // 2 for pi, ki in zip(p, k)):
         raise ShapeError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    if input.dtype.kind not in "fiu":
+        raise DTypeError(f"{op}: input must have a float or integer dtype, got {input.dtype}")
     x = input if input.ndim == nd + 2 else input.unsqueeze(0)
     spatial = tuple(x.shape[2:])
     if all(isinstance(n, (int, np.integer)) for n in spatial):
