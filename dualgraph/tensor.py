@@ -116,13 +116,19 @@ class Tensor:
 
     def numel(self):
         d = self._data
-        return d.size if d is not None else int(_Size(self.shape))
+        if d is not None:
+            return d.size
+        n = self.size   # a size expression when traced with symbolic dims
+        return int(n) if isinstance(n, _Size) else n
 
     def __len__(self):
         shape = self.shape
         if not shape:
             raise TypeError("len() of a 0-d tensor")
         if not isinstance(shape[0], int):
+            from .function.dims import SymbolicDim, size_needed
+            if isinstance(shape[0], SymbolicDim):
+                raise size_needed(shape[0], "len()")
             _no_value(self, "len()")
         return shape[0]
 

@@ -140,6 +140,15 @@ def test_arithmetic_on_sizes_is_computed_in_the_model():
     check_at(model, f, [(2, 4), (5, 11), (1, 2)])
 
 
+def test_element_count_and_sizes_used_as_numbers_read_the_input_shape():
+    def f(x):
+        return x.sum() / x.numel() + x[:, 0] * x.shape[1]
+    model = dgo.export(f, (dg.randn(3, 7),), None, input_names=["x"], dynamic_axes=BT, verify=True)
+    kinds = ops(model)
+    assert "Expand" not in kinds and kinds.count("Gather") >= 2   # Shape -> Gather, no tensor of ones
+    check_at(model, f, [(2, 5), (6, 11)])
+
+
 # ---- a GPT-style block ----------------------------------------------------------------------------------
 
 class Block(nn.Module):
@@ -245,7 +254,11 @@ def _list_length(x):
     return x * dg.tensor([1.0] * x.shape[1])
 
 
-@pytest.mark.parametrize("f", [_branch, _loop, _equal, _math, _numpy_array, _list_length],
+def _len(x):
+    return sum(x[:, i] for i in range(len(x.transpose(0, 1))))
+
+
+@pytest.mark.parametrize("f", [_branch, _loop, _equal, _math, _numpy_array, _list_length, _len],
                          ids=lambda f: f.__name__)
 def test_python_use_of_a_dynamic_size_is_refused_at_the_users_line(f):
     import inspect

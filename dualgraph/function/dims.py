@@ -52,6 +52,18 @@ def _user_needs(d, what, depth=2):
         f"declare that dim with a fixed size", d, where)
 
 
+def size_needed(d, what):
+    """The SymbolicSizeError for dualgraph code that must hand a size to Python (len() returns an int),
+    naming the user's line that asked for it."""
+    from ..errors import user_line
+    where = user_line()
+    return SymbolicSizeError(
+        f"{what} needs the size {d} as a Python number{f' at {where}' if where else ''}, but this trace keeps "
+        f"that dim symbolic (its value is only known when the compiled graph or exported model runs). Use it "
+        f"only as a size (shapes, reshape/view, slicing, dg.arange/zeros/full, arithmetic with numbers), or "
+        f"declare that dim with a fixed size", d, where)
+
+
 def leaves(d):
     """The input dims a size expression reads."""
     if isinstance(d, DimExpr):
