@@ -227,20 +227,19 @@ def _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode):
     dtype = np.int8 if k < 128 else np.int16 if k < 2 ** 15 else np.int32
     arg, found = xp.zeros(best.shape, dtype=dtype), xp.zeros(best.shape, dtype=bool)
     for t in range(k):   # mask arithmetic: several times faster than masked copies
-        first = views[t] == best
-        first &= ~found
-        found |= first
+        hit = views[t] == best
+        hit &= ~found
+        found |= hit
         if t:
-            arg += first.view(dtype=np.int8).astype(dtype, copy=False) * dtype(t)
+            arg += hit.view(dtype=np.int8).astype(dtype, copy=False) * dtype(t)
     if x.dtype.kind == "f":
-        nan = xp.isnan(best)
-        if nan.any():
+        if xp.isnan(best).any():
             for t in range(k):
                 xp.copyto(arg, t, where=xp.isnan(views[t]))
     low = best == _lowest(x.dtype)   # the padding ties too: take the first unpadded position
     if low.any():
         first = 0
-        for axis, (o, kk, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
+        for axis, (o, s, p, d) in enumerate(zip(outs, stride, padding, dilation)):
             start = xp.arange(o, dtype=np.int64) * s - p
             skip = (xp.maximum(-start, 0) + d - 1) // d     # leading offsets that land in the padding
             first = first + skip.reshape(_axis_shape(len(outs), axis, o)) * int(np.prod(kernel[axis + 1:]))
