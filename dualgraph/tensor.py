@@ -35,6 +35,26 @@ class _Size(int):
         return self._shape if dim is None else self._shape[dim]
 
 
+class _GradShapeError(ShapeError, RuntimeError):
+    """`t.grad = g` with g of another shape (a RuntimeError in PyTorch)."""
+
+
+class _GradDTypeError(DTypeError, RuntimeError):
+    """`t.grad = g` with g of another dtype (a RuntimeError in PyTorch)."""
+
+
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad attribute won't be "
+    "populated during autograd.backward(). If you indeed want the .grad field to be populated for a non-leaf "
+    "Tensor, use .retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by mistake, make sure "
+    "you access the leaf Tensor instead.")
+
+
+def _type_name(value):
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
 class Tensor:
     """An n-dimensional array on a device, with optional gradient tracking."""
 
@@ -158,23 +178,35 @@ class Tensor:
 
     @property
     def grad(self):
-        if STATE.tracer is not None:
-            return STATE.tracer.read_grad(self)
-        return self._grad
+        g = STATE.tracer.read_grad(self) if STATE.tracer is not None else self._grad
+        if g is None and self._grad_fn is not None and not self.retains_grad:
+            import warnings
+            # PyTorch's warning, shown once per line of user code (Python's default warning filter)
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        return g
 
     @grad.setter
     def grad(self, value):
+        # PyTorch's checks and messages; the errors are also RuntimeErrors, as PyTorch raises
+        if value is not None and not isinstance(value, Tensor):
+            raise DTypeError(f"assigned grad expected to be a Tensor or None but got grad of type "
+                             f"{_type_name(value)}")
         if STATE.tracer is not None:
             STATE.tracer.write_grad(self, value)
             return
-        if value is not None and not isinstance(value, Tensor):
-            value = Tensor(value, dtype=self.dtype, device=self._device)
-        if value is not None and value.shape != self.shape:
-            raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {self.shape}")
-        if value is not None and value._device is not self._device:
-            raise DeviceError(f"assigned grad is on {value._device} but the tensor is on {self._device}")
-        if value is not None and value.dtype != self.dtype:
-            raise DTypeError(f"assigned grad has dtype {value.dtype} but the tensor has dtype {self.dtype}")
+        if value is not None:
+            if value.dtype != self.dtype:
+                raise _GradDTypeError(f"attempting to assign a gradient with dtype '{value.dtype}' to a tensor "
+                                      f"with dtype '{self.dtype}'. Please ensure that the gradient and the tensor "
+                                      f"have the same dtype")
+            if value._device is not self._device:
+                raise DeviceError(f"attempting to assign a gradient located on device '{value._device}' to a "
+                                  f"tensor located on device '{self._device}'. Please ensure that the gradient "
+                                  f"and the tensor are on the same device")
+            if value.shape != self.shape:
+                raise _GradShapeError(f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
+                                      f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
+                                      f"tensor are the same size")
         self._grad = value
 
     # ---- autograd ------------------------------------------------------------------------
@@ -205,7 +237,7 @@ class Tensor:
     def retains_grad(self):
         """True for a non-leaf on which retain_grad() was called."""
         node = self._grad_fn
-        return node is not None and any(ref() is self for _, ref in node._retained or ())
+        return node is not None and any(ref() is self for _, ref in getattr(node, "_retained", None) or ())
 
     def register_hook(self, hook):
         """Call hook(grad) when this tensor's gradient is computed; a returned tensor replaces it."""
@@ -705,7 +737,7 @@ def binary_method(op, reflected=False):
             # requires grad makes their result float)
             if (a._requires_grad or b._requires_grad) and st.grad_enabled:
                 node = Node(op, (a, b), _EMPTY, (a._requires_grad, b._requires_grad),
-                            (a._version[0], b._version[0]))
+                            (a._version[0], b._version[0]), (a._grad_fn, b._grad_fn))
                 if saves_output:
                     node._out = (out,)
                     node._out_versions = ((r._version, 0),)
@@ -719,15 +751,17 @@ def binary_method(op, reflected=False):
 
 
 def _record(op, inputs, attrs, result):
-    needs, versions = [], []
+    needs, versions, fns = [], [], []
     for t in inputs:
         if t.__class__ in _TENSOR_TYPES:
             needs.append(t._requires_grad)
             versions.append(t._version[0])
+            fns.append(t._grad_fn)
         else:
             needs.append(False)
             versions.append(-1)
-    node = Node(op, inputs, attrs, tuple(needs), tuple(versions))
+            fns.append(None)
+    node = Node(op, inputs, attrs, tuple(needs), tuple(versions), tuple(fns))
     if op.saves_output:
         node._out = (result._data,)
         node._out_versions = ((result._version, result._version[0]),)

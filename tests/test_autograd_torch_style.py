@@ -836,30 +836,34 @@ def test_to_dot_after_backward_still_draws_the_structure():
     assert dg.viz.to_dot(y) == before
 
 
-# ---- known limits of in-place autograd ------------------------------------------------------------
-# Backward nodes find their inputs' history through the input tensors at backward time, so the
-# engine refuses to backward through any node whose input tensor was changed in place afterwards
-# (PyTorch only refuses when the node saved that tensor). It raises; it never computes garbage.
+# ---- in-place changes after use ---------------------------------------------------------------------
+# A node keeps the grad_fn each input had when it was made (its edges), and refuses to backward only
+# when its vjp reads a tensor that changed in place since (as PyTorch).
 
-@pytest.mark.xfail(strict=True, raises=dg.AutogradError,
-                   reason="engine: in-place change of an input that the node did not save still invalidates "
-                          "the node (needs record-time edges + per-op 'reads inputs' trait)")
 def test_inplace_after_use_by_an_op_that_saved_nothing():
     x = leaf([1.0, 2.0])
     y = x * 2
-    z = y + 1                     # AddBackward0 saves nothing
+    z = y + 1                     # AddBackward0 reads neither input
     y.add_(1)
     z.sum().backward()
     assert x.grad.tolist() == [2.0, 2.0]
 
 
-@pytest.mark.xfail(strict=True, raises=dg.AutogradError, reason="same engine limit: y[idx] = y[idx] + v")
+def test_inplace_after_use_keeps_the_gradient_path_recorded_before_it():
+    x = leaf([1.0, 2.0])
+    y = x * 2
+    z = y + 1
+    y.mul_(3)                     # y's grad_fn is now MulBackward0(y_old, 3); z's edge still goes to y_old
+    (z.sum() + y.sum()).backward()
+    assert x.grad.tolist() == [2.0 + 6.0, 2.0 + 6.0]
+
+
 def test_setitem_from_a_slice_of_itself():
     x, w = leaf([1.0, 2.0, 3.0]), leaf(5.0)
     y = x * 1
     y[0:2] = y[0:2] + w
     (y * y).sum().backward()
-    assert x.grad.tolist() == [12.0, 14.0, 6.0]
+    assert x.grad.tolist() == [12.0, 14.0, 6.0] and w.grad.item() == 26.0
 
 
 def test_index_put_is_the_out_of_place_workaround():

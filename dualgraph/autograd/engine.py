@@ -17,14 +17,13 @@ def _topo_order(roots):
         if root is None or id(root) in seen:
             continue
         seen.add(id(root))
-        stack = [(root, iter(root.inputs))]
+        stack = [(root, iter(root._fns))]
         while stack:
             node, it = stack[-1]
-            for t in it:
-                child = getattr(t, "_grad_fn", None)
+            for child in it:  # the edges recorded with the node, not the inputs' grad_fn now
                 if child is not None and id(child) not in seen:
                     seen.add(id(child))
-                    stack.append((child, iter(child.inputs)))
+                    stack.append((child, iter(child._fns)))
                     break
             else:
                 stack.pop()
@@ -123,7 +122,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
             in_grads = _call_vjp(node, grads)
             if anomaly:
                 _check_finite(node, in_grads)
-            for t, needs, gi in zip(node.inputs, node.needs_input_grad, in_grads):
+            for i, (t, needs, gi) in enumerate(zip(node.inputs, node.needs_input_grad, in_grads)):
                 if not needs or gi is None:
                     continue
                 if not isinstance(gi, Tensor):
@@ -136,10 +135,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     gi = sum_to(gi, tdata.shape)
                 if gdata.dtype != tdata.dtype:
                     gi = gi.astype(tdata.dtype)
-                child = t._grad_fn
+                child, index = node.edge(i)
                 if child is not None:
                     slot = node_grads.setdefault(id(child), [None] * child.op.n_out)
-                    slot[t._out_index] = _add(slot[t._out_index], gi)
+                    slot[index] = _add(slot[index], gi)
                 else:
                     slot = leaf_grads.setdefault(id(t), [t, None])
                     slot[1] = _add(slot[1], gi)

@@ -1,7 +1,9 @@
 """Backward-graph nodes: what `tensor.grad_fn` holds.
 
 A Node remembers the op, its input tensors (with their versions, to catch in-place
-changes), its attributes and, when the op's vjp needs it, its output. It holds no
+changes), the grad_fn each input had when the node was made (its edges: an in-place op
+later gives the tensor a new grad_fn, but this node's gradient still goes to the history
+it saw), its attributes and, when the op's vjp needs it, its output. It holds no
 reference to its output Tensor, so graphs have no reference cycles and are freed
 as soon as the user drops the output.
 """
@@ -12,9 +14,9 @@ from ..errors import AutogradError, user_line
 
 
 class Node:
-    __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "__dict__", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "needs_input_grad", "_versions", "_fns", "__dict__", "__weakref__")
     # Rarely set attributes default on the class; instance values go to a lazily created
-    # __dict__, so recording a node costs five attribute writes on the hot path.
+    # __dict__, so recording a node costs six attribute writes on the hot path.
     _out = None            # forward outputs, kept only for ops whose vjp reads ctx.out
     _out_versions = None   # ((version counter, version at record time), ...) for those outputs
     _freed = False
@@ -24,12 +26,13 @@ class Node:
     _source = ""           # the user's file:line of the forward op (kept under detect_anomaly only)
     _next = ()
 
-    def __init__(self, op, inputs, attrs, needs, versions):
+    def __init__(self, op, inputs, attrs, needs, versions, fns=None):
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
         self.needs_input_grad = needs
         self._versions = versions
+        self._fns = fns if fns is not None else tuple(getattr(t, "_grad_fn", None) for t in inputs)
         st = STATE
         if st.recording:
             self._recorded = True
@@ -47,7 +50,21 @@ class Node:
         if self._freed:
             return tuple(_edge(t) if t is not None and not isinstance(t, tuple) else (t or (None, 0))
                          for t in self._next)
-        return tuple(_edge(t) for t in self.inputs)
+        return tuple(self.edge(i) if fn is not None else _edge(t) for i, (t, fn) in enumerate(zip(self.inputs, self._fns)))
+
+    def edge(self, i):
+        """(grad_fn, output index) input i had when this node was made, or (None, 0) for a leaf."""
+        fn = self._fns[i]
+        if fn is None:
+            return None, 0
+        t = self.inputs[i]
+        if t._grad_fn is fn:
+            return fn, t._out_index
+        if fn.op.n_out == 1:
+            return fn, 0
+        raise AutogradError(
+            f"{self.op.grad_name}: input {i} (an output of the multi-output {fn.op.grad_name}) was changed by an "
+            f"in-place operation after this op used it; clone() it before modifying it")
 
     def __repr__(self):
         return f"<{self.op.grad_name} object at {id(self):#x}>"
@@ -66,30 +83,45 @@ class Node:
                 f"Trying to backward through the graph a second time ({self.op.grad_name}): its saved "
                 f"tensors were freed after the first backward. Pass retain_graph=True to the first "
                 f"backward() (or autograd.grad) if you need to backward through it again.")
-        for t, v in zip(self.inputs, self._versions):
-            if v >= 0 and t._version[0] != v:
+        stale = [i for i, (t, v) in enumerate(zip(self.inputs, self._versions)) if v >= 0 and t._version[0] != v]
+        stale_out = [k for k, (counter, v) in enumerate(self._out_versions or ()) if counter[0] != v]
+        if stale or stale_out:
+            self._check_stale(stale, stale_out)
+
+    def _check_stale(self, stale, stale_out):
+        """Raise if the vjp reads a saved tensor that changed in place since the forward; a changed
+        tensor the vjp does not read (both operands of add, the tensor of `d * 3`) is no error."""
+        derive = getattr(self.op, "vjp_reads", None)
+        reads = derive(self.inputs, self.attrs, self.needs_input_grad) if derive is not None else None
+        reads_in, reads_out = reads if reads is not None else (set(stale), set(stale_out))
+        for i in stale:
+            if i in reads_in:
+                t = self.inputs[i]
+                raise AutogradError(inplace_message(
+                    self.op.grad_name, t.shape, f"it is at version {t._version[0]}, expected version {self._versions[i]}"))
+        for k in stale_out:
+            if k in reads_out:
                 raise AutogradError(
-                    f"one of the tensors needed for gradient computation of {self.op.grad_name} "
-                    f"(shape {tuple(t.shape)}) has been modified by an in-place operation: it is at "
-                    f"version {t._version[0]}, expected version {v}. Clone it before modifying it.")
-        if self._out_versions is not None:
-            for counter, v in self._out_versions:
-                if counter[0] != v:
-                    raise AutogradError(
-                        f"the output of {self.op.name} is needed by {self.op.grad_name} but was modified "
-                        f"by an in-place operation afterwards. Clone it before modifying it.")
+                    f"the output of {self.op.name} is needed by {self.op.grad_name} but was modified "
+                    f"by an in-place operation afterwards. Clone it before modifying it.")
 
     def release(self):
         # keep the graph's edges (as PyTorch does) but drop saved values
         # cheap: (grad_fn, index) for non-leaves, the tensor for leaves that want grad, None otherwise
-        self._next = [(fn, t._out_index) if (fn := getattr(t, "_grad_fn", None)) is not None
-                      else (t if getattr(t, "_requires_grad", False) else None) for t in self.inputs]
+        self._next = [(fn, t._out_index if t._grad_fn is fn else 0) if fn is not None
+                      else (t if getattr(t, "_requires_grad", False) else None)
+                      for t, fn in zip(self.inputs, self._fns)]
         self.inputs = ()
         self._out = None
         self._freed = True
         release = getattr(self.op, "release_node", None)  # custom Functions drop ctx's saved tensors
         if release is not None:
             release(self)
+
+
+def inplace_message(grad_name, shape, detail):
+    return (f"one of the tensors needed for gradient computation of {grad_name} (shape {tuple(shape)}) has "
+            f"been modified by an in-place operation: {detail}. Clone it before modifying it.")
 
 
 def node_versions(inputs):

@@ -817,8 +817,9 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
         expr = paths.get(id(t))
         if v.name is None:
             owner = owner_ref() if owner_ref is not None else None
-            base = _pretty_name(expr) if expr else (_pretty_name(paths.get(id(owner))) + "_grad"
-                                                     if owner is not None and paths.get(id(owner)) else None)
+            owner_name = _pretty_name(paths.get(id(owner))) if owner is not None and paths.get(id(owner)) else None
+            # (a closure variable has a path but no name worth printing: its grad stays unnamed)
+            base = _pretty_name(expr) if expr else (owner_name + "_grad" if owner_name else None)
             if base:
                 n, k = base, 1
                 while n in used_names:
@@ -869,6 +870,8 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     e.frozen = _without_known_numbers(e.frozen)
     graph.frozen = list(e.frozen)
     e.graph = graph
+    # values the function changed in place: a differentiating caller's backward may not read them
+    graph.meta["_overwritten"] = list(tr.overwritten.values())
     e.opt = _passes.optimize(graph, cf.passes)
     e.opt.frozen = list(e.frozen)
     xp = leaves[0]._device.xp if leaves else CPU.xp
@@ -1049,19 +1052,30 @@ def _run_with_grad(e, leaves, caps, arrays):
     comp = e.grad_cache.get(wrt)
     if comp is None:
         comp = e.grad_cache[wrt] = _compile_grad(e, wrt)
-    fwd, bwd, n_out, diff = comp
-    res = fwd(*arrays)
-    outs_arr, resid = res[:n_out], res[n_out:]
-    outs = [_make(a, e.device) for a in outs_arr]
-    tensors = tuple(inputs[i] for i in wrt)
-    op = _CompiledOp(e.cf.__name__, len(diff), bwd, resid, diff, [o.aval for o in e.graph.outputs])
-    op.joint, op.primals, op.n_primal_out = e.joint_raw, inputs, n_out
-    node = _ag.Node(op, tensors, {}, tuple(True for _ in tensors), tuple(t._version[0] for t in tensors))
-    node._out = tuple(outs[i]._data for i in diff)
-    for k, i in enumerate(diff):
+    res = comp.fwd(*arrays)
+    n_out = comp.n_out
+    outs = [_make(a, e.device) for a in res[:n_out]]
+    for j, i in comp.out_alias:  # an output that is a view of an input shares its version counter, as eagerly
+        outs[j]._version = inputs[i]._version
+    # every input is an edge of the node (a gradient for those in wrt), so its version is checked when
+    # the compiled backward reads it, as an eager node checks what its vjp reads
+    wanted = set(wrt)
+    op = _CompiledOp(e.cf.__name__, comp, res[n_out:], inputs)
+    node = _ag.Node(op, tuple(inputs), {}, tuple(i in wanted for i in range(len(inputs))),
+                    tuple(t._version[0] for t in inputs))
+    node._out = tuple(outs[i]._data for i in comp.diff)
+    node._out_versions = tuple((o._version, o._version[0]) for o in outs)
+    for k, i in enumerate(comp.diff):
         o = outs[i]
         o._grad_fn, o._out_index, o._requires_grad = node, k, True
     return outs
+
+
+class _GradPlan:
+    """What one compiled function needs to be differentiated by its caller, for one set of inputs (wrt)."""
+
+    __slots__ = ("fwd", "bwd", "n_out", "diff", "grads_for", "joint", "reads_in", "reads_out", "out_alias",
+                 "stale_reads")
 
 
 def _compile_grad(e, wrt):
@@ -1072,14 +1086,50 @@ def _compile_grad(e, wrt):
                          f"call loss.backward() inside the compiled function (a whole training step traces "
                          f"custom backwards), or call this function eagerly")
     devices = {i: e.device for i in range(len(e.graph.inputs))}
-    joint, diff = joint_graph(e.graph, list(wrt), devices)
+    joint, diff = joint_graph(e.graph, list(wrt), devices, drop_unused=True)
     n_out = len(e.graph.outputs)
     fwd, bwd = partition(joint, len(e.graph.inputs), n_out)
-    e.joint_raw = joint
     fwd = _passes.optimize(fwd, e.cf.passes)
     bwd = _passes.optimize(bwd, e.cf.passes)
     e.fwd_graph, e.bwd_graph = fwd, bwd
-    return Executable(fwd, e.xp), Executable(bwd, e.xp), n_out, diff
+    plan = _GradPlan()
+    plan.fwd, plan.bwd, plan.n_out, plan.diff = Executable(fwd, e.xp), Executable(bwd, e.xp), n_out, diff
+    plan.grads_for = [wrt[k] for k in joint.meta["grads_for"]]  # input positions that get a gradient
+    plan.joint = joint
+    plan.stale_reads = joint.meta["stale_reads"]
+    plan.reads_in, plan.reads_out, plan.out_alias = _residual_sources(fwd, bwd, n_out)
+    return plan
+
+
+def _view_root(v):
+    while v is not None and v.producer is not None and getattr(v.producer.op, "view", False):
+        v = v.producer.inputs[0]
+    return v
+
+
+def _residual_sources(fwd, bwd, n_out):
+    """Which inputs and outputs of the forward the backward reads, through residuals that are those
+    very arrays or views of them (so an in-place change after the call would change the gradient):
+    (input positions, output positions, [(output, input) for outputs that are views of an input])."""
+    used = {id(v) for node in bwd.nodes for v in node.inputs if v is not None}
+    used.update(id(v) for v in bwd.outputs)
+    in_pos = {id(v): i for i, v in enumerate(fwd.inputs)}
+    out_roots = {}
+    out_alias = []
+    for j, v in enumerate(fwd.outputs[:n_out]):
+        r = _view_root(v)
+        out_roots.setdefault(id(r), []).append(j)
+        if id(r) in in_pos:
+            out_alias.append((j, in_pos[id(r)]))
+    reads_in, reads_out = set(), set()
+    for res_fwd, res_bwd in zip(fwd.outputs[n_out:], bwd.inputs):
+        if id(res_bwd) not in used:
+            continue
+        r = _view_root(res_fwd)
+        if id(r) in in_pos:
+            reads_in.add(in_pos[id(r)])
+        reads_out.update(out_roots.get(id(r), ()))
+    return frozenset(reads_in), frozenset(reads_out), out_alias
 
 
 class _CompiledOp:
@@ -1090,31 +1140,38 @@ class _CompiledOp:
     saves_output = False
     view = False
 
-    def __init__(self, name, n_out, bwd, resid, diff, avals):
+    def __init__(self, name, plan, resid, primals):
         self.name = f"compiled_{name}"
         self.grad_name = "CompiledFunctionBackward"
-        self.n_out = n_out
+        self.n_out = len(plan.diff)
         self.onnx = None
-        self.bwd, self.resid, self.diff, self.avals = bwd, resid, diff, avals
+        self.plan, self.resid, self.primals = plan, resid, primals
+
+    def vjp_reads(self, operands, attrs, needs):
+        if STATE.grad_enabled:  # a double backward recomputes from every input
+            return frozenset(range(len(self.primals))), frozenset()
+        return self.plan.reads_in, self.plan.reads_out
 
     def vjp(self, node, grads):
+        if self.plan.stale_reads:
+            from ..errors import AutogradError
+            raise AutogradError(self.plan.stale_reads[0])
         grads = grads if isinstance(grads, tuple) else (grads,)
-        if STATE.grad_enabled:  # backward(create_graph=True): the engine records the vjp's ops
-            return self._vjp_eager(grads)
-        xp = None
-        cts = []
-        for g in grads:
-            cts.append(g._data)
-            xp = xp or g._device.xp
-        out = self.bwd(*self.resid, *cts)
         dev = grads[0]._device
-        return tuple(_make(a, dev) for a in out)
+        if STATE.grad_enabled:  # backward(create_graph=True): the engine records the vjp's ops
+            out = self._vjp_eager(grads)
+        else:
+            out = [_make(a, dev) for a in self.plan.bwd(*self.resid, *(g._data for g in grads))]
+        result = [None] * len(self.primals)  # None, not zeros, for inputs no output depends on
+        for i, g in zip(self.plan.grads_for, out):
+            result[i] = g
+        return tuple(result)
 
     def _vjp_eager(self, grads):
         """Recompute forward and backward op by op on Tensors from the primal inputs, so the engine
         records it and a second backward reaches the inputs."""
         from ..tensor import apply as _apply
-        g = self.joint
+        g = self.plan.joint
         env = {}
         dev = grads[0]._device
         for v, a in zip(g.inputs, list(self.primals) + list(grads)):
@@ -1135,7 +1192,7 @@ class _CompiledOp:
             outs = out if isinstance(out, tuple) else (out,)
             for v, t in zip(n.outputs, outs):
                 env[id(v)] = t
-        return tuple(get(v) for v in g.outputs[self.n_primal_out:])
+        return tuple(get(v) for v in g.outputs[self.plan.n_out:])
 
 
 def function(fn=None, *, input_signature=None, static_argnames=(), strict=False, passes=None, disable=(),

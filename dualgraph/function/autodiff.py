@@ -38,8 +38,58 @@ def _acc(grads, v, g):
     grads[id(v)] = g if cur is None else cur + g
 
 
-def reverse(tr, outputs, out_grads, wanted):
-    """Gradients (symbolic tensors or None) of sum(out * grad) with respect to the Values `wanted`."""
+def _overwritten(v, overwritten):
+    """Whether an in-place op replaced v (or the value v is a view of) after v was computed."""
+    while v is not None and v.const is None:
+        if id(v) in overwritten:
+            return True
+        p = v.producer
+        if p is None or not getattr(p.op, "view", False):
+            return False
+        v = p.inputs[0]
+    return False
+
+
+def _check_overwritten(tr, rec, stale_reads):
+    """Eager's rule inside a trace: a vjp may not read a value an in-place op replaced afterwards.
+
+    The trace itself would compute the gradient at the old value (every Value is immutable), which
+    eager refuses to do (and PyTorch too); the same `vjp_reads` derivation decides what is read."""
+    ow = getattr(tr, "overwritten", None)
+    if not ow or rec.custom is not None or not hasattr(rec.op, "vjp_reads"):
+        return
+    stale = [i for i, v in enumerate(rec.inputs) if v is not None and _overwritten(v, ow)]
+    stale_out = [k for k, v in enumerate(rec.outputs) if _overwritten(v, ow)]
+    if not stale and not stale_out:
+        return
+    from ..autograd.graph import inplace_message
+    from ..ops.registry import Operand
+    operands = [v.const if v is not None and v.weak else None if v is None else Operand(v.aval, tr.device_of(v))
+                for v in rec.inputs]
+    reads = None if rec.subgraphs else rec.op.vjp_reads(operands, rec.attrs, rec.needs)
+    reads_in, reads_out = reads if reads is not None else (set(stale), set(stale_out))
+    msg = None
+    for i in stale:
+        if i in reads_in:
+            msg = inplace_message(rec.op.grad_name, rec.inputs[i].aval.shape,
+                                  "inside @dg.function, an in-place op replaced it after this op used it")
+            break
+    else:
+        if any(k in reads_out for k in stale_out):
+            msg = (f"the output of {rec.op.name} is needed by {rec.op.grad_name} but was modified by an in-place "
+                   f"operation afterwards (inside @dg.function). Clone it before modifying it.")
+    if msg is None:
+        return
+    if stale_reads is None:
+        raise AutogradError(msg)
+    stale_reads.append(msg)
+
+
+def reverse(tr, outputs, out_grads, wanted, stale_reads=None):
+    """Gradients (symbolic tensors or None) of sum(out * grad) with respect to the Values `wanted`.
+
+    A vjp that reads a value replaced by an in-place op raises, as eagerly; with `stale_reads` (a list)
+    the message is appended there instead, for a backward that runs later."""
     from ..creation import full_like, zeros_like
     from ..ops.reduction import sum_to
     grads = {}
@@ -70,6 +120,7 @@ def reverse(tr, outputs, out_grads, wanted):
             else:
                 g = tuple(gi if gi is not None else zeros_like(tr.tensor_for(o, tr.device_of(o)))
                           for gi, o in zip(gs, rec.outputs))
+            _check_overwritten(tr, rec, stale_reads)
             ctx = _Ctx(tr, rec)
             result = rec.op.vjp(ctx, g)
             if not isinstance(result, (tuple, list)):
@@ -92,9 +143,11 @@ def reverse(tr, outputs, out_grads, wanted):
         STATE.grad_enabled = prev
 
 
-def replay(tr, graph, in_tensors):
-    """Re-emit `graph`'s nodes through the current tracer; returns its output tensors."""
-    env = {id(v): t for v, t in zip(graph.inputs, in_tensors)}
+def replay(tr, graph, in_tensors, env=None):
+    """Re-emit `graph`'s nodes through the current tracer; returns its output tensors (`env`, when
+    given, is filled with id(Value of graph) -> its tensor)."""
+    env = {} if env is None else env
+    env.update({id(v): t for v, t in zip(graph.inputs, in_tensors)})
 
     def get(v):
         if v is None:
@@ -116,10 +169,15 @@ def replay(tr, graph, in_tensors):
     return [get(v) for v in graph.outputs]
 
 
-def joint_graph(graph, wrt, devices=None, force_diff=None):
+def joint_graph(graph, wrt, devices=None, force_diff=None, drop_unused=False):
     """Forward + backward of `graph`: inputs (x..., cotangents...), outputs (y..., dx for x in wrt).
 
-    Cotangent inputs are added for the floating outputs that depend on `wrt` (`diff_outputs`)."""
+    Cotangent inputs are added for the floating outputs that depend on `wrt` (`diff_outputs`). An
+    input of `wrt` no output depends on gets a zero gradient, or with `drop_unused` none: its dx is
+    left out of the outputs and `meta["grads_for"]` lists the positions in `wrt` that have one (so
+    the caller can leave `.grad` None, as eagerly). `meta["stale_reads"]` lists the errors of vjps
+    that read a value the traced function changed in place (see `reverse`), for the caller to raise
+    when backward runs."""
     from ..creation import zeros_like
     tr = Tracer(Graph("joint"))
     devices = devices or {}
@@ -131,7 +189,13 @@ def joint_graph(graph, wrt, devices=None, force_diff=None):
             for i, v in enumerate(graph.inputs):
                 nv = tr.graph.add_input(v.aval, v.name)
                 ins.append(tr.sym(nv, devices.get(i), requires_grad=i in wrt and v.aval.dtype.kind == "f"))
-            outs = replay(tr, graph, ins)
+            env = {}
+            outs = replay(tr, graph, ins, env)
+            for v in graph.meta.get("_overwritten", ()):  # in-place updates of the traced function
+                t = env.get(id(v))
+                if isinstance(t, Tensor):
+                    nv = tr.value_of(t)
+                    tr.overwritten[id(nv)] = nv
             diff = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o._requires_grad]
             if force_diff is not None:
                 diff = list(force_diff)
@@ -140,10 +204,16 @@ def joint_graph(graph, wrt, devices=None, force_diff=None):
                 cv = tr.graph.add_input(tr.value_of(outs[i]).aval)
                 cts.append(tr.sym(cv, outs[i]._device))
             live = [k for k, i in enumerate(diff) if outs[i]._requires_grad]
+            stale_reads = []
             grads = reverse(tr, [outs[diff[k]] for k in live], [cts[k] for k in live],
-                            [tr.graph.inputs[i] for i in wrt])
+                            [tr.graph.inputs[i] for i in wrt], stale_reads)
             STATE.grad_enabled = False
-            grads = [g if g is not None else zeros_like(ins[i]) for g, i in zip(grads, wrt)]
+            if drop_unused:
+                tr.graph.meta["grads_for"] = [k for k, g in enumerate(grads) if g is not None]
+                grads = [g for g in grads if g is not None]
+            else:
+                grads = [g if g is not None else zeros_like(ins[i]) for g, i in zip(grads, wrt)]
+            tr.graph.meta["stale_reads"] = stale_reads
         finally:
             STATE.grad_enabled = prev
         tr.graph.outputs = [tr.value_of(o) for o in outs] + [tr.value_of(g) for g in grads]

@@ -97,6 +97,7 @@ class Tracer:
         self.outer_tensor = {}  # id(parent Value) -> the enclosing tensor read (for its requires_grad)
         self.tape = []
         self.mutations = {}     # id(tensor) -> [tensor, Value]  in-place updates of inputs/captured
+        self.overwritten = {}   # id(Value) -> Value an in-place op replaced (a vjp reading it is an error)
         self.grad_writes = {}   # id(tensor) -> [tensor, Value or None]
         self.grad_reads = {}    # id(tensor) -> [tensor, was_none]
         self.grad_parent = {}   # id(grad tensor) -> owner tensor (captured grads are reached via owner.grad)
@@ -366,6 +367,8 @@ class Tracer:
         root = self.root()
         if root is not self:
             return root.read_grad(t)
+        if t._data is None and id(t) not in self.args:
+            return None  # a tensor the trace made has no .grad (and must not become a call-time guard)
         if id(t) not in self.grad_reads:
             self.grad_reads[id(t)] = [t, t._grad is None]
             self.keep.append(t)
@@ -408,6 +411,7 @@ class Tracer:
         if result.dtype != t.dtype:
             result = astype(result, t.dtype)
         old = self.value_of(t)  # captures t when it is an outside tensor written before being read
+        self.overwritten[id(old)] = old
         new = self.value_of(result)
         self.vals[id(t)] = new
         if t._data is None:

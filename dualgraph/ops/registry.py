@@ -4,6 +4,7 @@ An `Op` carries
   forward(xp, *arrays, **attrs)   the computation on a backend namespace (numpy or cupy)
   infer(*avals, **attrs)          shape/dtype inference on abstract values (tracing, static graphs)
   vjp(ctx, g)                     the backward rule, written with dualgraph ops (so it differentiates again)
+  vjp_reads(...)                  which saved inputs/outputs that rule reads: derived from the vjp itself
   traits                          elementwise / pure / commutative / foldable / view ...
   onnx                            the ONNX lowering (filled in by the export layer)
 Composite ops (softmax, mean, losses) are plain functions of primitives and need no record.
@@ -41,6 +42,12 @@ class Op:
     def __repr__(self):
         return f"<op {self.name}>"
 
+    def vjp_reads(self, operands, attrs, needs):
+        """(input positions, output positions) whose values this op's vjp reads to compute the
+        gradients flagged in `needs`; None when that cannot be derived (treat everything as read).
+        See `vjp_reads` below."""
+        return vjp_reads(self, operands, attrs, needs)
+
 
 def defop(name, forward, infer, vjp, **traits):
     """Define and register one primitive op."""
@@ -49,3 +56,121 @@ def defop(name, forward, infer, vjp, **traits):
     op = Op(name=name, forward=forward, infer=infer, vjp=vjp, **traits)
     REGISTRY[name] = op
     return op
+
+
+class Operand:
+    """A tensor operand described without its values: what `vjp_reads` traces a vjp on."""
+
+    __slots__ = ("aval", "device")
+
+    def __init__(self, aval, device):
+        self.aval, self.device = aval, device
+
+
+_READS = {}
+
+
+def vjp_reads(op, operands, attrs, needs):
+    """Which saved values `op.vjp` reads to compute the gradients flagged in `needs`.
+
+    `operands` are the forward operands: Tensors or `Operand`s (only shape, dtype and device are
+    used) and, as they are, Python scalars and None. Returns (input positions, output positions)
+    whose values reach one of the needed gradients, or None when the vjp cannot be traced on
+    placeholders (callers then treat every saved value as read, which can only over-report).
+
+    Derived, never declared, so it cannot drift from the vjp: the forward op and its vjp are traced
+    on placeholder inputs, and the graph's data edges are followed back from each needed gradient.
+    Reading a shape or dtype is no data edge; an operand whose gradient is not needed is not followed
+    (mul's vjp reads b only for a's gradient). The autograd engine asks only when a saved tensor has
+    changed in place since the forward, so the common backward never pays for the trace.
+    """
+    from ..tensor import Tensor
+    key = [op.name, tuple(needs), _attrs_key(attrs)]
+    specs = []
+    for x in operands:
+        if isinstance(x, Tensor):
+            x = Operand(_aval(x.shape, x.dtype), x.device)
+        specs.append(x)
+        key.append(("t", x.aval, str(x.device)) if isinstance(x, Operand) else ("s", type(x), x))
+    try:
+        key = tuple(key)
+        hit = _READS.get(key, _MISSING)
+    except TypeError:  # an unhashable attribute: derive without caching
+        key, hit = None, _MISSING
+    if hit is not _MISSING:
+        return hit
+    reads = _derive_reads(op, specs, attrs, tuple(needs))
+    if key is not None:
+        if len(_READS) > 4096:
+            _READS.clear()
+        _READS[key] = reads
+    return reads
+
+
+_MISSING = object()
+
+
+def _aval(shape, dtype):
+    from .infer import Aval
+    return Aval(shape, dtype)
+
+
+def _attrs_key(attrs):
+    return tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in attrs.items()))
+
+
+class _ProbeCtx:
+    """What a vjp reads (ctx.inputs, attrs, needs_input_grad, out), standing for placeholders."""
+
+    __slots__ = ("inputs", "attrs", "needs_input_grad", "_outs", "subgraphs", "custom", "tracer")
+
+    def __init__(self, inputs, attrs, needs, outs, tracer):
+        self.inputs, self.attrs, self.needs_input_grad, self._outs = inputs, attrs, needs, outs
+        self.subgraphs, self.custom, self.tracer = {}, None, tracer
+
+    @property
+    def out(self):
+        return self._outs if len(self._outs) > 1 else self._outs[0]
+
+
+def _derive_reads(op, specs, attrs, needs):
+    from .._state import STATE
+    from ..function.tracer import Tracer, tracing
+    from ..graph.ir import Graph
+    from ..tensor import Tensor
+    if op.vjp is None:
+        return frozenset(), frozenset()
+    tr = Tracer(Graph(f"{op.name}_vjp_reads"))
+    prev = STATE.grad_enabled, STATE.recording
+    try:
+        with tracing(tr):
+            STATE.grad_enabled, STATE.recording = False, False
+            ins = tuple(tr.sym(tr.graph.add_input(x.aval), x.device) if isinstance(x, Operand) else x
+                        for x in specs)
+            out = tr.apply(op, ins, attrs)
+            outs = out if isinstance(out, tuple) else (out,)
+            gs = tuple(tr.sym(tr.graph.add_input(o._aval), o._device) for o in outs)
+            result = op.vjp(_ProbeCtx(ins, attrs, needs, outs, tr), gs[0] if len(gs) == 1 else gs)
+            if not isinstance(result, (tuple, list)):
+                result = (result,)
+            where_in = {id(tr.vals[id(t)]): i for i, t in enumerate(ins) if isinstance(t, Tensor)}
+            where_out = {id(tr.vals[id(o)]): k for k, o in enumerate(outs)}
+            stack = [tr.vals[id(r)] for r, need in zip(result, needs)
+                     if need and isinstance(r, Tensor) and r._data is None and id(r) in tr.vals]
+    except Exception:  # a vjp that needs concrete values (or an op the tracer refuses): assume it reads all
+        return None
+    finally:
+        STATE.grad_enabled, STATE.recording = prev
+    reads_in, reads_out, seen = set(), set(), set()
+    while stack:
+        v = stack.pop()
+        if v is None or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if id(v) in where_out:  # the forward's own output: read, but not what it was computed from
+            reads_out.add(where_out[id(v)])
+        elif id(v) in where_in:
+            reads_in.add(where_in[id(v)])
+        elif v.producer is not None:
+            stack.extend(v.producer.inputs)
+    return frozenset(reads_in), frozenset(reads_out)
