@@ -18,8 +18,17 @@ saved as a standalone script that rebuilds it and prints the mismatch.
 
     python -m tests.fuzz --programs 2000 --seed 0 --out fuzz_failures/
 
-prints a summary (programs, checks, mismatches by variant, primitives covered) and writes
-`fuzz_failures/<seed>_<variant>.py` per failure (reduced to the smallest failing prefix).
+prints a summary (programs, checks, mismatches by variant, primitives covered, and per C kernel path
+the programs, calls, checks and mismatches it ran in) and writes `fuzz_failures/<seed>_<variant>.py`
+per failure (reduced to the smallest failing prefix).
+
+The C loops (fused elementwise chains, where(mask, g, 0), cross-entropy, log_softmax and nll_loss rows)
+take over from numpy only above a size (ckernel.MIN_SIZE, 8192 elements; MIN_SIZE_SHORT for short
+chains), far above the fuzzer's small tensors. So by default (--c-threshold mixed) even seeds run with
+those thresholds lowered to 0 (ckernel.thresholds: every eligible chain in C, whatever its size) and odd
+seeds with the library's (the numpy kernels); every tenth program starts from an input just above the
+real threshold (--big-every), and another in ten is made mostly of builders that reach the C loops'
+layouts (a size-1 tensor, a bias row, float64, ReLU layers, cross-entropy, an in-place parameter update).
 """
 import argparse
 import contextlib
@@ -38,12 +47,20 @@ import numpy as np
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
+from dualgraph.function import fused_xent, where_zero
+from dualgraph.function.passes import ckernel
+from dualgraph.ops import loss as _loss, softmax as _softmax
 
 PASS_NAMES = ("fold", "simplify", "cse", "dce", "fuse", "plan_buffers")
 SIZE_ONE_DYNAMIC = False   # the dynamic-axes ONNX variant keeps size-1 dims static: see test_fuzz_findings.py
 SIZE_ONE_SYMBOLIC = False  # the --symbolic variant keeps them static: see test_fuzz_findings.py (squeeze)
 MAX_ABS = 1e3          # intermediate float values stay within this bound
 MAX_SIZE = 2048        # and tensors within this many elements
+# a "big" program (a share of every run, see `run`) starts from an input with more elements than a C
+# kernel's threshold (ckernel.MIN_SIZE, or MIN_SIZE_SHORT for short chains), so the C loops run at the
+# sizes users give them, not only under lowered thresholds; its values may reach this many elements
+MAX_SIZE_BIG = 1 << 17
+C_SIZES = (ckernel.MIN_SIZE, ckernel.MIN_SIZE_SHORT)   # the library's thresholds (a run may lower them)
 MAX_GRAD = 1e5
 
 # float32 tolerances (elementwise rtol plus an atol scaled by the array's largest entry), for float64
@@ -175,9 +192,12 @@ def const_src(arr):
 class Gen:
     """Builds one program, evaluating every candidate op eagerly on both input worlds."""
 
-    def __init__(self, seed, max_ops=None, min_ops=None):
+    def __init__(self, seed, max_ops=None, min_ops=None, big=False, focus=False):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.big = big
+        self.focus = focus   # builders that reach the C kernels' layouts (FOCUS) weigh five times more
+        self.max_size = MAX_SIZE_BIG if big else MAX_SIZE
         self.inputs = []          # (name, a0, a1)
         self.meta = {}            # name -> (shape, dtype)
         self.vals = ({}, {})      # world -> name -> Tensor
@@ -310,7 +330,7 @@ class Gen:
             if not isinstance(out, dg.Tensor):
                 raise Reject()
             a = out.numpy()
-            if a.size > MAX_SIZE or a.ndim > 5:
+            if a.size > self.max_size or a.ndim > 5:
                 raise Reject()
             if a.dtype.kind == "f":
                 if not np.isfinite(a).all() or (a.size and np.abs(a).max() > MAX_ABS):
@@ -324,8 +344,23 @@ class Gen:
         return target
 
     # ---- the main loop --------------------------------------------------------------------------
+    def big_shape(self):
+        """A shape just above a C-kernel threshold: rank 1 to 3, sometimes with leading 1s."""
+        r = self.rng
+        lo = C_SIZES[0] if r.random() < 0.75 else C_SIZES[1]
+        n = int(lo * r.uniform(1.0, 1.25)) + 1
+        dims = [int(r.choice([2, 3, 4, 8, 16, 32, 64])) for _ in range(int(r.integers(0, 3)))]
+        long = -(-n // int(np.prod(dims)))
+        shape = tuple(dims) + (long,) if r.random() < 0.7 else (long,) + tuple(dims)
+        if r.random() < 0.3:
+            shape = (1,) * int(r.integers(1, 3)) + shape
+        return shape
+
     def build(self):
         n_in = int(self.rng.integers(1, 4))
+        if self.big:
+            self.new_input(self.big_shape())
+            n_in -= 1
         for _ in range(n_in):
             r = self.rng.random()
             if r < 0.8:
@@ -335,7 +370,7 @@ class Gen:
             else:
                 self.new_input(self.shape(4, lo=1, hi=3)[:2] + self.shape(2, lo=4, hi=6))
         builders, weights = zip(*BUILDERS)
-        p = np.array(weights, dtype=float)
+        p = np.array([w * (5 if self.focus and b in FOCUS else 1) for b, w in BUILDERS], dtype=float)
         p /= p.sum()
         tries = 0
         while len(self.lines) < self.n_ops and tries < self.n_ops * 30:
@@ -354,6 +389,17 @@ class Gen:
                     del self.meta[name], self.vals[0][name], self.vals[1][name]
                 self.inputs = inputs_before
                 continue
+        if self.focus:  # the last op, so the program's output (and its gradient) goes through it
+            for _ in range(20):
+                n_before, inputs_before = self.n, list(self.inputs)
+                try:
+                    b_kernel_layouts(self)
+                    break
+                except Reject:
+                    for name, _, _ in self.inputs[len(inputs_before):]:
+                        self.order.remove(name)
+                        del self.meta[name], self.vals[0][name], self.vals[1][name]
+                    self.inputs = inputs_before
         if not self.lines:
             raise Reject()
         outs = [self.order[-1]]
@@ -472,7 +518,7 @@ def pick_partner(g, x, dtype_kind="f", kind="any"):
             out = np.broadcast_shapes(shape, s)
         except ValueError:
             return False
-        return int(np.prod(out)) <= MAX_SIZE and len(out) <= 4
+        return int(np.prod(out)) <= g.max_size and len(out) <= 4
     cands = [n for n in g.values(pred) if n != x]
     r = g.rng.random()
     if cands and r < 0.5:
@@ -629,7 +675,7 @@ def b_cast(g):
 def _bshape(g, x, y):
     try:
         out = np.broadcast_shapes(g.shape_of(x), g.shape_of(y))
-        return np.prod(out) <= MAX_SIZE
+        return np.prod(out) <= g.max_size
     except ValueError:
         return False
 
@@ -827,7 +873,7 @@ def b_shape(g):
         t = tuple(int(g.rng.integers(2, 4)) if d == 1 else d for d in s)
         if g.coin(0.4) and nd < 4:
             t = (int(g.rng.integers(1, 4)),) + t
-        need(np.prod(t) <= MAX_SIZE)
+        need(np.prod(t) <= g.max_size)
         if r == "expand":
             g.emit("expand", f"{x}.expand{t!r}" if len(t) > 1 else f"{x}.expand({t[0] if t else ''})")
         else:
@@ -842,7 +888,7 @@ def b_shape(g):
     elif r == "repeat":
         need(nd >= 1)
         reps = tuple(int(g.rng.integers(1, 3)) for _ in range(nd))
-        need(np.prod(reps) * np.prod(s) <= MAX_SIZE)
+        need(np.prod(reps) * np.prod(s) <= g.max_size)
         g.emit("repeat", f"{x}.repeat{reps!r}" if nd > 1 else f"{x}.repeat({reps[0]})")
 
 
@@ -1035,8 +1081,12 @@ def b_nn(g):
         k = g.shape_of(x)[-1]
         h = int(g.rng.integers(2, 6))
         w1, b1, w2 = g.new_input((h, k)), g.new_input((h,)), g.new_input((2, h))
-        act = g.choice(["dg.tanh", "dg.sigmoid", "dg.gelu", "dg.silu"])
-        g.emit("mlp", f"F.linear({act}(F.linear({x}, {w1}, {b1})), {w2})")
+        act = g.choice(["dg.tanh", "dg.sigmoid", "dg.gelu", "dg.silu", "dg.relu"])
+        check = None
+        if act == "dg.relu":  # ReLU's backward and its bias gradient: the where(mask, g, 0) C loops
+            def check(A):
+                away(_f64(A[x]) @ _f64(A[w1]).T + _f64(A[b1]), (0.0,), 2e-3)
+        g.emit("mlp_relu" if act == "dg.relu" else "mlp", f"F.linear({act}(F.linear({x}, {w1}, {b1})), {w2})", check)
 
 
 def b_conv(g):
@@ -1152,15 +1202,54 @@ def b_captured(g):
     x = g.pick_float(min_rank=1, max_rank=3, dtype=np.dtype("float32"))
     s = g.shape_of(x)
     r = g.rng.random()
-    if r < 0.4:
+    if r < 0.35:
         w = g.new_captured(partner_shape(g, s))
         g.emit("captured_mul", f"{x} * {w} + {w}")
-    elif r < 0.8:
+    elif r < 0.65:
         w = g.new_captured((s[-1], int(g.rng.integers(1, 5))))
         g.emit("captured_matmul", f"dg.tanh({x} @ {w})")
+    elif r < 0.9:
+        # an optimizer-like update written back into the parameter, then read: the compiled function
+        # computes it into the parameter's own buffer (a C loop with `out=`, no restrict)
+        w = g.new_captured(s)
+        g.emit("captured_update", ["with dg.no_grad():", f"    {w}.mul_(0.9).add_({x}.detach() * 0.1)",
+                                   "{t} = " + f"{x} * {w}"])
     else:
         w, b = g.new_captured((int(g.rng.integers(1, 5)), s[-1])), None
         g.emit("captured_linear", f"F.linear({x}, {w}) * 0.5")
+
+
+def b_kernel_layouts(g):
+    """Chains in the layouts the C kernels read differently: a size-1 tensor, a trailing row broadcast
+    along the leading axes, float64, and a ReLU layer (ReLU's backward and its bias gradient)."""
+    r = g.choice(["scalar", "row", "float64", "relu_layer", "relu_layer", "xent"])
+    if r == "xent":  # log_softmax + nll_loss as one C call each way
+        x = g.pick_float(min_rank=2, max_rank=2, dtype=np.dtype("float32"))
+        n, c = g.shape_of(x)
+        need(c >= 2)
+        g.emit("cross_entropy", f"F.cross_entropy({x}, {const_src(g.rng.integers(0, c, n))})")
+        return
+    if r == "relu_layer":
+        x = g.pick_float(min_rank=2, max_rank=2, dtype=np.dtype("float32"))
+        h = int(g.rng.integers(2, 9))
+        w, b = g.new_input((h, g.shape_of(x)[1])), g.new_input((h,))
+
+        def check(A):
+            away(_f64(A[x]) @ _f64(A[w]).T + _f64(A[b]), (0.0,), 2e-3)
+        g.emit("relu_layer", f"dg.relu(F.linear({x}, {w}, {b}))", check)
+        return
+    x = g.pick_float(min_rank=1)
+    s = g.shape_of(x)
+    if r == "scalar":
+        c = g.new_input((1,) * int(g.rng.integers(0, len(s) + 2)))
+        g.emit("scalar_chain", f"dg.tanh({x} * {c} + 0.5) * {c}")
+    elif r == "row":
+        k = int(g.rng.integers(1, len(s) + 1))
+        row = g.new_input(s[len(s) - k:])
+        g.emit("row_chain", f"dg.sigmoid({x} * {row} - 0.25) + {row}")
+    else:  # float64 inputs (a cast inside the chain would keep it out of C)
+        a, b = g.new_input(s, "float64"), g.new_input(partner_shape(g, s), "float64")
+        g.emit("float64_chain", f"dg.tanh({a} * 1.5 - {b}) * 2.0")
 
 
 def b_cse(g):
@@ -1175,14 +1264,16 @@ BUILDERS = [
     (b_unary, 10), (b_binary, 9), (b_compare_where, 3), (b_rounding, 1), (b_int, 3), (b_cast, 2),
     (b_reduce, 6), (b_scan_arg, 3), (b_matmul, 4), (b_shape, 6), (b_join_split, 3), (b_index, 5),
     (b_inplace, 2), (b_nn, 3), (b_conv, 2), (b_control, 2.5), (b_constant, 1.5), (b_algebra, 2), (b_cse, 1),
-    (b_captured, 2),
+    (b_captured, 2), (b_kernel_layouts, 3),
 ]
+FOCUS = {b_kernel_layouts, b_nn, b_captured}
 
 
-def generate(seed, **kw):
-    """A valid program for `seed` (deterministic)."""
+def generate(seed, big=False, focus=False, **kw):
+    """A valid program for `seed` (deterministic); `big`: starting from an input above a C threshold;
+    `focus`: mostly of the builders that reach the C kernels' layouts."""
     for attempt in range(50):
-        g = Gen(seed * 1000 + attempt, **kw)
+        g = Gen(seed * 1000 + attempt, big=big, focus=focus, **kw)
         try:
             prog = g.build()
         except Reject:
@@ -1205,6 +1296,17 @@ def tensors(prog, world, requires_grad):
             t.requires_grad_(True)
         ts.append(t)
     return ts
+
+
+def params_of(prog):
+    """The values of the tensors the program reads from its globals (an in-place update writes them)."""
+    return [t.numpy().copy() for t in getattr(prog, "_cap", {}).values()]
+
+
+def updated_params(prog, world):
+    """params_of(prog), only those the last call changed."""
+    return [p for p, (_, a0, a1) in zip(params_of(prog), prog.captured)
+            if not np.array_equal(p, a0 if world == 0 else a1)]
 
 
 def as_arrays(out):
@@ -1351,9 +1453,10 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
     prims = set()
     fn = prog.build()
     rng = np.random.default_rng(abs(prog.seed) + 7)
-    ref = {}
+    ref, ref_params = {}, {}
     for w in (0, 1):
         ref[w] = as_arrays(fn(*tensors(prog, w, True)))
+        ref_params[w] = params_of(prog)
     eager_g = {w: grads_of(prog, fn, w) for w in (0, 1)} if grads else {}
 
     def record(variant, thunk):
@@ -1377,7 +1480,8 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
             msgs = []
             for w in (0, 1):
                 out = as_arrays(cf(*tensors(prog, w, True)))
-                m = compare(out, ref[w], f"world {w} output")
+                m = (compare(out, ref[w], f"world {w} output")
+                     or compare(params_of(prog), ref_params[w], f"world {w} captured tensors after the call"))
                 if m:
                     return m
             # a third call with the first inputs (the cached trace run again)
@@ -1479,7 +1583,11 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 out = ort_run(data, prog, w)
                 with dg.no_grad():
                     want = as_arrays(fn(*tensors(prog, w, False)))
-                m = compare([np.asarray(o) for o in out], want, f"world {w} onnx output")
+                # a program that updates a captured tensor in place exports its new value as an extra output
+                m = (compare([np.asarray(o) for o in out[:len(want)]], want, f"world {w} onnx output")
+                     or (len(out) > len(want) and compare([np.asarray(o) for o in out[len(want):]],
+                                                          updated_params(prog, w),
+                                                          f"world {w} onnx captured tensors after the call")))
                 if m:
                     return m
         record("onnx", run_onnx)
@@ -1503,7 +1611,7 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 out = ort_run(data, prog, w)
                 with dg.no_grad():
                     want = as_arrays(fn(*tensors(prog, w, False)))
-                m = compare([np.asarray(o) for o in out], want, f"world {w} onnx (dynamic axes) output")
+                m = compare([np.asarray(o) for o in out[:len(want)]], want, f"world {w} onnx (dynamic axes) output")
                 if m:
                     return m
         if not quick or rng.random() < 0.5:
@@ -1517,7 +1625,7 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                     out = ort_run(data, prog, w)
                     want = [np.zeros_like(prog.arrays(w)[i]) if e is None else e
                             for i, e in zip(prog.grad_positions(), eager_g[w])]
-                    m = compare([np.asarray(o) for o in out], want, f"world {w} onnx gradient")
+                    m = compare([np.asarray(o) for o in out[:len(want)]], want, f"world {w} onnx gradient")
                     if m:
                         return m
             record("onnx_grad", run_onnx_grad)
@@ -1615,6 +1723,10 @@ import numpy as np
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
+from dualgraph.function.passes import ckernel
+
+# the sizes from which fused chains ran as C when the fuzzer found this (0: every eligible chain)
+ckernel.MIN_SIZE, ckernel.MIN_SIZE_SHORT = {min_sizes}
 
 {source}
 INPUTS = {{
@@ -1748,11 +1860,80 @@ def write_repro(f, out_dir):
     captured = "\n".join(f"    {n!r}: [{arr_src(a0)}, {arr_src(a1)}]," for n, a0, a1 in prog.captured)
     detail = f.detail.replace('"""', "'''")
     text = REPRO.format(seed=f.seed, variant=f.variant, detail=detail, fname=fname, source=prog.source(),
+                        min_sizes=f"{ckernel.MIN_SIZE}, {ckernel.MIN_SIZE_SHORT}",
                         inputs=inputs, weights=weights, outputs=prog.outputs, captured=captured,
                         names=", ".join(repr(n) for n, _, _ in prog.inputs))
     with open(fname, "w") as fh:
         fh.write(text)
     return fname
+
+
+# ---- which C loops ran -------------------------------------------------------------------------------
+# Every C path of the library, by the counter that says it ran: the fused elementwise kernel by the input
+# layouts and types its loop read (ckernel.RUNS), where(mask, g, 0) and its column sums (where_zero.RUNS),
+# cross-entropy as one call each way (fused_xent.RUNS), and the log_softmax and nll_loss row loops (their
+# C functions, counted by wrapping them for the run). "...numpy" entries count calls that went to numpy
+# instead (another layout); they are reported, not required.
+C_PATHS = ("fused:full", "fused:scalar", "fused:row", "fused:bool", "fused:float64", "fused:aliased",
+           "where_zero", "where_colsum", "xent:forward", "xent:backward",
+           "log_softmax:forward", "log_softmax:backward", "nll:forward", "nll:backward")
+C_COUNTS = Counter()   # calls of the wrapped row loops (log_softmax, nll_loss)
+
+
+class _CountedLoops:
+    """A native.Loops stand-in whose functions count their calls into C_COUNTS."""
+
+    def __init__(self, loops, names):
+        self.loops, self.names, self.wrapped = loops, names, {}
+
+    def __call__(self, dtype):
+        fns = self.loops(dtype)
+        if fns is None:
+            return None
+        w = self.wrapped.get(id(fns))
+        if w is None:
+            w = self.wrapped[id(fns)] = {name: self._counted(fn, self.names.get(name, name))
+                                         for name, fn in fns.items()}
+        return w
+
+    @staticmethod
+    def _counted(fn, label):
+        def call(*args):
+            C_COUNTS[label] += 1
+            return fn(*args)
+        return call
+
+
+@contextlib.contextmanager
+def counting_c_loops():
+    """Count the log_softmax and nll_loss C loops' calls (the other paths count themselves)."""
+    saved = _softmax._ROWS, _loss._NLL
+    _softmax._ROWS = _CountedLoops(saved[0], {"lsm_forward": "log_softmax:forward",
+                                              "lsm_backward": "log_softmax:backward"})
+    _loss._NLL = _CountedLoops(saved[1], {"nll_forward": "nll:forward", "nll_backward": "nll:backward"})
+    try:
+        yield
+    finally:
+        _softmax._ROWS, _loss._NLL = saved
+
+
+def c_counts():
+    """Calls so far of every C path (and of the numpy fallbacks of the paths that have one)."""
+    c = Counter({f"fused:{k}": v for k, v in ckernel.runs().items()})
+    c.update({(k if k != "numpy" else "where:numpy"): v for k, v in where_zero.RUNS.items()})
+    c.update({f"xent:{k}": v for k, v in fused_xent.RUNS.items()})
+    c.update(C_COUNTS)
+    return c
+
+
+@contextlib.contextmanager
+def c_thresholds(size):
+    """ckernel's thresholds set to `size` (None: the library's own) within the block."""
+    if size is None:
+        yield
+    else:
+        with ckernel.thresholds(size, size):
+            yield
 
 
 # ---- the campaign -----------------------------------------------------------------------------------
@@ -1766,6 +1947,13 @@ class Summary:
     by_variant: Counter = field(default_factory=Counter)
     primitives: set = field(default_factory=set)
     seconds: float = 0.0
+    big_programs: int = 0
+    focused_programs: int = 0
+    lowered_programs: int = 0
+    c_programs: Counter = field(default_factory=Counter)   # C path -> programs in which it ran
+    c_calls: Counter = field(default_factory=Counter)      # C path -> calls
+    c_checks: Counter = field(default_factory=Counter)     # C path -> checks of the programs it ran in
+    c_failures: Counter = field(default_factory=Counter)   # C path -> mismatches in programs it ran in
 
     def text(self, verbose=False):
         from dualgraph.ops import REGISTRY
@@ -1777,6 +1965,13 @@ class Summary:
         missing = sorted(set(REGISTRY) - self.primitives)
         if missing:
             lines.append("  not seen: " + ", ".join(missing))
+        lines.append(f"C kernel paths ({self.lowered_programs} programs with thresholds lowered to 0, "
+                     f"{self.big_programs} with an input above the real threshold, {self.focused_programs} "
+                     f"focused on the kernels' layouts"
+                     f"{'' if native_available() else '; no C compiler here: none can run'}):")
+        for path in C_PATHS + tuple(sorted(set(self.c_programs) - set(C_PATHS))):
+            lines.append(f"  {path:22s} programs {self.c_programs[path]:5d}   calls {self.c_calls[path]:7d}   "
+                         f"checks {self.c_checks[path]:6d}   mismatches {self.c_failures[path]}")
         if self.by_variant:
             lines.append("mismatches by variant: " + ", ".join(f"{k}={v}" for k, v in sorted(self.by_variant.items())))
         for f in self.failures[:20]:
@@ -1793,37 +1988,68 @@ class Summary:
 
 
 def run(programs=100, seed=0, out=None, quick=False, onnx=True, verbose=False, reduce=True, max_ops=None,
-        time_budget=None, symbolic=False):
+        time_budget=None, symbolic=False, c_threshold="mixed", big_every=10):
+    """Fuzz `programs` programs from `seed` on. c_threshold: the size from which fused chains run as C
+    (ckernel.thresholds) while a program is checked: an int for every program, None for the library's
+    own, "mixed" for 0 on even seeds (every eligible chain in C, whatever its size) and the library's own
+    on odd ones (the numpy kernels below it). Every `big_every`-th program starts from an input just
+    above the real threshold (0: none)."""
     s = Summary()
     t0 = time.time()
-    for k in range(programs):
-        if time_budget is not None and time.time() - t0 > time_budget:
-            break
-        sd = seed + k
-        prog = generate(sd, max_ops=max_ops)
-        fails, checks, prims = check_program(prog, quick=quick, onnx=onnx, symbolic=symbolic)
-        s.programs += 1
-        s.checks += checks
-        s.ops.update(prog.ops)
-        s.primitives |= prims
-        for f in fails:
-            if reduce:
-                try:
-                    f = reduce_failure(f)
-                except Exception:
-                    pass
-            s.failures.append(f)
-            s.by_variant[f.variant] += 1
-            if out:
-                path = write_repro(f, out)
-                if verbose:
-                    print(f"  wrote {path}", flush=True)
-            if verbose:
-                print(f"seed {sd} {f.variant}: {f.detail.splitlines()[0][:300]}", flush=True)
-        if verbose and (k + 1) % 100 == 0:
-            print(f"... {k + 1} programs, {len(s.failures)} mismatches, {time.time() - t0:.0f} s", flush=True)
+    with counting_c_loops():
+        for k in range(programs):
+            if time_budget is not None and time.time() - t0 > time_budget:
+                break
+            sd = seed + k
+            big, focus = program_kind(sd, big_every)
+            prog = generate(sd, max_ops=max_ops, big=big, focus=focus)
+            size = (0 if sd % 2 == 0 else None) if c_threshold == "mixed" else c_threshold
+            before = c_counts()
+            with c_thresholds(size):
+                fails, checks, prims = check_program(prog, quick=quick, onnx=onnx, symbolic=symbolic)
+                ran = c_counts() - before
+                for f in fails:
+                    if reduce:
+                        try:
+                            f = reduce_failure(f)
+                        except Exception:
+                            pass
+                    s.failures.append(f)
+                    s.by_variant[f.variant] += 1
+                    if out:
+                        path = write_repro(f, out)
+                        if verbose:
+                            print(f"  wrote {path}", flush=True)
+                    if verbose:
+                        print(f"seed {sd} {f.variant}: {f.detail.splitlines()[0][:300]}", flush=True)
+            s.programs += 1
+            s.big_programs += big
+            s.focused_programs += focus
+            s.lowered_programs += size is not None and size < C_SIZES[0]
+            s.checks += checks
+            s.ops.update(prog.ops)
+            s.primitives |= prims
+            for path, n in ran.items():
+                s.c_programs[path] += 1
+                s.c_calls[path] += n
+                s.c_checks[path] += checks
+                s.c_failures[path] += len(fails)
+            if verbose and (k + 1) % 100 == 0:
+                print(f"... {k + 1} programs, {len(s.failures)} mismatches, {time.time() - t0:.0f} s", flush=True)
     s.seconds = time.time() - t0
     return s
+
+
+def program_kind(seed, big_every=10):
+    """(big, focus) for a seed: every big_every-th program is big, the one five before it focused."""
+    if not big_every:
+        return False, False
+    return seed % big_every == big_every - 1, big_every > 1 and seed % big_every == (big_every - 1) // 2
+
+
+def native_available():
+    from dualgraph import native
+    return native.available()
 
 
 def main(argv=None):
@@ -1839,14 +2065,24 @@ def main(argv=None):
     ap.add_argument("--max-ops", type=int, default=None)
     ap.add_argument("--show", type=int, default=None, metavar="SEED", help="print the program for SEED and exit")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds")
+    ap.add_argument("--c-threshold", default="mixed", metavar="N|default|mixed",
+                    help="elements from which fused chains run as C while fuzzing: N for every program, "
+                         "'default' for the library's thresholds, 'mixed' (the default) for 0 on even seeds "
+                         "and the library's on odd ones")
+    ap.add_argument("--big-every", type=int, default=10, metavar="K",
+                    help="every K-th program starts from an input above the real C threshold, and another in K "
+                         "is made mostly of the builders that reach the C kernels' layouts (0: neither)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.show is not None:
-        prog = generate(args.show, max_ops=args.max_ops)
+        big, focus = program_kind(args.show, args.big_every)
+        prog = generate(args.show, max_ops=args.max_ops, big=big, focus=focus)
         print(prog.source())
         return 0
     s = run(args.programs, args.seed, args.out, quick=args.quick, onnx=not args.no_onnx, verbose=args.verbose,
-            reduce=not args.no_reduce, max_ops=args.max_ops, time_budget=args.time_budget, symbolic=args.symbolic)
+            reduce=not args.no_reduce, max_ops=args.max_ops, time_budget=args.time_budget, symbolic=args.symbolic,
+            c_threshold={"mixed": "mixed", "default": None}.get(args.c_threshold) if not args.c_threshold.isdigit()
+            else int(args.c_threshold), big_every=args.big_every)
     print(s.text(args.verbose))
     if s.failures and args.out:
         print(f"reproducers in {args.out}/")

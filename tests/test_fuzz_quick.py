@@ -13,17 +13,35 @@ import pytest
 
 import dualgraph as dg
 import fuzz
+from dualgraph import native
+from dualgraph.function.passes import ckernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_PROGRAMS = 200
 
 
 def test_seeded_quick_run_finds_no_mismatch(tmp_path):
-    s = fuzz.run(QUICK_PROGRAMS, seed=0, out=str(tmp_path), quick=True)
+    # half the programs run with the C kernels' thresholds lowered to 0 (every eligible chain in C, at
+    # these small sizes), a tenth start from an input above the real threshold, a tenth are made mostly
+    # of the builders that reach the C loops' layouts
+    s = fuzz.run(QUICK_PROGRAMS, seed=0, out=str(tmp_path), quick=True, c_threshold="mixed", big_every=10)
     print("\n" + s.text())
     assert s.programs == QUICK_PROGRAMS
     assert s.checks >= QUICK_PROGRAMS * 7
+    assert s.lowered_programs == QUICK_PROGRAMS // 2 and s.big_programs == s.focused_programs == QUICK_PROGRAMS // 10
     assert not s.failures, "\n" + s.text() + "\nreproducers: " + ", ".join(sorted(os.listdir(tmp_path)))
+    if native.available():
+        # every C path of the library ran, in programs whose every check passed
+        assert not [p for p in fuzz.C_PATHS if not s.c_programs[p]], "\n" + s.text()
+
+
+def test_big_programs_start_above_the_c_threshold():
+    for seed in (9, 19):
+        big, focus = fuzz.program_kind(seed)
+        assert big and not focus
+        p = fuzz.generate(seed, big=True)
+        assert max(a.size for a in p.arrays(0)) > ckernel.MIN_SIZE
+    assert fuzz.program_kind(4) == (False, True) and fuzz.program_kind(5) == (False, False)
 
 
 def test_generator_is_deterministic_and_programs_are_valid():
@@ -89,12 +107,15 @@ def test_the_checker_catches_a_broken_pass_and_the_reproducer_shows_it(monkeypat
     assert {"compiled", "no_fold", "no_fuse", "onnx"} <= variants       # every config running simplify
     assert not variants & {"no_simplify", "no_passes"}                  # and only those
     f = next(f for f in fails if f.variant == "compiled")
-    path = fuzz.write_repro(f, str(tmp_path))
-    with pytest.raises(SystemExit) as e:
+    with fuzz.c_thresholds(0):
+        path = fuzz.write_repro(f, str(tmp_path))
+    with open(path) as fh:
+        assert "ckernel.MIN_SIZE, ckernel.MIN_SIZE_SHORT = 0, 0" in fh.read()  # as the fuzzer ran it
+    with pytest.raises(SystemExit) as e, ckernel.thresholds():   # (the script sets them; restored after)
         runpy.run_path(path, run_name="__main__")
     assert e.value.code == 1 and "mismatch" in capsys.readouterr().out
     monkeypatch.undo()
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit) as e, ckernel.thresholds():
         runpy.run_path(path, run_name="__main__")
     assert e.value.code == 0 and "agrees" in capsys.readouterr().out
 
