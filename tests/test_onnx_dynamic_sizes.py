@@ -3,7 +3,10 @@
 arithmetic become Shape/Gather/Range/Concat/Slice/Expand nodes computed from the input at run time, so
 the model is right at sizes other than the traced ones (checked in onnxruntime against eager dualgraph).
 Where a size cannot stay symbolic (Python control flow, math, numpy on it), export refuses and names
-the user's line and the axis instead of writing a model that is only right at the traced size."""
+the user's line and the axis instead of writing a model that is only right at the traced size.
+
+PYTEST_DONT_REWRITE: the models here use `assert` on sizes, which export reads from the bytecode of a
+plain `assert` statement (pytest's rewriting of test modules would change it)."""
 import math
 
 import numpy as np
@@ -161,11 +164,12 @@ class Block(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
         self.head = nn.Linear(n_embd, vocab)
-        self.n_head, self.mask_kind = n_head, mask
+        self.n_head, self.mask_kind, self.block_size = n_head, mask, block_size
         self.register_buffer("tril", dg.tensor(np.tril(np.ones((block_size, block_size), np.float32))))
 
     def forward(self, idx):
         B, T = idx.shape
+        assert T <= self.block_size, f"sequence of {T} is longer than the block size {self.block_size}"
         pos = dg.arange(0, T)
         x = self.tok(idx) + self.pos(pos)
         C = x.shape[-1]
@@ -282,6 +286,23 @@ def test_a_size_frozen_inside_an_op_is_refused():
     # along the batch axis chunk's sizes do not move: exported, right at another batch size
     model = dgo.export(f, (dg.randn(2, 6),), None, input_names=["x"], dynamic_axes={"x": {0: "B"}})
     check_at(model, f, [(5, 6)])
+
+
+def test_an_assert_on_a_dynamic_size_is_taken_as_given_and_checked_at_the_traced_size():
+    def f(x):
+        assert x.shape[1] <= 16, "too long"
+        return x + dg.arange(x.shape[1]).float()
+    model = dgo.export(f, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT)
+    check_at(model, f, [(3, 5), (1, 16)])
+    with pytest.raises(AssertionError, match="too long"):   # false at the example's sizes: as eagerly
+        dgo.export(f, (dg.randn(2, 17),), None, input_names=["x"], dynamic_axes=BT)
+
+    def g(x):   # a comparison kept in a variable is control flow, not an assert statement
+        short = x.shape[1] <= 16
+        assert short
+        return x
+    with pytest.raises(dgo.ExportError, match=r"'T' .* is used as a Python number at .*comparing with 16"):
+        dgo.export(g, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT)
 
 
 def test_symbolic_dims_in_dg_function_refuse_python_control_flow_at_the_line():

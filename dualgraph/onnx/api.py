@@ -7,7 +7,7 @@ import numpy as np
 from ..backend import to_host
 from ..graph.ir import Graph
 from ..tensor import Tensor
-from ..function.dims import SymbolicSizeError
+from ..function.dims import SymbolicSizeError, assuming_size_asserts
 from .export import ExportError, graph_to_model, save_atomic
 from .verify import graph_reference, verify as _verify
 
@@ -290,7 +290,8 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
                 sig.append(None)
         try:
             cf = function(traced_fn, input_signature=sig, static_argnames=static)
-            entry = _entry(cf, args)
+            with assuming_size_asserts():   # `assert T <= block_size`: checked by the concrete trace below
+                entry = _entry(cf, args)
         except SymbolicSizeError as e:
             # the user's code needs a dynamic size as a Python number: a trace at the example's sizes
             # would hold that number, and the model would be right at the traced size only
