@@ -42,6 +42,8 @@ CHAINS = {
 PATTERNS = {
     "vector_and_1x1": lambda n: ((n,), (1, 1)),
     "vector_and_1x1x1": lambda n: ((n,), (1, 1, 1)),
+    "1x1_and_vector": lambda n: ((1, 1), (n,)),
+    "matrix_and_1x1x1": lambda n: ((2, n // 2), (1, 1, 1)),
     "1xn_and_vector": lambda n: ((1, n), (n,)),
     "vector_and_1xn": lambda n: ((n,), (1, n)),
     "matrix_and_row": lambda n: ((n // 64, 64), (64,)),
