@@ -77,7 +77,11 @@ def _traced_filled(value, shape, dt, dev, requires_grad):
     if tracer is None:
         raise ShapeError(f"cannot create a tensor of symbolic shape {shape} outside the trace that made its "
                          f"dims")
-    base = tracer.sym(tracer.graph.add_const(_np.asarray(value, dtype=dt)), dev)
+    if isinstance(value, Dim):   # dg.full(shape, x.shape[1]): the size, computed by the graph
+        from .ops.elementwise import astype
+        base = astype(tracer.dim_tensor(value), dt)
+    else:
+        base = tracer.sym(tracer.graph.add_const(_np.asarray(value, dtype=dt)), dev)
     # a copy: the broadcast is a read-only view, a created tensor is writable like an eager one
     out = apply(COPY, (apply(BROADCAST_TO, (base,), {"shape": tuple(shape)}),), {})
     if requires_grad:
@@ -85,11 +89,19 @@ def _traced_filled(value, shape, dt, dev, requires_grad):
     return out
 
 
-def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, value=0):
+def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, value=None, name=None):
     dev = _device(device)
     dt = _dt.resolve(dtype) or default
     shape = _shape(shape)
     if _symbolic(shape):
+        if value is None:
+            from .errors import user_line
+            from .function.dims import SymbolicSizeError
+            where = user_line()
+            raise SymbolicSizeError(f"{name or 'this function'}: a shape {shape} with symbolic sizes is not "
+                                    f"supported{f' at {where}' if where else ''}; make the tensor with dg.zeros/"
+                                    f"ones/full/rand/randn of that shape and ops on it", next(
+                                        d for d in shape if isinstance(d, Dim)), where)
         return _traced_filled(value, shape, dt, dev, requires_grad)
     if any(d < 0 for d in shape):
         raise ShapeError(f"cannot create a tensor with negative dimension: shape {shape}")
@@ -104,7 +116,7 @@ def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, v
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _new(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+    return _new(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad, value=0)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
@@ -112,14 +124,16 @@ def ones(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def empty(*shape, dtype=None, device=None, requires_grad=False):
-    return _new(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad)
+    return _new(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad, value=0)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = _dt.bool_ if isinstance(fill_value, bool) else (
-            _dt.int64 if isinstance(fill_value, int) else _dt.DEFAULT_FLOAT)
+            _dt.int64 if isinstance(fill_value, (int, Dim)) else _dt.DEFAULT_FLOAT)
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(shape)
+    if isinstance(fill_value, Dim):
+        return _traced_filled(fill_value, _shape(shape), _dt.resolve(dtype), _device(device), requires_grad)
     return _new(lambda xp, s, d: xp.full(s, fill_value, d), shape, dtype, device, requires_grad,
                 value=fill_value)
 
@@ -184,12 +198,27 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    if _symbolic((n, m)):   # a size read from a traced shape: ones where the two positions agree
+        m = n if m is None else m
+        out = (arange(n, device=device)[:, None] == arange(m, device=device)[None, :]).astype(
+            _dt.resolve(dtype) or _dt.DEFAULT_FLOAT)
+        return out.requires_grad_(True) if requires_grad else out
     return _new(lambda xp, s, d: xp.eye(n, m, dtype=d), (), dtype, device, requires_grad)
+
+
+def _traced_random(like_fn, shape, dtype, dev, requires_grad):
+    """rand/randn of a size read from a traced shape: drawn by the graph at run time (ONNX
+    RandomUniformLike/RandomNormalLike) in a tensor of that shape."""
+    dt = _dt.resolve(dtype) or _dt.DEFAULT_FLOAT
+    out = like_fn(_traced_filled(0, shape, dt, dev, False), dtype=dt)
+    return out.requires_grad_(True) if requires_grad else out
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
     dev = _device(device)
+    if _symbolic(_shape(shape)):
+        return _traced_random(rand_like, _shape(shape), dtype, dev, requires_grad)
     return _new(lambda xp, s, d: generator(dev).random(s, dtype=_np.float64 if d == _dt.float16 else d).astype(d),
                 shape, dtype, dev, requires_grad)
 
@@ -197,6 +226,8 @@ def rand(*shape, dtype=None, device=None, requires_grad=False):
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
     dev = _device(device)
+    if _symbolic(_shape(shape)):
+        return _traced_random(randn_like, _shape(shape), dtype, dev, requires_grad)
     return _new(lambda xp, s, d: generator(dev).standard_normal(
         s, dtype=_np.float64 if d == _dt.float16 else d).astype(d), shape, dtype, dev, requires_grad)
 
@@ -207,7 +238,7 @@ def randint(low, high=None, size=(), dtype=None, device=None):
     dev = _device(device)
     size = (size,) if isinstance(size, int) else tuple(size)
     return _new(lambda xp, s, d: generator(dev).integers(low, high, size=s).astype(d), size, dtype, dev,
-                False, default=_dt.int64)
+                False, default=_dt.int64, name="randint")
 
 
 def normal(mean=0.0, std=1.0, size=(), dtype=None, device=None):

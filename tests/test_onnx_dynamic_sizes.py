@@ -111,6 +111,38 @@ def test_filled_tensors_of_a_size_read_from_the_shape(case):
     check_at(model, f, [(3, 5), (1, 11)])
 
 
+@pytest.mark.parametrize("case", ["eye", "eye_rect", "full_of_a_size"])
+def test_eye_and_a_size_as_fill_value(case):
+    fns = {
+        "eye": lambda x: x @ dg.eye(x.shape[1]),
+        "eye_rect": lambda x: x + dg.eye(x.shape[0], x.shape[1]),
+        "full_of_a_size": lambda x: x * dg.full((x.shape[0], 1), x.shape[1]),
+    }
+    f = fns[case]
+    model = dgo.export(f, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT, verify=True)
+    check_at(model, f, [(3, 5), (1, 11)])
+
+
+def test_random_tensors_of_a_dynamic_size_are_drawn_at_run_time():
+    def f(x):
+        return x + dg.randn(x.shape[0], x.shape[1]) + dg.rand(x.shape[1])
+    model = dgo.export(f, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT)
+    kinds = ops(model)
+    assert "RandomNormalLike" in kinds and "RandomUniformLike" in kinds
+    (got,) = run(model, {"x": np.zeros((300, 400), np.float32)})
+    assert got.shape == (300, 400) and abs(float(got.mean()) - 0.5) < 0.02 and abs(float(got.std()) - 1.04) < 0.03
+
+    # traced with the dims symbolic, random draws are not zeros (a fill of the traced shape)
+    cf = dg.function(lambda x: x + dg.randn(x.shape[0], x.shape[1]),
+                     input_signature=[dg.TensorSpec((None, None), "float32")])
+    y = cf(dg.zeros(200, 300)).numpy()
+    assert y.shape == (200, 300) and abs(float(y.std()) - 1.0) < 0.02
+    # randint has no symbolic form: refused at the line, not filled with something else
+    with pytest.raises(dgo.ExportError, match=r"'B' .*\(randint: a shape"):
+        dgo.export(lambda x: x + dg.randint(0, 3, (x.shape[0], 1)), (dg.randn(2, 7),), None, input_names=["x"],
+                   dynamic_axes=BT)
+
+
 def test_filled_tensor_when_two_dynamic_axes_share_the_traced_size():
     # traced square, run oblong: the created tensor must follow each axis, not the traced number
     def f(x):
