@@ -284,6 +284,22 @@ def test_compiled_call_then_eager_backward_checks_what_the_compiled_backward_rea
         y.sum().backward(create_graph=True)  # the double-backward path reads every input
 
 
+@pytest.mark.parametrize("x_requires_grad", [False, True])
+def test_compiled_output_that_is_a_view_of_an_input_shares_its_version_counter(x_requires_grad):
+    """As an eager view: the executor returns the input's own memory, so changing the input in place
+    changes the output, and backward through an op that read the output must notice."""
+    for f in (lambda x: x.reshape(3, 1), dg.function(lambda x: x.reshape(3, 1))):
+        x = dg.tensor([1.0, 2.0, 3.0], requires_grad=x_requires_grad)
+        w = leaf([[1.0], [1.0], [1.0]])
+        y = f(x)
+        z = (w * y).sum()                        # MulBackward0 reads y for w's gradient
+        with dg.no_grad():
+            x += 1                               # y's values change too
+        assert y.tolist() == [[2.0], [3.0], [4.0]]
+        with pytest.raises(dg.AutogradError, match="MulBackward0"):
+            z.backward()
+
+
 def test_compiled_function_that_changes_a_value_in_place_before_returning():
     @dg.function
     def reads_it(x):

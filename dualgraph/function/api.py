@@ -877,6 +877,7 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     xp = leaves[0]._device.xp if leaves else CPU.xp
     e.xp = xp
     e.exec = Executable(e.opt, xp)
+    e.out_alias = _output_views(e.opt, len(out_vals))
     e.device = leaves[0]._device if leaves else (alive[0][0]._device if alive else CPU)
     e.diff_outs = [rg for _, _, rg in out_vals]
     e.grad_cache = {}
@@ -1017,6 +1018,12 @@ def _run(e, leaves, caps):
             if t._requires_grad:
                 return _finish_call(e, leaves, caps, _run_with_grad(e, leaves, caps, arrays))
     outs = e.exec.run(*arrays)
+    if e.out_alias:  # an output that is a view of an input shares its version counter, as eagerly
+        inputs = list(leaves) + list(caps or ())
+        outs = [_make(a, e.device) for a in outs]
+        for j, i in e.out_alias:
+            outs[j]._version = inputs[i]._version
+        return outs[0] if e.simple else _finish_call(e, leaves, caps, outs)
     if e.simple:
         return _make(outs[0], e.device)
     dev = e.device
@@ -1115,12 +1122,8 @@ def _residual_sources(fwd, bwd, n_out):
     used.update(id(v) for v in bwd.outputs)
     in_pos = {id(v): i for i, v in enumerate(fwd.inputs)}
     out_roots = {}
-    out_alias = []
     for j, v in enumerate(fwd.outputs[:n_out]):
-        r = _view_root(v)
-        out_roots.setdefault(id(r), []).append(j)
-        if id(r) in in_pos:
-            out_alias.append((j, in_pos[id(r)]))
+        out_roots.setdefault(id(_view_root(v)), []).append(j)
     reads_in, reads_out = set(), set()
     for res_fwd, res_bwd in zip(fwd.outputs[n_out:], bwd.inputs):
         if id(res_bwd) not in used:
@@ -1129,7 +1132,14 @@ def _residual_sources(fwd, bwd, n_out):
         if id(r) in in_pos:
             reads_in.add(in_pos[id(r)])
         reads_out.update(out_roots.get(id(r), ()))
-    return frozenset(reads_in), frozenset(reads_out), out_alias
+    return frozenset(reads_in), frozenset(reads_out), _output_views(fwd, n_out)
+
+
+def _output_views(graph, n_out):
+    """[(output, input)] for the first n_out outputs that are an input or a view of one (the executor
+    returns that very memory)."""
+    in_pos = {id(v): i for i, v in enumerate(graph.inputs)}
+    return [(j, in_pos[id(r)]) for j, v in enumerate(graph.outputs[:n_out]) if id(r := _view_root(v)) in in_pos]
 
 
 class _CompiledOp:
