@@ -432,8 +432,13 @@ class Tensor:
             if other._device is not self._device:
                 raise DeviceError(f"{what}: tensor is on {self._device}, operand on {other._device}")
             other = other._data
+        elif isinstance(other, _np.generic):
+            other = other.item()  # weak, like a Python number
         elif not isinstance(other, _SCALARS):
             other = as_tensor(other, like=self)._data
+        if other.__class__ not in _SCALARS and other.dtype != self.dtype and \
+                _dt.result_type(self._data, other) == self.dtype:
+            other = other.astype(self.dtype)  # compute as `self + other` does (numpy would widen f16 += f32[])
         try:
             getattr(self._device.xp, ufunc)(self._data, other, out=self._data, casting="same_kind")
         except TypeError as e:

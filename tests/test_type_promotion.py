@@ -407,3 +407,20 @@ def test_matmul_promotes_like_every_other_op(a):
     outs = sess.run(None, {i.name: t.numpy() for i, t in zip(sess.get_inputs(), xs)})
     for (_, _, want, b), got in zip(cases, outs):
         _check(got, want, f"onnx {a} @ {b}")
+
+
+def test_in_place_update_computes_in_the_promoted_dtype():
+    # float16 += float32[] computes in float16, as float16 + float32[] does (numpy would add in float32 and
+    # round twice: these values then differ in the last bit)
+    x = np.array([0.01494, 0.01888], np.float16)
+    y = np.float32(0.009772810662190627)
+    want = x + np.float16(y)
+    for other in (dg.tensor(y), y, np.float64(y)):
+        t = dg.tensor(x)
+        t += other
+        assert t.dtype == np.float16
+        np.testing.assert_array_equal(t.numpy(), want)
+    np.testing.assert_array_equal((dg.tensor(x) + dg.tensor(y)).numpy(), want)
+    t = dg.tensor([1, 2])
+    with pytest.raises(dg.DTypeError):  # int64 += 2.5 would need a float result (PyTorch refuses too)
+        t += 2.5
