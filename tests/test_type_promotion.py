@@ -424,3 +424,18 @@ def test_in_place_update_computes_in_the_promoted_dtype():
     t = dg.tensor([1, 2])
     with pytest.raises(dg.DTypeError):  # int64 += 2.5 would need a float result (PyTorch refuses too)
         t += 2.5
+
+
+def test_static_graph_builder_promotes_the_same_way():
+    import dualgraph.static as st
+    with st.Graph().as_default():
+        a = st.placeholder((None, 2), "float32")
+        b = st.placeholder((None, 2), "int64")
+        s = st.placeholder(None, "float64")
+        outs = [a * b, a * s, b * 2.5, b * s]
+        assert [o.dtype for o in outs] == [np.float32, np.float32, np.float32, np.float64]
+        with st.Session() as sess:
+            got = sess.run(outs, feed_dict={a: np.full((3, 2), 1.5, np.float32), b: np.full((3, 2), 2, np.int64),
+                                            s: 2.0})
+    assert [g.dtype for g in got] == [np.float32, np.float32, np.float32, np.float64]
+    assert [g[0, 0] for g in got] == [3.0, 3.0, 5.0, 4.0]
