@@ -367,8 +367,10 @@ class Tensor:
         bump below does not invalidate it, and the gradient reaches what `self` was computed from.
         """
         self._check_inplace(what)
-        if STATE.tracer is not None:  # functionalized: the tensor now stands for a new graph value
-            return STATE.tracer.inplace(self, fn(self), what)
+        tr = STATE.tracer
+        if tr is not None:  # functionalized: the tensor now stands for a new graph value
+            since = len(tr.graph.nodes)
+            return tr.inplace(self, fn(self), what, since)
         tracked = STATE.grad_enabled and (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
         src = self
         if tracked:

@@ -102,6 +102,35 @@ def test_inplace_change_of_a_value_the_vjp_reads_raises_eager_and_compiled(name,
             run(torch.tensor([1.0, 2.0, 3.0], requires_grad=True))
 
 
+def test_an_inplace_op_may_read_the_value_it_replaces():
+    """mul_ itself needs the old value (eager keeps a copy for it); an op recorded before mul_ may not."""
+    def own(x, w):
+        v = x * 1.0
+        v.mul_(w)                                   # d(v * w)/dw reads the old v
+        v.sum().backward()
+
+    def earlier(x, w):
+        v = x * 1.0
+        z = v * v
+        v.copy_(z)                                  # z's MulBackward0 read the old v, replaced by copy_
+        v.sum().backward()
+
+    for f in (own, dg.function(own)):
+        x, w = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+        f(x, w)
+        assert x.grad.tolist() == [3.0, 4.0] and w.grad.tolist() == [1.0, 2.0]
+    for f in (earlier, dg.function(earlier)):
+        with pytest.raises(dg.AutogradError, match="MulBackward0"):
+            f(leaf([1.0, 2.0]), leaf([3.0, 4.0]))
+    torch = torch_or_none()
+    if torch is not None:
+        tx, tw = torch.tensor([1.0, 2.0], requires_grad=True), torch.tensor([3.0, 4.0], requires_grad=True)
+        own(tx, tw)
+        assert tx.grad.tolist() == [3.0, 4.0] and tw.grad.tolist() == [1.0, 2.0]
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            earlier(torch.tensor([1.0, 2.0], requires_grad=True), tw)
+
+
 def test_mul_reads_an_operand_only_for_the_other_operands_gradient():
     x = leaf([1.0, 2.0])
     w = dg.tensor([3.0, 4.0])            # needs no gradient: mul never reads x, only w

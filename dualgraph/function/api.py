@@ -871,7 +871,7 @@ def _build_entry(cf, tr, graph, leaves, out_vals, out_consts, out_tree, key, str
     graph.frozen = list(e.frozen)
     e.graph = graph
     # values the function changed in place: a differentiating caller's backward may not read them
-    graph.meta["_overwritten"] = list(tr.overwritten.values())
+    graph.meta["_overwritten"] = list(tr.overwritten.values())   # (Value, node index the in-place op began at)
     e.opt = _passes.optimize(graph, cf.passes)
     e.opt.frozen = list(e.frozen)
     xp = leaves[0]._device.xp if leaves else CPU.xp

@@ -38,10 +38,11 @@ def _acc(grads, v, g):
     grads[id(v)] = g if cur is None else cur + g
 
 
-def _overwritten(v, overwritten):
-    """Whether an in-place op replaced v (or the value v is a view of) after v was computed."""
+def _overwritten(v, overwritten, at):
+    """Whether an in-place op that began after graph node `at` replaced v (or the value v is a view of)."""
     while v is not None and v.const is None:
-        if id(v) in overwritten:
+        hit = overwritten.get(id(v))
+        if hit is not None and hit[1] > at:
             return True
         p = v.producer
         if p is None or not getattr(p.op, "view", False):
@@ -50,16 +51,15 @@ def _overwritten(v, overwritten):
     return False
 
 
-def _check_overwritten(tr, rec, stale_reads):
+def _check_overwritten(tr, rec, at, stale_reads):
     """Eager's rule inside a trace: a vjp may not read a value an in-place op replaced afterwards.
 
     The trace itself would compute the gradient at the old value (every Value is immutable), which
-    eager refuses to do (and PyTorch too); the same `vjp_reads` derivation decides what is read."""
-    ow = getattr(tr, "overwritten", None)
-    if not ow or rec.custom is not None or not hasattr(rec.op, "vjp_reads"):
-        return
-    stale = [i for i, v in enumerate(rec.inputs) if v is not None and _overwritten(v, ow)]
-    stale_out = [k for k, v in enumerate(rec.outputs) if _overwritten(v, ow)]
+    eager refuses to do (and PyTorch too); the same `vjp_reads` derivation decides what is read. `at`
+    is the index of the record's node in the graph: the in-place op's own nodes come after it began."""
+    ow = tr.overwritten
+    stale = [i for i, v in enumerate(rec.inputs) if v is not None and _overwritten(v, ow, at)]
+    stale_out = [k for k, v in enumerate(rec.outputs) if _overwritten(v, ow, at)]
     if not stale and not stale_out:
         return
     from ..autograd.graph import inplace_message
@@ -93,6 +93,8 @@ def reverse(tr, outputs, out_grads, wanted, stale_reads=None):
     from ..creation import full_like, zeros_like
     from ..ops.reduction import sum_to
     grads = {}
+    check_overwritten = bool(getattr(tr, "overwritten", None))
+    position = None
     prev = STATE.grad_enabled
     STATE.grad_enabled = False
     try:
@@ -120,7 +122,11 @@ def reverse(tr, outputs, out_grads, wanted, stale_reads=None):
             else:
                 g = tuple(gi if gi is not None else zeros_like(tr.tensor_for(o, tr.device_of(o)))
                           for gi, o in zip(gs, rec.outputs))
-            _check_overwritten(tr, rec, stale_reads)
+            if check_overwritten and rec.custom is None and hasattr(rec.op, "vjp_reads"):
+                if position is None:
+                    position = {id(n): k for k, n in enumerate(tr.graph.nodes)}
+                producer = rec.outputs[0].producer if rec.outputs else None
+                _check_overwritten(tr, rec, position.get(id(producer), -1), stale_reads)
             ctx = _Ctx(tr, rec)
             result = rec.op.vjp(ctx, g)
             if not isinstance(result, (tuple, list)):
@@ -191,11 +197,7 @@ def joint_graph(graph, wrt, devices=None, force_diff=None, drop_unused=False):
                 ins.append(tr.sym(nv, devices.get(i), requires_grad=i in wrt and v.aval.dtype.kind == "f"))
             env = {}
             outs = replay(tr, graph, ins, env)
-            for v in graph.meta.get("_overwritten", ()):  # in-place updates of the traced function
-                t = env.get(id(v))
-                if isinstance(t, Tensor):
-                    nv = tr.value_of(t)
-                    tr.overwritten[id(nv)] = nv
+            _replay_overwrites(tr, graph, env)
             diff = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o._requires_grad]
             if force_diff is not None:
                 diff = list(force_diff)
@@ -223,6 +225,29 @@ def joint_graph(graph, wrt, devices=None, force_diff=None, drop_unused=False):
         v.const = t._data
     tr.graph.inputs = [v for v in tr.graph.inputs if id(v) not in made]
     return tr.graph, diff
+
+
+def _replay_overwrites(tr, graph, env):
+    """Carry the traced function's in-place updates over to its replay: the replaced Values, and
+    where in the replayed graph each in-place op began."""
+    ow = graph.meta.get("_overwritten")
+    if not ow:
+        return
+    where = {id(n): k for k, n in enumerate(tr.graph.nodes)}
+
+    def replayed_index(since):
+        for n in graph.nodes[since:]:
+            for o in n.outputs:
+                t = env.get(id(o))
+                p = tr.value_of(t).producer if isinstance(t, Tensor) else None
+                if p is not None and id(p) in where:
+                    return where[id(p)]
+        return len(tr.graph.nodes)
+    for v, since in ow:
+        t = env.get(id(v))
+        if isinstance(t, Tensor):
+            nv = tr.value_of(t)
+            tr.overwritten.setdefault(id(nv), (nv, replayed_index(since)))
 
 
 def _base_dims(x, out):

@@ -97,7 +97,7 @@ class Tracer:
         self.outer_tensor = {}  # id(parent Value) -> the enclosing tensor read (for its requires_grad)
         self.tape = []
         self.mutations = {}     # id(tensor) -> [tensor, Value]  in-place updates of inputs/captured
-        self.overwritten = {}   # id(Value) -> Value an in-place op replaced (a vjp reading it is an error)
+        self.overwritten = {}   # id(Value) -> (Value an in-place op replaced, len(graph.nodes) when that op began)
         self.grad_writes = {}   # id(tensor) -> [tensor, Value or None]
         self.grad_reads = {}    # id(tensor) -> [tensor, was_none]
         self.grad_parent = {}   # id(grad tensor) -> owner tensor (captured grads are reached via owner.grad)
@@ -396,7 +396,9 @@ class Tracer:
         from ..ops.elementwise import COPY
         return self.apply(COPY, (t,), {"stop_gradient": True})
 
-    def inplace(self, t, result, what):
+    def inplace(self, t, result, what, since=None):
+        """Rebind t to `result`; `since` is len(graph.nodes) before the in-place op computed `result`
+        (the op's own nodes may read t's old value, as eager's read a private copy)."""
         from ..ops.elementwise import astype
         if t._is_view and t._data is None:
             raise TraceError(f"{what}: in-place change of a view inside @dg.function is not supported{_at()}: "
@@ -411,7 +413,7 @@ class Tracer:
         if result.dtype != t.dtype:
             result = astype(result, t.dtype)
         old = self.value_of(t)  # captures t when it is an outside tensor written before being read
-        self.overwritten[id(old)] = old
+        self.overwritten.setdefault(id(old), (old, len(self.graph.nodes) if since is None else since))
         new = self.value_of(result)
         self.vals[id(t)] = new
         if t._data is None:
