@@ -166,6 +166,33 @@ def test_slices_with_bounds_read_from_the_shape(case):
     check_at(model, f, [(3, 5), (1, 12), (2, 8)])
 
 
+def test_ceil_division_of_a_size_is_floor_division_in_the_model():
+    # -(-a // b) is ceil(a / b): its inner division is of a negative number, which ONNX's Div truncates
+    def f(x):
+        t = x.shape[1]
+        return x[:, t // 4:-(-(t * 3) // 4)]
+    model = dgo.export(f, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT, verify=True)
+    check_at(model, f, [(2, 7), (3, 5), (1, 13), (2, 2)])
+
+
+def test_a_size_bound_past_the_end_of_its_axis_is_refused():
+    # numpy clips the stop (9 on an axis of 7): the traced length is not stop - start at other sizes
+    def f(x):
+        t = x.shape[1]
+        return x[:, (t * 3) // 4:-(-(t * 5) // 4)]
+    with pytest.raises(dgo.ExportError, match=r"getitem at .*test_onnx_dynamic_sizes.py:\d+ holds a size"):
+        dgo.export(f, (dg.randn(2, 7),), None, input_names=["x"], dynamic_axes=BT)
+
+
+def test_adaptive_avg_pool_with_dynamic_spatial_axes():
+    # its cells are [floor(i*H/oh), ceil((i+1)*H/oh)): wrong even at the traced sizes when ceil truncated
+    def f(x):
+        return dg.adaptive_avg_pool2d(x, (2, 3))
+    model = dgo.export(f, (dg.randn(3, 2, 7, 5),), None, input_names=["x"],
+                       dynamic_axes={"x": {0: "B", 2: "H", 3: "W"}}, verify=True)
+    check_at(model, f, [(3, 2, 7, 5), (1, 2, 9, 8), (2, 2, 4, 11)])
+
+
 def test_arithmetic_on_sizes_is_computed_in_the_model():
     def f(x):
         b, t = x.shape

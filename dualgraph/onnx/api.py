@@ -228,7 +228,7 @@ def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
         f"onnx export: {where} holds a size of the dynamic axes {axes} as a number: traced again with those axes "
         f"one larger, {what}. The model would only be right at the traced sizes. Compute sizes with tensor ops "
         f"or shape arithmetic (x.shape[i] used in dg.arange, reshape, slicing, dg.zeros/full), not in Python or "
-        f"numpy; trace with dynamic sizes that differ from each other and from fixed dims; or leave the axis out "
+        f"numpy; keep slice bounds made of sizes inside their axis (numpy clips one past the end); trace with dynamic sizes that differ from each other and from fixed dims; or leave the axis out "
         f"of dynamic_axes")
 
 
@@ -298,6 +298,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
             raise _size_needed_error(e, dyn, names, tensors) from None
         except Exception:
             entry = None
+    checked_concrete = False
     if entry is not None:
         # a size-1 dim declared dynamic can change what the function computes (squeeze, broadcasting):
         # the symbolic trace must agree with a concrete one at the example's sizes, else use that one
@@ -305,7 +306,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
         conc = _entry(cf_conc, args)
         if not _same_shapes_at(entry, conc, args):
             cf, entry = cf_conc, conc
-    checked_concrete = False
+            checked_concrete = True
     if entry is None:
         cf = f if isinstance(f, CompiledFunction) else function(traced_fn, static_argnames=static)
         entry = _entry(cf, args)

@@ -87,6 +87,15 @@ def sym_divide(d, k):
     return d // k
 
 
+def _nonneg(d):
+    """Is the size expression `d` known to be >= 0 (sizes, numbers >= 0, and + * // % of them)?"""
+    if isinstance(d, (int, np.integer)):
+        return d >= 0
+    if hasattr(d, "op") and hasattr(d, "args"):
+        return d.op in ("+", "*", "//", "%") and all(_nonneg(x) for x in d.args)
+    return isinstance(d, Dim)
+
+
 def is_sym(d):
     return isinstance(d, Dim)
 
@@ -213,7 +222,11 @@ class LoweringContext:
             kind = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod"}.get(d.op)
             if kind is None:
                 raise NotExportable(f"the size expression {d} is not an integer")
-            out = self.emit(kind, [a, b])   # sizes are non-negative: Div is floor division
+            if d.op == "//" and not (_nonneg(d.args[0]) and _nonneg(d.args[1])):
+                # ONNX Div truncates; Python's // floors (ceil written as -(-a // b) divides a negative):
+                # a - a % b (Mod takes the divisor's sign, as Python) is an exact multiple of b
+                a = self.emit("Sub", [a, self.emit("Mod", [a, b])])
+            out = self.emit(kind, [a, b])
         elif isinstance(d, SymDim):
             out = None
             for f in d.factors:

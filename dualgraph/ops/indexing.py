@@ -105,6 +105,10 @@ def _getitem_infer(x, *idx, template):
     return Aval(tuple(shape), dtype)
 
 
+class _Unknown(Exception):
+    pass
+
+
 def _symbolic_bounds_infer(x, idx, template):
     """Slices whose bounds are sizes read from a traced shape (`x[:, :t]`, `mask[:t, :t]`): the axis
     keeps `(stop - start) / step` elements, a size expression, each bound taken as a position inside
@@ -132,6 +136,24 @@ def _symbolic_bounds_infer(x, idx, template):
     return Aval(tuple(shape), x.dtype)
 
 
+def _sign_at_probes(b):
+    """+1 / -1 when the size expression b is >= 0 / < 0 at two probe sizes of its dims, else 0."""
+    from ..function.dims import leaves
+    if not isinstance(b, Dim):
+        return 1 if b >= 0 else -1
+    if not hasattr(b, "evaluate"):
+        return 1   # a plain symbolic size
+    dims = list(dict.fromkeys(leaves(b)))
+    signs = set()
+    for base in (7, 20):
+        try:
+            v = b.evaluate({d: base + 3 * k for k, d in enumerate(dims)})
+        except (KeyError, TypeError, ZeroDivisionError):
+            return 0
+        signs.add(1 if v >= 0 else -1)
+    return signs.pop() if len(signs) == 1 else 0
+
+
 def _slice_length(s, n):
     step = 1 if s.step is None else s.step
     if not isinstance(step, int) or step <= 0:
@@ -141,12 +163,14 @@ def _slice_length(s, n):
     def position(b, default):
         if b is None:
             return default
-        if isinstance(b, int) and b < 0:
-            return n + b
-        if getattr(b, "op", None) == "-" and getattr(b, "args", (None,))[0] == 0:   # -t: t from the end
-            return n - b.args[1]
-        return b
-    start, stop = position(s.start, 0), position(s.stop, n)
+        sign = _sign_at_probes(b)
+        if sign == 0:   # a bound that may count from either end: its length is only known at run time
+            raise _Unknown()
+        return n + b if sign < 0 else b
+    try:
+        start, stop = position(s.start, 0), position(s.stop, n)
+    except _Unknown:
+        return Dim("?")
     length = stop if isinstance(start, int) and start == 0 else stop - start
     return length if step == 1 else (length + (step - 1)) // step
 
