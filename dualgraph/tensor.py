@@ -13,7 +13,7 @@ from . import dtypes as _dt
 from ._state import STATE
 from .autograd.graph import Node, node_versions, retain
 from .backend import CPU, device as _parse_device, device_of_array, is_array, to_device, to_host
-from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, ShapeError, user_line
+from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, InvalidValue, ShapeError, user_line
 
 _EMPTY = {}
 _SCALARS = (int, float, bool)
@@ -597,6 +597,10 @@ def _to_array(data, dtype, device, copy):
             dtype = _dt.DEFAULT_FLOAT
         elif arr.dtype.kind in "iu":
             dtype = _dt.int64
+            # uint32/uint64 values past int64's range would wrap silently in astype
+            if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and arr.size and int(arr.max()) > _np.iinfo(_np.int64).max:
+                raise InvalidValue(f"cannot make a tensor from {arr.dtype} values above {_np.iinfo(_np.int64).max}: "
+                                   f"dualgraph has no uint64 dtype and int64 cannot hold {int(arr.max())}")
         else:
             raise DTypeError(f"cannot make a tensor of dtype {arr.dtype}")
     src = device_of_array(arr)

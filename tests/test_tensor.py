@@ -646,3 +646,11 @@ def test_indexing_gradients_match_torch(index):
     (tz * tz).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(v.grad.numpy(), tv.grad.numpy(), rtol=1e-12)
+
+
+def test_uint64_values_past_int64_are_refused_not_wrapped():
+    # dualgraph has no uint64: values that fit become int64, larger ones must not wrap to negatives
+    assert dg.tensor(np.array([5, 2**63 - 1], dtype=np.uint64)).tolist() == [5, 2**63 - 1]
+    for data in (np.uint64(2**64 - 1), np.array([1, 2**63], dtype=np.uint64), [2**64 - 1]):
+        with pytest.raises(dg.InvalidValue, match="uint64"):
+            dg.tensor(data)
