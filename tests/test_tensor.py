@@ -654,3 +654,19 @@ def test_uint64_values_past_int64_are_refused_not_wrapped():
     for data in (np.uint64(2**64 - 1), np.array([1, 2**63], dtype=np.uint64), [2**64 - 1]):
         with pytest.raises(dg.InvalidValue, match="uint64"):
             dg.tensor(data)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_setitem_value_with_extra_leading_ones(compiled):
+    # PyTorch drops a value's leading 1s before broadcasting: x[0] = v of shape (1,) on a vector works
+    def write(x, v):
+        y = x * 1.0
+        y[0] = v * 2.0
+        y[1:] = v.reshape(1, 1, 1)
+        return y
+    fn = dg.function(write) if compiled else write
+    v = dg.tensor([3.0], requires_grad=True)
+    out = fn(dg.zeros(3), v)
+    assert out.tolist() == [6.0, 3.0, 3.0]
+    out.sum().backward()
+    assert v.grad.shape == (1,) and v.grad.tolist() == [4.0]   # 2 from y[0], 1 + 1 from y[1:]

@@ -221,7 +221,7 @@ def _check_bounds(x, template):
 
 def _index_put_forward(xp, x, v, *idx, template):
     out = xp.array(x, copy=True)
-    out[build_index(template, idx)] = v
+    out[build_index(template, idx)] = _without_leading_ones(v)
     return out
 
 
@@ -267,7 +267,7 @@ def setitem_(x, index, value):
                             "supported; clone() it first or use dg.index_put")
     index_arrays = build_index(template, tuple(t._data for t in tensors))
     try:
-        x._data[index_arrays] = value_t._data if value_t is not None else value
+        x._data[index_arrays] = _without_leading_ones(value_t._data) if value_t is not None else value
     except IndexError as e:
         raise IndexOutOfRange(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
     except ValueError as e:
@@ -284,6 +284,17 @@ def setitem_(x, index, value):
         needs = (x._requires_grad, value_t is not None and value_t._requires_grad) + (False,) * len(tensors)
         x._grad_fn = Node(INDEX_PUT, inputs, {"template": template}, needs, node_versions(inputs))
         x._out_index, x._requires_grad = 0, True
+
+
+def _without_leading_ones(v):
+    """As in PyTorch, the value written by x[index] = v may have more leading 1s than the slot
+    (x[0] = v of shape (1,) on a vector): broadcasting adds them back wherever they were needed."""
+    if getattr(v, "ndim", 0) and v.shape[0] == 1:
+        shape = v.shape
+        while shape and shape[0] == 1:
+            shape = shape[1:]
+        return v.reshape(shape)
+    return v
 
 
 # ---- gather / scatter ----------------------------------------------------------------------------

@@ -327,6 +327,8 @@ def sum_to(g, shape):
     from .shape import reshape
     shape = tuple(shape)
     lead = g.ndim - len(shape)
+    if lead < 0:  # `shape` has extra leading 1s, which broadcasting may drop (setitem's value)
+        return reshape(sum_to(g, shape[-lead:]), shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
     if axes:
         g = apply(SUM, (g,), {"axes": axes, "keepdims": True})
