@@ -258,7 +258,14 @@ def _unary(name, forward, vjp, infer=float_elementwise_infer, saves_output=False
     return op, (lambda x: apply(op, (x,)))
 
 
-NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=same_infer)
+def _neg_infer(x, **_):
+    if x.dtype == np.dtype(bool):  # checked here too, so a trace refuses it as eager does
+        raise DTypeError("neg: the `-` operator on a bool tensor is not supported; to invert a mask use `~` "
+                         "or dg.logical_not")
+    return same_infer(x)
+
+
+NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=_neg_infer)
 ABS, abs = _unary("abs", lambda xp, x: xp.abs(x), lambda ctx, g: g * sign(ctx.inputs[0]), infer=same_infer)
 SIGN, sign = _unary("sign", lambda xp, x: xp.sign(x), lambda ctx, g: zeros_like(g), infer=same_infer)
 EXP, exp = _unary("exp", lambda xp, x: xp.exp(_f(xp, x)), lambda ctx, g: g * ctx.out, saves_output=True)
