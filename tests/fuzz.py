@@ -421,6 +421,7 @@ GEN_ERRORS = Counter()
 GEN_ERROR_EXAMPLES = {}
 SKIPS = Counter()      # checks skipped as documented limits (a symbolic trace that needs concrete sizes)
 SKIP_EXAMPLES = {}
+RESIZED = Counter()    # dynamic-axes models run at sizes other than the traced ones
 
 
 # ---- builders ------------------------------------------------------------------------------------
@@ -1412,7 +1413,23 @@ def compare(got, want, what):
 _ORT = None
 
 
-def ort_run(model_bytes, prog, world):
+def grown(arrays):
+    """The inputs with every axis longer than 1 one element longer, for running a model exported with
+    dynamic axes at sizes other than the traced ones. The new elements repeat the last slice (floats
+    scaled by 1.01, so no new ties), which keeps them inside the domains the generator chose."""
+    out = []
+    for a in arrays:
+        for ax in range(a.ndim):
+            if a.shape[ax] > 1:
+                edge = np.take(a, [-1], axis=ax)
+                if a.dtype.kind == "f":
+                    edge = (edge * 1.01).astype(a.dtype)
+                a = np.concatenate([a, edge], axis=ax)
+        out.append(np.array(a, order="C"))  # ascontiguousarray would make a 0-d input 1-d
+    return out
+
+
+def ort_run(model_bytes, prog, world, arrays=None):
     global _ORT
     if _ORT is None:
         import onnxruntime as ort
@@ -1424,7 +1441,7 @@ def ort_run(model_bytes, prog, world):
     ort, so = _ORT
     sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
     names = [n for n, _, _ in prog.inputs]
-    arrays = dict(zip(names, prog.arrays(world)))
+    arrays = dict(zip(names, prog.arrays(world) if arrays is None else arrays))
     feed = {i.name: arrays[i.name] for i in sess.get_inputs() if i.name in arrays}
     return sess.run(None, feed)
 
@@ -1614,6 +1631,24 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 m = compare([np.asarray(o) for o in out[:len(want)]], want, f"world {w} onnx (dynamic axes) output")
                 if m:
                     return m
+            # the point of dynamic axes: the same model at other sizes, against eager at those sizes
+            bigger = grown(prog.arrays(0))
+            prog.set_world(0)
+            try:
+                with dg.no_grad():
+                    want = as_arrays(fn(*[dg.tensor(a.copy()) for a in bigger]))
+            except dg.DualgraphError:  # sizes tied to a captured tensor or a constant: not dynamic
+                SKIPS["onnx_dynamic at other sizes (eager refuses them)"] += 1
+                return None
+            finally:
+                prog.set_world(0)
+            if not all(np.isfinite(o).all() for o in want if o.dtype.kind == "f"):
+                SKIPS["onnx_dynamic at other sizes (eager not finite)"] += 1
+                return None
+            out = ort_run(model_for(cache, 0, None), prog, 0, arrays=bigger)
+            RESIZED["onnx_dynamic"] += 1
+            return compare([np.asarray(o) for o in out[:len(want)]], want,
+                           "onnx (dynamic axes) output at sizes one larger than traced")
         if not quick or rng.random() < 0.5:
             record("onnx_dynamic", run_onnx_dynamic)
         if grads and eager_g.get(0) is not None and (not quick or rng.random() < 0.3):
@@ -1791,14 +1826,26 @@ def values(fn, world, requires_grad=True):
     return [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
 
 
-def onnx_values(f, world, dynamic=False):
+def onnx_values(f, world, dynamic=False, run_on=None):
+    """Export at world's inputs, run in onnxruntime on `run_on` (default: the same inputs)."""
     import onnxruntime as ort
-    dyn = {{n: list(range(a.ndim)) for n, a in zip([{names}], INPUTS[0])}}
+    dyn = {{n: [ax for ax in range(a.ndim) if a.shape[ax] > 1] for n, a in zip([{names}], INPUTS[0])}}
     dyn = {{n: axes for n, axes in dyn.items() if axes}} if dynamic else None
     model = dg.onnx.export(f, tuple(tensors(world, False)), None, input_names=[{names}], dynamic_axes=dyn)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = dict(zip([{names}], INPUTS[world]))
+    feed = dict(zip([{names}], INPUTS[world] if run_on is None else run_on))
     return sess.run(None, {{i.name: feed[i.name] for i in sess.get_inputs()}})
+
+
+def grown(arrays):
+    out = []
+    for a in arrays:
+        for ax in range(a.ndim):
+            if a.shape[ax] > 1:
+                edge = np.take(a, [-1], axis=ax)
+                a = np.concatenate([a, (edge * 1.01).astype(a.dtype) if a.dtype.kind == "f" else edge], axis=ax)
+        out.append(np.array(a, order="C"))  # ascontiguousarray would make a 0-d input 1-d
+    return out
 
 
 def kw_of(variant):
@@ -1811,8 +1858,15 @@ def kw_of(variant):
 
 def main():
     worst = 0.0
-    for world in (0, 1):
-        if VARIANT == "onnx":
+    for world in (0, 1, "grown") if VARIANT == "onnx_dynamic" else (0, 1):
+        if world == "grown":  # the dynamic-axes model at sizes one larger than traced
+            bigger = grown(INPUTS[0])
+            got = onnx_values(prog, 0, dynamic=True, run_on=bigger)
+            tensors(0, False)  # the captured tensors as world 0 has them
+            with dg.no_grad():
+                outs = prog(*[dg.tensor(a.copy()) for a in bigger])
+            want = [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
+        elif VARIANT == "onnx":
             got, want = onnx_values(prog, world), values(prog, world, False)
         elif VARIANT == "onnx_grad":
             got, want = onnx_values(gradfn, world), grads(prog, world)
@@ -1976,6 +2030,8 @@ class Summary:
             lines.append("mismatches by variant: " + ", ".join(f"{k}={v}" for k, v in sorted(self.by_variant.items())))
         for f in self.failures[:20]:
             lines.append(f"  seed {f.seed} {f.variant}: {f.detail.splitlines()[0][:200]}")
+        if RESIZED:
+            lines.append("run at sizes one larger than traced: " + ", ".join(f"{k}={v}" for k, v in RESIZED.items()))
         if SKIPS:
             lines.append("skipped (documented limits): " + ", ".join(f"{k}={v}" for k, v in SKIPS.most_common()))
         if GEN_ERRORS:
