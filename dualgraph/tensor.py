@@ -55,6 +55,23 @@ def _type_name(value):
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
+def _plain_outside_record(method):
+    """MXNet records nothing outside autograd.record(), so writing into an attach_grad() tensor there is
+    a plain update (d2l's `param[:] = param - lr * param.grad`), not PyTorch's error for a leaf that
+    requires grad. Tensors that did not attach_grad() keep PyTorch's rule."""
+    def update(self, *args, **kwargs):
+        st = STATE
+        if self._attached and st.grad_enabled and not st.recording and self._grad_fn is None:
+            st.grad_enabled = False
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                st.grad_enabled = True
+        return method(self, *args, **kwargs)
+    update.__name__, update.__qualname__, update.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return update
+
+
 class Tensor:
     """An n-dimensional array on a device, with optional gradient tracking."""
 
@@ -64,6 +81,7 @@ class Tensor:
     _out_index = 0
     _grad = None
     _grad_req = "add"
+    _attached = False  # attach_grad() made this an MXNet-style leaf
     _hooks = None
     _is_view = False
     _aval = None
@@ -269,6 +287,7 @@ class Tensor:
         self._grad_fn = None
         self.requires_grad_(grad_req != "null")
         self._grad_req = grad_req
+        self._attached = True
         self._grad = None if grad_req == "null" else _make(self._device.xp.zeros_like(self._data), self._device)
         return self
 
@@ -471,6 +490,13 @@ class Tensor:
     def zero_(self):
         return self.fill_(0)
 
+    __setitem__ = _plain_outside_record(__setitem__)
+    add_ = _plain_outside_record(add_)
+    sub_ = _plain_outside_record(sub_)
+    mul_ = _plain_outside_record(mul_)
+    div_ = _plain_outside_record(div_)
+    copy_ = _plain_outside_record(copy_)
+    fill_ = _plain_outside_record(fill_)
     __iadd__ = add_
     __isub__ = sub_
     __imul__ = mul_

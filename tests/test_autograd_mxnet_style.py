@@ -274,3 +274,43 @@ def test_custom_function_under_record():
     assert x.grad.tolist() == [3.0, 12.0]
     assert [n.name() for n in tape] == ["CubeBackward", "AddBackward0"]
     assert "CubeBackward" in tape.to_dot()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_d2l_sgd_loop_updates_attached_parameters_in_place_outside_record(compiled):
+    # the MXNet tutorials' loop: record, backward (grad_req='write' overwrites), then
+    # `param[:] = param - lr * param.grad` outside record(), with no zero_grad anywhere
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 3)).astype(np.float32)
+    Y = X @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.25
+    w, b = dg.zeros((3, 1)), dg.zeros((1,))
+    w.attach_grad()
+    b.attach_grad()
+
+    def step(x, y):
+        with dg.autograd.record():
+            loss = ((dg.matmul(x, w) + b - y) ** 2).mean()
+        loss.backward()
+        for p in (w, b):
+            p[:] = p - 0.1 * p.grad
+        return loss
+
+    step = dg.function(step) if compiled else step
+    w_ref, b_ref = np.zeros((3, 1)), np.zeros(1)
+    for _ in range(5):
+        step(dg.tensor(X), dg.tensor(Y))
+        err = X @ w_ref + b_ref - Y   # the same steps by hand, in float64
+        w_ref, b_ref = w_ref - 0.1 * 2 * X.T @ err / err.size, b_ref - 0.1 * 2 * err.mean(axis=0)
+    np.testing.assert_allclose(w.numpy(), w_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b.numpy(), b_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_in_place_update_of_a_pytorch_style_leaf_still_raises():
+    w = dg.zeros(3, requires_grad=True)
+    with pytest.raises(dg.AutogradError, match="leaf tensor that requires grad"):
+        w[:] = w - 1.0
+    a = dg.zeros(3)
+    a.attach_grad()
+    with dg.autograd.record():
+        with pytest.raises(dg.AutogradError, match="leaf tensor that requires grad"):
+            a[:] = a - 1.0   # inside record() the write would be recorded: MXNet refuses it too
