@@ -1413,14 +1413,15 @@ def compare(got, want, what):
 _ORT = None
 
 
-def grown(arrays):
-    """The inputs with every axis longer than 1 one element longer, for running a model exported with
-    dynamic axes at sizes other than the traced ones. The new elements repeat the last slice (floats
-    scaled by 1.01, so no new ties), which keeps them inside the domains the generator chose."""
+def grown(arrays, sizes=None):
+    """The inputs with every axis of a size in `sizes` (default: every axis longer than 1) one element
+    longer, for running a model exported with dynamic axes at sizes other than the traced ones. The new
+    elements repeat the last slice (floats scaled by 1.01, so no new ties), which keeps them inside the
+    domains the generator chose."""
     out = []
     for a in arrays:
         for ax in range(a.ndim):
-            if a.shape[ax] > 1:
+            if a.shape[ax] > 1 and (sizes is None or a.shape[ax] in sizes):
                 edge = np.take(a, [-1], axis=ax)
                 if a.dtype.kind == "f":
                     edge = (edge * 1.01).astype(a.dtype)
@@ -1609,14 +1610,34 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                     return m
         record("onnx", run_onnx)
 
+        def eager_at(arrays):
+            """fn's outputs on these inputs (world 0's captured tensors), or None where eager refuses
+            them or gives non-finite values."""
+            prog.set_world(0)
+            try:
+                with dg.no_grad():
+                    out = as_arrays(fn(*[dg.tensor(a.copy()) for a in arrays]))
+            except dg.DualgraphError:
+                return None
+            finally:
+                prog.set_world(0)
+            return out if all(np.isfinite(o).all() for o in out if o.dtype.kind == "f") else None
+
         def run_onnx_dynamic():
-            # every input dim dynamic: shapes become computations in the model; right at these sizes
+            # shapes become computations in the model; it must be right at these sizes and at others.
+            # The dynamic axes are those of every size the program also runs at one larger (the others
+            # are tied to a captured tensor or a constant, where export must refuse); size-1 dims stay
+            # static unless SIZE_ONE_DYNAMIC (broadcasting and squeeze depend on a size being 1; see
+            # test_fuzz_findings.py)
             names = [n for n, _, _ in prog.inputs]
-            # every dim dynamic, size-1 dims included (broadcasting and squeeze depend on a size being 1;
-            # see test_fuzz_findings.py); SIZE_ONE_DYNAMIC = False keeps them static
-            dyn = {n: [ax for ax in range(a.ndim) if a.shape[ax] > 1 or SIZE_ONE_DYNAMIC]
+            sizes = sorted({d for a in prog.arrays(0) for d in a.shape if d > 1})
+            free = {d for d in sizes if eager_at(grown(prog.arrays(0), {d})) is not None}
+            dyn = {n: [ax for ax in range(a.ndim) if a.shape[ax] in free or (SIZE_ONE_DYNAMIC and a.shape[ax] == 1)]
                    for n, a in zip(names, prog.arrays(0))}
             dyn = {n: axes for n, axes in dyn.items() if axes}
+            if not dyn:
+                SKIPS["onnx_dynamic (no input size can change)"] += 1
+                return None
             cache = {}
             for w in (0, 1):
                 try:
@@ -1632,18 +1653,10 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
                 if m:
                     return m
             # the point of dynamic axes: the same model at other sizes, against eager at those sizes
-            bigger = grown(prog.arrays(0))
-            prog.set_world(0)
-            try:
-                with dg.no_grad():
-                    want = as_arrays(fn(*[dg.tensor(a.copy()) for a in bigger]))
-            except dg.DualgraphError:  # sizes tied to a captured tensor or a constant: not dynamic
-                SKIPS["onnx_dynamic at other sizes (eager refuses them)"] += 1
-                return None
-            finally:
-                prog.set_world(0)
-            if not all(np.isfinite(o).all() for o in want if o.dtype.kind == "f"):
-                SKIPS["onnx_dynamic at other sizes (eager not finite)"] += 1
+            bigger = grown(prog.arrays(0), free)
+            want = eager_at(bigger)
+            if want is None:  # each size can grow alone, not all together
+                SKIPS["onnx_dynamic at other sizes (eager refuses them together)"] += 1
                 return None
             out = ort_run(model_for(cache, 0, None), prog, 0, arrays=bigger)
             RESIZED["onnx_dynamic"] += 1
@@ -1829,7 +1842,8 @@ def values(fn, world, requires_grad=True):
 def onnx_values(f, world, dynamic=False, run_on=None):
     """Export at world's inputs, run in onnxruntime on `run_on` (default: the same inputs)."""
     import onnxruntime as ort
-    dyn = {{n: [ax for ax in range(a.ndim) if a.shape[ax] > 1] for n, a in zip([{names}], INPUTS[0])}}
+    free = free_sizes() if dynamic else set()
+    dyn = {{n: [ax for ax in range(a.ndim) if a.shape[ax] in free] for n, a in zip([{names}], INPUTS[0])}}
     dyn = {{n: axes for n, axes in dyn.items() if axes}} if dynamic else None
     model = dg.onnx.export(f, tuple(tensors(world, False)), None, input_names=[{names}], dynamic_axes=dyn)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -1837,15 +1851,31 @@ def onnx_values(f, world, dynamic=False, run_on=None):
     return sess.run(None, {{i.name: feed[i.name] for i in sess.get_inputs()}})
 
 
-def grown(arrays):
+def grown(arrays, sizes=None):
     out = []
     for a in arrays:
         for ax in range(a.ndim):
-            if a.shape[ax] > 1:
+            if a.shape[ax] > 1 and (sizes is None or a.shape[ax] in sizes):
                 edge = np.take(a, [-1], axis=ax)
                 a = np.concatenate([a, (edge * 1.01).astype(a.dtype) if a.dtype.kind == "f" else edge], axis=ax)
         out.append(np.array(a, order="C"))  # ascontiguousarray would make a 0-d input 1-d
     return out
+
+
+def eager_at(arrays):
+    tensors(0, False)  # the captured tensors as world 0 has them
+    try:
+        with dg.no_grad():
+            outs = prog(*[dg.tensor(a.copy()) for a in arrays])
+    except dg.DualgraphError:
+        return None
+    outs = [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
+    return outs if all(np.isfinite(o).all() for o in outs if o.dtype.kind == "f") else None
+
+
+def free_sizes():
+    """The input sizes the program also runs at one larger: the fuzzer declares those axes dynamic."""
+    return {{d for d in {{d for a in INPUTS[0] for d in a.shape if d > 1}} if eager_at(grown(INPUTS[0], {{d}})) is not None}}
 
 
 def kw_of(variant):
@@ -1860,12 +1890,9 @@ def main():
     worst = 0.0
     for world in (0, 1, "grown") if VARIANT == "onnx_dynamic" else (0, 1):
         if world == "grown":  # the dynamic-axes model at sizes one larger than traced
-            bigger = grown(INPUTS[0])
+            bigger = grown(INPUTS[0], free_sizes())
             got = onnx_values(prog, 0, dynamic=True, run_on=bigger)
-            tensors(0, False)  # the captured tensors as world 0 has them
-            with dg.no_grad():
-                outs = prog(*[dg.tensor(a.copy()) for a in bigger])
-            want = [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
+            want = eager_at(bigger)
         elif VARIANT == "onnx":
             got, want = onnx_values(prog, world), values(prog, world, False)
         elif VARIANT == "onnx_grad":
