@@ -752,7 +752,7 @@ def binary_method(op, reflected=False):
         st = STATE
         if st.tracer is None and a.__class__ is Tensor and b.__class__ is Tensor and a._device is b._device:
             try:
-                if cpu_ufunc is not None and a._device is CPU and a._data.dtype == b._data.dtype:
+                if cpu_ufunc is not None and a._device is CPU and a._data.dtype is b._data.dtype:
                     out = cpu_ufunc(a._data, b._data)  # mixed dtypes: forward casts to the promoted one
                 else:
                     out = forward(a._device.xp, a._data, b._data)

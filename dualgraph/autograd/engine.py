@@ -122,7 +122,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
             in_grads = _call_vjp(node, grads)
             if anomaly:
                 _check_finite(node, in_grads)
-            for i, (t, needs, gi) in enumerate(zip(node.inputs, node.needs_input_grad, in_grads)):
+            for i, (t, needs, gi, child) in enumerate(zip(node.inputs, node.needs_input_grad, in_grads, node._fns)):
                 if not needs or gi is None:
                     continue
                 if not isinstance(gi, Tensor):
@@ -135,8 +135,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     gi = sum_to(gi, tdata.shape)
                 if gdata.dtype != tdata.dtype:
                     gi = gi.astype(tdata.dtype)
-                child, index = node.edge(i)
                 if child is not None:
+                    # the edge recorded with the node; the tensor's own grad_fn unless an in-place op moved it
+                    index = t._out_index if t._grad_fn is child else node.edge(i)[1]
                     slot = node_grads.setdefault(id(child), [None] * child.op.n_out)
                     slot[index] = _add(slot[index], gi)
                 else:

@@ -83,10 +83,15 @@ class Node:
                 f"Trying to backward through the graph a second time ({self.op.grad_name}): its saved "
                 f"tensors were freed after the first backward. Pass retain_graph=True to the first "
                 f"backward() (or autograd.grad) if you need to backward through it again.")
+        for t, v in zip(self.inputs, self._versions):  # the common case, without building lists
+            if v >= 0 and t._version[0] != v:
+                break
+        else:
+            if self._out_versions is None or all(counter[0] == v for counter, v in self._out_versions):
+                return
         stale = [i for i, (t, v) in enumerate(zip(self.inputs, self._versions)) if v >= 0 and t._version[0] != v]
         stale_out = [k for k, (counter, v) in enumerate(self._out_versions or ()) if counter[0] != v]
-        if stale or stale_out:
-            self._check_stale(stale, stale_out)
+        self._check_stale(stale, stale_out)
 
     def _check_stale(self, stale, stale_out):
         """Raise if the vjp reads a saved tensor that changed in place since the forward; a changed
