@@ -96,7 +96,7 @@ def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, v
     if _symbolic(shape):
         if value is None:
             from .errors import user_line
-            from .function.dims import SymbolicSizeError
+            from .ops.dims import SymbolicSizeError
             where = user_line()
             raise SymbolicSizeError(f"{name or 'this function'}: a shape {shape} with symbolic sizes is not "
                                     f"supported{f' at {where}' if where else ''}; make the tensor with dg.zeros/"
@@ -155,7 +155,7 @@ def _traced_arange(start, end, step, dt, dev, requires_grad):
     as numpy's integer arange), so the compiled graph and an exported model (ONNX Range) follow the
     input sizes instead of holding the traced ones."""
     from .errors import user_line
-    from .function.dims import SymbolicSizeError
+    from .ops.dims import SymbolicSizeError
     bad = [v for v in (start, end, step) if not isinstance(v, (int, Dim)) or isinstance(v, bool)]
     if bad:
         where = user_line()

@@ -147,7 +147,7 @@ class Tensor:
     def size(self):
         shape = self.shape
         if self._data is None:
-            from .function.dims import SymbolicDim, symbolic_size
+            from .ops.dims import SymbolicDim, symbolic_size
             if any(isinstance(d, SymbolicDim) for d in shape):   # traced with symbolic dims
                 return symbolic_size(shape)
         return _Size(shape)
@@ -164,7 +164,7 @@ class Tensor:
         if not shape:
             raise TypeError("len() of a 0-d tensor")
         if not isinstance(shape[0], int):
-            from .function.dims import SymbolicDim, size_needed
+            from .ops.dims import SymbolicDim, size_needed
             if isinstance(shape[0], SymbolicDim):
                 raise size_needed(shape[0], "len()")
             _no_value(self, "len()")

@@ -25,7 +25,7 @@ from ..graph.ir import Graph
 from ..ops.infer import Aval, Dim
 from ..tensor import _TENSOR_TYPES, Tensor, _make
 from . import passes as _passes
-from .dims import SymbolicDim
+from ..ops.dims import SymbolicDim
 from .executor import Executable
 from .tracer import FrozenValue, TraceError, Tracer, tracing
 

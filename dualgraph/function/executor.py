@@ -18,7 +18,7 @@ import numpy as np
 from ..dtypes import numpy_agrees
 from ..errors import DualgraphError, ShapeError
 from ..ops.infer import Dim
-from .dims import SymbolicDim
+from ..ops.dims import SymbolicDim
 from .where_zero import c_where_colsum, c_where_zero, is_where_zero, where_zero
 
 _counter = itertools.count()

@@ -299,13 +299,13 @@ class Tracer:
         return tuple(out)
 
     def dim_tensor(self, d):
-        from .dims import DimExpr
+        from ..ops.dims import DimExpr
         cached = self._dim_tensors.get(d)
         if cached is not None:
             return cached
         if isinstance(d, DimExpr):
             a, b = (self.dim_tensor(x) if isinstance(x, Dim) else x for x in d.args)
-            from .dims import _OPS
+            from ..ops.dims import _OPS
             t = _OPS[d.op](a, b)
         else:
             origin = self.root().dim_origin.get(d)

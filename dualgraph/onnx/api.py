@@ -7,7 +7,7 @@ import numpy as np
 from ..backend import to_host
 from ..graph.ir import Graph
 from ..tensor import Tensor
-from ..function.dims import SymbolicSizeError, assuming_size_asserts
+from ..ops.dims import SymbolicSizeError, assuming_size_asserts
 from .export import ExportError, graph_to_model, save_atomic
 from .verify import graph_reference, verify as _verify
 
@@ -164,7 +164,7 @@ def _same_shapes_at(sym_entry, conc_entry, args):
 def _size_needed_error(e, dyn, names, tensors):
     """ExportError for user code that used a dynamic axis as a Python number: names the axis (input,
     axis, traced size) and the user's line."""
-    from ..function.dims import leaves
+    from ..ops.dims import leaves
     axes = {}
     for k, spec in dyn.items():
         for ax, nm in spec.items():

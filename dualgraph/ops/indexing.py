@@ -138,7 +138,7 @@ def _symbolic_bounds_infer(x, idx, template):
 
 def _sign_at_probes(b):
     """+1 / -1 when the size expression b is >= 0 / < 0 at two probe sizes of its dims, else 0."""
-    from ..function.dims import leaves
+    from .dims import leaves
     if not isinstance(b, Dim):
         return 1 if b >= 0 else -1
     if not hasattr(b, "evaluate"):

@@ -16,7 +16,7 @@ import sys
 
 from .._state import STATE
 from ..errors import _PKG_DIR, DualgraphError
-from ..ops.infer import Dim
+from .infer import Dim
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod,
         "/": operator.truediv}
