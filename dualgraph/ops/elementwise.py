@@ -82,16 +82,29 @@ def _bool_checked_infer(name):
 
 def _promoting(name, ufunc):
     """forward(xp, a, b) = xp.<ufunc> on a, b in their common dtype."""
+    np_ufunc = getattr(np, ufunc)
+
     def forward(xp, a, b):
-        a, b = _common(a, b)
-        return getattr(xp, ufunc)(a, b)
+        # same-dtype arrays, or a float array with a Python float, need no cast (checked inline: this
+        # runs for every eager op)
+        ca = a.__class__
+        if not (ca is _ndarray and (b.__class__ is _ndarray and a.dtype is b.dtype
+                                    or b.__class__ is float and a.dtype.kind == "f")):
+            a, b = _common(a, b)
+        return (np_ufunc if xp is np else getattr(xp, ufunc))(a, b)
     forward.__name__ = f"_{name}_forward"
     return forward
 
 
 def _promoting_checked(name, ufunc):
     """As `_promoting`, for the ops refusing bools (the check runs only off the same-dtype path too)."""
+    np_ufunc = getattr(np, ufunc)
+
     def forward(xp, a, b):
+        if a.__class__ is _ndarray:
+            dt = a.dtype
+            if b.__class__ is _ndarray and dt is b.dtype and dt.kind != "b" or b.__class__ is float and dt.kind == "f":
+                return (np_ufunc if xp is np else getattr(xp, ufunc))(a, b)  # no bool, no cast: the common case
         if name == "sub":
             _no_bool_sub((a, b))
             a, b = _common(a, b)
