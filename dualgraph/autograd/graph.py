@@ -98,17 +98,13 @@ class Node:
         tensor the vjp does not read (both operands of add, the tensor of `d * 3`) is no error."""
         derive = getattr(self.op, "vjp_reads", None)
         reads = derive(self.inputs, self.attrs, self.needs_input_grad) if derive is not None else None
-        reads_in, reads_out = reads if reads is not None else (set(stale), set(stale_out))
-        for i in stale:
-            if i in reads_in:
-                t = self.inputs[i]
-                raise AutogradError(inplace_message(
-                    self.op.grad_name, t.shape, f"it is at version {t._version[0]}, expected version {self._versions[i]}"))
-        for k in stale_out:
-            if k in reads_out:
-                raise AutogradError(
-                    f"the output of {self.op.name} is needed by {self.op.grad_name} but was modified "
-                    f"by an in-place operation afterwards. Clone it before modifying it.")
+
+        def describe(i):
+            t = self.inputs[i]
+            return t.shape, f"it is at version {t._version[0]}, expected version {self._versions[i]}"
+        msg = stale_read_message(self.op, stale, stale_out, reads, describe)
+        if msg is not None:
+            raise AutogradError(msg)
 
     def release(self):
         # keep the graph's edges (as PyTorch does) but drop saved values
@@ -122,6 +118,20 @@ class Node:
         release = getattr(self.op, "release_node", None)  # custom Functions drop ctx's saved tensors
         if release is not None:
             release(self)
+
+
+def stale_read_message(op, stale, stale_out, reads, describe, where=""):
+    """The error for a vjp that reads a saved value an in-place op changed, or None when it reads none
+    of them. `stale`/`stale_out`: positions of the changed inputs/outputs; `reads`: `op.vjp_reads`'s
+    answer (None: everything counts as read); `describe(i)`: (shape, detail) of input i."""
+    reads_in, reads_out = reads if reads is not None else (set(stale), set(stale_out))
+    for i in stale:
+        if i in reads_in:
+            return inplace_message(op.grad_name, *describe(i))
+    if any(k in reads_out for k in stale_out):
+        return (f"the output of {op.name} is needed by {op.grad_name} but was modified by an in-place "
+                f"operation afterwards{where}. Clone it before modifying it.")
+    return None
 
 
 def inplace_message(grad_name, shape, detail):

@@ -62,22 +62,15 @@ def _check_overwritten(tr, rec, at, stale_reads):
     stale_out = [k for k, v in enumerate(rec.outputs) if _overwritten(v, ow, at)]
     if not stale and not stale_out:
         return
-    from ..autograd.graph import inplace_message
+    from ..autograd.graph import stale_read_message
     from ..ops.registry import Operand
     operands = [v.const if v is not None and v.weak else None if v is None else Operand(v.aval, tr.device_of(v))
                 for v in rec.inputs]
     reads = None if rec.subgraphs else rec.op.vjp_reads(operands, rec.attrs, rec.needs)
-    reads_in, reads_out = reads if reads is not None else (set(stale), set(stale_out))
-    msg = None
-    for i in stale:
-        if i in reads_in:
-            msg = inplace_message(rec.op.grad_name, rec.inputs[i].aval.shape,
-                                  "inside @dg.function, an in-place op replaced it after this op used it")
-            break
-    else:
-        if any(k in reads_out for k in stale_out):
-            msg = (f"the output of {rec.op.name} is needed by {rec.op.grad_name} but was modified by an in-place "
-                   f"operation afterwards (inside @dg.function). Clone it before modifying it.")
+    msg = stale_read_message(rec.op, stale, stale_out, reads,
+                             lambda i: (rec.inputs[i].aval.shape,
+                                        "inside @dg.function, an in-place op replaced it after this op used it"),
+                             where=" (inside @dg.function)")
     if msg is None:
         return
     if stale_reads is None:
