@@ -5,7 +5,6 @@ builder; eagerly it runs `op.forward` on the inputs' backend namespace and, when
 is on and an input requires grad, hangs a Node on the result. The hot path allocates only
 the result and (when recording) its Node.
 """
-import numbers
 
 import numpy as _np  # host-side conversions only; computation goes through device.xp
 

@@ -32,9 +32,7 @@ layouts (a size-1 tensor, a bias row, float64, ReLU layers, cross-entropy, an in
 """
 import argparse
 import contextlib
-import io
 import linecache
-import math
 import os
 import sys
 import time

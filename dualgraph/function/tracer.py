@@ -17,7 +17,7 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import CPU, is_array
-from ..errors import AutogradError, DualgraphError, ShapeError, user_frame, user_line
+from ..errors import AutogradError, DualgraphError, ShapeError, user_line
 from ..graph.ir import Graph
 from ..ops.infer import Aval, Dim
 from ..tensor import Tensor, _make

@@ -44,6 +44,13 @@ def _common(a, b):
     return _dt.promote_operands(a, b)[1]
 
 
+def _common_dtype(a, b):
+    """(dtype, a, b): the computation dtype and the operands cast to it (as `_common`)."""
+    ca, cb = _common(a, b)
+    dt = ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b)
+    return dt, ca, cb
+
+
 def _describe(xs):
     return ", ".join(repr(x) if isinstance(x, (bool, int, float)) else f"{x.dtype}{list(x.shape)}"
                      for x in xs if x is not None)
@@ -109,8 +116,7 @@ def _promoting_checked(name, ufunc):
             _no_bool_sub((a, b))
             a, b = _common(a, b)
         else:
-            ca, cb = _common(a, b)
-            dt = ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b)
+            dt, ca, cb = _common_dtype(a, b)
             _no_bool_compute(name, (a, b), dt)
             a, b = ca, cb
         return getattr(xp, ufunc)(a, b)
@@ -159,8 +165,7 @@ MOD = defop("mod", _promoting_checked("mod", "mod"), _bool_checked_infer("mod"),
 
 
 def _pow_forward(xp, a, b):
-    ca, cb = _common(a, b)
-    dt = ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b)
+    dt, ca, cb = _common_dtype(a, b)
     _no_bool_compute("pow", (a, b), dt)
     a, b = ca, cb
     if dt.kind == "b":
@@ -517,8 +522,8 @@ def _bitwise(name):
         return out
 
     def forward(xp, a, b):
-        ca, cb = _common(a, b)
-        check((a, b), ca.dtype if hasattr(ca, "dtype") else cb.dtype if hasattr(cb, "dtype") else _dt.result_type(a, b))
+        dt, ca, cb = _common_dtype(a, b)
+        check((a, b), dt)
         return getattr(xp, name)(ca, cb)
     return defop(name, forward, infer, None, **EW)
 

@@ -10,7 +10,7 @@ from .._state import STATE
 from ..backend import scatter_add as _scatter_add
 from ..errors import AutogradError, IndexOutOfRange, ShapeError
 from ..tensor import Tensor, apply, as_tensor
-from .infer import Aval, Dim, by_eval
+from .infer import Aval, Dim
 from .registry import defop
 
 

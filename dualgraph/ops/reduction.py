@@ -181,7 +181,6 @@ def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 def _extreme_vjp(ctx, g):
     """Gradient of max/min: split evenly between tied extremes (as PyTorch's amax/amin)."""
-    from .elementwise import where
     from .shape import broadcast_to
     x = ctx.inputs[0]
     axes, keepdims = ctx.attrs["axes"], ctx.attrs["keepdims"]
