@@ -6,6 +6,8 @@ is on and an input requires grad, hangs a Node on the result. The hot path alloc
 the result and (when recording) its Node.
 """
 
+import functools
+
 import numpy as _np  # host-side conversions only; computation goes through device.xp
 
 from . import dtypes as _dt
@@ -58,6 +60,7 @@ def _plain_outside_record(method):
     """MXNet records nothing outside autograd.record(), so writing into an attach_grad() tensor there is
     a plain update (d2l's `param[:] = param - lr * param.grad`), not PyTorch's error for a leaf that
     requires grad. Tensors that did not attach_grad() keep PyTorch's rule."""
+    @functools.wraps(method)
     def update(self, *args, **kwargs):
         st = STATE
         if self._attached and st.grad_enabled and not st.recording and self._grad_fn is None:
@@ -67,7 +70,6 @@ def _plain_outside_record(method):
             finally:
                 st.grad_enabled = True
         return method(self, *args, **kwargs)
-    update.__name__, update.__qualname__, update.__doc__ = method.__name__, method.__qualname__, method.__doc__
     return update
 
 
@@ -412,25 +414,30 @@ class Tensor:
             self._requires_grad = result._requires_grad
         return self
 
+    @_plain_outside_record
     def __setitem__(self, index, value):
         from .ops.indexing import setitem_
         setitem_(self, index, value)
 
+    @_plain_outside_record
     def add_(self, other, alpha=1):
         if self._untracked(other):
             return self._inplace_ufunc("add", other * alpha if alpha != 1 else other, "add_")
         return self._inplace(lambda s: s + (other * alpha if alpha != 1 else other), other, "add_")
 
+    @_plain_outside_record
     def sub_(self, other, alpha=1):
         if self._untracked(other):
             return self._inplace_ufunc("subtract", other * alpha if alpha != 1 else other, "sub_")
         return self._inplace(lambda s: s - (other * alpha if alpha != 1 else other), other, "sub_")
 
+    @_plain_outside_record
     def mul_(self, other):
         if self._untracked(other):
             return self._inplace_ufunc("multiply", other, "mul_")
         return self._inplace(lambda s: s * other, other, "mul_", keeps_old=True)
 
+    @_plain_outside_record
     def div_(self, other):
         if self._untracked(other) and self.dtype.kind == "f":
             return self._inplace_ufunc("true_divide", other, "div_")
@@ -469,11 +476,13 @@ class Tensor:
         self._version[0] += 1
         return self
 
+    @_plain_outside_record
     def copy_(self, src):
         from .ops.shape import broadcast_to
         src = as_tensor(src, like=self)
         return self._inplace(lambda s: broadcast_to(src, self.shape).astype(self.dtype), src, "copy_")
 
+    @_plain_outside_record
     def fill_(self, value):
         self._check_inplace("fill_")
         if STATE.tracer is not None:
@@ -489,13 +498,6 @@ class Tensor:
     def zero_(self):
         return self.fill_(0)
 
-    __setitem__ = _plain_outside_record(__setitem__)
-    add_ = _plain_outside_record(add_)
-    sub_ = _plain_outside_record(sub_)
-    mul_ = _plain_outside_record(mul_)
-    div_ = _plain_outside_record(div_)
-    copy_ = _plain_outside_record(copy_)
-    fill_ = _plain_outside_record(fill_)
     __iadd__ = add_
     __isub__ = sub_
     __imul__ = mul_
@@ -622,7 +624,7 @@ def _to_array(data, dtype, device, copy):
             dtype = _dt.DEFAULT_FLOAT
         elif arr.dtype.kind in "iu":
             dtype = _dt.int64
-            # uint32/uint64 values past int64's range would wrap silently in astype
+            # uint64 values past int64's range would wrap silently in astype
             if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and arr.size and int(arr.max()) > _np.iinfo(_np.int64).max:
                 raise InvalidValue(f"cannot make a tensor from {arr.dtype} values above {_np.iinfo(_np.int64).max}: "
                                    f"dualgraph has no uint64 dtype and int64 cannot hold {int(arr.max())}")
