@@ -186,6 +186,7 @@ def _size_needed_error(e, dyn, names, tensors):
 def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
     """Refuse a graph traced at the example's sizes whose re-derived dynamic dims disagree with a trace
     of the same function at other sizes (ExportError naming the node's line and the axes)."""
+    from ..creation import from_numpy
     from ..ops.infer import Dim
     from .symbolic import mismatch_at_other_sizes
     dims, sizes, other = {}, {}, {}
@@ -208,7 +209,6 @@ def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
         sym_inputs.append(shape)
         arr = a.numpy()
         new_shape = tuple(other[d] if isinstance(d, Dim) else d for d in shape)
-        from ..creation import from_numpy
         new_args.append(from_numpy(np.ascontiguousarray(np.resize(arr, new_shape).astype(arr.dtype))))
         k += 1
     sym_inputs += [v.aval.shape for v in graph.inputs[len(sym_inputs):]]
@@ -228,8 +228,8 @@ def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
         f"onnx export: {where} holds a size of the dynamic axes {axes} as a number: traced again with those axes "
         f"one larger, {what}. The model would only be right at the traced sizes. Compute sizes with tensor ops "
         f"or shape arithmetic (x.shape[i] used in dg.arange, reshape, slicing, dg.zeros/full), not in Python or "
-        f"numpy; keep slice bounds made of sizes inside their axis (numpy clips one past the end); trace with dynamic sizes that differ from each other and from fixed dims; or leave the axis out "
-        f"of dynamic_axes")
+        f"numpy; keep slice bounds made of sizes inside their axis (numpy clips one past the end); trace with "
+        f"dynamic sizes that differ from each other and from fixed dims; or leave the axis out of dynamic_axes")
 
 
 def _has_varargs(fn):
