@@ -138,49 +138,45 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
                 value=fill_value)
 
 
+def _arange_forward(xp, count, start, step, dtype):
+    return xp.arange(start, start + count * step, step, dtype=dtype)
+
+
+# integer arange as an op: its length and start may be sizes read from a traced shape (dg.arange(0,
+# x.shape[1])), which the compiled graph evaluates at each call and ONNX export lowers to Range
+ARANGE = defop("arange", _arange_forward, lambda count, start, step, dtype: Aval((count,), dtype), None)
+
+
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
     if dtype is None:
         dtype = _dt.int64 if all(isinstance(v, (int, Dim)) for v in (start, end, step)) else _dt.DEFAULT_FLOAT
     dev = _device(device)
+    if all(isinstance(v, (int, Dim)) and not isinstance(v, bool) for v in (start, end, step)):
+        out = apply(ARANGE, (), {"count": _arange_count(start, end, step), "start": start, "step": step,
+                                 "dtype": _dt.resolve(dtype)})
+        out = out if dev is CPU else out.to(dev)
+        return out.requires_grad_(True) if requires_grad else out
     if _symbolic((start, end, step)):
-        return _traced_arange(start, end, step, _dt.resolve(dtype), dev, requires_grad)
+        from .errors import user_line
+        from .ops.dims import SymbolicSizeError
+        where = user_line()
+        raise SymbolicSizeError(f"arange({start}, {end}, {step}): with a bound that is a symbolic size, start, end "
+                                f"and step must be integers{f' at {where}' if where else ''}; make an integer "
+                                f"arange and scale it (dg.arange(n) * 0.5)", None, where)
     return _new(lambda xp, s, d: xp.arange(start, end, step).astype(d), (), dtype, dev, requires_grad)
 
 
-def _traced_arange(start, end, step, dt, dev, requires_grad):
-    """arange with a bound read from a traced shape (`dg.arange(0, x.shape[1])`): its length is a size
-    expression and its values `start + step * i` come from a cumulative sum of ones, in int64 (exact,
-    as numpy's integer arange), so the compiled graph and an exported model (ONNX Range) follow the
-    input sizes instead of holding the traced ones."""
-    from .errors import user_line
-    from .ops.dims import SymbolicSizeError
-    bad = [v for v in (start, end, step) if not isinstance(v, (int, Dim)) or isinstance(v, bool)]
-    if bad:
-        where = user_line()
-        raise SymbolicSizeError(f"arange({start}, {end}, {step}): with a bound that is a symbolic size, start, end "
-                                f"and step must be integers (got {bad[0]!r}){f' at {where}' if where else ''}; "
-                                f"make an integer arange and scale it (dg.arange(n) * 0.5)", None, where)
+def _arange_count(start, end, step):
+    """numpy's length of an integer arange, as a size expression when a bound is symbolic."""
     if isinstance(step, int) and step == 0:
         raise ShapeError("arange: step must not be zero")
+    if not _symbolic((start, end, step)):
+        return max(0, -(-(end - start) // step))
     if isinstance(step, int) and step < 0:   # counts down: (start - end) // -step elements, rounded up
-        n = _ceil_div(_minus(start, end), -step)
-    else:
-        n = _ceil_div(_minus(end, start), step)
-    ones = _traced_filled(1, (n,), _np.dtype(_np.int64), dev, False)
-    from .ops.reduction import cumsum
-    out = cumsum(ones, axis=0)                      # 1, 2, ..., n
-    if not (isinstance(step, int) and step == 1):
-        out = out * step
-    offset = _minus(start, step)
-    if not (isinstance(offset, int) and offset == 0):
-        out = out + offset
-    if out.dtype != dt:
-        out = out.astype(dt)
-    if requires_grad:
-        out.requires_grad_(True)
-    return out
+        return _ceil_div(_minus(start, end), -step)
+    return _ceil_div(_minus(end, start), step)
 
 
 def _minus(a, b):

@@ -1018,6 +1018,11 @@ OP_DB = [
     OpInfo("full_like", lambda x, v, **k: dg.full_like(x, v, **k), lambda x, v, dtype=None: np.full_like(x, v, dtype=dtype),
            lambda make: [Sample((make(2, 3), 3)), Sample((make(2,), 1.5), {"dtype": "float64"})],
            dtypes=NUMERIC, differentiable=False),
+    OpInfo("arange", lambda x: x * dg.arange(2, 2 + 3 * x.shape[-1], 3).astype(x.dtype),
+           lambda x: x * np.arange(2, 2 + 3 * x.shape[-1], 3).astype(x.dtype),
+           lambda make: [Sample((make(3, 4),), desc="2d"), Sample((make(5),), desc="1d"),
+                         Sample((make(3, 0),), desc="empty", grad=False)],
+           notes="dg.arange(start, end, step) scaling x's last axis"),
     OpInfo("rand_like", lambda x: (dg.rand_like(x) >= 0) & (dg.rand_like(x) < 1), lambda x: np.ones(x.shape, bool),
            lambda make: [Sample((make(50, 4),))], differentiable=False, random=True, notes="values in [0, 1)"),
     OpInfo("randn_like", lambda x: dg.abs(dg.mean(dg.randn_like(x))) < 0.2, lambda x: np.array(True),
@@ -1038,7 +1043,7 @@ assert len(OPS) == len(OP_DB), "row names must be unique"
 NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
-    "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices",
+    "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
     "fused_elementwise",  # made by the fusion pass after autodiff has run
 }
 

@@ -815,6 +815,17 @@ def _nonzero(ctx, node, x):
     return ctx.emit("Transpose", [ctx.emit("NonZero", [x])], perm=[1, 0])
 
 
+@lowering("arange")
+def _arange(ctx, node):
+    a = ctx.attrs(node)
+    dt = _out(node)
+    start = ctx.emit("Reshape", [ctx.dim(a["start"]), ctx.i64([])])
+    step = ctx.i64(int(a["step"]))
+    limit = ctx.emit("Add", [start, ctx.emit("Mul", [ctx.emit("Reshape", [ctx.dim(a["count"]), ctx.i64([])]), step])])
+    out = ctx.emit("Range", [start, limit, step])
+    return ctx.cast(out, np.int64, dt)
+
+
 @lowering("full_like")
 def _full_like(ctx, node, x):
     dt = _out(node)

@@ -80,19 +80,6 @@ def _internal(name, forward, infer, rule):
     return Op(name=name, forward=forward, infer=infer, vjp=None, onnx=rule, extra={"export_only": True})
 
 
-def _range_rule(ctx, node):
-    a = ctx.attrs(node)
-    dt = node.outputs[0].aval.dtype
-    step = ctx.const(np.asarray(a["step"], dt))
-    limit = ctx.emit("Mul", [ctx.emit("Add", [ctx.dim(a["count"]), ctx.i64([1])]), ctx.i64([int(a["step"])])])
-    limit = ctx.cast(ctx.emit("Reshape", [limit, ctx.i64([])]), np.int64, dt)
-    return ctx.emit("Range", [step, limit, step])
-
-
-# cumsum over `count` copies of `step`: step, 2*step, ..., count*step (dg.arange of a traced size)
-RANGE = _internal("range", lambda xp, count, step, dtype: xp.arange(1, count + 1, dtype=dtype) * dtype.type(step),
-                  lambda count, step, dtype: Aval((count,), dtype), _range_rule)
-
 def _size_rule(ctx, node, x):
     a = ctx.attrs(node)
     n = ctx.emit("Gather", [ctx.shape_of(x), ctx.i64(int(a["axis"]))], axis=0)
@@ -133,8 +120,8 @@ def _static(shape):
 
 def rewrite(graph, native_ops=True):
     """A copy of `graph` with conv/pool chains as Conv/MaxPool/AveragePool nodes (native_ops) and
-    cumulative sums of a constant fill as Range (or `graph` itself when nothing matches)."""
-    if not any(n.op.name == "unfold" and native_ops or n.op.name in ("cumsum", "sum") for n in graph.nodes):
+    sizes counted by a sum as Shape -> Gather (or `graph` itself when nothing matches)."""
+    if not any(n.op.name == "unfold" and native_ops or n.op.name == "sum" for n in graph.nodes):
         return graph
     g = graph.copy()
     users = g.users()
@@ -146,9 +133,6 @@ def rewrite(graph, native_ops=True):
 
     for node in g.nodes:
         name = node.op.name
-        if name == "cumsum":
-            _match_range(node, replace)
-            continue
         if name == "sum":
             _match_size(node, replace)
         if not native_ops or node.outputs[0].aval.dtype != np.float32:   # onnxruntime's Conv/pooling: float32
@@ -207,22 +191,6 @@ def _match_conv(m, users, outputs, only_user, replace):
     x, pads = _source_and_pads(u.inputs[0], 0.0)
     replace[id(r2)] = _new_node(CONV, [x, w], {"pads": pads, "strides": tuple(at["stride"]),
                                              "dilations": tuple(at["dilation"]), "group": int(group)}, r2)
-
-
-def _match_range(node, replace):
-    """cumsum(broadcast_to(c, (n,))) with an integer c != 0, maybe through a copy: ONNX Range."""
-    src = node.inputs[0]
-    dt = node.outputs[0].aval.dtype
-    if dt.kind not in "iu" or len(node.outputs[0].aval.shape) != 1:
-        return
-    p = _producer(src, "copy") or None
-    b = _producer(p.inputs[0] if p is not None else src, "broadcast_to")
-    if b is None or b.inputs[0] is None or b.inputs[0].const is None or np.size(b.inputs[0].const) != 1:
-        return
-    step = np.asarray(b.inputs[0].const).reshape(()).item()
-    if not isinstance(step, int) or step == 0 or src.aval.dtype != dt:
-        return
-    replace[id(node)] = _new_node(RANGE, [], {"count": tuple(b.attrs["shape"])[0], "step": step, "dtype": dt}, node)
 
 
 def _match_size(node, replace):
