@@ -290,3 +290,24 @@ def test_onnx_export_with_dynamic_sizes():
         ey, eidx, _ = _grad_eager(x, np.zeros(y.shape, np.float32), 3, 2, 1)
         np.testing.assert_array_equal(y, ey)
         np.testing.assert_array_equal(idx, eidx)
+
+
+def test_max_pool_over_symbolic_spatial_sizes_follows_each_call():
+    # the pooled size is a size expression of the input's, evaluated at each call (an opaque dim made
+    # the compiled graph fail with KeyError at run time)
+    pool = dg.function(lambda x: dg.max_pool2d(x, 3, stride=2, padding=1),
+                       input_signature=[dg.TensorSpec([1, 2, None, None], "float32")])
+    rng = np.random.default_rng(0)
+    for h, w in ((4, 5), (7, 6), (9, 9)):
+        x = rng.standard_normal((1, 2, h, w)).astype(np.float32)
+        want = dg.max_pool2d(dg.tensor(x), 3, stride=2, padding=1)
+        got = pool(dg.tensor(x))
+        assert got.shape == want.shape == (1, 2, (h - 1) // 2 + 1, (w - 1) // 2 + 1)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_max_pool_ceil_mode_over_a_symbolic_size_is_refused_not_frozen():
+    pool = dg.function(lambda x: dg.max_pool2d(x, 2, ceil_mode=True),
+                       input_signature=[dg.TensorSpec([1, 1, None, 4], "float32")])
+    with pytest.raises(dg.DualgraphError, match=r"max_pool.*d0 has no integer value while tracing"):
+        pool(dg.zeros(1, 1, 5, 4))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..tensor import apply
+from .dims import SymbolicDim
 from .infer import Aval, Dim
 from .registry import defop
 
@@ -275,8 +276,15 @@ def _max_pool_grad_forward(xp, g, x, kernel, stride, padding, dilation, ceil_mod
 
 
 def _max_pool_shape(x, kernel, stride, padding, dilation, ceil_mode):
-    def out(size, k, s, p, d):   # a symbolic spatial size gives a new symbolic one
-        return Dim(f"pooled({size})") if isinstance(size, Dim) else _pool_out_size(size, k, s, p, d, ceil_mode)
+    def out(size, k, s, p, d):
+        if not isinstance(size, Dim):
+            return _pool_out_size(size, k, s, p, d, ceil_mode)
+        if isinstance(size, SymbolicDim):
+            if ceil_mode:   # its last-window rule is a comparison, which a size expression cannot hold
+                raise TypeError(f"the symbolic dim {size} has no integer value while tracing (max pooling "
+                                f"with ceil_mode=True)")
+            return (size + (2 * p - d * (k - 1) - 1)) // s + 1   # computed from the input at each call
+        return Dim(f"pooled({size})")   # a static graph's unknown size: unknown too
     return tuple(x.shape[:2]) + tuple(out(*a) for a in zip(x.shape[2:], kernel, stride, padding, dilation))
 
 
