@@ -312,17 +312,10 @@ class Tracer:
             if origin is None:
                 raise TraceError(f"the symbolic dim {d} was used as a number{_at()}, but this trace does not know "
                                  f"which input it comes from")
-            from ..creation import full_like
-            from ..ops.reduction import sum as _sum
+            from ..ops.reduction import COUNT
+            from ..tensor import apply
             v, axis = origin
-            base = self.root().tensor_for(v)
-            index = tuple(slice(None) if i == axis else 0 for i in range(v.aval.ndim))
-            prev = STATE.grad_enabled
-            STATE.grad_enabled = False
-            try:
-                t = _sum(full_like(base[index], 1, dtype=np.int64))
-            finally:
-                STATE.grad_enabled = prev
+            t = apply(COUNT, (self.root().tensor_for(v),), {"axes": (axis,), "dtype": np.dtype(np.int64)})
         self._dim_tensors[d] = t
         return t
 

@@ -242,8 +242,9 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     native_ops: export conv/pool chains as ONNX Conv/MaxPool/AveragePool (patterns.py).
     """
     opset = resolve_opset(opset)
-    from .patterns import rewrite
-    graph = rewrite(graph, native_ops)
+    if native_ops:
+        from .patterns import rewrite
+        graph = rewrite(graph)
     problems = unexportable_nodes(graph)
     if problems:
         raise _problems_error(problems, opset)

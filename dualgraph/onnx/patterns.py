@@ -80,16 +80,6 @@ def _internal(name, forward, infer, rule):
     return Op(name=name, forward=forward, infer=infer, vjp=None, onnx=rule, extra={"export_only": True})
 
 
-def _size_rule(ctx, node, x):
-    a = ctx.attrs(node)
-    n = ctx.emit("Gather", [ctx.shape_of(x), ctx.i64(int(a["axis"]))], axis=0)
-    return ctx.cast(n, np.int64, a["dtype"])
-
-
-# the number of elements along one axis (how the tracer computes a symbolic size used as a number)
-SIZE = _internal("size_of", lambda xp, x, axis, dtype: xp.asarray(x.shape[axis], dtype=dtype),
-                 lambda x, axis, dtype: Aval((), dtype), _size_rule)
-
 CONV = _internal("conv2d", _conv_forward, _conv_infer, _conv_rule)
 MAXPOOL = _internal("max_pool2d", _pool_forward("max"), _pool_infer, _maxpool_rule)
 AVGPOOL = _internal("avg_pool2d", _pool_forward("avg"), _pool_infer, _avgpool_rule)
@@ -118,10 +108,10 @@ def _static(shape):
     return all(isinstance(d, int) for d in shape)
 
 
-def rewrite(graph, native_ops=True):
-    """A copy of `graph` with conv/pool chains as Conv/MaxPool/AveragePool nodes (native_ops) and
-    sizes counted by a sum as Shape -> Gather (or `graph` itself when nothing matches)."""
-    if not any(n.op.name == "unfold" and native_ops or n.op.name == "sum" for n in graph.nodes):
+def rewrite(graph):
+    """A copy of `graph` with conv/pool chains as Conv/MaxPool/AveragePool nodes (or `graph` itself
+    when nothing matches)."""
+    if not any(n.op.name == "unfold" for n in graph.nodes):
         return graph
     g = graph.copy()
     users = g.users()
@@ -133,9 +123,7 @@ def rewrite(graph, native_ops=True):
 
     for node in g.nodes:
         name = node.op.name
-        if name == "sum":
-            _match_size(node, replace)
-        if not native_ops or node.outputs[0].aval.dtype != np.float32:   # onnxruntime's Conv/pooling: float32
+        if node.outputs[0].aval.dtype != np.float32:   # onnxruntime's Conv/pooling kernels are float32
             continue
         if name == "matmul":
             _match_conv(node, users, outputs, only_user, replace)
@@ -191,25 +179,6 @@ def _match_conv(m, users, outputs, only_user, replace):
     x, pads = _source_and_pads(u.inputs[0], 0.0)
     replace[id(r2)] = _new_node(CONV, [x, w], {"pads": pads, "strides": tuple(at["stride"]),
                                              "dilations": tuple(at["dilation"]), "group": int(group)}, r2)
-
-
-def _match_size(node, replace):
-    """sum(full_like(x[0, ..., :, ..., 0], 1)): the size of one axis of x, as Shape -> Gather."""
-    a = node.attrs
-    f = _producer(node.inputs[0], "full_like")
-    if a.get("axes") is not None or a.get("keepdims") or f is None or f.attrs.get("value") != 1:
-        return
-    g = _producer(f.inputs[0], "getitem")
-    dt = node.outputs[0].aval.dtype
-    if g is None or len(g.inputs) != 1 or dt.kind not in "iu":
-        return
-    template = g.attrs["template"]
-    x = g.inputs[0]
-    kept = [k for k, t in enumerate(template) if isinstance(t, slice)]
-    if len(template) != len(x.aval.shape) or len(kept) != 1 or template[kept[0]] != slice(None) \
-            or not all(t == 0 for k, t in enumerate(template) if k != kept[0] and not isinstance(t, slice)):
-        return
-    replace[id(node)] = _new_node(SIZE, [x], {"axis": kept[0], "dtype": dt}, node)
 
 
 def _match_pool(node, kind, replace):
