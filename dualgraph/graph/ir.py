@@ -106,6 +106,19 @@ class Graph:
                     out.setdefault(id(v), []).append(node)
         return out
 
+    def last_uses(self, at=None):
+        """id(value) -> position of the last node reading it: where the value dies (the graph's
+        outputs live on past the end; callers keep them). Constants are included. `at` maps id(node)
+        to the position a node really runs at, for nodes computed together with a later one."""
+        out = {}
+        for k, node in enumerate(self.nodes):
+            if at is not None:
+                k = at.get(id(node), k)
+            for v in node.inputs:
+                if v is not None and out.get(id(v), -1) < k:
+                    out[id(v)] = k
+        return out
+
     def copy(self):
         """A structural copy sharing Values' avals/consts but with fresh Value and Node objects."""
         g = Graph(self.name)

@@ -30,6 +30,7 @@ class Op:
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
     ufunc: str = ""                    # forward is exactly this numpy/cupy ufunc: the operator fast path calls it
+    expr: str = ""                     # scalar C expression over {0}, {1}, ...: fused C and CUDA kernels are generated from it
     grad_name: str = ""
     onnx: Any = None                   # lowering rule, attached by dualgraph.onnx
     doc: str = ""
