@@ -1,7 +1,9 @@
 """dg.nn.functional: activations, softmax family, losses, dropout, linear, normalization, conv/pool.
 
-All of these are composites of primitives, so they differentiate, trace and export with no rules
-of their own (conv/pool are primitives defined in dualgraph.ops.conv).
+The names PyTorch users reach for as `F.*`. Most are re-exported op functions (activations, conv and
+pooling are primitives of dualgraph.ops, with their own records); the rest (losses, dropout, linear,
+layer_norm, normalize) are composites of primitives, so they differentiate, trace and export through
+those primitives' records and need none of their own.
 """
 from .._state import STATE
 from ..errors import ShapeError
