@@ -42,6 +42,23 @@ def test_decorator_forms():
     assert b.trace_count == 2
 
 
+def test_keyword_only_and_var_keyword_parameters_are_passed_by_keyword():
+    def scaled(x, *, w, bias=1.0):
+        return x * w + bias
+
+    def summed(x, *extra, **named):
+        return x + sum(extra) + named["w"] * named.get("k", 1.0)
+    x, w, e = dg.tensor([1.0, 2.0]), dg.tensor([3.0, 4.0]), dg.tensor([0.5, 0.5])
+    f, g = dg.function(scaled), dg.function(summed)
+    # the eager function is the reference; by hand: [1*3+1, 2*4+1] and [1+0.5+3*2, 2+0.5+4*2]
+    assert close(f(x, w=w).numpy(), [4.0, 9.0]) and close(f(x, w=w).numpy(), scaled(x, w=w).numpy())
+    assert close(f(x, w=w, bias=0.0).numpy(), scaled(x, w=w, bias=0.0).numpy())
+    assert close(g(x, e, w=w, k=2.0).numpy(), [7.5, 10.5])
+    assert close(g(x, e, w=w, k=2.0).numpy(), summed(x, e, w=w, k=2.0).numpy())
+    assert close(g(x, w=w).numpy(), summed(x, w=w).numpy())
+    assert f.trace_count == 2 and g.trace_count == 2   # bias=0.0 and a missing *extra are new keys
+
+
 def test_python_scalar_is_baked_in_and_new_value_retraces_with_reason():
     @dg.function
     def f(x, k):

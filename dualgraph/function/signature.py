@@ -207,17 +207,20 @@ def explain(old, new):
 class Signature:
     """A compiled function's parameters: binding calls to them and back, naming its graph inputs.
 
-    `params` is the inspect.Signature (None when the callable has none to inspect). A call is bound
-    (`binds`) when it has static arguments or a declared input_signature; a call with keyword
-    arguments is bound too. Binding turns the call into a flat tuple of dynamic arguments, static
-    ones wrapped in `Static`, plus the static values for the key; `unbind` turns it back into the
-    positional and keyword arguments the function is called with.
+    `params` is the inspect.Signature (None when the callable has none to inspect). Every call is
+    bound (`binds`) when the function has static arguments, a declared input_signature or parameters
+    that only a keyword reaches (keyword-only, **kwargs); any other call is bound when it passes
+    keywords. Binding turns the call into a flat tuple of dynamic arguments, static ones wrapped in
+    `Static`, plus the static values for the key; `unbind` turns it back into the positional and
+    keyword arguments the function is called with.
     """
 
     def __init__(self, params, static_argnames, input_signature, name):
         self.params, self.static_argnames, self.input_signature, self.name = \
             params, static_argnames, input_signature, name
-        self.binds = bool(static_argnames) or input_signature is not None
+        keyword_kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
+        by_keyword = params is not None and any(p.kind in keyword_kinds for p in params.parameters.values())
+        self.binds = bool(static_argnames) or input_signature is not None or by_keyword
         for s in static_argnames:
             if params is not None and s not in params.parameters:
                 raise TypeError(f"static_argnames: {name} has no parameter named {s!r}")
@@ -275,7 +278,7 @@ class Signature:
 
     def unbind(self, args):
         """(positional, keyword) arguments to call the function with, from bound arguments."""
-        if self.params is None or not (self.binds or any(isinstance(a, Static) for a in args)):
+        if self.params is None or not self.binds:
             return args, {}
         params = list(self.params.parameters.values())
         a, kw, i = [], {}, 0
