@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
+from dualgraph.ops.infer import Aval
+from dualgraph.ops.registry import Op
 
 
 def close(a, b, tol=1e-5):
@@ -68,6 +70,27 @@ def test_backward_graph_is_inspectable():
     f(dg.ones(3)).backward()
     e = f._entries[-1]
     assert "backward" in str(e.bwd_graph) and "forward" in str(e.fwd_graph)
+
+
+def test_the_tape_node_of_a_compiled_call_holds_an_op_record_like_any_op():
+    f = dg.function(lambda a, b: (dg.tanh(a) * b, (a * b).sum()))
+    a = dg.tensor(np.array([0.5, -1.0, 2.0], np.float32), requires_grad=True)
+    b = dg.tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    y, s = f(a, b)
+    op = y.grad_fn.op
+    assert isinstance(op, Op) and op.n_out == 2 and s.grad_fn.op is op and op.grad_name == "CompiledFunctionBackward"
+    ref = (np.tanh(a.numpy()) * b.numpy(), float((a.numpy() * b.numpy()).sum()))
+    outs = op.forward(np, a.numpy(), b.numpy())   # the op's forward is the compiled call, as apply() would run it
+    assert close(outs[0], ref[0]) and close(outs[1], ref[1])
+    assert [tuple(av.shape) for av in op.infer(Aval(a.shape, a.dtype), Aval(b.shape, b.dtype))] == [(3,), ()]
+    assert f(a, b)[0].grad_fn.op is op      # one record per trace and set of inputs requiring grad
+    # a call's residuals go with its node: freed when backward frees the graph, as eager saved tensors
+    residuals = y.grad_fn.attrs["residuals"]
+    assert residuals
+    (y.sum() + s).backward()
+    assert "residuals" not in y.grad_fn.attrs
+    assert close(a.grad.numpy(), (1 - ref[0] ** 2 / b.numpy() ** 2) * b.numpy() + b.numpy())
+    assert close(b.grad.numpy(), np.tanh(a.numpy()) + a.numpy())
 
 
 def test_no_grad_call_builds_no_node():
