@@ -9,6 +9,7 @@ from ._state import STATE
 from .backend import CPU, device as _device
 from .errors import ShapeError
 from .ops.infer import Aval, Dim
+from .ops.onnx_rules import out_dtype
 from .ops.registry import defop
 from .tensor import Tensor, _make, apply
 
@@ -144,7 +145,17 @@ def _arange_forward(xp, count, start, step, dtype):
 
 # integer arange as an op: its length and start may be sizes read from a traced shape (dg.arange(0,
 # x.shape[1])), which the compiled graph evaluates at each call and ONNX export lowers to Range
-ARANGE = defop("arange", _arange_forward, lambda count, start, step, dtype: Aval((count,), dtype), None)
+def _arange_onnx(ctx, node):
+    a = ctx.attrs(node)
+    start = ctx.emit("Reshape", [ctx.dim(a["start"]), ctx.i64([])])
+    step = ctx.i64(int(a["step"]))
+    count = ctx.emit("Reshape", [ctx.dim(a["count"]), ctx.i64([])])
+    out = ctx.emit("Range", [start, ctx.emit("Add", [start, ctx.emit("Mul", [count, step])]), step])
+    return ctx.cast(out, _np.int64, out_dtype(node))
+
+
+ARANGE = defop("arange", _arange_forward, lambda count, start, step, dtype: Aval((count,), dtype), None,
+               differentiable=False, onnx=_arange_onnx)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -253,7 +264,9 @@ def randperm(n, device=None):
 # ---- *_like: ops, so that a traced graph creates them at run time with the right shape ----------
 
 FULL_LIKE = defop("full_like", lambda xp, x, value, dtype: xp.full(x.shape, value, dtype=dtype or x.dtype),
-                  lambda x, value, dtype: Aval(x.shape, dtype or x.dtype), None)
+                  lambda x, value, dtype: Aval(x.shape, dtype or x.dtype), None, differentiable=False,
+                  onnx=lambda ctx, node, x: ctx.emit("Expand", [ctx.const(ctx.attrs(node)["value"], out_dtype(node)),
+                                                                ctx.shape_of(x)]))
 
 
 def _uniform_like_forward(xp, x, dtype):
@@ -268,10 +281,15 @@ def _normal_like_forward(xp, x, dtype):
     return gen.standard_normal(x.shape, dtype=_np.float64 if dtype == _dt.float16 else dtype).astype(dtype)
 
 
+# ONNX draws from its own generator: the same distributions, not the same numbers as dualgraph
 UNIFORM_LIKE = defop("uniform_like", _uniform_like_forward, lambda x, dtype: Aval(x.shape, dtype), None,
-                     pure=False, foldable=False)
+                     differentiable=False, pure=False, foldable=False,
+                     onnx=lambda ctx, node, x: ctx.emit("RandomUniformLike", [x], dtype=ctx.onnx_dtype(out_dtype(node)),
+                                                        low=0.0, high=1.0))
 NORMAL_LIKE = defop("normal_like", _normal_like_forward, lambda x, dtype: Aval(x.shape, dtype), None,
-                    pure=False, foldable=False)
+                    differentiable=False, pure=False, foldable=False,
+                    onnx=lambda ctx, node, x: ctx.emit("RandomNormalLike", [x], dtype=ctx.onnx_dtype(out_dtype(node)),
+                                                       mean=0.0, scale=1.0))
 
 
 def full_like(x, fill_value, dtype=None, device=None, requires_grad=False):

@@ -1,6 +1,7 @@
-"""The lowering context: what an op's ONNX rule sees while the exporter walks a graph.
+"""The lowering context: what an op's ONNX lowering (`op.onnx`, see ops/onnx_rules.py) sees while the
+exporter walks a graph.
 
-A rule is `rule(ctx, node, *names) -> name or tuple of names`: `names` are the ONNX names of the
+A lowering is `rule(ctx, node, *names) -> name or tuple of names`: `names` are the ONNX names of the
 node's inputs (Python scalars among the inputs stay Python scalars), and the rule returns the
 ONNX names holding the node's outputs. It emits ONNX nodes through `ctx.emit`, constants through
 `ctx.const`, and builds run-time shapes through `ctx.shape_tensor` (symbolic dims become
@@ -11,15 +12,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..backend import to_host
 from ..errors import DualgraphError
 from ..ops.infer import Dim
-
-INT64_MAX = np.iinfo(np.int64).max
-INT64_MIN = np.iinfo(np.int64).min
-
-
-class NotExportable(DualgraphError):
-    """Raised by a lowering rule for an op, or a use of it, that has no ONNX form."""
+from ..ops.onnx_rules import NotExportable, is_sym
 
 
 class DimScalar:
@@ -96,10 +92,6 @@ def _nonneg(d):
     return isinstance(d, Dim)
 
 
-def is_sym(d):
-    return isinstance(d, Dim)
-
-
 def onnx_dtype(dt):
     return helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
@@ -107,8 +99,10 @@ def onnx_dtype(dt):
 class LoweringContext:
     """Collects the ONNX nodes and initializers of one (sub)graph."""
 
-    def __init__(self, opset, root=None, names=None, dim_sources=None, sym_shapes=None, attrs=None):
+    def __init__(self, opset, root=None, names=None, dim_sources=None, sym_shapes=None, attrs=None,
+                 native_ops=True):
         self.opset = opset
+        self.native_ops = root.native_ops if root is not None else native_ops   # Conv/AveragePool for chains
         self.root = root or self
         self.nodes = []
         self.names = {} if names is None else names          # id(Value) -> ONNX name
@@ -192,10 +186,23 @@ class LoweringContext:
             return self.const(np.asarray(value, dtype=dtype), hint="scalar")
         return self.cast(name, x.aval.dtype, dtype)
 
-    def dtype_of(self, x):
-        if hasattr(x, "aval"):
-            return x.aval.dtype
-        return np.asarray(x).dtype
+    @staticmethod
+    def onnx_dtype(dt):
+        """The ONNX element type (TensorProto enum) of numpy dtype `dt`, for Cast's `to` and friends."""
+        return onnx_dtype(dt)
+
+    def name_of(self, v):
+        """The ONNX name of IR value `v`: lowered already, or a constant (made on first use)."""
+        if id(v) not in self.names and id(v) in self.uniform:
+            shape, fill = self.uniform[id(v)]
+            self.names[id(v)] = self.emit("Expand", [self.const(np.asarray(fill, v.aval.dtype)),
+                                                     self.shape_tensor(shape)], hint=v.name or "filled")
+        if id(v) not in self.names:
+            if v.const is None:
+                raise DualgraphError(f"onnx export: {v} is used before it is defined")
+            c = v.const
+            self.names[id(v)] = self.const(c if isinstance(c, np.ndarray) else to_host(c), hint=v.name or "const")
+        return self.names[id(v)]
 
     def shape(self, v):
         """The shape of IR value `v` with symbolic dims (as the exporter derived them)."""

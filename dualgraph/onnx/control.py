@@ -1,4 +1,6 @@
-"""Lowerings of structured control flow: `cond` -> If, `while_loop` -> Loop.
+"""Lowerings of the ops whose bodies are subgraphs: `cond` -> If, `while_loop` -> Loop, and a fused
+elementwise chain inlined node by node. They are set on those op records here, since they lower their
+bodies with the exporter itself.
 
 IR layout (dualgraph.function.control):
     cond:       inputs (pred, *operands, *captured); subgraphs then/else: (*operands, *captured) -> outs
@@ -11,8 +13,9 @@ import numpy as np
 
 from onnx import helper
 
+from ..ops.onnx_rules import NotExportable
+from ..ops.registry import REGISTRY
 from .context import is_sym, onnx_dtype
-from .lowering import RULES
 
 
 def _vi(name, aval, shape=None, names=None):
@@ -62,7 +65,6 @@ def _cond(ctx, node, pred, *operands):
         outs, infos = _outputs_inside(sub, g, f"{key}_out")
         branches[key] = helper.make_graph(sub.nodes, ctx.fresh(f"{key}_branch"), [], infos)
     if problems:
-        from .context import NotExportable
         raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
     n = len(node.outputs)
     return tuple(ctx.emit("If", [p], n_out=n, hint="if_out", then_branch=branches["then"],
@@ -106,7 +108,6 @@ def _while(ctx, node, *ins):
             name = body.emit("Identity", [name], hint="loop_out")
         outs.append(name)
     if problems:
-        from .context import NotExportable
         raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
     b_in = [helper.make_tensor_value_info(it, onnx_dtype(np.int64), []),
             helper.make_tensor_value_info(c_in, onnx_dtype(np.bool_), [])] + \
@@ -118,8 +119,6 @@ def _while(ctx, node, *ins):
     return tuple(res) if n_state > 1 else res
 
 
-RULES["cond"] = _cond
-RULES["while_loop"] = _while
 
 
 def _fused(ctx, node, *ins):
@@ -129,7 +128,6 @@ def _fused(ctx, node, *ins):
     body = node.subgraphs["body"]
     sub = _lower_body(ctx, body, ins, problems)
     if problems:
-        from .context import NotExportable
         raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
     ctx.nodes.extend(sub.nodes)
     outs = []
@@ -141,4 +139,6 @@ def _fused(ctx, node, *ins):
     return tuple(outs)
 
 
-RULES["fused_elementwise"] = _fused
+REGISTRY["cond"].onnx = _cond
+REGISTRY["while_loop"].onnx = _while
+REGISTRY["fused_elementwise"].onnx = _fused

@@ -4,8 +4,9 @@
                    dynamic_axes={"x": {0: "batch"}}, verify=True)
 
 The exporter walks the graph (after folding/CSE/DCE, before fusion) and calls each op's lowering
-rule (`op.onnx`, see lowering.py). Parameters and buffers become initializers named by their module
-path. Every op with no lowering is reported in one error, each with the user's source line.
+(`op.onnx`, defined beside the op's record, see ops/onnx_rules.py). Parameters and buffers become
+initializers named by their module path. Every op with no lowering is reported in one error, each with
+the user's source line.
 """
 
 import numpy as np
@@ -18,8 +19,8 @@ from ..backend import to_host
 from ..errors import DualgraphError
 from ..ops.infer import Dim
 from ..ops.registry import REGISTRY
-from .context import LoweringContext, NotExportable, SymDim, is_sym, onnx_dtype
-from .lowering import attach, not_exportable
+from ..ops.onnx_rules import not_exportable
+from .context import DimScalar, LoweringContext, NotExportable, SymDim, is_sym, onnx_dtype
 
 MIN_OPSET = 13
 
@@ -103,7 +104,6 @@ def _walk(graph):
 
 def unexportable_nodes(graph):
     """[(op name, source, reason)] for every node with no lowering (custom Functions included)."""
-    attach()
     out = []
     # custom dg.autograd.Functions the tracer inlined (it lists them, with the user's line, in
     # graph.meta["custom_functions"]): their backward is Python that ONNX cannot hold
@@ -114,8 +114,6 @@ def unexportable_nodes(graph):
     for node in _walk(graph):
         op = node.op
         rule = getattr(op, "onnx", None)
-        if getattr(op, "extra", {}).get("export_only"):   # made by patterns.rewrite
-            continue
         if REGISTRY.get(op.name) is not op:
             cls = getattr(op, "cls", None)
             out.append((op.name, node.source, f"custom dg.autograd.Function {cls.__name__ if cls else op.name}: its "
@@ -126,6 +124,21 @@ def unexportable_nodes(graph):
         elif isinstance(rule, not_exportable):
             out.append((op.name, node.source, rule.reason))
     return out
+
+
+def coverage():
+    """{op name: 'yes' | 'no: reason' | 'missing'} for every op of the table."""
+    out = {}
+    for name in sorted(REGISTRY):
+        rule = REGISTRY[name].onnx
+        out[name] = "missing" if rule is None else (f"no: {rule.reason}" if isinstance(rule, not_exportable)
+                                                    else "yes")
+    return out
+
+
+def missing_lowerings():
+    """Ops of the table with neither a lowering nor a not-exportable reason."""
+    return sorted(name for name, op in REGISTRY.items() if op.onnx is None)
 
 
 def _problems_error(problems, opset):
@@ -192,7 +205,6 @@ def _value_info(name, dtype, shape, names=None):
 
 def lower_graph(ctx, graph, problems):
     """Lower every node of `graph` into ctx; names of graph values land in ctx.names."""
-    from .context import DimScalar
     for node in graph.nodes:
         ins = []
         for k, v in enumerate(node.inputs):
@@ -202,16 +214,9 @@ def lower_graph(ctx, graph, problems):
                 d = ctx.scalar_dims.get((id(node), k))
                 ins.append(v.const if d is None else DimScalar(d))
             else:
-                if id(v) not in ctx.names and id(v) in ctx.uniform:
-                    shape, fill = ctx.uniform[id(v)]
-                    ctx.names[id(v)] = ctx.emit("Expand", [ctx.const(np.asarray(fill, v.aval.dtype)),
-                                                           ctx.shape_tensor(shape)], hint=v.name or "filled")
-                if id(v) not in ctx.names:
-                    if v.const is None:
-                        raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
-                    ctx.names[id(v)] = ctx.const(to_host(v.const) if not isinstance(v.const, np.ndarray)
-                                                 else v.const, hint=v.name or "const")
-                ins.append(ctx.names[id(v)])
+                if id(v) not in ctx.names and v.const is None and id(v) not in ctx.uniform:
+                    raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
+                ins.append(ctx.name_of(v))
         ctx.current = node
         first = len(ctx.nodes)
         try:
@@ -239,12 +244,9 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     initializers: {graph input index: (name, array)} inputs baked into the model (parameters).
     overridable: indices among those that are also listed as graph inputs, the initializer being
     their default (state a training step updates: feed the `.updated` outputs back in).
-    native_ops: export conv/pool chains as ONNX Conv/MaxPool/AveragePool (patterns.py).
+    native_ops: conv2d and avg_pool2d chains become ONNX Conv/AveragePool (see ops/onnx_rules.py).
     """
     opset = resolve_opset(opset)
-    if native_ops:
-        from .patterns import rewrite
-        graph = rewrite(graph)
     problems = unexportable_nodes(graph)
     if problems:
         raise _problems_error(problems, opset)
@@ -252,7 +254,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     info = ExportInfo()
     info.opset = opset
     info.graph = graph
-    ctx = LoweringContext(opset)
+    ctx = LoweringContext(opset, native_ops=native_ops)
     info.fed = [i for i in range(len(graph.inputs)) if i not in initializers]
     input_names = list(input_names or [])
     if len(input_names) > len(info.fed):
@@ -350,8 +352,11 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
             shape[axis] = by_name.get(dname) or Dim(dname)
         out_infos.append(_value_info(want, v.aval.dtype, shape, ctx.dim_names))
     info.output_names = output_names
-    info.value_names = dict(ctx.names)
     info.emitted = ctx.emitted
+    keep_inits = {initializers[i][0] for i in overridable}
+    ctx.nodes, ctx.initializers = _live(ctx.nodes, ctx.initializers, output_names, keep_inits)
+    produced = {o for n in ctx.nodes for o in n.output} | {t.name for t in ctx.initializers} | set(info.input_names)
+    info.value_names = {k: n for k, n in ctx.names.items() if n in produced}
 
     in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])],
                             ctx.dim_names) for k, i in enumerate(info.fed)]
@@ -363,6 +368,32 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     check(model)
     return model, info
+
+
+def _live(nodes, initializers, outputs, keep):
+    """The nodes and initializers the outputs depend on: a lowering that emits an operator for a whole
+    chain of ops (Conv for conv2d's pad, unfold and matmul) leaves the chain's own nodes unread."""
+    needed = set(outputs) | set(keep)
+    live = []
+    for n in reversed(nodes):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(i for i in n.input if i)
+            needed.update(_read_by_bodies(n))
+    return live[::-1], [t for t in initializers if t.name in needed]
+
+
+def _read_by_bodies(node):
+    """Every name the If/Loop bodies of `node` mention (outer values they read among them)."""
+    names = set()
+    for a in node.attribute:
+        bodies = [a.g] if a.type == onnx.AttributeProto.GRAPH else \
+            list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+        for g in bodies:
+            for n in g.node:
+                names.update(i for i in n.input if i)
+                names.update(_read_by_bodies(n))
+    return names
 
 
 def _rename(nodes, old, new):

@@ -12,6 +12,7 @@ from ..errors import DTypeError, ShapeError
 from ..tensor import apply
 from .dims import SymbolicDim
 from .infer import Aval, Dim
+from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
 from .registry import defop
 
 
@@ -58,11 +59,56 @@ def _unfold_infer(x, kernel, stride, dilation):
     return Aval((n, c, kh, kw, out(h, kh, sh, dh), out(w, kw, sw, dw)), x.dtype)
 
 
+def _window_positions(h, w, kernel, stride, dilation):
+    """(kh, kw, OH, OW) flat positions in an (h, w) image of every window element (numpy)."""
+    iota = np.arange(h * w, dtype=np.int64).reshape(1, 1, h, w)
+    return _unfold_forward(np, iota, kernel, stride, dilation)[0, 0]
+
+
+def _unfold_onnx(ctx, node, x):
+    a = ctx.attrs(node)
+    kernel, stride, dilation = a["kernel"], a["stride"], a["dilation"]
+    h, w = ctx.shape(node.inputs[0])[2:]
+    if not (is_sym(h) or is_sym(w)):
+        # one Gather of the flattened image at constant window positions
+        pos = ctx.const(_window_positions(h, w, kernel, stride, dilation), hint="window_pos")
+        flat = ctx.emit("Reshape", [x, ctx.i64([0, 0, -1])])
+        return ctx.emit("Gather", [flat, pos], axis=2)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    rows = []
+    for i in range(kh):
+        cols = []
+        for j in range(kw):
+            e_i, e_j = -(kh - 1 - i) * dh, -(kw - 1 - j) * dw
+            s = ctx.slice(x, [i * dh, j * dw], [e_i or INT64_MAX, e_j or INT64_MAX], [2, 3], [sh, sw])
+            cols.append(ctx.unsqueeze(s, [2, 3]))
+        rows.append(ctx.emit("Concat", cols, axis=3) if len(cols) > 1 else cols[0])
+    return ctx.emit("Concat", rows, axis=2) if len(rows) > 1 else rows[0]
+
+
+def _fold_onnx(ctx, node, cols):
+    a = ctx.attrs(node)
+    h, w = a["size"]
+    if is_sym(h) or is_sym(w):
+        raise NotExportable("fold with a symbolic spatial size")
+    ctx.require(16, "fold (ScatterElements with reduction='add')")
+    pos = _window_positions(h, w, a["kernel"], a["stride"], a["dilation"]).reshape(1, 1, -1)
+    flat = ctx.emit("Reshape", [cols, ctx.i64([0, 0, -1])])
+    idx = ctx.emit("Expand", [ctx.const(pos, hint="window_pos"), ctx.shape_of(flat)])
+    nc = ctx.slice(ctx.shape_of(cols), [0], [2], [0])
+    zeros = ctx.emit("Expand", [ctx.const(0, out_dtype(node)),
+                                ctx.emit("Concat", [nc, ctx.i64([h * w])], axis=0)])
+    out = ctx.emit("ScatterElements", [zeros, idx, flat], axis=2, reduction="add")
+    return ctx.emit("Reshape", [out, ctx.i64([0, 0, h, w])])
+
+
 UNFOLD = defop("unfold", _unfold_forward, _unfold_infer,
-               lambda ctx, g: (apply(FOLD, (g,), dict(size=tuple(ctx.inputs[0].shape[2:]), **ctx.attrs)),))
+               lambda ctx, g: (apply(FOLD, (g,), dict(size=tuple(ctx.inputs[0].shape[2:]), **ctx.attrs)),),
+               onnx=_unfold_onnx)
 FOLD = defop("fold", _fold_forward,
              lambda cols, size, kernel, stride, dilation: Aval(tuple(cols.shape[:2]) + tuple(size), cols.dtype),
-             lambda ctx, g: (apply(UNFOLD, (g,), {k: v for k, v in ctx.attrs.items() if k != "size"}),))
+             lambda ctx, g: (apply(UNFOLD, (g,), {k: v for k, v in ctx.attrs.items() if k != "size"}),),
+             onnx=_fold_onnx)
 
 
 def unfold(x, kernel_size, stride=1, dilation=1):
@@ -302,12 +348,52 @@ def _max_pool_grad_vjp(ctx, gg):
     return (picked.reshape(*g.shape), None)
 
 
+def _max_pool_onnx_outputs(ctx, a, x, src, with_indices):
+    """ONNX MaxPool's outputs (it picks the same element per window as PyTorch and `max_pool`): values
+    in dtype `src` of x, and with_indices their flat plane indices."""
+    if src in (np.float32, np.float64, np.float16, np.int8, np.uint8):   # onnxruntime's MaxPool kernels
+        work = src
+    elif src.kind == "f":
+        work = np.dtype(np.float32)   # holds every narrower float exactly; a maximum is one of them
+    elif src.itemsize <= 4:
+        work = np.dtype(np.float64)
+    else:
+        raise NotExportable(f"max pooling of {src} (ONNX MaxPool has no 64-bit integer kernel and float64 "
+                            f"would round values beyond 2**53)")
+    outs = ctx.emit("MaxPool", [ctx.cast(x, src, work)], n_out=2 if with_indices else 1,
+                    kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["padding"]) * 2,
+                    dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))
+    if not with_indices:
+        return ctx.cast(outs, work, src)
+    y, idx = outs
+    # Indices count through the whole (N, C, *spatial) tensor; PyTorch's count within each plane
+    plane = ctx.reduce("ReduceProd", ctx.slice(ctx.shape_of(x), [2], [INT64_MAX], [0]), (0,), True)
+    return ctx.cast(y, work, src), ctx.emit("Mod", [idx, plane])
+
+
+def _max_pool_grad_onnx(ctx, node, g, x):
+    ctx.require(16, "max pooling's gradient (ScatterElements with reduction='add')")
+    dt = out_dtype(node)
+    _, idx = _max_pool_onnx_outputs(ctx, ctx.attrs(node), x, node.inputs[1].aval.dtype, True)
+    idx = ctx.emit("Reshape", [idx, ctx.i64([0, 0, -1])])
+    flat = ctx.emit("Reshape", [ctx.cast(g, node.inputs[0].aval.dtype, dt), ctx.i64([0, 0, -1])])
+    shape = ctx.shape_of(x)
+    plane = ctx.reduce("ReduceProd", ctx.slice(shape, [2], [INT64_MAX], [0]), (0,), True)
+    zeros = ctx.emit("Expand", [ctx.const(0, dt), ctx.emit("Concat", [ctx.slice(shape, [0], [2], [0]), plane],
+                                                             axis=0)])
+    out = ctx.emit("ScatterElements", [zeros, idx, flat], axis=2, reduction="add")
+    return ctx.emit("Reshape", [out, shape])
+
+
 MAX_POOL = defop("max_pool", _max_pool_forward, lambda x, **a: Aval(_max_pool_shape(x, **a), x.dtype),
-                 _max_pool_vjp)
+                 _max_pool_vjp, onnx=lambda ctx, node, x: _max_pool_onnx_outputs(
+                     ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, False))
 MAX_POOL_INDICES = defop("max_pool_indices", _max_pool_indices_forward,
-                         lambda x, **a: Aval(_max_pool_shape(x, **a), np.dtype(np.int64)), None)
+                         lambda x, **a: Aval(_max_pool_shape(x, **a), np.dtype(np.int64)), None, differentiable=False,
+                         onnx=lambda ctx, node, x: _max_pool_onnx_outputs(
+                             ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, True)[1])
 MAX_POOL_GRAD = defop("max_pool_grad", _max_pool_grad_forward,
-                      lambda g, x, **a: Aval(tuple(x.shape), g.dtype), _max_pool_grad_vjp)
+                      lambda g, x, **a: Aval(tuple(x.shape), g.dtype), _max_pool_grad_vjp, onnx=_max_pool_grad_onnx)
 
 
 def _ints(v, n, name, op):

@@ -12,6 +12,8 @@ from ..errors import DTypeError
 from ..tensor import apply
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
+from .onnx_rules import (args, as_onnx_avg_pool, binary, bitwise, comparison, emit_in, logical, out_dtype,
+                         rounding, unary)
 from .registry import defop
 
 EW = dict(elementwise=True, broadcasting=True)
@@ -134,11 +136,12 @@ def _f(xp, x):
 # ---- arithmetic -----------------------------------------------------------------------------
 
 ADD = defop("add", _promoting("add", "add"), elementwise_infer,
-            lambda ctx, g: (g, g), commutative=True, ufunc="add", **EW)
+            lambda ctx, g: (g, g), commutative=True, ufunc="add", onnx=binary("Add", "Or"), **EW)
 SUB = defop("sub", _promoting_checked("sub", "subtract"), _bool_checked_infer("sub"),
-            lambda ctx, g: (g, neg(g)), ufunc="subtract", **EW)
+            lambda ctx, g: (g, neg(g)), ufunc="subtract", onnx=binary("Sub"), **EW)
 MUL = defop("mul", _promoting("mul", "multiply"), elementwise_infer,
-            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply", **EW)
+            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply", onnx=binary("Mul", "And"),
+            **EW)
 
 
 def _div_forward(xp, a, b):
@@ -157,11 +160,46 @@ def _div_vjp(ctx, g):
     return ga, gb
 
 
-DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, **EW)
+def _div_onnx(ctx, node, a, b):
+    pooled = as_onnx_avg_pool(ctx, node)   # avg_pool2d's sum of windows / window size
+    if pooled is not None:
+        return pooled
+    return ctx.emit("Div", args(ctx, node, (a, b), out_dtype(node)))
+
+
+DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, onnx=_div_onnx, **EW)
+
+
+def _py_mod_onnx(ctx, a, b, dt):
+    """numpy's mod: the result takes the sign of the divisor (ONNX fmod takes the dividend's)."""
+    if dt.kind in "iu":
+        return ctx.emit("Mod", [a, b], fmod=0)
+    m = ctx.emit("Mod", [a, b], fmod=1)
+    zero = ctx.const(0, dt)
+    nonzero = ctx.emit("Not", [ctx.emit("Equal", [m, zero])])
+    differ = ctx.emit("Xor", [ctx.emit("Less", [m, zero]), ctx.emit("Less", [b, zero])])
+    fix = ctx.emit("And", [nonzero, differ])
+    return ctx.emit("Where", [fix, ctx.emit("Add", [m, b]), m])
+
+
+def _floordiv_onnx(ctx, node, a, b):
+    dt = out_dtype(node)
+    a, b = args(ctx, node, (a, b), dt)
+    exact = ctx.emit("Sub", [a, _py_mod_onnx(ctx, a, b, dt)])
+    q = ctx.emit("Div", [exact, b])
+    return q if dt.kind in "iu" else ctx.emit("Round", [q])   # numpy: (a - mod(a, b)) / b, rounded
+
+
+def _mod_onnx(ctx, node, a, b):
+    dt = out_dtype(node)
+    a, b = args(ctx, node, (a, b), dt)
+    return _py_mod_onnx(ctx, a, b, dt)
+
+
 FLOORDIV = defop("floordiv", _promoting_checked("floordiv", "floor_divide"), _bool_checked_infer("floordiv"),
-                 lambda ctx, g: (zeros_like(g), zeros_like(g)), **EW)
+                 lambda ctx, g: (zeros_like(g), zeros_like(g)), onnx=_floordiv_onnx, **EW)
 MOD = defop("mod", _promoting_checked("mod", "mod"), _bool_checked_infer("mod"),
-            lambda ctx, g: (g, neg(g) * floordiv(ctx.inputs[0], ctx.inputs[1])), **EW)
+            lambda ctx, g: (g, neg(g) * floordiv(ctx.inputs[0], ctx.inputs[1])), onnx=_mod_onnx, **EW)
 
 
 def _pow_forward(xp, a, b):
@@ -198,7 +236,12 @@ def _pow_vjp(ctx, g):
     return ga, gb
 
 
-POW = defop("pow", _pow_forward, _bool_checked_infer("pow"), _pow_vjp, saves_output=True, **EW)
+def _pow_onnx(ctx, node, a, b):
+    dt = out_dtype(node)
+    return emit_in(ctx, "Pow", dt, args(ctx, node, (a, b), dt), 2)
+
+
+POW = defop("pow", _pow_forward, _bool_checked_infer("pow"), _pow_vjp, saves_output=True, onnx=_pow_onnx, **EW)
 def _extremum_vjp(wins):
     """Gradient of maximum/minimum: to the winning input; ties split it evenly (as PyTorch and JAX)."""
     def vjp(ctx, g):
@@ -212,9 +255,9 @@ def _extremum_vjp(wins):
 
 
 MAXIMUM = defop("maximum", _promoting("maximum", "maximum"), elementwise_infer,
-                _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, **EW)
+                _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, onnx=binary("Max", "Or"), **EW)
 MINIMUM = defop("minimum", _promoting("minimum", "minimum"), elementwise_infer,
-                _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, **EW)
+                _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, onnx=binary("Min", "And"), **EW)
 
 
 def add(a, b, alpha=1):
@@ -283,24 +326,100 @@ def _neg_infer(x, **_):
     return same_infer(x)
 
 
-NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=_neg_infer)
-ABS, abs = _unary("abs", lambda xp, x: xp.abs(x), lambda ctx, g: g * sign(ctx.inputs[0]), infer=same_infer)
-SIGN, sign = _unary("sign", lambda xp, x: xp.sign(x), lambda ctx, g: zeros_like(g), infer=same_infer)
-EXP, exp = _unary("exp", lambda xp, x: xp.exp(_f(xp, x)), lambda ctx, g: g * ctx.out, saves_output=True)
-LOG, log = _unary("log", lambda xp, x: xp.log(_f(xp, x)), lambda ctx, g: g / ctx.inputs[0])
-LOG1P, log1p = _unary("log1p", lambda xp, x: xp.log1p(_f(xp, x)), lambda ctx, g: g / (ctx.inputs[0] + 1))
+# onnxruntime has float32-only kernels for a few ops (Tan from opset 22, Erf, LeakyRelu, Elu, Gelu) and no
+# integer Relu: those lower to equivalent compositions of ops it runs in every dtype
+
+def _tan_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt == np.float32:
+        return ctx.emit("Tan", [x])
+    return ctx.emit("Div", [ctx.emit("Sin", [x]), ctx.emit("Cos", [x])])
+
+
+def _erf_of_onnx(ctx, x, dt):
+    """Erf; onnxruntime runs it in float32 only, so other dtypes round-trip through float32
+    (about 1e-7 relative error in float64)."""
+    if dt == np.float32:
+        return ctx.emit("Erf", [x])
+    return ctx.cast(ctx.emit("Erf", [ctx.cast(x, dt, np.float32)]), np.float32, dt)
+
+
+def _erf_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    return _erf_of_onnx(ctx, ctx.arg(node.inputs[0], x, dt), dt)
+
+
+def _log1p_onnx(ctx, node, x):
+    # log1p(x) = x * log(u) / (u - 1) with u = 1 + x, exact where u == 1 (Goldberg)
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    one = ctx.const(1, dt)
+    u = ctx.emit("Add", [x, one])
+    um1 = ctx.emit("Sub", [u, one])
+    is_one = ctx.emit("Equal", [um1, ctx.const(0, dt)])
+    safe = ctx.emit("Where", [is_one, one, um1])
+    ratio = ctx.emit("Div", [ctx.emit("Mul", [x, ctx.emit("Log", [u])]), safe])
+    big = ctx.emit("IsInf", [u], detect_negative=0)
+    return ctx.emit("Where", [is_one, x, ctx.emit("Where", [big, u, ratio])])
+
+
+def _expm1_onnx(ctx, node, x):
+    # expm1(x) = (u - 1) * x / log(u) with u = exp(x), exact where u == 1 (Kahan)
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    one = ctx.const(1, dt)
+    u = ctx.emit("Exp", [x])
+    um1 = ctx.emit("Sub", [u, one])
+    is_one = ctx.emit("Equal", [u, one])
+    logu = ctx.emit("Log", [u])
+    safe_log = ctx.emit("Where", [is_one, one, logu])
+    ratio = ctx.emit("Div", [ctx.emit("Mul", [um1, x]), safe_log])
+    # where log(u) loses all precision (u == 0 or inf), u - 1 itself is right
+    plain = ctx.emit("Or", [ctx.emit("IsInf", [u]), ctx.emit("Equal", [um1, ctx.const(-1, dt)])])
+    return ctx.emit("Where", [is_one, x, ctx.emit("Where", [plain, um1, ratio])])
+
+
+def _rsqrt_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    return ctx.emit("Reciprocal", [ctx.emit("Sqrt", [ctx.arg(node.inputs[0], x, dt)])])
+
+
+def _trunc_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    if dt.kind != "f":
+        return ctx.cast(x, node.inputs[0].aval.dtype, dt)
+    x = ctx.arg(node.inputs[0], x, dt)
+    neg = ctx.emit("Less", [x, ctx.const(0, dt)])
+    return ctx.emit("Where", [neg, ctx.emit("Ceil", [x]), ctx.emit("Floor", [x])])
+
+
+NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=_neg_infer,
+                  onnx=unary("Neg"))
+ABS, abs = _unary("abs", lambda xp, x: xp.abs(x), lambda ctx, g: g * sign(ctx.inputs[0]), infer=same_infer,
+                  onnx=unary("Abs"))
+SIGN, sign = _unary("sign", lambda xp, x: xp.sign(x), lambda ctx, g: zeros_like(g), infer=same_infer,
+                    onnx=unary("Sign"))
+EXP, exp = _unary("exp", lambda xp, x: xp.exp(_f(xp, x)), lambda ctx, g: g * ctx.out, saves_output=True,
+                  onnx=unary("Exp"))
+LOG, log = _unary("log", lambda xp, x: xp.log(_f(xp, x)), lambda ctx, g: g / ctx.inputs[0], onnx=unary("Log"))
+LOG1P, log1p = _unary("log1p", lambda xp, x: xp.log1p(_f(xp, x)), lambda ctx, g: g / (ctx.inputs[0] + 1),
+                      onnx=_log1p_onnx)
 EXPM1, expm1 = _unary("expm1", lambda xp, x: xp.expm1(_f(xp, x)), lambda ctx, g: g * (ctx.out + 1),
-                      saves_output=True)
+                      saves_output=True, onnx=_expm1_onnx)
 SQRT, sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(_f(xp, x)), lambda ctx, g: g / (2 * ctx.out),
-                    saves_output=True)
+                    saves_output=True, onnx=unary("Sqrt"))
 RSQRT, rsqrt = _unary("rsqrt", lambda xp, x: 1 / xp.sqrt(_f(xp, x)),
-                      lambda ctx, g: g * -0.5 * ctx.out / ctx.inputs[0], saves_output=True)
-SIN, sin = _unary("sin", lambda xp, x: xp.sin(_f(xp, x)), lambda ctx, g: g * cos(ctx.inputs[0]))
-COS, cos = _unary("cos", lambda xp, x: xp.cos(_f(xp, x)), lambda ctx, g: neg(g * sin(ctx.inputs[0])))
+                      lambda ctx, g: g * -0.5 * ctx.out / ctx.inputs[0], saves_output=True,
+                      onnx=_rsqrt_onnx)
+SIN, sin = _unary("sin", lambda xp, x: xp.sin(_f(xp, x)), lambda ctx, g: g * cos(ctx.inputs[0]),
+                  onnx=unary("Sin"))
+COS, cos = _unary("cos", lambda xp, x: xp.cos(_f(xp, x)), lambda ctx, g: neg(g * sin(ctx.inputs[0])),
+                  onnx=unary("Cos"))
 TAN, tan = _unary("tan", lambda xp, x: xp.tan(_f(xp, x)), lambda ctx, g: g * (1 + ctx.out * ctx.out),
-                  saves_output=True)
+                  saves_output=True, onnx=_tan_onnx)
 TANH, tanh = _unary("tanh", lambda xp, x: xp.tanh(_f(xp, x)), lambda ctx, g: g * (1 - ctx.out * ctx.out),
-                    saves_output=True)
+                    saves_output=True, onnx=unary("Tanh"))
 
 
 def _sigmoid_forward(xp, x):
@@ -310,17 +429,23 @@ def _sigmoid_forward(xp, x):
 
 
 SIGMOID, sigmoid = _unary("sigmoid", _sigmoid_forward, lambda ctx, g: g * ctx.out * (1 - ctx.out),
-                          saves_output=True)
+                          saves_output=True, onnx=unary("Sigmoid"))
 ERF, erf = _unary("erf", lambda xp, x: _erf(xp, _f(xp, x)),
-                  lambda ctx, g: g * (2 / np.sqrt(np.pi)) * exp(neg(ctx.inputs[0] * ctx.inputs[0])))
-FLOOR, floor = _unary("floor", lambda xp, x: xp.floor(x), lambda ctx, g: zeros_like(g), infer=same_infer)
-CEIL, ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda ctx, g: zeros_like(g), infer=same_infer)
-ROUND, round = _unary("round", lambda xp, x: xp.round(x), lambda ctx, g: zeros_like(g), infer=same_infer)
-TRUNC, trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda ctx, g: zeros_like(g), infer=same_infer)
+                  lambda ctx, g: g * (2 / np.sqrt(np.pi)) * exp(neg(ctx.inputs[0] * ctx.inputs[0])),
+                  onnx=_erf_onnx)
+FLOOR, floor = _unary("floor", lambda xp, x: xp.floor(x), lambda ctx, g: zeros_like(g), infer=same_infer,
+                      onnx=rounding("Floor"))
+CEIL, ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda ctx, g: zeros_like(g), infer=same_infer,
+                    onnx=rounding("Ceil"))
+# numpy and ONNX both round half to even
+ROUND, round = _unary("round", lambda xp, x: xp.round(x), lambda ctx, g: zeros_like(g), infer=same_infer,
+                      onnx=rounding("Round"))
+TRUNC, trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda ctx, g: zeros_like(g), infer=same_infer,
+                      onnx=_trunc_onnx)
 # copy(x, stop_gradient=True) is what x.detach() traces to: a node, so the graph itself says where
 # gradients stop (the tracer gives it no gradient; simplify drops it once autodiff has run)
 COPY, copy = _unary("copy", lambda xp, x, stop_gradient=False: xp.array(x, copy=True), lambda ctx, g: g,
-                    infer=same_infer)
+                    infer=same_infer, onnx=unary("Identity"))
 
 
 def reciprocal(x):
@@ -333,10 +458,29 @@ def square(x):
 
 # ---- activations ------------------------------------------------------------------------------
 
+def _relu_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt.kind == "f":
+        return ctx.emit("Relu", [x])
+    return ctx.emit("Max", [x, ctx.const(0, dt)])
+
+
+def _softplus_onnx(ctx, node, x):
+    # max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    e = ctx.emit("Exp", [ctx.emit("Neg", [ctx.emit("Abs", [x])])])
+    lp = ctx.emit("Log", [ctx.emit("Add", [e, ctx.const(1, dt)])])
+    return ctx.emit("Add", [ctx.emit("Relu", [x]), lp])
+
+
 RELU, relu = _unary("relu", lambda xp, x: xp.maximum(x, x.dtype.type(0)),
-                    lambda ctx, g: where(ctx.inputs[0] > 0, g, zeros_like(g)), infer=same_infer)
+                    lambda ctx, g: where(ctx.inputs[0] > 0, g, zeros_like(g)), infer=same_infer,
+                    onnx=_relu_onnx)
 SOFTPLUS_OP = defop("softplus", lambda xp, x: xp.logaddexp(_f(xp, x), 0).astype(_f(xp, x).dtype),
-                    float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True)
+                    float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True,
+                    onnx=_softplus_onnx)
 
 
 def softplus(x, beta=1.0, threshold=20.0):
@@ -350,9 +494,23 @@ def _leaky_relu_forward(xp, x, negative_slope):
     return xp.where(x > 0, x, x * x.dtype.type(negative_slope))
 
 
+def _leaky_relu_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    src = node.inputs[0].aval.dtype
+    fdt = src if src.kind == "f" else np.dtype(np.float32)
+    alpha = float(ctx.attrs(node)["negative_slope"])
+    x = ctx.cast(x, src, fdt)
+    if fdt == np.float32:
+        y = ctx.emit("LeakyRelu", [x], alpha=alpha)
+    else:
+        pos = ctx.emit("Greater", [x, ctx.const(0, fdt)])
+        y = ctx.emit("Where", [pos, x, ctx.emit("Mul", [x, ctx.const(alpha, fdt)])])
+    return ctx.cast(y, fdt, dt)
+
+
 LEAKY_RELU = defop("leaky_relu", _leaky_relu_forward, float_elementwise_infer,
                    lambda ctx, g: where(ctx.inputs[0] > 0, g, g * ctx.attrs["negative_slope"]),
-                   elementwise=True)
+                   elementwise=True, onnx=_leaky_relu_onnx)
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -364,9 +522,20 @@ def _elu_forward(xp, x, alpha):
     return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * x.dtype.type(alpha))
 
 
+def _elu_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    alpha = float(ctx.attrs(node)["alpha"])
+    x = ctx.arg(node.inputs[0], x, dt)
+    if dt == np.float32:
+        return ctx.emit("Elu", [x], alpha=alpha)
+    zero = ctx.const(0, dt)
+    neg = ctx.emit("Sub", [ctx.emit("Exp", [ctx.emit("Min", [x, zero])]), ctx.const(1, dt)])
+    return ctx.emit("Where", [ctx.emit("Greater", [x, zero]), x, ctx.emit("Mul", [neg, ctx.const(alpha, dt)])])
+
+
 ELU = defop("elu", _elu_forward, float_elementwise_infer,
             lambda ctx, g: where(ctx.inputs[0] > 0, g, g * (ctx.out + ctx.attrs["alpha"])),
-            elementwise=True, saves_output=True)
+            elementwise=True, saves_output=True, onnx=_elu_onnx)
 
 
 def elu(x, alpha=1.0):
@@ -394,7 +563,23 @@ def _gelu_vjp(ctx, g):
     return (g * (cdf + x * pdf),)
 
 
-GELU = defop("gelu", _gelu_forward, float_elementwise_infer, _gelu_vjp, elementwise=True)
+def _gelu_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    approximate = ctx.attrs(node)["approximate"]
+    x = ctx.arg(node.inputs[0], x, dt)
+    if ctx.opset >= 20 and dt == np.float32:
+        return ctx.emit("Gelu", [x], approximate=approximate)
+    c = lambda v: ctx.const(v, dt)  # noqa: E731
+    if approximate == "tanh":
+        cube = ctx.emit("Mul", [ctx.emit("Mul", [x, x]), x])
+        inner = ctx.emit("Mul", [c(0.7978845608028654), ctx.emit("Add", [x, ctx.emit("Mul", [c(0.044715), cube])])])
+        t = ctx.emit("Add", [c(1.0), ctx.emit("Tanh", [inner])])
+    else:
+        t = ctx.emit("Add", [c(1.0), _erf_of_onnx(ctx, ctx.emit("Mul", [x, c(0.7071067811865476)]), dt)])
+    return ctx.emit("Mul", [ctx.emit("Mul", [c(0.5), x]), t])
+
+
+GELU = defop("gelu", _gelu_forward, float_elementwise_infer, _gelu_vjp, elementwise=True, onnx=_gelu_onnx)
 
 
 def gelu(x, approximate="none"):
@@ -441,7 +626,19 @@ def _clip_infer(x, lo, hi):
     return Aval(x.shape, _dt.result_type(x, lo, hi))
 
 
-CLIP = defop("clip", _clip_forward, _clip_infer, _clip_vjp, elementwise=True)
+def _clip_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    a = ctx.attrs(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    out = x
+    if a["lo"] is not None:   # Max/Min propagate NaN like numpy's maximum/minimum
+        out = emit_in(ctx, "Max", dt, [out, ctx.const(a["lo"], dt)], 2)
+    if a["hi"] is not None:
+        out = emit_in(ctx, "Min", dt, [out, ctx.const(a["hi"], dt)], 2)
+    return out if out is not x else ctx.emit("Identity", [x])
+
+
+CLIP = defop("clip", _clip_forward, _clip_infer, _clip_vjp, elementwise=True, onnx=_clip_onnx)
 
 
 def _bound(v):
@@ -476,7 +673,14 @@ def _where_vjp(ctx, g):
     return None, where(c, g, z), where(c, z, g)
 
 
-WHERE = defop("where", _where_forward, _where_infer, _where_vjp, **EW)
+def _where_onnx(ctx, node, c, a, b):
+    dt = out_dtype(node)
+    cond = ctx.arg(node.inputs[0], c, np.bool_)
+    a, b = ctx.arg(node.inputs[1], a, dt), ctx.arg(node.inputs[2], b, dt)
+    return emit_in(ctx, "Where", dt, [cond, a, b], 2)
+
+
+WHERE = defop("where", _where_forward, _where_infer, _where_vjp, onnx=_where_onnx, **EW)
 
 
 def where(condition, x=None, y=None):
@@ -494,24 +698,46 @@ def where(condition, x=None, y=None):
 
 # ---- comparisons and logic (not differentiable) ---------------------------------------------------
 
-def _cmp(name, ufunc):
-    op = defop(name, _promoting(name, ufunc), bool_elementwise_infer, None, **EW)
+def _cmp(name, ufunc, onnx):
+    op = defop(name, _promoting(name, ufunc), bool_elementwise_infer, None, differentiable=False, onnx=onnx, **EW)
     return op, (lambda a, b: apply(op, (a, b)))
 
 
-EQ, eq = _cmp("eq", "equal")
-NE, ne = _cmp("ne", "not_equal")
-LT, lt = _cmp("lt", "less")
-LE, le = _cmp("le", "less_equal")
-GT, gt = _cmp("gt", "greater")
-GE, ge = _cmp("ge", "greater_equal")
-AND, logical_and = _cmp("logical_and", "logical_and")
-OR, logical_or = _cmp("logical_or", "logical_or")
-XOR, logical_xor = _cmp("logical_xor", "logical_xor")
-NOT = defop("logical_not", lambda xp, a: xp.logical_not(a), bool_elementwise_infer, None, elementwise=True)
-ISNAN = defop("isnan", lambda xp, a: xp.isnan(a), bool_elementwise_infer, None, elementwise=True)
-ISFINITE = defop("isfinite", lambda xp, a: xp.isfinite(a), bool_elementwise_infer, None, elementwise=True)
-def _bitwise(name):
+EQ, eq = _cmp("eq", "equal", comparison("Equal"))
+NE, ne = _cmp("ne", "not_equal", comparison("Equal", negate=True))
+LT, lt = _cmp("lt", "less", comparison("Less"))
+LE, le = _cmp("le", "less_equal", comparison("LessOrEqual"))
+GT, gt = _cmp("gt", "greater", comparison("Greater"))
+GE, ge = _cmp("ge", "greater_equal", comparison("GreaterOrEqual"))
+AND, logical_and = _cmp("logical_and", "logical_and", logical("And"))
+OR, logical_or = _cmp("logical_or", "logical_or", logical("Or"))
+XOR, logical_xor = _cmp("logical_xor", "logical_xor", logical("Xor"))
+NOT = defop("logical_not", lambda xp, a: xp.logical_not(a), bool_elementwise_infer, None, differentiable=False,
+            elementwise=True, onnx=lambda ctx, node, a: ctx.emit("Not", [ctx.arg(node.inputs[0], a, np.bool_)]))
+
+
+def _isnan_onnx(ctx, node, x):
+    src = node.inputs[0].aval.dtype
+    if src.kind != "f":
+        return ctx.emit("Expand", [ctx.const(False), ctx.shape_of(x)])
+    return ctx.emit("IsNaN", [ctx.cast(x, src, np.float32) if src == np.float16 else x])
+
+
+def _isfinite_onnx(ctx, node, x):
+    src = node.inputs[0].aval.dtype
+    if src.kind != "f":
+        return ctx.emit("Expand", [ctx.const(True), ctx.shape_of(x)])
+    x = ctx.cast(x, src, np.float32) if src == np.float16 else x
+    return ctx.emit("Not", [ctx.emit("Or", [ctx.emit("IsNaN", [x]), ctx.emit("IsInf", [x])])])
+
+
+ISNAN = defop("isnan", lambda xp, a: xp.isnan(a), bool_elementwise_infer, None, differentiable=False,
+              elementwise=True, onnx=_isnan_onnx)
+ISFINITE = defop("isfinite", lambda xp, a: xp.isfinite(a), bool_elementwise_infer, None, differentiable=False,
+                 elementwise=True, onnx=_isfinite_onnx)
+
+
+def _bitwise(name, onnx):
     def check(xs, dt):
         if dt.kind == "f":
             raise DTypeError(f"{name}: needs integer or bool operands, got ({_describe(xs)})")
@@ -525,11 +751,23 @@ def _bitwise(name):
         dt, ca, cb = _common_dtype(a, b)
         check((a, b), dt)
         return getattr(xp, name)(ca, cb)
-    return defop(name, forward, infer, None, **EW)
+    return defop(name, forward, infer, None, differentiable=False, onnx=onnx, **EW)
 
 
-BITAND, BITOR, BITXOR = _bitwise("bitwise_and"), _bitwise("bitwise_or"), _bitwise("bitwise_xor")
-INVERT = defop("invert", lambda xp, a: xp.invert(a), same_infer, None, elementwise=True)
+BITAND = _bitwise("bitwise_and", bitwise("BitwiseAnd", "And"))
+BITOR = _bitwise("bitwise_or", bitwise("BitwiseOr", "Or"))
+BITXOR = _bitwise("bitwise_xor", bitwise("BitwiseXor", "Xor"))
+
+
+def _invert_onnx(ctx, node, a):
+    if out_dtype(node) == np.bool_:
+        return ctx.emit("Not", [a])
+    ctx.require(18, "invert on integers (BitwiseNot)")
+    return ctx.emit("BitwiseNot", [a])
+
+
+INVERT = defop("invert", lambda xp, a: xp.invert(a), same_infer, None, differentiable=False, elementwise=True,
+               onnx=_invert_onnx)
 
 equal, not_equal, less, less_equal, greater, greater_equal = eq, ne, lt, le, gt, ge
 
@@ -570,7 +808,7 @@ def _cast_vjp(ctx, g):
 
 
 CAST = defop("cast", lambda xp, x, dtype: x.astype(dtype), lambda x, dtype: Aval(x.shape, dtype), _cast_vjp,
-             elementwise=True)
+             elementwise=True, onnx=lambda ctx, node, x: ctx.emit("Cast", [x], to=ctx.onnx_dtype(out_dtype(node))))
 
 
 def astype(x, dtype):

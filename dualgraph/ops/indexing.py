@@ -11,6 +11,7 @@ from ..backend import scatter_add as _scatter_add
 from ..errors import AutogradError, IndexOutOfRange, ShapeError
 from ..tensor import Tensor, apply, as_tensor
 from .infer import Aval, Dim
+from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
 from .registry import defop
 
 
@@ -175,7 +176,162 @@ def _slice_length(s, n):
     return length if step == 1 else (length + (step - 1)) // step
 
 
-GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True)
+# ---- numpy's indexing as ONNX nodes -------------------------------------------------------------------
+
+def _expand_template(template, ndim, slot_ndims):
+    """Replace Ellipsis by full slices and pad with full slices; bool slots consume their ndim."""
+    consumed = 0
+    for t in template:
+        if isinstance(t, _Slot):
+            consumed += slot_ndims[t.i]
+        elif t is not None and t is not Ellipsis:
+            consumed += 1
+    fill = ndim - consumed
+    out, seen = [], False
+    for t in template:
+        if t is Ellipsis:
+            if seen:
+                raise NotExportable("an index with two Ellipsis")
+            out.extend([slice(None)] * fill)
+            seen = True
+        else:
+            out.append(t)
+    if not seen:
+        out.extend([slice(None)] * fill)
+    return out
+
+
+def _slice_bounds(s, dim=None):
+    """ONNX Slice (start, end, step) for numpy's slice `s` on an axis of size `dim`.
+
+    With a static size, numpy's own normalization (slice.indices) decides: ONNX clamps an
+    out-of-range start differently for negative steps (numpy: x[-5::-1] on 4 elements is empty)."""
+    if any(is_sym(b) for b in (s.start, s.stop, s.step)):
+        # a bound that is a size read from a traced shape (a position inside the axis): computed in the
+        # model from the input shapes; ONNX Slice counts a negative one from the end, as numpy does
+        step = 1 if s.step is None else s.step
+        if not isinstance(step, int) or step <= 0:
+            raise NotExportable(f"the slice {s}: a symbolic bound needs a positive integer step")
+        return (0 if s.start is None else s.start), (INT64_MAX if s.stop is None else s.stop), step
+    if isinstance(dim, int) and not is_sym(dim):
+        s0, s1, st = s.indices(dim)
+        if len(range(s0, s1, st)) == 0:
+            return 0, 0, st
+        return s0, (s1 if s1 >= 0 else INT64_MIN), st
+    step = 1 if s.step is None else int(s.step)
+    if step > 0:
+        start = 0 if s.start is None else int(s.start)
+        stop = INT64_MAX if s.stop is None else int(s.stop)
+    else:
+        start = INT64_MAX if s.start is None else int(s.start)
+        stop = INT64_MIN if s.stop is None else int(s.stop)
+    return start, stop, step
+
+
+def _index_onnx(ctx, x, shape, template, slots):
+    """numpy's x[index] as ONNX nodes. `slots` lists (onnx name, aval) of the tensors in the index."""
+    slot_ndims = [aval.ndim if aval.dtype == np.bool_ else 1 for _, aval in slots]
+    items = _expand_template(template, len(shape), slot_ndims)
+    # walk the index: which axis each item reads
+    starts, ends, axes, steps = [], [], [], []
+    ints, adv, nones, out_pos, axis = [], [], [], 0, 0
+    for t in items:
+        if t is None:
+            nones.append(out_pos)
+            out_pos += 1
+        elif isinstance(t, slice):
+            if not (t.start is None and t.stop is None and t.step in (None, 1)):
+                s0, s1, st = _slice_bounds(t, shape[axis])
+                starts.append(s0), ends.append(s1), axes.append(axis), steps.append(st)
+            axis += 1
+            out_pos += 1
+        elif isinstance(t, _Slot):
+            name, aval = slots[t.i]
+            if aval.dtype == np.bool_:
+                if aval.ndim == 0:
+                    raise NotExportable("indexing with a 0-d bool")
+                nz = ctx.emit("NonZero", [name])
+                for k in range(aval.ndim):
+                    row = ctx.emit("Gather", [nz, ctx.const(np.int64(k))], axis=0)
+                    adv.append((axis, row, 1))
+                    axis += 1
+            else:
+                adv.append((axis, ctx.cast(name, aval.dtype, np.int64), aval.ndim))
+                axis += 1
+        else:
+            ints.append((axis, int(t)))
+            axis += 1
+    if axis != len(shape):
+        raise NotExportable(f"index {template} does not fit a tensor with {len(shape)} dims")
+    out = x
+    if not adv:
+        for a, i in ints:
+            starts.append(i), ends.append(i + 1 if i != -1 else INT64_MAX), axes.append(a), steps.append(1)
+        if axes:
+            out = ctx.slice(out, starts, ends, axes, steps)
+        if ints:
+            out = ctx.squeeze(out, [a for a, _ in ints])
+        if nones:
+            out = ctx.unsqueeze(out, nones)
+        if out is x:
+            out = ctx.emit("Identity", [x])
+        return out
+    if nones:
+        raise NotExportable("an index mixing None with integer or bool arrays")
+    if axes:
+        out = ctx.slice(out, starts, ends, axes, steps)
+    # with an array index present, integers count as 0-d array indices (numpy)
+    adv = sorted(adv + [(a, ctx.const(np.int64(i)), 0) for a, i in ints])
+    if len(adv) == 1 and adv[0][2] > 0:
+        a, idx, _ = adv[0]
+        return ctx.emit("Gather", [out, idx], axis=a)
+    adv_axes = [a for a, _, _ in adv]
+    adjacent = adv_axes == list(range(adv_axes[0], adv_axes[0] + len(adv_axes)))
+    rest = [i for i in range(len(shape)) if i not in adv_axes]
+    xt = ctx.emit("Transpose", [out], perm=adv_axes + rest)
+    xshape = ctx.shape_of(out)
+    norm = []
+    for a, idx, _ in adv:
+        dim = ctx.emit("Gather", [xshape, ctx.const(np.int64(a))], axis=0)
+        neg = ctx.emit("Less", [idx, ctx.const(np.int64(0))])
+        norm.append(ctx.emit("Where", [neg, ctx.emit("Add", [idx, dim]), idx]))
+    total = norm[0]
+    for n in norm[1:]:
+        total = ctx.emit("Add", [total, n])
+    bshape = ctx.shape_of(total)
+    stacked = [ctx.unsqueeze(ctx.emit("Expand", [n, bshape]), [-1]) for n in norm]
+    ind = ctx.emit("Concat", stacked, axis=-1)
+    out = ctx.emit("GatherND", [xt, ind])
+    b_nd = max(nd for _, _, nd in adv)
+    if adjacent and adv_axes[0] > 0:
+        p = adv_axes[0]
+        n_rest = len(rest)
+        perm = list(range(b_nd, b_nd + p)) + list(range(b_nd)) + list(range(b_nd + p, b_nd + n_rest))
+        out = ctx.emit("Transpose", [out], perm=perm)
+    return out
+
+
+def _getitem_onnx(ctx, node, x, *idx):
+    slots = [(n, v.aval) for n, v in zip(idx, node.inputs[1:])]
+    return _index_onnx(ctx, x, ctx.shape(node.inputs[0]), ctx.attrs(node)["template"], slots)
+
+
+def _iota_onnx(ctx, shape):
+    """arange(prod(shape)).reshape(shape) as int64: the flat position of every element."""
+    st = ctx.shape_tensor(shape)
+    n = ctx.reduce("ReduceProd", st, None, False)
+    flat = ctx.emit("Range", [ctx.const(np.int64(0)), n, ctx.const(np.int64(1))])
+    return ctx.emit("Reshape", [flat, st]), st
+
+
+def _positions_onnx(ctx, node, shape, first_slot, idx_names):
+    """The flat positions the node's index selects in a tensor of `shape`, and that shape as a tensor."""
+    slots = [(n, v.aval) for n, v in zip(idx_names, node.inputs[first_slot:])]
+    iota, st = _iota_onnx(ctx, shape)
+    return _index_onnx(ctx, iota, shape, ctx.attrs(node)["template"], slots), st
+
+
+GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True, onnx=_getitem_onnx)
 
 
 def _index_add_zeros_forward(xp, g, *idx, template, shape):
@@ -188,11 +344,28 @@ def _index_add_zeros_forward(xp, g, *idx, template, shape):
     return out
 
 
+def _index_add_zeros_onnx(ctx, node, g, *idx):
+    a = ctx.attrs(node)
+    shape = a["shape"]
+    basic = not any(isinstance(t, _Slot) for t in a["template"])
+    pos, st = _positions_onnx(ctx, node, shape, 1, idx)
+    upd = ctx.emit("Reshape", [ctx.emit("Expand", [g, ctx.shape_of(pos)]), ctx.i64([-1])])
+    flat_pos = ctx.emit("Reshape", [pos, ctx.i64([-1])])
+    n = ctx.reduce("ReduceProd", st, None, True)
+    zeros = ctx.emit("Expand", [ctx.const(0, out_dtype(node)), n])
+    if basic:   # basic indices never repeat a position
+        out = ctx.emit("ScatterElements", [zeros, flat_pos, upd], axis=0)
+    else:
+        ctx.require(16, "the gradient of advanced indexing (ScatterElements with reduction='add')")
+        out = ctx.emit("ScatterElements", [zeros, flat_pos, upd], axis=0, reduction="add")
+    return ctx.emit("Reshape", [out, st])
+
+
 INDEX_ADD_ZEROS = defop(
     "index_add_zeros", _index_add_zeros_forward,
     lambda g, *idx, template, shape: Aval(shape, g.dtype),
     lambda ctx, g: (apply(GETITEM, (g, *ctx.inputs[1:]), {"template": ctx.attrs["template"]}),)
-    + (None,) * (len(ctx.inputs) - 1))
+    + (None,) * (len(ctx.inputs) - 1), onnx=_index_add_zeros_onnx)
 
 
 def getitem(x, index):
@@ -238,8 +411,18 @@ def _index_put_vjp(ctx, g):
     return (gx, gv) + (None,) * len(idx)
 
 
+def _index_put_onnx(ctx, node, x, v, *idx):
+    pos, _ = _positions_onnx(ctx, node, ctx.shape(node.inputs[0]), 2, idx)
+    v = ctx.arg(node.inputs[1], v, out_dtype(node))
+    upd = ctx.emit("Reshape", [ctx.emit("Expand", [v, ctx.shape_of(pos)]), ctx.i64([-1])])
+    flat_pos = ctx.emit("Reshape", [pos, ctx.i64([-1])])
+    flat_x = ctx.emit("Reshape", [x, ctx.i64([-1])])
+    out = ctx.emit("ScatterElements", [flat_x, flat_pos, upd], axis=0)
+    return ctx.emit("Reshape", [out, ctx.shape_of(x)])
+
+
 INDEX_PUT = defop("index_put", _index_put_forward,
-                  lambda x, v, *idx, template: Aval(x.shape, x.dtype), _index_put_vjp)
+                  lambda x, v, *idx, template: Aval(x.shape, x.dtype), _index_put_vjp, onnx=_index_put_onnx)
 
 
 def index_put(x, index, value):
@@ -316,10 +499,16 @@ def _take_along_axis_forward(xp, x, index, axis):
     return xp.take_along_axis(x, index, axis=axis)
 
 
+def _take_along_axis_onnx(ctx, node, x, index):
+    index = ctx.cast(index, node.inputs[1].aval.dtype, np.int64)
+    return ctx.emit("GatherElements", [x, index], axis=int(ctx.attrs(node)["axis"]))
+
+
 TAKE_ALONG_AXIS = defop(
     "take_along_axis", _take_along_axis_forward,
     lambda x, index, axis: Aval(index.shape, x.dtype),
-    lambda ctx, g: (scatter_add(_zeros_of(ctx.inputs[0], g), ctx.attrs["axis"], ctx.inputs[1], g), None))
+    lambda ctx, g: (scatter_add(_zeros_of(ctx.inputs[0], g), ctx.attrs["axis"], ctx.inputs[1], g), None),
+    onnx=_take_along_axis_onnx)
 
 
 def _zeros_of(x, g):
@@ -333,10 +522,17 @@ def _scatter_add_forward(xp, x, index, src, axis):
     return out
 
 
+def _scatter_add_onnx(ctx, node, x, index, src):
+    ctx.require(16, "scatter_add (ScatterElements with reduction='add')")
+    index = ctx.cast(index, node.inputs[1].aval.dtype, np.int64)
+    src = ctx.arg(node.inputs[2], src, out_dtype(node))
+    return ctx.emit("ScatterElements", [x, index, src], axis=int(ctx.attrs(node)["axis"]), reduction="add")
+
+
 SCATTER_ADD = defop(
     "scatter_add", _scatter_add_forward,
     lambda x, index, src, axis: Aval(x.shape, x.dtype),
-    lambda ctx, g: (g, None, take_along_axis(g, ctx.inputs[1], ctx.attrs["axis"])))
+    lambda ctx, g: (g, None, take_along_axis(g, ctx.inputs[1], ctx.attrs["axis"])), onnx=_scatter_add_onnx)
 
 
 def _check_index(op, x, index, axis):
@@ -440,7 +636,9 @@ def one_hot(indices, num_classes=-1, dtype=None):
 
 
 NONZERO = defop("nonzero", lambda xp, x: xp.stack(xp.nonzero(x), axis=-1).astype(np.int64),
-                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, foldable=False)  # count: data-dependent
+                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, differentiable=False,
+                foldable=False,  # count: data-dependent
+                onnx=lambda ctx, node, x: ctx.emit("Transpose", [ctx.emit("NonZero", [x])], perm=[1, 0]))
 
 
 def nonzero(x, as_tuple=False):

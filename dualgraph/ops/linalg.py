@@ -5,6 +5,7 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..tensor import apply
 from .infer import Aval, broadcast_shapes, result_dtype
+from .onnx_rules import args, emit_in, out_dtype
 from .registry import defop
 
 
@@ -43,7 +44,12 @@ def _matmul_forward(xp, a, b):
     return xp.matmul(a, b)
 
 
-MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasting=True)
+def _matmul_onnx(ctx, node, a, b):
+    dt = out_dtype(node)
+    return emit_in(ctx, "MatMul", dt, args(ctx, node, (a, b), dt), 2)
+
+
+MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasting=True, onnx=_matmul_onnx)
 
 
 def matmul(a, b):
@@ -160,7 +166,12 @@ def _einsum_forward(xp, *xs, inputs, output):
     return out.copy() if len(xs) == 1 else out
 
 
-EINSUM = defop("einsum", _einsum_forward, _einsum_infer, _einsum_vjp)
+def _einsum_onnx(ctx, node, *xs):
+    a = ctx.attrs(node)
+    return ctx.emit("Einsum", args(ctx, node, xs, out_dtype(node)), equation=",".join(a["inputs"]) + "->" + a["output"])
+
+
+EINSUM = defop("einsum", _einsum_forward, _einsum_infer, _einsum_vjp, onnx=_einsum_onnx)
 
 
 def einsum(subscripts, *operands):

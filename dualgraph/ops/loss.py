@@ -20,6 +20,7 @@ from ..native import I64, PTR, Loops, address
 from ..tensor import apply
 from .indexing import _along_axis_index
 from .infer import Aval, shapes_match
+from .onnx_rules import is_sym, out_dtype
 from .registry import defop
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -247,8 +248,43 @@ def _nll_loss_grad_vjp(ctx, h):
     return tuple(grads)
 
 
-NLL_LOSS = defop("nll_loss", _nll_loss_forward, _infer, _nll_loss_vjp)
-NLL_LOSS_GRAD = defop("nll_loss_grad", _nll_loss_grad_forward, _grad_infer, _nll_loss_grad_vjp)
+def _nll_loss_onnx(ctx, node, log_probs, target, weight=None):
+    a = ctx.attrs(node)
+    target = ctx.cast(target, node.inputs[1].aval.dtype, np.int64)
+    inputs = [log_probs, target] + ([weight] if weight is not None else [])
+    return ctx.emit("NegativeLogLikelihoodLoss", inputs, reduction=a["reduction"], ignore_index=int(a["ignore_index"]))
+
+
+def _nll_loss_grad_onnx(ctx, node, g, log_probs, target, weight=None):
+    """-g * weight[target] (/ summed weight for 'mean') at each target's class, 0 elsewhere: a one-hot
+    mask (target == class index along axis 1) times the per-sample coefficient."""
+    a = ctx.attrs(node)
+    dt = out_dtype(node)
+    target = ctx.cast(target, node.inputs[2].aval.dtype, np.int64)
+    valid = ctx.emit("Not", [ctx.emit("Equal", [target, ctx.const(np.int64(a["ignore_index"]))])])
+    safe = ctx.emit("Where", [valid, target, ctx.const(np.int64(0))])
+    w = ctx.emit("Cast", [valid], to=ctx.onnx_dtype(dt))
+    if weight is not None:
+        w = ctx.emit("Mul", [w, ctx.emit("Gather", [weight, safe], axis=0)])
+    minus_g = ctx.emit("Neg", [ctx.arg(node.inputs[0], g, dt)])
+    if a["reduction"] == "mean":
+        minus_g = ctx.emit("Div", [minus_g, ctx.reduce("ReduceSum", w, None, False)])
+    coef = ctx.emit("Mul", [w, minus_g])
+    shape = ctx.shape(node.inputs[1])
+    trailing = [1] * (len(shape) - 2)
+    if is_sym(shape[1]):
+        n_classes = ctx.emit("Reshape", [ctx.dim(shape[1]), ctx.i64([])])
+        classes = ctx.emit("Range", [ctx.const(np.int64(0)), n_classes, ctx.const(np.int64(1))])
+        classes = ctx.emit("Reshape", [classes, ctx.i64([1, -1] + trailing)])
+    else:
+        classes = ctx.i64(np.arange(int(shape[1])).reshape([1, -1] + trailing))
+    hit = ctx.emit("Cast", [ctx.emit("Equal", [ctx.unsqueeze(safe, [1]), classes])], to=ctx.onnx_dtype(dt))
+    return ctx.emit("Mul", [hit, ctx.unsqueeze(coef, [1])])
+
+
+NLL_LOSS = defop("nll_loss", _nll_loss_forward, _infer, _nll_loss_vjp, onnx=_nll_loss_onnx)
+NLL_LOSS_GRAD = defop("nll_loss_grad", _nll_loss_grad_forward, _grad_infer, _nll_loss_grad_vjp,
+                      onnx=_nll_loss_grad_onnx)
 
 
 def nll_loss(log_probs, target, weight=None, *, ignore_index=-100, reduction="mean"):

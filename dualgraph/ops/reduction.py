@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import apply
 from .infer import Aval, float_dtype
+from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
 
 
@@ -75,7 +76,7 @@ def _sum_vjp(ctx, g):
 
 
 SUM = defop("sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
-            _reduce_infer(_sum_dtype), _sum_vjp)
+            _reduce_infer(_sum_dtype), _sum_vjp, onnx=reduction("ReduceSum"))
 
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
@@ -93,7 +94,18 @@ def _count_forward(xp, x, axes, dtype):
 
 # The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
 # symbolic (a batch axis of unknown size in a traced or static graph).
-COUNT = defop("count", _count_forward, lambda x, axes, dtype: Aval((), dtype), None)
+def _count_onnx(ctx, node, x):
+    """Elements over the reduced axes, from the runtime shape (stays right for dynamic axes)."""
+    axes = ctx.attrs(node)["axes"]
+    shape = ctx.shape_of(x)
+    if axes is not None:
+        shape = ctx.emit("Gather", [shape, ctx.i64(list(axes))], axis=0)
+    n = ctx.emit("ReduceProd", [shape], keepdims=0)
+    return ctx.emit("Cast", [n], to=ctx.onnx_dtype(out_dtype(node)))
+
+
+COUNT = defop("count", _count_forward, lambda x, axes, dtype: Aval((), dtype), None, differentiable=False,
+              onnx=_count_onnx)
 
 
 def _count(x, axes):
@@ -159,7 +171,31 @@ def zeros_like_(x):
     return zeros_like(x)
 
 
-PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.shape, x.dtype), _prod_others_vjp)
+def _prod_others_onnx(ctx, node, x):
+    """For each element, the product of the other elements of its reduction group (zeros-safe):
+    a [..., K, K] tensor with ones on the diagonal, reduced by ReduceProd."""
+    axes = ctx.attrs(node)["axes"]
+    nd = node.inputs[0].aval.ndim
+    axes = tuple(range(nd)) if axes is None else tuple(axes)
+    dt = out_dtype(node)
+    perm = [i for i in range(nd) if i not in axes] + list(axes)
+    xt = ctx.emit("Transpose", [x], perm=perm) if perm != list(range(nd)) else x
+    shape_t = ctx.shape_of(xt)
+    lead = ctx.slice(shape_t, [0], [nd - len(axes)], [0])
+    flat = ctx.emit("Reshape", [xt, ctx.emit("Concat", [lead, ctx.i64([-1])], axis=0)])
+    k = ctx.emit("Gather", [ctx.shape_of(flat), ctx.const(np.int64(-1))], axis=0)
+    idx = ctx.emit("Range", [ctx.const(np.int64(0)), k, ctx.const(np.int64(1))])
+    eye = ctx.emit("Equal", [ctx.unsqueeze(idx, [1]), ctx.unsqueeze(idx, [0])])
+    w = ctx.emit("Where", [eye, ctx.const(1, dt), ctx.unsqueeze(flat, [-2])])
+    r = ctx.reduce("ReduceProd", w, (-1,), False)
+    r = ctx.emit("Reshape", [r, shape_t])
+    if perm != list(range(nd)):
+        r = ctx.emit("Transpose", [r], perm=[int(i) for i in np.argsort(perm)])
+    return r
+
+
+PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.shape, x.dtype), _prod_others_vjp,
+                    onnx=_prod_others_onnx)
 
 
 def _prod_vjp(ctx, g):
@@ -171,7 +207,7 @@ def _prod_vjp(ctx, g):
 
 
 PROD = defop("prod", lambda xp, x, axes, keepdims: xp.prod(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
-             _reduce_infer(_sum_dtype), _prod_vjp)
+             _reduce_infer(_sum_dtype), _prod_vjp, onnx=reduction("ReduceProd"))
 
 
 def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -199,8 +235,10 @@ def _nonempty(name, fn):
     return forward
 
 
-MAX = defop("max", _nonempty("max", lambda xp: xp.max), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True)
-MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True)
+MAX = defop("max", _nonempty("max", lambda xp: xp.max), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
+            onnx=reduction("ReduceMax"))
+MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
+            onnx=reduction("ReduceMin"))
 
 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -239,8 +277,10 @@ def _arg_forward(name, which):
     return forward
 
 
-ARGMAX = defop("argmax", _arg_forward("argmax", "argmax"), _arg_infer, None)
-ARGMIN = defop("argmin", _arg_forward("argmin", "argmin"), _arg_infer, None)
+ARGMAX = defop("argmax", _arg_forward("argmax", "argmax"), _arg_infer, None, differentiable=False,
+               onnx=arg_reduction("ArgMax"))
+ARGMIN = defop("argmin", _arg_forward("argmin", "argmin"), _arg_infer, None, differentiable=False,
+               onnx=arg_reduction("ArgMin"))
 
 
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
@@ -292,8 +332,14 @@ def _cumsum_vjp(ctx, g):
     return (flip(cumsum(flip(g, axis), axis), axis),)
 
 
+def _cumsum_onnx(ctx, node, x):
+    dt = out_dtype(node)
+    x = ctx.arg(node.inputs[0], x, dt)
+    return ctx.emit("CumSum", [x, ctx.const(np.int64(ctx.attrs(node)["axis"]))])
+
+
 CUMSUM = defop("cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis, dtype=_sum_dtype(x.dtype)),
-               lambda x, axis: Aval(x.shape, _sum_dtype(x.dtype)), _cumsum_vjp)
+               lambda x, axis: Aval(x.shape, _sum_dtype(x.dtype)), _cumsum_vjp, onnx=_cumsum_onnx)
 
 
 def cumsum(x, axis=None, *, dim=None):
@@ -316,9 +362,9 @@ def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 
 ALL = defop("all", lambda xp, x, axes, keepdims: xp.all(x, axis=axes, keepdims=keepdims),
-            _reduce_infer(lambda d: np.dtype(bool)), None)
+            _reduce_infer(lambda d: np.dtype(bool)), None, differentiable=False, onnx=bool_reduction("ReduceMin"))
 ANY = defop("any", lambda xp, x, axes, keepdims: xp.any(x, axis=axes, keepdims=keepdims),
-            _reduce_infer(lambda d: np.dtype(bool)), None)
+            _reduce_infer(lambda d: np.dtype(bool)), None, differentiable=False, onnx=bool_reduction("ReduceMax"))
 
 
 def sum_to(g, shape):

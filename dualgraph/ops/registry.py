@@ -3,10 +3,11 @@
 An `Op` carries
   forward(xp, *arrays, **attrs)   the computation on a backend namespace (numpy or cupy)
   infer(*avals, **attrs)          shape/dtype inference on abstract values (tracing, static graphs)
-  vjp(ctx, g)                     the backward rule, written with dualgraph ops (so it differentiates again)
+  vjp(ctx, g)                     the backward rule, written with dualgraph ops (so it differentiates again),
+                                  or None with differentiable=False for ops with no gradient
   vjp_reads(...)                  which saved inputs/outputs that rule reads: derived from the vjp itself
   traits                          elementwise / pure / commutative / foldable / view ...
-  onnx                            the ONNX lowering (filled in by the export layer)
+  onnx                            the ONNX lowering (ops/onnx_rules.py), or not_exportable(reason)
 Composite ops (softmax, mean, losses) are plain functions of primitives and need no record.
 """
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class Op:
     forward: Callable
     infer: Callable
     vjp: Optional[Callable]            # None: not differentiable (comparisons, argmax, ...)
+    differentiable: bool = True        # False says vjp=None on purpose (tests/test_op_records.py checks both agree)
     elementwise: bool = False          # output is a pointwise function of broadcast inputs
     broadcasting: bool = False         # inputs broadcast against each other (vjp outputs are summed back)
     pure: bool = True                  # no randomness / side effects: CSE and folding may merge it
@@ -32,7 +34,7 @@ class Op:
     ufunc: str = ""                    # forward is exactly this numpy/cupy ufunc: the operator fast path calls it
     expr: str = ""                     # scalar C expression over {0}, {1}, ...: fused C and CUDA kernels are generated from it
     grad_name: str = ""
-    onnx: Any = None                   # lowering rule, attached by dualgraph.onnx
+    onnx: Any = None                   # lowering rule(ctx, node, *names), or onnx_rules.not_exportable(reason)
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

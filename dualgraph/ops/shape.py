@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import apply
 from .infer import Aval, Dim
+from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
 from .reduction import norm_axes
 
@@ -55,9 +56,20 @@ def _symbolic_rest(in_shape, shape):
     return Dim("*".join(str(d) for d in in_shape) + (f"/{known}" if known != 1 else ""))
 
 
+def _reshape_onnx(ctx, node, x):
+    conv = as_onnx_conv(ctx, node)   # the end of conv2d's pad -> unfold -> matmul -> reshape
+    if conv is not None:
+        return conv
+    shape = tuple(ctx.attrs(node)["shape"])
+    allowzero = 1 if any((not is_sym(d)) and d == 0 for d in shape) else None
+    if allowzero and ctx.opset < 14:
+        raise NotExportable("reshape to a shape with a zero-size dim needs opset 14 or newer")
+    return ctx.emit("Reshape", [x, ctx.shape_tensor(shape)], allowzero=allowzero)
+
+
 RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                 lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape, for_infer=True), x.dtype),
-                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True)
+                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, onnx=_reshape_onnx)
 
 
 def reshape(x, *shape):
@@ -91,7 +103,8 @@ def _transpose_vjp(ctx, g):
 
 
 TRANSPOSE = defop("transpose", lambda xp, x, axes: xp.transpose(x, axes),
-                  lambda x, axes: Aval(tuple(x.shape[a] for a in axes), x.dtype), _transpose_vjp, view=True)
+                  lambda x, axes: Aval(tuple(x.shape[a] for a in axes), x.dtype), _transpose_vjp, view=True,
+                  onnx=lambda ctx, node, x: ctx.emit("Transpose", [x], perm=[int(a) for a in ctx.attrs(node)["axes"]]))
 
 
 _SWAP_2D = {"axes": (1, 0)}
@@ -148,7 +161,8 @@ def _broadcast_infer(x, shape):
 
 
 BROADCAST_TO = defop("broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), _broadcast_infer,
-                     lambda ctx, g: (g,), broadcasting=True, view=True)
+                     lambda ctx, g: (g,), broadcasting=True, view=True,
+                     onnx=lambda ctx, node, x: ctx.emit("Expand", [x, ctx.shape_tensor(ctx.attrs(node)["shape"])]))
 
 
 def broadcast_to(x, *shape):
@@ -230,7 +244,12 @@ def _concat_vjp(ctx, g):
     return tuple(out)
 
 
-CONCAT = defop("concat", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis), _concat_infer, _concat_vjp)
+def _concat_onnx(ctx, node, *xs):
+    return ctx.emit("Concat", args(ctx, node, xs, out_dtype(node)), axis=int(ctx.attrs(node)["axis"]))
+
+
+CONCAT = defop("concat", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis), _concat_infer, _concat_vjp,
+               onnx=_concat_onnx)
 
 
 def concat(tensors, axis=0, *, dim=None):
@@ -353,10 +372,19 @@ def _padded_dim(d, lo, hi):
     return Dim(f"{d}+{lo + hi}") if isinstance(d, Dim) else d + lo + hi
 
 
+def _pad_onnx(ctx, node, x):
+    a = ctx.attrs(node)
+    widths = a["pad_width"]
+    pads = [int(lo) for lo, _ in widths] + [int(hi) for _, hi in widths]
+    if a["mode"] == "constant":
+        return ctx.emit("Pad", [x, ctx.i64(pads), ctx.const(a["value"], node.inputs[0].aval.dtype)], mode="constant")
+    return ctx.emit("Pad", [x, ctx.i64(pads)], mode=a["mode"])   # numpy's reflect/edge are ONNX's
+
+
 PAD = defop("pad", _pad_forward,
             lambda x, pad_width, mode, value: Aval(tuple(_padded_dim(d, lo, hi) for d, (lo, hi) in
                                                          zip(x.shape, pad_width)), x.dtype),
-            _pad_vjp)
+            _pad_vjp, onnx=_pad_onnx)
 
 
 def pad(x, pad, mode="constant", value=0.0):
@@ -381,8 +409,16 @@ def pad(x, pad, mode="constant", value=0.0):
     return apply(PAD, (x,), {"pad_width": widths, "mode": mode, "value": float(value)})
 
 
+def _flip_onnx(ctx, node, x):
+    axes = list(ctx.attrs(node)["axes"])
+    if not axes:
+        return ctx.emit("Identity", [x])
+    n = len(axes)
+    return ctx.slice(x, [-1] * n, [INT64_MIN] * n, axes, [-1] * n)
+
+
 FLIP = defop("flip", lambda xp, x, axes: xp.flip(x, axes), lambda x, axes: Aval(x.shape, x.dtype),
-             lambda ctx, g: (flip(g, ctx.attrs["axes"]),), view=True)
+             lambda ctx, g: (flip(g, ctx.attrs["axes"]),), view=True, onnx=_flip_onnx)
 
 
 def flip(x, axis=None, *, dims=None):
@@ -413,7 +449,7 @@ def _to_device_apply(x, dev):
 
 
 TO_DEVICE = defop("to_device", _to_device_forward, lambda x, device: Aval(x.shape, x.dtype),
-                  lambda ctx, g: (to_device_op(g, ctx.inputs[0].device),), foldable=False)
+                  lambda ctx, g: (to_device_op(g, ctx.inputs[0].device),), foldable=False, onnx=unary("Identity"))
 
 
 def to_device_op(x, dev):

@@ -138,10 +138,23 @@ def _log_softmax_grad_vjp(ctx, h):
     return h - _sum(he, axis=axis, keepdims=True), -(he * _sum(g, axis=axis, keepdims=True))
 
 
+def _log_softmax_onnx(ctx, node, x):
+    x = ctx.arg(node.inputs[0], x, node.outputs[0].aval.dtype)
+    return ctx.emit("LogSoftmax", [x], axis=int(ctx.attrs(node)["axis"]))
+
+
+def _log_softmax_grad_onnx(ctx, node, g, y):
+    dt = node.outputs[0].aval.dtype
+    g, y = ctx.arg(node.inputs[0], g, dt), ctx.arg(node.inputs[1], y, dt)
+    total = ctx.reduce("ReduceSum", g, (int(ctx.attrs(node)["axis"]),), True)
+    return ctx.emit("Sub", [g, ctx.emit("Mul", [ctx.emit("Exp", [y]), total])])
+
+
 LOG_SOFTMAX = defop("log_softmax", _log_softmax_forward,
-                    lambda x, axis: Aval(x.shape, float_dtype(x.dtype)), _log_softmax_vjp, saves_output=True)
+                    lambda x, axis: Aval(x.shape, float_dtype(x.dtype)), _log_softmax_vjp, saves_output=True,
+                    onnx=_log_softmax_onnx)
 LOG_SOFTMAX_GRAD = defop("log_softmax_grad", _log_softmax_grad_forward,
-                         lambda g, y, axis: Aval(y.shape, y.dtype), _log_softmax_grad_vjp)
+                         lambda g, y, axis: Aval(y.shape, y.dtype), _log_softmax_grad_vjp, onnx=_log_softmax_grad_onnx)
 
 
 def log_softmax(x, axis=-1):
