@@ -105,16 +105,10 @@ def build_entry(cf, args, leaves, sym_mask, struct, symbolic, descs):
     for v, data in fx.dead:
         v.const = data
     graph.meta["donate"] = _donations(graph, outputs, writebacks, fx.alive)
+    # whether a captured tensor's .grad was None is guarded (an argument is another tensor at each call)
     grad_guards = [(ref, was_none) for ref, was_none in fx.grad_reads
                    if ref() is not None and id(ref()) not in fx.sym_args]
-    # a captured target is addressed by its capture index: the call writes to the tensor it read
-    # (a rebound attribute gets the update), and no strong reference is kept; `writebacks` and
-    # `grad_writes` keep the traced targets, which dg.onnx names the outputs after
-    cap_index = {id(c.ref()): i for i, c in enumerate(captured)}
-    writeback_plan = [("capi", cap_index[id(t)], k) if kind == "cap" and id(t) in cap_index else (kind, t, k)
-                      for kind, t, k in writebacks]
-    grad_write_plan = [(("capi", cap_index[id(t[1])]) if t[0] == "cap" and id(t[1]) in cap_index else t, k)
-                       for t, k in grad_writes]
+    writeback_plan, grad_write_plan = _call_plans(captured, writebacks, grad_writes)
     globals_read = frozen_globals(cf.fn)
     global_guards = [(kind, name, value) for kind, name, value, _ in globals_read
                      if isinstance(value, (int, float, bool, str))]
@@ -283,6 +277,19 @@ def _bind_captures(graph, n_args, fx, fn, module):
         captured.append(Captured(t, v, expr, owner_ref, line))
     graph.inputs = inputs
     return captured
+
+
+def _call_plans(captured, writebacks, grad_writes):
+    """The write-backs as a call addresses them. A captured target is addressed by its capture index
+    ("capi"): the call writes to the tensor it read this time (a rebound attribute gets the update),
+    and no strong reference is kept. `writebacks` and `grad_writes` keep the traced targets, which
+    dg.onnx names the outputs after."""
+    cap_index = {id(c.ref()): i for i, c in enumerate(captured)}
+    writeback_plan = [("capi", cap_index[id(t)], k) if kind == "cap" and id(t) in cap_index else (kind, t, k)
+                      for kind, t, k in writebacks]
+    grad_write_plan = [(("capi", cap_index[id(t[1])]) if t[0] == "cap" and id(t[1]) in cap_index else t, k)
+                       for t, k in grad_writes]
+    return writeback_plan, grad_write_plan
 
 
 def _donations(graph, outputs, writebacks, alive):
