@@ -44,7 +44,8 @@ def _fused_forward(xp, *xs, subgraphs=None):
 
 
 FUSED = REGISTRY.get("fused_elementwise") or defop(
-    "fused_elementwise", _fused_forward, _fused_infer, None, elementwise=True, foldable=False, n_out=-1,
+    "fused_elementwise", _fused_forward, _fused_infer, None, differentiable=False, elementwise=True, foldable=False,
+    n_out=-1,
     extra={"subgraphs": True})
 
 
