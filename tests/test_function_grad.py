@@ -5,6 +5,7 @@ import pytest
 
 import dualgraph as dg
 from dualgraph.ops.infer import Aval
+from dualgraph.ops.onnx_rules import not_exportable
 from dualgraph.ops.registry import Op
 
 
@@ -84,6 +85,7 @@ def test_the_tape_node_of_a_compiled_call_holds_an_op_record_like_any_op():
     assert close(outs[0], ref[0]) and close(outs[1], ref[1])
     assert [tuple(av.shape) for av in op.infer(Aval(a.shape, a.dtype), Aval(b.shape, b.dtype))] == [(3,), ()]
     assert f(a, b)[0].grad_fn.op is op      # one record per trace and set of inputs requiring grad
+    assert isinstance(op.onnx, not_exportable) and "export traces the function" in op.onnx.reason
     # a call's residuals go with its node: freed when backward frees the graph, as eager saved tensors
     residuals = y.grad_fn.attrs["residuals"]
     assert residuals

@@ -15,6 +15,7 @@ from typing import Optional
 from .._state import STATE
 from ..errors import AutogradError, DualgraphError
 from ..graph.ir import Graph
+from ..ops.onnx_rules import not_exportable
 from ..ops.registry import Op
 from ..tensor import Tensor, _make, apply
 from . import passes as _passes
@@ -73,6 +74,8 @@ def compile_op(name, graph, wrt, device, xp, passes):
         name=f"compiled_{name}", forward=forward, infer=infer, vjp=_vjp, pure=False, foldable=False,
         n_out=len(diff), grad_name="CompiledFunctionBackward",
         doc=f"a call of the compiled function {name}, differentiated by its caller",
+        onnx=not_exportable("it records an eager call of a compiled function for autograd; export traces "
+                            "the function itself"),
         fwd=fwd_exec, bwd=Executable(bwd, xp), n_fwd_out=n_out, diff=tuple(diff),
         grads_for=[wrt[k] for k in joint.meta["grads_for"]], joint=joint,
         stale_reads=joint.meta["stale_reads"], reads_in=reads_in, reads_out=reads_out,
