@@ -473,8 +473,9 @@ def compile_graph(graph, xp=np):
     return Executable(graph, xp)
 
 
-def interpret(graph, arrays, xp=np):
-    """Reference interpreter: run node by node with op.forward, freeing values after their last use."""
+def interpret(graph, arrays, xp=np, on_node=None):
+    """Reference interpreter: run node by node with op.forward, freeing values after their last use.
+    `on_node(node, outputs)`, when given, sees each node's outputs as they are computed."""
     env = {id(v): a for v, a in zip(graph.inputs, arrays)}
     sizes = {}
     for v, a in zip(graph.inputs, arrays):
@@ -509,6 +510,8 @@ def interpret(graph, arrays, xp=np):
             for d, n in zip(v.aval.shape, env[id(v)].shape):
                 if isinstance(d, Dim):
                     sizes.setdefault(d, n)
+        if on_node is not None:
+            on_node(node, [env[id(v)] for v in node.outputs])
         for v in node.inputs:
             if v is not None and last.get(id(v)) == k and id(v) not in outs_ids:
                 env.pop(id(v), None)

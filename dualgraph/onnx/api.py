@@ -139,12 +139,12 @@ def _entry(cf, args):
 
 def _same_shapes_at(sym_entry, conc_entry, args):
     """Do the symbolic trace's outputs, at the example's sizes, have the concrete trace's shapes?"""
+    from ..ops.dims import DimExpr, resolve
     from ..ops.infer import Dim
-    from .interp import resolve_dims
     env = {}
     for v, a in zip(sym_entry.graph.inputs, [a for a in args if isinstance(a, Tensor)]):
         for d, n in zip(v.aval.shape, a.shape):
-            if isinstance(d, Dim) and not hasattr(d, "args"):
+            if isinstance(d, Dim) and not isinstance(d, DimExpr):
                 env.setdefault(d, int(n))
     a_outs, b_outs = sym_entry.graph.outputs, conc_entry.graph.outputs
     if len(a_outs) != len(b_outs):
@@ -154,7 +154,7 @@ def _same_shapes_at(sym_entry, conc_entry, args):
             return False
         for d, n in zip(a.aval.shape, b.aval.shape):
             try:
-                if int(resolve_dims(d, env)) != int(n):
+                if int(resolve(d, env)) != int(n):
                     return False
             except (KeyError, TypeError, ValueError):
                 continue   # an opaque symbol: nothing to compare

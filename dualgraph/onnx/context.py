@@ -14,80 +14,16 @@ from onnx import helper
 
 from ..backend import to_host
 from ..errors import DualgraphError
+from ..ops.dims import DimExpr, key
 from ..ops.infer import Dim
 from ..ops.onnx_rules import NotExportable, is_sym
-
-
-class DimScalar:
-    """A weak int operand the exporter found to be a symbolic size (mean's element count)."""
-
-    __slots__ = ("dim",)
-
-    def __init__(self, dim):
-        self.dim = dim
-
-
-class SymDim(Dim):
-    """A product of symbolic dims times a rational coefficient: `B*12`, `B*T/4`.
-
-    Made by the exporter when it re-derives symbolic shapes (a reshape to `(batch, -1)`);
-    equal to any SymDim with the same factors and coefficient.
-    """
-
-    __slots__ = ("factors", "num", "den")
-
-    def __init__(self, factors, num=1, den=1):
-        g = np.gcd(int(num), int(den))
-        self.factors, self.num, self.den = tuple(sorted(factors, key=id)), int(num) // g, int(den) // g
-        super().__init__("*".join([d.name for d in self.factors] + ([str(self.num)] if self.num != 1 else []))
-                         + (f"/{self.den}" if self.den != 1 else ""))
-
-    def __eq__(self, other):
-        return (isinstance(other, SymDim) and self.factors == other.factors and self.num == other.num
-                and self.den == other.den)
-
-    def __hash__(self):
-        return hash((tuple(id(f) for f in self.factors), self.num, self.den))
-
-
-def sym_product(dims):
-    """Product of ints, Dims and SymDims, simplified; an int when no symbol is left."""
-    factors, num, den = [], 1, 1
-    for d in dims:
-        if isinstance(d, SymDim):
-            factors.extend(d.factors)
-            num, den = num * d.num, den * d.den
-        elif isinstance(d, Dim):
-            factors.append(d)
-        else:
-            num *= int(d)
-    return make_sym(factors, num, den)
-
-
-def make_sym(factors, num, den=1):
-    g = np.gcd(num, den) or 1
-    num, den = num // g, den // g
-    if not factors:
-        return num // den if den else 0
-    if len(factors) == 1 and num == 1 and den == 1:
-        return factors[0]
-    return SymDim(factors, num, den)
-
-
-def sym_divide(d, k):
-    """d / k for a symbolic d and an int k."""
-    if isinstance(d, SymDim):
-        return make_sym(list(d.factors), d.num, d.den * k)
-    if isinstance(d, Dim):
-        return make_sym([d], 1, k)
-    return d // k
 
 
 def _nonneg(d):
     """Is the size expression `d` known to be >= 0 (sizes, numbers >= 0, and + * // % of them)?"""
     if isinstance(d, (int, np.integer)):
         return d >= 0
-    if hasattr(d, "op") and hasattr(d, "args"):
+    if isinstance(d, DimExpr):
         return d.op in ("+", "*", "//", "%") and all(_nonneg(x) for x in d.args)
     return isinstance(d, Dim)
 
@@ -99,18 +35,13 @@ def onnx_dtype(dt):
 class LoweringContext:
     """Collects the ONNX nodes and initializers of one (sub)graph."""
 
-    def __init__(self, opset, root=None, names=None, dim_sources=None, sym_shapes=None, attrs=None,
-                 native_ops=True):
+    def __init__(self, opset, root=None, names=None, dim_sources=None, native_ops=True):
         self.opset = opset
         self.native_ops = root.native_ops if root is not None else native_ops   # Conv/AveragePool for chains
         self.root = root or self
         self.nodes = []
         self.names = {} if names is None else names          # id(Value) -> ONNX name
         self.dim_sources = {} if dim_sources is None else dim_sources  # Dim -> (ONNX name, axis)
-        self.sym_shapes = {} if sym_shapes is None else sym_shapes    # id(Value) -> shape with Dims
-        self.node_attrs = {} if attrs is None else attrs      # id(Node) -> attrs with Dims
-        self.scalar_dims = root.scalar_dims if root is not None else {}  # (id(Node), i) -> Dim
-        self.uniform = root.uniform if root is not None else {}   # id(const) -> (sym shape, fill)
         if root is not None:
             self.dim_names = root.dim_names
         if root is None:
@@ -178,9 +109,6 @@ class LoweringContext:
 
     def arg(self, x, name, dtype):
         """The ONNX name of input `x` (a Value with ONNX name `name`, or a Python scalar) as `dtype`."""
-        if isinstance(name, DimScalar):   # a size computed at run time
-            n = self.emit("Reshape", [self.dim(name.dim), self.i64([])])
-            return self.emit("Cast", [n], to=onnx_dtype(dtype))
         if not isinstance(name, str):   # a weak Python scalar (or a bare number)
             value = x.const if getattr(x, "weak", False) else (name if name is not None else x)
             return self.const(np.asarray(value, dtype=dtype), hint="scalar")
@@ -193,10 +121,6 @@ class LoweringContext:
 
     def name_of(self, v):
         """The ONNX name of IR value `v`: lowered already, or a constant (made on first use)."""
-        if id(v) not in self.names and id(v) in self.uniform:
-            shape, fill = self.uniform[id(v)]
-            self.names[id(v)] = self.emit("Expand", [self.const(np.asarray(fill, v.aval.dtype)),
-                                                     self.shape_tensor(shape)], hint=v.name or "filled")
         if id(v) not in self.names:
             if v.const is None:
                 raise DualgraphError(f"onnx export: {v} is used before it is defined")
@@ -205,11 +129,11 @@ class LoweringContext:
         return self.names[id(v)]
 
     def shape(self, v):
-        """The shape of IR value `v` with symbolic dims (as the exporter derived them)."""
-        return self.sym_shapes.get(id(v), tuple(v.aval.shape))
+        """The shape of IR value `v`, symbolic dims included."""
+        return tuple(v.aval.shape)
 
     def attrs(self, node):
-        return self.node_attrs.get(id(node), node.attrs)
+        return node.attrs
 
     def shape_of(self, name):
         """Shape(name), emitted once per name."""
@@ -218,13 +142,13 @@ class LoweringContext:
         return self._shape_cache[name]
 
     def dim(self, d):
-        """A [1] int64 tensor holding dim `d` at run time (an int, a Dim or a SymDim)."""
+        """A [1] int64 tensor holding dim `d` at run time (an int, a Dim or a size expression)."""
         if not is_sym(d):
             return self.i64([int(d)])
-        key = d if isinstance(d, SymDim) else id(d)
-        if key in self._dim_cache:
-            return self._dim_cache[key]
-        if hasattr(d, "op") and hasattr(d, "args"):   # @dg.function's DimExpr: (d0 * 3), (d0 // 2)
+        k = key(d)
+        if k in self._dim_cache:
+            return self._dim_cache[k]
+        if isinstance(d, DimExpr):   # (d0 * 3), (d0 // 2), (B * T) // 4
             a, b = (self.dim(x) if is_sym(x) else self.i64([int(x)]) for x in d.args)
             kind = {"+": "Add", "-": "Sub", "*": "Mul", "//": "Div", "%": "Mod"}.get(d.op)
             if kind is None:
@@ -234,15 +158,6 @@ class LoweringContext:
                 # a - a % b (Mod takes the divisor's sign, as Python) is an exact multiple of b
                 a = self.emit("Sub", [a, self.emit("Mod", [a, b])])
             out = self.emit(kind, [a, b])
-        elif isinstance(d, SymDim):
-            out = None
-            for f in d.factors:
-                piece = self.dim(f)
-                out = piece if out is None else self.emit("Mul", [out, piece])
-            if d.num != 1:
-                out = self.emit("Mul", [out, self.i64([d.num])])
-            if d.den != 1:
-                out = self.emit("Div", [out, self.i64([d.den])])
         else:
             src = self.dim_sources.get(d)
             if src is None:
@@ -250,7 +165,7 @@ class LoweringContext:
                                     f"exported model cannot compute it")
             name, axis = src
             out = self.emit("Gather", [self.shape_of(name), self.i64([axis])], axis=0, hint=f"dim_{d.name}")
-        self._dim_cache[key] = out
+        self._dim_cache[k] = out
         return out
 
     def shape_tensor(self, dims):
@@ -273,9 +188,7 @@ class LoweringContext:
 
     def sub(self):
         """A context for a subgraph body: own node list; constants and names shared with the root."""
-        c = LoweringContext(self.opset, root=self.root, names=self.names, dim_sources=self.dim_sources,
-                            sym_shapes=self.sym_shapes, attrs=self.node_attrs)
-        return c
+        return LoweringContext(self.opset, root=self.root, names=self.names, dim_sources=self.dim_sources)
 
     # ---- opset-dependent helpers ------------------------------------------------------------
     def reduce(self, op_type, x, axes, keepdims, hint=None):

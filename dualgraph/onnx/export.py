@@ -20,7 +20,9 @@ from ..errors import DualgraphError
 from ..ops.infer import Dim
 from ..ops.registry import REGISTRY
 from ..ops.onnx_rules import not_exportable
-from .context import DimScalar, LoweringContext, NotExportable, SymDim, is_sym, onnx_dtype
+from ..ops.dims import DimExpr
+from .context import LoweringContext, NotExportable, is_sym, onnx_dtype
+from .symbolic import generalize
 
 MIN_OPSET = 13
 
@@ -154,16 +156,13 @@ class ExportInfo:
     """What the exporter learned: names, symbolic shapes, dims (for verification and debugging)."""
 
     def __init__(self):
+        self.graph = None          # the graph lowered: the one given, or its generalization to dynamic axes
         self.input_names = []      # fed inputs, in graph input order
         self.fed = []              # graph input indices that are fed (not initializers)
         self.output_names = []
-        self.value_names = {}      # id(Value) -> ONNX name
-        self.sym_shapes = {}
-        self.node_attrs = {}
+        self.value_names = {}      # id(Value of self.graph) -> ONNX name
         self.dims = {}             # dim name -> Dim
         self.traced_sizes = {}     # Dim -> traced size (graphs traced at concrete sizes)
-        self.scalar_dims = {}      # (id(node), input index) -> symbolic size replacing a weak int
-        self.uniform = {}          # id(const Value) -> (symbolic shape, fill): constants of a traced size
         self.emitted = {}
         self.opset = None
 
@@ -182,11 +181,9 @@ def _normalize_dynamic_axes(dynamic_axes, names):
 
 
 def dim_param(d, names):
-    """The ONNX dim_param of a symbolic dim: the name dynamic_axes gave it, else its own."""
-    if isinstance(d, SymDim):
-        parts = [dim_param(f, names) for f in d.factors] + ([str(d.num)] if d.num != 1 else [])
-        return "*".join(parts) + (f"/{d.den}" if d.den != 1 else "")
-    if hasattr(d, "code") and hasattr(d, "args"):   # @dg.function's DimExpr
+    """The ONNX dim_param of a symbolic dim: the name dynamic_axes gave it, else its own; a size
+    expression spelled with those names."""
+    if isinstance(d, DimExpr):
         return d.code(lambda leaf: names.get(leaf, leaf.name)).replace(" ", "")
     return names.get(d, d.name)
 
@@ -207,14 +204,11 @@ def lower_graph(ctx, graph, problems):
     """Lower every node of `graph` into ctx; names of graph values land in ctx.names."""
     for node in graph.nodes:
         ins = []
-        for k, v in enumerate(node.inputs):
-            if v is None:
-                ins.append(None)
-            elif getattr(v, "weak", False):
-                d = ctx.scalar_dims.get((id(node), k))
-                ins.append(v.const if d is None else DimScalar(d))
+        for v in node.inputs:
+            if v is None or getattr(v, "weak", False):
+                ins.append(None if v is None else v.const)
             else:
-                if id(v) not in ctx.names and v.const is None and id(v) not in ctx.uniform:
+                if id(v) not in ctx.names and v.const is None:
                     raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
                 ins.append(ctx.name_of(v))
         ctx.current = node
@@ -231,9 +225,9 @@ def lower_graph(ctx, graph, problems):
                               f"{len(node.outputs)}")
         for o, n in zip(node.outputs, outs):
             ctx.names[id(o)] = n
-            if ctx.root is ctx:   # a symbol a shape rule made (opaque 'B*64/64'): readable from here on
-                for axis, d in enumerate(ctx.shape(o)):
-                    if isinstance(d, Dim) and not isinstance(d, SymDim) and not hasattr(d, "args"):
+            if ctx.root is ctx:   # a symbol a shape rule made (nonzero's count): readable from here on
+                for axis, d in enumerate(o.aval.shape):
+                    if isinstance(d, Dim) and not isinstance(d, DimExpr):
                         ctx.dim_sources.setdefault(d, (n, axis))
 
 
@@ -253,7 +247,6 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     initializers = initializers or {}
     info = ExportInfo()
     info.opset = opset
-    info.graph = graph
     ctx = LoweringContext(opset, native_ops=native_ops)
     info.fed = [i for i in range(len(graph.inputs)) if i not in initializers]
     input_names = list(input_names or [])
@@ -263,14 +256,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         v = graph.inputs[i]
         name = input_names[k] if k < len(input_names) else (v.name if v.name and not v.name.isdigit()
                                                             else f"input_{k}")
-        ctx.names[id(v)] = ctx.reserve(name)
-        info.input_names.append(name)
-    for i, (name, arr) in sorted(initializers.items()):
-        v = graph.inputs[i]
-        arr = np.asarray(to_host(arr) if not isinstance(arr, np.ndarray) else arr)
-        name = ctx.reserve(name)
-        ctx.initializers.append(onnx.numpy_helper.from_array(arr, name))
-        ctx.names[id(v)] = name
+        info.input_names.append(ctx.reserve(name))
     n_out = len(graph.outputs)
     output_names = list(output_names or [])
     if len(output_names) > n_out:
@@ -279,7 +265,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     dyn = _normalize_dynamic_axes(dynamic_axes, info.input_names + output_names)
 
     # symbolic dims: those the trace already has, and those dynamic_axes asks for
-    sym_shapes, fresh, by_name = {}, False, {}
+    sym_inputs, fresh, by_name = [v.aval.shape for v in graph.inputs], False, {}
     for k, i in enumerate(info.fed):
         v = graph.inputs[i]
         shape = list(v.aval.shape)
@@ -301,23 +287,25 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
                                   f"and {shape[axis]} in {info.input_names[k]!r}")
             shape[axis] = d
             fresh = True
-        sym_shapes[id(v)] = tuple(shape)
-        for axis, d in enumerate(shape):
-            if isinstance(d, Dim) and not isinstance(d, SymDim):
-                ctx.dim_sources.setdefault(d, (ctx.names[id(v)], axis))
-                info.dims.setdefault(ctx.dim_names.get(d, d.name), d)
-    ctx.sym_shapes.update(sym_shapes)
+        sym_inputs[i] = tuple(shape)
     if fresh:
-        from .symbolic import Deriver
         if any(isinstance(d, Dim) for v in graph.inputs for d in v.aval.shape):
             raise ExportError("dynamic_axes: this graph has symbolic dims already; name those axes only "
                               "(or trace at concrete sizes)")
-        deriver = Deriver(info.traced_sizes)
-        ctx.node_attrs.update(deriver.run(graph, ctx.sym_shapes))
-        ctx.scalar_dims.update(deriver.scalars)
-        ctx.uniform.update(deriver.uniform)
-    info.sym_shapes, info.node_attrs, info.scalar_dims = ctx.sym_shapes, ctx.node_attrs, ctx.scalar_dims
-    info.uniform = ctx.uniform
+        graph = generalize(graph, sym_inputs, info.traced_sizes)
+    info.graph = graph
+    for k, i in enumerate(info.fed):
+        v = graph.inputs[i]
+        ctx.names[id(v)] = info.input_names[k]
+        for axis, d in enumerate(v.aval.shape):
+            if isinstance(d, Dim) and not isinstance(d, DimExpr):
+                ctx.dim_sources.setdefault(d, (info.input_names[k], axis))
+                info.dims.setdefault(ctx.dim_names.get(d, d.name), d)
+    for i, (name, arr) in sorted(initializers.items()):
+        arr = np.asarray(to_host(arr) if not isinstance(arr, np.ndarray) else arr)
+        name = ctx.reserve(name)
+        ctx.initializers.append(onnx.numpy_helper.from_array(arr, name))
+        ctx.names[id(graph.inputs[i])] = name
 
     problems = []
     lower_graph(ctx, graph, problems)
@@ -345,7 +333,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         else:
             ctx.emit("Identity", [src], outputs=[ctx.reserve(want)])
         taken.add(want)
-        shape = list(ctx.sym_shapes.get(id(v), v.aval.shape))
+        shape = list(v.aval.shape)
         for axis, dname in dyn.get(want, {}).items():
             if is_sym(shape[axis]):
                 continue
@@ -353,12 +341,12 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
         out_infos.append(_value_info(want, v.aval.dtype, shape, ctx.dim_names))
     info.output_names = output_names
     info.emitted = ctx.emitted
-    keep_inits = {initializers[i][0] for i in overridable}
-    ctx.nodes, ctx.initializers = _live(ctx.nodes, ctx.initializers, output_names, keep_inits)
+    params = {name for name, _ in initializers.values()}   # kept even where unread: they are the model's state
+    ctx.nodes, ctx.initializers = _live(ctx.nodes, ctx.initializers, output_names, params)
     produced = {o for n in ctx.nodes for o in n.output} | {t.name for t in ctx.initializers} | set(info.input_names)
     info.value_names = {k: n for k, n in ctx.names.items() if n in produced}
 
-    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, ctx.sym_shapes[id(graph.inputs[i])],
+    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape,
                             ctx.dim_names) for k, i in enumerate(info.fed)]
     in_infos += [_value_info(initializers[i][0], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape)
                  for i in sorted(overridable)]

@@ -1,8 +1,9 @@
 """Re-deriving symbolic shapes for a graph traced at concrete sizes.
 
 When a graph was traced with concrete shapes and the user asks for dynamic axes, the exporter makes
-those input dims symbolic and walks the graph: each op's own `infer` rule propagates the symbols, and
-the ops whose attributes spell shapes get their attributes generalized first:
+those input dims symbolic and `generalize` rewrites the graph into the one a trace with those dims
+symbolic would have given: each op's own `infer` rule propagates the symbols, and the ops whose
+attributes spell shapes get their attributes generalized first:
 
 * `reshape`: input and target dims are grouped by equal products (`(B, 3, 4) -> (B, 12)` pairs
   `[B]` with `[2]` and `[3, 4]` with `[12]`); a group holding a symbolic input dim gets symbolic output
@@ -11,43 +12,52 @@ the ops whose attributes spell shapes get their attributes generalized first:
   otherwise a dim equal to the traced size of exactly one symbol seen so far is taken to be that
   symbol (so trace with a batch size that no other dim shares; `verify=True` tries other sizes).
 * `getitem`: a slice that stops at the traced size of a symbolic axis stops at the end instead.
+* `mean`'s divisor, a Python int, becomes the `count` op of the summed tensor when its axes are symbolic
+  (the same count divides in its gradient); a constant of a traced shape filled with one value
+  (zeros(x.shape)) becomes a `broadcast_to` of that value to the symbolic shape.
+
+Symbolic dims are those of ops/dims.py: products with a rational coefficient (`B*12`, `B*T//4`) are
+`dims.product` / `dims.divide` expressions, evaluated and exported like any other size expression.
 
 Every derived shape is checked against the traced one (symbols replaced by traced sizes); where the
 rule cannot be trusted the traced dims are kept, and verification at other sizes will say so.
 """
 import numpy as np
 
+from ..graph.ir import Graph
+from ..ops.dims import divide, evaluate, key, product, resolve
 from ..ops.infer import Aval, Dim
-from .context import SymDim, is_sym, sym_divide, sym_product
+from ..ops.onnx_rules import is_sym
+from ..ops.reduction import COUNT
+from ..ops.shape import BROADCAST_TO
 
 
-def evaluate(d, sizes):
-    if isinstance(d, SymDim):
-        n = 1
-        for f in d.factors:
-            n *= sizes[f]
-        return n * d.num // d.den
-    if isinstance(d, Dim):
-        return sizes[d]
-    return d
+def generalize(graph, sym_inputs, sizes):
+    """A copy of `graph` (traced at `sizes` of its input dims) with the input shapes `sym_inputs` and every
+    shape, attribute and constant derived from them symbolic (see the module docstring)."""
+    deriver = Deriver(sizes)
+    sym_shapes = {id(v): tuple(s) for v, s in zip(graph.inputs, sym_inputs)}
+    attrs = deriver.run(graph, sym_shapes)
+    return deriver.rebuild(graph, sym_shapes, attrs)
 
 
 class Deriver:
     def __init__(self, sizes):
         self.sizes = sizes          # Dim -> traced size
-        self.seen = {}              # traced size -> set of symbolic dims carrying it
+        self.seen = {}              # traced size -> {dims.key: symbolic dim carrying it}
         self.scalars = {}           # (id(node), input index) -> symbolic dim replacing a weak int operand
-        self.counts = {}            # traced count -> symbolic count (mean's divisor), for its gradient
+        self.counted = {}           # (id(node), input index) -> (tensor, axes) whose count that dim is
+        self.counts = {}            # traced count -> (symbolic count, tensor, axes): mean's divisor, for its gradient
         self.uniform = {}           # id(const Value) -> (symbolic shape, fill value)
 
     def note(self, shape):
         for d in shape:
             if is_sym(d):
-                self.seen.setdefault(evaluate(d, self.sizes), set()).add(d)
+                self.seen.setdefault(evaluate(d, self.sizes), {})[key(d)] = d
 
     def guess(self, n):
-        cands = self.seen.get(n, set())
-        return next(iter(cands)) if len(cands) == 1 else n
+        cands = self.seen.get(n, {})
+        return next(iter(cands.values())) if len(cands) == 1 else n
 
     def consistent(self, shape, concrete):
         try:
@@ -92,7 +102,7 @@ class Deriver:
                     break
             syms = [in_sym[k] for k in gi]
             if any(is_sym(d) for d in syms) and gj:
-                total = sym_product(syms)
+                total = product(syms)
                 # the output dim that carries the symbol: one equal to the whole group's traced size
                 # (a unit dim added or dropped: (B,) -> (1, B)), else the first non-unit dim
                 exact = [k for k in gj if out_conc[k] == evaluate(total, self.sizes)]
@@ -103,7 +113,7 @@ class Deriver:
                         rest *= out_conc[k]
                 for k in gj:
                     if k == pick:
-                        out.append(sym_divide(total, rest) if rest != 1 else total)
+                        out.append(divide(total, rest) if rest != 1 else total)
                     else:
                         out.append(out_conc[k])
             else:
@@ -154,13 +164,13 @@ class Deriver:
             axes = p.attrs.get("axes")
             dims = [xs[i] for i in (range(len(xs)) if axes is None else axes)]
             if any(is_sym(d) for d in dims):
-                total = sym_product(dims)
+                total = product(dims)
                 if evaluate(total, self.sizes) == c:
-                    self.scalars[(id(node), 1)] = total
-                    self.counts[c] = total
-                    return
+                    self.counts[c] = (total, p.inputs[0], axes)
         if c in self.counts:
-            self.scalars[(id(node), 1)] = self.counts[c]
+            total, x, axes = self.counts[c]
+            self.scalars[(id(node), 1)] = total
+            self.counted[(id(node), 1)] = (x, axes)
 
     # ---- the walk ------------------------------------------------------------------------------
     def run(self, graph, sym_shapes):
@@ -237,6 +247,50 @@ class Deriver:
         return node_attrs
 
 
+    # ---- the generalized graph ----------------------------------------------------------------------
+    def rebuild(self, graph, sym_shapes, attrs):
+        """A copy of `graph` with the derived shapes (`sym_shapes`) and attributes (`attrs`), mean's
+        divisors as `count` nodes and uniform constants of a traced shape as `broadcast_to` nodes."""
+        g = Graph(graph.name)
+        g.meta = {k: v for k, v in graph.meta.items() if not k.startswith("_")}
+        g.frozen = list(graph.frozen)
+        new = {}
+
+        def shaped(v):
+            return Aval(sym_shapes.get(id(v), v.aval.shape), v.aval.dtype)
+
+        def get(v, node, k):
+            if v is None or id(v) in new:
+                return None if v is None else new[id(v)]
+            if v.const is None:
+                raise KeyError(f"value {v} used before it is defined")
+            counted = self.counted.get((id(node), k))
+            if counted is not None and id(counted[0]) in new:
+                x = new[id(counted[0])]
+                dt = x.aval.dtype
+                return g.add_node(COUNT, [x], {"axes": counted[1], "dtype": dt}, [Aval((), dt)], node.source).outputs[0]
+            if id(v) in self.uniform:
+                shape, fill = self.uniform[id(v)]
+                fill = g.add_const(np.asarray(fill, v.aval.dtype))
+                new[id(v)] = g.add_node(BROADCAST_TO, [fill], {"shape": tuple(shape)}, [Aval(shape, v.aval.dtype)],
+                                        node.source).outputs[0]
+                return new[id(v)]
+            return v
+
+        for v in graph.inputs:
+            new[id(v)] = g.add_input(shaped(v), v.name)
+        for node in graph.nodes:
+            ins = [get(v, node, k) for k, v in enumerate(node.inputs)]
+            subs = {name: self.rebuild(s, sym_shapes, attrs) for name, s in node.subgraphs.items()}
+            n = g.add_node(node.op, ins, attrs.get(id(node), node.attrs), [shaped(o) for o in node.outputs],
+                           node.source, subs)
+            for o, no in zip(node.outputs, n.outputs):
+                no.name = o.name
+                new[id(o)] = no
+        g.outputs = [get(v, None, -1) for v in graph.outputs]
+        return g
+
+
 # ---- checking a re-derived graph against a trace at other sizes ----------------------------------------
 
 def _same(a, b):
@@ -261,7 +315,6 @@ def mismatch_at_other_sizes(graph, other, sym_inputs, sizes, other_sizes):
     A size the function turned into a Python number (np.sqrt(x.shape[0]), a constant array of that
     length, a loop over it) holds its traced value in `graph` and another one in `other`: the
     generalized graph would only be right at the traced size."""
-    from .interp import resolve_dims
     sym_shapes = {id(v): s for v, s in zip(graph.inputs, sym_inputs)}
     deriver = Deriver(sizes)
     attrs = deriver.run(graph, sym_shapes)
@@ -269,7 +322,7 @@ def mismatch_at_other_sizes(graph, other, sym_inputs, sizes, other_sizes):
     pair = {}
 
     def at_other(d):
-        return resolve_dims(d, env)
+        return resolve(d, env)
 
     def same_value(v1, v2, node, k):
         if v1 is None or v2 is None:

@@ -3,15 +3,15 @@
 Compares on the example inputs and on inputs with randomized sizes along the dynamic axes. On a
 mismatch the error gives, per output, the max abs/rel error, and the first graph node whose output
 diverges (found by exposing every intermediate value of the model as an output and comparing it with
-the reference interpreter, node by node).
+what dualgraph's interpreter, `function.executor.interpret`, computes for the same graph node by node).
 """
 import numpy as np
 
 from onnx import helper
 
-from .context import SymDim
+from ..function.executor import interpret
+from ..ops.dims import DimExpr, resolve
 from .export import VerificationError
-from .interp import dim_env, resolve_dims, run_graph
 
 
 def session(model):
@@ -80,9 +80,11 @@ def first_divergence(model, info, graph, feeds, rtol, atol):
         return None
     arrays = [feeds[info.input_names[info.fed.index(i)]] if i in info.fed else _init_array(model, info, graph, i)
               for i in range(len(graph.inputs))]
-    env = dim_env([info.sym_shapes.get(id(v), v.aval.shape) for v in graph.inputs], arrays)
-    _, vals = run_graph(graph, arrays, info.node_attrs, env, keep_all=True, scalars=info.scalar_dims,
-                        uniform=info.uniform)
+    vals = {}
+
+    def keep(node, outs):
+        vals.update((id(o), np.asarray(a)) for o, a in zip(node.outputs, outs))
+    interpret(graph, arrays, on_node=keep)
     tainted = _impure_values(graph)
     for node, o, name in order:
         if name not in got or id(o) in tainted or id(o) not in vals:
@@ -115,8 +117,7 @@ def random_feeds(info, graph, feeds, rng):
     for k, i in enumerate(info.fed):
         v = graph.inputs[i]
         ex = np.asarray(feeds[info.input_names[k]])
-        shape = tuple(sizes[d] if d in sizes else d
-                      for d in resolve_dims(info.sym_shapes[id(v)], sizes))
+        shape = resolve(tuple(v.aval.shape), sizes)
         out[info.input_names[k]] = _random_like(ex, shape, rng)
     return out, sizes
 
@@ -124,15 +125,15 @@ def random_feeds(info, graph, feeds, rng):
 def _input_dims(info, graph):
     seen = []
     for i in info.fed:
-        for d in info.sym_shapes[id(graph.inputs[i])]:
-            if hasattr(d, "name") and not isinstance(d, SymDim) and d not in seen and not isinstance(d, int):
+        for d in graph.inputs[i].aval.shape:
+            if hasattr(d, "name") and not isinstance(d, DimExpr) and d not in seen:
                 seen.append(d)
     return seen
 
 
 def _example_size(info, graph, feeds, d):
     for k, i in enumerate(info.fed):
-        for axis, e in enumerate(info.sym_shapes[id(graph.inputs[i])]):
+        for axis, e in enumerate(graph.inputs[i].aval.shape):
             if e is d:
                 return int(np.shape(feeds[info.input_names[k]])[axis])
     return 2
@@ -216,7 +217,5 @@ def graph_reference(info, graph, initial):
                 arrays.append(feeds[info.input_names[info.fed.index(i)]])
             else:
                 arrays.append(initial[i])
-        env = dim_env([info.sym_shapes.get(id(v), v.aval.shape) for v in graph.inputs], arrays)
-        outs = run_graph(graph, arrays, info.node_attrs, env, scalars=info.scalar_dims, uniform=info.uniform)
-        return [np.asarray(o) for o in outs]
+        return [np.asarray(o) for o in interpret(graph, arrays)]
     return ref

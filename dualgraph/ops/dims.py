@@ -10,6 +10,7 @@ User code that needs the size as a Python number (`range(t)`, `int(t)`, `if t > 
 `math.sqrt(t)`) raises `SymbolicSizeError` (a TypeError) naming its line: @dg.function then traces
 once per shape, and ONNX export with that axis dynamic refuses instead of freezing the traced size.
 """
+import math
 import operator
 import os
 import sys
@@ -260,3 +261,88 @@ def symbolic_size(shape):
         out = _SymbolicSize("*", (total, 1))
     out._shape = tuple(shape)
     return out
+
+
+# ---- products with a rational coefficient, and sizes inside attributes -----------------------------
+# What ONNX export derives when it makes the dims of a graph traced at concrete sizes symbolic: a
+# reshape to (batch, -1) of a (B, 3, 4) input has B*12 elements per row group, (B, T, 4) -> (B*T/2, 8)
+# halves a product. Built in one canonical form (factors in a fixed order, then * num, then // den) so
+# that equal products have equal `key`s, and evaluated and exported like any other size expression.
+
+class _Exact(DimExpr):
+    """`a // k` where k divides a at every size (made by `divide`): a coefficient of the product, where
+    a floor division written in user code (`(h - 3) // 2 + 1`) stays a factor of its own."""
+
+    __slots__ = ()
+
+
+def monomial(d):
+    """(factors, num, den) with d == prod(factors) * num / den; a size expression that is not a product
+    of that form is one factor."""
+    if isinstance(d, DimExpr) and d.op == "*":
+        fa, na, da = monomial(d.args[0])
+        fb, nb, db = monomial(d.args[1])
+        return fa + fb, na * nb, da * db
+    if isinstance(d, _Exact):
+        f, n, den = monomial(d.args[0])
+        return f, n, den * d.args[1]
+    if isinstance(d, Dim):
+        return [d], 1, 1
+    return [], int(d), 1
+
+
+def key(d):
+    """A hashable identity of a size expression: equal for equal structure over the same input dims."""
+    if isinstance(d, DimExpr):
+        return (d.op,) + tuple(key(a) for a in d.args)
+    if isinstance(d, Dim):
+        return ("dim", id(d))
+    return ("int", d)
+
+
+def _monomial_of(factors, num, den):
+    g = math.gcd(num, den) or 1
+    num, den = num // g, den // g
+    if not factors:
+        return num // den if den else 0
+    factors = sorted(factors, key=lambda f: (str(f), repr(key(f))))
+    out = factors[0]
+    for f in factors[1:]:
+        out = DimExpr("*", (out, f))
+    if num != 1:
+        out = DimExpr("*", (out, num))
+    if den != 1:
+        out = _Exact("//", (out, den))
+    return out
+
+
+def product(dims):
+    """The product of ints and size expressions, simplified; an int when no symbol is left."""
+    factors, num, den = [], 1, 1
+    for d in dims:
+        f, n, m = monomial(d)
+        factors += f
+        num, den = num * n, den * m
+    return _monomial_of(factors, num, den)
+
+
+def divide(d, k):
+    """d / k for a size expression d that k divides at every size (a group of a reshape)."""
+    f, n, m = monomial(d)
+    return _monomial_of(f, n, m * int(k))
+
+
+def resolve(obj, sizes):
+    """`obj` (an attribute: a size expression, or tuples, lists, dicts and slices of them) with every
+    symbolic dim replaced by its value in `sizes` ({input Dim: int})."""
+    if isinstance(obj, Dim):
+        return int(evaluate(obj, sizes))
+    if isinstance(obj, dict):
+        return {k: resolve(v, sizes) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(resolve(o, sizes) for o in obj)
+    if isinstance(obj, list):
+        return [resolve(o, sizes) for o in obj]
+    if isinstance(obj, slice):
+        return slice(resolve(obj.start, sizes), resolve(obj.stop, sizes), resolve(obj.step, sizes))
+    return obj
