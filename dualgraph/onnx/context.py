@@ -32,11 +32,33 @@ def onnx_dtype(dt):
     return helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 
+def dim_param(d, names):
+    """The ONNX dim_param of a symbolic dim: the name dynamic_axes gave it, else its own; a size
+    expression spelled with those names."""
+    if isinstance(d, DimExpr):
+        return d.code(lambda leaf: names.get(leaf, leaf.name)).replace(" ", "")
+    return names.get(d, d.name)
+
+
+def value_info(name, dtype, shape, names=None):
+    """The ONNX ValueInfo of a tensor: symbolic dims by name, None or negative dims unknown."""
+    dims = []
+    for d in shape:
+        if is_sym(d):
+            dims.append(dim_param(d, names or {}))
+        elif d is None or (isinstance(d, int) and d < 0):
+            dims.append(None)
+        else:
+            dims.append(int(d))
+    return helper.make_tensor_value_info(name, onnx_dtype(dtype), dims)
+
+
 class LoweringContext:
     """Collects the ONNX nodes and initializers of one (sub)graph."""
 
-    def __init__(self, opset, root=None, names=None, dim_sources=None, native_ops=True):
+    def __init__(self, opset, root=None, names=None, dim_sources=None, native_ops=True, lower=None):
         self.opset = opset
+        self.lower = root.lower if root is not None else lower   # lower(ctx, graph, problems): the exporter's walk
         self.native_ops = root.native_ops if root is not None else native_ops   # Conv/AveragePool for chains
         self.root = root or self
         self.nodes = []
@@ -189,6 +211,53 @@ class LoweringContext:
     def sub(self):
         """A context for a subgraph body: own node list; constants and names shared with the root."""
         return LoweringContext(self.opset, root=self.root, names=self.names, dim_sources=self.dim_sources)
+
+    # ---- subgraphs: If/Loop bodies, and chains lowered inline -----------------------------------------
+    def lower_body(self, graph, bindings, problems):
+        """A sub-context holding the nodes of `graph` with its inputs bound to the ONNX names `bindings`
+        (ONNX bodies read outer values by name); nodes that cannot be lowered go into `problems`."""
+        sub = self.sub()
+        for v, name in zip(graph.inputs, bindings):
+            sub.names[id(v)] = name
+        self.lower(sub, graph, problems)
+        return sub
+
+    def output_names(self, graph):
+        """The ONNX names of `graph`'s outputs as lowered into this context (constants made here)."""
+        return [self.names[id(v)] if not getattr(v, "weak", False) and id(v) in self.names
+                else self.const(np.asarray(v.const, dtype=v.aval.dtype)) for v in graph.outputs]
+
+    def produced(self, names, hint):
+        """`names`, each made the output of a node of this context (an Identity where it is not, or where a
+        name repeats): the outputs of an ONNX body must be."""
+        made = {o for n in self.nodes for o in n.output}
+        outs = []
+        for name in names:
+            if name not in made or name in outs:
+                name = self.emit("Identity", [name], hint=hint)
+            outs.append(name)
+        return outs
+
+    def inline(self, graph, bindings):
+        """Lower `graph` into this context with its inputs bound to `bindings`; its output names."""
+        problems = []
+        sub = self.lower_body(graph, bindings, problems)
+        self.refuse(problems)
+        self.nodes.extend(sub.nodes)
+        return sub.output_names(graph)
+
+    def value_info(self, name, dtype, shape):
+        return value_info(name, dtype, shape, self.root.dim_names)
+
+    def graph_proto(self, nodes, hint, inputs, outputs):
+        """An ONNX GraphProto (a branch or loop body) named after `hint`."""
+        return helper.make_graph(nodes, self.fresh(hint), inputs, outputs)
+
+    @staticmethod
+    def refuse(problems):
+        """NotExportable listing `problems` ([(op, source, reason)] from lower_body), if any."""
+        if problems:
+            raise NotExportable("; ".join(f"{n} at {s}: {r}" for n, s, r in problems))
 
     # ---- opset-dependent helpers ------------------------------------------------------------
     def reduce(self, op_type, x, axes, keepdims, hint=None):

@@ -21,7 +21,7 @@ from ..ops.infer import Dim
 from ..ops.registry import REGISTRY
 from ..ops.onnx_rules import not_exportable
 from ..ops.dims import DimExpr
-from .context import LoweringContext, NotExportable, is_sym, onnx_dtype
+from .context import LoweringContext, NotExportable, is_sym, value_info
 from .symbolic import generalize
 
 MIN_OPSET = 13
@@ -180,26 +180,6 @@ def _normalize_dynamic_axes(dynamic_axes, names):
     return out
 
 
-def dim_param(d, names):
-    """The ONNX dim_param of a symbolic dim: the name dynamic_axes gave it, else its own; a size
-    expression spelled with those names."""
-    if isinstance(d, DimExpr):
-        return d.code(lambda leaf: names.get(leaf, leaf.name)).replace(" ", "")
-    return names.get(d, d.name)
-
-
-def _value_info(name, dtype, shape, names=None):
-    dims = []
-    for d in shape:
-        if is_sym(d):
-            dims.append(dim_param(d, names or {}))
-        elif d is None or (isinstance(d, int) and d < 0):
-            dims.append(None)
-        else:
-            dims.append(int(d))
-    return helper.make_tensor_value_info(name, onnx_dtype(dtype), dims)
-
-
 def lower_graph(ctx, graph, problems):
     """Lower every node of `graph` into ctx; names of graph values land in ctx.names."""
     for node in graph.nodes:
@@ -247,7 +227,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     initializers = initializers or {}
     info = ExportInfo()
     info.opset = opset
-    ctx = LoweringContext(opset, native_ops=native_ops)
+    ctx = LoweringContext(opset, native_ops=native_ops, lower=lower_graph)
     info.fed = [i for i in range(len(graph.inputs)) if i not in initializers]
     input_names = list(input_names or [])
     if len(input_names) > len(info.fed):
@@ -338,7 +318,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
             if is_sym(shape[axis]):
                 continue
             shape[axis] = by_name.get(dname) or Dim(dname)
-        out_infos.append(_value_info(want, v.aval.dtype, shape, ctx.dim_names))
+        out_infos.append(value_info(want, v.aval.dtype, shape, ctx.dim_names))
     info.output_names = output_names
     info.emitted = ctx.emitted
     params = {name for name, _ in initializers.values()}   # kept even where unread: they are the model's state
@@ -346,9 +326,9 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     produced = {o for n in ctx.nodes for o in n.output} | {t.name for t in ctx.initializers} | set(info.input_names)
     info.value_names = {k: n for k, n in ctx.names.items() if n in produced}
 
-    in_infos = [_value_info(info.input_names[k], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape,
+    in_infos = [value_info(info.input_names[k], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape,
                             ctx.dim_names) for k, i in enumerate(info.fed)]
-    in_infos += [_value_info(initializers[i][0], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape)
+    in_infos += [value_info(initializers[i][0], graph.inputs[i].aval.dtype, graph.inputs[i].aval.shape)
                  for i in sorted(overridable)]
     g = helper.make_graph(ctx.nodes, graph.name or "dualgraph", in_infos, out_infos, ctx.initializers)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dualgraph",
