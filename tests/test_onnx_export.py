@@ -1,4 +1,4 @@
-"""ONNX export (issue 5): every op of the op table against onnxruntime, dynamic axes, errors,
+"""ONNX export: every op of the op table against onnxruntime, dynamic axes, errors,
 verification, atomic writes, control flow, training steps, and a second client (onnx.reference)."""
 import os
 import sys
@@ -9,7 +9,7 @@ import pytest
 import dualgraph as dg
 import dualgraph.onnx as dgo
 from dualgraph.graph.ir import Graph
-from dualgraph.ops.infer import Aval, Dim
+from dualgraph.ops.infer import Aval
 from dualgraph.ops.registry import REGISTRY
 from dualgraph.tensor import Tensor
 

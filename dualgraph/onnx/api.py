@@ -130,11 +130,7 @@ def _entry(cf, args):
     """@dg.function's trace entry for these arguments: the traced graph, its captured tensors
     (`captured[i].ref()`, `.value`, `.aval`), `n_args`, `n_user_out`, and the write-backs
     (`writebacks`, `grad_writes`) that become extra outputs."""
-    get = getattr(cf, "_entry_for", None)
-    if get is None:
-        raise ExportError("this @dg.function has no trace entries to export (dualgraph.function changed: "
-                          "dg.onnx needs CompiledFunction._entry_for)")
-    return get(args, {})
+    return cf._entry_for(args, {})
 
 
 def _same_shapes_at(sym_entry, conc_entry, args):
@@ -261,7 +257,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     target = f.__wrapped__ if isinstance(f, CompiledFunction) else f
     static = f.static_argnames if isinstance(f, CompiledFunction) else ()
     keep = []   # what the function returns stays alive: a tensor it creates and returns is a capture
-    traced_fn = target
+    plain = target
     if not static and _has_varargs(target):
         # input_signature binds per parameter: give f(*xs) one named parameter per argument
         target = _fixed_arity(target, len(args), input_names)
@@ -271,6 +267,8 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
             out = target(*a, **kw)
             keep.append(out)
             return out
+    else:
+        traced_fn = plain
     tensors = [a for a in args if isinstance(a, Tensor)]
     names = list(input_names or []) + [f"input_{k}" for k in range(len(input_names or []), len(tensors))]
     entry = None

@@ -74,7 +74,6 @@ class LoweringContext:
             self.dim_names = {}  # Dim -> dim_param name (from dynamic_axes)
         self._dim_cache = {}
         self._shape_cache = {}
-        self.current = None   # the IR node being lowered (for error messages)
 
     # ---- names -------------------------------------------------------------------------
     def fresh(self, hint="t"):
@@ -272,14 +271,10 @@ class LoweringContext:
         return self.emit(op_type, [x], axes=list(axes), keepdims=int(keepdims), hint=hint)
 
     def squeeze(self, x, axes):
-        if self.opset >= 13:
-            return self.emit("Squeeze", [x, self.i64(list(axes))])
-        return self.emit("Squeeze", [x], axes=list(axes))
+        return self.emit("Squeeze", [x, self.i64(list(axes))])
 
     def unsqueeze(self, x, axes):
-        if self.opset >= 13:
-            return self.emit("Unsqueeze", [x, self.i64(list(axes))])
-        return self.emit("Unsqueeze", [x], axes=list(axes))
+        return self.emit("Unsqueeze", [x, self.i64(list(axes))])
 
     def slice(self, x, starts, ends, axes, steps=None):
         ins = [x, self.shape_tensor(starts), self.shape_tensor(ends), self.i64(axes)]

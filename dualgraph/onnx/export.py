@@ -191,7 +191,6 @@ def lower_graph(ctx, graph, problems):
                 if id(v) not in ctx.names and v.const is None:
                     raise ExportError(f"value {v} is used by {node.op.name} before it is defined")
                 ins.append(ctx.name_of(v))
-        ctx.current = node
         first = len(ctx.nodes)
         try:
             outs = node.op.onnx(ctx, node, *ins)
