@@ -2,7 +2,8 @@
 
 conv = pad -> unfold -> matmul; average pooling = pad -> unfold -> mean. Because unfold and fold are
 each other's vjp, every order of derivative of these comes for free. Max pooling of floats is its own
-primitive (see below), so that tied maxima get PyTorch's gradient.
+primitive (see below), so that tied maxima get PyTorch's gradient. ONNX export turns the conv and
+average-pooling chains back into Conv and AveragePool (ops/onnx_rules.py).
 """
 import itertools
 

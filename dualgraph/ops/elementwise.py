@@ -1,8 +1,8 @@
 """Elementwise primitives: arithmetic, math, activations, comparisons, logic, casts.
 
 Each op is one `defop` call: forward on `xp`, an inference rule, a vjp written with
-dualgraph ops (so gradients of gradients work), and traits. The user-facing function
-sits right below its record.
+dualgraph ops (so gradients of gradients work), traits, and its ONNX lowering (right above the
+record, or one of ops/onnx_rules.py's shared ones). The user-facing function sits right below it.
 """
 import numpy as np
 
