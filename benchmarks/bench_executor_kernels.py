@@ -31,7 +31,7 @@ def best(f, budget=0.03, reps=5):
 
 
 def where():
-    from dualgraph.function import where_zero as wz
+    from dualgraph.kernels import where_zero as wz
     rng = np.random.default_rng(0)
     for shape in ((8, 256), (128, 256), (1024, 256)):
         a = rng.standard_normal(shape).astype(np.float32)
@@ -46,7 +46,7 @@ def step():
     """The compiled MLP step with the where C loops off ("old") and on ("new")."""
     import bench_function as bf
     import dualgraph as dg
-    from dualgraph.function import where_zero as wz
+    from dualgraph.kernels import where_zero as wz
     for batch in (8, 16, 128):
         _, params, xn, yn = bf.mlp_numpy(batch, np.random.default_rng(0))
         fns = {}

@@ -745,6 +745,9 @@ def binary_method(op, reflected=False):
     """
     forward = op.forward
     cpu_ufunc = getattr(_np, op.ufunc) if op.ufunc else None
+    # op.ufunc is the forward on operands of the result's dtype: same-dtype floats always are, same-dtype
+    # ints only where the ufunc keeps them (int / int is float32 here, float64 in numpy)
+    ints_too = cpu_ufunc is not None and cpu_ufunc(_np.ones(1, _np.int64), _np.ones(1, _np.int64)).dtype == _np.int64
     saves_output = op.saves_output
 
     def method(a, b):
@@ -753,7 +756,8 @@ def binary_method(op, reflected=False):
         st = STATE
         if st.tracer is None and a.__class__ is Tensor and b.__class__ is Tensor and a._device is b._device:
             try:
-                if cpu_ufunc is not None and a._device is CPU and a._data.dtype is b._data.dtype:
+                if (cpu_ufunc is not None and a._device is CPU and a._data.dtype is b._data.dtype
+                        and (ints_too or a._data.dtype.kind == "f")):
                     out = cpu_ufunc(a._data, b._data)  # mixed dtypes: forward casts to the promoted one
                 else:
                     out = forward(a._device.xp, a._data, b._data)

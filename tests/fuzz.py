@@ -45,11 +45,11 @@ import numpy as np
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
-from dualgraph.function import fused_xent, where_zero
-from dualgraph.function.passes import ckernel
+from dualgraph.function.passes import PASSES
+from dualgraph.kernels import ckernel, where_zero, xent as fused_xent
 from dualgraph.ops import loss as _loss, softmax as _softmax
 
-PASS_NAMES = ("fold", "simplify", "cse", "dce", "fuse", "plan_buffers")
+PASS_NAMES = tuple(PASSES)
 SIZE_ONE_DYNAMIC = False   # the dynamic-axes ONNX variant keeps size-1 dims static: see test_fuzz_findings.py
 SIZE_ONE_SYMBOLIC = False  # the --symbolic variant keeps them static: see test_fuzz_findings.py (squeeze)
 MAX_ABS = 1e3          # intermediate float values stay within this bound
@@ -1769,7 +1769,7 @@ import numpy as np
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
-from dualgraph.function.passes import ckernel
+from dualgraph.kernels import ckernel
 
 # the sizes from which fused chains ran as C when the fuzzer found this (0: every eligible chain)
 ckernel.MIN_SIZE, ckernel.MIN_SIZE_SHORT = {min_sizes}
@@ -2129,7 +2129,7 @@ def program_kind(seed, big_every=10):
 
 
 def native_available():
-    from dualgraph import native
+    from dualgraph.kernels import native
     return native.available()
 
 

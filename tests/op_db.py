@@ -33,6 +33,8 @@ from scipy import special as sp
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
+from dualgraph.ops import kernels as _kernel_ops
+from dualgraph.ops.registry import Op as _Op
 
 FLOAT = ("float32", "float64")
 INT = ("int64", "int32")
@@ -1044,14 +1046,18 @@ NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
-    "fused_elementwise",  # made by the fusion pass after autodiff has run
 }
+# kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
+# passes after autodiff has run, never called eagerly
+KERNEL_OPS = {v.name for v in vars(_kernel_ops).values() if isinstance(v, _Op)}
+NON_DIFFERENTIABLE |= KERNEL_OPS
 
 
 def graph_only(op):
     """Ops that carry subgraphs (cond, while_loop, fused kernels) exist only inside traced graphs:
-    eagerly dg.cond/dg.while_loop run Python. The tracing suite covers them, not an eager row."""
-    return bool(op.extra.get("subgraphs"))
+    eagerly dg.cond/dg.while_loop run Python. Kernel ops exist only in optimized graphs. The tracing
+    and kernel suites cover them, not an eager row."""
+    return bool(op.extra.get("subgraphs")) or op.name in KERNEL_OPS
 
 
 # ---- which primitives a row exercises ----------------------------------------------------------------

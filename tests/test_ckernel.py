@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph import native
-from dualgraph.function.passes import ckernel
-from dualgraph.function.passes.fuse import kernel_for
+from dualgraph.kernels import ckernel, native
+from dualgraph.kernels.fused import kernel_for
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler (or libmvec) here")
 
@@ -20,7 +19,7 @@ def _special(rng, shape, dtype):
 def _fused(f, *args):
     nodes = [n for n in f.graph(*args).nodes if n.op.name == "fused_elementwise"]
     assert len(nodes) == 1
-    return kernel_for(nodes[0], np)
+    return kernel_for(nodes[0].subgraphs["body"], np)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -13,8 +13,8 @@ import pytest
 
 import dualgraph as dg
 import fuzz
-from dualgraph import native
-from dualgraph.function.passes import ckernel
+from dualgraph.kernels import native
+from dualgraph.kernels import ckernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_PROGRAMS = 200

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph import native
+from dualgraph.kernels import native
 
 posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and /bin/sh scripts")
 needs_cc = pytest.mark.skipif(not native.available(), reason="no C compiler (or libmvec) here")
@@ -159,7 +159,7 @@ def test_a_library_file_others_can_write_is_rebuilt_not_loaded(tmp_path, monkeyp
 @posix
 @needs_cc
 def test_a_read_only_cache_falls_back_to_numpy_and_still_loads_what_is_there(tmp_path, monkeypatch):
-    from dualgraph.function.passes import ckernel
+    from dualgraph.kernels import ckernel
     d = tmp_path / "cache"
     monkeypatch.setenv("DUALGRAPH_CACHE_DIR", str(d))
     assert _call(native.build(GOOD, [ctypes.c_void_p])) == 1.0

@@ -1,8 +1,8 @@
 """Elementwise primitives: arithmetic, math, activations, comparisons, logic, casts.
 
 Each op is one `defop` call: forward on `xp`, an inference rule, a vjp written with
-dualgraph ops (so gradients of gradients work), traits, and its ONNX lowering (right above the
-record, or one of ops/onnx_rules.py's shared ones). The user-facing function sits right below it.
+dualgraph ops (so gradients of gradients work), and traits. The user-facing function
+sits right below its record.
 """
 import numpy as np
 
@@ -136,12 +136,14 @@ def _f(xp, x):
 # ---- arithmetic -----------------------------------------------------------------------------
 
 ADD = defop("add", _promoting("add", "add"), elementwise_infer,
-            lambda ctx, g: (g, g), commutative=True, ufunc="add", onnx=binary("Add", "Or"), **EW)
+            lambda ctx, g: (g, g), commutative=True, ufunc="add", expr="({0} + {1})", arith=True,
+            onnx=binary("Add", "Or"), **EW)
 SUB = defop("sub", _promoting_checked("sub", "subtract"), _bool_checked_infer("sub"),
-            lambda ctx, g: (g, neg(g)), ufunc="subtract", onnx=binary("Sub"), **EW)
+            lambda ctx, g: (g, neg(g)), ufunc="subtract", expr="({0} - {1})", arith=True,
+            onnx=binary("Sub"), **EW)
 MUL = defop("mul", _promoting("mul", "multiply"), elementwise_infer,
-            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply", onnx=binary("Mul", "And"),
-            **EW)
+            lambda ctx, g: (g * ctx.inputs[1], g * ctx.inputs[0]), commutative=True, ufunc="multiply",
+            expr="({0} * {1})", arith=True, onnx=binary("Mul", "And"), **EW)
 
 
 def _div_forward(xp, a, b):
@@ -167,7 +169,8 @@ def _div_onnx(ctx, node, a, b):
     return ctx.emit("Div", args(ctx, node, (a, b), out_dtype(node)))
 
 
-DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, onnx=_div_onnx, **EW)
+DIV = defop("div", _div_forward, float_elementwise_infer, _div_vjp, ufunc="true_divide", expr="({0} / {1})",
+            onnx=_div_onnx, **EW)
 
 
 def _py_mod_onnx(ctx, a, b, dt):
@@ -255,9 +258,13 @@ def _extremum_vjp(wins):
 
 
 MAXIMUM = defop("maximum", _promoting("maximum", "maximum"), elementwise_infer,
-                _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, onnx=binary("Max", "Or"), **EW)
+                _extremum_vjp(lambda a, b: gt(a, b)), commutative=True, ufunc="maximum",
+                # numpy's maximum(a, b) is `a > b or isnan(a) ? a : b` (b on equal zeros); `|`, not `||`: no
+                # branch, so C loops over it stay branch-free and vectorize
+                expr="((({0} > {1}) | ({0} != {0})) ? {0} : {1})", onnx=binary("Max", "Or"), **EW)
 MINIMUM = defop("minimum", _promoting("minimum", "minimum"), elementwise_infer,
-                _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, onnx=binary("Min", "And"), **EW)
+                _extremum_vjp(lambda a, b: lt(a, b)), commutative=True, ufunc="minimum",
+                expr="((({0} < {1}) | ({0} != {0})) ? {0} : {1})", onnx=binary("Min", "And"), **EW)
 
 
 def add(a, b, alpha=1):
@@ -395,31 +402,32 @@ def _trunc_onnx(ctx, node, x):
 
 
 NEG, neg = _unary("neg", lambda xp, x: xp.negative(x), lambda ctx, g: neg(g), infer=_neg_infer,
-                  onnx=unary("Neg"))
+                  ufunc="negative", expr="(-{0})", arith=True, onnx=unary("Neg"))
 ABS, abs = _unary("abs", lambda xp, x: xp.abs(x), lambda ctx, g: g * sign(ctx.inputs[0]), infer=same_infer,
-                  onnx=unary("Abs"))
+                  ufunc="absolute", expr="fabs({0})", onnx=unary("Abs"))
 SIGN, sign = _unary("sign", lambda xp, x: xp.sign(x), lambda ctx, g: zeros_like(g), infer=same_infer,
                     onnx=unary("Sign"))
 EXP, exp = _unary("exp", lambda xp, x: xp.exp(_f(xp, x)), lambda ctx, g: g * ctx.out, saves_output=True,
-                  onnx=unary("Exp"))
-LOG, log = _unary("log", lambda xp, x: xp.log(_f(xp, x)), lambda ctx, g: g / ctx.inputs[0], onnx=unary("Log"))
+                  ufunc="exp", expr="exp({0})", onnx=unary("Exp"))
+LOG, log = _unary("log", lambda xp, x: xp.log(_f(xp, x)), lambda ctx, g: g / ctx.inputs[0], ufunc="log",
+                  expr="log({0})", onnx=unary("Log"))
 LOG1P, log1p = _unary("log1p", lambda xp, x: xp.log1p(_f(xp, x)), lambda ctx, g: g / (ctx.inputs[0] + 1),
-                      onnx=_log1p_onnx)
+                      ufunc="log1p", expr="log1p({0})", onnx=_log1p_onnx)
 EXPM1, expm1 = _unary("expm1", lambda xp, x: xp.expm1(_f(xp, x)), lambda ctx, g: g * (ctx.out + 1),
-                      saves_output=True, onnx=_expm1_onnx)
+                      saves_output=True, ufunc="expm1", expr="expm1({0})", onnx=_expm1_onnx)
 SQRT, sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(_f(xp, x)), lambda ctx, g: g / (2 * ctx.out),
-                    saves_output=True, onnx=unary("Sqrt"))
+                    saves_output=True, ufunc="sqrt", expr="sqrt({0})", onnx=unary("Sqrt"))
 RSQRT, rsqrt = _unary("rsqrt", lambda xp, x: 1 / xp.sqrt(_f(xp, x)),
                       lambda ctx, g: g * -0.5 * ctx.out / ctx.inputs[0], saves_output=True,
                       onnx=_rsqrt_onnx)
 SIN, sin = _unary("sin", lambda xp, x: xp.sin(_f(xp, x)), lambda ctx, g: g * cos(ctx.inputs[0]),
-                  onnx=unary("Sin"))
+                  ufunc="sin", expr="sin({0})", onnx=unary("Sin"))
 COS, cos = _unary("cos", lambda xp, x: xp.cos(_f(xp, x)), lambda ctx, g: neg(g * sin(ctx.inputs[0])),
-                  onnx=unary("Cos"))
+                  ufunc="cos", expr="cos({0})", onnx=unary("Cos"))
 TAN, tan = _unary("tan", lambda xp, x: xp.tan(_f(xp, x)), lambda ctx, g: g * (1 + ctx.out * ctx.out),
                   saves_output=True, onnx=_tan_onnx)
 TANH, tanh = _unary("tanh", lambda xp, x: xp.tanh(_f(xp, x)), lambda ctx, g: g * (1 - ctx.out * ctx.out),
-                    saves_output=True, onnx=unary("Tanh"))
+                    saves_output=True, ufunc="tanh", expr="tanh({0})", onnx=unary("Tanh"))
 
 
 def _sigmoid_forward(xp, x):
@@ -429,7 +437,8 @@ def _sigmoid_forward(xp, x):
 
 
 SIGMOID, sigmoid = _unary("sigmoid", _sigmoid_forward, lambda ctx, g: g * ctx.out * (1 - ctx.out),
-                          saves_output=True, onnx=unary("Sigmoid"))
+                          saves_output=True, expr="((tanh({0} * ({t})0.5) + 1) * ({t})0.5)",
+                          onnx=unary("Sigmoid"))
 ERF, erf = _unary("erf", lambda xp, x: _erf(xp, _f(xp, x)),
                   lambda ctx, g: g * (2 / np.sqrt(np.pi)) * exp(neg(ctx.inputs[0] * ctx.inputs[0])),
                   onnx=_erf_onnx)
@@ -477,7 +486,7 @@ def _softplus_onnx(ctx, node, x):
 
 RELU, relu = _unary("relu", lambda xp, x: xp.maximum(x, x.dtype.type(0)),
                     lambda ctx, g: where(ctx.inputs[0] > 0, g, zeros_like(g)), infer=same_infer,
-                    onnx=_relu_onnx)
+                    expr="((({0} > 0) | ({0} != {0})) ? {0} : 0)", onnx=_relu_onnx)
 SOFTPLUS_OP = defop("softplus", lambda xp, x: xp.logaddexp(_f(xp, x), 0).astype(_f(xp, x).dtype),
                     float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True,
                     onnx=_softplus_onnx)
@@ -680,7 +689,7 @@ def _where_onnx(ctx, node, c, a, b):
     return emit_in(ctx, "Where", dt, [cond, a, b], 2)
 
 
-WHERE = defop("where", _where_forward, _where_infer, _where_vjp, onnx=_where_onnx, **EW)
+WHERE = defop("where", _where_forward, _where_infer, _where_vjp, expr="({0} ? {1} : {2})", onnx=_where_onnx, **EW)
 
 
 def where(condition, x=None, y=None):
@@ -698,17 +707,18 @@ def where(condition, x=None, y=None):
 
 # ---- comparisons and logic (not differentiable) ---------------------------------------------------
 
-def _cmp(name, ufunc, onnx):
-    op = defop(name, _promoting(name, ufunc), bool_elementwise_infer, None, differentiable=False, onnx=onnx, **EW)
+def _cmp(name, ufunc, onnx, expr=""):
+    op = defop(name, _promoting(name, ufunc), bool_elementwise_infer, None, differentiable=False, ufunc=ufunc,
+               expr=expr, onnx=onnx, **EW)
     return op, (lambda a, b: apply(op, (a, b)))
 
 
-EQ, eq = _cmp("eq", "equal", comparison("Equal"))
-NE, ne = _cmp("ne", "not_equal", comparison("Equal", negate=True))
-LT, lt = _cmp("lt", "less", comparison("Less"))
-LE, le = _cmp("le", "less_equal", comparison("LessOrEqual"))
-GT, gt = _cmp("gt", "greater", comparison("Greater"))
-GE, ge = _cmp("ge", "greater_equal", comparison("GreaterOrEqual"))
+EQ, eq = _cmp("eq", "equal", comparison("Equal"), "({0} == {1})")
+NE, ne = _cmp("ne", "not_equal", comparison("Equal", negate=True), "({0} != {1})")
+LT, lt = _cmp("lt", "less", comparison("Less"), "({0} < {1})")
+LE, le = _cmp("le", "less_equal", comparison("LessOrEqual"), "({0} <= {1})")
+GT, gt = _cmp("gt", "greater", comparison("Greater"), "({0} > {1})")
+GE, ge = _cmp("ge", "greater_equal", comparison("GreaterOrEqual"), "({0} >= {1})")
 AND, logical_and = _cmp("logical_and", "logical_and", logical("And"))
 OR, logical_or = _cmp("logical_or", "logical_or", logical("Or"))
 XOR, logical_xor = _cmp("logical_xor", "logical_xor", logical("Xor"))

@@ -49,7 +49,8 @@ def _matmul_onnx(ctx, node, a, b):
     return emit_in(ctx, "MatMul", dt, args(ctx, node, (a, b), dt), 2)
 
 
-MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasting=True, onnx=_matmul_onnx)
+MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasting=True, ufunc="matmul",
+               onnx=_matmul_onnx)
 
 
 def matmul(a, b):

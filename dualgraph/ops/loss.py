@@ -4,19 +4,18 @@ Every classifier's cross-entropy ends here. As a composite (mask the ignored tar
 picked log-probabilities, weight, reduce; backward: zeros, scatter, broadcast) it is about a dozen
 small nodes forward and backward, each a numpy call of 3-20 us: at batch 8 that was a fifth of a
 compiled MLP training step. As two primitives it is a few numpy calls each way (one C loop for 2-D
-float input and int64 targets when a C compiler is there, dualgraph.native), and it exports as ONNX's
-NegativeLogLikelihoodLoss (same ignore_index and weighted-mean rules as PyTorch).
+float input and int64 targets when a C compiler is there: dualgraph.kernels.rows), and it exports as
+ONNX's NegativeLogLikelihoodLoss (same ignore_index and weighted-mean rules as PyTorch).
 
 Layout as PyTorch and ONNX: `log_probs` (N, C, d1, ...), `target` (N, d1, ...) of class indices,
 optional per-class `weight` (C,). reduction='mean' divides by the summed weight of the targets
 that are not ignored (NaN when every target is ignored, as PyTorch).
 """
-import ctypes
-
 import numpy as np
 
 from ..errors import IndexOutOfRange, ShapeError
-from ..native import I64, PTR, Loops, address
+from ..kernels.native import address
+from ..kernels.rows import NLL as _NLL
 from ..tensor import apply
 from .indexing import _along_axis_index
 from .infer import Aval, shapes_match
@@ -25,47 +24,6 @@ from .registry import defop
 
 REDUCTIONS = ("none", "mean", "sum")
 _INT64 = np.dtype(np.int64)
-# one pass over the samples each way; sums in double. forward returns the first bad target's position
-_NLL_C = """#include <stdint.h>
-int64_t nll_forward(int64_t n, int64_t c, const {t}* lp, const int64_t* target, const {t}* weight,
-                int64_t ignore, {t}* per_sample, double* totals) {{
-    double s = 0, ws = 0;
-    for (int64_t i = 0; i < n; i++) {{
-        int64_t k = target[i];
-        if (k == ignore) {{ if (per_sample) per_sample[i] = 0; continue; }}
-        if (k < 0 || k >= c) return i;
-        {t} w = weight ? weight[k] : ({t})1;
-        {t} v = -(lp[i * c + k] * w);
-        if (per_sample) per_sample[i] = v;
-        s += v;
-        ws += w;
-    }}
-    totals[0] = s;
-    totals[1] = ws;
-    return -1;
-}}
-
-/* reduction: 0 none (g per sample), 1 mean, 2 sum; ignored samples get 0, as PyTorch */
-void nll_backward(int64_t n, int64_t c, const int64_t* target, const {t}* weight, int64_t ignore,
-              const {t}* g, int64_t reduction, {t}* out) {{
-    for (int64_t i = 0; i < n * c; i++) out[i] = 0;
-    {t} scale = reduction == 0 ? 0 : -g[0];
-    if (reduction == 1) {{
-        double ws = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (target[i] != ignore) ws += weight ? weight[target[i]] : 1;
-        scale = -g[0] / ({t})ws;
-    }}
-    for (int64_t i = 0; i < n; i++) {{
-        int64_t k = target[i];
-        if (k == ignore) continue;
-        {t} w = weight ? weight[k] : ({t})1;
-        out[i * c + k] = w * (reduction == 0 ? -g[i] : scale);
-    }}
-}}
-"""
-_NLL = Loops(_NLL_C, {"nll_forward": ([I64, I64, PTR, PTR, PTR, I64, PTR, PTR], ctypes.c_int64),
-                      "nll_backward": ([I64, I64, PTR, PTR, I64, PTR, I64, PTR], None)})
 
 
 def _c_path(xp, log_probs, target, weight, *more):

@@ -3,6 +3,7 @@
 Every axis-taking function accepts numpy's `axis=`/`keepdims=` and PyTorch's `dim=`/`keepdim=`.
 """
 import builtins
+import functools
 
 import numpy as np
 
@@ -75,8 +76,22 @@ def _sum_vjp(ctx, g):
     return (broadcast_to(_expand_back(g, x, ctx.attrs["axes"], ctx.attrs["keepdims"]), x.shape),)
 
 
+def _reduce_kernel(ufunc):
+    """For compiled graphs: `ufunc.reduce` with the node's axes bound, on numpy floats that stay in their
+    dtype (numpy's sum/max/min wrappers cost microseconds a call). A reduction with no identity over a
+    dim that may be empty keeps the forward, whose error says what is wrong."""
+    def kernel(node, xp):
+        x, out = node.inputs[0].aval, node.outputs[0].aval
+        if xp is not np or out.dtype.kind != "f" or x.dtype != out.dtype:
+            return None
+        if ufunc.identity is None and builtins.any(d == 0 for d in x.shape):
+            return None
+        return functools.partial(ufunc.reduce, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"])
+    return kernel
+
+
 SUM = defop("sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
-            _reduce_infer(_sum_dtype), _sum_vjp, onnx=reduction("ReduceSum"))
+            _reduce_infer(_sum_dtype), _sum_vjp, kernel=_reduce_kernel(np.add), onnx=reduction("ReduceSum"))
 
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
@@ -92,6 +107,8 @@ def _count_forward(xp, x, axes, dtype):
     return xp.asarray(n, dtype=dtype)
 
 
+# The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
+# symbolic (a batch axis of unknown size in a traced or static graph).
 def _count_onnx(ctx, node, x):
     """Elements over the reduced axes, from the runtime shape (stays right for dynamic axes)."""
     axes = ctx.attrs(node)["axes"]
@@ -102,8 +119,6 @@ def _count_onnx(ctx, node, x):
     return ctx.emit("Cast", [n], to=ctx.onnx_dtype(out_dtype(node)))
 
 
-# The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
-# symbolic (a batch axis of unknown size in a traced or static graph).
 COUNT = defop("count", _count_forward, lambda x, axes, dtype: Aval((), dtype), None, differentiable=False,
               onnx=_count_onnx)
 
@@ -236,9 +251,9 @@ def _nonempty(name, fn):
 
 
 MAX = defop("max", _nonempty("max", lambda xp: xp.max), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
-            onnx=reduction("ReduceMax"))
+            kernel=_reduce_kernel(np.maximum), onnx=reduction("ReduceMax"))
 MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
-            onnx=reduction("ReduceMin"))
+            kernel=_reduce_kernel(np.minimum), onnx=reduction("ReduceMin"))
 
 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):

@@ -7,6 +7,8 @@ An `Op` carries
                                   or None with differentiable=False for ops with no gradient
   vjp_reads(...)                  which saved inputs/outputs that rule reads: derived from the vjp itself
   traits                          elementwise / pure / commutative / foldable / view ...
+  ufunc, expr, arith              what kernels are generated from (numpy calls, C and CUDA expressions)
+  kernel, writes_out              a specialised callable the executor binds once per compiled node
   onnx                            the ONNX lowering (ops/onnx_rules.py), or not_exportable(reason)
 Composite ops (softmax, mean, losses) are plain functions of primitives and need no record.
 """
@@ -31,8 +33,19 @@ class Op:
     view: bool = False                 # output may share memory (and the version counter) with input 0
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
-    ufunc: str = ""                    # forward is exactly this numpy/cupy ufunc: the operator fast path calls it
-    expr: str = ""                     # scalar C expression over {0}, {1}, ...: fused C and CUDA kernels are generated from it
+    # forward is exactly this numpy/cupy ufunc when every tensor operand has the result's dtype (or the
+    # result is bool): direct calls in compiled graphs and fused numpy kernels call it, with out=
+    ufunc: str = ""
+    # the op on one element as a C expression over its operands {0}, {1}, ... ({t}: the float type; math
+    # functions by their double names, the C generator adds the float suffix; NaNs as numpy's): fused
+    # C and CUDA kernels are generated from it. An operand written `{i} ?` is a condition (may be bool)
+    expr: str = ""
+    arith: bool = False                # one cheap arithmetic instruction per element (C chains of at most two
+    #                                    such ops wait for a larger size, where one loop beats two ufunc calls)
+    # kernel(node, xp) -> a callable of the node's operands with its attributes bound, made once when a
+    # graph is compiled (None, or None from it: the executor calls forward)
+    kernel: Optional[Callable] = None
+    writes_out: bool = False           # that callable takes out=: it may write into a donated input's buffer
     grad_name: str = ""
     onnx: Any = None                   # lowering rule(ctx, node, *names), or onnx_rules.not_exportable(reason)
     doc: str = ""

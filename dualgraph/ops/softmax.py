@@ -4,68 +4,18 @@ Written as a composite (x - logsumexp(x)) it costs about ten ops forward and as 
 cross-entropy sits on it in every classifier. As a primitive it is one op each way, eagerly and in
 compiled graphs, and exports as ONNX's LogSoftmax. On numpy, rows along a C-contiguous last axis go
 through one C loop per row (max, sum of exp, log; backward: sum, g - exp(y) * sum) when a C compiler
-is there (dualgraph.native): at 8x10 float32 that is ~2 us instead of ~20 us of numpy calls, which
+is there (dualgraph.kernels.rows): at 8x10 float32 that is ~2 us instead of ~20 us of numpy calls, which
 matters in a compiled training step whose every other small op is also a few microseconds.
 """
 import numpy as np
 
-from ..native import I64, PTR, Loops, address
+from ..kernels.native import address
+from ..kernels.rows import LOG_SOFTMAX as _ROWS
 from ..tensor import apply
 from .elementwise import _f, exp
 from .infer import Aval, float_dtype
 from .reduction import norm_axes, sum as _sum
 from .registry import defop
-
-# exp runs as one flat loop over all rows (a row of 10 classes alone would leave most of each SIMD
-# vector idle and send the remainder to scalar expf); the per-row steps are short loops around it
-_ROW_C = """#include <math.h>
-#include <stdint.h>
-#pragma omp declare simd notinbranch
-extern {t} exp{f}({t});
-
-static void flat_exp(int64_t size, {t}* restrict v) {{
-    #pragma omp simd
-    for (int64_t i = 0; i < size; i++) v[i] = exp{f}(v[i]);
-}}
-
-void lsm_forward(int64_t rows, int64_t n, const {t}* restrict x, {t}* restrict y, {t}* restrict e) {{
-    for (int64_t r = 0; r < rows; r++) {{
-        const {t}* xr = x + r * n;
-        {t}* yr = y + r * n;
-        {t}* er = e + r * n;
-        {t} m = xr[0];
-        for (int64_t j = 1; j < n; j++) {{  /* numpy's max: a NaN anywhere gives NaN */
-            {t} v = xr[j];
-            m = ((v > m) | (v != v)) ? v : m;
-        }}
-        if (!isfinite(m)) m = 0;
-        for (int64_t j = 0; j < n; j++) er[j] = yr[j] = xr[j] - m;
-    }}
-    flat_exp(rows * n, e);
-    for (int64_t r = 0; r < rows; r++) {{
-        const {t}* er = e + r * n;
-        {t}* yr = y + r * n;
-        {t} s = 0;
-        for (int64_t j = 0; j < n; j++) s += er[j];
-        {t} ls = log{f}(s);
-        for (int64_t j = 0; j < n; j++) yr[j] -= ls;
-    }}
-}}
-
-void lsm_backward(int64_t rows, int64_t n, const {t}* restrict g, const {t}* restrict y, {t}* restrict dx) {{
-    for (int64_t i = 0; i < rows * n; i++) dx[i] = y[i];
-    flat_exp(rows * n, dx);
-    for (int64_t r = 0; r < rows; r++) {{
-        const {t}* gr = g + r * n;
-        {t}* dr = dx + r * n;
-        {t} s = 0;
-        for (int64_t j = 0; j < n; j++) s += gr[j];
-        for (int64_t j = 0; j < n; j++) dr[j] = gr[j] - dr[j] * s;
-    }}
-}}
-"""
-_ROWS = Loops(_ROW_C, {"lsm_forward": ([I64, I64, PTR, PTR, PTR], None),
-                       "lsm_backward": ([I64, I64, PTR, PTR, PTR], None)})
 
 
 def _rows(xp, axis, a, b=None):

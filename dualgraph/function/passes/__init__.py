@@ -1,26 +1,30 @@
 """Graph -> Graph passes, each small, switchable and testable alone.
 
-    fold          constant folding
-    simplify      algebraic simplification (x*1, x+0, double transpose, reshape chains, ...)
-    cse           common subexpression elimination
-    dce           dead code elimination
-    fuse          elementwise fusion into generated kernels
-    plan_buffers  liveness, buffer reuse plan, planned peak memory
+    fold           constant folding
+    simplify       algebraic simplification (x*1, x+0, double transpose, reshape chains, ...)
+    cse            common subexpression elimination
+    dce            dead code elimination
+    lower_math     exact rewrites the kernels run faster (x**3 as products, 1 + tanh(u) through exp)
+    fuse           elementwise chains into `fused_elementwise` nodes
+    lower_kernels  kernel selection: node patterns into the kernel ops of dualgraph.ops.kernels
 
-`optimize(graph, passes)` runs them on a copy (the traced graph stays as it was), inside the bodies
-of cond/while_loop/fori_loop too (a body is a closed graph: its inputs and outputs stay as they are);
-`optimize(graph, passes, log=[])` also appends (name, before_text, after_text) per pass.
+DEFAULT runs simplify and dce a second time after lower_math (scalars it exposes gather, nodes it
+replaced go). `optimize(graph, passes)` runs them on a copy (the traced graph stays as it was), inside
+the bodies of cond/while_loop/fori_loop too (a body is a closed graph: its inputs and outputs stay as
+they are); `optimize(graph, passes, log=[])` also appends (name, before_text, after_text) per pass.
 """
 from .cse import cse
 from .dce import dce
 from .fold import fold
 from .fuse import fuse
-from .plan_buffers import plan_buffers
+from .lower_kernels import lower_kernels
+from .lower_math import lower_math
 from .simplify import simplify
 
-PASSES = {"fold": fold, "simplify": simplify, "cse": cse, "dce": dce, "fuse": fuse, "plan_buffers": plan_buffers}
-DEFAULT = ("fold", "simplify", "cse", "dce", "fuse", "plan_buffers")
-# what the ONNX exporter reads: after folding/CSE/DCE, before fusion
+PASSES = {"fold": fold, "simplify": simplify, "cse": cse, "dce": dce, "lower_math": lower_math, "fuse": fuse,
+          "lower_kernels": lower_kernels}
+DEFAULT = ("fold", "simplify", "cse", "dce", "lower_math", "simplify", "dce", "fuse", "lower_kernels")
+# what the ONNX exporter reads: after folding/CSE/DCE, before the kernel rewrites
 EXPORT = ("fold", "simplify", "cse", "dce")
 
 
@@ -37,7 +41,10 @@ def resolve(passes=None, disable=()):
 
 def _run(name, g):
     for node in g.nodes:
-        if node.subgraphs and node.op.name != "fused_elementwise":  # control flow, not a fused kernel
+        if node.subgraphs and not node.op.elementwise:  # control flow (a fused kernel's body is not a program)
+            for body in node.subgraphs.values():
+                if "device" in g.meta:
+                    body.meta.setdefault("device", g.meta["device"])
             node.subgraphs = {k: _run(name, body) for k, body in node.subgraphs.items()}
     return PASSES[name](g)
 
@@ -52,4 +59,5 @@ def optimize(graph, passes=DEFAULT, log=None):
     return g
 
 
-__all__ = ["fold", "simplify", "cse", "dce", "fuse", "plan_buffers", "optimize", "PASSES", "DEFAULT", "EXPORT"]
+__all__ = ["fold", "simplify", "cse", "dce", "lower_math", "fuse", "lower_kernels", "optimize", "PASSES",
+           "DEFAULT", "EXPORT"]

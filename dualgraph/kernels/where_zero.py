@@ -2,16 +2,17 @@
 and the same with the column sums that a bias gradient takes of it, in one pass.
 
 Every form is bit-identical to numpy's where (+0.0 under a False mask, NaN/inf there dropped, -0.0 and
-NaN payloads kept under True): C loops on the float's bits when a compiler is there (dualgraph.native),
-else numpy multiplying the float's bits by the mask; other backends multiply the values and
-recompute with where when that made a NaN.
+NaN payloads kept under True): C loops on the float's bits when a compiler is there (.native), else
+numpy multiplying the float's bits by the mask; other backends multiply the values and recompute
+with where when that made a NaN. The kernel ops `where_zero` and `where_colsum` (dualgraph.ops.kernels)
+run them; the `lower_kernels` pass puts those ops in a graph.
 """
 import functools
 from collections import Counter
 
 import numpy as np
 
-from ..native import I64, PTR, Loops, address
+from .native import I64, PTR, Loops, address
 
 _C = """#include <stdint.h>
 void where_zero(int64_t n, const uint8_t* restrict m, const {u}* restrict a, {u}* restrict o) {{
@@ -43,19 +44,9 @@ _LOOPS = Loops(_C, {"where_zero": ([I64, PTR, PTR, PTR], None),
 RUNS = Counter()
 
 
-def is_where_zero(node):
-    """A graph node computing where(bool mask, float a, 0) with a's shape."""
-    ins = node.inputs
-    return (node.op.name == "where" and len(ins) == 3 and ins[2] is not None and ins[2].weak
-            and ins[2].const == 0 and ins[1] is not None and not ins[1].weak
-            and ins[1].aval.dtype.kind == "f" and ins[0] is not None and ins[0].aval.dtype.kind == "b"
-            and ins[1].aval.dtype == node.outputs[0].aval.dtype
-            and tuple(ins[1].aval.shape) == tuple(node.outputs[0].aval.shape))
-
-
 def _fits(m, a, dtype):
     """The C loops read m and a as one flat run of bools and `dtype` floats each: checked on every call,
-    since the executor picks the loop from traced shapes that a symbolic trace only knows by name."""
+    since the loop is picked from traced shapes that a symbolic trace only knows by name."""
     return (type(a) is np.ndarray and type(m) is np.ndarray and a.dtype == dtype and m.dtype == np.bool_
             and m.shape == a.shape and m.flags.c_contiguous and a.flags.c_contiguous)
 

@@ -1,16 +1,17 @@
-"""Fused elementwise kernels as generated C (built by dualgraph.native): one loop over the elements,
-all ops of the chain in registers, vectorized by the compiler (glibc's libmvec gives SIMD exp/log),
-single-threaded.
+"""Fused elementwise kernels as generated C (built by .native): one loop over the elements, all ops of
+the chain in registers, vectorized by the compiler (glibc's libmvec gives SIMD exp/log), single-threaded.
 
-Measured on tanh-GELU over 1M float32 (docs/performance.md) this is several times faster than the
-best numpy-ufunc chain, which makes one memory pass per op. It is used only where its results match
-numpy's: float32/float64 chains of arithmetic, exp/log/tanh/sqrt/abs/sin/cos, relu/maximum/minimum
-(NaN-propagating, numpy's choice on equal zeros), comparisons (bool outputs) and where. The result has
-the broadcast shape of all the inputs; each input must be one of: as many elements as the result
-(size-1 dims anywhere, C-contiguous), a single element, or a C-contiguous block of the result's
-trailing dims broadcast along the leading ones (a bias row). The result must have at least MIN_SIZE
-elements, or MIN_SIZE_SHORT for a chain of at most two arithmetic ops (below that the numpy kernel's
-lower call cost wins; see `min_size`). Anything else, or no compiler, falls back to the numpy kernel.
+The loop body is generated from the op records' `expr` fields: each node's expression with its
+operands substituted, math functions given libm's float suffix for float32. Measured on tanh-GELU
+over 1M float32 (docs/performance.md) this is several times faster than the best numpy-ufunc chain,
+which makes one memory pass per op. It is used only where its results match numpy's: float32/float64
+chains of ops that have an expression, with bool values only as inputs, comparison results, outputs
+and conditions (an operand an expression writes `{i} ?`). The result has the broadcast shape of all
+the inputs; each input must be one of: as many elements as the result (size-1 dims anywhere,
+C-contiguous), a single element, or a C-contiguous block of the result's trailing dims broadcast
+along the leading ones (a bias row). The result must have at least MIN_SIZE elements, or
+MIN_SIZE_SHORT for a chain of at most two `arith` ops (below that the numpy kernel's lower call cost
+wins; see `min_size`). Anything else, or no compiler, falls back to the numpy kernel.
 
 MIN_SIZE and MIN_SIZE_SHORT are read when a graph is compiled and when a kernel first sees a call
 signature, so `thresholds(0, 0)` (a context manager) makes every eligible chain of the functions
@@ -19,11 +20,12 @@ compiled inside it take the C loop: the fuzzer and tests use it to run the C pat
 """
 import contextlib
 import ctypes
+import re
 from collections import Counter
 
 import numpy as np
 
-from ...native import address as _address, build, compiler as _compiler
+from .native import address as _address, build, compiler as _compiler
 
 MIN_SIZE = 1 << 13
 MIN_SIZE_SHORT = 1 << 16
@@ -40,54 +42,49 @@ def runs():
         for label in key.split(","):
             out[label] += n
     return out
-_ARITH = {"add", "sub", "mul", "neg"}
-_C = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
-    "exp": "exp{f}({0})", "log": "log{f}({0})", "tanh": "tanh{f}({0})", "sqrt": "sqrt{f}({0})",
-    "abs": "fabs{f}({0})", "log1p": "log1p{f}({0})", "expm1": "expm1{f}({0})", "sin": "sin{f}({0})",
-    "cos": "cos{f}({0})",
-}
-_CMP = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
-# numpy's maximum(a, b) is `a > b or isnan(a) ? a : b` (b on equal zeros); relu is maximum(x, 0)
-# (`|`, not `||`: no short-circuit branch, so the loop stays branch-free and vectorizes)
-_SELECT = {"maximum": "((({0} > {1}) | ({0} != {0})) ? {0} : {1})",
-           "minimum": "((({0} < {1}) | ({0} != {0})) ? {0} : {1})",
-           "relu": "((({0} > 0) | ({0} != {0})) ? {0} : 0)",
-           "where": "({0} ? {1} : {2})"}
+
+
 # gcc contracts `t = a * b; u = t + c` into one fused multiply-add across statements by default: one
 # rounding instead of numpy's two, so results would differ from the numpy kernel in the last bit
 _NO_CONTRACT = ('#ifdef __clang__\n#pragma STDC FP_CONTRACT OFF\n#else\n#pragma GCC optimize ("fp-contract=off")\n'
                 '#endif\n')
 _TYPES = {np.dtype(np.float32): ("float", "f"), np.dtype(np.float64): ("double", "")}
 _BOOL = np.dtype(np.bool_)
+_CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\(")
+# libm functions glibc's libmvec has SIMD versions of, declared so the loop vectorizes through them
+_SIMD = ("exp", "log")
+
+
+def c_expr(expr, suffix):
+    """An op's expression template with libm's suffix on its math functions (expf for float32)."""
+    return _CALL.sub(lambda m: m.group(1) + suffix + "(", expr) if suffix else expr
+
+
+def conditions(expr):
+    """Operand positions the expression reads as a truth value (`{i} ?`)."""
+    return {int(i) for i in re.findall(r"\{(\d+)\}\s*\?", expr)}
+
+
 def _is_number(v):
     return v.weak and isinstance(v.const, (int, float)) and not isinstance(v.const, bool) and np.isfinite(v.const)
 
 
 def eligible(body):
     """The C type of the chain's floats, or None when it cannot be a C kernel. Bool values may come in
-    as inputs or from comparisons, and be outputs or where's condition; everything else is that float."""
+    as inputs or from comparisons, and be outputs or conditions; everything else is that float."""
     vals = [v for n in body.nodes for v in list(n.inputs) + n.outputs if v is not None and not v.weak]
     dts = {v.aval.dtype for v in vals + list(body.inputs)} - {_BOOL}
     if len(dts) != 1 or next(iter(dts)) not in _TYPES:
         return None
     for n in body.nodes:
-        name = n.op.name
-        if n.attrs or any(v is None or (v.weak and not _is_number(v)) or (not v.weak and v.const is not None)
-                          for v in n.inputs):
+        expr = n.op.expr
+        if not expr or n.attrs or any(v is None or (v.weak and not _is_number(v)) or (not v.weak and v.const is not None)
+                                      for v in n.inputs):
             return None
-        is_bool = [not v.weak and v.aval.dtype == _BOOL for v in n.inputs]
-        if name == "where":
-            if not is_bool[0] or any(is_bool[1:]):
+        conds = conditions(expr)
+        for i, v in enumerate(n.inputs):
+            if (not v.weak and v.aval.dtype == _BOOL) != (i in conds):
                 return None
-        elif any(is_bool):
-            return None
-        elif name == "pow":
-            p = n.inputs[1]
-            if not (p.const in (2, 3) and not isinstance(p.const, float)):
-                return None
-        elif name not in _C and name not in _CMP and name not in _SELECT:
-            return None
     return _TYPES[next(iter(dts))]
 
 
@@ -111,23 +108,15 @@ def _source(body, ctype, suffix, modes, alias=False):
             return f"(({ctype}){float(v.const)!r}{suffix})"
         return names[id(v)]
     for k, n in enumerate(body.nodes):
-        ins = [ref(v) for v in n.inputs]
-        name = n.op.name
-        if name == "pow":
-            expr = "(" + "*".join([ins[0]] * int(n.inputs[1].const)) + ")"
-        elif name in _CMP:
-            expr = f"({ins[0]} {_CMP[name]} {ins[1]})"
-        elif name in _SELECT:
-            expr = _SELECT[name].format(*ins)
-        else:
-            expr = _C[name].format(*ins, f=suffix)
+        expr = c_expr(n.op.expr, suffix).format(*[ref(v) for v in n.inputs], t=ctype)
         names[id(n.outputs[0])] = f"t{k}"
         lines.append(f"            {ty(n.outputs[0])} t{k} = {expr};")
     for j, v in enumerate(body.outputs):
         params.append(f"{ty(v)}*{restrict} o{j}")
         lines.append(f"            o{j}[i] = {names[id(v)]};")
+    called = {f for n in body.nodes for f in _CALL.findall(n.op.expr)}
     simd = "".join(f"#pragma omp declare simd notinbranch\nextern {ctype} {fn}{suffix}({ctype});\n"
-                   for fn in ("exp", "log") if any(n.op.name == fn for n in body.nodes))
+                   for fn in _SIMD if fn in called)
     return (_NO_CONTRACT + "#include <math.h>\n#include <stdint.h>\n" + simd +
             f"void kernel(int64_t outer, int64_t inner, {', '.join(params)}) {{\n"
             "    for (int64_t o = 0; o < outer; o++) {\n"
@@ -157,7 +146,7 @@ def min_size(body):
     0.83x and 0.54x; but an SGD update `w - g * lr` written into w is 1.25x at 32K, 0.95x at 64K and
     0.71x at 200K, so a chain of at most two arithmetic ops waits for MIN_SIZE_SHORT (at 64K, one call
     instead of two wins inside a training step, where each call runs with cold caches)."""
-    short = len(body.nodes) <= 2 and all(n.op.name in _ARITH for n in body.nodes)
+    short = len(body.nodes) <= 2 and all(n.op.arith for n in body.nodes)
     return MIN_SIZE_SHORT if short else MIN_SIZE
 
 

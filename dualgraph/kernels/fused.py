@@ -1,0 +1,156 @@
+"""The kernel of a `fused_elementwise` node: its `body` subgraph (a chain of elementwise nodes) as one
+callable `kernel(*arrays, out=None) -> tuple of arrays`.
+
+On numpy: the generated C loop (.ckernel) where it applies, else generated Python over the ops'
+numpy ufuncs (`Op.ufunc`) with `out=`: the chain computes in place in as few buffers as possible (a
+dead temporary is overwritten instead of allocating), so a 10-op chain allocates one array instead of
+ten. An op without a ufunc calls its forward. numexpr and numba's vectorize measured slower than
+plain numpy on tanh-GELU, and cache-sized blocking of the numpy chain did not pay for its extra ufunc
+calls (docs/performance.md). On a GPU (`xp` is cupy) the chain is one `cupy.ElementwiseKernel`
+generated from the ops' `expr`, or the same generated Python over cupy's ufuncs when an op has none.
+
+`out` is a buffer the caller gives up (a donated input): a single-output chain may write its result
+there. Kernels are cached on the body graph, one per backend.
+"""
+import numpy as np
+
+from . import ckernel
+
+
+def kernel_for(body, xp):
+    key = "_kernel_cupy" if xp is not np else "_kernel"
+    k = body.meta.get(key)
+    if k is None:
+        if xp is np:
+            k = ckernel.make(body, python_kernel(body, np))
+        else:
+            k = _cupy_kernel(body, xp)
+        body.meta[key] = k
+    return k
+
+
+def python_kernel(body, xp):
+    """Generated Python: each op a ufunc call with out= into a dead same-typed buffer when there is one."""
+    glob = {"xp": xp, "np": np}
+    names = {}
+    lines = []
+    args = []
+    for i, v in enumerate(body.inputs):
+        names[id(v)] = f"a{i}"
+        args.append(f"a{i}")
+    last = body.last_uses()
+    outs = {id(v) for v in body.outputs}
+    owned = set()          # names of temporaries this kernel allocated (safe to overwrite)
+    free = []              # (name, aval) of dead owned temporaries
+    tmp = 0
+    overflow = False
+
+    def ref(v):
+        if v.weak:
+            c = v.const
+            return repr(c) if isinstance(c, (bool, int)) or np.isfinite(c) else _g(glob, c)
+        if v.const is not None:
+            return _g(glob, v.const)
+        return names[id(v)]
+
+    for k, n in enumerate(body.nodes):
+        o = n.outputs[0]
+        ins = [ref(v) for v in n.inputs]
+        uf = n.op.ufunc or None
+        float_ok = uf is not None and not n.attrs and o.aval.dtype.kind == "f" and all(
+            v is not None and (v.weak or v.aval.dtype == o.aval.dtype) for v in n.inputs)
+        if uf == "exp":
+            overflow = True  # exp overflowing to inf is the limit the chain wants (1 + tanh lowered to exp)
+        # a buffer that dies here, of the output's type and full shape
+        buf = None
+        for v in n.inputs:
+            if (v is not None and not v.weak and v.const is None and names.get(id(v)) in owned
+                    and last.get(id(v)) == k and id(v) not in outs and v.aval == o.aval):
+                buf = names[id(v)]
+                break
+        if buf is None:
+            for i, (nm, av) in enumerate(free):
+                if av == o.aval:
+                    buf = nm
+                    free.pop(i)
+                    break
+        final = len(body.outputs) == 1 and body.outputs[0] is o and k == len(body.nodes) - 1
+        if final and float_ok:
+            dest = f"out if out is not None else {buf}" if buf is not None else "out"
+            name = "r"
+            lines.append(f"    r = xp.{uf}({', '.join(ins)}, out={dest})")
+        elif float_ok:
+            if buf is not None:
+                lines.append(f"    xp.{uf}({', '.join(ins)}, out={buf})")
+                name = buf
+            else:
+                name = f"t{tmp}"
+                tmp += 1
+                lines.append(f"    {name} = xp.{uf}({', '.join(ins)})")
+        else:
+            f = _g(glob, n.op.forward)
+            kw = "".join(f", {a}={_g(glob, val)}" for a, val in n.attrs.items())
+            name = f"t{tmp}"
+            tmp += 1
+            lines.append(f"    {name} = xp.asarray({f}(xp{''.join(', ' + i for i in ins)}{kw}))")
+            if buf is not None:
+                free.append((buf, o.aval))
+        names[id(o)] = name
+        owned.add(name)
+        # temporaries that die here and were not reused become free
+        for v in n.inputs:
+            if (v is not None and not v.weak and v.const is None and last.get(id(v)) == k and id(v) not in outs
+                    and names.get(id(v)) in owned and names[id(v)] != name
+                    and all(names[id(v)] != f for f, _ in free)):
+                free.append((names[id(v)], v.aval))
+    rets = [names[id(v)] if id(v) in names else ref(v) for v in body.outputs]
+    src = "def kernel(" + "".join(a + ", " for a in args) + "out=None):\n"
+    if overflow:
+        src += "    with np.errstate(over='ignore'):\n" + "\n".join("    " + ln for ln in lines) + "\n"
+        src += f"        return ({''.join(r + ', ' for r in rets)})\n"
+    else:
+        src += "\n".join(lines) + f"\n    return ({''.join(r + ', ' for r in rets)})\n"
+    exec(compile(src, "<dg-fused-kernel>", "exec"), glob)
+    k = glob["kernel"]
+    k.source = src
+    return k
+
+
+def _g(glob, obj):
+    name = f"g{len(glob)}"
+    glob[name] = obj
+    return name
+
+
+_CTYPES = {"float32": "float", "float64": "double", "float16": "float16", "int64": "long long",
+           "int32": "int", "bool": "bool"}
+
+
+def _cupy_kernel(body, cp):
+    """One cupy.ElementwiseKernel for the whole chain, or the generated ufunc calls when an op of it has
+    no expression (or a dtype has no CUDA type here)."""
+    if any(not n.op.expr or n.attrs for n in body.nodes):
+        return python_kernel(body, cp)
+    try:
+        names, params, code = {}, [], []
+        for i, v in enumerate(body.inputs):
+            names[id(v)] = f"a{i}"
+            params.append(f"{_CTYPES[str(v.aval.dtype)]} a{i}")
+        for k, n in enumerate(body.nodes):
+            args = [repr(float(v.const)) if v.weak else names[id(v)] for v in n.inputs]
+            t = _CTYPES[str(n.outputs[0].aval.dtype)]
+            code.append(f"{t} t{k} = ({t}){n.op.expr.format(*args, t=t)};")
+            names[id(n.outputs[0])] = f"t{k}"
+        outs = [f"{_CTYPES[str(v.aval.dtype)]} o{i}" for i, v in enumerate(body.outputs)]
+        code += [f"o{i} = {names[id(v)]};" for i, v in enumerate(body.outputs)]
+        ek = cp.ElementwiseKernel(", ".join(params), ", ".join(outs), "\n".join(code), "dg_fused")
+    except (KeyError, IndexError):
+        return python_kernel(body, cp)
+
+    def kernel(*xs, out=None):
+        if out is not None and len(body.outputs) == 1:
+            r = ek(*xs, out)  # written into the donated buffer (cupy broadcasts the inputs)
+        else:
+            r = ek(*xs)
+        return r if isinstance(r, tuple) else (r,)
+    return kernel
