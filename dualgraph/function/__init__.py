@@ -9,8 +9,8 @@
     compiled_op.py  the autograd op of a compiled call its caller differentiates
     autodiff.py   reverse mode on the IR (vjp rules traced), joint graph and its partition
     control.py    dg.cond / dg.while_loop / dg.fori_loop and their ops
-    executor.py   generated straight-line Python over the backend; the reference interpreter
-    passes/       fold, simplify, cse, dce, fuse, plan_buffers (each Graph -> Graph)
+    executor.py   generated straight-line Python from the op records; the reference interpreter
+    passes/       fold, simplify, cse, dce, lower_math, fuse, lower_kernels (each Graph -> Graph)
 
 See docs/tracing.md.
 """
