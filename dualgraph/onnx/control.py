@@ -1,6 +1,5 @@
-"""Lowerings of the ops whose bodies are subgraphs: `cond` -> If, `while_loop` -> Loop, and a fused
-elementwise chain inlined node by node. They lower their bodies through the context
-(`ctx.lower_body`, `ctx.inline`), like every other lowering through `ctx` alone.
+"""Lowerings of structured control flow: `cond` -> If, `while_loop` -> Loop. They lower their bodies
+through the context (`ctx.lower_body`), like every other lowering through `ctx` alone.
 
 IR layout (dualgraph.function.control):
     cond:       inputs (pred, *operands, *captured); subgraphs then/else: (*operands, *captured) -> outs
@@ -64,12 +63,5 @@ def _while_onnx(ctx, node, *ins):
     return tuple(res) if n > 1 else res
 
 
-def _fused_onnx(ctx, node, *names):
-    """A fused elementwise chain (made by the fusion pass; export normally reads the graph before
-    fusion): its body lowered inline, node by node."""
-    return tuple(ctx.inline(node.subgraphs["body"], names))
-
-
 REGISTRY["cond"].onnx = _cond_onnx
 REGISTRY["while_loop"].onnx = _while_onnx
-REGISTRY["fused_elementwise"].onnx = _fused_onnx

@@ -40,9 +40,14 @@ def _fused_forward(xp, *xs, subgraphs=None):
     return kernel_for(subgraphs["body"], xp)(*xs)
 
 
+def _fused_onnx(ctx, node, *names):
+    """Export normally reads the graph before fusion; a fused graph exports its chains node by node."""
+    return tuple(ctx.inline(node.subgraphs["body"], names))
+
+
 FUSED = defop("fused_elementwise", _fused_forward, _fused_infer, elementwise=True, foldable=False, n_out=-1,
               extra={"subgraphs": True}, kernel=lambda node, xp: kernel_for(node.subgraphs["body"], xp),
-              writes_out=True, **KERNEL)
+              writes_out=True, **dict(KERNEL, onnx=_fused_onnx))
 
 
 # ---- where(mask, a, 0) -------------------------------------------------------------------------------
