@@ -1,12 +1,46 @@
-"""Tensor operators and methods, bound to the op functions (one definition each)."""
+"""Tensor operators and the methods that apply ops, bound to the op functions (one definition each).
+
+They are bound here, above the ops, because the ops are built on Tensor.
+"""
+from ._state import STATE
+from .backend import device as _parse_device
+from .dispatch import binary_method
 from .ops import conv, elementwise as ew, indexing as ix, linalg, reduction as red, shape as sh
 from .ops.elementwise import ADD, DIV, MUL, SUB
-from .tensor import Tensor, binary_method
+from .tensor import Tensor, _plain_outside_record, as_tensor
 from .nn import functional as F
 
 
 def _bools(a, b):
     return all(isinstance(x, bool) or getattr(getattr(x, "dtype", None), "kind", "") == "b" for x in (a, b))
+
+
+def _to(t, device=None, dtype=None):
+    """Move to a device and/or cast; `t.to('gpu')`, `t.to(dg.float64)`, `t.to('cpu', 'float16')`."""
+    if device is not None and not isinstance(device, str) and not hasattr(device, "xp"):
+        device, dtype = None, device  # t.to(dg.float64)
+    if isinstance(device, str) and device not in ("cpu",) and not device.startswith(("gpu", "cuda")):
+        device, dtype = None, device  # t.to("float64")
+    out = t
+    if dtype is not None:
+        out = out.astype(dtype)
+    if device is not None:
+        dev = _parse_device(device)
+        if dev is not out._device:
+            out = sh.to_device_op(out, dev)
+    return out
+
+
+@_plain_outside_record
+def _setitem(t, index, value):
+    ix.setitem_(t, index, value)
+
+
+@_plain_outside_record
+def _copy_(t, src):
+    src = as_tensor(src, like=t)
+    t._check_inplace("copy_")
+    return STATE.mode.inplace(t, lambda s: sh.broadcast_to(src, t.shape).astype(t.dtype), src, "copy_")
 
 
 def _bind():
@@ -39,6 +73,11 @@ def _bind():
     T.__rand__, T.__ror__, T.__rxor__ = T.__and__, T.__or__, T.__xor__
     T.__invert__ = lambda a: ew.logical_not(a) if a.dtype.kind == "b" else ew.invert(a)
     T.__getitem__ = ix.getitem
+    T.__setitem__ = _setitem
+    T.to = _to
+    T.copy_ = _copy_
+    T.clone = ew.copy
+    T._sum_to = red.sum_to  # the autograd engine (below the ops) sums broadcast gradients back with it
 
     methods = dict(
         add=ew.add, sub=ew.sub, mul=ew.mul, div=ew.div, pow=ew.pow, neg=ew.neg, abs=ew.abs, sign=ew.sign,

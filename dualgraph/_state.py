@@ -1,4 +1,4 @@
-"""Per-thread mode state: grad mode, MXNet-style recording/training, active tapes, tracer.
+"""Per-thread state: grad mode, MXNet-style recording/training, active tapes, the current dispatch mode.
 
 Thread-local so two threads training two models never see each other's modes.
 """
@@ -10,7 +10,7 @@ class _State(threading.local):
     recording = False     # MXNet's autograd.record() scope
     training = False      # MXNet's train_mode / predict_mode (dropout reads it)
     tapes = ()            # tapes of the enclosing record() scopes, innermost last
-    tracer = None         # the active graph builder when tracing (see dualgraph.function)
+    mode = None           # the current dualgraph.dispatch.Mode; dispatch makes the eager mode the default
     anomaly = False       # autograd.detect_anomaly(): nodes remember their source line, backward checks NaN/inf
 
 

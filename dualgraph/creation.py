@@ -6,12 +6,14 @@ import numpy as _np
 
 from . import dtypes as _dt
 from ._state import STATE
-from .backend import CPU, device as _device
-from .errors import ShapeError
+from .backend import CPU, device as _device, device_of_array
+from .dispatch import apply
+from .errors import ShapeError, user_line
+from .ops.dims import SymbolicSizeError
 from .ops.infer import Aval, Dim
 from .ops.onnx_rules import out_dtype
 from .ops.registry import defop
-from .tensor import Tensor, _make, apply
+from .tensor import Tensor, _make, as_tensor as _as_tensor
 
 _GENERATORS = {}
 _SEED = [None]
@@ -46,8 +48,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 
 def as_tensor(data, dtype=None, device=None):
-    from .tensor import as_tensor as _as
-    t = _as(data, dtype=dtype)
+    t = _as_tensor(data, dtype=dtype)
     return t.to(device) if device is not None else t
 
 
@@ -70,21 +71,8 @@ def _symbolic(values):
 
 def _traced_filled(value, shape, dt, dev, requires_grad):
     """A tensor of a size only known when the traced graph runs (`dg.zeros((b, t))` with `b, t` read
-    from an input's shape): the fill value broadcast to that shape, which the compiled graph and an
-    exported model compute from the input shapes (ONNX: Shape/Gather/Concat -> Expand)."""
-    from .ops.elementwise import COPY
-    from .ops.shape import BROADCAST_TO
-    tracer = STATE.tracer
-    if tracer is None:
-        raise ShapeError(f"cannot create a tensor of symbolic shape {shape} outside the trace that made its "
-                         f"dims")
-    if isinstance(value, Dim):   # dg.full(shape, x.shape[1]): the size, computed by the graph
-        from .ops.elementwise import astype
-        base = astype(tracer.dim_tensor(value), dt)
-    else:
-        base = tracer.sym(tracer.graph.add_const(_np.asarray(value, dtype=dt)), dev)
-    # a copy: the broadcast is a read-only view, a created tensor is writable like an eager one
-    out = apply(COPY, (apply(BROADCAST_TO, (base,), {"shape": tuple(shape)}),), {})
+    from an input's shape): the mode that made the sizes builds it."""
+    out = STATE.mode.filled(value, shape, dt, dev)
     if requires_grad:
         out.requires_grad_(True)
     return out
@@ -96,8 +84,6 @@ def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, v
     shape = _shape(shape)
     if _symbolic(shape):
         if value is None:
-            from .errors import user_line
-            from .ops.dims import SymbolicSizeError
             where = user_line()
             raise SymbolicSizeError(f"{name or 'this function'}: a shape {shape} with symbolic sizes is not "
                                     f"supported{f' at {where}' if where else ''}; make the tensor with dg.zeros/"
@@ -170,8 +156,6 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         out = out if dev is CPU else out.to(dev)
         return out.requires_grad_(True) if requires_grad else out
     if _symbolic((start, end, step)):
-        from .errors import user_line
-        from .ops.dims import SymbolicSizeError
         where = user_line()
         raise SymbolicSizeError(f"arange({start}, {end}, {step}): with a bound that is a symbolic size, start, end "
                                 f"and step must be integers{f' at {where}' if where else ''}; make an integer "
@@ -270,13 +254,11 @@ FULL_LIKE = defop("full_like", lambda xp, x, value, dtype: xp.full(x.shape, valu
 
 
 def _uniform_like_forward(xp, x, dtype):
-    from .backend import device_of_array
     gen = generator(device_of_array(x))
     return gen.random(x.shape, dtype=_np.float64 if dtype == _dt.float16 else dtype).astype(dtype)
 
 
 def _normal_like_forward(xp, x, dtype):
-    from .backend import device_of_array
     gen = generator(device_of_array(x))
     return gen.standard_normal(x.shape, dtype=_np.float64 if dtype == _dt.float16 else dtype).astype(dtype)
 

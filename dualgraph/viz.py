@@ -1,5 +1,6 @@
 """Graphviz DOT of a backward graph (from a tensor's grad_fn) or of a recorded Tape."""
 from .autograd.graph import AccumulateGrad
+from .tensor import Tensor
 
 
 def _label_of_tensor(t):
@@ -11,7 +12,6 @@ def to_dot(tensor_or_tape, name="backward", params=None):
 
     `params` ({"w": w, ...}, like torchviz's make_dot) names the leaves in the picture.
     """
-    from .autograd.modes import Tape
     lines = [f"digraph {name} {{", '  rankdir="BT";', '  node [fontname="Helvetica", fontsize=10];']
     ids = {}
     leaf_names = {id(t): n for n, t in (params or {}).items()}
@@ -29,7 +29,7 @@ def to_dot(tensor_or_tape, name="backward", params=None):
                 lines.append(f'  {ids[key]} [label="{obj.name()}", shape=box];')
         return ids[key]
 
-    if isinstance(tensor_or_tape, Tape):
+    if not isinstance(tensor_or_tape, Tensor):  # an autograd.record() Tape
         roots = list(tensor_or_tape.nodes)
     else:
         t = tensor_or_tape

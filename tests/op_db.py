@@ -657,7 +657,7 @@ def _reduction(name, fn, ref, samples=None, **kw):
 
 def _count_op(x, axes=None):
     from dualgraph.ops.reduction import COUNT
-    from dualgraph.tensor import apply
+    from dualgraph.dispatch import apply
     return apply(COUNT, (x,), {"axes": axes, "dtype": x.dtype})
 
 
@@ -1083,7 +1083,7 @@ def record_primitives(fn):
     Wraps each registry Op's forward (the one place every mode runs), so calls made by vjps and by
     ops that bypass `apply` are seen too; operator fast paths are routed through `apply` meanwhile."""
     from dualgraph.ops import REGISTRY
-    from dualgraph.tensor import apply
+    from dualgraph.dispatch import apply
     calls = []
     saved = {}
     for op in REGISTRY.values():

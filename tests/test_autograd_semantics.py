@@ -209,11 +209,12 @@ def _vjp_values(node, rng):
 def _outputs(node):
     if node._out is not None:
         return [dg.tensor(a) for a in node._out]
-    from dualgraph.function.tracer import Tracer, tracing
+    from dualgraph.dispatch import using
+    from dualgraph.function.tracer import Tracer
     from dualgraph.graph.ir import Graph
     from dualgraph.ops.infer import Aval
     tr = Tracer(Graph())
-    with tracing(tr), dg.no_grad():
+    with using(tr), dg.no_grad():
         ins = tuple(tr.sym(tr.graph.add_input(Aval(t.shape, t.dtype)), t.device) if isinstance(t, dg.Tensor) else t
                     for t in node.inputs)
         out = tr.apply(node.op, ins, node.attrs)

@@ -12,6 +12,7 @@ import dualgraph as dg
 import dualgraph.nn as nn
 from dualgraph import autograd, optim
 from dualgraph._state import STATE
+from dualgraph.dispatch import EAGER
 
 STEPS = 60
 
@@ -117,7 +118,7 @@ def test_tracing_in_one_thread_leaves_the_other_eager():
 
     @dg.function
     def traced(x):
-        seen["tracer_in_a"] = STATE.tracer is not None
+        seen["tracer_in_a"] = STATE.mode is not EAGER
         inside.set()
         release.wait(timeout=30)
         with dg.no_grad():
@@ -131,7 +132,7 @@ def test_tracing_in_one_thread_leaves_the_other_eager():
     def b():
         inside.wait(timeout=30)
         x = dg.tensor([3.0], requires_grad=True)
-        seen["tracer_in_b"] = STATE.tracer is not None
+        seen["tracer_in_b"] = STATE.mode is not EAGER
         y = x * x
         seen["b_concrete"] = y.numpy().tolist()
         seen["b_requires_grad"] = y.requires_grad
@@ -148,7 +149,7 @@ def test_tracing_in_one_thread_leaves_the_other_eager():
     assert seen["b_concrete"] == [9.0] and seen["b_requires_grad"] and seen["b_recording"]
     assert seen["a"].numpy().tolist() == [2.0, 4.0] and seen["a"].requires_grad
     assert seen["a_grad_enabled_after"]
-    assert STATE.tracer is None and dg.is_grad_enabled() and not autograd.is_recording()
+    assert STATE.mode is EAGER and dg.is_grad_enabled() and not autograd.is_recording()
 
 
 def test_a_thread_that_dies_inside_a_trace_or_no_grad_leaves_nothing_behind():
@@ -166,13 +167,13 @@ def test_a_thread_that_dies_inside_a_trace_or_no_grad_leaves_nothing_behind():
     t.join(timeout=30)
     assert err
     # this thread: untouched; a new thread: defaults
-    assert STATE.tracer is None and dg.is_grad_enabled() and not autograd.is_recording()
+    assert STATE.mode is EAGER and dg.is_grad_enabled() and not autograd.is_recording()
     out = {}
-    t = threading.Thread(target=lambda: out.update(tracer=STATE.tracer, grad=dg.is_grad_enabled(),
+    t = threading.Thread(target=lambda: out.update(eager=STATE.mode is EAGER, grad=dg.is_grad_enabled(),
                                                    rec=autograd.is_recording()))
     t.start()
     t.join(timeout=30)
-    assert out == {"tracer": None, "grad": True, "rec": False}
+    assert out == {"eager": True, "grad": True, "rec": False}
 
 
 def test_state_restored_in_the_thread_after_a_failed_trace():
@@ -184,4 +185,4 @@ def test_state_restored_in_the_thread_after_a_failed_trace():
 
     with pytest.raises(ValueError):
         f(dg.ones(2))
-    assert STATE.tracer is None and dg.is_grad_enabled() and not autograd.is_recording()
+    assert STATE.mode is EAGER and dg.is_grad_enabled() and not autograd.is_recording()

@@ -1,5 +1,9 @@
-"""dg.autograd: PyTorch-style and MXNet-style automatic differentiation on one engine."""
-from .engine import run_backward
+"""dg.autograd: PyTorch-style and MXNet-style automatic differentiation on one engine.
+
+`grad` and `backward` ask the current mode (dualgraph.dispatch): eagerly the engine walks the
+recorded Nodes; inside a trace the tracer differentiates the graph being built.
+"""
+from .._state import STATE
 from .function import Function, FunctionCtx
 from .graph import AccumulateGrad, Node
 from .modes import (Tape, detect_anomaly, is_anomaly_enabled, enable_grad, is_grad_enabled, is_recording, is_training, no_grad, pause,
@@ -22,7 +26,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not t.requires_grad:
             raise AutogradError(f"autograd.grad: input {i} does not require grad; call requires_grad_() on it "
                                 f"before computing the outputs")
-    grads = run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=inputs)
+    grads = STATE.mode.grad(outputs, grad_outputs, retain_graph, create_graph, inputs)
     if not allow_unused:
         for i, g in enumerate(grads):
             if g is None:
@@ -35,9 +39,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Backpropagate from several outputs at once (MXNet's autograd.backward, torch.autograd.backward)."""
     tensors = _as_list(tensors)
     grad_tensors = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
-    if retain_graph is None:
-        retain_graph = create_graph
-    run_backward(tensors, grad_tensors, retain_graph, create_graph)
+    STATE.mode.backward(tensors, grad_tensors, retain_graph, create_graph)
 
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled", "grad", "backward", "Function", "FunctionCtx", "gradcheck", "gradgradcheck", "no_grad", "enable_grad",

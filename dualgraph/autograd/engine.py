@@ -4,9 +4,9 @@ Gradients for one backward are summed per node (and per leaf) first and only the
 so MXNet's grad_req='write' overwrites with the full gradient of this backward, while
 PyTorch-style leaves (and grad_req='add') accumulate across calls.
 """
-from .. import tensor as _tensor  # the module (not its names): tensor.py imports this package first
 from .._state import STATE
 from ..errors import AutogradError, ShapeError
+from ..tensor import Tensor, _make, ones_like_tensor, zeros_like_tensor
 from .graph import Node
 
 
@@ -47,15 +47,7 @@ def _add(acc, g):
 
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
-    """Backpropagate; write leaf .grad (inputs=None) or return the grads of `inputs`."""
-    Tensor, ones_like_tensor, sum_to = _tensor.Tensor, _tensor.ones_like_tensor, _tensor.sum_to
-    if STATE.tracer is not None:  # inside @dg.function: reverse mode on the graph being traced
-        if inputs is not None:
-            return STATE.tracer.run_backward(outputs, grad_outputs, inputs)
-        for out, g in zip(outputs, grad_outputs):
-            STATE.tracer.backward(out, g)
-        return None
-
+    """Backpropagate eagerly; write leaf .grad (inputs=None) or return the grads of `inputs`."""
     node_grads = {}   # id(node) -> list of per-output grads
     roots = []
     leaf_grads = {}   # id(tensor) -> [tensor, grad]
@@ -132,7 +124,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     if not _reducible(gdata.shape, tdata.shape):
                         raise ShapeError(f"{node.op.grad_name}: backward returned a gradient of shape "
                                          f"{tuple(gi.shape)} for an input of shape {tuple(t.shape)}")
-                    gi = sum_to(gi, tdata.shape)
+                    gi = gi._sum_to(tdata.shape)  # an op, bound to Tensor above the ops
                 if gdata.dtype != tdata.dtype:
                     gi = gi.astype(tdata.dtype)
                 if child is not None:
@@ -171,7 +163,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                 # a leaf's grad takes its layout (PyTorch's gradient layout contract): the weight grad
                 # of x @ W.T arrives transposed, and every optimizer op on it would then walk memory
                 # with strides several times slower than one copy here
-                g = _tensor._make(g._device.xp.ascontiguousarray(d), g._device)
+                g = _make(g._device.xp.ascontiguousarray(d), g._device)
         if t._grad_req == "write" or t._grad is None:
             t._grad = g
         else:
@@ -201,7 +193,7 @@ def _call_vjp(node, grads):
         g = grads[0]
     else:
         outs = node.out
-        g = tuple(gi if gi is not None else _tensor.zeros_like_tensor(o) for gi, o in zip(grads, outs))
+        g = tuple(gi if gi is not None else zeros_like_tensor(o) for gi, o in zip(grads, outs))
     result = op.vjp(node, g)
     if not isinstance(result, (tuple, list)):
         result = (result,)

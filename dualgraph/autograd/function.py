@@ -1,6 +1,14 @@
-"""Custom differentiable functions: subclass `dg.autograd.Function` with forward/backward."""
+"""Custom differentiable functions: subclass `dg.autograd.Function` with forward/backward.
+
+`Function.apply` asks the current mode; `apply_eagerly` is what the eager mode does with it (a
+tracer runs forward inline and puts backward on its tape instead).
+"""
+import weakref
+
 from .._state import STATE
+from ..backend import device_of_array
 from ..errors import AutogradError
+from ..tensor import Tensor, _make
 from .graph import Node
 from .modes import no_grad
 
@@ -42,13 +50,10 @@ class FunctionCtx:
                 if t.counter[0] != t.version:
                     raise AutogradError(f"{self._name}: output {t.index} saved for backward was modified by an "
                                         f"in-place operation afterwards. Clone it before modifying it.")
-                from ..tensor import Tensor
                 node = self._node() if self._node is not None else None
                 if node is not None:
                     t = Tensor._from_node_output(t.data, node, t.index)
                 else:
-                    from ..tensor import _make
-                    from ..backend import device_of_array
                     t = _make(t.data, device_of_array(t.data))
             elif v is not None and t._version[0] != v:
                 raise AutogradError(
@@ -66,7 +71,6 @@ class FunctionCtx:
         self._non_differentiable.update(id(t) for t in tensors)
 
     def _keep_outputs_weakly(self, outs, node):
-        import weakref
         self._node = weakref.ref(node)
         by_id = {id(o): i for i, o in enumerate(outs)}
         self._saved = tuple(_SavedOutput(by_id[id(t)], t) if id(t) in by_id else t for t in self._saved)
@@ -116,29 +120,31 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from ..tensor import Tensor
-        if STATE.tracer is not None:
-            return STATE.tracer.custom_function(cls, args, kwargs)
-        ctx = FunctionCtx()
-        positions = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        with no_grad():
-            out = cls.forward(ctx, *args, **kwargs)
-        outs = out if isinstance(out, tuple) else (out,)
-        tensors = tuple(args[i] for i in positions)
-        if STATE.grad_enabled and any(t.requires_grad for t in tensors):
-            op = _CustomOp(cls, len(outs))
-            needs = tuple(t.requires_grad for t in tensors)
-            node = Node(op, tensors, {"ctx": ctx, "tensor_positions": positions, "n_args": len(args)},
-                        needs, tuple(-1 for _ in tensors))  # user code decides what it saves
-            node._out = tuple(o._data for o in outs)
-            ctx._name = op.grad_name
-            ctx._keep_outputs_weakly(outs, node)
-            wrapped = []
-            for i, o in enumerate(outs):
-                o = o.detach() if o.requires_grad or o.grad_fn is not None else o
-                if id(o) not in ctx._non_differentiable and o.dtype.kind == "f":
-                    o._grad_fn, o._out_index, o._requires_grad = node, i, True
-                wrapped.append(o)
-            outs = tuple(wrapped)
-        return outs if isinstance(out, tuple) else outs[0]
+        return STATE.mode.custom_function(cls, args, kwargs)
+
+
+def apply_eagerly(cls, args, kwargs):
+    """Run `cls.forward` now and, when an input requires grad, hang a node calling `cls.backward`."""
+    ctx = FunctionCtx()
+    positions = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
+    ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+    with no_grad():
+        out = cls.forward(ctx, *args, **kwargs)
+    outs = out if isinstance(out, tuple) else (out,)
+    tensors = tuple(args[i] for i in positions)
+    if STATE.grad_enabled and any(t.requires_grad for t in tensors):
+        op = _CustomOp(cls, len(outs))
+        needs = tuple(t.requires_grad for t in tensors)
+        node = Node(op, tensors, {"ctx": ctx, "tensor_positions": positions, "n_args": len(args)},
+                    needs, tuple(-1 for _ in tensors))  # user code decides what it saves
+        node._out = tuple(o._data for o in outs)
+        ctx._name = op.grad_name
+        ctx._keep_outputs_weakly(outs, node)
+        wrapped = []
+        for i, o in enumerate(outs):
+            o = o.detach() if o.requires_grad or o.grad_fn is not None else o
+            if id(o) not in ctx._non_differentiable and o.dtype.kind == "f":
+                o._grad_fn, o._out_index, o._requires_grad = node, i, True
+            wrapped.append(o)
+        outs = tuple(wrapped)
+    return outs if isinstance(out, tuple) else outs[0]

@@ -11,6 +11,7 @@ import weakref
 
 from .._state import STATE
 from ..errors import AutogradError, user_line
+from ..tensor import HookHandle, Tensor
 
 
 class Node:
@@ -73,9 +74,22 @@ class Node:
     @property
     def out(self):
         """The forward output as a Tensor whose grad_fn is this node (for vjps that reuse it)."""
-        from ..tensor import Tensor
         outs = tuple(Tensor._from_node_output(a, self, i) for i, a in enumerate(self._out))
         return outs if self.op.n_out > 1 else outs[0]
+
+    def retain(self, tensor):
+        """Keep `tensor`'s (an output of this node) gradient in its .grad during backward."""
+        if self._retained is None:
+            self._retained = []
+        self._retained.append((tensor._out_index, weakref.ref(tensor)))
+
+    def add_hook(self, tensor, hook):
+        """register_hook on a non-leaf: the hook lives on its node (it runs even if the tensor is dropped)."""
+        if self._hooks is None:
+            self._hooks = []
+        entry = (tensor._out_index, hook)
+        self._hooks.append(entry)
+        return HookHandle(self._hooks, entry, hook)
 
     def check_and_release(self, retain_graph):
         if self._freed:
@@ -163,7 +177,6 @@ class AccumulateGrad:
 
 
 def _edge(t):
-    from ..tensor import Tensor
     if not isinstance(t, Tensor):
         return (None, 0)
     if t._grad_fn is not None:
@@ -171,45 +184,3 @@ def _edge(t):
     if t._requires_grad:
         return (AccumulateGrad(t), 0)
     return (None, 0)
-
-
-def retain(tensor):
-    node = tensor._grad_fn
-    if node._retained is None:
-        node._retained = []
-    node._retained.append((tensor._out_index, weakref.ref(tensor)))
-
-
-class HookHandle:
-    """What `register_hook` returns: `handle.remove()` unregisters the hook (as in PyTorch); calling
-    the handle calls the hook, and `with handle:` removes it on exit."""
-
-    __slots__ = ("_hooks", "_entry", "hook")
-
-    def __init__(self, hooks, entry, hook):
-        self._hooks, self._entry, self.hook = hooks, entry, hook
-
-    def remove(self):
-        for i, e in enumerate(self._hooks):
-            if e is self._entry:
-                del self._hooks[i]
-                return
-
-    def __call__(self, *args, **kwargs):
-        return self.hook(*args, **kwargs)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-
-def add_hook(tensor, hook):
-    """register_hook on a non-leaf: the hook lives on its node (it runs even if the tensor is dropped)."""
-    node = tensor._grad_fn
-    if node._hooks is None:
-        node._hooks = []
-    entry = (tensor._out_index, hook)
-    node._hooks.append(entry)
-    return HookHandle(node._hooks, entry, hook)

@@ -5,6 +5,7 @@ Each is both a context manager and a decorator, like torch.no_grad.
 import functools
 
 from .._state import STATE
+from ..viz import to_dot
 
 
 class _Mode:
@@ -98,7 +99,6 @@ class Tape:
         return "\n".join(lines)
 
     def to_dot(self):
-        from ..viz import to_dot
         return to_dot(self)
 
 

@@ -75,7 +75,7 @@ class CompiledFunction:
 
     # ---- the call path -----------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        if STATE.tracer is not None:  # called inside another trace: inline it
+        if STATE.mode.symbolic:  # called inside another trace: inline it
             return self.fn(*args, **kwargs)
         if kwargs or self.signature.binds:
             args, statics = self.signature.bind(args, kwargs)

@@ -7,10 +7,15 @@ fresh tracer with grad on and appends its backward, and `partition` splits that 
 forward graph that also returns the residuals the backward needs, and a backward graph.
 """
 from .._state import STATE
+from ..autograd.graph import stale_read_message
+from ..creation import full_like, zeros_like
+from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
 from ..graph.ir import Graph
+from ..ops.infer import Dim
+from ..ops.reduction import sum_to
+from ..ops.registry import Operand
 from ..tensor import Tensor, as_tensor
-from .tracer import Tracer, tracing
 
 
 class _Ctx:
@@ -62,8 +67,6 @@ def _check_overwritten(tr, rec, at, stale_reads):
     stale_out = [k for k, v in enumerate(rec.outputs) if _overwritten(v, ow, at)]
     if not stale and not stale_out:
         return
-    from ..autograd.graph import stale_read_message
-    from ..ops.registry import Operand
     operands = [v.const if v is not None and v.weak else None if v is None else Operand(v.aval, tr.device_of(v))
                 for v in rec.inputs]
     reads = None if rec.subgraphs else rec.op.vjp_reads(operands, rec.attrs, rec.needs)
@@ -83,8 +86,6 @@ def reverse(tr, outputs, out_grads, wanted, stale_reads=None):
 
     A vjp that reads a value replaced by an in-place op raises, as eagerly; with `stale_reads` (a list)
     the message is appended there instead, for a backward that runs later."""
-    from ..creation import full_like, zeros_like
-    from ..ops.reduction import sum_to
     grads = {}
     check_overwritten = bool(getattr(tr, "overwritten", None))
     position = None
@@ -177,10 +178,9 @@ def joint_graph(graph, wrt, devices=None, force_diff=None, drop_unused=False):
     the caller can leave `.grad` None, as eagerly). `meta["stale_reads"]` lists the errors of vjps
     that read a value the traced function changed in place (see `reverse`), for the caller to raise
     when backward runs."""
-    from ..creation import zeros_like
-    tr = Tracer(Graph("joint"))
+    tr = new_tracer(Graph("joint"))
     devices = devices or {}
-    with tracing(tr):
+    with using(tr):
         prev = STATE.grad_enabled
         STATE.grad_enabled = True
         try:
@@ -245,7 +245,6 @@ def _replay_overwrites(tr, graph, env):
 
 def _base_dims(x, out):
     """The plain symbolic dims (id -> Dim) that x (a shape, attrs, a size expression) is built from."""
-    from ..ops.infer import Dim
     if isinstance(x, Dim):
         args = getattr(x, "args", None)
         if getattr(x, "op", None) is not None and args is not None:

@@ -17,7 +17,8 @@ from ..errors import AutogradError, DualgraphError
 from ..graph.ir import Graph
 from ..ops.onnx_rules import not_exportable
 from ..ops.registry import Op
-from ..tensor import Tensor, _make, apply
+from ..dispatch import apply
+from ..tensor import Tensor, _make
 from . import passes as _passes
 from .autodiff import joint_graph, partition
 from .entry import output_views, view_root

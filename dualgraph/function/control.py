@@ -1,27 +1,22 @@
 """Structured control flow: dg.cond, dg.while_loop, dg.fori_loop.
 
-Eagerly they run Python (so eager gradients come from the ordinary tape). Inside a trace each
-function argument is traced into a subgraph and the op becomes one node carrying `subgraphs`:
-
-    cond:  inputs (pred, *operands, *captured); subgraphs then/else: (*operands, *captured) -> outs
-    while: inputs (*state, *captured);          subgraphs cond: (*state, *captured) -> (pred,),
-                                                 body: (*state, *captured) -> state
-
-Values a branch reads from the enclosing trace are lifted into extra operands ("captured"), so
-one trace serves both branches. `cond` is differentiable (its vjp is a cond of the branches'
-backward graphs); `while_loop` is not (its trip count is unknown when tracing); `fori_loop`
-with Python bounds unrolls inside a trace, so it differentiates like straight-line code.
+Each asks the current mode. Eagerly they run Python (so eager gradients come from the ordinary
+tape). A tracer traces each function argument into a subgraph (`trace_cond`, `trace_while`) and
+adds one node of the op records in dualgraph.ops.control. `cond` is differentiable (its vjp is a
+cond of the branches' backward graphs); `while_loop` is not (its trip count is unknown when
+tracing); `fori_loop` with Python bounds unrolls inside a trace, so it differentiates like
+straight-line code.
 """
 import numpy as np
 
 from .._state import STATE
-from ..errors import AutogradError, ShapeError
-from ..graph.ir import Graph
-from ..ops.infer import Aval
-from ..ops.registry import defop
+from ..creation import tensor as _tensor
+from ..dispatch import using
+from ..errors import ShapeError
+from ..graph.ir import Value
+from ..ops.control import COND, WHILE
+from ..ops.elementwise import astype
 from ..tensor import Tensor, as_tensor
-
-DATA_DEPENDENT = {"nonzero"}
 
 
 # ---- pytrees of tensors (loop state, branch outputs) ------------------------------------------------
@@ -56,15 +51,51 @@ def tree_unflatten(tree, leaves):
     return _build(tree, iter(leaves))
 
 
+# ---- the user functions -----------------------------------------------------------------------------
+
+def cond(pred, true_fn, false_fn, *operands):
+    """`true_fn(*operands)` if pred else `false_fn(*operands)`; traced, both branches become one node.
+
+    Both branches must return the same structure of tensors with the same shapes and dtypes."""
+    if not isinstance(pred, Tensor):  # a Python predicate is known now, in every mode
+        return true_fn(*operands) if pred else false_fn(*operands)
+    return STATE.mode.cond(pred, true_fn, false_fn, operands)
+
+
+def while_loop(cond_fn, body_fn, init_val):
+    """`val = init_val; while cond_fn(val): val = body_fn(val); return val`, traced as one node.
+
+    The loop state is a tensor or a tuple/list/dict of tensors whose shapes and dtypes stay fixed."""
+    return STATE.mode.while_loop(cond_fn, body_fn, init_val)
+
+
+def fori_loop(lower, upper, body_fn, init_val):
+    """`val = init_val; for i in range(lower, upper): val = body_fn(i, val)`.
+
+    With Python int bounds the trip count is fixed at trace time: the loop unrolls into the graph
+    (i is a Python int) and is differentiable. Tensor bounds become a dg.while_loop (not differentiable).
+    """
+    if isinstance(lower, Tensor) or isinstance(upper, Tensor):
+        lo = lower if isinstance(lower, Tensor) else _tensor(int(lower))
+        hi = upper
+        out = while_loop(lambda s: s[0] < hi, lambda s: (s[0] + 1, body_fn(s[0], s[1])), (lo, init_val))
+        return out[1]
+    val = init_val
+    for i in range(int(lower), int(upper)):
+        val = body_fn(i, val)
+    return val
+
+
+# ---- tracing them -----------------------------------------------------------------------------------
+
 def _subtrace(tr, fn, in_tensors, name):
-    """Trace fn(*in_tensors) into a subgraph of the current trace; returns (graph, sub, out_leaves, tree)."""
-    from .tracer import Tracer, tracing
-    sub = Tracer(Graph(name), parent=tr, strict=tr.strict, shapes_declared=tr.shapes_declared)
+    """Trace fn(*in_tensors) into a subgraph of tracer `tr`; returns (subtracer, out_leaves, tree)."""
+    sub = tr.child(name)
     args = []
     for t in in_tensors:
         v = sub.graph.add_input(tr.value_of(t).aval)
         args.append(sub.sym(v, t._device, requires_grad=t._requires_grad))
-    with tracing(sub):
+    with using(sub):
         out = fn(*args)
     leaves, tree = tree_flatten(out)
     outs = []
@@ -72,7 +103,7 @@ def _subtrace(tr, fn, in_tensors, name):
         if not isinstance(leaf, Tensor):
             leaf = as_tensor(leaf)
         outs.append(leaf)
-    with tracing(sub):
+    with using(sub):
         sub.graph.outputs = [sub.value_of(o) for o in outs]
     return sub, outs, tree
 
@@ -88,14 +119,9 @@ def _align(subs, tr):
     for s in subs:
         have = {id(pv): s.graph.inputs[len(s.graph.inputs) - len(s.outer) + i] for i, pv in enumerate(s.outer)}
         base = s.graph.inputs[:len(s.graph.inputs) - len(s.outer)]
-        extra = [have.get(id(pv)) or Value_like(pv) for pv in union]
+        extra = [have.get(id(pv)) or Value(pv.aval) for pv in union]
         s.graph.inputs = base + extra
     return union
-
-
-def Value_like(pv):
-    from ..graph.ir import Value
-    return Value(pv.aval)
 
 
 def _outer_tensors(tr, union, subs):
@@ -112,66 +138,8 @@ def _outer_tensors(tr, union, subs):
     return out
 
 
-# ---- cond -------------------------------------------------------------------------------------------
-
-def _cond_infer(pred, *operands, subgraphs=None):
-    return tuple(v.aval for v in subgraphs["then"].outputs)
-
-
-def _run_sub(graph, arrays):
-    from .executor import compiled_subgraph
-    return compiled_subgraph(graph)(*arrays)
-
-
-def _cond_forward(xp, pred, *operands, subgraphs=None):
-    branch = subgraphs["then"] if bool(pred) else subgraphs["else"]
-    return tuple(_run_sub(branch, operands))
-
-
-def _cond_vjp(ctx, g):
-    """cond of the branches' backward graphs (each recomputes its branch forward)."""
-    from .autodiff import joint_graph
-    gs = g if isinstance(g, tuple) else (g,)
-    pred, operands = ctx.inputs[0], ctx.inputs[1:]
-    wrt = [i for i, t in enumerate(operands) if ctx.needs_input_grad[i + 1]]
-    if not wrt:
-        return (None,) * len(ctx.inputs)
-    branches = {}
-    diffs = {}
-    for key in ("then", "else"):
-        joint, diff = joint_graph(ctx.subgraphs[key], wrt)
-        diffs[key] = diff
-        branches[key] = joint
-    # both branches must take the same cotangents: use the outputs differentiable in either
-    diff = sorted(set(diffs["then"]) | set(diffs["else"]))
-    for key in ("then", "else"):
-        if diffs[key] != diff:
-            joint, _ = joint_graph(ctx.subgraphs[key], wrt, force_diff=diff)
-            branches[key] = joint
-        # a branch's joint outputs are (y..., dx...): keep only the grads
-        j = branches[key]
-        j.outputs = j.outputs[len(ctx.subgraphs[key].outputs):]
-    ct = [gs[i] for i in diff]
-    tr = ctx.tracer
-    outs = tr.apply(COND, (pred, *operands, *ct), {}, subgraphs=branches)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    result = [None] * len(ctx.inputs)
-    for k, i in enumerate(wrt):
-        result[i + 1] = outs[k]
-    return tuple(result)
-
-
-COND = defop("cond", _cond_forward, _cond_infer, _cond_vjp, pure=True, foldable=False, n_out=-1,
-             extra={"subgraphs": True})
-
-
-def cond(pred, true_fn, false_fn, *operands):
-    """`true_fn(*operands)` if pred else `false_fn(*operands)`; traced, both branches become one node.
-
-    Both branches must return the same structure of tensors with the same shapes and dtypes."""
-    tr = STATE.tracer
-    if tr is None or not isinstance(pred, Tensor):
-        return true_fn(*operands) if bool(pred) else false_fn(*operands)
+def trace_cond(tr, pred, true_fn, false_fn, operands):
+    """dg.cond under tracer `tr`: both branches traced into subgraphs of one cond node."""
     leaves, tree = tree_flatten(operands)
     ops = [x if isinstance(x, Tensor) else as_tensor(x) for x in leaves]
 
@@ -194,41 +162,8 @@ def cond(pred, true_fn, false_fn, *operands):
     return tree_unflatten(tree_t, outs)
 
 
-# ---- while_loop -------------------------------------------------------------------------------------
-
-def _while_infer(*state, subgraphs=None):
-    return tuple(v.aval for v in subgraphs["body"].outputs)
-
-
-def _while_forward(xp, *state, subgraphs=None):
-    from .executor import compiled_subgraph
-    n = len(subgraphs["body"].outputs)
-    cond_fn, body_fn = compiled_subgraph(subgraphs["cond"]), compiled_subgraph(subgraphs["body"])
-    state, extra = list(state[:n]), list(state[n:])
-    while bool(cond_fn(*state, *extra)[0]):
-        state = list(body_fn(*state, *extra))
-    return tuple(state)
-
-
-def _while_vjp(ctx, g):
-    raise AutogradError("dg.while_loop is not differentiable (its trip count is only known at run time); "
-                        "use dg.fori_loop with Python bounds, which unrolls and differentiates")
-
-
-WHILE = defop("while_loop", _while_forward, _while_infer, _while_vjp, foldable=False, n_out=-1,
-              extra={"subgraphs": True})
-
-
-def while_loop(cond_fn, body_fn, init_val):
-    """`val = init_val; while cond_fn(val): val = body_fn(val); return val`, traced as one node.
-
-    The loop state is a tensor or a tuple/list/dict of tensors whose shapes and dtypes stay fixed."""
-    tr = STATE.tracer
-    if tr is None:
-        val = init_val
-        while bool(cond_fn(val)):
-            val = body_fn(val)
-        return val
+def trace_while(tr, cond_fn, body_fn, init_val):
+    """dg.while_loop under tracer `tr`: cond_fn and body_fn traced into subgraphs of one while_loop node."""
     leaves, tree = tree_flatten(init_val)
     state = [x if isinstance(x, Tensor) else as_tensor(x) for x in leaves]
     s_cond, outs_c, _ = _subtrace(tr, lambda *ts: cond_fn(tree_unflatten(tree, ts)), state, "cond")
@@ -243,33 +178,10 @@ def while_loop(cond_fn, body_fn, init_val):
         raise ShapeError("dg.while_loop: cond_fn must return a scalar (0-d) tensor")
     c = s_cond.graph.outputs[0]
     if c.aval.dtype != np.bool_:
-        from .tracer import tracing
-        from ..ops.elementwise import astype
-        with tracing(s_cond):
+        with using(s_cond):
             s_cond.graph.outputs = [s_cond.value_of(astype(outs_c[0], bool))]
     union = _align([s_cond, s_body], tr)
     extra = _outer_tensors(tr, union, [s_cond, s_body])
     outs = tr.apply(WHILE, (*state, *extra), {}, subgraphs={"cond": s_cond.graph, "body": s_body.graph})
     outs = outs if isinstance(outs, tuple) else (outs,)
     return tree_unflatten(tree, outs)
-
-
-def fori_loop(lower, upper, body_fn, init_val):
-    """`val = init_val; for i in range(lower, upper): val = body_fn(i, val)`.
-
-    With Python int bounds the trip count is fixed at trace time: the loop unrolls into the graph
-    (i is a Python int) and is differentiable. Tensor bounds become a dg.while_loop (not differentiable).
-    """
-    if isinstance(lower, Tensor) or isinstance(upper, Tensor):
-        from ..creation import tensor as _tensor
-        lo = lower if isinstance(lower, Tensor) else _tensor(int(lower))
-        hi = upper
-        out = while_loop(lambda s: s[0] < hi, lambda s: (s[0] + 1, body_fn(s[0], s[1])), (lo, init_val))
-        return out[1]
-    val = init_val
-    for i in range(int(lower), int(upper)):
-        val = body_fn(i, val)
-    return val
-
-
-_ = Aval

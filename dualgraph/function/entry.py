@@ -21,7 +21,8 @@ from .capture import Captured, compile_reader, find_paths, frozen_globals, guard
 from .control import tree_flatten
 from .executor import Executable
 from .signature import avals_for, rebuild
-from .tracer import FrozenValue, TraceError, Tracer, tracing
+from ..dispatch import using
+from .tracer import FrozenValue, TraceError, Tracer
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)
@@ -153,7 +154,7 @@ def _trace(cf, args, leaves, sym_mask, symbolic):
         tr.args[id(s)] = [s, v, i]
         syms.append(s)
     call_args, call_kwargs = sig.unbind(rebuild(args, iter(syms)))
-    with tracing(tr):
+    with using(tr):
         try:
             out = cf.fn(*call_args, **call_kwargs)
         except DualgraphError as exc:

@@ -1,7 +1,8 @@
-"""The graph builder that `dualgraph.tensor.apply` hands ops to while `@dg.function` traces.
+"""The tracing mode: the graph builder that `dualgraph.dispatch.apply` hands ops to while
+`@dg.function` traces (and, subclassed, while a static graph is built).
 
-Symbolic tensors are ordinary `Tensor`s with `_data = None` and `_aval` set; the tracer maps each
-one (by identity) to the graph `Value` it stands for. Tensors the traced code reads that are not
+Symbolic tensors (`SymbolicTensor`: a shape and dtype, `_aval`, and no data) stand for graph
+values; the tracer maps each one (by identity) to the graph `Value` it stands for. Tensors the traced code reads that are not
 arguments (closure, module parameters, optimizer state) become *captured* graph inputs, read at
 every call. In-place updates are functionalized: the tensor is rebound to a new Value, and when it
 is an argument or a captured tensor the final Value is written back after each call.
@@ -16,17 +17,32 @@ import sys
 import numpy as np
 
 from .._state import STATE
+from ..autograd.function import FunctionCtx
+from ..autograd.modes import no_grad
 from ..backend import CPU, is_array
-from ..errors import AutogradError, DualgraphError, ShapeError, user_line
+from ..creation import full_like
+from ..dispatch import Mode, apply, register_tracer
+from ..errors import AutogradError, DeviceError, DualgraphError, ShapeError, user_line
 from ..graph.ir import Graph
+from ..ops.dims import _OPS, DimExpr, SymbolicDim, size_needed, symbolic_size
+from ..ops.elementwise import COPY, astype
 from ..ops.infer import Aval, Dim
-from ..tensor import Tensor, _make
+from ..ops.reduction import COUNT
+from ..ops.shape import BROADCAST_TO
+from ..tensor import Tensor, _Size, as_tensor
+from . import control
+from .autodiff import reverse
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TENSOR_PY = os.path.join(_PKG, "tensor.py")
 # frames between user code and the tracer when an operator or method is applied
-_DISPATCH_FILES = {_TENSOR_PY, os.path.abspath(__file__), os.path.join(_PKG, "_methods.py")}
+_HERE = os.path.abspath(__file__)
+_DISPATCH_FILES = {_TENSOR_PY, _HERE, os.path.join(_PKG, "_methods.py"), os.path.join(_PKG, "dispatch.py")}
+# frames between user code and read_shape when a shape is read (SymbolicTensor's properties)
+_SHAPE_FILES = {_TENSOR_PY, _HERE}
 _SCALARS = (int, float, bool)
+# ops whose output shape depends on the input values: no shape rule can say it while tracing
+DATA_DEPENDENT = {"nonzero"}
 
 
 class TraceError(DualgraphError, TypeError):
@@ -74,6 +90,91 @@ class _TracedGradFn:
         return f"<{self.op.grad_name} (traced)>"
 
 
+class SymbolicTensor(Tensor):
+    """A tensor standing for a value of a graph being built: shape and dtype (`_aval`), no data.
+
+    Reading its shape or values asks the current mode: the tracer notes a shape read (it freezes into
+    the trace) and refuses values with an error pointing at dg.cond / dg.while_loop."""
+
+    __slots__ = ()
+    _symbolic = True
+    _builder = None  # the static-graph builder whose node this is (traced tensors keep no builder)
+
+    @property
+    def shape(self):
+        return STATE.mode.read_shape(self)
+
+    @property
+    def ndim(self):
+        return len(self._aval.shape)
+
+    @property
+    def dtype(self):
+        return self._aval.dtype
+
+    @property
+    def size(self):
+        shape = self.shape
+        if any(isinstance(d, SymbolicDim) for d in shape):
+            return symbolic_size(shape)
+        return _Size(shape)
+
+    def numel(self):
+        n = self.size   # a size expression when traced with symbolic dims
+        return int(n) if isinstance(n, _Size) else n
+
+    def __len__(self):
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        if isinstance(shape[0], SymbolicDim):
+            raise size_needed(shape[0], "len()")
+        if not isinstance(shape[0], int):
+            STATE.mode.no_value(self, "len()")
+        return shape[0]
+
+    def numpy(self):
+        STATE.mode.no_value(self, "numpy()")
+
+    asnumpy = numpy
+
+    def __array__(self, dtype=None, copy=None):
+        STATE.mode.no_value(self, "np.asarray()")
+
+    def item(self):
+        STATE.mode.no_value(self, "item()")
+
+    def __bool__(self):
+        STATE.mode.no_value(self, "bool()")
+
+    def __iter__(self):
+        if not (self._aval.shape and isinstance(self._aval.shape[0], int)):
+            STATE.mode.no_value(self, "iteration over a tensor of unknown length")
+        return super().__iter__()
+
+    def __deepcopy__(self, memo):
+        STATE.mode.no_value(self, "copy.deepcopy")
+
+    def __repr__(self):
+        return f"Tensor(traced {self._aval})"
+
+    __str__ = __repr__
+
+
+_new = object.__new__
+
+
+def symbolic(aval, device):
+    t = _new(SymbolicTensor)
+    t._data = None
+    t._device = device
+    t._requires_grad = False
+    t._grad_fn = None
+    t._version = [0]
+    t._aval = aval
+    return t
+
+
 class TapeRecord:
     __slots__ = ("op", "inputs", "attrs", "outputs", "needs", "subgraphs", "custom")
 
@@ -82,7 +183,12 @@ class TapeRecord:
         self.needs, self.subgraphs, self.custom = needs, subgraphs or {}, custom
 
 
-class Tracer:
+class Tracer(Mode):
+    """The tracing mode: ops become nodes of `graph`, in-place writes rebind tensors to new values,
+    backward is reverse mode over the tape of recorded ops (function/autodiff)."""
+
+    symbolic = True
+
     def __init__(self, graph=None, parent=None, strict=False, shapes_declared=False):
         self.graph = graph or Graph()
         self.parent = parent
@@ -115,8 +221,7 @@ class Tracer:
     # ---- values and tensors --------------------------------------------------------------------
     def sym(self, value, device, requires_grad=False):
         device = device or CPU
-        t = _make(None, device)
-        t._aval = value.aval
+        t = symbolic(value.aval, device)
         self.devs.setdefault(id(value), device)
         if requires_grad:
             t._requires_grad = True
@@ -136,8 +241,7 @@ class Tracer:
             return value.const
         t = self.tensor_of.get(id(value))
         if t is None or self.vals.get(id(t)) is not value:
-            t = _make(None, device or self.device_of(value))
-            t._aval = value.aval
+            t = symbolic(value.aval, device or self.device_of(value))
             self.vals[id(t)] = value
             self.keep.append(t)
             self.tensor_of[id(value)] = t
@@ -149,7 +253,7 @@ class Tracer:
         v = self.vals.get(id(x))
         if v is not None:
             return v
-        if x._data is None:
+        if x._symbolic:
             if self.parent is not None:
                 pv = self.parent.value_of(x)
                 return self._lift(x, pv)
@@ -221,9 +325,12 @@ class Tracer:
             root._numbers.add(key)
             root.frozen.append(FrozenValue("number", "(Python value used as a constant)", x, where))
 
-    # ---- the hook apply() calls -------------------------------------------------------------------
+    def child(self, name):
+        """A tracer for a subgraph (a branch or loop body) that lifts the values it reads from this one."""
+        return Tracer(Graph(name), parent=self, strict=self.strict, shapes_declared=self.shapes_declared)
+
+    # ---- the mode interface ------------------------------------------------------------------------
     def apply(self, op, inputs, attrs, subgraphs=None, custom=None):
-        from .control import DATA_DEPENDENT
         if op.name in DATA_DEPENDENT:
             raise TraceError(f"{op.name}: its output shape depends on the values, so it cannot be traced"
                              f"{_at()}; compute it outside @dg.function or use a mask with dg.where")
@@ -243,7 +350,6 @@ class Tracer:
                 if dev is None:
                     dev = x._device
                 elif x._device is not dev and op.name != "to_device":
-                    from ..errors import DeviceError
                     raise DeviceError(f"{op.name}: tensors on different devices ({dev} and {x._device}); "
                                       f"move them with .to(device) first{_at()}")
                 rg = rg or x._requires_grad
@@ -284,7 +390,6 @@ class Tracer:
     def _dims_as_tensors(self, inputs):
         """A symbolic size used as an operand (x / x.shape[0]) is computed on the graph at run time, in
         the dtype of the other operand (as a Python number would promote)."""
-        from ..ops.elementwise import astype
         like = next((x for x in inputs if isinstance(x, Tensor)), None)
         out = []
         for x in inputs:
@@ -299,28 +404,23 @@ class Tracer:
         return tuple(out)
 
     def dim_tensor(self, d):
-        from ..ops.dims import DimExpr
         cached = self._dim_tensors.get(d)
         if cached is not None:
             return cached
         if isinstance(d, DimExpr):
             a, b = (self.dim_tensor(x) if isinstance(x, Dim) else x for x in d.args)
-            from ..ops.dims import _OPS
             t = _OPS[d.op](a, b)
         else:
             origin = self.root().dim_origin.get(d)
             if origin is None:
                 raise TraceError(f"the symbolic dim {d} was used as a number{_at()}, but this trace does not know "
                                  f"which input it comes from")
-            from ..ops.reduction import COUNT
-            from ..tensor import apply
             v, axis = origin
             t = apply(COUNT, (self.root().tensor_for(v),), {"axes": (axis,), "dtype": np.dtype(np.int64)})
         self._dim_tensors[d] = t
         return t
 
-    # ---- hooks used by Tensor methods ---------------------------------------------------------------
-    def concrete_value_error(self, tensor, what):
+    def no_value(self, tensor, what):
         raise ConcretizationError(
             f"{what} needs the value of a traced tensor ({tensor._aval}){_at()}, but inside @dg.function "
             f"values are only known when the compiled graph runs. Python control flow on tensor values "
@@ -332,7 +432,7 @@ class Tracer:
     def read_shape(self, t):
         shape = t._aval.shape
         frame = sys._getframe(2)
-        while frame is not None and frame.f_code.co_filename == _TENSOR_PY:
+        while frame is not None and frame.f_code.co_filename in _SHAPE_FILES:
             frame = frame.f_back
         if frame is None or os.path.abspath(frame.f_code.co_filename).startswith(_PKG):
             return shape
@@ -360,7 +460,7 @@ class Tracer:
         root = self.root()
         if root is not self:
             return root.read_grad(t)
-        if t._data is None and id(t) not in self.args:
+        if t._symbolic and id(t) not in self.args:
             return None  # a tensor the trace made has no .grad (and must not become a call-time guard)
         if id(t) not in self.grad_reads:
             self.grad_reads[id(t)] = [t, t._grad is None]
@@ -374,7 +474,6 @@ class Tracer:
         root = self.root()
         if value is not None:
             if not isinstance(value, Tensor):
-                from ..tensor import as_tensor
                 value = as_tensor(value, like=t)
             if tuple(value.shape) != tuple(t.shape):
                 raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has shape {t.shape}")
@@ -386,19 +485,35 @@ class Tracer:
             return self.sym(self.value_of(t), t._device)
         # a node, not the same Value under a new tensor: joint_graph replays the graph (and cond/while
         # look tensors up by Value), so a shared Value let gradients flow through x.detach()
-        from ..ops.elementwise import COPY
         return self.apply(COPY, (t,), {"stop_gradient": True})
 
-    def inplace(self, t, result, what, since=None):
+    def inplace(self, t, fn, other, what, keeps_old=False, ufunc=None):
+        """Functionalized: t stands for the graph value fn(t) from now on."""
+        since = len(self.graph.nodes)
+        return self.rebind(t, fn(t), what, since)
+
+    def apply_inplace(self, op, inputs, attrs, what):
+        x = inputs[0]
+        x._check_inplace(what)
+        return self.rebind(x, self.apply(op, inputs, attrs), what)
+
+    def fill(self, t, value):
+        return self.rebind(t, full_like(t, value), "fill_")
+
+    def set_data(self, t, value):
+        self.rebind(t, value, "data=")
+
+    def move(self, op, x, device):
+        return self.apply(op, (x,), {"device": device})
+
+    def rebind(self, t, result, what, since=None):
         """Rebind t to `result`; `since` is len(graph.nodes) before the in-place op computed `result`
         (the op's own nodes may read t's old value, as eager's read a private copy)."""
-        from ..ops.elementwise import astype
-        if t._is_view and t._data is None:
+        if t._is_view and t._symbolic:
             raise TraceError(f"{what}: in-place change of a view inside @dg.function is not supported{_at()}: "
                              f"the write would have to reach the tensor it views. Write to the base tensor "
                              f"(`x[idx] = v`) or use an out-of-place op")
         if not isinstance(result, Tensor):
-            from ..tensor import as_tensor
             result = as_tensor(result, like=t)
         if tuple(result.shape) != tuple(t.shape):
             raise ShapeError(f"{what}: in-place result has shape {tuple(result.shape)}, tensor has shape "
@@ -409,12 +524,12 @@ class Tracer:
         self.overwritten.setdefault(id(old), (old, len(self.graph.nodes) if since is None else since))
         new = self.value_of(result)
         self.vals[id(t)] = new
-        if t._data is None:
+        if t._symbolic:
             t._aval = new.aval
-        if STATE.grad_enabled and t._data is None:
-            t._requires_grad = result._requires_grad
-            t._grad_fn = result._grad_fn
-        root_owned = (t._data is not None) or id(t) in self.args
+            if STATE.grad_enabled:
+                t._requires_grad = result._requires_grad
+                t._grad_fn = result._grad_fn
+        root_owned = not t._symbolic or id(t) in self.args
         if root_owned:
             self.mutations[id(t)] = [t, new]
         return t
@@ -422,16 +537,8 @@ class Tracer:
     def _is_input(self, v):
         return v is not None and v.producer is None and v.const is None and any(v is i for i in self.graph.inputs)
 
-    def setitem(self, x, value, index_tensors, template):
-        from ..ops.indexing import INDEX_PUT
-        x._check_inplace("setitem")
-        new = self.apply(INDEX_PUT, (x, value, *index_tensors), {"template": template})
-        self.inplace(x, new, "setitem")
-
     def custom_function(self, cls, args, kwargs):
         """Trace a custom autograd.Function: its forward inline, its backward as the vjp on the tape."""
-        from ..autograd.function import FunctionCtx
-        from ..autograd.modes import no_grad
         # the ONNX exporter refuses graphs with custom Functions (their backward is Python), naming them
         self.root().graph.meta.setdefault("custom_functions", []).append((cls.__name__, user_line()))
         ctx = FunctionCtx()
@@ -454,14 +561,14 @@ class Tracer:
         return out
 
     # ---- reverse mode inside the trace --------------------------------------------------------------
-    def backward(self, loss, gradient=None, inputs=None):
-        from .autodiff import reverse
+    def backward(self, outputs, grad_outputs, retain_graph, create_graph, inputs=None):
+        for out, g in zip(outputs, grad_outputs):
+            self._backward(out, g, inputs)
+
+    def _backward(self, loss, gradient, targets):
         if not loss._requires_grad:
             raise AutogradError("element of outputs does not require grad and has no grad_fn" + _at())
         self.did_backward = True
-        targets = inputs
-        if targets is not None:
-            targets = [targets] if isinstance(targets, Tensor) else list(targets)
         leaves = self._leaves() if targets is None else [(t, self.value_of(t)) for t in targets]
         grads = reverse(self, [loss], [gradient], [v for _, v in leaves])
         for (t, _), g in zip(leaves, grads):
@@ -474,10 +581,25 @@ class Tracer:
                 with _grad_off():
                     self.write_grad(t, cur + g)
 
-    def run_backward(self, outputs, grad_outputs, inputs):
-        """dg.autograd.grad inside a trace."""
-        from .autodiff import reverse
+    def grad(self, outputs, grad_outputs, retain_graph, create_graph, inputs):
         return reverse(self, outputs, grad_outputs, [self.value_of(t) for t in inputs])
+
+    def cond(self, pred, true_fn, false_fn, operands):
+        return control.trace_cond(self, pred, true_fn, false_fn, operands)
+
+    def while_loop(self, cond_fn, body_fn, init_val):
+        return control.trace_while(self, cond_fn, body_fn, init_val)
+
+    def filled(self, value, shape, dtype, device):
+        """A tensor of a size only known when the traced graph runs (`dg.zeros((b, t))` with `b, t` read
+        from an input's shape): the fill value broadcast to that shape, which the compiled graph and an
+        exported model compute from the input shapes (ONNX: Shape/Gather/Concat -> Expand)."""
+        if isinstance(value, Dim):   # dg.full(shape, x.shape[1]): the size, computed by the graph
+            base = astype(self.dim_tensor(value), dtype)
+        else:
+            base = self.sym(self.graph.add_const(np.asarray(value, dtype=dtype)), device)
+        # a copy: the broadcast is a read-only view, a created tensor is writable like an eager one
+        return self.apply(COPY, (self.apply(BROADCAST_TO, (base,), {"shape": tuple(shape)}),), {})
 
     def _leaves(self):
         out, seen = [], set()
@@ -539,23 +661,6 @@ def _preview(arr):
         return "<array>"
 
 
-class tracing:
-    """Context manager installing a tracer as STATE.tracer (and restoring the previous one)."""
+register_tracer(Tracer)
 
-    def __init__(self, tracer):
-        self.tracer = tracer
-
-    def __enter__(self):
-        self.prev = STATE.tracer
-        STATE.tracer = self.tracer
-        return self.tracer
-
-    def __exit__(self, *exc):
-        STATE.tracer = self.prev
-
-
-def is_tracing():
-    return STATE.tracer is not None
-
-
-__all__ = ["Tracer", "TraceError", "ConcretizationError", "FrozenValue", "tracing", "is_tracing"]
+__all__ = ["Tracer", "SymbolicTensor", "TraceError", "ConcretizationError", "FrozenValue"]

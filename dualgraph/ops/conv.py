@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..tensor import apply
+from ..dispatch import apply
 from .dims import SymbolicDim
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype

@@ -37,7 +37,7 @@ class SymbolicSizeError(DualgraphError, TypeError):
 
 def _caller_is_user(depth=2):
     """Is the frame `depth` levels up (the code that used the dim) outside dualgraph, while tracing?"""
-    if STATE.tracer is None:
+    if not STATE.mode.symbolic:
         return False
     frame = sys._getframe(depth)
     return frame is not None and not os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR)

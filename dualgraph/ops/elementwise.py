@@ -1,15 +1,15 @@
 """Elementwise primitives: arithmetic, math, activations, comparisons, logic, casts.
 
 Each op is one `defop` call: forward on `xp`, an inference rule, a vjp written with
-dualgraph ops (so gradients of gradients work), and traits. The user-facing function
-sits right below its record.
+dualgraph ops (so gradients of gradients work), traits, and its ONNX lowering (right above the
+record, or one of ops/onnx_rules.py's shared ones). The user-facing function sits right below it.
 """
 import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import erf as _erf
 from ..errors import DTypeError
-from ..tensor import apply
+from ..dispatch import apply
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
 from .onnx_rules import (args, as_onnx_avg_pool, binary, bitwise, comparison, emit_in, logical, out_dtype,

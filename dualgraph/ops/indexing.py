@@ -8,8 +8,9 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import scatter_add as _scatter_add
-from ..errors import AutogradError, IndexOutOfRange, ShapeError
-from ..tensor import Tensor, apply, as_tensor
+from ..errors import IndexOutOfRange, ShapeError
+from ..dispatch import apply
+from ..tensor import Tensor, as_tensor
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
 from .registry import defop
@@ -421,8 +422,19 @@ def _index_put_onnx(ctx, node, x, v, *idx):
     return ctx.emit("Reshape", [out, ctx.shape_of(x)])
 
 
+def _index_put_inplace(xp, x, v, *idx, template):
+    try:
+        x[build_index(template, idx)] = _without_leading_ones(v)
+    except IndexError as e:
+        raise IndexOutOfRange(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
+    except ValueError as e:
+        raise ShapeError(f"setitem: cannot assign a value of shape {tuple(np.shape(v))} to "
+                         f"x{list(template)} of a tensor with shape {tuple(x.shape)}: {e}") from None
+
+
 INDEX_PUT = defop("index_put", _index_put_forward,
-                  lambda x, v, *idx, template: Aval(x.shape, x.dtype), _index_put_vjp, onnx=_index_put_onnx)
+                  lambda x, v, *idx, template: Aval(x.shape, x.dtype), _index_put_vjp, onnx=_index_put_onnx,
+                  inplace=_index_put_inplace)
 
 
 def index_put(x, index, value):
@@ -436,37 +448,7 @@ def setitem_(x, index, value):
     """`x[index] = value` in place, recording the write for autograd as PyTorch does."""
     template, tensors = split_index(index, x)
     _check_bounds(x, template)
-    if STATE.tracer is not None:
-        STATE.tracer.setitem(x, value, tensors, template)
-        return
-    x._check_inplace("setitem")
-    value_t = value if isinstance(value, Tensor) else None
-    if value_t is not None and value_t.device is not x.device:
-        from ..errors import DeviceError
-        raise DeviceError(f"setitem: value is on {value_t.device}, tensor on {x.device}")
-    tracked = STATE.grad_enabled and (x._requires_grad or (value_t is not None and value_t._requires_grad))
-    if tracked and x._is_view:
-        raise AutogradError("setitem: in-place writes into a view that takes part in autograd are not "
-                            "supported; clone() it first or use dg.index_put")
-    index_arrays = build_index(template, tuple(t._data for t in tensors))
-    try:
-        x._data[index_arrays] = _without_leading_ones(value_t._data) if value_t is not None else value
-    except IndexError as e:
-        raise IndexOutOfRange(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
-    except ValueError as e:
-        vshape = value_t.shape if value_t is not None else np.shape(value)
-        raise ShapeError(f"setitem: cannot assign a value of shape {tuple(vshape)} to "
-                         f"x{list(template)} of a tensor with shape {tuple(x.shape)}: {e}") from None
-    x._version[0] += 1
-    if tracked:
-        from ..autograd.graph import Node, node_versions
-        from ..tensor import _make
-        before = _make(x._data, x._device)  # stands for x's history before the write
-        before._grad_fn, before._out_index, before._requires_grad = x._grad_fn, x._out_index, x._requires_grad
-        inputs = (before, value_t if value_t is not None else value, *tensors)
-        needs = (x._requires_grad, value_t is not None and value_t._requires_grad) + (False,) * len(tensors)
-        x._grad_fn = Node(INDEX_PUT, inputs, {"template": template}, needs, node_versions(inputs))
-        x._out_index, x._requires_grad = 0, True
+    STATE.mode.apply_inplace(INDEX_PUT, (x, value, *tensors), {"template": template}, "setitem")
 
 
 def _without_leading_ones(v):

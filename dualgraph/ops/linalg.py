@@ -3,7 +3,7 @@ import string
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
-from ..tensor import apply
+from ..dispatch import apply
 from .infer import Aval, broadcast_shapes, result_dtype
 from .onnx_rules import args, emit_in, out_dtype
 from .registry import defop

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import IndexOutOfRange, ShapeError
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL
-from ..tensor import apply
+from ..dispatch import apply
 from .indexing import _along_axis_index
 from .infer import Aval, shapes_match
 from .onnx_rules import is_sym, out_dtype

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 
 from ..errors import ShapeError
-from ..tensor import apply
+from ..dispatch import apply
 from .infer import Aval, float_dtype
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
@@ -107,8 +107,6 @@ def _count_forward(xp, x, axes, dtype):
     return xp.asarray(n, dtype=dtype)
 
 
-# The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
-# symbolic (a batch axis of unknown size in a traced or static graph).
 def _count_onnx(ctx, node, x):
     """Elements over the reduced axes, from the runtime shape (stays right for dynamic axes)."""
     axes = ctx.attrs(node)["axes"]
@@ -119,6 +117,8 @@ def _count_onnx(ctx, node, x):
     return ctx.emit("Cast", [n], to=ctx.onnx_dtype(out_dtype(node)))
 
 
+# The number of elements over `axes` as a 0-d tensor: how mean/var divide when a reduced dim is
+# symbolic (a batch axis of unknown size in a traced or static graph).
 COUNT = defop("count", _count_forward, lambda x, axes, dtype: Aval((), dtype), None, differentiable=False,
               onnx=_count_onnx)
 

@@ -9,11 +9,20 @@ An `Op` carries
   traits                          elementwise / pure / commutative / foldable / view ...
   ufunc, expr, arith              what kernels are generated from (numpy calls, C and CUDA expressions)
   kernel, writes_out              a specialised callable the executor binds once per compiled node
+  inplace                         forward writing into input 0's buffer (the eager `x[i] = v`)
   onnx                            the ONNX lowering (ops/onnx_rules.py), or not_exportable(reason)
 Composite ops (softmax, mean, losses) are plain functions of primitives and need no record.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+
+from .._state import STATE
+from ..dispatch import new_tracer, using
+from ..dtypes import SUPPORTED
+from ..errors import DualgraphError
+from ..graph.ir import Graph
+from ..tensor import Tensor
+from .infer import Aval
 
 REGISTRY = {}
 
@@ -33,6 +42,9 @@ class Op:
     view: bool = False                 # output may share memory (and the version counter) with input 0
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
+    # inplace(xp, x, *arrays, **attrs) writes forward's result into x's buffer (x[i] = v): how an eager
+    # in-place application runs it (a tracer applies forward and rebinds the tensor instead)
+    inplace: Optional[Callable] = None
     # forward is exactly this numpy/cupy ufunc when every tensor operand has the result's dtype (or the
     # result is bool): direct calls in compiled graphs and fused numpy kernels call it, with out=
     ufunc: str = ""
@@ -57,6 +69,20 @@ class Op:
 
     def __repr__(self):
         return f"<op {self.name}>"
+
+    def ufunc_dtypes(self, n):
+        """The dtypes d for which forward on n operands all of dtype d is exactly `ufunc`: those the
+        shape rule keeps (d op d -> d). Operators call the ufunc directly for them."""
+        if not self.ufunc:
+            return frozenset()
+        out = set()
+        for d in SUPPORTED:
+            try:
+                if self.infer(*[Aval((), d)] * n).dtype == d:
+                    out.add(d)
+            except DualgraphError:  # refused (bool - bool)
+                pass
+        return frozenset(out)
 
     def vjp_reads(self, operands, attrs, needs):
         """(input positions, output positions) whose values this op's vjp reads to compute the
@@ -100,12 +126,11 @@ def vjp_reads(op, operands, attrs, needs):
     (mul's vjp reads b only for a's gradient). The autograd engine asks only when a saved tensor has
     changed in place since the forward, so the common backward never pays for the trace.
     """
-    from ..tensor import Tensor
     key = [op.name, tuple(needs), _attrs_key(attrs)]
     specs = []
     for x in operands:
         if isinstance(x, Tensor):
-            x = Operand(_aval(x.shape, x.dtype), x.device)
+            x = Operand(Aval(x.shape, x.dtype), x.device)
         specs.append(x)
         key.append(("t", x.aval, str(x.device)) if isinstance(x, Operand) else ("s", type(x), x))
     try:
@@ -124,11 +149,6 @@ def vjp_reads(op, operands, attrs, needs):
 
 
 _MISSING = object()
-
-
-def _aval(shape, dtype):
-    from .infer import Aval
-    return Aval(shape, dtype)
 
 
 def _attrs_key(attrs):
@@ -150,16 +170,12 @@ class _ProbeCtx:
 
 
 def _derive_reads(op, specs, attrs, needs):
-    from .._state import STATE
-    from ..function.tracer import Tracer, tracing
-    from ..graph.ir import Graph
-    from ..tensor import Tensor
     if op.vjp is None:
         return frozenset(), frozenset()
-    tr = Tracer(Graph(f"{op.name}_vjp_reads"))
+    tr = new_tracer(Graph(f"{op.name}_vjp_reads"))
     prev = STATE.grad_enabled, STATE.recording
     try:
-        with tracing(tr):
+        with using(tr):
             STATE.grad_enabled, STATE.recording = False, False
             ins = tuple(tr.sym(tr.graph.add_input(x.aval), x.device) if isinstance(x, Operand) else x
                         for x in specs)
@@ -172,7 +188,7 @@ def _derive_reads(op, specs, attrs, needs):
             where_in = {id(tr.vals[id(t)]): i for i, t in enumerate(ins) if isinstance(t, Tensor)}
             where_out = {id(tr.vals[id(o)]): k for k, o in enumerate(outs)}
             stack = [tr.vals[id(r)] for r, need in zip(result, needs)
-                     if need and isinstance(r, Tensor) and r._data is None and id(r) in tr.vals]
+                     if need and isinstance(r, Tensor) and r._symbolic and id(r) in tr.vals]
     except Exception:  # a vjp that needs concrete values (or an op the tracer refuses): assume it reads all
         return None
     finally:

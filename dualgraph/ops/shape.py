@@ -4,7 +4,8 @@
 import numpy as np
 
 from ..errors import ShapeError
-from ..tensor import apply
+from .._state import STATE
+from ..dispatch import apply
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
@@ -435,17 +436,8 @@ def _to_device_forward(xp, x, device):
 
 
 def _to_device_apply(x, dev):
-    """Moving is the one op whose inputs and output live on different devices."""
-    from ..tensor import _make
-    from ..autograd.graph import Node
-    from .._state import STATE
-    if STATE.tracer is not None:
-        return STATE.tracer.apply(TO_DEVICE, (x,), {"device": dev})
-    out = _make(TO_DEVICE.forward(None, x._data, dev), dev)  # through the record, like apply()
-    if x._requires_grad and STATE.grad_enabled:
-        out._grad_fn = Node(TO_DEVICE, (x,), {"device": dev}, (True,), (x._version[0],))
-        out._requires_grad = True
-    return out
+    """Moving is the one op whose inputs and output live on different devices: the mode's `move`."""
+    return STATE.mode.move(TO_DEVICE, x, dev)
 
 
 TO_DEVICE = defop("to_device", _to_device_forward, lambda x, device: Aval(x.shape, x.dtype),

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..kernels.native import address
 from ..kernels.rows import LOG_SOFTMAX as _ROWS
-from ..tensor import apply
+from ..dispatch import apply
 from .elementwise import _f, exp
 from .infer import Aval, float_dtype
 from .reduction import norm_axes, sum as _sum

@@ -42,7 +42,7 @@ class _ParamGroup(dict):
 
     def lr_value(self):
         """What an update multiplies by: the float eagerly, the mirrored tensor while tracing."""
-        return self.lr_tensor if STATE.tracer is not None else self["lr"]
+        return self.lr_tensor if STATE.mode.symbolic else self["lr"]
 
 
 def _device_of(group):

@@ -1,9 +1,11 @@
 """Explicit define-then-run graphs (TensorFlow 1 / Theano style) on the same IR as @dg.function.
 
-A `Graph` owns a tracer. Placeholders are symbolic tensors bound to graph inputs; ordinary
-dualgraph ops on them (operators, dg.*, nn.functional, modules) record nodes of the IR, whether
-or not the code runs inside `with graph.as_default():` (a symbolic tensor knows its graph).
-Variables are concrete tensors holding state across runs; the graph reads them as inputs.
+A `Graph` owns a `StaticBuilder`, the mode its ops are built in. Placeholders are symbolic tensors
+bound to graph inputs; ordinary dualgraph ops on them (operators, dg.*, nn.functional, modules)
+record nodes of the IR, whether or not the code runs inside `with graph.as_default():` (a symbolic
+tensor knows its builder, and the eager mode hands an op on it to that builder). Variables are
+concrete tensors holding state across runs; the graph reads them as inputs. An `Operation` is a
+set of Variable updates; `plan_for` prunes the graph to what a set of fetches needs.
 """
 import threading
 
@@ -11,19 +13,21 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import CPU
+from ..dispatch import apply, using
 from ..errors import DualgraphError, user_line
-from ..function.tracer import Tracer, tracing
-from ..graph.ir import Graph as IRGraph
+from ..function.tracer import Tracer
+from ..graph.ir import Graph as IRGraph, Value
 from ..ops.infer import Aval, Dim
-from ..tensor import Tensor, _make, register_tensor_type
+from ..tensor import Tensor, _make, _to_array, register_tensor_type
 
 
 class StaticGraphError(DualgraphError, ValueError):
     """Misuse of a static graph: missing or bad feeds, fetches from another graph, ..."""
 
 
-class _GraphTracer(Tracer):
-    """A tracer whose symbolic tensors remember their static graph, so they work outside its scope."""
+class StaticBuilder(Tracer):
+    """The mode a static graph is built in: a tracer whose symbolic tensors remember it (`_builder`),
+    so that ops on them build into their graph outside its `as_default()` scope too."""
 
     def __init__(self, owner, graph):
         super().__init__(graph=graph)
@@ -31,19 +35,24 @@ class _GraphTracer(Tracer):
 
     def sym(self, value, device, requires_grad=False):
         t = super().sym(value, device, requires_grad)
-        t._owner = self.owner
+        t._builder = self
         return t
 
     def tensor_for(self, value, device=None):
         t = super().tensor_for(value, device)
-        if isinstance(t, Tensor) and t._data is None:
-            t._owner = self.owner
+        if isinstance(t, Tensor) and t._symbolic:
+            t._builder = self
         return t
+
+    def apply_outside(self, op, inputs, attrs):
+        """`op` applied eagerly to a node of this graph: built into the graph."""
+        with using(self):
+            return apply(op, inputs, attrs)
 
     def read_shape(self, t):
         return t._aval.shape  # building a static graph freezes nothing by reading shapes
 
-    def concrete_value_error(self, tensor, what):
+    def no_value(self, tensor, what):
         raise StaticGraphError(f"{what}: {tensor._aval} is a node of a static graph and has no value until "
                                f"it runs; fetch it with sess.run(tensor, feed_dict=...){_at()}")
 
@@ -58,7 +67,7 @@ class Graph:
 
     def __init__(self, name="graph"):
         self.ir = IRGraph(name)
-        self.tracer = _GraphTracer(self, self.ir)
+        self.tracer = StaticBuilder(self, self.ir)
         self.placeholders = []   # symbolic tensors, in creation order
         self.variables = []      # Variable tensors, in creation order
         self._names = set()
@@ -76,13 +85,8 @@ class Graph:
         self._names.add(out)
         return out
 
-    def _apply(self, op, inputs, attrs):
-        from ..tensor import apply
-        with tracing(self.tracer):
-            return apply(op, inputs, attrs)
-
     def owns(self, t):
-        return isinstance(t, Tensor) and (getattr(t, "_owner", None) is self or
+        return isinstance(t, Tensor) and ((t._symbolic and t._builder is self.tracer) or
                                           any(v is t for v in self.variables))
 
     def __str__(self):
@@ -94,7 +98,6 @@ class Graph:
     def to_ir(self, fetches):
         """The pruned IR graph computing `fetches` from the placeholders, with Variables frozen as
         named constants (their current values): what `dg.onnx.export` takes."""
-        from .session import plan_for
         plan = plan_for(self, _as_list(fetches))
         g = IRGraph(self.ir.name)
         g.nodes = plan.nodes
@@ -102,7 +105,7 @@ class Graph:
         consts = {}
         for v in plan.inputs:
             t = plan.feeds_by_value.get(id(v))
-            if t is not None and t._data is None:
+            if t is not None and t._symbolic:
                 g.inputs.append(v)
             else:
                 consts[id(v)] = v
@@ -116,7 +119,6 @@ class Graph:
 
 def _freeze(g, plan, consts):
     """Copy g with each captured Variable input replaced by a constant of its current value."""
-    from ..graph.ir import Value
     m = {}
     for v in list(consts.values()):
         t = plan.feeds_by_value[id(v)]
@@ -175,12 +177,12 @@ class _DefaultScope:
 
     def __enter__(self):
         _stack().append(self.graph)
-        self._tracing = tracing(self.graph.tracer)
-        self._tracing.__enter__()
+        self._mode = using(self.graph.tracer)
+        self._mode.__enter__()
         return self.graph
 
     def __exit__(self, *exc):
-        self._tracing.__exit__(*exc)
+        self._mode.__exit__(*exc)
         _stack().pop()
 
 
@@ -210,7 +212,6 @@ class Variable(Tensor):
     __slots__ = ()
 
     def __new__(cls, initial_value, name=None, trainable=True, dtype=None, graph=None):
-        from ..tensor import _to_array
         arr = _to_array(initial_value, dtype, None, copy=True)
         t = _make(arr, CPU)
         t.__class__ = cls
@@ -224,7 +225,7 @@ class Variable(Tensor):
         self.graph = g
         if self.trainable:
             self._requires_grad = True
-        with tracing(g.tracer):
+        with using(g.tracer):
             v = g.tracer.value_of(self)  # registers the variable as a captured graph input now
         v.name = self.name
         g.variables.append(self)
@@ -232,7 +233,6 @@ class Variable(Tensor):
     @property
     def initializer(self):
         """An op that resets the variable to its initial value (TF1's `var.initializer`)."""
-        from .train import Operation
         return Operation([(self, _const(self.graph, self.initial_value))], name=f"{self.name}/initializer")
 
     def __repr__(self):
@@ -249,13 +249,90 @@ def _const(g, array):
 
 def constant(value, dtype=None, name=None):
     """A constant node of the default graph."""
-    from ..tensor import _to_array
     g = get_default_graph()
     arr = _to_array(value, dtype, None, copy=True)
     v = g.ir.add_const(arr, name=g._unique(name, "Const"))
     return g.tracer.sym(v, CPU)
 
 
+# ---- updates and pruning --------------------------------------------------------------------------
+
+class Operation:
+    """A set of (Variable, new value) updates; `sess.run(op)` computes every new value from the
+    variables' current values, then writes them all back (a simultaneous update)."""
+
+    def __init__(self, updates=(), deps=(), name="op"):
+        self.updates = list(updates)
+        self.deps = list(deps)
+        self.name = name
+
+    def all_updates(self):
+        out = list(self.updates)
+        for d in self.deps:
+            out.extend(d.all_updates())
+        return out
+
+    def __repr__(self):
+        return f"<dg.static.Operation {self.name!r}: updates {[v.name for v, _ in self.all_updates()]}>"
+
+
+class Plan:
+    """What one set of fetches needs: nodes (in order), inputs, outputs, and the compiled graph."""
+
+    def __init__(self, nodes, inputs, outputs, feeds_by_value, n_fetch, updates):
+        self.nodes, self.inputs, self.outputs = nodes, inputs, outputs
+        self.feeds_by_value = feeds_by_value  # id(input Value) -> placeholder tensor or Variable
+        self.n_fetch = n_fetch
+        self.updates = updates                # [(Variable, output index)]
+        self.optimized = None
+        self.executable = None
+
+
+def _value_of(graph, item):
+    """The IR Value a fetched tensor stands for in `graph` (errors for tensors of other graphs)."""
+    if not isinstance(item, Tensor):
+        raise StaticGraphError(f"cannot fetch {type(item).__name__} {item!r}: fetch tensors, Variables or "
+                               f"operations of the graph")
+    if isinstance(item, Variable):
+        if item.graph is not graph:
+            raise StaticGraphError(f"Variable {item.name!r} belongs to another graph than this session's")
+        return graph.tracer.vals[id(item)]
+    if not item._symbolic:
+        raise StaticGraphError(f"cannot fetch an eager tensor ({item.dtype}{list(item.shape)}): it is not a "
+                               f"node of this graph")
+    if item._builder is not graph.tracer or id(item) not in graph.tracer.vals:
+        raise StaticGraphError(f"the fetched tensor {item._aval} belongs to another graph than this session's")
+    return graph.tracer.vals[id(item)]
+
+
+def plan_for(graph, items):
+    """The nodes, inputs and outputs of `graph` that computing `items` (tensors, Variables, Operations) needs."""
+    outputs, updates, n_fetch = [], [], 0
+    for item in items:
+        if isinstance(item, Operation):
+            continue
+        outputs.append(_value_of(graph, item))
+        n_fetch += 1
+    for item in items:
+        if isinstance(item, Operation):
+            for var, value in item.all_updates():
+                updates.append((var, len(outputs)))
+                outputs.append(_value_of(graph, value) if isinstance(value, Tensor) else value)
+    needed, stack = set(), list(outputs)
+    while stack:
+        v = stack.pop()
+        if v is None or id(v) in needed:
+            continue
+        needed.add(id(v))
+        if v.producer is not None:
+            stack.extend(v.producer.inputs)
+    nodes = [n for n in graph.ir.nodes if any(id(o) in needed for o in n.outputs)]
+    by_value = {id(graph.tracer.vals[id(p)]): p for p in graph.placeholders}
+    for t, v, _ in graph.tracer.captured:
+        by_value[id(v)] = t
+    inputs = [v for v in graph.ir.inputs if id(v) in needed]
+    return Plan(nodes, inputs, outputs, by_value, n_fetch, updates)
+
+
 __all__ = ["Graph", "placeholder", "Variable", "constant", "get_default_graph", "reset_default_graph",
-           "StaticGraphError"]
-_ = Tensor
+           "StaticGraphError", "Operation"]

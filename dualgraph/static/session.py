@@ -5,65 +5,7 @@ import numpy as np
 from ..function import passes as _passes
 from ..function.executor import Executable
 from ..tensor import Tensor
-from .graph import StaticGraphError, Variable, _as_list, get_default_graph
-from .train import Operation
-
-
-class Plan:
-    """What one set of fetches needs: nodes (in order), inputs, outputs, and the compiled graph."""
-
-    def __init__(self, nodes, inputs, outputs, feeds_by_value, n_fetch, updates):
-        self.nodes, self.inputs, self.outputs = nodes, inputs, outputs
-        self.feeds_by_value = feeds_by_value  # id(input Value) -> placeholder tensor or Variable
-        self.n_fetch = n_fetch
-        self.updates = updates                # [(Variable, output index)]
-        self.optimized = None
-        self.executable = None
-
-
-def _value_of(graph, item):
-    """The IR Value a fetched tensor stands for in `graph` (errors for tensors of other graphs)."""
-    if not isinstance(item, Tensor):
-        raise StaticGraphError(f"cannot fetch {type(item).__name__} {item!r}: fetch tensors, Variables or "
-                               f"operations of the graph")
-    if isinstance(item, Variable):
-        if item.graph is not graph:
-            raise StaticGraphError(f"Variable {item.name!r} belongs to another graph than this session's")
-        return graph.tracer.vals[id(item)]
-    if item._data is not None:
-        raise StaticGraphError(f"cannot fetch an eager tensor ({item.dtype}{list(item.shape)}): it is not a "
-                               f"node of this graph")
-    if getattr(item, "_owner", None) is not graph or id(item) not in graph.tracer.vals:
-        raise StaticGraphError(f"the fetched tensor {item._aval} belongs to another graph than this session's")
-    return graph.tracer.vals[id(item)]
-
-
-def plan_for(graph, items):
-    outputs, updates, n_fetch = [], [], 0
-    for item in items:
-        if isinstance(item, Operation):
-            continue
-        outputs.append(_value_of(graph, item))
-        n_fetch += 1
-    for item in items:
-        if isinstance(item, Operation):
-            for var, value in item.all_updates():
-                updates.append((var, len(outputs)))
-                outputs.append(_value_of(graph, value) if isinstance(value, Tensor) else value)
-    needed, stack = set(), list(outputs)
-    while stack:
-        v = stack.pop()
-        if v is None or id(v) in needed:
-            continue
-        needed.add(id(v))
-        if v.producer is not None:
-            stack.extend(v.producer.inputs)
-    nodes = [n for n in graph.ir.nodes if any(id(o) in needed for o in n.outputs)]
-    by_value = {id(graph.tracer.vals[id(p)]): p for p in graph.placeholders}
-    for t, v, _ in graph.tracer.captured:
-        by_value[id(v)] = t
-    inputs = [v for v in graph.ir.inputs if id(v) in needed]
-    return Plan(nodes, inputs, outputs, by_value, n_fetch, updates)
+from .graph import Operation, StaticGraphError, get_default_graph, plan_for
 
 
 class Session:
@@ -114,7 +56,7 @@ class Session:
             src = plan.feeds_by_value.get(id(v))
             if src is None:
                 raise StaticGraphError(f"graph input {v} is neither a placeholder nor a Variable")
-            if isinstance(src, Tensor) and src._data is None:  # a placeholder
+            if isinstance(src, Tensor) and src._symbolic:  # a placeholder
                 if id(src) not in fed:
                     raise StaticGraphError(
                         f"placeholder {src._placeholder_name!r} ({src._aval}) must be fed to compute these "
@@ -139,7 +81,7 @@ class Session:
                 key = next((p for p in self.graph.placeholders if p._placeholder_name == key), None) or key
             if not (isinstance(key, Tensor) and getattr(key, "_placeholder_name", None)):
                 raise StaticGraphError(f"feed_dict keys must be placeholders of this graph, got {key!r}")
-            if key._owner is not self.graph:
+            if key._builder is not self.graph.tracer:
                 raise StaticGraphError(f"placeholder {key._placeholder_name!r} belongs to another graph")
             fed[id(key)] = _check_feed(key, value)
         return fed
@@ -179,5 +121,3 @@ def _flatten(fetches):
         return list(fetches), lambda vals: kind(vals)
     return [fetches], lambda vals: vals[0]
 
-
-_ = _as_list

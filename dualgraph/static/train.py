@@ -1,45 +1,27 @@
-"""Operations that update Variables (assign, group), gradients, and TF1-style optimizers.
+"""Operations that update Variables (assign, group), gradients, and TF1-style optimizers."""
+import numpy as np
 
-An Operation is a set of (Variable, new value) pairs; `sess.run(op)` computes every new value from
-the variables' current values, then writes them all back (a simultaneous update).
-"""
+from ..dispatch import using
 from ..errors import DualgraphError
+from ..ops.elementwise import sqrt
+from ..ops.shape import broadcast_to
 from ..tensor import Tensor
-
-
-class Operation:
-    def __init__(self, updates=(), deps=(), name="op"):
-        self.updates = list(updates)
-        self.deps = list(deps)
-        self.name = name
-
-    def all_updates(self):
-        out = list(self.updates)
-        for d in self.deps:
-            out.extend(d.all_updates())
-        return out
-
-    def __repr__(self):
-        return f"<dg.static.Operation {self.name!r}: updates {[v.name for v, _ in self.all_updates()]}>"
+from .graph import Operation, Variable, _const, get_default_graph
 
 
 def _graph_of(var):
-    from .graph import Variable
     if not isinstance(var, Variable):
         raise DualgraphError(f"assign needs a dg.static.Variable, got {type(var).__name__}")
     return var.graph
 
 
 def _on_graph(var, fn):
-    from ..function.tracer import tracing
-    with tracing(_graph_of(var).tracer):
+    with using(_graph_of(var).tracer):
         return fn()
 
 
 def assign(var, value, name=None):
     """An op setting `var` to `value` when run."""
-    from ..ops.shape import broadcast_to
-
     def build():
         v = value if isinstance(value, Tensor) else _graph_const(var, value)
         if tuple(v.shape) != tuple(var.shape):
@@ -58,8 +40,6 @@ def assign_sub(var, delta, name=None):
 
 
 def _graph_const(var, value):
-    from .graph import _const
-    import numpy as np
     return _const(var.graph, np.asarray(value, dtype=var.dtype))
 
 
@@ -69,36 +49,33 @@ def group(*ops, name="group"):
 
 def global_variables_initializer(graph=None):
     """An op resetting every Variable of the graph to its initial value."""
-    from .graph import get_default_graph
     g = graph or get_default_graph()
     return group(*[v.initializer for v in g.variables], name="init")
 
 
 def trainable_variables(graph=None):
-    from .graph import get_default_graph
     g = graph or get_default_graph()
     return [v for v in g.variables if v.trainable]
 
 
 def gradients(ys, xs, grad_ys=None):
     """Symbolic gradients of sum(ys) with respect to each of xs (None where ys do not depend on it)."""
-    from ..function.tracer import tracing
     ys = list(ys) if isinstance(ys, (list, tuple)) else [ys]
     single = not isinstance(xs, (list, tuple))
     xs = [xs] if single else list(xs)
-    graph = getattr(ys[0], "_owner", None)
-    if graph is None:
+    builder = ys[0]._builder if isinstance(ys[0], Tensor) and ys[0]._symbolic else None
+    if builder is None:
         raise DualgraphError("gradients: ys must be tensors of a static graph")
     grad_ys = list(grad_ys) if isinstance(grad_ys, (list, tuple)) else [grad_ys] * len(ys)
     for x in xs:
         if not x.requires_grad:
             raise DualgraphError(f"gradients: {x!r} is not differentiable (a non-trainable Variable or an "
                                  f"integer placeholder)")
-    with tracing(graph.tracer):
+    with using(builder):
         diff = [(y, g) for y, g in zip(ys, grad_ys) if y.requires_grad]
         if not diff:
             return None if single else [None] * len(xs)
-        grads = graph.tracer.run_backward([y for y, _ in diff], [g for _, g in diff], xs)
+        grads = builder.grad([y for y, _ in diff], [g for _, g in diff], None, False, xs)
     return grads[0] if single else list(grads)
 
 
@@ -107,7 +84,7 @@ class Optimizer:
         self.learning_rate = learning_rate
 
     def compute_gradients(self, loss, var_list=None):
-        var_list = var_list if var_list is not None else trainable_variables(loss._owner)
+        var_list = var_list if var_list is not None else trainable_variables(loss._builder.owner)
         return list(zip(gradients(loss, var_list), var_list))
 
     def minimize(self, loss, var_list=None, name="minimize"):
@@ -135,8 +112,6 @@ class MomentumOptimizer(Optimizer):
         self.momentum, self.use_nesterov = momentum, use_nesterov
 
     def _update(self, g, v):
-        from .graph import Variable
-        import numpy as np
         accum = Variable(np.zeros(v.shape, v.dtype), name=f"{v.name}/Momentum", trainable=False, graph=v.graph)
         new_accum = accum * self.momentum + g
         step = (g + new_accum * self.momentum) if self.use_nesterov else new_accum
@@ -152,9 +127,6 @@ class AdamOptimizer(Optimizer):
         self._step = {}
 
     def _update(self, g, v):
-        from .graph import Variable
-        from ..ops.elementwise import sqrt
-        import numpy as np
         t = Variable(np.zeros((), v.dtype), name=f"{v.name}/Adam_t", trainable=False, graph=v.graph)
         m = Variable(np.zeros(v.shape, v.dtype), name=f"{v.name}/Adam_m", trainable=False, graph=v.graph)
         s = Variable(np.zeros(v.shape, v.dtype), name=f"{v.name}/Adam_v", trainable=False, graph=v.graph)
