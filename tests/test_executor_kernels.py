@@ -1,11 +1,10 @@
-"""Executor fast path: where(mask, a, 0) (ReLU backward) as a C select loop, exact like numpy's where."""
+"""where(mask, a, 0) (ReLU backward) as the where_zero / where_colsum kernel ops and their C select loops,
+exact like numpy's where."""
 import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.kernels import where_zero as wz
-from dualgraph.kernels import native
-from dualgraph.kernels import ckernel
+from dualgraph.kernels import native, where_zero as wz
 
 needs_cc = pytest.mark.skipif(not native.available(), reason="no C compiler (or libmvec) here")
 

@@ -221,3 +221,15 @@ def test_fused_kernel_without_a_compiler_falls_back(monkeypatch):
     x = dg.randn(ckernel.MIN_SIZE + 1)
     fn = lambda x: dg.exp(x * 0.5) + x * 3.0  # noqa: E731
     assert np.allclose(dg.function(fn)(x).numpy(), fn(x).numpy(), atol=1e-6)
+
+
+def test_fuse_alone_leaves_a_dead_chain_unfused():
+    # fuse no longer runs dce itself: a chain nothing reads (dce switched off) must not become a
+    # fused node without outputs (its kernel would have nothing to compute)
+    x = dg.randn(50)
+    fn = lambda x: (dg.exp(dg.sin(x) * 2.0), x + 1.0)[1]  # noqa: E731
+    g = P.optimize(traced(fn, x), ("fuse",))
+    assert "fused_elementwise(" not in text(g) and "exp(" in text(g)
+    assert np.allclose(compile_graph(g)(x.numpy())[0], x.numpy() + 1.0)
+    f = dg.function(fn, disable=("dce",))
+    assert np.allclose(f(x).numpy(), x.numpy() + 1.0)

@@ -1,11 +1,12 @@
 """The facts fused kernels are generated from live in the op records (`ufunc`, `expr`, `arith`): every
 elementwise op the fusion pass may fuse has what its kernels need, and each fact agrees with the op's
 own forward (numpy's results, NaN, inf and signed zeros included)."""
+import re
+
 import numpy as np
 import pytest
 
-import dualgraph  # noqa: F401  (registers every op)
-from dualgraph.graph.ir import Graph
+from dualgraph.graph.ir import Graph  # (importing dualgraph registers every op)
 from dualgraph.kernels import ckernel, native
 from dualgraph.ops.infer import Aval
 from dualgraph.ops.registry import REGISTRY
@@ -49,7 +50,7 @@ def _values(dtype, n, seed):
 
 def _operands(op, dtype, n=96):
     conds = ckernel.conditions(op.expr)
-    arity = 1 + max(int(i) for i in __import__("re").findall(r"\{(\d+)\}", op.expr))
+    arity = 1 + max(int(i) for i in re.findall(r"\{(\d+)\}", op.expr))
     out = []
     for i in range(arity):
         if i in conds:

@@ -16,6 +16,7 @@ Runs after `fuse`; the ONNX exporter reads the graph before either.
 """
 import numpy as np
 
+from ...creation import FULL_LIKE
 from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum
@@ -27,7 +28,6 @@ from ...ops.loss import NLL_LOSS, NLL_LOSS_GRAD
 from ...ops.reduction import SUM
 from ...ops.shape import TRANSPOSE
 from ...ops.softmax import LOG_SOFTMAX, LOG_SOFTMAX_GRAD
-from ...creation import FULL_LIKE
 
 SMALL_FILL = 64  # elements: a fill this small is a copy of a constant made once
 
