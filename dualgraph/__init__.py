@@ -1,6 +1,10 @@
 """dualgraph: one set of ops, eager (numpy/cupy with autograd) and traced into optimized static graphs.
 
     import dualgraph as dg
+
+The namespace: tensors, dtypes and devices; creation and op functions; autograd and nn; data,
+optimizers and checkpoints; `@dg.function` with dg.cond / dg.while_loop; dg.onnx export; dg.static
+define-then-run graphs. dualgraph.dispatch says how the current mode decides what an op does.
 """
 from . import dtypes as _dtypes
 from .backend import Device, device, gpu_available
@@ -22,7 +26,6 @@ from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, di
                               mul, multiply, ne, neg, not_equal, pow, power, reciprocal, relu, remainder, round,
                               rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, square, sub, subtract, swish,
                               tan, tanh, true_divide, trunc, where)
-from .ops import softmax as _softmax_ops, loss as _loss_ops  # noqa: F401  (registers log_softmax, nll_loss)
 from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean, min, prod,
                             std, sum, var)
 from .ops.linalg import dot, einsum, matmul, mm
@@ -34,6 +37,11 @@ from .ops.indexing import (embedding, gather, index_put, index_select, nonzero, 
 from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)
+from . import data, optim  # noqa: F401
+from .serialization import CheckpointError, load, save  # noqa: F401
+from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_loop, function,  # noqa: F401
+                       while_loop)
+from . import onnx, static  # noqa: F401
 
 nll = nll_loss
 clone = copy
@@ -46,17 +54,3 @@ def is_tensor(x):
 
 def get_default_dtype():
     return _dtypes.DEFAULT_FLOAT
-
-# modules, optimizers, data and checkpoints (issue #4)
-from . import data, optim  # noqa: E402,F401
-from .serialization import CheckpointError, load, save  # noqa: E402,F401
-
-# @dg.function: tracing, control flow (issue #3)
-from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_loop, function,  # noqa: E402,F401
-                       while_loop)
-
-# ONNX export (issue #5)
-from . import onnx  # noqa: E402,F401
-
-# explicit define-then-run graphs (issue #6)
-from . import static  # noqa: E402,F401

@@ -37,8 +37,10 @@ import zlib
 
 import numpy as _np
 
-from .backend import to_host
+from . import dtypes as _dt
 from ._files import atomic_write
+from .backend import device as _parse, to_host
+from .creation import from_numpy
 from .errors import DualgraphError
 from .tensor import Tensor
 
@@ -222,7 +224,6 @@ def load(path, map_location=None):
         arrays = _read_arrays(f, layout, header["data_crc32"], path)
     device = None
     if map_location is not None:
-        from .backend import device as _parse
         device = _parse(map_location)
     taken = [0]
     try:
@@ -452,7 +453,6 @@ def _take(i, arrays, taken, path):
 
 
 def _tensor(arr, device, requires_grad, i, path):
-    from . import dtypes as _dt
     if arr.dtype not in _dt.SUPPORTED:
         # dg.save only meets tensors of supported dtypes; converting (uint64 to int64, say) would change values
         raise CorruptCheckpointError(f"{path}: array {i} is stored as a tensor of dtype {arr.dtype}, which "
@@ -460,7 +460,6 @@ def _tensor(arr, device, requires_grad, i, path):
     if requires_grad and arr.dtype.kind != "f":
         raise CorruptCheckpointError(f"{path}: array {i} is a {arr.dtype} tensor marked requires_grad; only "
                                      f"floating tensors can require grad")
-    from .creation import from_numpy
     t = from_numpy(arr)  # shares the loader's own array, which nothing else refers to
     if device is not None:
         t = t.to(device)

@@ -6,15 +6,19 @@ layer_norm, normalize) are composites of primitives, so they differentiate, trac
 those primitives' records and need none of their own.
 """
 from .._state import STATE
+from ..creation import rand_like
 from ..errors import ShapeError
 from ..ops.infer import shapes_match
+from ..ops.loss import check_nll_args, nll_loss as _nll_loss
+from ..ops.softmax import log_softmax as _log_softmax
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
-                               abs as _abs, maximum, clip)
+                               abs as _abs, maximum, clip, rsqrt, sqrt)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
 from ..ops.reduction import mean, sum as _sum, norm_axes
 from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
                         adaptive_avg_pool2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
+from ..tensor import as_tensor
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
@@ -33,7 +37,6 @@ def softmax(x, axis=None, *, dim=None):
 
 
 def log_softmax(x, axis=None, *, dim=None):
-    from ..ops.softmax import log_softmax as _log_softmax
     return _log_softmax(x, _axis(axis, dim))
 
 
@@ -56,8 +59,6 @@ def _class_axis_last(x):
 
 def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of class indices; `log_probs` is (N, C), (N, C, d1, ...) or unbatched (C,)."""
-    from ..ops.loss import check_nll_args, nll_loss as _nll_loss
-    from ..tensor import as_tensor
     target = as_tensor(target, like=log_probs)
     if weight is not None:
         weight = as_tensor(weight, like=log_probs)
@@ -73,7 +74,6 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """PyTorch's cross_entropy: logits (N, C[, d...]) against class indices or class probabilities."""
-    from ..tensor import as_tensor
     target = as_tensor(target, like=input)
     logp = log_softmax(input, axis=1 if input.ndim > 1 else 0)
     if target.dtype.kind == "f":  # probabilities, same shape as input
@@ -117,7 +117,6 @@ def _check_same_shape(op, a, b):
 
 
 def mse_loss(input, target, reduction="mean"):
-    from ..tensor import as_tensor
     target = as_tensor(target, like=input)
     _check_same_shape("mse_loss", input, target)
     d = input - target
@@ -128,7 +127,6 @@ mse = mse_loss
 
 
 def l1_loss(input, target, reduction="mean"):
-    from ..tensor import as_tensor
     target = as_tensor(target, like=input)
     _check_same_shape("l1_loss", input, target)
     return _reduce(_abs(input - target), reduction, "l1_loss")
@@ -136,7 +134,6 @@ def l1_loss(input, target, reduction="mean"):
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """-[t log sigmoid(x) + (1-t) log(1-sigmoid(x))], computed stably from logits."""
-    from ..tensor import as_tensor
     target = as_tensor(target, like=input)
     _check_same_shape("binary_cross_entropy_with_logits", input, target)
     log_sig_neg = softplus(-input)  # -log(sigmoid(x))
@@ -153,7 +150,6 @@ bce_with_logits = binary_cross_entropy_with_logits
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    from ..tensor import as_tensor
     target = as_tensor(target, like=input)
     _check_same_shape("binary_cross_entropy", input, target)
     eps = 1e-12
@@ -176,7 +172,6 @@ def dropout(x, p=0.5, training=None, inplace=False):
         return x
     if p == 1.0:
         return x * 0.0
-    from ..creation import rand_like
     keep = (rand_like(x) >= p).astype(x.dtype)
     return x * keep * (1.0 / (1.0 - p))
 
@@ -204,7 +199,6 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     mu = mean(x, axis=axes, keepdims=True)
     centered = x - mu
     var = mean(centered * centered, axis=axes, keepdims=True)
-    from ..ops.elementwise import rsqrt
     out = centered * rsqrt(var + eps)
     if weight is not None:
         out = out * weight
@@ -215,7 +209,6 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
     axis = _axis(axis, dim, default=1)
-    from ..ops.elementwise import sqrt
     if p == 2.0:
         n = sqrt(_sum(x * x, axis=axis, keepdims=True))
     else:

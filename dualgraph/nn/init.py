@@ -5,8 +5,11 @@ makes them reproducible.
 """
 import math
 
+import numpy as np
+
 from ..autograd import no_grad
-from ..creation import rand, randn
+from ..backend import CPU
+from ..creation import eye, generator, rand, randn
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "eye_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
@@ -69,9 +72,6 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """Normal(mean, std) redrawn until inside [a, b] (rejection sampling on the host)."""
-    import numpy as np
-    from ..creation import generator
-    from ..backend import CPU
     gen = generator(CPU)
     n = tensor.numel()
     out = np.empty(0)
@@ -98,7 +98,6 @@ def ones_(tensor):
 def eye_(tensor):
     if tensor.ndim != 2:
         raise ValueError(f"eye_ needs a 2-D tensor, got shape {tuple(tensor.shape)}")
-    from ..creation import eye
     return _fill(tensor, eye(*tensor.shape, dtype=tensor.dtype, device=tensor.device))
 
 
@@ -131,7 +130,6 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
 
 def orthogonal_(tensor, gain=1.0):
     """A (semi-)orthogonal matrix from the QR decomposition of a normal draw (as torch does)."""
-    import numpy as np
     if tensor.ndim < 2:
         raise ValueError("orthogonal_ needs a tensor with at least 2 dimensions")
     rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]

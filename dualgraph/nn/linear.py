@@ -1,6 +1,7 @@
 """Linear, Identity, Flatten, Unflatten, Embedding and Dropout modules (PyTorch's defaults and init)."""
 
 from .. import creation
+from ..autograd import no_grad
 from ..errors import DTypeError
 from ..creation import ones_like, zeros_like
 from ..ops.elementwise import where
@@ -114,7 +115,6 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            from ..autograd import no_grad
             with no_grad():
                 self.weight[self.padding_idx] = 0.0
 
@@ -145,7 +145,6 @@ class Embedding(Module):
 
     def _renorm(self, indices):
         """PyTorch's max_norm: rows looked up whose norm exceeds max_norm are rescaled in place."""
-        from ..autograd import no_grad
         flat = indices.reshape(-1)
         with no_grad():
             rows = F.embedding(flat, self.weight)

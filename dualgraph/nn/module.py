@@ -11,9 +11,10 @@ from collections import OrderedDict, namedtuple
 
 from .. import dtypes as _dt
 from ..autograd import no_grad
-from ..backend import device as _parse_device, to_device
+from ..backend import device as _parse_device, device_of_array, to_device
 from ..errors import DTypeError, DualgraphError, ShapeError, user_line
 from ..tensor import Tensor, register_tensor_type
+from .utils import zero_grads
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "StateDictError",
            "RemovableHandle"]
@@ -341,7 +342,6 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        from .utils import zero_grads
         zero_grads(self.parameters(), set_to_none)
 
     # ---- state ----------------------------------------------------------------------------
@@ -480,7 +480,6 @@ class Module:
 
 
 def _device_of(arr):
-    from ..backend import device_of_array
     return device_of_array(arr)
 
 

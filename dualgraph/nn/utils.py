@@ -3,6 +3,7 @@
 Both work in place on `.grad` with tensor ops and never read a value back into Python, so they
 can sit inside a compiled training step."""
 from ..autograd import no_grad
+from ..creation import zeros
 from ..ops.elementwise import clip, minimum, sqrt
 from ..ops.reduction import amax, sum as _sum
 from ..ops.shape import stack
@@ -35,7 +36,6 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     The total norm is the norm of all gradients together, as if concatenated into one vector."""
     grads = _grads(parameters)
     if not grads:
-        from ..creation import zeros
         return zeros(())
     norm_type = float(norm_type)
     with no_grad():

@@ -12,8 +12,9 @@ and a traced step reads that tensor, so a compiled training step follows the sch
 freezing the learning rate it saw when it was traced. Other hyperparameters are frozen into a trace.
 """
 from .._state import STATE
-from ..autograd import no_grad
+from ..autograd import enable_grad, no_grad
 from ..creation import zeros
+from ..nn.utils import zero_grads
 from ..tensor import Tensor
 
 
@@ -113,7 +114,6 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Clear every parameter's gradient: set it to None (default) or fill it with zeros."""
-        from ..nn.utils import zero_grads
         for group in self.param_groups:
             zero_grads(group["params"], set_to_none)
 
@@ -121,7 +121,6 @@ class Optimizer:
         """One update of every parameter that has a gradient; `closure` re-evaluates and returns the loss."""
         loss = None
         if closure is not None:
-            from ..autograd import enable_grad
             with enable_grad():
                 loss = closure()
         with no_grad():
