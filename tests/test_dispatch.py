@@ -118,7 +118,7 @@ def test_operators_on_static_graph_nodes_build_without_running_forward():
     finally:
         sys.settrace(None)
     assert raised == []
-    assert isinstance(q, SymbolicTensor) and q._builder is g.tracer
+    assert isinstance(q, SymbolicTensor) and q._builder is g.builder
     with dg.static.Session(g) as sess:
         out = sess.run(q, feed_dict={p: np.array([1.0, 2.0, 3.0], np.float32)})
     np.testing.assert_allclose(out, [0.0, 2.0, 6.0])

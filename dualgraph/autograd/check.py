@@ -1,12 +1,16 @@
 """gradcheck: compare analytic gradients with central finite differences (use float64 inputs)."""
+import warnings
+
 import numpy as np
 
 from ..errors import AutogradError
+from ..tensor import Tensor
+from .api import grad
+from .modes import enable_grad, no_grad
 
 
 def _numerical_jacobian_vjp(fn, inputs, v, eps):
     """d<v, fn(x)>/dx for each input, by central differences."""
-    from ..tensor import Tensor
     grads = []
     for t in inputs:
         if not (isinstance(t, Tensor) and t.requires_grad):
@@ -38,8 +42,6 @@ def _dot(out, v):
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
     """True when fn's vjp matches finite differences for a random output cotangent."""
-    from .. import autograd
-    from .modes import no_grad
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -48,12 +50,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     wrt = [t for t in inputs if getattr(t, "requires_grad", False)]
     for i, t in enumerate(wrt):
         if t.dtype != np.float64:
-            import warnings
             warnings.warn(f"gradcheck: input {i} is {t.dtype}; finite differences need float64 inputs to be "
                           f"reliable", UserWarning, stacklevel=2)
-    from ..tensor import Tensor
     live = [(o, vi) for o, vi in zip(outs, v) if o.requires_grad]  # an output without a graph has zero grads
-    analytic = autograd.grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype, device=o.device) for o, vi in live],
+    analytic = grad([o for o, _ in live], wrt, grad_outputs=[Tensor(vi, dtype=o.dtype, device=o.device) for o, vi in live],
                              allow_unused=True) if live else [None] * len(wrt)
     with no_grad():
         numeric = [g for g in _numerical_jacobian_vjp(fn, inputs, v, eps) if g is not None]
@@ -70,8 +70,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
 
 def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=1):
     """Check second derivatives: gradcheck of x -> <v, d fn/dx>."""
-    from .. import autograd
-    from ..tensor import Tensor
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     rng = np.random.default_rng(seed)
     out = fn(*inputs)
@@ -80,11 +78,10 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     wrt_idx = [i for i, t in enumerate(inputs) if getattr(t, "requires_grad", False)]
 
     def first_grad(*xs):
-        from .modes import enable_grad
         with enable_grad():  # gradcheck evaluates fn under no_grad for its finite differences
             o = fn(*xs)
             os_ = o if isinstance(o, (tuple, list)) else (o,)
-            gs = autograd.grad(list(os_), [xs[i] for i in wrt_idx], grad_outputs=v, create_graph=True,
+            gs = grad(list(os_), [xs[i] for i in wrt_idx], grad_outputs=v, create_graph=True,
                                allow_unused=True)
         return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, wrt_idx))
 

@@ -67,7 +67,7 @@ class Graph:
 
     def __init__(self, name="graph"):
         self.ir = IRGraph(name)
-        self.tracer = StaticBuilder(self, self.ir)
+        self.builder = StaticBuilder(self, self.ir)
         self.placeholders = []   # symbolic tensors, in creation order
         self.variables = []      # Variable tensors, in creation order
         self._names = set()
@@ -86,7 +86,7 @@ class Graph:
         return out
 
     def owns(self, t):
-        return isinstance(t, Tensor) and ((t._symbolic and t._builder is self.tracer) or
+        return isinstance(t, Tensor) and ((t._symbolic and t._builder is self.builder) or
                                           any(v is t for v in self.variables))
 
     def __str__(self):
@@ -177,7 +177,7 @@ class _DefaultScope:
 
     def __enter__(self):
         _stack().append(self.graph)
-        self._mode = using(self.graph.tracer)
+        self._mode = using(self.graph.builder)
         self._mode.__enter__()
         return self.graph
 
@@ -199,7 +199,7 @@ def placeholder(shape=None, dtype="float32", name=None):
     for i, d in enumerate(() if shape is None else ((shape,) if isinstance(shape, int) else tuple(shape))):
         dims.append(Dim(f"{name}_{i}") if d is None or d == -1 else int(d))
     v = g.ir.add_input(Aval(tuple(dims), dt), name=name)
-    t = g.tracer.sym(v, CPU, requires_grad=dt.kind == "f")  # float placeholders can be differentiated
+    t = g.builder.sym(v, CPU, requires_grad=dt.kind == "f")  # float placeholders can be differentiated
     t._placeholder_name = name
     t._declared_shape = None if shape is None else tuple(dims)
     g.placeholders.append(t)
@@ -225,8 +225,8 @@ class Variable(Tensor):
         self.graph = g
         if self.trainable:
             self._requires_grad = True
-        with using(g.tracer):
-            v = g.tracer.value_of(self)  # registers the variable as a captured graph input now
+        with using(g.builder):
+            v = g.builder.value_of(self)  # registers the variable as a captured graph input now
         v.name = self.name
         g.variables.append(self)
 
@@ -244,7 +244,7 @@ register_tensor_type(Variable)
 
 def _const(g, array):
     v = g.ir.add_const(np.asarray(array))
-    return g.tracer.sym(v, CPU)
+    return g.builder.sym(v, CPU)
 
 
 def constant(value, dtype=None, name=None):
@@ -252,7 +252,7 @@ def constant(value, dtype=None, name=None):
     g = get_default_graph()
     arr = _to_array(value, dtype, None, copy=True)
     v = g.ir.add_const(arr, name=g._unique(name, "Const"))
-    return g.tracer.sym(v, CPU)
+    return g.builder.sym(v, CPU)
 
 
 # ---- updates and pruning --------------------------------------------------------------------------
@@ -296,13 +296,13 @@ def _value_of(graph, item):
     if isinstance(item, Variable):
         if item.graph is not graph:
             raise StaticGraphError(f"Variable {item.name!r} belongs to another graph than this session's")
-        return graph.tracer.vals[id(item)]
+        return graph.builder.vals[id(item)]
     if not item._symbolic:
         raise StaticGraphError(f"cannot fetch an eager tensor ({item.dtype}{list(item.shape)}): it is not a "
                                f"node of this graph")
-    if item._builder is not graph.tracer or id(item) not in graph.tracer.vals:
+    if item._builder is not graph.builder or id(item) not in graph.builder.vals:
         raise StaticGraphError(f"the fetched tensor {item._aval} belongs to another graph than this session's")
-    return graph.tracer.vals[id(item)]
+    return graph.builder.vals[id(item)]
 
 
 def plan_for(graph, items):
@@ -327,8 +327,8 @@ def plan_for(graph, items):
         if v.producer is not None:
             stack.extend(v.producer.inputs)
     nodes = [n for n in graph.ir.nodes if any(id(o) in needed for o in n.outputs)]
-    by_value = {id(graph.tracer.vals[id(p)]): p for p in graph.placeholders}
-    for t, v, _ in graph.tracer.captured:
+    by_value = {id(graph.builder.vals[id(p)]): p for p in graph.placeholders}
+    for t, v, _ in graph.builder.captured:
         by_value[id(v)] = t
     inputs = [v for v in graph.ir.inputs if id(v) in needed]
     return Plan(nodes, inputs, outputs, by_value, n_fetch, updates)

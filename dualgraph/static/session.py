@@ -81,7 +81,7 @@ class Session:
                 key = next((p for p in self.graph.placeholders if p._placeholder_name == key), None) or key
             if not (isinstance(key, Tensor) and getattr(key, "_placeholder_name", None)):
                 raise StaticGraphError(f"feed_dict keys must be placeholders of this graph, got {key!r}")
-            if key._builder is not self.graph.tracer:
+            if key._builder is not self.graph.builder:
                 raise StaticGraphError(f"placeholder {key._placeholder_name!r} belongs to another graph")
             fed[id(key)] = _check_feed(key, value)
         return fed

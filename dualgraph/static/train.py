@@ -16,7 +16,7 @@ def _graph_of(var):
 
 
 def _on_graph(var, fn):
-    with using(_graph_of(var).tracer):
+    with using(_graph_of(var).builder):
         return fn()
 
 
