@@ -1,6 +1,8 @@
 """Shape primitives: reshape transpose broadcast_to concat pad flip to_device, and their composites
 (permute, squeeze, unsqueeze, flatten, expand, stack, split, chunk).
 """
+import operator
+
 import numpy as np
 
 from ..errors import ShapeError
@@ -68,9 +70,22 @@ def _reshape_onnx(ctx, node, x):
     return ctx.emit("Reshape", [x, ctx.shape_tensor(shape)], allowzero=allowzero)
 
 
+def _method_kernel(name, attr):
+    """For compiled graphs: the array's own method with the node's attribute bound (numpy's function
+    wrappers cost about a microsecond a call); None while the attribute holds a symbolic dim, which
+    the executor fills in at each call."""
+    def kernel(node, xp):
+        arg = node.attrs[attr]
+        if any(isinstance(d, Dim) for d in (arg if isinstance(arg, (tuple, list)) else (arg,))):
+            return None
+        return operator.methodcaller(name, arg)
+    return kernel
+
+
 RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                 lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape, for_infer=True), x.dtype),
-                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, onnx=_reshape_onnx)
+                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, kernel=_method_kernel("reshape", "shape"),
+                onnx=_reshape_onnx)
 
 
 def reshape(x, *shape):
@@ -105,6 +120,7 @@ def _transpose_vjp(ctx, g):
 
 TRANSPOSE = defop("transpose", lambda xp, x, axes: xp.transpose(x, axes),
                   lambda x, axes: Aval(tuple(x.shape[a] for a in axes), x.dtype), _transpose_vjp, view=True,
+                  kernel=_method_kernel("transpose", "axes"),
                   onnx=lambda ctx, node, x: ctx.emit("Transpose", [x], perm=[int(a) for a in ctx.attrs(node)["axes"]]))
 
 
