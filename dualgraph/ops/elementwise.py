@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import erf as _erf
+from ..creation import ones_like, zeros_like
 from ..errors import DTypeError
 from ..dispatch import apply
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
@@ -827,16 +828,6 @@ def astype(x, dtype):
     if x.dtype == dtype:
         return x
     return apply(CAST, (x,), {"dtype": dtype})
-
-
-def zeros_like(x, dtype=None):
-    from ..creation import zeros_like as _z
-    return _z(x, dtype=dtype)
-
-
-def ones_like(x, dtype=None):
-    from ..creation import ones_like as _o
-    return _o(x, dtype=dtype)
 
 
 float_dtype = float_dtype

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import scatter_add as _scatter_add
+from ..creation import arange, zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..dispatch import apply
 from ..tensor import Tensor, as_tensor
@@ -402,7 +403,6 @@ def _index_put_forward(xp, x, v, *idx, template):
 def _index_put_vjp(ctx, g):
     x, v, *idx = ctx.inputs
     template = ctx.attrs["template"]
-    from ..creation import zeros_like
     from .reduction import sum_to
     gx = apply(INDEX_PUT, (g, zeros_like(v) if isinstance(v, Tensor) else 0.0, *idx), {"template": template}) \
         if ctx.needs_input_grad[0] else None
@@ -494,7 +494,6 @@ TAKE_ALONG_AXIS = defop(
 
 
 def _zeros_of(x, g):
-    from ..creation import zeros_like
     return zeros_like(x, dtype=g.dtype)  # an op, so it traces with symbolic shapes
 
 
@@ -602,7 +601,6 @@ def embedding(indices, weight):
 
 
 def one_hot(indices, num_classes=-1, dtype=None):
-    from ..creation import arange
     from .elementwise import eq
     indices = as_tensor(indices)
     if indices.dtype.kind not in "iu":

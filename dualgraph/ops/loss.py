@@ -13,6 +13,7 @@ that are not ignored (NaN when every target is ignored, as PyTorch).
 """
 import numpy as np
 
+from ..creation import zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL
@@ -163,7 +164,6 @@ def _weight_grad(scores, target, weight, upstream, ignore_index, reduction):
     """d/d weight of `upstream . nll_loss(scores, target, weight)`, in dualgraph ops (so it traces and
     differentiates again). Ignored targets contribute nothing; for 'mean' the summed weight in the
     denominator depends on weight too: d(S/W)/dw_c = sum over n with target c of (-picked_n - L) / W."""
-    from ..creation import zeros_like
     from .elementwise import where
     from .indexing import embedding, scatter_add, take_along_axis
     from .reduction import sum as _sum

@@ -7,8 +7,9 @@ import functools
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..creation import arange, ones_like, zeros_like
 from ..dispatch import apply
+from ..errors import ShapeError
 from .infer import Aval, float_dtype
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
@@ -156,7 +157,6 @@ def _prod_others_forward(xp, x, axes):
 def _prod_others_vjp(ctx, g):
     """d others_i / d x_k (k != i) is the product over j not in {i, k}: the others of the (n, n) matrix
     X[i, j] = (1 if i == j else x_j) along j. O(n^2) memory per group, paid only by higher-order grads."""
-    from ..creation import arange
     from .elementwise import eq, where
     from .shape import broadcast_to, permute, reshape
     x = ctx.inputs[0]
@@ -169,21 +169,11 @@ def _prod_others_vjp(ctx, g):
     idx = arange(n, device=x.device)
     diag = eq(reshape(idx, (n, 1)), reshape(idx, (1, n)))
     big = broadcast_to(reshape(xf, lead + (1, n)), lead + (n, n))
-    mat = where(diag, ones_like_(big), big)
+    mat = where(diag, ones_like(big), big)
     others2 = apply(PROD_OTHERS, (mat,), {"axes": (len(lead) + 1,)})
     gmat = reshape(gf, lead + (n, 1)) * others2
-    gx = apply(SUM, (where(diag, zeros_like_(gmat), gmat),), {"axes": (len(lead),), "keepdims": False})
+    gx = apply(SUM, (where(diag, zeros_like(gmat), gmat),), {"axes": (len(lead),), "keepdims": False})
     return (permute(reshape(gx, tuple(moved.shape)), tuple(np.argsort(perm).tolist())),)
-
-
-def ones_like_(x):
-    from ..creation import ones_like
-    return ones_like(x)
-
-
-def zeros_like_(x):
-    from ..creation import zeros_like
-    return zeros_like(x)
 
 
 def _prod_others_onnx(ctx, node, x):
@@ -332,7 +322,7 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     from .elementwise import exp, log
     axes, keepdims = axis_args("logsumexp", x, axis, dim, keepdims, keepdim)
     m = apply(MAX, (x.detach(),), {"axes": axes, "keepdims": True})
-    from .elementwise import where, isfinite, zeros_like
+    from .elementwise import where, isfinite
     m = where(isfinite(m), m, zeros_like(m))
     s = log(apply(SUM, (exp(x - m),), {"axes": axes, "keepdims": True})) + m
     if not keepdims:

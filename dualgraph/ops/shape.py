@@ -5,9 +5,10 @@ import operator
 
 import numpy as np
 
-from ..errors import ShapeError
 from .._state import STATE
+from ..creation import zeros
 from ..dispatch import apply
+from ..errors import ShapeError
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
@@ -366,7 +367,6 @@ def _pad_vjp(ctx, g):
         return (g[index],)
     # reflect/edge: each output position copies one input position per axis; add the gradient back
     # there, one axis at a time (the map is numpy's own padding of an arange)
-    from ..creation import zeros
     from ..tensor import Tensor
     from .indexing import scatter_add
     x = ctx.inputs[0]
