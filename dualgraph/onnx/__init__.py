@@ -8,7 +8,6 @@ ops/onnx_rules.py), or `not_exportable(reason)`; `coverage()` lists them, `missi
 ops that have neither.
 """
 from ..ops.onnx_rules import not_exportable
-from . import control as _control  # noqa: F401  (the If/Loop lowerings of cond and while_loop)
 from .api import export, trace
 from .context import NotExportable
 from .export import (ExportError, VerificationError, check, coverage, default_opset, graph_to_model,

@@ -9,6 +9,8 @@ trace makes these nodes (dualgraph.function.control): eagerly dg.cond and dg.whi
 Their forwards run compiled subgraphs and the vjp of cond differentiates its branches, so both reach
 the graph layer above the ops (dualgraph.function.executor, .autodiff) when they run.
 """
+import numpy as np
+
 from ..errors import AutogradError
 from .registry import defop
 
@@ -59,8 +61,26 @@ def _cond_vjp(ctx, g):
     return tuple(result)
 
 
+def _cond_onnx(ctx, node, pred, *operands):
+    """ONNX If. Its branches read outer values by name: their inputs are bound to the operands' names."""
+    p = ctx.arg(node.inputs[0], pred, np.bool_)
+    if node.inputs[0].aval.ndim:
+        p = ctx.emit("Reshape", [p, ctx.i64([])])
+    problems, branches = [], {}
+    for key in ("then", "else"):
+        g = node.subgraphs[key]
+        sub = ctx.lower_body(g, operands, problems)
+        outs = sub.produced(sub.output_names(g), f"{key}_out")
+        infos = [ctx.value_info(o, v.aval.dtype, v.aval.shape) for o, v in zip(outs, g.outputs)]
+        branches[key] = ctx.graph_proto(sub.nodes, f"{key}_branch", [], infos)
+    ctx.refuse(problems)
+    outs = ctx.emit("If", [p], n_out=len(node.outputs), hint="if_out", then_branch=branches["then"],
+                    else_branch=branches["else"])
+    return tuple(outs) if len(node.outputs) > 1 else outs
+
+
 COND = defop("cond", _cond_forward, _cond_infer, _cond_vjp, pure=True, foldable=False, n_out=-1,
-             extra={"subgraphs": True})
+             extra={"subgraphs": True}, onnx=_cond_onnx)
 
 
 def _while_infer(*state, subgraphs=None):
@@ -82,5 +102,39 @@ def _while_vjp(ctx, g):
                         "use dg.fori_loop with Python bounds, which unrolls and differentiates")
 
 
+def _while_onnx(ctx, node, *ins):
+    """ONNX Loop: the carried state gets fresh body inputs; captured values are read by name."""
+    cond_g, body_g = node.subgraphs["cond"], node.subgraphs["body"]
+    n = len(body_g.outputs)
+    state = [ctx.arg(v, s, v.aval.dtype) if not isinstance(s, str) else s for v, s in zip(node.inputs[:n], ins[:n])]
+    captured = list(ins[n:])
+    problems = []
+
+    def test(c, bindings):
+        """The loop condition on `bindings`, lowered into context c, as a bool scalar."""
+        t = c.lower_body(cond_g, bindings + captured, problems)
+        c.nodes.extend(t.nodes)
+        (name,) = t.output_names(cond_g)
+        pred = cond_g.outputs[0].aval
+        name = c.cast(name, pred.dtype, np.bool_)
+        return c.emit("Reshape", [name, c.i64([])]) if pred.ndim else name
+
+    first = test(ctx, state)   # the first test runs in the enclosing graph
+    # body: (iteration, condition, *state) -> (condition, *state)
+    it, c_in = ctx.fresh("loop_iter"), ctx.fresh("loop_cond_in")
+    carried = [ctx.fresh(f"loop_state{k}") for k in range(n)]
+    body = ctx.lower_body(body_g, carried + captured, problems)
+    new_state = body.output_names(body_g)
+    outs = body.produced([test(body, new_state)] + new_state, "loop_out")
+    ctx.refuse(problems)
+    b_in = [ctx.value_info(it, np.int64, []), ctx.value_info(c_in, np.bool_, [])] + \
+        [ctx.value_info(c, v.aval.dtype, [None] * v.aval.ndim) for c, v in zip(carried, body_g.outputs)]
+    b_out = [ctx.value_info(outs[0], np.bool_, [])] + \
+        [ctx.value_info(o, v.aval.dtype, [None] * v.aval.ndim) for o, v in zip(outs[1:], body_g.outputs)]
+    res = ctx.emit("Loop", ["", first] + state, n_out=n, hint="loop_out",
+                   body=ctx.graph_proto(body.nodes, "loop_body", b_in, b_out))
+    return tuple(res) if n > 1 else res
+
+
 WHILE = defop("while_loop", _while_forward, _while_infer, _while_vjp, foldable=False, n_out=-1,
-              extra={"subgraphs": True})
+              extra={"subgraphs": True}, onnx=_while_onnx)
