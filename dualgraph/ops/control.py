@@ -6,12 +6,14 @@
 
 Values a branch reads from the enclosing trace are lifted into extra operands ("captured"). Only a
 trace makes these nodes (dualgraph.function.control): eagerly dg.cond and dg.while_loop run Python.
-Their forwards run compiled subgraphs and the vjp of cond differentiates its branches, so both reach
-the graph layer above the ops (dualgraph.function.executor, .autodiff) when they run.
+Their forwards run compiled subgraphs (dualgraph.function.executor) and the vjp of cond differentiates
+its branches (dualgraph.function.autodiff): the one op module that uses the graph layer.
 """
 import numpy as np
 
 from ..errors import AutogradError
+from ..function.autodiff import joint_graph
+from ..function.executor import compiled_subgraph
 from .registry import defop
 
 
@@ -20,7 +22,6 @@ def _cond_infer(pred, *operands, subgraphs=None):
 
 
 def _run_sub(graph, arrays):
-    from ..function.executor import compiled_subgraph
     return compiled_subgraph(graph)(*arrays)
 
 
@@ -31,7 +32,6 @@ def _cond_forward(xp, pred, *operands, subgraphs=None):
 
 def _cond_vjp(ctx, g):
     """cond of the branches' backward graphs (each recomputes its branch forward)."""
-    from ..function.autodiff import joint_graph
     gs = g if isinstance(g, tuple) else (g,)
     pred, operands = ctx.inputs[0], ctx.inputs[1:]
     wrt = [i for i, t in enumerate(operands) if ctx.needs_input_grad[i + 1]]
@@ -88,7 +88,6 @@ def _while_infer(*state, subgraphs=None):
 
 
 def _while_forward(xp, *state, subgraphs=None):
-    from ..function.executor import compiled_subgraph
     n = len(subgraphs["body"].outputs)
     cond_fn, body_fn = compiled_subgraph(subgraphs["cond"]), compiled_subgraph(subgraphs["body"])
     state, extra = list(state[:n]), list(state[n:])
