@@ -44,7 +44,11 @@ def _powers(graph):
 
 
 def lower_math(graph):
-    graph = _powers(graph)
+    return _gather_scalar_divs(_one_plus_tanh(_powers(graph)))
+
+
+def _one_plus_tanh(graph):
+    """1 + tanh(u) -> 2 / (1 + exp(-2 * u)) where tanh(u) is read only there."""
     users = graph.users()
     returned = {id(v) for v in graph.outputs}  # a graph output is read outside: never single-use
     prod = {}
@@ -82,7 +86,12 @@ def lower_math(graph):
         for o in node.outputs:
             prod[id(o)] = node
     graph.nodes = nodes
-    # mul(A, div(c, s)) -> div(mul(A, c), s) when the div is single-use: lets scalars gather
+    return graph
+
+
+def _gather_scalar_divs(graph):
+    """mul(A, div(c, s)) -> div(mul(A, c), s) when the div is single-use: lets scalars gather."""
+    returned = {id(v) for v in graph.outputs}
     users = graph.users()
     prod = {id(o): n for n in graph.nodes for o in n.outputs}
     out_nodes = []
