@@ -1,6 +1,6 @@
-"""Graphviz DOT of a backward graph (from a tensor's grad_fn) or of a recorded Tape."""
+"""Graphviz DOT of a backward graph (from a tensor's grad_fn) or of a recorded Tape (`tape.to_dot()`)."""
 from .autograd.graph import AccumulateGrad
-from .tensor import Tensor
+from .autograd.modes import Tape
 
 
 def _label_of_tensor(t):
@@ -29,7 +29,7 @@ def to_dot(tensor_or_tape, name="backward", params=None):
                 lines.append(f'  {ids[key]} [label="{obj.name()}", shape=box];')
         return ids[key]
 
-    if not isinstance(tensor_or_tape, Tensor):  # an autograd.record() Tape
+    if isinstance(tensor_or_tape, Tape):
         roots = list(tensor_or_tape.nodes)
     else:
         t = tensor_or_tape
@@ -57,6 +57,10 @@ def to_dot(tensor_or_tape, name="backward", params=None):
                 stack.append(child)
     lines.append("}")
     return "\n".join(lines)
+
+
+# drawing is this module's: the Tape, below it, gets its method here (as Tensor gets its ops in _methods)
+Tape.to_dot = to_dot
 
 
 def render(tensor_or_tape, path, format="svg", params=None):

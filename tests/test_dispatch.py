@@ -175,9 +175,8 @@ def _reaches(rel, forbidden):
                    "dualgraph.creation", "dualgraph.static"]),
     # autograd below dispatch and the ops (the engine reaches ops through bound Tensor methods)
     *[(f"autograd/{f}", ["dualgraph.dispatch", "dualgraph.ops", "dualgraph.function", "dualgraph.creation",
-                         "dualgraph.static", "dualgraph.nn"])
-      for f in ("engine.py", "graph.py", "function.py", "modes.py")],
-    ("viz.py", ["dualgraph.autograd.modes"]),
+                         "dualgraph.static", "dualgraph.nn", "dualgraph.viz"])
+      for f in ("engine.py", "graph.py", "function.py", "modes.py", "api.py", "check.py")],
     # dispatch below the ops and the tracer
     ("dispatch.py", ["dualgraph.ops", "dualgraph.function", "dualgraph.creation", "dualgraph.static"]),
     # the op record finds the tracer through dispatch

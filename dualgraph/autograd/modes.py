@@ -5,7 +5,6 @@ Each is both a context manager and a decorator, like torch.no_grad.
 import functools
 
 from .._state import STATE
-from ..viz import to_dot
 
 
 class _Mode:
@@ -97,9 +96,6 @@ class Tape:
         for i, (node, ins) in enumerate(zip(self._nodes, self._inputs)):
             lines.append(f"  {i}: {node.op.grad_name}({ins})")
         return "\n".join(lines)
-
-    def to_dot(self):
-        return to_dot(self)
 
 
 def _describe(t):
