@@ -66,7 +66,7 @@ class Subset(Dataset):
 
 def _rng(generator):
     if generator is None:
-        from .creation import generator as _dg_generator
+        from .ops.creation import generator as _dg_generator
         return _dg_generator(CPU)  # dg.manual_seed(n) makes shuffling reproducible too
     if isinstance(generator, _np.random.Generator):
         return generator
@@ -117,7 +117,7 @@ def _to_tensor(arr):
     """A fresh host array (from fancy indexing or stacking) as a Tensor, without another copy."""
     if isinstance(arr, Tensor):
         return arr
-    from .creation import from_numpy
+    from .ops.creation import from_numpy
     try:
         return from_numpy(_np.ascontiguousarray(arr))
     except Exception:

@@ -40,7 +40,7 @@ import numpy as _np
 from . import dtypes as _dt
 from ._files import atomic_write
 from .backend import device as _parse, to_host
-from .creation import from_numpy
+from .ops.creation import from_numpy
 from .errors import DualgraphError
 from .tensor import Tensor
 

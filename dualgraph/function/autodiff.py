@@ -8,7 +8,7 @@ forward graph that also returns the residuals the backward needs, and a backward
 """
 from .._state import STATE
 from ..autograd.graph import stale_read_message
-from ..creation import full_like, zeros_like
+from ..ops.creation import full_like, zeros_like
 from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
 from ..graph.ir import Graph

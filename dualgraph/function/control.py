@@ -10,7 +10,7 @@ straight-line code.
 import numpy as np
 
 from .._state import STATE
-from ..creation import tensor as _tensor
+from ..ops.creation import tensor as _tensor
 from ..dispatch import using
 from ..errors import ShapeError
 from ..graph.ir import Value

@@ -20,7 +20,7 @@ from .._state import STATE
 from ..autograd.function import FunctionCtx
 from ..autograd.modes import no_grad
 from ..backend import CPU, is_array
-from ..creation import full_like
+from ..ops.creation import full_like
 from ..dispatch import Mode, apply, register_tracer
 from ..errors import AutogradError, DeviceError, DualgraphError, ShapeError, user_line
 from ..graph.ir import Graph

@@ -1,7 +1,7 @@
 """MultiheadAttention with PyTorch's parameter layout, defaults, masks and return values."""
 import math
 
-from .. import creation
+from ..ops import creation
 from ..ops.elementwise import where
 from ..ops.reduction import mean as _mean
 from ..ops.shape import unsqueeze

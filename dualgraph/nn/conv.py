@@ -1,6 +1,6 @@
 """Convolution and pooling modules over dg.nn.functional's conv/pool (PyTorch's layouts and init)."""
 
-from .. import creation
+from ..ops import creation
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -6,7 +6,7 @@ layer_norm, normalize) are composites of primitives, so they differentiate, trac
 those primitives' records and need none of their own.
 """
 from .._state import STATE
-from ..creation import rand_like
+from ..ops.creation import rand_like
 from ..errors import ShapeError
 from ..ops.infer import shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..backend import CPU
-from ..creation import eye, generator, rand, randn
+from ..ops.creation import eye, generator, rand, randn
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "eye_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]

@@ -1,9 +1,9 @@
 """Linear, Identity, Flatten, Unflatten, Embedding and Dropout modules (PyTorch's defaults and init)."""
 
-from .. import creation
+from ..ops import creation
 from ..autograd import no_grad
 from ..errors import DTypeError
-from ..creation import ones_like, zeros_like
+from ..ops.creation import ones_like, zeros_like
 from ..ops.elementwise import where
 from ..ops.indexing import scatter_add
 from . import functional as F

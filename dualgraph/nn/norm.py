@@ -1,5 +1,5 @@
 """BatchNorm1d/2d (running statistics as buffers) and LayerNorm, with PyTorch's defaults."""
-from .. import creation
+from ..ops import creation
 from ..autograd import no_grad
 from ..ops.elementwise import rsqrt
 from ..ops.reduction import mean as _mean

@@ -3,7 +3,7 @@
 Both work in place on `.grad` with tensor ops and never read a value back into Python, so they
 can sit inside a compiled training step."""
 from ..autograd import no_grad
-from ..creation import zeros
+from ..ops.creation import zeros
 from ..ops.elementwise import clip, minimum, sqrt
 from ..ops.reduction import amax, sum as _sum
 from ..ops.shape import stack

@@ -182,7 +182,7 @@ def _size_needed_error(e, dyn, names, tensors):
 def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
     """Refuse a graph traced at the example's sizes whose re-derived dynamic dims disagree with a trace
     of the same function at other sizes (ExportError naming the node's line and the axes)."""
-    from ..creation import from_numpy
+    from ..ops.creation import from_numpy
     from ..ops.infer import Dim
     from .symbolic import mismatch_at_other_sizes
     dims, sizes, other = {}, {}, {}
@@ -360,7 +360,7 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     fed = list(range(n_args))
 
     def reference(arrays):
-        from ..creation import from_numpy
+        from ..ops.creation import from_numpy
         it = iter(arrays)
         call = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in args]
         snapshot = _snapshot(modules)

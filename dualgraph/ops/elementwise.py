@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import erf as _erf
-from ..creation import ones_like, zeros_like
+from .creation import ones_like, zeros_like
 from ..errors import DTypeError
 from ..dispatch import apply
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import scatter_add as _scatter_add
-from ..creation import arange, zeros_like
+from .creation import arange, zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..dispatch import apply
 from ..tensor import Tensor, as_tensor

@@ -13,7 +13,7 @@ that are not ignored (NaN when every target is ignored, as PyTorch).
 """
 import numpy as np
 
-from ..creation import zeros_like
+from .creation import zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL

@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from ..creation import arange, ones_like, zeros_like
+from .creation import arange, ones_like, zeros_like
 from ..dispatch import apply
 from ..errors import ShapeError
 from .infer import Aval, float_dtype

@@ -6,7 +6,7 @@ import operator
 import numpy as np
 
 from .._state import STATE
-from ..creation import zeros
+from .creation import zeros
 from ..dispatch import apply
 from ..errors import ShapeError
 from .infer import Aval, Dim

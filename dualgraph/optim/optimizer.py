@@ -13,7 +13,7 @@ freezing the learning rate it saw when it was traced. Other hyperparameters are 
 """
 from .._state import STATE
 from ..autograd import enable_grad, no_grad
-from ..creation import zeros
+from ..ops.creation import zeros
 from ..nn.utils import zero_grads
 from ..tensor import Tensor
 

@@ -16,7 +16,7 @@ Runs after `fuse`; the ONNX exporter reads the graph before either.
 """
 import numpy as np
 
-from ...creation import FULL_LIKE
+from ...ops.creation import FULL_LIKE
 from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum

@@ -1,19 +1,21 @@
 """Creating tensors: dg.tensor, zeros/ones/full/empty/arange/linspace/eye, random ones, *_like.
 
+The ops among them are records here: arange (its length may be a traced size), full_like,
+uniform_like and normal_like (a traced graph makes them at run time with another tensor's shape).
 Random numbers come from one generator per device, seeded by `dg.manual_seed(n)`.
 """
 import numpy as _np
 
-from . import dtypes as _dt
-from ._state import STATE
-from .backend import CPU, device as _device, device_of_array
-from .dispatch import apply
-from .errors import ShapeError, user_line
-from .ops.dims import SymbolicSizeError
-from .ops.infer import Aval, Dim
-from .ops.onnx_rules import out_dtype
-from .ops.registry import defop
-from .tensor import Tensor, _make, as_tensor as _as_tensor
+from .. import dtypes as _dt
+from .._state import STATE
+from ..backend import CPU, device as _device, device_of_array
+from ..dispatch import apply
+from ..errors import ShapeError, user_line
+from ..tensor import Tensor, _make, as_tensor as _as_tensor
+from .dims import SymbolicSizeError
+from .infer import Aval, Dim
+from .onnx_rules import out_dtype
+from .registry import defop
 
 _GENERATORS = {}
 _SEED = [None]
