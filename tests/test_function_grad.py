@@ -73,6 +73,15 @@ def test_backward_graph_is_inspectable():
     assert "backward" in str(e.bwd_graph) and "forward" in str(e.fwd_graph)
 
 
+def test_every_graph_a_call_compiles_names_its_device_for_kernel_choice():
+    # lower_kernels picks CPU-only kernels unless the graph says it runs elsewhere
+    w = dg.randn(3, requires_grad=True)
+    f = dg.function(lambda x: (x * w).sum())
+    f(dg.ones(3)).backward()
+    e = f._entries[-1]
+    assert [g.meta.get("device") for g in (e.graph, e.opt, e.fwd_graph, e.bwd_graph)] == [str(w.device)] * 4
+
+
 def test_the_tape_node_of_a_compiled_call_holds_an_op_record_like_any_op():
     f = dg.function(lambda a, b: (dg.tanh(a) * b, (a * b).sum()))
     a = dg.tensor(np.array([0.5, -1.0, 2.0], np.float32), requires_grad=True)

@@ -23,7 +23,6 @@ from .call import run
 from .capture import closure_modules
 from .entry import build_entry
 from .signature import Signature, explain, flatten, struct_key, varying
-from .tracer import TraceError
 
 RETRACE_WARN_AFTER = 8
 
@@ -83,10 +82,8 @@ class CompiledFunction:
             statics = ()
         leaves, key = [], [statics, self._modes()]
         for a in args:
-            if a.__class__ in _TENSOR_TYPES:
+            if a.__class__ in _TENSOR_TYPES:   # holds data: symbolic tensors are refused by flatten
                 d = a._data
-                if d is None:
-                    raise TraceError("a traced tensor was passed to a compiled function outside its trace")
                 leaves.append(a)
                 key.append((d.shape, d.dtype, a._device, a._requires_grad))
             else:
@@ -236,9 +233,9 @@ def function(fn=None, *, input_signature=None, static_argnames=(), strict=False,
     """Trace `fn` into an optimized graph per input signature and run it compiled.
 
     Use as `@dg.function`, `@dg.function(static_argnames=("n",))` or `dg.function(module)`.
-    `passes=` picks the passes (default: fold, simplify, cse, dce, fuse, plan_buffers); `disable=`
-    switches some off. `strict=True` refuses to freeze values derived from tensors (shapes) unless
-    declared with `input_signature=`.
+    `passes=` picks the passes (default: `dualgraph.function.passes.DEFAULT`: fold, simplify, cse,
+    dce, lower_math, simplify, dce, fuse, lower_kernels); `disable=` switches some off. `strict=True`
+    refuses to freeze values derived from tensors (shapes) unless declared with `input_signature=`.
     """
     def wrap(f):
         return CompiledFunction(f, input_signature, static_argnames, strict, passes, disable, name)

@@ -209,7 +209,7 @@ def compile_reader(name, fn, module, captured, grad_guards, global_guards):
 
     def _same(t, i):
         c = captured[i]
-        ok = isinstance(t, Tensor) and t._data is not None and tuple(t.shape) == tuple(c.aval.shape) \
+        ok = isinstance(t, Tensor) and not t._symbolic and tuple(t.shape) == tuple(c.aval.shape) \
             and t.dtype == c.aval.dtype
         if ok:
             c.ref = weakref.ref(t)

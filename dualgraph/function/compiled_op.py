@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .._state import STATE
+from ..dispatch import apply
 from ..errors import AutogradError, DualgraphError
 from ..graph.ir import Graph
 from ..ops.onnx_rules import not_exportable
 from ..ops.registry import Op
-from ..dispatch import apply
 from ..tensor import Tensor, _make
 from . import passes as _passes
 from .autodiff import joint_graph, partition
@@ -58,6 +58,7 @@ def compile_op(name, graph, wrt, device, xp, passes):
     joint, diff = joint_graph(graph, list(wrt), devices, drop_unused=True)
     n_out = len(graph.outputs)
     fwd, bwd = partition(joint, len(graph.inputs), n_out)
+    fwd.meta["device"] = bwd.meta["device"] = str(device)   # lower_kernels picks CPU-only kernels on "cpu" only
     fwd = _passes.optimize(fwd, passes)
     bwd = _passes.optimize(bwd, passes)
     fwd_exec = Executable(fwd, xp)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..backend import CPU, Device
+from ..dispatch import using
 from ..errors import _PKG_DIR, DualgraphError
 from ..graph.ir import Graph
 from ..ops.infer import Dim
@@ -21,7 +22,6 @@ from .capture import Captured, compile_reader, find_paths, frozen_globals, guard
 from .control import tree_flatten
 from .executor import Executable
 from .signature import avals_for, rebuild
-from ..dispatch import using
 from .tracer import FrozenValue, TraceError, Tracer
 
 
@@ -117,6 +117,8 @@ def build_entry(cf, args, leaves, sym_mask, struct, symbolic, descs):
     graph.frozen = list(frozen)
     # values the function changed in place: a differentiating caller's backward may not read them
     graph.meta["_overwritten"] = fx.overwritten   # (Value, node index the in-place op began at)
+    device = leaves[0]._device if leaves else (fx.alive[0][0]._device if fx.alive else CPU)
+    graph.meta["device"] = str(device)            # lower_kernels picks CPU-only kernels on "cpu" only
     opt = _passes.optimize(graph, cf.passes)
     opt.frozen = list(frozen)
     xp = leaves[0]._device.xp if leaves else CPU.xp
@@ -131,8 +133,7 @@ def build_entry(cf, args, leaves, sym_mask, struct, symbolic, descs):
         grad_write_plan=grad_write_plan, out_alias=output_views(opt, len(out_vals)),
         simple=(not writebacks and not grad_writes and not out_consts and out_tree is None and len(out_vals) == 1),
         diff_any=any(rg for _, _, rg in out_vals),
-        graph=graph, opt=opt, exec=Executable(opt, xp), xp=xp,
-        device=leaves[0]._device if leaves else (fx.alive[0][0]._device if fx.alive else CPU))
+        graph=graph, opt=opt, exec=Executable(opt, xp), xp=xp, device=device)
 
 
 # ---- the steps of build_entry ------------------------------------------------------------------------

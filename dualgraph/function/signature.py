@@ -35,9 +35,9 @@ def flatten(x, leaves, key):
     """Append x's tensors to `leaves` and its hashable description to `key`."""
     cls = x.__class__
     if isinstance(x, Tensor):
-        d = x._data
-        if d is None:
+        if x._symbolic:
             raise TraceError("a traced tensor was passed to a compiled function outside its trace")
+        d = x._data
         leaves.append(x)
         key.append((d.shape, d.dtype, x._device, x._requires_grad))
     elif cls is tuple or cls is list:
