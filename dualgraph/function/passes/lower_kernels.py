@@ -87,7 +87,10 @@ def _is_where_zero(node):
 def _where_zero(node):
     if node.op is not WHERE or not _is_where_zero(node):
         return None
-    return Node(WHERE_ZERO, node.inputs[:2], {}, node.outputs, node.source)
+    kernel = Node(WHERE_ZERO, node.inputs[:2], {}, node.outputs, node.source)
+    for o in kernel.outputs:
+        o.producer = kernel
+    return kernel
 
 
 def _where_colsum(node, users):
