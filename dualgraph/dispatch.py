@@ -284,10 +284,17 @@ def _apply_general(op, inputs, attrs):
 def _outside_its_graph(op, inputs, attrs, t):
     """An eager op on a symbolic tensor: a node of a static graph builds into that graph (it knows its
     builder); a tensor of a finished trace is an error."""
+    return _in_its_graph(t, op.name, "apply", op, inputs, attrs)
+
+
+def _in_its_graph(t, what, method, *args):
+    """Mode method `method` for symbolic `t` met in eager mode, run in the mode that built `t` (a static
+    graph's builder: its nodes work outside its `as_default()` scope too)."""
     builder = t._builder
     if builder is None:
-        raise DualgraphError(f"{op.name}: a symbolic tensor from a finished trace was used eagerly")
-    return builder.apply_outside(op, inputs, attrs)
+        raise DualgraphError(f"{what}: a symbolic tensor from a finished trace was used eagerly")
+    with using(builder):
+        return getattr(builder, method)(*args)
 
 
 def _wrap_outputs(op, inputs, attrs, out, dev, record):
@@ -355,6 +362,8 @@ class EagerMode(Mode):
 
     def apply_inplace(self, op, inputs, attrs, what):
         x = inputs[0]
+        if x._symbolic:
+            return _in_its_graph(x, what, "apply_inplace", op, inputs, attrs, what)
         x._check_inplace(what)
         needs = []
         for t in inputs:
@@ -383,7 +392,7 @@ class EagerMode(Mode):
         when the vjp reads them, `keeps_old`), not on `t`: so the new node is no self-loop, the version
         bump below does not invalidate it, and the gradient reaches what `t` was computed from."""
         if t._symbolic:
-            return self.no_value(t, what)
+            return _in_its_graph(t, what, "inplace", t, fn, other, what, keeps_old, ufunc)
         tracked = STATE.grad_enabled and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
         if ufunc is not None and not tracked:
             return _inplace_ufunc(t, ufunc, other, what)
@@ -411,7 +420,7 @@ class EagerMode(Mode):
 
     def fill(self, t, value):
         if t._symbolic:
-            return self.no_value(t, "fill_")
+            return _in_its_graph(t, "fill_", "fill", t, value)
         t._data.fill(value)
         t._version[0] += 1
         if STATE.grad_enabled and t._grad_fn is not None:
@@ -435,6 +444,8 @@ class EagerMode(Mode):
         return out
 
     def detach(self, t):
+        if t._symbolic:
+            return _in_its_graph(t, "detach", "detach", t)
         out = _make(t._data, t._device)
         out._version = t._version
         return out

@@ -18,7 +18,6 @@ from .backend import CPU, device as _parse_device, device_of_array, is_array, to
 from .errors import AutogradError, DeviceError, DTypeError, InvalidValue, ShapeError
 
 _SCALARS = (int, float, bool)
-_ndarray = _np.ndarray
 
 
 class _Size(int):

@@ -124,6 +124,22 @@ def test_operators_on_static_graph_nodes_build_without_running_forward():
     np.testing.assert_allclose(out, [0.0, 2.0, 6.0])
 
 
+def test_static_graph_nodes_detach_and_update_in_their_graph_outside_its_scope():
+    """Every eager-mode operation on a node of a static graph goes to that graph's builder, not only
+    apply: detach() is a node of the graph (not a tensor without data), add_ rebinds the node."""
+    g = dg.static.Graph()
+    with g.as_default():
+        p = dg.static.placeholder((3,), "float32", name="p")
+    q = p * 2.0
+    d = q.detach()
+    assert isinstance(d, SymbolicTensor) and d._builder is g.builder
+    q.add_(1.0)
+    with dg.static.Session(g) as sess:
+        dq, qq = sess.run([d + 0.5, q], feed_dict={p: np.array([1.0, 2.0, 3.0], np.float32)})
+    np.testing.assert_allclose(dq, [2.5, 4.5, 6.5])
+    np.testing.assert_allclose(qq, [3.0, 5.0, 7.0])
+
+
 def test_symbolic_tensors_are_their_own_class():
     seen = {}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import CPU
-from ..dispatch import apply, using
+from ..dispatch import using
 from ..errors import DualgraphError, user_line
 from ..function.tracer import Tracer
 from ..graph.ir import Graph as IRGraph, Value
@@ -43,11 +43,6 @@ class StaticBuilder(Tracer):
         if isinstance(t, Tensor) and t._symbolic:
             t._builder = self
         return t
-
-    def apply_outside(self, op, inputs, attrs):
-        """`op` applied eagerly to a node of this graph: built into the graph."""
-        with using(self):
-            return apply(op, inputs, attrs)
 
     def read_shape(self, t):
         return t._aval.shape  # building a static graph freezes nothing by reading shapes
