@@ -5,7 +5,7 @@ holding an array (`value.const`); a Python scalar operand (`x * 2.0`) is a const
 `weak=True` whose `const` is the Python number itself: it promotes like a Python scalar (NEP 50,
 `f32 * 2.0 -> f32`), so a lowering must cast it to the other operand's dtype. A `None` operand is
 kept as `None` in `node.inputs`. Control-flow nodes (cond/while) carry subgraphs in `node.subgraphs`;
-a subgraph's inputs are, in order, the node's operands (see dualgraph.function.control).
+a subgraph's inputs are, in order, the node's operands (see dualgraph.ops.control).
 `str(graph)` is a small, stable textual form, in the spirit of a jaxpr:
 
     graph(%x: f32[B,3], %w: f32[3,4]) {
