@@ -6,8 +6,8 @@ in-place write, backward and a custom autograd.Function mean.
   Tracer             (dualgraph.function.tracer) adds a node to the graph a @dg.function is traced into
   StaticBuilder      (dualgraph.static.graph) adds a node to an explicit define-then-run graph
 
-Tensor methods, ops, autograd and the control-flow functions call the current mode and never ask
-which one it is. `apply` and the tensor operators (`binary_method`) keep the eager case inline, with
+Tensor methods, ops, autograd and the control-flow functions call the current mode and do not ask
+which one it is (`Mode.symbolic` only says whether a graph is being built). `apply` and the tensor operators (`binary_method`) keep the eager case inline, with
 fast paths for one and two tensor operands on one device, so that an operator on small tensors costs
 little more than the numpy call; every other mode gets the op through `Mode.apply`.
 """
@@ -32,7 +32,8 @@ _new = object.__new__
 
 
 class Mode(abc.ABC):
-    """What the operations whose meaning depends on the mode do. One instance is current per thread."""
+    """The operations whose meaning depends on the mode. One instance is current per thread
+    (`STATE.mode`); `using(mode)` switches."""
 
     symbolic = False  # tensors this mode makes stand for values of a graph being built, and hold no data
 
