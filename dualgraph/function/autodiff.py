@@ -16,6 +16,7 @@ from ..ops.infer import Dim
 from ..ops.reduction import sum_to
 from ..ops.registry import Operand
 from ..tensor import Tensor, as_tensor
+from .passes.dce import dce
 
 
 class _Ctx:
@@ -317,5 +318,4 @@ def partition(joint, n_in, n_out):
     bwd.inputs = res + list(joint.inputs[n_in:])
     bwd.nodes = bwd_nodes
     bwd.outputs = list(joint.outputs[n_out:])
-    from .passes.dce import dce
     return dce(fwd.copy()), dce(bwd.copy())
