@@ -12,9 +12,12 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..dispatch import apply
 from .dims import SymbolicDim
+from .indexing import take_along_axis
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
+from .reduction import max as _max, mean
 from .registry import defop
+from .shape import concat, pad as _pad
 
 
 def _pair(v, name):
@@ -128,7 +131,6 @@ def unfold(x, kernel_size, stride=1, dilation=1):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """PyTorch's conv2d (cross-correlation): input (N, C, H, W), weight (O, C/groups, kh, kw)."""
-    from .shape import pad as _pad
     if input.ndim != 4:
         raise ShapeError(f"conv2d: input must be (N, C, H, W), got shape {tuple(input.shape)}")
     if weight.ndim != 4:
@@ -179,7 +181,6 @@ def _one(v):
 
 
 def _pool_windows(input, kernel_size, stride, padding, dilation, pad_value, ceil_mode, name):
-    from .shape import pad as _pad
     if input.ndim not in (3, 4):
         raise ShapeError(f"{name}: input must be (N, C, H, W) or (C, H, W), got shape {tuple(input.shape)}")
     if ceil_mode:
@@ -341,7 +342,6 @@ def _max_pool_vjp(ctx, g):
 
 def _max_pool_grad_vjp(ctx, gg):
     """The gradient is linear in g; its adjoint reads gg at each window's chosen element."""
-    from .indexing import take_along_axis
     g, x = ctx.inputs
     idx = apply(MAX_POOL_INDICES, (x,), ctx.attrs)
     n, c = x.shape[:2]
@@ -445,8 +445,6 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
 def _max_pool2d_unfolded(x, attrs):
     """Integer max pooling as pad -> unfold -> max: integers carry no gradient, and this form exports
     to ONNX for every integer dtype (MaxPool has kernels for few of them)."""
-    from .reduction import max as _max
-    from .shape import pad as _pad
     _, right = _pool_geometry(tuple(x.shape[2:]), attrs["kernel"], attrs["stride"], attrs["padding"],
                               attrs["dilation"], attrs["ceil_mode"])
     (ph, pw), (rh, rw) = attrs["padding"], right
@@ -483,7 +481,6 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    from .reduction import mean
     if not count_include_pad and padding:
         raise ShapeError("avg_pool2d: count_include_pad=False with padding is not supported")
     cols, squeeze = _pool_windows(input, kernel_size, stride, padding, 1, 0.0, ceil_mode, "avg_pool2d")
@@ -493,8 +490,6 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def adaptive_avg_pool2d(input, output_size):
     """Average over the cells PyTorch's adaptive pooling uses: [floor(i*H/oh), ceil((i+1)*H/oh))."""
-    from .reduction import mean
-    from .shape import concat
     oh, ow = _pair(output_size, "output_size")
     h, w = input.shape[-2], input.shape[-1]
     if h % oh == 0 and w % ow == 0:

@@ -16,7 +16,7 @@ import os
 import sys
 
 from .._state import STATE
-from ..errors import _PKG_DIR, DualgraphError
+from ..errors import _PKG_DIR, DualgraphError, user_line
 from .infer import Dim
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod,
@@ -87,7 +87,6 @@ def _user_needs(d, what, depth=2):
 def size_needed(d, what):
     """The SymbolicSizeError for dualgraph code that must hand a size to Python (len() returns an int),
     naming the user's line that asked for it."""
-    from ..errors import user_line
     where = user_line()
     return SymbolicSizeError(
         f"{what} needs the size {d} as a Python number{f' at {where}' if where else ''}, but this trace keeps "

@@ -10,6 +10,7 @@ from .. import dtypes as _dt
 from ..backend import erf as _erf
 from .creation import ones_like, zeros_like
 from ..errors import DTypeError
+from ..tensor import Tensor, as_tensor
 from ..dispatch import apply
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
@@ -697,7 +698,6 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         from .indexing import nonzero
         return nonzero(condition)
-    from ..tensor import Tensor, as_tensor
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
         # two Python scalars: x takes dg.tensor's default dtype (float32 for floats, as PyTorch)
         x = as_tensor(x)
@@ -823,7 +823,6 @@ CAST = defop("cast", lambda xp, x, dtype: x.astype(dtype), lambda x, dtype: Aval
 
 
 def astype(x, dtype):
-    from .. import dtypes as _dt
     dtype = _dt.resolve(dtype)
     if x.dtype == dtype:
         return x

@@ -4,9 +4,11 @@ import string
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..dispatch import apply
+from ..tensor import as_tensor
 from .infer import Aval, broadcast_shapes, result_dtype
 from .onnx_rules import args, emit_in, out_dtype
 from .registry import defop
+from .shape import broadcast_to, reshape
 
 
 def _matmul_infer(a, b):
@@ -54,8 +56,6 @@ MATMUL = defop("matmul", _matmul_forward, _matmul_infer, _matmul_vjp, broadcasti
 
 
 def matmul(a, b):
-    from ..tensor import as_tensor
-    from .shape import reshape
     a = as_tensor(a, like=b if hasattr(b, "_data") else None)
     b = as_tensor(b, like=a)
     if a.ndim == 0 or b.ndim == 0:
@@ -140,7 +140,6 @@ def _einsum_vjp(ctx, g):
         spec = ",".join([out] + [o for o, _ in others]) + "->" + target
         gi = einsum(spec, g, *[t for _, t in others])
         if target != s:
-            from .shape import broadcast_to, reshape
             shape = tuple(x.shape[k] if c in available else 1 for k, c in enumerate(s))
             gi = broadcast_to(reshape(gi, shape), x.shape)
         grads.append(gi)

@@ -18,9 +18,11 @@ from ..errors import IndexOutOfRange, ShapeError
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL
 from ..dispatch import apply
-from .indexing import _along_axis_index
+from .elementwise import where
+from .indexing import _along_axis_index, embedding, scatter_add, take_along_axis
 from .infer import Aval, shapes_match
 from .onnx_rules import is_sym, out_dtype
+from .reduction import sum as _sum
 from .registry import defop
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -164,9 +166,6 @@ def _weight_grad(scores, target, weight, upstream, ignore_index, reduction):
     """d/d weight of `upstream . nll_loss(scores, target, weight)`, in dualgraph ops (so it traces and
     differentiates again). Ignored targets contribute nothing; for 'mean' the summed weight in the
     denominator depends on weight too: d(S/W)/dw_c = sum over n with target c of (-picked_n - L) / W."""
-    from .elementwise import where
-    from .indexing import embedding, scatter_add, take_along_axis
-    from .reduction import sum as _sum
     valid = target != ignore_index
     safe = where(valid, target, 0)
     picked = take_along_axis(scores, safe.unsqueeze(1), 1).squeeze(1)

@@ -10,6 +10,7 @@ import numpy as np
 from .creation import arange, ones_like, zeros_like
 from ..dispatch import apply
 from ..errors import ShapeError
+from ..tensor import Tensor
 from .infer import Aval, float_dtype
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
@@ -248,7 +249,6 @@ MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: 
 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Largest value along axes (values only, as numpy's max/amax; use argmax for indices)."""
-    from ..tensor import Tensor
     if isinstance(axis, Tensor):  # torch.max(a, b) is the elementwise maximum
         from .elementwise import maximum
         return maximum(x, axis)
@@ -257,7 +257,6 @@ def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 
 def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    from ..tensor import Tensor
     if isinstance(axis, Tensor):
         from .elementwise import minimum
         return minimum(x, axis)

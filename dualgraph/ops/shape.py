@@ -6,9 +6,11 @@ import operator
 import numpy as np
 
 from .._state import STATE
+from ..backend import to_device
 from .creation import zeros
 from ..dispatch import apply
 from ..errors import ShapeError
+from ..tensor import Tensor
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
@@ -367,7 +369,6 @@ def _pad_vjp(ctx, g):
         return (g[index],)
     # reflect/edge: each output position copies one input position per axis; add the gradient back
     # there, one axis at a time (the map is numpy's own padding of an arange)
-    from ..tensor import Tensor
     from .indexing import scatter_add
     x = ctx.inputs[0]
     for axis, (lo, hi) in enumerate(ctx.attrs["pad_width"]):
@@ -446,7 +447,6 @@ def flip(x, axis=None, *, dims=None):
 
 
 def _to_device_forward(xp, x, device):
-    from ..backend import to_device
     out = to_device(x, device)
     return x.copy() if out is x else out  # not a view op: never hand back the input's memory
 
