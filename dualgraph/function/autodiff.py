@@ -8,10 +8,10 @@ forward graph that also returns the residuals the backward needs, and a backward
 """
 from .._state import STATE
 from ..autograd.graph import stale_read_message
-from ..ops.creation import full_like, zeros_like
 from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
 from ..graph.ir import Graph
+from ..ops.creation import full_like, zeros_like
 from ..ops.infer import Dim
 from ..ops.reduction import sum_to
 from ..ops.registry import Operand

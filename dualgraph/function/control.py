@@ -10,11 +10,11 @@ straight-line code.
 import numpy as np
 
 from .._state import STATE
-from ..ops.creation import tensor as _tensor
 from ..dispatch import using
 from ..errors import ShapeError
 from ..graph.ir import Value
 from ..ops.control import COND, WHILE
+from ..ops.creation import tensor as _tensor
 from ..ops.elementwise import astype
 from ..tensor import Tensor, as_tensor
 

@@ -2,9 +2,9 @@
 `@dg.function` traces (and, subclassed, while a static graph is built).
 
 Symbolic tensors (`SymbolicTensor`: a shape and dtype, `_aval`, and no data) stand for graph
-values; the tracer maps each one (by identity) to the graph `Value` it stands for. Tensors the traced code reads that are not
-arguments (closure, module parameters, optimizer state) become *captured* graph inputs, read at
-every call. In-place updates are functionalized: the tensor is rebound to a new Value, and when it
+values; the tracer maps each one (by identity) to the graph `Value` it stands for. Tensors the
+traced code reads that are not arguments (closure, module parameters, optimizer state) become
+*captured* graph inputs, read at every call. In-place updates are functionalized: the tensor is rebound to a new Value, and when it
 is an argument or a captured tensor the final Value is written back after each call.
 
 While grad mode is on, every op with a vjp whose inputs require grad is also appended to a tape
@@ -20,10 +20,10 @@ from .._state import STATE
 from ..autograd.function import FunctionCtx
 from ..autograd.modes import no_grad
 from ..backend import CPU, is_array
-from ..ops.creation import full_like
 from ..dispatch import Mode, apply, register_tracer
 from ..errors import AutogradError, DeviceError, DualgraphError, ShapeError, user_line
 from ..graph.ir import Graph
+from ..ops.creation import full_like
 from ..ops.dims import _OPS, DimExpr, SymbolicDim, size_needed, symbolic_size
 from ..ops.elementwise import COPY, astype
 from ..ops.infer import Aval, Dim
@@ -35,8 +35,8 @@ from .autodiff import reverse
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TENSOR_PY = os.path.join(_PKG, "tensor.py")
-# frames between user code and the tracer when an operator or method is applied
 _HERE = os.path.abspath(__file__)
+# frames between user code and the tracer when an operator or method is applied
 _DISPATCH_FILES = {_TENSOR_PY, _HERE, os.path.join(_PKG, "_methods.py"), os.path.join(_PKG, "dispatch.py")}
 # frames between user code and read_shape when a shape is read (SymbolicTensor's properties)
 _SHAPE_FILES = {_TENSOR_PY, _HERE}

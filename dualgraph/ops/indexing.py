@@ -8,10 +8,10 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import scatter_add as _scatter_add
-from .creation import arange, zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..dispatch import apply
 from ..tensor import Tensor, as_tensor
+from .creation import arange, zeros_like
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
 from .registry import defop

@@ -13,11 +13,11 @@ that are not ignored (NaN when every target is ignored, as PyTorch).
 """
 import numpy as np
 
-from .creation import zeros_like
 from ..errors import IndexOutOfRange, ShapeError
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL
 from ..dispatch import apply
+from .creation import zeros_like
 from .elementwise import where
 from .indexing import _along_axis_index, embedding, scatter_add, take_along_axis
 from .infer import Aval, shapes_match

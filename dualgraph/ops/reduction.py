@@ -7,10 +7,10 @@ import functools
 
 import numpy as np
 
-from .creation import arange, ones_like, zeros_like
 from ..dispatch import apply
 from ..errors import ShapeError
 from ..tensor import Tensor
+from .creation import arange, ones_like, zeros_like
 from .infer import Aval, float_dtype
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop

@@ -7,10 +7,10 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import to_device
-from .creation import zeros
 from ..dispatch import apply
 from ..errors import ShapeError
 from ..tensor import Tensor
+from .creation import zeros
 from .infer import Aval, Dim
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
