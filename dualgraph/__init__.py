@@ -17,8 +17,8 @@ from . import _methods  # noqa: F401  (binds operators and methods onto Tensor)
 from . import autograd, nn, viz
 from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
 from .ops.creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace,
-                       manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
-                       randperm, seed, tensor, uniform, zeros, zeros_like)
+                           manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
+                           randperm, seed, tensor, uniform, zeros, zeros_like)
 from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, div, divide, elu, eq, equal, erf, exp,
                               expm1, floor, floor_divide, floordiv, ge, gelu, greater, greater_equal, gt,
                               hardtanh, isfinite, isnan, le, leaky_relu, less, less_equal, log, log1p,
