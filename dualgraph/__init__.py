@@ -32,8 +32,8 @@ from .ops.linalg import dot, einsum, matmul, mm
 from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,
                         moveaxis, narrow, pad, permute, repeat, reshape, split, squeeze, stack, swapaxes,
                         tile, transpose, unsqueeze, view)
-from .ops.indexing import (embedding, gather, index_put, index_select, nonzero, one_hot, scatter_add,
-                           take_along_axis)
+from .ops.gather import nonzero, scatter_add
+from .ops.indexing import embedding, gather, index_put, index_select, one_hot, take_along_axis
 from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)

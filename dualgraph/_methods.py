@@ -5,7 +5,7 @@ They are bound here, above the ops, because the ops are built on Tensor.
 from ._state import STATE
 from .backend import device as _parse_device
 from .dispatch import binary_method
-from .ops import conv, elementwise as ew, indexing as ix, linalg, reduction as red, shape as sh
+from .ops import conv, elementwise as ew, gather as ga, indexing as ix, linalg, reduction as red, shape as sh
 from .ops.elementwise import ADD, DIV, MUL, SUB
 from .tensor import Tensor, _plain_outside_record, as_tensor
 from .nn import functional as F
@@ -96,8 +96,8 @@ def _bind():
         swapaxes=sh.swapaxes, moveaxis=sh.moveaxis, broadcast_to=sh.broadcast_to, expand=sh.expand,
         expand_as=sh.expand_as, squeeze=sh.squeeze, unsqueeze=sh.unsqueeze, expand_dims=sh.expand_dims,
         split=sh.split, chunk=sh.chunk, flip=sh.flip, repeat=sh.repeat, tile=sh.tile, narrow=sh.narrow,
-        gather=ix.gather, scatter_add=ix.scatter_add, index_select=ix.index_select,
-        take_along_axis=ix.take_along_axis, nonzero=ix.nonzero, index_put=ix.index_put,
+        gather=ix.gather, scatter_add=ga.scatter_add, index_select=ix.index_select,
+        take_along_axis=ix.take_along_axis, nonzero=ga.nonzero, index_put=ix.index_put,
         softmax=F.softmax, log_softmax=F.log_softmax,
     )
     for name, fn in methods.items():

@@ -587,3 +587,20 @@ def test_setitem_errors():
     x = dg.zeros(3, 4)
     _raises(ValueError, lambda: x.__setitem__(slice(0, 2), dg.ones(3)), "setitem", "(3, 4)")
     _raises(IndexError, lambda: x.__setitem__(5, 1.0), "5")
+
+
+@pytest.mark.parametrize("src_shape", [(2, 3), (2, 1)])
+def test_scatter_add_src_grad_with_an_index_smaller_than_the_input(src_shape):
+    """PyTorch's scatter_add lets index/src be smaller than the input outside `dim`; src's gradient reads
+    the output gradient at the positions written (grad.gather(dim, index)), not a broadcast of it."""
+    x = np.random.default_rng(0).random((4, 5))
+    index = np.array([[0, 1, 2], [3, 0, 1]])[:, :src_shape[1]]
+    weight = np.arange(20.0).reshape(4, 5)
+    ts = dg.tensor(np.ones(src_shape), requires_grad=True)
+    (dg.scatter_add(dg.tensor(x), 0, dg.tensor(index), ts) * dg.tensor(weight)).sum().backward()
+    expected = np.array([[weight[index[i, j], j] for j in range(src_shape[1])] for i in range(2)])
+    np.testing.assert_array_equal(ts.grad.numpy(), expected)
+    torch = pytest.importorskip("torch")
+    ps = torch.ones(src_shape, dtype=torch.float64, requires_grad=True)
+    (torch.tensor(x).scatter_add(0, torch.tensor(index), ps) * torch.tensor(weight)).sum().backward()
+    np.testing.assert_array_equal(ts.grad.numpy(), ps.grad.numpy())

@@ -8,13 +8,13 @@ those primitives' records and need none of their own.
 from .._state import STATE
 from ..ops.creation import rand_like
 from ..errors import ShapeError
-from ..ops.infer import shapes_match
+from ..ops.infer import norm_axes, shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss
 from ..ops.softmax import log_softmax as _log_softmax
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip, rsqrt, sqrt)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
-from ..ops.reduction import mean, sum as _sum, norm_axes
+from ..ops.reduction import mean, sum as _sum
 from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
                         adaptive_avg_pool2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)

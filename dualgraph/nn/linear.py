@@ -5,7 +5,7 @@ from ..autograd import no_grad
 from ..errors import DTypeError
 from ..ops.creation import ones_like, zeros_like
 from ..ops.elementwise import where
-from ..ops.indexing import scatter_add
+from ..ops.gather import scatter_add
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -12,6 +12,7 @@ from ..errors import DTypeError
 from ..tensor import Tensor, as_tensor
 from ..dispatch import apply
 from .creation import ones_like, zeros_like
+from .gather import nonzero
 from .infer import (Aval, bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
 from .onnx_rules import (args, as_onnx_avg_pool, binary, bitwise, comparison, emit_in, logical, out_dtype,
@@ -696,7 +697,6 @@ WHERE = defop("where", _where_forward, _where_infer, _where_vjp, expr="({0} ? {1
 
 def where(condition, x=None, y=None):
     if x is None and y is None:
-        from .indexing import nonzero
         return nonzero(condition)
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
         # two Python scalars: x takes dg.tensor's default dtype (float32 for floats, as PyTorch)

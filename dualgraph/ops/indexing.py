@@ -1,5 +1,5 @@
-"""Indexing: getitem (basic, advanced, boolean), in-place setitem, gather/take_along_axis,
-scatter_add, index_select, one_hot, embedding, nonzero.
+"""Indexing: getitem (basic, advanced, boolean), in-place setitem, take_along_axis with numpy's
+broadcasting, PyTorch's gather, index_select, one_hot, embedding.
 
 An index is split into a hashable template (slices, ints, None, Ellipsis, and slots) and the
 tensors that fill its slots; the tensors are op inputs, so a traced graph reads them at run time.
@@ -8,13 +8,18 @@ import numpy as np
 
 from .._state import STATE
 from ..backend import scatter_add as _scatter_add
-from ..errors import IndexOutOfRange, ShapeError
 from ..dispatch import apply
+from ..errors import IndexOutOfRange, ShapeError
 from ..tensor import Tensor, as_tensor
 from .creation import arange, zeros_like
-from .infer import Aval, Dim
+from .dims import leaves
+from .elementwise import eq
+from .gather import TAKE_ALONG_AXIS, check_index
+from .infer import Aval, Dim, broadcast_shapes, norm_axes
 from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
+from .reduction import sum_to
 from .registry import defop
+from .shape import broadcast_to
 
 
 class _Slot:
@@ -141,7 +146,6 @@ def _symbolic_bounds_infer(x, idx, template):
 
 def _sign_at_probes(b):
     """+1 / -1 when the size expression b is >= 0 / < 0 at two probe sizes of its dims, else 0."""
-    from .dims import leaves
     if not isinstance(b, Dim):
         return 1 if b >= 0 else -1
     if not hasattr(b, "evaluate"):
@@ -403,7 +407,6 @@ def _index_put_forward(xp, x, v, *idx, template):
 def _index_put_vjp(ctx, g):
     x, v, *idx = ctx.inputs
     template = ctx.attrs["template"]
-    from .reduction import sum_to
     gx = apply(INDEX_PUT, (g, zeros_like(v) if isinstance(v, Tensor) else 0.0, *idx), {"template": template}) \
         if ctx.needs_input_grad[0] else None
     gv = None
@@ -462,82 +465,16 @@ def _without_leading_ones(v):
     return v
 
 
-# ---- gather / scatter ----------------------------------------------------------------------------
-
-def _along_axis_index(xp, index, axis):
-    """The full advanced index that `take_along_axis(x, index, axis)` reads."""
-    idx = []
-    for d in range(index.ndim):
-        if d == axis:
-            idx.append(index)
-        else:
-            shape = [1] * index.ndim
-            shape[d] = index.shape[d]
-            idx.append(xp.arange(index.shape[d]).reshape(shape))
-    return tuple(idx)
-
-
-def _take_along_axis_forward(xp, x, index, axis):
-    return xp.take_along_axis(x, index, axis=axis)
-
-
-def _take_along_axis_onnx(ctx, node, x, index):
-    index = ctx.cast(index, node.inputs[1].aval.dtype, np.int64)
-    return ctx.emit("GatherElements", [x, index], axis=int(ctx.attrs(node)["axis"]))
-
-
-TAKE_ALONG_AXIS = defop(
-    "take_along_axis", _take_along_axis_forward,
-    lambda x, index, axis: Aval(index.shape, x.dtype),
-    lambda ctx, g: (scatter_add(_zeros_of(ctx.inputs[0], g), ctx.attrs["axis"], ctx.inputs[1], g), None),
-    onnx=_take_along_axis_onnx)
-
-
-def _zeros_of(x, g):
-    return zeros_like(x, dtype=g.dtype)  # an op, so it traces with symbolic shapes
-
-
-def _scatter_add_forward(xp, x, index, src, axis):
-    out = xp.array(x, copy=True)
-    _scatter_add(xp, out, _along_axis_index(xp, index, axis), src)
-    return out
-
-
-def _scatter_add_onnx(ctx, node, x, index, src):
-    ctx.require(16, "scatter_add (ScatterElements with reduction='add')")
-    index = ctx.cast(index, node.inputs[1].aval.dtype, np.int64)
-    src = ctx.arg(node.inputs[2], src, out_dtype(node))
-    return ctx.emit("ScatterElements", [x, index, src], axis=int(ctx.attrs(node)["axis"]), reduction="add")
-
-
-SCATTER_ADD = defop(
-    "scatter_add", _scatter_add_forward,
-    lambda x, index, src, axis: Aval(x.shape, x.dtype),
-    lambda ctx, g: (g, None, take_along_axis(g, ctx.inputs[1], ctx.attrs["axis"])), onnx=_scatter_add_onnx)
-
-
-def _check_index(op, x, index, axis):
-    if index.dtype.kind not in "iu":
-        raise IndexOutOfRange(f"{op}: index must be an integer tensor, got {index.dtype}")
-    n = x.shape[axis]
-    if index._data is not None and index.numel() and isinstance(n, (int, np.integer)):  # symbolic n: unknown yet
-        lo, hi = int(index._data.min()), int(index._data.max())
-        if lo < -n or hi >= n:
-            raise IndexOutOfRange(f"{op}: index values range over [{lo}, {hi}] but axis {axis} of shape "
-                                  f"{tuple(x.shape)} has size {n}")
-
+# ---- numpy's and PyTorch's shape rules around the gather primitive -------------------------------
 
 def take_along_axis(x, indices, axis):
-    from .reduction import norm_axes
     indices = as_tensor(indices, like=x)
     axis = norm_axes(axis, x.ndim, "take_along_axis")[0]
     if indices.ndim != x.ndim:
         raise ShapeError(f"take_along_axis: index has {indices.ndim} dims, input has {x.ndim}")
-    _check_index("take_along_axis", x, indices, axis)
+    check_index("take_along_axis", x, indices, axis)
     # numpy broadcasts x and indices against each other outside `axis`; the primitive takes equal dims there
     if any(a != b for d, (a, b) in enumerate(zip(x.shape, indices.shape)) if d != axis):
-        from .infer import broadcast_shapes
-        from .shape import broadcast_to
         common = list(broadcast_shapes("take_along_axis", tuple(1 if d == axis else n for d, n in enumerate(x.shape)),
                                        tuple(1 if d == axis else n for d, n in enumerate(indices.shape))))
         x = broadcast_to(x, tuple(x.shape[d] if d == axis else n for d, n in enumerate(common)))
@@ -550,7 +487,6 @@ def gather(x, dim, index):
 
     The output has the index's shape; outside `dim` the index may be smaller than the input (PyTorch
     reads the leading part), never larger."""
-    from .reduction import norm_axes
     index = as_tensor(index, like=x)
     axis = norm_axes(dim, x.ndim, "gather")[0]
     if index.ndim != x.ndim:
@@ -563,20 +499,7 @@ def gather(x, dim, index):
     return take_along_axis(x, index, axis)
 
 
-def scatter_add(x, dim, index, src):
-    """PyTorch's scatter_add (out of place): out = x.clone(); out[index[i][j]][j] += src[i][j] (dim=0)."""
-    from .reduction import norm_axes
-    index = as_tensor(index, like=x)
-    src = as_tensor(src, like=x)
-    axis = norm_axes(dim, x.ndim, "scatter_add")[0]
-    if index.shape != src.shape:
-        raise ShapeError(f"scatter_add: index shape {tuple(index.shape)} must equal src shape {tuple(src.shape)}")
-    _check_index("scatter_add", x, index, axis)
-    return apply(SCATTER_ADD, (x, index, src), {"axis": axis})
-
-
 def index_select(x, dim=None, index=None, *, axis=None):
-    from .reduction import norm_axes
     if axis is not None:
         dim = axis
     if dim is None or index is None:
@@ -585,14 +508,14 @@ def index_select(x, dim=None, index=None, *, axis=None):
     index = as_tensor(index, like=x)
     if index.ndim != 1:
         raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
-    _check_index("index_select", x, index, axis)
+    check_index("index_select", x, index, axis)
     return getitem(x, (slice(None),) * axis + (index,))
 
 
 def embedding(indices, weight):
     """Rows of `weight` picked by integer `indices` (any shape): out.shape = indices.shape + (dim,)."""
     indices = as_tensor(indices, like=weight)
-    _check_index("embedding", weight, indices, 0)
+    check_index("embedding", weight, indices, 0)
     if indices._data is not None and indices.numel() and int(indices._data.min()) < 0:
         # a row id, not a position: -1 (a common padding id) must not wrap to the last row
         raise IndexOutOfRange(f"embedding: indices must lie in [0, {weight.shape[0]}), got "
@@ -601,7 +524,6 @@ def embedding(indices, weight):
 
 
 def one_hot(indices, num_classes=-1, dtype=None):
-    from .elementwise import eq
     indices = as_tensor(indices)
     if indices.dtype.kind not in "iu":
         raise IndexOutOfRange(f"one_hot: indices must be integers, got {indices.dtype}")
@@ -613,16 +535,3 @@ def one_hot(indices, num_classes=-1, dtype=None):
                               f"[{int(indices._data.min())}, {int(indices._data.max())}]")
     classes = arange(num_classes, device=indices.device)
     return eq(indices.unsqueeze(-1), classes).astype(dtype or np.int64)
-
-
-NONZERO = defop("nonzero", lambda xp, x: xp.stack(xp.nonzero(x), axis=-1).astype(np.int64),
-                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, differentiable=False,
-                foldable=False,  # count: data-dependent
-                onnx=lambda ctx, node, x: ctx.emit("Transpose", [ctx.emit("NonZero", [x])], perm=[1, 0]))
-
-
-def nonzero(x, as_tuple=False):
-    out = apply(NONZERO, (x,))
-    if as_tuple:
-        return tuple(out[:, i] for i in range(x.ndim))
-    return out

@@ -79,6 +79,25 @@ def broadcast_shapes(op_name, *shapes):
     return tuple(out)
 
 
+def norm_axes(axis, ndim, op="reduce"):
+    """A sorted tuple of non-negative axes, or None for 'all axes'."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        n = max(ndim, 1)
+        if not -n <= a < n:
+            raise ShapeError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+        out.append(a % n)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axes}")
+    if ndim == 0:
+        return ()  # axis 0 / -1 of a 0-d tensor: nothing to reduce (as numpy and PyTorch)
+    return tuple(sorted(out))
+
+
 def shapes_match(a, b):
     """Equal shapes, where a symbolic dim matches any size (its value is only known at run time)."""
     a, b = tuple(a), tuple(b)

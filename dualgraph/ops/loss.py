@@ -19,7 +19,8 @@ from ..kernels.rows import NLL as _NLL
 from ..dispatch import apply
 from .creation import zeros_like
 from .elementwise import where
-from .indexing import _along_axis_index, embedding, scatter_add, take_along_axis
+from .gather import along_axis_index, scatter_add
+from .indexing import embedding, take_along_axis
 from .infer import Aval, shapes_match
 from .onnx_rules import is_sym, out_dtype
 from .reduction import sum as _sum
@@ -133,7 +134,7 @@ def _nll_loss_grad_forward(xp, g, log_probs, target, weight=None, *, ignore_inde
     if log_probs.ndim == 2:
         out[xp.arange(log_probs.shape[0]), safe] = coef
     else:
-        out[_along_axis_index(xp, safe[:, None], 1)] = coef[:, None]
+        out[along_axis_index(xp, safe[:, None], 1)] = coef[:, None]
     return out
 
 

@@ -11,28 +11,11 @@ from ..dispatch import apply
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .creation import arange, ones_like, zeros_like
-from .infer import Aval, float_dtype
+from .elementwise import eq, exp, isfinite, log, maximum, minimum, sqrt, where
+from .infer import Aval, float_dtype, norm_axes
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
-
-
-def norm_axes(axis, ndim, op="reduce"):
-    """A sorted tuple of non-negative axes, or None for 'all axes'."""
-    if axis is None:
-        return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for a in axes:
-        a = int(a)
-        n = builtins.max(ndim, 1)
-        if not -n <= a < n:
-            raise ShapeError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
-        out.append(a % n)
-    if len(set(out)) != len(out):
-        raise ShapeError(f"{op}: repeated axis in {axes}")
-    if ndim == 0:
-        return ()  # axis 0 / -1 of a 0-d tensor: nothing to reduce (as numpy and PyTorch)
-    return tuple(sorted(out))
+from .shape import broadcast_to, flip, permute, reshape
 
 
 def axis_args(op, x, axis, dim, keepdims, keepdim):
@@ -62,7 +45,6 @@ def _reduce_infer(dtype_rule):
 
 def _expand_back(g, x, axes, keepdims):
     """Reshape a reduced gradient so it broadcasts against x."""
-    from .shape import reshape
     if not keepdims:
         g = reshape(g, _reduced_shape(x.shape, axes, True))
     return g
@@ -73,7 +55,6 @@ def _sum_dtype(dt):
 
 
 def _sum_vjp(ctx, g):
-    from .shape import broadcast_to
     x = ctx.inputs[0]
     return (broadcast_to(_expand_back(g, x, ctx.attrs["axes"], ctx.attrs["keepdims"]), x.shape),)
 
@@ -158,8 +139,6 @@ def _prod_others_forward(xp, x, axes):
 def _prod_others_vjp(ctx, g):
     """d others_i / d x_k (k != i) is the product over j not in {i, k}: the others of the (n, n) matrix
     X[i, j] = (1 if i == j else x_j) along j. O(n^2) memory per group, paid only by higher-order grads."""
-    from .elementwise import eq, where
-    from .shape import broadcast_to, permute, reshape
     x = ctx.inputs[0]
     axes = tuple(range(x.ndim)) if ctx.attrs["axes"] is None else ctx.attrs["axes"]
     perm = [d for d in range(x.ndim) if d not in axes] + list(axes)
@@ -207,7 +186,6 @@ PROD_OTHERS = defop("prod_others", _prod_others_forward, lambda x, axes: Aval(x.
 def _prod_vjp(ctx, g):
     x = ctx.inputs[0]
     axes = ctx.attrs["axes"]
-    from .shape import broadcast_to
     others = apply(PROD_OTHERS, (x,), {"axes": axes})
     return (broadcast_to(_expand_back(g, x, axes, ctx.attrs["keepdims"]), x.shape) * others,)
 
@@ -223,7 +201,6 @@ def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 def _extreme_vjp(ctx, g):
     """Gradient of max/min: split evenly between tied extremes (as PyTorch's amax/amin)."""
-    from .shape import broadcast_to
     x = ctx.inputs[0]
     axes, keepdims = ctx.attrs["axes"], ctx.attrs["keepdims"]
     out = _expand_back(ctx.out.detach(), x, axes, keepdims)
@@ -250,7 +227,6 @@ MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Largest value along axes (values only, as numpy's max/amax; use argmax for indices)."""
     if isinstance(axis, Tensor):  # torch.max(a, b) is the elementwise maximum
-        from .elementwise import maximum
         return maximum(x, axis)
     axes, keepdims = axis_args("max", x, axis, dim, keepdims, keepdim)
     return apply(MAX, (x,), {"axes": axes, "keepdims": keepdims})
@@ -258,7 +234,6 @@ def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     if isinstance(axis, Tensor):
-        from .elementwise import minimum
         return minimum(x, axis)
     axes, keepdims = axis_args("min", x, axis, dim, keepdims, keepdim)
     return apply(MIN, (x,), {"axes": axes, "keepdims": keepdims})
@@ -312,26 +287,21 @@ def var(x, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0, correct
 
 
 def std(x, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0, correction=None, unbiased=None):
-    from .elementwise import sqrt
     return sqrt(var(x, axis, keepdims, dim=dim, keepdim=keepdim, ddof=ddof, correction=correction,
                     unbiased=unbiased))
 
 
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    from .elementwise import exp, log
     axes, keepdims = axis_args("logsumexp", x, axis, dim, keepdims, keepdim)
     m = apply(MAX, (x.detach(),), {"axes": axes, "keepdims": True})
-    from .elementwise import where, isfinite
     m = where(isfinite(m), m, zeros_like(m))
     s = log(apply(SUM, (exp(x - m),), {"axes": axes, "keepdims": True})) + m
     if not keepdims:
-        from .shape import reshape
         s = reshape(s, _reduced_shape(x.shape, axes, False))
     return s
 
 
 def _cumsum_vjp(ctx, g):
-    from .shape import flip
     axis = ctx.attrs["axis"]
     return (flip(cumsum(flip(g, axis), axis), axis),)
 
@@ -350,7 +320,6 @@ def cumsum(x, axis=None, *, dim=None):
     if dim is not None:
         axis = dim
     if axis is None:
-        from .shape import reshape
         x, axis = reshape(x, (-1,)), 0
     return apply(CUMSUM, (x,), {"axis": norm_axes(axis, x.ndim, "cumsum")[0]})
 
@@ -373,7 +342,6 @@ ANY = defop("any", lambda xp, x, axes, keepdims: xp.any(x, axis=axes, keepdims=k
 
 def sum_to(g, shape):
     """Sum a broadcast gradient back down to `shape` (the adjoint of broadcasting)."""
-    from .shape import reshape
     shape = tuple(shape)
     lead = g.ndim - len(shape)
     if lead < 0:  # `shape` has extra leading 1s, which broadcasting may drop (setitem's value)

@@ -11,10 +11,10 @@ from ..dispatch import apply
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .creation import zeros
-from .infer import Aval, Dim
+from .gather import scatter_add
+from .infer import Aval, Dim, broadcast_shapes, norm_axes, result_dtype
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
-from .reduction import norm_axes
 
 
 def _resolve_shape(op, in_shape, shape, for_infer=False):
@@ -173,7 +173,6 @@ def moveaxis(x, source, destination):
 
 
 def _broadcast_infer(x, shape):
-    from .infer import broadcast_shapes
     out = broadcast_shapes("broadcast_to", x.shape, shape)
     if tuple(out) != tuple(shape):
         raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(x.shape)} to {tuple(shape)}")
@@ -250,7 +249,6 @@ def _concat_infer(*xs, axis):
         total = 0
         for d in parts:
             total += d
-    from .infer import result_dtype
     return Aval(first.shape[:axis] + (total,) + first.shape[axis + 1:], result_dtype(*xs))
 
 
@@ -369,7 +367,6 @@ def _pad_vjp(ctx, g):
         return (g[index],)
     # reflect/edge: each output position copies one input position per axis; add the gradient back
     # there, one axis at a time (the map is numpy's own padding of an arange)
-    from .indexing import scatter_add
     x = ctx.inputs[0]
     for axis, (lo, hi) in enumerate(ctx.attrs["pad_width"]):
         if not (lo or hi):

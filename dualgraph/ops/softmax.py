@@ -13,8 +13,8 @@ from ..kernels.native import address
 from ..kernels.rows import LOG_SOFTMAX as _ROWS
 from ..dispatch import apply
 from .elementwise import _f, exp
-from .infer import Aval, float_dtype
-from .reduction import norm_axes, sum as _sum
+from .infer import Aval, float_dtype, norm_axes
+from .reduction import sum as _sum
 from .registry import defop
 
 
