@@ -268,6 +268,19 @@ def test_data_dependent_shapes_are_clear_errors():
         dg.function(lambda x: x[x > 0])(dg.ones(3))
 
 
+def test_an_op_record_alone_says_its_shape_depends_on_values():
+    # a new op needs nothing but its record for the tracer to refuse it (no list of names to extend)
+    from dualgraph.dispatch import apply
+    from dualgraph.ops.infer import Aval, Dim
+    from dualgraph.ops.registry import Op
+    unique = Op("unique_values", lambda xp, x: xp.unique(x), lambda x: Aval((Dim("n"),), x.dtype), None,
+                differentiable=False, shape_from_values=True)
+    x = dg.tensor([3.0, 1.0, 3.0])
+    np.testing.assert_array_equal(apply(unique, (x,)).numpy(), [1.0, 3.0])   # eager runs it
+    with pytest.raises(TraceError, match="unique_values: its output shape depends on the input values"):
+        dg.function(lambda t: apply(unique, (t,)))(x)
+
+
 def test_shape_error_inside_trace_names_the_op_and_line():
     f = dg.function(lambda x, y: x @ y)
     with pytest.raises(dg.ShapeError, match="matmul") as e:

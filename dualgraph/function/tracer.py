@@ -41,8 +41,6 @@ _DISPATCH_FILES = {_TENSOR_PY, _HERE, os.path.join(_PKG, "_methods.py"), os.path
 # frames between user code and read_shape when a shape is read (SymbolicTensor's properties)
 _SHAPE_FILES = {_TENSOR_PY, _HERE}
 _SCALARS = (int, float, bool)
-# ops whose output shape depends on the input values: no shape rule can say it while tracing
-DATA_DEPENDENT = {"nonzero"}
 
 
 class TraceError(DualgraphError, TypeError):
@@ -331,9 +329,6 @@ class Tracer(Mode):
 
     # ---- the mode interface ------------------------------------------------------------------------
     def apply(self, op, inputs, attrs, subgraphs=None, custom=None):
-        if op.name in DATA_DEPENDENT:
-            raise TraceError(f"{op.name}: its output shape depends on the values, so it cannot be traced"
-                             f"{_at()}; compute it outside @dg.function or use a mask with dg.where")
         if any(isinstance(x, Dim) for x in inputs):
             inputs = self._dims_as_tensors(inputs)
         vals, ins, dev, rg = [], [], None, False
@@ -349,14 +344,14 @@ class Tracer(Mode):
             if isinstance(x, Tensor):
                 if dev is None:
                     dev = x._device
-                elif x._device is not dev and op.name != "to_device":
+                elif x._device is not dev and not op.device_attr:
                     raise DeviceError(f"{op.name}: tensors on different devices ({dev} and {x._device}); "
                                       f"move them with .to(device) first{_at()}")
                 rg = rg or x._requires_grad
-        if op.name == "getitem" and any(a is not None and not isinstance(a, _SCALARS) and a.dtype == np.bool_
-                                        for a in ins[1:]):
-            raise TraceError(f"getitem: indexing with a boolean mask gives a data-dependent shape, which "
-                             f"cannot be traced{_at()}; use dg.where(mask, x, 0) instead")
+        if op.shape_from_values is True or (op.shape_from_values and op.shape_from_values(*ins, **attrs)):
+            raise TraceError(f"{op.name}: its output shape depends on the input values (nonzero, a boolean mask), "
+                             f"so it cannot be traced{_at()}; compute it outside @dg.function, or keep the shape "
+                             f"with a mask: dg.where(mask, x, 0)")
         try:
             out = op.infer(*ins, subgraphs=subgraphs, **attrs) if op.extra.get("subgraphs") else \
                 op.infer(*ins, **attrs)
@@ -367,8 +362,8 @@ class Tracer(Mode):
                              f"({', '.join(str(a) for a in ins)}): {type(e).__name__}: {e}") from None
         multi = op.n_out != 1
         avals = tuple(out) if multi else (out,)
-        if op.name == "to_device":
-            dev = attrs["device"]
+        if op.device_attr:
+            dev = attrs[op.device_attr]
         dev = dev or CPU
         node = self.graph.add_node(op, vals, attrs, avals, user_line(), subgraphs)
         grad_on = rg and STATE.grad_enabled and op.vjp is not None and not attrs.get("stop_gradient")

@@ -94,7 +94,7 @@ def scatter_add(x, dim, index, src):
 
 
 NONZERO = defop("nonzero", lambda xp, x: xp.stack(xp.nonzero(x), axis=-1).astype(np.int64),
-                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, differentiable=False,
+                lambda x: Aval((Dim("nonzero"), x.ndim), np.int64), None, differentiable=False, shape_from_values=True,
                 foldable=False,  # count: data-dependent
                 onnx=lambda ctx, node, x: ctx.emit("Transpose", [ctx.emit("NonZero", [x])], perm=[1, 0]))
 

@@ -337,7 +337,12 @@ def _positions_onnx(ctx, node, shape, first_slot, idx_names):
     return _index_onnx(ctx, iota, shape, ctx.attrs(node)["template"], slots), st
 
 
-GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True, onnx=_getitem_onnx)
+def _selects_by_mask(x, *idx, **attrs):
+    return any(isinstance(a, Aval) and a.dtype == np.bool_ for a in idx)
+
+
+GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True, onnx=_getitem_onnx,
+                shape_from_values=_selects_by_mask)
 
 
 def _index_add_zeros_forward(xp, g, *idx, template, shape):

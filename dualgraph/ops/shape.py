@@ -454,7 +454,8 @@ def _to_device_apply(x, dev):
 
 
 TO_DEVICE = defop("to_device", _to_device_forward, lambda x, device: Aval(x.shape, x.dtype),
-                  lambda ctx, g: (to_device_op(g, ctx.inputs[0].device),), foldable=False, onnx=unary("Identity"))
+                  lambda ctx, g: (to_device_op(g, ctx.inputs[0].device),), foldable=False, onnx=unary("Identity"),
+                  device_attr="device")
 
 
 def to_device_op(x, dev):
