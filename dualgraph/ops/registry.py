@@ -42,6 +42,9 @@ class Op:
     view: bool = False                 # output may share memory (and the version counter) with input 0
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
+    shape_from_values: Any = False     # the output's shape depends on the input values (True, or a predicate over
+                                       # the operands' avals): such an op runs eagerly but cannot be traced
+    device_attr: str = ""              # the attribute naming the output's device; otherwise the inputs' device
     # inplace(xp, x, *arrays, **attrs) writes forward's result into x's buffer (x[i] = v): how an eager
     # in-place application runs it (a tracer applies forward and rebinds the tensor instead)
     inplace: Optional[Callable] = None
@@ -51,9 +54,6 @@ class Op:
     # the op on one element as a C expression over its operands {0}, {1}, ... ({t}: the float type; math
     # functions by their double names, the C generator adds the float suffix; NaNs as numpy's): fused
     # C and CUDA kernels are generated from it. An operand written `{i} ?` is a condition (may be bool)
-    shape_from_values: Any = False     # the output's shape depends on the input values (True, or a predicate over
-                                       # the operands' avals): such an op runs eagerly but cannot be traced
-    device_attr: str = ""              # the attribute naming the output's device; otherwise the inputs' device
     expr: str = ""
     arith: bool = False                # one cheap arithmetic instruction per element (C chains of at most two
     #                                    such ops wait for a larger size, where one loop beats two ufunc calls)
