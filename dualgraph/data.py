@@ -7,10 +7,14 @@ A tuple of arrays/tensors is wrapped in a TensorDataset and batched by fancy ind
 batch, no per-sample Python loop). Any other object with __len__ and __getitem__ is a map-style
 dataset whose samples are collated (stacked) into tensors.
 """
+import warnings
+
 import numpy as _np
 
 from .backend import CPU
-from .tensor import Tensor
+from .ops.creation import from_numpy, generator as _dg_generator
+from .ops.shape import stack
+from .tensor import Tensor, as_tensor
 
 __all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate", "random_split", "Subset"]
 
@@ -66,7 +70,6 @@ class Subset(Dataset):
 
 def _rng(generator):
     if generator is None:
-        from .ops.creation import generator as _dg_generator
         return _dg_generator(CPU)  # dg.manual_seed(n) makes shuffling reproducible too
     if isinstance(generator, _np.random.Generator):
         return generator
@@ -97,7 +100,6 @@ def default_collate(samples):
     """Stack a list of samples into a batch: tensors/arrays/numbers -> one tensor; tuples and dicts recurse."""
     first = samples[0]
     if isinstance(first, Tensor):
-        from .ops.shape import stack
         return stack(samples, axis=0)
     if isinstance(first, (_np.ndarray, _np.generic, int, float, bool)):
         return _to_tensor(_np.stack([_np.asarray(s) for s in samples]))
@@ -117,7 +119,6 @@ def _to_tensor(arr):
     """A fresh host array (from fancy indexing or stacking) as a Tensor, without another copy."""
     if isinstance(arr, Tensor):
         return arr
-    from .ops.creation import from_numpy
     try:
         return from_numpy(_np.ascontiguousarray(arr))
     except Exception:
@@ -136,7 +137,6 @@ class DataLoader:
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None, collate_fn=None,
                  device=None, num_workers=0, pin_memory=False):
         if num_workers:
-            import warnings
             warnings.warn(f"DataLoader(num_workers={num_workers}): batches are built in the calling thread "
                           f"(worker processes are not supported); in-memory arrays batch at numpy speed",
                           stacklevel=2)
@@ -173,7 +173,6 @@ class DataLoader:
             parts = []
             for t in ds.tensors:
                 if isinstance(t, Tensor):
-                    from .tensor import as_tensor
                     parts.append(t[as_tensor(idx.astype(_np.int64), like=t)].detach())
                 else:
                     parts.append(_to_tensor(t[idx]))

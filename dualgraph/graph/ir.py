@@ -20,6 +20,8 @@ plan and `planned_peak_bytes`), `graph.frozen` what the trace baked in.
 import itertools
 import os
 
+import numpy as np
+
 from ..ops.infer import Aval
 
 
@@ -78,7 +80,6 @@ class Graph:
 
     def add_scalar(self, x):
         """A Python scalar operand (weakly typed)."""
-        import numpy as np
         return Value(Aval((), np.result_type(x)), const=x, weak=True)
 
     def add_node(self, op, inputs, attrs, out_avals, source=None, subgraphs=None):

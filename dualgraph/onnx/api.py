@@ -1,14 +1,21 @@
 """`dg.onnx.export`: trace (or reuse a trace, or take a Graph) and write a checked ONNX model."""
 import functools
+import inspect
 import types
 
 import numpy as np
 
 from ..backend import to_host
+from ..function import TensorSpec, function, passes as _passes
+from ..function.api import CompiledFunction
 from ..graph.ir import Graph
+from ..nn.module import Module
+from ..ops.creation import from_numpy
+from ..ops.dims import DimExpr, SymbolicSizeError, assuming_size_asserts, leaves, resolve
+from ..ops.infer import Dim
 from ..tensor import Tensor
-from ..ops.dims import SymbolicSizeError, assuming_size_asserts
 from .export import ExportError, graph_to_model, save_atomic
+from .symbolic import mismatch_at_other_sizes
 from .verify import graph_reference, verify as _verify
 
 
@@ -73,7 +80,6 @@ def _variable_names(fn):
 
 
 def _find_modules(fn):
-    from ..nn.module import Module
     found = []
     if isinstance(fn, Module):
         found.append(fn)
@@ -98,8 +104,7 @@ def trace(fn, example_args, dynamic_axes=None, input_names=None):
     """The graph export would lower for fn(*example_args), with its parameters and written state
     (a `Traced`); fn is a function, an nn.Module or a @dg.function."""
     example_args = tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
-    from ..function.api import CompiledFunction
-    return _via_function(fn, example_args, dynamic_axes, input_names, CompiledFunction)
+    return _via_function(fn, example_args, dynamic_axes, input_names)
 
 
 def _snapshot(modules):
@@ -135,8 +140,6 @@ def _entry(cf, args):
 
 def _same_shapes_at(sym_entry, conc_entry, args):
     """Do the symbolic trace's outputs, at the example's sizes, have the concrete trace's shapes?"""
-    from ..ops.dims import DimExpr, resolve
-    from ..ops.infer import Dim
     env = {}
     for v, a in zip(sym_entry.graph.inputs, [a for a in args if isinstance(a, Tensor)]):
         for d, n in zip(v.aval.shape, a.shape):
@@ -160,7 +163,6 @@ def _same_shapes_at(sym_entry, conc_entry, args):
 def _size_needed_error(e, dyn, names, tensors):
     """ExportError for user code that used a dynamic axis as a Python number: names the axis (input,
     axis, traced size) and the user's line."""
-    from ..ops.dims import leaves
     axes = {}
     for k, spec in dyn.items():
         for ax, nm in spec.items():
@@ -182,9 +184,6 @@ def _size_needed_error(e, dyn, names, tensors):
 def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
     """Refuse a graph traced at the example's sizes whose re-derived dynamic dims disagree with a trace
     of the same function at other sizes (ExportError naming the node's line and the axes)."""
-    from ..ops.creation import from_numpy
-    from ..ops.infer import Dim
-    from .symbolic import mismatch_at_other_sizes
     dims, sizes, other = {}, {}, {}
     for k, spec in dyn.items():
         t = tensors[k]
@@ -229,7 +228,6 @@ def _check_other_sizes(graph, trace_at, args, dyn, names, tensors):
 
 
 def _has_varargs(fn):
-    import inspect
     try:
         return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -247,13 +245,11 @@ def _fixed_arity(fn, n, names):
     return call
 
 
-def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
+def _via_function(f, args, dynamic_axes, input_names):
     """Trace through @dg.function (reusing its trace when f is one) and read the graph the exporter
     wants: after fold/simplify/CSE/DCE, before fusion. With dynamic axes on the inputs, first try a
     trace with those dims symbolic (shapes computed from them stay symbolic); if the function needs
     concrete sizes, trace concretely and let the exporter re-derive the symbols."""
-    from ..function import TensorSpec, function
-    from ..function import passes as _passes
     target = f.__wrapped__ if isinstance(f, CompiledFunction) else f
     static = f.static_argnames if isinstance(f, CompiledFunction) else ()
     keep = []   # what the function returns stays alive: a tensor it creates and returns is a capture
@@ -360,7 +356,6 @@ def _via_function(f, args, dynamic_axes, input_names, CompiledFunction):
     fed = list(range(n_args))
 
     def reference(arrays):
-        from ..ops.creation import from_numpy
         it = iter(arrays)
         call = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in args]
         snapshot = _snapshot(modules)
@@ -387,7 +382,6 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
     training: an nn.Module is exported in eval mode (dropout off, BatchNorm on running statistics)
     and put back in its mode afterwards, as torch.onnx.export does; training=True keeps its mode.
     """
-    from ..nn.module import Module
     if isinstance(f, Module) and not training and f.training:
         f.eval()
         try:

@@ -10,6 +10,7 @@ User code that needs the size as a Python number (`range(t)`, `int(t)`, `if t > 
 `math.sqrt(t)`) raises `SymbolicSizeError` (a TypeError) naming its line: @dg.function then traces
 once per shape, and ONNX export with that axis dynamic refuses instead of freezing the traced size.
 """
+import dis
 import math
 import operator
 import os
@@ -63,7 +64,6 @@ def _feeds_assert(depth):
     """Does the comparison running in the frame `depth` levels up decide an `assert` statement?"""
     if not _ASSUME_ASSERTS[0]:
         return False
-    import dis
     frame = sys._getframe(depth + 1)
     ins = [i for i in dis.get_instructions(frame.f_code) if i.opname not in ("CACHE", "EXTENDED_ARG")]
     for k, i in enumerate(ins):

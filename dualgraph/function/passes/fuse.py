@@ -5,6 +5,8 @@ records). A group may have several outputs (a value also used outside it), as lo
 create a cycle; if the grouping would still make two groups depend on each other, the graph stays
 unfused.
 """
+import sys
+
 from ...graph.ir import Graph, Node
 from ...ops.kernels import FUSED
 
@@ -140,7 +142,6 @@ def _reorder(nodes):
                     visit(p)
         state[id(n)] = 2
         order.append(n)
-    import sys
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10 * len(nodes) + 1000))
     try:

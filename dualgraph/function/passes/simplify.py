@@ -6,8 +6,8 @@ a difference except in rounding of gathered constants.
 """
 import numpy as np
 
-from ...graph.ir import Value
-from ...ops.infer import Aval
+from ...graph.ir import Node, Value
+from ...ops.infer import Aval, broadcast_shapes
 from ...ops.registry import REGISTRY
 
 
@@ -32,7 +32,6 @@ def _swap(v, producers, emit, node):
     p = producers.get(id(v))
     if p is not None and p.op.name == "transpose" and tuple(p.attrs["axes"]) == axes:
         return p.inputs[0]
-    from ...ops.infer import Aval
     shape = v.aval.shape
     return emit("transpose", [v], {"axes": axes}, Aval(shape[:-2] + (shape[-1], shape[-2]), v.aval.dtype),
                 node.source)
@@ -41,7 +40,6 @@ def _swap(v, producers, emit, node):
 def _scalars_for_fills(node, producers):
     """An elementwise operand made by full_like(_, c) becomes the scalar c when that keeps the
     node's shape and dtype (where(m, g, zeros_like(g)) -> where(m, g, 0))."""
-    from ...ops.infer import broadcast_shapes
     out = node.outputs[0].aval
     ins = list(node.inputs)
     for i, v in enumerate(ins):
@@ -74,7 +72,6 @@ def simplify(graph):
     nodes = []
 
     def emit(op_name, inputs, attrs, aval, source):
-        from ...graph.ir import Node
         n = Node(REGISTRY[op_name], inputs, attrs, [], source)
         n.outputs = [Value(aval, producer=n)]
         nodes.append(n)
