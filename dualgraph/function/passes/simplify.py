@@ -171,5 +171,4 @@ def simplify(graph):
             producers[id(o)] = node
     graph.nodes = nodes
     graph.outputs = [repl.get(id(v), v) for v in graph.outputs]
-    _ = emit
     return graph
