@@ -14,8 +14,9 @@ a subgraph's inputs are, in order, the node's operands (see dualgraph.ops.contro
       return (%1)
     }
 
-Symbolic dims print by name (`B`, `d0`); `graph.meta` holds what passes learned (e.g. the buffer
-plan and `planned_peak_bytes`), `graph.frozen` what the trace baked in.
+Symbolic dims print by name (`B`, `d0`); `graph.meta` holds facts about the whole graph (the device it
+runs on, which inputs its written-back outputs may be computed into, cached executables),
+`graph.frozen` what the trace baked in.
 """
 import itertools
 import os
@@ -66,7 +67,7 @@ class Graph:
         self.inputs = []    # Values fed at run time
         self.nodes = []     # topological order
         self.outputs = []   # Values returned
-        self.meta = {}      # what passes learned (buffer plan, fused kernels, ...)
+        self.meta = {}      # device, donations, cached executables ("_"-prefixed, not copied)
         self.frozen = []    # FrozenValue records: what tracing baked in, with the user's file:line
 
     # ---- building --------------------------------------------------------------------------
