@@ -214,18 +214,8 @@ class Deriver:
                             self.uniform[id(v)] = (shape, arr.reshape(-1)[0])
                             sym_shapes[id(v)] = shape
                             ins[node.inputs.index(v)] = Aval(shape, arr.dtype)
-            if x is not None and any(is_sym(d) for d in x.shape) or name in ("index_add_zeros", "fold",
-                                                                               "broadcast_to"):
-                if name == "reshape":
-                    attrs = self.reshape_attrs(x.shape, node.inputs[0].aval.shape, attrs)
-                elif name == "broadcast_to":
-                    attrs.update(self.aligned_attrs(x.shape, attrs["shape"], "shape"))
-                elif name == "index_add_zeros":
-                    attrs.update(self.guessed_attrs(attrs["shape"], "shape"))
-                elif name == "fold":
-                    attrs.update(self.guessed_attrs(attrs["size"], "size"))
-                elif name == "getitem":
-                    attrs = self.getitem_attrs(x.shape, attrs)
+            if node.op.sized_attrs is not None:
+                attrs = node.op.sized_attrs(self, node, x.shape if x is not None else (), attrs)
             outs = None
             try:
                 res = node.op.infer(*ins, **attrs)

@@ -112,7 +112,7 @@ UNFOLD = defop("unfold", _unfold_forward, _unfold_infer,
 FOLD = defop("fold", _fold_forward,
              lambda cols, size, kernel, stride, dilation: Aval(tuple(cols.shape[:2]) + tuple(size), cols.dtype),
              lambda ctx, g: (apply(UNFOLD, (g,), {k: v for k, v in ctx.attrs.items() if k != "size"}),),
-             onnx=_fold_onnx)
+             onnx=_fold_onnx, sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["size"], "size")))
 
 
 def unfold(x, kernel_size, stride=1, dilation=1):

@@ -342,7 +342,8 @@ def _selects_by_mask(x, *idx, **attrs):
 
 
 GETITEM = defop("getitem", _getitem_forward, _getitem_infer, _getitem_vjp, view=True, onnx=_getitem_onnx,
-                shape_from_values=_selects_by_mask)
+                shape_from_values=_selects_by_mask, sized_attrs=lambda gen, node, x, attrs: (
+                    gen.getitem_attrs(x, attrs) if any(is_sym(d) for d in x) else attrs))
 
 
 def _index_add_zeros_forward(xp, g, *idx, template, shape):
@@ -376,7 +377,8 @@ INDEX_ADD_ZEROS = defop(
     "index_add_zeros", _index_add_zeros_forward,
     lambda g, *idx, template, shape: Aval(shape, g.dtype),
     lambda ctx, g: (apply(GETITEM, (g, *ctx.inputs[1:]), {"template": ctx.attrs["template"]}),)
-    + (None,) * (len(ctx.inputs) - 1), onnx=_index_add_zeros_onnx)
+    + (None,) * (len(ctx.inputs) - 1), onnx=_index_add_zeros_onnx,
+    sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["shape"], "shape")))
 
 
 def getitem(x, index):

@@ -45,6 +45,10 @@ class Op:
     shape_from_values: Any = False     # the output's shape depends on the input values (True, or a predicate over
                                        # the operands' avals): such an op runs eagerly but cannot be traced
     device_attr: str = ""              # the attribute naming the output's device; otherwise the inputs' device
+    # sized_attrs(gen, node, x_shape, attrs) -> attrs: the attributes that hold sizes (a reshape target),
+    # rewritten by the exporter's generalizer `gen` when a concretely traced graph gets dynamic axes;
+    # x_shape is input 0's derived (possibly symbolic) shape
+    sized_attrs: Optional[Callable] = None
     # inplace(xp, x, *arrays, **attrs) writes forward's result into x's buffer (x[i] = v): how an eager
     # in-place application runs it (a tracer applies forward and rebinds the tensor instead)
     inplace: Optional[Callable] = None

@@ -88,7 +88,8 @@ def _method_kernel(name, attr):
 RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                 lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape, for_infer=True), x.dtype),
                 lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, kernel=_method_kernel("reshape", "shape"),
-                onnx=_reshape_onnx)
+                onnx=_reshape_onnx, sized_attrs=lambda gen, node, x, attrs: (
+                    gen.reshape_attrs(x, node.inputs[0].aval.shape, attrs) if any(is_sym(d) for d in x) else attrs))
 
 
 def reshape(x, *shape):
@@ -181,7 +182,8 @@ def _broadcast_infer(x, shape):
 
 BROADCAST_TO = defop("broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), _broadcast_infer,
                      lambda ctx, g: (g,), broadcasting=True, view=True,
-                     onnx=lambda ctx, node, x: ctx.emit("Expand", [x, ctx.shape_tensor(ctx.attrs(node)["shape"])]))
+                     onnx=lambda ctx, node, x: ctx.emit("Expand", [x, ctx.shape_tensor(ctx.attrs(node)["shape"])]),
+                     sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.aligned_attrs(x, attrs["shape"], "shape")))
 
 
 def broadcast_to(x, *shape):
