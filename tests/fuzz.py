@@ -1504,25 +1504,24 @@ def check_program(prog, quick=False, onnx=True, grads=True, only=None, symbolic=
             m = compare(as_arrays(cf(*tensors(prog, 0, True))), ref[0], "third call output")
             if m:
                 return m
-            if name == "no_passes":
-                try:
-                    for e in cf._entries:
-                        for g in (e.graph, getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
-                            if g is not None:
-                                prims.update(n.op.name for n in _walk_nodes(g))
-                except Exception:
-                    pass
+            # every variant: unoptimized graphs hold the primitives, optimized ones the kernel ops
+            try:
+                for e in cf._entries:
+                    for g in (e.graph, getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
+                        if g is not None:
+                            prims.update(n.op.name for n in _walk_nodes(g))
+            except Exception:
+                pass
             if grads and eager_g.get(0) is not None:
                 for w in (0, 1):
                     gs = grads_of(prog, cf, w)
                     m = compare(gs, eager_g[w], f"world {w} gradient")
                     if m:
                         return m
-            if name == "no_passes":   # the backward graphs exist now
-                for e in cf._entries:
-                    for g in (getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
-                        if g is not None:
-                            prims.update(n.op.name for n in _walk_nodes(g))
+            for e in cf._entries:   # the backward graphs exist now
+                for g in (getattr(e, "fwd_graph", None), getattr(e, "bwd_graph", None)):
+                    if g is not None:
+                        prims.update(n.op.name for n in _walk_nodes(g))
             return "; ".join(msgs) or None
         record(name, run_variant)
 
