@@ -7,9 +7,10 @@ in-place write, backward and a custom autograd.Function mean.
   StaticBuilder      (dualgraph.static.graph) adds a node to an explicit define-then-run graph
 
 Tensor methods, ops, autograd and the control-flow functions call the current mode and do not ask
-which one it is (`Mode.symbolic` only says whether a graph is being built). `apply` and the tensor operators (`binary_method`) keep the eager case inline, with
-fast paths for one and two tensor operands on one device, so that an operator on small tensors costs
-little more than the numpy call; every other mode gets the op through `Mode.apply`.
+which one it is (`Mode.symbolic` only says whether a graph is being built). `apply` and the tensor
+operators (`binary_method`) keep the eager case inline, with fast paths for one and two tensor
+operands on one device, so that an operator on small tensors costs little more than the numpy call;
+every other mode gets the op through `Mode.apply`.
 """
 import abc
 

@@ -4,8 +4,9 @@
 Symbolic tensors (`SymbolicTensor`: a shape and dtype, `_aval`, and no data) stand for graph
 values; the tracer maps each one (by identity) to the graph `Value` it stands for. Tensors the
 traced code reads that are not arguments (closure, module parameters, optimizer state) become
-*captured* graph inputs, read at every call. In-place updates are functionalized: the tensor is rebound to a new Value, and when it
-is an argument or a captured tensor the final Value is written back after each call.
+*captured* graph inputs, read at every call. In-place updates are functionalized: the tensor is
+rebound to a new Value, and when it is an argument or a captured tensor the final Value is written
+back after each call.
 
 While grad mode is on, every op with a vjp whose inputs require grad is also appended to a tape
 (`Tracer.tape`); `loss.backward()` inside a trace runs reverse mode over that tape with the op
