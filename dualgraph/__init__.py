@@ -7,6 +7,7 @@ optimizers and checkpoints; `@dg.function` with dg.cond / dg.while_loop; dg.onnx
 define-then-run graphs. dualgraph.dispatch says how the current mode decides what an op does.
 """
 from . import dtypes as _dtypes
+from ._version import __version__  # noqa: F401
 from .backend import Device, device, gpu_available
 from .dtypes import (bool_, double, float16, float32, float64, half, int8, int16, int32, int64, long, short,
                      uint8)
@@ -45,7 +46,6 @@ from . import onnx, static  # noqa: F401
 
 nll = nll_loss
 clone = copy
-__version__ = "0.1.0"
 
 
 def is_tensor(x):

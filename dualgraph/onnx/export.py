@@ -15,6 +15,7 @@ import onnx
 from onnx import helper
 
 from .._files import atomic_write
+from .._version import __version__
 from ..backend import to_host
 from ..errors import DualgraphError
 from ..ops.infer import Dim
@@ -331,7 +332,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
                  for i in sorted(overridable)]
     g = helper.make_graph(ctx.nodes, graph.name or "dualgraph", in_infos, out_infos, ctx.initializers)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dualgraph",
-                              producer_version=_version(), doc_string=doc_string or "")
+                              producer_version=__version__, doc_string=doc_string or "")
     model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     check(model)
     return model, info
@@ -379,9 +380,6 @@ def _rename(nodes, old, new):
                     _rename(sg.node, old, new)
 
 
-def _version():
-    from .. import __version__
-    return __version__
 
 
 def check(model):
