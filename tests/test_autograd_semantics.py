@@ -212,7 +212,7 @@ def _outputs(node):
     from dualgraph.dispatch import using
     from dualgraph.function.tracer import Tracer
     from dualgraph.graph.ir import Graph
-    from dualgraph.ops.infer import Aval
+    from dualgraph.graph.avals import Aval
     tr = Tracer(Graph())
     with using(tr), dg.no_grad():
         ins = tuple(tr.sym(tr.graph.add_input(Aval(t.shape, t.dtype)), t.device) if isinstance(t, dg.Tensor) else t

@@ -205,6 +205,9 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing")
     # the op families whose gradients use each other's ops, in layers: gather < elementwise < shape <
     # reduction < indexing (each imports only the ones before it)
     *[(f"ops/{f}.py", [f"dualgraph.ops.{g}" for g in _OP_LAYERS[i + 1:]]) for i, f in enumerate(_OP_LAYERS)],
+    # the graph IR and its abstract values sit below everything that builds or runs graphs
+    *[(f"graph/{f}", ["dualgraph.ops", "dualgraph.tensor", "dualgraph.dispatch", "dualgraph.function",
+                      "dualgraph.onnx"]) for f in ("avals.py", "ir.py")],
     # the op record finds the tracer through dispatch
     ("ops/registry.py", ["dualgraph.function", "dualgraph.static"]),
     # the tracer uses autodiff and control; they create tracers through dispatch
@@ -214,6 +217,23 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing")
 ])
 def test_imports_go_down_the_layers(rel, forbidden):
     assert _reaches(rel, forbidden) == []
+
+
+def test_no_module_imports_the_package_root_it_sits_under():
+    # `from .. import name` runs (or finds half-run) dualgraph/__init__.py from below it
+    # (importing a submodule, `from .. import dtypes`, is not that)
+    hits = []
+    for root, _, files in os.walk(PKG):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), PKG)
+            if not f.endswith(".py") or rel == "__init__.py":
+                continue
+            for name in _imports(rel):
+                head, _, last = name.rpartition(".")
+                if head == "dualgraph" and not (os.path.exists(os.path.join(PKG, last + ".py"))
+                                                or os.path.isdir(os.path.join(PKG, last))):
+                    hits.append(f"{rel}: {last}")
+    assert hits == []
 
 
 def test_no_module_checks_for_a_tracer_in_the_state():

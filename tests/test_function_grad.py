@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.ops.infer import Aval
+from dualgraph.graph.avals import Aval
 from dualgraph.ops.onnx_rules import not_exportable
 from dualgraph.ops.registry import Op
 

@@ -271,7 +271,7 @@ def test_data_dependent_shapes_are_clear_errors():
 def test_an_op_record_alone_says_its_shape_depends_on_values():
     # a new op needs nothing but its record for the tracer to refuse it (no list of names to extend)
     from dualgraph.dispatch import apply
-    from dualgraph.ops.infer import Aval, Dim
+    from dualgraph.graph.avals import Aval, Dim
     from dualgraph.ops.registry import Op
     unique = Op("unique_values", lambda xp, x: xp.unique(x), lambda x: Aval((Dim("n"),), x.dtype), None,
                 differentiable=False, shape_from_values=True)

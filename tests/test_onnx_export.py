@@ -9,7 +9,7 @@ import pytest
 import dualgraph as dg
 import dualgraph.onnx as dgo
 from dualgraph.graph.ir import Graph
-from dualgraph.ops.infer import Aval
+from dualgraph.graph.avals import Aval
 from dualgraph.ops.registry import REGISTRY
 from dualgraph.tensor import Tensor
 

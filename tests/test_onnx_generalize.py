@@ -10,7 +10,7 @@ from dualgraph.function.executor import interpret
 from dualgraph.onnx import api
 from dualgraph.onnx.export import graph_to_model
 from dualgraph.ops import dims
-from dualgraph.ops.infer import Dim
+from dualgraph.graph.avals import Dim
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import dualgraph as dg  # noqa: F401  (registers every op, control flow and fused kernels included)
-from dualgraph.ops.infer import Aval
+from dualgraph.graph.avals import Aval
 from dualgraph.ops.onnx_rules import not_exportable
 from dualgraph.ops.registry import REGISTRY, Op
 

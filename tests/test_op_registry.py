@@ -9,7 +9,7 @@ import pytest
 
 import dualgraph as dg
 from dualgraph.ops import REGISTRY
-from dualgraph.ops.infer import Aval, Dim
+from dualgraph.graph.avals import Aval, Dim
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(HERE)

@@ -12,7 +12,7 @@ from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
 from ..graph.ir import Graph
 from ..ops.creation import full_like, zeros_like
-from ..ops.infer import Dim
+from ..graph.avals import Dim
 from ..ops.reduction import sum_to
 from ..ops.registry import Operand
 from ..tensor import Tensor, as_tensor

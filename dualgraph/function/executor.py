@@ -27,7 +27,7 @@ import numpy as np
 
 from ..dtypes import numpy_agrees
 from ..errors import DualgraphError, ShapeError
-from ..ops.infer import Dim
+from ..graph.avals import Dim
 from ..ops.dims import SymbolicDim
 
 _counter = itertools.count()

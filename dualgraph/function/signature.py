@@ -12,7 +12,7 @@ from ..backend import to_host
 from ..dtypes import resolve
 from ..errors import ShapeError
 from ..ops.dims import SymbolicDim
-from ..ops.infer import Aval
+from ..graph.avals import Aval
 from ..tensor import Tensor
 from .tracer import TraceError
 

@@ -27,7 +27,7 @@ from ..graph.ir import Graph
 from ..ops.creation import full_like
 from ..ops.dims import _OPS, DimExpr, SymbolicDim, size_needed, symbolic_size
 from ..ops.elementwise import COPY, astype
-from ..ops.infer import Aval, Dim
+from ..graph.avals import Aval, Dim
 from ..ops.reduction import COUNT
 from ..ops.shape import BROADCAST_TO
 from ..tensor import Tensor, _Size, as_tensor

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from ..ops.infer import Aval
+from .avals import Aval
 
 
 class Value:

@@ -12,7 +12,7 @@ from ..graph.ir import Graph
 from ..nn.module import Module
 from ..ops.creation import from_numpy
 from ..ops.dims import DimExpr, SymbolicSizeError, assuming_size_asserts, leaves, resolve
-from ..ops.infer import Dim
+from ..graph.avals import Dim
 from ..tensor import Tensor
 from .export import ExportError, graph_to_model, save_atomic
 from .symbolic import mismatch_at_other_sizes

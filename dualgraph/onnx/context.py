@@ -15,7 +15,7 @@ from onnx import helper
 from ..backend import to_host
 from ..errors import DualgraphError
 from ..ops.dims import DimExpr, key
-from ..ops.infer import Dim
+from ..graph.avals import Dim
 from ..ops.onnx_rules import NotExportable, is_sym
 
 

@@ -18,7 +18,7 @@ from .._files import atomic_write
 from .._version import __version__
 from ..backend import to_host
 from ..errors import DualgraphError
-from ..ops.infer import Dim
+from ..graph.avals import Dim
 from ..ops.registry import REGISTRY
 from ..ops.onnx_rules import not_exportable
 from ..ops.dims import DimExpr

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..graph.ir import Graph
 from ..ops.dims import divide, evaluate, key, product, resolve
-from ..ops.infer import Aval, Dim
+from ..graph.avals import Aval, Dim
 from ..ops.onnx_rules import is_sym
 from ..ops.reduction import COUNT
 from ..ops.shape import BROADCAST_TO

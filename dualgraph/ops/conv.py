@@ -13,7 +13,7 @@ from ..errors import DTypeError, ShapeError
 from ..dispatch import apply
 from .dims import SymbolicDim
 from .indexing import take_along_axis
-from .infer import Aval, Dim
+from ..graph.avals import Aval, Dim
 from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
 from .reduction import max as _max, mean
 from .registry import defop

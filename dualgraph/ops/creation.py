@@ -13,7 +13,7 @@ from ..dispatch import apply
 from ..errors import ShapeError, user_line
 from ..tensor import Tensor, _make, as_tensor as _as_tensor
 from .dims import SymbolicSizeError
-from .infer import Aval, Dim
+from ..graph.avals import Aval, Dim
 from .onnx_rules import out_dtype
 from .registry import defop
 

@@ -18,7 +18,7 @@ import sys
 
 from .._state import STATE
 from ..errors import _PKG_DIR, DualgraphError, user_line
-from .infer import Dim
+from ..graph.avals import Dim
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv, "%": operator.mod,
         "/": operator.truediv}

@@ -12,7 +12,8 @@ from ..dispatch import apply
 from ..errors import IndexOutOfRange, ShapeError
 from ..tensor import as_tensor
 from .creation import zeros_like
-from .infer import Aval, Dim, norm_axes
+from ..graph.avals import Aval, Dim
+from .infer import norm_axes
 from .onnx_rules import out_dtype
 from .registry import defop
 

@@ -15,7 +15,8 @@ from .creation import arange, zeros_like
 from .dims import leaves
 from .elementwise import eq
 from .gather import TAKE_ALONG_AXIS, check_index
-from .infer import Aval, Dim, broadcast_shapes, norm_axes
+from ..graph.avals import Aval, Dim
+from .infer import broadcast_shapes, norm_axes
 from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
 from .reduction import sum_to
 from .registry import defop

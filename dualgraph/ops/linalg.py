@@ -5,7 +5,8 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..dispatch import apply
 from ..tensor import as_tensor
-from .infer import Aval, broadcast_shapes, result_dtype
+from ..graph.avals import Aval
+from .infer import broadcast_shapes, result_dtype
 from .onnx_rules import args, emit_in, out_dtype
 from .registry import defop
 from .shape import broadcast_to, reshape

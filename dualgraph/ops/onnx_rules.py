@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import DualgraphError
-from .infer import Dim
+from ..graph.avals import Dim
 
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min

@@ -12,7 +12,8 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .creation import arange, ones_like, zeros_like
 from .elementwise import eq, exp, isfinite, log, maximum, minimum, sqrt, where
-from .infer import Aval, float_dtype, norm_axes
+from ..graph.avals import Aval
+from .infer import float_dtype, norm_axes
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop
 from .shape import broadcast_to, flip, permute, reshape

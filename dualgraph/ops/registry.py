@@ -22,7 +22,7 @@ from ..dtypes import SUPPORTED
 from ..errors import DualgraphError
 from ..graph.ir import Graph
 from ..tensor import Tensor
-from .infer import Aval
+from ..graph.avals import Aval
 
 REGISTRY = {}
 

@@ -12,7 +12,8 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .creation import zeros
 from .gather import scatter_add
-from .infer import Aval, Dim, broadcast_shapes, norm_axes, result_dtype
+from ..graph.avals import Aval, Dim
+from .infer import broadcast_shapes, norm_axes, result_dtype
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop
 

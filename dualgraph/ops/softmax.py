@@ -13,7 +13,8 @@ from ..kernels.native import address
 from ..kernels.rows import LOG_SOFTMAX as _ROWS
 from ..dispatch import apply
 from .elementwise import _f, exp
-from .infer import Aval, float_dtype, norm_axes
+from ..graph.avals import Aval
+from .infer import float_dtype, norm_axes
 from .reduction import sum as _sum
 from .registry import defop
 

@@ -17,7 +17,7 @@ from ..dispatch import using
 from ..errors import DualgraphError, user_line
 from ..function.tracer import Tracer
 from ..graph.ir import Graph as IRGraph, Value
-from ..ops.infer import Aval, Dim
+from ..graph.avals import Aval, Dim
 from ..tensor import Tensor, _make, _to_array, register_tensor_type
 
 

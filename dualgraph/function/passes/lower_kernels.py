@@ -21,7 +21,7 @@ from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum
 from ...ops.elementwise import COPY, WHERE
-from ...ops.infer import Aval
+from ...graph.avals import Aval
 from ...ops.kernels import FUSED, LOG_SOFTMAX_NLL, MATMUL_T, NLL_LOG_SOFTMAX_GRAD, WHERE_COLSUM, WHERE_ZERO
 from ...ops.linalg import MATMUL
 from ...ops.loss import NLL_LOSS, NLL_LOSS_GRAD

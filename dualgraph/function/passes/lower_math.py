@@ -15,7 +15,7 @@ import numpy as np
 
 from ...graph.ir import Node, Value
 from ...ops.elementwise import ADD, DIV, EXP, MUL, POW, TANH
-from ...ops.infer import Aval
+from ...graph.avals import Aval
 
 
 def _powers(graph):

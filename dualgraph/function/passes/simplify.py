@@ -7,7 +7,8 @@ a difference except in rounding of gathered constants.
 import numpy as np
 
 from ...graph.ir import Node, Value
-from ...ops.infer import Aval, broadcast_shapes
+from ...graph.avals import Aval
+from ...ops.infer import broadcast_shapes
 from ...ops.registry import REGISTRY
 
 
