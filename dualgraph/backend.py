@@ -3,6 +3,8 @@
 Everything above this module computes through `device.xp`, the array namespace of a device,
 so the GPU path is the same code as the CPU path (as in Chainer's `xp`).
 """
+import math
+
 import numpy
 
 from .errors import DeviceError
@@ -121,7 +123,6 @@ def erf(xp, x):
     try:
         from scipy.special import erf as _erf
     except ImportError:  # exact but slower: one math.erf per element
-        import math
         return numpy.vectorize(math.erf, otypes=[x.dtype])(x).astype(x.dtype)
     return _erf(x).astype(x.dtype, copy=False)
 

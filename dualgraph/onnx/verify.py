@@ -6,7 +6,7 @@ diverges (found by exposing every intermediate value of the model as an output a
 what dualgraph's interpreter, `function.executor.interpret`, computes for the same graph node by node).
 """
 import numpy as np
-
+import onnx
 from onnx import helper
 
 from ..function.executor import interpret
@@ -60,7 +60,6 @@ def _close(got, want, rtol, atol):
 
 def first_divergence(model, info, graph, feeds, rtol, atol):
     """(op name, source, abs err, rel err) of the first node whose ONNX output differs, or None."""
-    import onnx
     debug = onnx.ModelProto()
     debug.CopyFrom(model)
     have = {o.name for o in debug.graph.output}
