@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
+from dualgraph.graph.avals import Aval
 from dualgraph.graph.ir import Graph  # (importing dualgraph registers every op)
 from dualgraph.kernels import ckernel, native
-from dualgraph.graph.avals import Aval
 from dualgraph.ops.registry import REGISTRY
 
 # fusible ops whose numpy result a C expression does not reproduce (or that are not float math):

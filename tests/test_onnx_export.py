@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
+from dualgraph.graph.avals import Aval
 import dualgraph.onnx as dgo
 from dualgraph.graph.ir import Graph
-from dualgraph.graph.avals import Aval
 from dualgraph.ops.registry import REGISTRY
 from dualgraph.tensor import Tensor
 

@@ -7,10 +7,10 @@ import pytest
 
 import dualgraph as dg
 from dualgraph.function.executor import interpret
+from dualgraph.graph.avals import Dim
 from dualgraph.onnx import api
 from dualgraph.onnx.export import graph_to_model
 from dualgraph.ops import dims
-from dualgraph.graph.avals import Dim
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.ops import REGISTRY
 from dualgraph.graph.avals import Aval, Dim
+from dualgraph.ops import REGISTRY
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(HERE)

@@ -10,9 +10,9 @@ from .._state import STATE
 from ..autograd.graph import stale_read_message
 from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
+from ..graph.avals import Dim
 from ..graph.ir import Graph
 from ..ops.creation import full_like, zeros_like
-from ..graph.avals import Dim
 from ..ops.reduction import sum_to
 from ..ops.registry import Operand
 from ..tensor import Tensor, as_tensor

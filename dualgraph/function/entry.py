@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 from ..backend import CPU, Device
 from ..dispatch import using
 from ..errors import _PKG_DIR, DualgraphError
-from ..graph.ir import Graph
 from ..graph.avals import Dim
+from ..graph.ir import Graph
 from ..tensor import Tensor
 from . import passes as _passes
 from .capture import Captured, compile_reader, find_paths, frozen_globals, guard_reason, input_name

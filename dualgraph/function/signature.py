@@ -11,8 +11,8 @@ import inspect
 from ..backend import to_host
 from ..dtypes import resolve
 from ..errors import ShapeError
-from ..ops.dims import SymbolicDim
 from ..graph.avals import Aval
+from ..ops.dims import SymbolicDim
 from ..tensor import Tensor
 from .tracer import TraceError
 

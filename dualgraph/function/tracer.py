@@ -23,11 +23,11 @@ from ..autograd.modes import no_grad
 from ..backend import CPU, is_array
 from ..dispatch import Mode, apply, register_tracer
 from ..errors import AutogradError, DeviceError, DualgraphError, ShapeError, user_line
+from ..graph.avals import Aval, Dim
 from ..graph.ir import Graph
 from ..ops.creation import full_like
 from ..ops.dims import _OPS, DimExpr, SymbolicDim, size_needed, symbolic_size
 from ..ops.elementwise import COPY, astype
-from ..graph.avals import Aval, Dim
 from ..ops.reduction import COUNT
 from ..ops.shape import BROADCAST_TO
 from ..tensor import Tensor, _Size, as_tensor

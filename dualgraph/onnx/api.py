@@ -8,11 +8,11 @@ import numpy as np
 from ..backend import to_host
 from ..function import TensorSpec, function, passes as _passes
 from ..function.api import CompiledFunction
+from ..graph.avals import Dim
 from ..graph.ir import Graph
 from ..nn.module import Module
 from ..ops.creation import from_numpy
 from ..ops.dims import DimExpr, SymbolicSizeError, assuming_size_asserts, leaves, resolve
-from ..graph.avals import Dim
 from ..tensor import Tensor
 from .export import ExportError, graph_to_model, save_atomic
 from .symbolic import mismatch_at_other_sizes

@@ -14,8 +14,8 @@ from onnx import helper
 
 from ..backend import to_host
 from ..errors import DualgraphError
-from ..ops.dims import DimExpr, key
 from ..graph.avals import Dim
+from ..ops.dims import DimExpr, key
 from ..ops.onnx_rules import NotExportable, is_sym
 
 

@@ -24,9 +24,9 @@ rule cannot be trusted the traced dims are kept, and verification at other sizes
 """
 import numpy as np
 
+from ..graph.avals import Aval, Dim
 from ..graph.ir import Graph
 from ..ops.dims import divide, evaluate, key, product, resolve
-from ..graph.avals import Aval, Dim
 from ..ops.onnx_rules import is_sym
 from ..ops.reduction import COUNT
 from ..ops.shape import BROADCAST_TO

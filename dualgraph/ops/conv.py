@@ -11,9 +11,9 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..dispatch import apply
+from ..graph.avals import Aval, Dim
 from .dims import SymbolicDim
 from .indexing import take_along_axis
-from ..graph.avals import Aval, Dim
 from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
 from .reduction import max as _max, mean
 from .registry import defop

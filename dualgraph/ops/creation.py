@@ -11,9 +11,9 @@ from .._state import STATE
 from ..backend import CPU, device as _device, device_of_array
 from ..dispatch import apply
 from ..errors import ShapeError, user_line
+from ..graph.avals import Aval, Dim
 from ..tensor import Tensor, _make, as_tensor as _as_tensor
 from .dims import SymbolicSizeError
-from ..graph.avals import Aval, Dim
 from .onnx_rules import out_dtype
 from .registry import defop
 

@@ -9,11 +9,11 @@ import numpy as np
 from .. import dtypes as _dt
 from ..backend import erf as _erf
 from ..errors import DTypeError
+from ..graph.avals import Aval
 from ..tensor import Tensor, as_tensor
 from ..dispatch import apply
 from .creation import ones_like, zeros_like
 from .gather import nonzero
-from ..graph.avals import Aval
 from .infer import (bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
 from .onnx_rules import (args, as_onnx_avg_pool, binary, bitwise, comparison, emit_in, logical, out_dtype,

@@ -10,9 +10,9 @@ import numpy as np
 from ..backend import scatter_add as _scatter_add
 from ..dispatch import apply
 from ..errors import IndexOutOfRange, ShapeError
+from ..graph.avals import Aval, Dim
 from ..tensor import as_tensor
 from .creation import zeros_like
-from ..graph.avals import Aval, Dim
 from .infer import norm_axes
 from .onnx_rules import out_dtype
 from .registry import defop

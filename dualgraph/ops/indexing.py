@@ -10,12 +10,12 @@ from .._state import STATE
 from ..backend import scatter_add as _scatter_add
 from ..dispatch import apply
 from ..errors import IndexOutOfRange, ShapeError
+from ..graph.avals import Aval, Dim
 from ..tensor import Tensor, as_tensor
 from .creation import arange, zeros_like
 from .dims import leaves
 from .elementwise import eq
 from .gather import TAKE_ALONG_AXIS, check_index
-from ..graph.avals import Aval, Dim
 from .infer import broadcast_shapes, norm_axes
 from .onnx_rules import INT64_MAX, INT64_MIN, NotExportable, is_sym, out_dtype
 from .reduction import sum_to

@@ -17,11 +17,11 @@ values with the primitives' forwards, so every kernel op also runs on cupy and w
 """
 import numpy as np
 
+from ..graph.avals import Aval
 from ..kernels import xent as _xent
 from ..kernels.fused import kernel_for
 from ..kernels.where_zero import c_where_colsum, c_where_zero, where_zero
 from . import loss as _loss, softmax as _softmax
-from ..graph.avals import Aval
 from .infer import result_dtype
 from .linalg import _matmul_forward
 from .onnx_rules import not_exportable

@@ -4,8 +4,8 @@ import string
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..dispatch import apply
-from ..tensor import as_tensor
 from ..graph.avals import Aval
+from ..tensor import as_tensor
 from .infer import broadcast_shapes, result_dtype
 from .onnx_rules import args, emit_in, out_dtype
 from .registry import defop

@@ -14,6 +14,7 @@ that are not ignored (NaN when every target is ignored, as PyTorch).
 import numpy as np
 
 from ..errors import IndexOutOfRange, ShapeError
+from ..graph.avals import Aval
 from ..kernels.native import address
 from ..kernels.rows import NLL as _NLL
 from ..dispatch import apply
@@ -21,7 +22,6 @@ from .creation import zeros_like
 from .elementwise import where
 from .gather import along_axis_index, scatter_add
 from .indexing import embedding, take_along_axis
-from ..graph.avals import Aval
 from .infer import shapes_match
 from .onnx_rules import is_sym, out_dtype
 from .reduction import sum as _sum

@@ -9,10 +9,10 @@ import numpy as np
 
 from ..dispatch import apply
 from ..errors import ShapeError
+from ..graph.avals import Aval
 from ..tensor import Tensor
 from .creation import arange, ones_like, zeros_like
 from .elementwise import eq, exp, isfinite, log, maximum, minimum, sqrt, where
-from ..graph.avals import Aval
 from .infer import float_dtype, norm_axes
 from .onnx_rules import arg_reduction, bool_reduction, out_dtype, reduction
 from .registry import defop

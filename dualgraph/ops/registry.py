@@ -20,9 +20,9 @@ from .._state import STATE
 from ..dispatch import new_tracer, using
 from ..dtypes import SUPPORTED
 from ..errors import DualgraphError
+from ..graph.avals import Aval
 from ..graph.ir import Graph
 from ..tensor import Tensor
-from ..graph.avals import Aval
 
 REGISTRY = {}
 

@@ -9,10 +9,10 @@ from .._state import STATE
 from ..backend import to_device
 from ..dispatch import apply
 from ..errors import ShapeError
+from ..graph.avals import Aval, Dim
 from ..tensor import Tensor
 from .creation import zeros
 from .gather import scatter_add
-from ..graph.avals import Aval, Dim
 from .infer import broadcast_shapes, norm_axes, result_dtype
 from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
 from .registry import defop

@@ -9,11 +9,11 @@ matters in a compiled training step whose every other small op is also a few mic
 """
 import numpy as np
 
+from ..graph.avals import Aval
 from ..kernels.native import address
 from ..kernels.rows import LOG_SOFTMAX as _ROWS
 from ..dispatch import apply
 from .elementwise import _f, exp
-from ..graph.avals import Aval
 from .infer import float_dtype, norm_axes
 from .reduction import sum as _sum
 from .registry import defop

@@ -16,8 +16,8 @@ from ..backend import CPU
 from ..dispatch import using
 from ..errors import DualgraphError, user_line
 from ..function.tracer import Tracer
-from ..graph.ir import Graph as IRGraph, Value
 from ..graph.avals import Aval, Dim
+from ..graph.ir import Graph as IRGraph, Value
 from ..tensor import Tensor, _make, _to_array, register_tensor_type
 
 

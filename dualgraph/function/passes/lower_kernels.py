@@ -16,12 +16,12 @@ Runs after `fuse`; the ONNX exporter reads the graph before either.
 """
 import numpy as np
 
+from ...graph.avals import Aval
 from ...ops.creation import FULL_LIKE
 from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum
 from ...ops.elementwise import COPY, WHERE
-from ...graph.avals import Aval
 from ...ops.kernels import FUSED, LOG_SOFTMAX_NLL, MATMUL_T, NLL_LOG_SOFTMAX_GRAD, WHERE_COLSUM, WHERE_ZERO
 from ...ops.linalg import MATMUL
 from ...ops.loss import NLL_LOSS, NLL_LOSS_GRAD

@@ -13,9 +13,9 @@ Runs before `fuse`, after the passes the ONNX exporter reads.
 """
 import numpy as np
 
+from ...graph.avals import Aval
 from ...graph.ir import Node, Value
 from ...ops.elementwise import ADD, DIV, EXP, MUL, POW, TANH
-from ...graph.avals import Aval
 
 
 def _powers(graph):

@@ -6,8 +6,8 @@ a difference except in rounding of gathered constants.
 """
 import numpy as np
 
-from ...graph.ir import Node, Value
 from ...graph.avals import Aval
+from ...graph.ir import Node, Value
 from ...ops.infer import broadcast_shapes
 from ...ops.registry import REGISTRY
 
