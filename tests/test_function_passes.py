@@ -233,3 +233,19 @@ def test_fuse_alone_leaves_a_dead_chain_unfused():
     assert np.allclose(compile_graph(g)(x.numpy())[0], x.numpy() + 1.0)
     f = dg.function(fn, disable=("dce",))
     assert np.allclose(f(x).numpy(), x.numpy() + 1.0)
+
+
+@pytest.mark.parametrize("shape,copied", [((8, 8), True), ((5, 13), False)])
+def test_lower_kernels_copies_fills_up_to_64_elements_and_keeps_larger_ones(shape, copied):
+    # at most SMALL_FILL elements: a copy of a constant filled once; one more: the fill itself
+    from dualgraph.function.passes.lower_kernels import SMALL_FILL
+    assert SMALL_FILL == 64
+    f = dg.function(lambda x: dg.full_like(x, 3.0))
+    x = dg.tensor(np.arange(np.prod(shape), dtype=np.float32).reshape(shape))
+    g = text(f.graph(x))
+    assert ("copy(" in g and "full_like(" not in g) == copied
+    assert ("full_like(" in g) == (not copied)
+    for _ in range(2):   # the constant is copied: what one call returns never aliases the next
+        out = f(x)
+        np.testing.assert_array_equal(out.numpy(), np.full(shape, 3.0, np.float32))
+        out.numpy()[...] = -1.0
