@@ -333,10 +333,6 @@ def _via_function(f, args, dynamic_axes, input_names):
     for kind, target_t, k in entry.writebacks:
         if kind == "arg":
             updated.append((names[target_t] if target_t < len(names) else f"input_{target_t}", k))
-        elif kind == "capi":   # index into entry.captured
-            i = n_args + int(target_t)
-            state.add(i)
-            updated.append((params[i][0], k))
         else:
             i = cap_index.get(id(target_t))
             if i is not None:
@@ -347,8 +343,6 @@ def _via_function(f, args, dynamic_axes, input_names):
             continue
         if kind == "arg":
             base = names[target_t] if target_t < len(names) else f"input_{target_t}"
-        elif kind == "capi":
-            base = params[n_args + int(target_t)][0]
         else:
             i = cap_index.get(id(target_t))
             base = params[i][0] if i is not None else module_names.get(id(target_t), f"tensor_{k}")
