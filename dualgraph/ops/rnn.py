@@ -1,0 +1,396 @@
+"""One layer and one direction of an LSTM, GRU or Elman RNN over a whole sequence, as one primitive each,
+with its backward (backpropagation through time) as another.
+
+Written as a composite (per time step a matmul, a chunk into gates and a handful of elementwise ops)
+an LSTM of 64 steps is ~1000 graph nodes forward and as many backward, each a numpy call of a few
+microseconds on the small (batch, 4*hidden) gate arrays. As a primitive:
+  forward   the input projection of every step is one matmul (T*B, I) x (I, G*H); then one
+            h @ W_hh matmul per step with the gate nonlinearities done in place on one buffer (the
+            sigmoid gates as 0.5 * tanh(x / 2) + 0.5, the 0.5 folded into their weight rows once, so
+            one tanh call covers every gate);
+  backward  the gates are recomputed for all steps at once from the saved outputs (h_{t-1} is the
+            output of step t-1: one matmul over all steps, no recurrence), so nothing beyond the
+            op's public outputs is kept and the forward exports as ONNX's own operator; then one
+            dgates @ W_hh matmul per step going back, and the weight, bias and input gradients
+            as one matmul each over all steps at the end.
+The layout and gate order are PyTorch's (weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh;
+LSTM gates i, f, g, o; GRU gates r, z, n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). A reverse
+layer runs from the last step to the first; its outputs stay aligned with the input's time steps.
+ONNX: LSTM / GRU (linear_before_reset=1, PyTorch's n gate) / RNN with the gate rows permuted to ONNX's
+orders (iofc, zrh); onnxruntime has those kernels for float32 only, so other dtypes, and the backward,
+lower to an ONNX Loop over the time steps.
+"""
+import numpy as np
+
+from ..dispatch import apply
+from ..errors import AutogradError, DTypeError, ShapeError
+from ..graph.avals import Aval, Dim
+from .onnx_rules import NotExportable
+from .registry import defop
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+# ---- forward -------------------------------------------------------------------------------------
+
+def _sigmoid_scale(xp, n_gates, sig, H, dtype):
+    """Per gate row: 0.5 where the gate is a sigmoid (computed as 0.5 * tanh(x / 2) + 0.5), else 1."""
+    s = xp.ones((n_gates, H), dtype)
+    s[list(sig)] = 0.5
+    return s.reshape(-1)
+
+
+def _time_major(xp, x, reverse):
+    return x[::-1] if reverse else x
+
+
+def _projected(xp, x, w, b):
+    """x (T, B, I) @ w.T + b for every step at once: (T, B, G*H)."""
+    T, B, I = x.shape
+    out = xp.matmul(x.reshape(T * B, I), w.T).reshape(T, B, w.shape[0])
+    out += b
+    return out
+
+
+def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    dt = x.dtype
+    s = _sigmoid_scale(xp, 4, (0, 1, 3), H, dt)
+    pre = _projected(xp, _time_major(xp, x, reverse), w_ih * s[:, None], (b_ih + b_hh) * s)
+    wh = xp.ascontiguousarray((w_hh * s[:, None]).T)
+    a, b = s, xp.where(s == 0.5, 0.5, 0).astype(dt)      # sigmoid rows: 0.5 * t + 0.5; g rows: t
+    y = xp.empty((T, B, H), dt)
+    h, c = h0, xp.array(c0, dtype=dt, copy=True)
+    g = xp.empty((B, 4 * H), dt)
+    tmp = xp.empty((B, H), dt)
+    for t in range(T):
+        xp.matmul(h, wh, out=g)
+        g += pre[t]
+        xp.tanh(g, out=g)
+        g *= a
+        g += b
+        c *= g[:, H:2 * H]
+        xp.multiply(g[:, :H], g[:, 2 * H:3 * H], out=tmp)
+        c += tmp
+        h = y[t]
+        xp.tanh(c, out=h)
+        h *= g[:, 3 * H:]
+    h_n = xp.array(h, copy=True)
+    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n, c
+
+
+def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    dt = x.dtype
+    s = _sigmoid_scale(xp, 3, (0, 1), H, dt)
+    bias = b_ih * s
+    bias[:2 * H] += b_hh[:2 * H] * 0.5               # r and z add both biases; n keeps b_hn inside r * (.)
+    pre = _projected(xp, _time_major(xp, x, reverse), w_ih * s[:, None], bias)
+    wh = xp.ascontiguousarray((w_hh * s[:, None]).T)
+    b_hn = b_hh[2 * H:]
+    y = xp.empty((T, B, H), dt)
+    h = h0
+    hw = xp.empty((B, 3 * H), dt)
+    for t in range(T):
+        xp.matmul(h, wh, out=hw)
+        rz = hw[:, :2 * H]
+        rz += pre[t, :, :2 * H]
+        xp.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        n = hw[:, 2 * H:]
+        n += b_hn
+        n *= rz[:, :H]
+        n += pre[t, :, 2 * H:]
+        xp.tanh(n, out=n)
+        out = y[t]
+        xp.subtract(h, n, out=out)
+        out *= rz[:, H:]
+        out += n                                      # h' = n + z * (h - n) = (1 - z) * n + z * h
+        h = out
+    h_n = xp.array(h, copy=True)
+    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n
+
+
+def _rnn_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False):
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    pre = _projected(xp, _time_major(xp, x, reverse), w_ih, b_ih + b_hh)
+    wh = xp.ascontiguousarray(w_hh.T)
+    y = xp.empty((T, B, H), x.dtype)
+    h = h0
+    for t in range(T):
+        out = y[t]
+        xp.matmul(h, wh, out=out)
+        out += pre[t]
+        if nonlinearity == "tanh":
+            xp.tanh(out, out=out)
+        else:
+            xp.maximum(out, 0, out=out)
+        h = out
+    h_n = xp.array(h, copy=True)
+    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n
+
+
+# ---- backward through time -------------------------------------------------------------------------
+
+def _previous(xp, first, seq):
+    """(T, B, H): the state each step starts from (first, then the outputs of the steps before)."""
+    return xp.concatenate([first[None].astype(seq.dtype), seq[:-1]], axis=0)
+
+
+def _weight_grads(xp, d, x, hp):
+    """dW_ih, dW_hh and the input gradient from the per-step gate gradients d (T, B, G): one matmul each."""
+    T, B = x.shape[:2]
+    d2 = d.reshape(T * B, -1)
+    return d2.T @ x.reshape(T * B, -1), d2.T @ hp.reshape(T * B, -1)
+
+
+def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, gc, reverse=False):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dt = x.dtype
+    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    hp = _previous(xp, h0, y)
+    s = _sigmoid_scale(xp, 4, (0, 1, 3), H, dt)
+    act = _projected(xp, x, w_ih, b_ih + b_hh)
+    act += xp.matmul(hp.reshape(T * B, H), w_hh.T).reshape(T, B, 4 * H)
+    act *= s
+    xp.tanh(act, out=act)
+    act *= s
+    act += xp.where(s == 0.5, 0.5, 0).astype(dt)
+    i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
+    C = xp.empty((T, B, H), dt)
+    c = c0
+    for t in range(T):
+        xp.multiply(f[t], c, out=C[t])
+        C[t] += i[t] * g[t]
+        c = C[t]
+    cp = _previous(xp, c0, C)
+    tc = xp.tanh(C)
+    A = xp.empty((T, B, 4 * H), dt)                  # d pre-activation = A * (dc for i, f, g; dh for o)
+    A[..., :H] = g * i * (1 - i)
+    A[..., H:2 * H] = cp * f * (1 - f)
+    A[..., 2 * H:3 * H] = i * (1 - g * g)
+    A[..., 3 * H:] = tc * o * (1 - o)
+    K = o * (1 - tc * tc)                             # dc += dh * K
+    A4 = A.reshape(T, B, 4, H)
+    d = xp.empty((T, B, 4 * H), dt)
+    d4 = d.reshape(T, B, 4, H)
+    dh = xp.array(gh, dtype=dt, copy=True)
+    dc = xp.array(gc, dtype=dt, copy=True)
+    tmp = xp.empty((B, H), dt)
+    for t in range(T - 1, -1, -1):
+        dh += gy[t]
+        xp.multiply(dh, K[t], out=tmp)
+        dc += tmp
+        xp.multiply(dc[:, None, :], A4[t, :, :3], out=d4[t, :, :3])
+        xp.multiply(dh, A4[t, :, 3], out=d4[t, :, 3])
+        dc *= f[t]
+        dh = d[t] @ w_hh
+    dw_ih, dw_hh = _weight_grads(xp, d, x, hp)
+    db = d.reshape(T * B, -1).sum(axis=0)
+    dx = xp.matmul(d.reshape(T * B, 4 * H), w_ih).reshape(T, B, I)
+    dx = xp.ascontiguousarray(dx[::-1]) if reverse else dx
+    return dx, dh.astype(dt, copy=False), dc, dw_ih, dw_hh, db, xp.array(db, copy=True)
+
+
+def _gru_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, reverse=False):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dt = x.dtype
+    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    hp = _previous(xp, h0, y)
+    xg = _projected(xp, x, w_ih, b_ih)
+    hw = _projected(xp, hp, w_hh, b_hh)
+    rz = xp.tanh(0.5 * (xg[..., :2 * H] + hw[..., :2 * H])) * 0.5 + 0.5
+    r, z = rz[..., :H], rz[..., H:]
+    hwn = hw[..., 2 * H:]
+    n = xp.tanh(xg[..., 2 * H:] + r * hwn)
+    Az = (hp - n) * z * (1 - z)
+    An = (1 - z) * (1 - n * n)
+    Ar = hwn * r * (1 - r)
+    dgx = xp.empty((T, B, 3 * H), dt)                 # gradients of the input-side gate pre-activations
+    dgh = xp.empty((T, B, 3 * H), dt)                 # ... and of W_hh h + b_hh (r * . on the n rows)
+    dh = xp.array(gh, dtype=dt, copy=True)
+    for t in range(T - 1, -1, -1):
+        dh += gy[t]
+        xp.multiply(dh, Az[t], out=dgx[t, :, H:2 * H])
+        dn = dgx[t, :, 2 * H:]
+        xp.multiply(dh, An[t], out=dn)
+        xp.multiply(dn, Ar[t], out=dgx[t, :, :H])
+        dgh[t, :, :2 * H] = dgx[t, :, :2 * H]
+        xp.multiply(dn, r[t], out=dgh[t, :, 2 * H:])
+        dh *= z[t]
+        dh += dgh[t] @ w_hh
+    dw_ih = dgx.reshape(T * B, -1).T @ x.reshape(T * B, I)
+    dw_hh = dgh.reshape(T * B, -1).T @ hp.reshape(T * B, H)
+    dx = xp.matmul(dgx.reshape(T * B, 3 * H), w_ih).reshape(T, B, I)
+    dx = xp.ascontiguousarray(dx[::-1]) if reverse else dx
+    return dx, dh, dw_ih, dw_hh, dgx.reshape(T * B, -1).sum(axis=0), dgh.reshape(T * B, -1).sum(axis=0)
+
+
+def _rnn_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, nonlinearity="tanh", reverse=False):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dt = x.dtype
+    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    hp = _previous(xp, h0, y)
+    D = (1 - y * y) if nonlinearity == "tanh" else (y > 0).astype(dt)
+    d = xp.empty((T, B, H), dt)
+    dh = xp.array(gh, dtype=dt, copy=True)
+    for t in range(T - 1, -1, -1):
+        dh += gy[t]
+        xp.multiply(dh, D[t], out=d[t])
+        dh = d[t] @ w_hh
+    dw_ih, dw_hh = _weight_grads(xp, d, x, hp)
+    db = d.reshape(T * B, -1).sum(axis=0)
+    dx = xp.matmul(d.reshape(T * B, H), w_ih).reshape(T, B, I)
+    dx = xp.ascontiguousarray(dx[::-1]) if reverse else dx
+    return dx, dh.astype(dt, copy=False), dw_ih, dw_hh, db, xp.array(db, copy=True)
+
+
+# ---- shapes ------------------------------------------------------------------------------------------
+
+def _same(a, b):
+    return isinstance(a, Dim) or isinstance(b, Dim) or a == b
+
+
+def check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """Shapes and dtypes of one layer's operands (Avals or Tensors): a clear error naming the op."""
+    G = GATES[op]
+    operands = {"input": x, "h0": h0, "c0": c0, "weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih,
+                "bias_hh": b_hh}
+    operands = {k: v for k, v in operands.items() if v is not None}
+    desc = ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in operands.items())
+    dts = {np.dtype(v.dtype) for v in operands.values()}
+    if len(dts) != 1 or next(iter(dts)).kind != "f":
+        raise DTypeError(f"{op}: every operand must have one floating dtype, got {desc}")
+    ranks = {"input": 3, "h0": 2, "c0": 2, "weight_ih": 2, "weight_hh": 2, "bias_ih": 1, "bias_hh": 1}
+    if any(len(v.shape) != ranks[k] for k, v in operands.items()):
+        raise ShapeError(f"{op}: expected input (T, B, I), h0/c0 (B, H), weights (G*H, I) and (G*H, H), "
+                         f"biases (G*H,); got {desc}")
+    H = w_hh.shape[1]
+    T, B, I = x.shape
+    want = {"h0": (B, H), "c0": (B, H), "weight_ih": (G * H, I), "weight_hh": (G * H, H),
+            "bias_ih": (G * H,), "bias_hh": (G * H,)}
+    for k, v in operands.items():
+        if k != "input" and not all(_same(a, b) for a, b in zip(v.shape, want[k])):
+            raise ShapeError(f"{op}: {k} must have shape {want[k]} (gates {G}, hidden {H}), got {desc}")
+    return T, B, H
+
+
+def _infer_layer(op, n_state):
+    def infer(x, h0, *rest, **attrs):
+        c0 = rest[0] if n_state == 2 else None
+        w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:]
+        T, B, H = check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        state = Aval((B, H), x.dtype)
+        return (Aval((T, B, H), x.dtype),) + (state,) * n_state
+    return infer
+
+
+def _infer_grad(n_in):
+    def infer(*avals, **attrs):
+        return tuple(Aval(tuple(a.shape), a.dtype) for a in avals[:n_in])
+    return infer
+
+
+# ---- autograd ------------------------------------------------------------------------------------
+
+def _layer_vjp(grad_op):
+    def vjp(ctx, g):
+        n_in = len(ctx.inputs)
+        return apply(grad_op, tuple(ctx.inputs) + (ctx.out[0],) + tuple(g), ctx.attrs)[:n_in]
+    return vjp
+
+
+def _grad_vjp(ctx, g):
+    raise AutogradError(f"{ctx.op.name if hasattr(ctx, 'op') else 'rnn backward'}: the second derivative of a "
+                        f"recurrent layer is not implemented (create_graph=True through LSTM/GRU/RNN)")
+
+
+# ---- ONNX ------------------------------------------------------------------------------------------
+
+def _rows(order, H):
+    """Row indices that put PyTorch's gate blocks into ONNX's order (`order`: PyTorch block per ONNX block)."""
+    return np.concatenate([np.arange(k * H, (k + 1) * H) for k in order]).astype(np.int64)
+
+
+_ONNX = {"lstm": ("LSTM", (0, 3, 1, 2)), "gru": ("GRU", (1, 0, 2)), "rnn": ("RNN", (0,))}
+
+
+def _native_onnx(op):
+    onnx_op, order = _ONNX[op]
+    n_state = 2 if op == "lstm" else 1
+
+    def rule(ctx, node, x, h0, *rest):
+        dt = node.outputs[0].aval.dtype
+        if dt != np.float32 or not ctx.native_ops:
+            return _loop_onnx(op, ctx, node, x, h0, *rest)
+        c0 = rest[0] if n_state == 2 else None
+        w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:]
+        H = node.inputs[-3].aval.shape[1]
+        a = ctx.attrs(node)
+        perm = ctx.i64(_rows(order, H)) if list(order) != sorted(order) else None
+
+        def gates(w):
+            return ctx.emit("Gather", [w, perm], axis=0) if perm is not None else w
+        W, R = ctx.unsqueeze(gates(w_ih), [0]), ctx.unsqueeze(gates(w_hh), [0])
+        B = ctx.unsqueeze(ctx.emit("Concat", [gates(b_ih), gates(b_hh)], axis=0), [0])
+        ins = [x, W, R, B, "", ctx.unsqueeze(h0, [0])] + ([ctx.unsqueeze(c0, [0])] if c0 is not None else [])
+        extra = {}
+        if op == "gru":
+            extra["linear_before_reset"] = 1
+        if op == "rnn":
+            extra["activations"] = ["Tanh" if a.get("nonlinearity", "tanh") == "tanh" else "Relu"]
+        outs = ctx.emit(onnx_op, ins, n_out=1 + n_state, hidden_size=int(H),
+                        direction="reverse" if a.get("reverse") else "forward", **extra)
+        return (ctx.squeeze(outs[0], [1]),) + tuple(ctx.squeeze(s, [0]) for s in outs[1:])
+    return rule
+
+
+def _loop_onnx(op, ctx, node, *names):
+    raise NotExportable(f"{op} in {node.outputs[0].aval.dtype}: onnxruntime's {_ONNX[op][0]} kernel is "
+                        f"float32 only")
+
+
+def _grad_onnx(op):
+    def rule(ctx, node, *names):
+        raise NotExportable(f"the backward of {op} (backpropagation through time) has no ONNX lowering yet")
+    return rule
+
+
+# ---- records -------------------------------------------------------------------------------------
+
+LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, onnx=_grad_onnx("lstm"))
+GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, onnx=_grad_onnx("gru"))
+RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, onnx=_grad_onnx("rnn"))
+LSTM = defop("lstm", _lstm_forward, _infer_layer("lstm", 2), _layer_vjp(LSTM_GRAD), n_out=3, saves_output=True,
+             grad_name="LstmBackward0", onnx=_native_onnx("lstm"))
+GRU = defop("gru", _gru_forward, _infer_layer("gru", 1), _layer_vjp(GRU_GRAD), n_out=2, saves_output=True,
+            grad_name="GruBackward0", onnx=_native_onnx("gru"))
+RNN = defop("rnn", _rnn_forward, _infer_layer("rnn", 1), _layer_vjp(RNN_GRAD), n_out=2, saves_output=True,
+            grad_name="RnnBackward0", onnx=_native_onnx("rnn"))
+
+
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
+    """One LSTM layer and direction over the whole sequence x (T, B, I): (y (T, B, H), h_n, c_n)."""
+    check("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return apply(LSTM, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})
+
+
+def gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
+    """One GRU layer and direction (PyTorch's gates r, z, n): (y (T, B, H), h_n)."""
+    check("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh)
+    return apply(GRU, (x, h0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})
+
+
+def rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False):
+    """One Elman RNN layer and direction, h' = act(W_ih x + b_ih + W_hh h + b_hh): (y (T, B, H), h_n)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
+    check("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh)
+    return apply(RNN, (x, h0, w_ih, w_hh, b_ih, b_hh), {"nonlinearity": nonlinearity, "reverse": bool(reverse)})
