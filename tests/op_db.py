@@ -409,6 +409,25 @@ def np_gelu(x, approximate="none"):
     return (x * sp.ndtr(x)).astype(x.dtype)
 
 
+def np_sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, enable_gqa=False):
+    """PyTorch's documented reference for scaled_dot_product_attention, rows with no key allowed -> 0."""
+    if enable_gqa and q.shape[-3] != k.shape[-3]:
+        k = np.repeat(k, q.shape[-3] // k.shape[-3], axis=-3)
+        v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
+    L, S = q.shape[-2], k.shape[-2]
+    bias = np.zeros((L, S), np.float64)
+    if is_causal:
+        bias = np.where(np.tril(np.ones((L, S), bool)), 0.0, -np.inf)
+    if attn_mask is not None:
+        bias = np.where(attn_mask, bias, -np.inf) if attn_mask.dtype == bool else bias + attn_mask
+    s = q.astype(np.float64) @ np.swapaxes(k, -1, -2) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale) + bias
+    dead = np.all(s == -np.inf, axis=-1, keepdims=True)
+    s = np.where(dead, 0.0, s)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    w = np.where(dead, 0.0, e / e.sum(axis=-1, keepdims=True))
+    return (w @ v).astype(q.dtype)
+
+
 def np_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     mu = x.mean(axis=axes, keepdims=True)
@@ -967,6 +986,22 @@ OP_DB = [
            second_order=True),
     OpInfo("layer_norm", lambda x, s, *wb: F.layer_norm(x, s, *wb), np_layer_norm,
            lambda make: [Sample((make(2, 5), (5,))), Sample((make(2, 3, 4), (3, 4), make(3, 4), make(3, 4)), desc="affine")],
+           second_order=True),
+    OpInfo("scaled_dot_product_attention", lambda q, k, v, **kw: F.scaled_dot_product_attention(q, k, v, **kw),
+           np_sdpa,
+           lambda make: [Sample((make(2, 3, 4), make(2, 5, 4), make(2, 5, 3))),
+                         Sample((make(1, 2, 4, 3), make(1, 2, 6, 3), make(1, 2, 6, 2)), {"is_causal": True},
+                                desc="causal, L < S"),
+                         Sample((make(2, 5, 3), make(2, 3, 3), make(2, 3, 2)), {"is_causal": True},
+                                desc="causal, L > S (rows past S see all keys, top-left)"),
+                         Sample((make(2, 3, 4), make(2, 4, 4), make(2, 4, 2)),
+                                {"attn_mask": np.array([[True, False, True, False], [False, False, False, False],
+                                                        [True, True, True, True]])},
+                                desc="bool mask with a fully masked row"),
+                         Sample((make(2, 2, 3, 4), make(2, 2, 5, 4), make(2, 2, 5, 4)),
+                                {"attn_mask": make(2, 1, 3, 5), "scale": 0.7}, desc="float mask, broadcast heads"),
+                         Sample((make(1, 4, 3, 2), make(1, 2, 3, 2), make(1, 2, 3, 2)), {"enable_gqa": True},
+                                desc="grouped query heads")],
            second_order=True),
     # -- convolution and pooling --
     OpInfo("conv2d", lambda x, w, *b, **k: F.conv2d(x, w, *b, **k), np_conv2d,

@@ -1,16 +1,126 @@
-"""MultiheadAttention with PyTorch's parameter layout, defaults, masks and return values."""
+"""scaled_dot_product_attention and MultiheadAttention, with PyTorch's signatures, masks and defaults.
+
+Attention is a composite of primitives (matmul, where, log_softmax, exp), so it differentiates, traces
+and exports to ONNX through their records. It materializes the (..., L, S) score matrix."""
 import math
 
+from ..errors import ShapeError, DTypeError
 from ..ops import creation
 from ..ops.elementwise import where
-from ..ops.reduction import mean as _mean
+from ..ops.infer import broadcast_shapes
+from ..ops.reduction import all as _all, mean as _mean
 from ..ops.shape import unsqueeze
+from ..tensor import as_tensor
 from . import functional as F
 from . import init
 from .linear import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["MultiheadAttention", "scaled_dot_product_attention"]
+
+_NEG_INF = float("-inf")
+
+
+def _causal_allowed(tgt_len, src_len, device):
+    """PyTorch's is_causal mask: ones(L, S).tril(), aligned top-left (row i may see columns 0..i)."""
+    rows = creation.arange(tgt_len, device=device).reshape(tgt_len, 1)
+    return creation.arange(src_len, device=device).reshape(1, src_len) <= rows
+
+
+def _add_mask(scores, mask):
+    """Bool masks: True may attend (others get -inf); float masks are added to the scores."""
+    if mask.dtype.kind == "b":
+        return where(mask, scores, _NEG_INF)
+    return scores + mask
+
+
+def _attend(q, k, v, masks, scale, dropout_p):
+    """softmax(q k^T * scale + masks) v, and the attention weights. A row every key of which is
+    masked out gets weight 0 (PyTorch's safe softmax) rather than NaN."""
+    scores = (q @ k.mT) * scale
+    for m in masks:
+        scores = _add_mask(scores, m)
+    if masks:
+        dead = _all(scores == _NEG_INF, axis=-1, keepdims=True)
+        attn = where(dead, 0.0, F.softmax(where(dead, 0.0, scores), dim=-1))
+    else:
+        attn = F.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        attn = F.dropout(attn, dropout_p, training=True)
+    return attn @ v, attn
+
+
+def _repeat_heads(x, groups):
+    """(..., Hk, S, E) -> (..., Hk * groups, S, E), each head repeated `groups` times in place
+    (repeat_interleave on dim -3, written as expand + reshape)."""
+    if groups == 1:
+        return x
+    shape = tuple(x.shape)
+    lead, hk, rest = shape[:-3], shape[-3], shape[-2:]
+    x = unsqueeze(x, -3).expand(*lead, hk, groups, *rest)
+    return x.reshape(*lead, hk * groups, *rest)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False):
+    """PyTorch's F.scaled_dot_product_attention: softmax(Q K^T * scale + mask) V.
+
+    query (N, ..., L, E), key (N, ..., S, E), value (N, ..., S, Ev) -> (N, ..., L, Ev); the leading
+    dims broadcast. scale defaults to 1 / sqrt(E). attn_mask broadcasts to (N, ..., L, S): a bool mask
+    says True where a query may attend, a float mask is added to the scores. is_causal applies
+    ones(L, S).tril() (top-left aligned when L != S) and excludes attn_mask. Dropout with
+    probability dropout_p is applied to the weights whenever dropout_p > 0, as in PyTorch (pass
+    `dropout_p if self.training else 0.0`). enable_gqa lets key/value have fewer heads (dim -3)
+    than query, each then serving query.size(-3) // key.size(-3) query heads.
+    A query row with every key masked out gives zeros."""
+    op = "scaled_dot_product_attention"
+    query = as_tensor(query)
+    key, value = as_tensor(key, like=query), as_tensor(value, like=query)
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.ndim < 2:
+            raise ShapeError(f"{op}: {name} must have at least 2 dims (..., length, features), got shape "
+                             f"{tuple(t.shape)}")
+        if t.dtype.kind != "f":
+            raise DTypeError(f"{op}: {name} must be a floating tensor, got dtype {t.dtype}")
+    qs, ks, vs = tuple(query.shape), tuple(key.shape), tuple(value.shape)
+    if qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+        raise ShapeError(f"{op}: query (..., L, E) {qs}, key (..., S, E) {ks} and value (..., S, Ev) {vs} "
+                         f"disagree (query and key need the same E, key and value the same S)")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
+    if enable_gqa and query.ndim >= 3 and key.ndim >= 3 and qs[-3] != ks[-3]:
+        if ks[-3] != vs[-3] or qs[-3] % ks[-3]:
+            raise ShapeError(f"{op}: with enable_gqa the query's heads (dim -3 of {qs}) must be a multiple of "
+                             f"the key's and value's (dim -3 of {ks} and {vs})")
+        groups = qs[-3] // ks[-3]
+        key, value = _repeat_heads(key, groups), _repeat_heads(value, groups)
+    try:
+        broadcast_shapes(op, qs[:-2], tuple(key.shape)[:-2], tuple(value.shape)[:-2])
+    except ShapeError:
+        raise ShapeError(f"{op}: the leading (batch, head) dims of query {qs}, key {ks} and value {vs} do not "
+                         f"broadcast" + ("" if enable_gqa else " (fewer key/value heads need enable_gqa=True)")) from None
+    tgt_len, src_len = qs[-2], ks[-2]
+    masks = []
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError(f"{op}: an explicit attn_mask must not be given with is_causal=True")
+        masks.append(_causal_allowed(tgt_len, src_len, query.device))
+    if attn_mask is not None:
+        attn_mask = as_tensor(attn_mask, like=query)
+        ms = tuple(attn_mask.shape)
+        ok = attn_mask.ndim <= max(query.ndim, 2) and all(
+            a in (1, b) for a, b in zip(ms[::-1], (src_len, tgt_len) + tuple(qs[-3::-1])))
+        if not ok:
+            raise ShapeError(f"{op}: attn_mask of shape {ms} does not broadcast to the scores' shape "
+                             f"{qs[:-2] + (tgt_len, src_len)}")
+        if attn_mask.dtype.kind not in "bf":
+            raise DTypeError(f"{op}: attn_mask must be bool or floating, got dtype {attn_mask.dtype}")
+        if attn_mask.dtype.kind == "f" and attn_mask.dtype != query.dtype:
+            attn_mask = attn_mask.astype(query.dtype)
+        masks.append(attn_mask)
+    scale = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
+    out, _ = _attend(query, key, value, masks, scale, float(dropout_p))
+    return out
 
 
 class MultiheadAttention(Module):
@@ -102,20 +212,20 @@ class MultiheadAttention(Module):
         q = heads(query, wq, bq, tgt_len)
         k = heads(key, wk, bk, src_len)
         v = heads(value, wv, bv, src_len)
-        scores = (q * (1.0 / math.sqrt(d))) @ k.mT                               # (N, H, L, S)
+        # MultiheadAttention's bool masks say True where a query may NOT attend (the opposite of
+        # scaled_dot_product_attention's), so they are inverted before the shared attention core
+        masks = []
         if attn_mask is None and is_causal:
-            rows = creation.arange(tgt_len, device=query.device).reshape(tgt_len, 1)
-            attn_mask = creation.arange(src_len, device=query.device).reshape(1, src_len) > rows
+            masks.append(_causal_allowed(tgt_len, src_len, query.device))
         if attn_mask is not None:
-            scores = _masked(scores, self._mask_shape(attn_mask, n, tgt_len, src_len))
+            masks.append(_allowed(self._mask_shape(attn_mask, n, tgt_len, src_len)))
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (n, src_len):
                 raise self._input_error(f"shape {(n, src_len)}", key_padding_mask, what="key_padding_mask")
-            scores = _masked(scores, key_padding_mask.reshape(n, 1, 1, src_len))
-        attn = F.softmax(scores, dim=-1)
-        if self.dropout > 0.0:
-            attn = F.dropout(attn, self.dropout, training=self.training)
-        out = (attn @ v).permute(0, 2, 1, 3).reshape(n, tgt_len, self.embed_dim)
+            masks.append(_allowed(key_padding_mask.reshape(n, 1, 1, src_len)))
+        p = self.dropout if self.training else 0.0
+        out, attn = _attend(q, k, v, masks, 1.0 / math.sqrt(d), p)                 # (N, H, L, D)
+        out = out.permute(0, 2, 1, 3).reshape(n, tgt_len, self.embed_dim)
         out = self.out_proj(out)
         if unbatched:
             out = out.squeeze(0)
@@ -138,7 +248,5 @@ class MultiheadAttention(Module):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
 
 
-def _masked(scores, mask):
-    if mask.dtype.kind == "b":
-        return where(mask, float("-inf"), scores)
-    return scores + mask
+def _allowed(mask):
+    return mask.logical_not() if mask.dtype.kind == "b" else mask

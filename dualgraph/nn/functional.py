@@ -218,3 +218,8 @@ def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
 
 __all__ += ["l1_loss", "mse", "bce_with_logits"]
 _ = norm_axes
+
+# attention lives with MultiheadAttention (which imports this module, so it is bound last)
+from .attention import scaled_dot_product_attention  # noqa: E402
+
+__all__ += ["scaled_dot_product_attention"]
