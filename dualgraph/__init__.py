@@ -38,11 +38,18 @@ from .ops.indexing import embedding, gather, index_put, index_select, one_hot, t
 from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)
-from . import data, optim  # noqa: F401
+from . import optim, utils  # noqa: F401
+from .utils import data  # noqa: F401  (dg.data is dg.utils.data, importable as dualgraph.data too)
+import sys as _sys
+_sys.modules[__name__ + ".data"] = data
 from .serialization import CheckpointError, load, save  # noqa: F401
 from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_loop, function,  # noqa: F401
                        while_loop)
 from . import onnx, static  # noqa: F401
+from . import accelerator, backends, cuda  # noqa: F401
+from .backends import (are_deterministic_algorithms_enabled, get_float32_matmul_precision,  # noqa: F401
+                       is_deterministic_algorithms_warn_only_enabled, set_float32_matmul_precision,
+                       use_deterministic_algorithms)
 
 nll = nll_loss
 clone = copy
@@ -54,3 +61,13 @@ def is_tensor(x):
 
 def get_default_dtype():
     return _dtypes.DEFAULT_FLOAT
+
+
+def set_default_dtype(d):
+    """Make `d` (float16, float32 or float64) the dtype of tensors made from Python floats and of float
+    results of integer inputs, as torch.set_default_dtype. Process-wide, like PyTorch's."""
+    dt = _dtypes.resolve(d)
+    if dt is None or dt not in _dtypes.FLOATS:
+        raise DTypeError(f"set_default_dtype: only floating dtypes ({', '.join(map(str, _dtypes.FLOATS))}) can be "
+                         f"the default, got {d}")
+    _dtypes.DEFAULT_FLOAT = dt

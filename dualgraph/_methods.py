@@ -15,8 +15,12 @@ def _bools(a, b):
     return all(isinstance(x, bool) or getattr(getattr(x, "dtype", None), "kind", "") == "b" for x in (a, b))
 
 
-def _to(t, device=None, dtype=None):
-    """Move to a device and/or cast; `t.to('gpu')`, `t.to(dg.float64)`, `t.to('cpu', 'float16')`."""
+def _to(t, device=None, dtype=None, non_blocking=False, copy=False):
+    """Move to a device and/or cast; `t.to('gpu')`, `t.to('cuda')`, `t.to(dg.float64)`, `t.to('cpu', 'float16')`,
+    `t.to(other)` (other's device and dtype). `non_blocking` is accepted for PyTorch's signature (cupy copies
+    between host and GPU synchronously); `copy=True` returns a new tensor even when nothing changes."""
+    if isinstance(device, Tensor):
+        device, dtype = device._device, device.dtype
     if device is not None and not isinstance(device, str) and not hasattr(device, "xp"):
         device, dtype = None, device  # t.to(dg.float64)
     if isinstance(device, str) and device not in ("cpu",) and not device.startswith(("gpu", "cuda")):
@@ -28,6 +32,8 @@ def _to(t, device=None, dtype=None):
         dev = _parse_device(device)
         if dev is not out._device:
             out = sh.to_device_op(out, dev)
+    if copy and out is t:
+        out = t.clone()
     return out
 
 
@@ -116,3 +122,19 @@ def _bind():
 
 
 _bind()
+
+
+def _bind_mxnet():
+    """MXNet's NDArray methods that PyTorch's Tensor lacks (asscalar, as_in_context, context, ...)."""
+    from .nd import ndarray as nd_methods
+    for name, fn in nd_methods.BIND.items():
+        setattr(Tensor, name, fn)
+    for name, fn in nd_methods.PROPERTIES.items():
+        setattr(Tensor, name, property(fn))
+    if not hasattr(Tensor, "copy"):
+        Tensor.copy = ew.copy
+    if not hasattr(Tensor, "norm"):
+        Tensor.norm = nd_methods.norm
+
+
+_bind_mxnet()

@@ -75,10 +75,12 @@ def device(spec):
     if name.startswith("gpu"):
         index = int(name.split(":", 1)[1]) if ":" in name else 0
         if _cupy is None:
-            raise DeviceError(f"device '{spec}' needs cupy and a GPU; cupy is not available here "
-                              f"(pip install 'dualgraph[gpu]'), use device='cpu'")
+            raise DeviceError(f"device '{spec}' (dualgraph's GPU device) needs cupy and a GPU; cupy is not "
+                              f"available here (pip install 'dualgraph[gpu]'), use device='cpu' "
+                              f"(dg.cuda.is_available() says whether a GPU can be used)")
         if index >= _GPU_COUNT:
-            raise DeviceError(f"device '{spec}' does not exist: {_GPU_COUNT} GPU(s) visible")
+            raise DeviceError(f"device '{spec}' does not exist: {_GPU_COUNT} GPU(s) visible "
+                              f"(dg.cuda.device_count())")
         dev = Device("gpu", index, _cupy)
         _DEVICES[name] = _DEVICES[f"gpu:{index}"] = dev
         return dev
@@ -127,10 +129,22 @@ def erf(xp, x):
     return _erf(x).astype(x.dtype, copy=False)
 
 
+# dg.use_deterministic_algorithms(mode, warn_only=...): [mode, warn_only]
+DETERMINISTIC = [False, False]
+
+
 def scatter_add(xp, out, index, values):
     """out[index] += values with repeated indices accumulating (numpy's add.at; cupyx on the GPU)."""
     if xp is numpy:
         numpy.add.at(out, index, values)
     else:
+        if DETERMINISTIC[0] and out.dtype.kind in "fc":
+            # cupyx accumulates with atomics: float sums then vary from run to run in their last bits
+            msg = (f"scatter_add on the GPU ({out.dtype}, shape {tuple(out.shape)}) accumulates with atomic adds, "
+                   f"whose order varies between runs, and dg.use_deterministic_algorithms(True) is set")
+            if not DETERMINISTIC[1]:
+                raise DeviceError(msg + "; compute it on the CPU or turn the setting off")
+            import warnings
+            warnings.warn(msg, UserWarning, stacklevel=3)
         import cupyx
         cupyx.scatter_add(out, index, values)

@@ -298,7 +298,12 @@ class Tensor:
     def gpu(self, index=0):
         return self.to(f"gpu:{index}")
 
-    cuda = gpu
+    def cuda(self, device=None, non_blocking=False):
+        """This tensor on the GPU (dualgraph's 'gpu' device): `device` is None (GPU 0), an index, 'cuda:N'
+        or a device; DeviceError without a GPU."""
+        if device is None or (isinstance(device, int) and not isinstance(device, bool)):
+            device = f"gpu:{device or 0}"
+        return self.to(device)
 
     # ---- in-place operations (bump the version counter) -------------------------------------
     def _check_inplace(self, what):

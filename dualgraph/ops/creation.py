@@ -80,9 +80,9 @@ def _traced_filled(value, shape, dt, dev, requires_grad):
     return out
 
 
-def _new(fill, shape, dtype, device, requires_grad, default=_dt.DEFAULT_FLOAT, value=None, name=None):
+def _new(fill, shape, dtype, device, requires_grad, default=None, value=None, name=None):
     dev = _device(device)
-    dt = _dt.resolve(dtype) or default
+    dt = _dt.resolve(dtype) or default or _dt.DEFAULT_FLOAT  # read per call: dg.set_default_dtype changes it
     shape = _shape(shape)
     if _symbolic(shape):
         if value is None:
