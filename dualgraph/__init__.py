@@ -30,6 +30,8 @@ from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, di
 from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean, min, prod,
                             std, sum, var)
 from .ops.linalg import dot, einsum, matmul, mm
+from .ops.linalg import det, inv as inverse, torch_cross as cross, torch_norm as norm
+from . import linalg  # noqa: F401
 from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,
                         moveaxis, narrow, pad, permute, repeat, reshape, split, squeeze, stack, swapaxes,
                         tile, transpose, unsqueeze, view)

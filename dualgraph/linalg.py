@@ -1,0 +1,25 @@
+"""dg.linalg: torch.linalg's names and meanings, batched over leading dims, with gradients.
+
+    import dualgraph as dg
+    x = dg.linalg.solve(A, b)
+    U, S, Vh = dg.linalg.svd(A, full_matrices=False)
+
+The ops live in dualgraph/ops/linalg.py (one record each, forward on the backend's LAPACK). Conventions
+to know when comparing with other libraries:
+  - qr: LAPACK's Householder QR (as numpy and PyTorch): R's diagonal may be negative; Q and R are unique
+    only up to those signs.
+  - svd / eigh: each singular-vector pair (u_i, v_i) and each eigenvector is unique only up to sign (and up
+    to a rotation within a repeated value). S is descending, eigh's eigenvalues ascending. Their gradients
+    are defined for distinct values; functions that do not depend on the signs (U diag(S) Vh, projectors
+    v v^T, the values themselves) are the meaningful things to differentiate.
+  - eigh reads only the triangle UPLO of its input, and its gradient (like PyTorch's) is not symmetrised:
+    differentiate a function of a symmetric matrix.
+ONNX export: det, slogdet (float32, ONNX Det), the vector norms and the 'fro'/1/inf matrix norms lower to
+ONNX; inv, solve, cholesky, qr, svd, eigh, pinv (and the norms built on svd) have no ONNX operator and
+name themselves in the export error.
+"""
+from .ops.linalg import (LinAlgError, cholesky, cross, det, eigh, eigvalsh, inv, matmul, matrix_norm,  # noqa: F401
+                         matrix_rank, norm, pinv, qr, slogdet, solve, svd, svdvals, vector_norm)
+
+__all__ = ["LinAlgError", "cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "matmul", "matrix_norm",
+           "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd", "svdvals", "vector_norm"]
