@@ -70,6 +70,9 @@ def torch_flags(foreach=None, capturable=False, differentiable=False, fused=None
 
 
 class Optimizer:
+    # per-parameter state entries that are 0-d float32 tensors, not tensors shaped like the parameter
+    _scalar_state = ("step",)
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.state = {}          # param -> dict of state tensors
@@ -206,10 +209,10 @@ class Optimizer:
             for name, value in st.items():
                 if isinstance(value, Tensor) or hasattr(value, "shape"):
                     t = Tensor(value, device=p.device)  # a copy on the parameter's device
-                    if name != "step" and t.shape != p.shape:
+                    if name not in self._scalar_state and t.shape != p.shape:
                         raise ValueError(f"loaded state {name!r} of parameter {i} has shape {tuple(t.shape)}, "
                                          f"the parameter has shape {tuple(p.shape)}")
-                    if t.dtype.kind == "f" and name != "step":
+                    if t.dtype.kind == "f" and name not in self._scalar_state:
                         t = t.astype(p.dtype)
                     value = t
                 entry[name] = value
