@@ -19,8 +19,9 @@ _ERR = "default_collate: batch must contain tensors, numpy arrays, numbers, dict
 
 
 def _from_host(arr):
-    """A fresh host array as a Tensor without another copy."""
-    return from_numpy(_np.ascontiguousarray(arr))
+    """A host array as a Tensor, without a copy when it is already C-contiguous (0-d stays 0-d)."""
+    arr = _np.asarray(arr)
+    return from_numpy(arr if arr.flags.c_contiguous else _np.ascontiguousarray(arr))
 
 
 def _stack_tensors(batch):

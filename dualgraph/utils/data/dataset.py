@@ -13,8 +13,8 @@ import warnings
 
 import numpy as _np
 
-from ...ops.creation import from_numpy
 from ...tensor import Tensor, _make, as_tensor
+from .collate import _from_host
 from .sampler import as_generator, rng_of
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "ConcatDataset", "ChainDataset",
@@ -80,7 +80,7 @@ def _rows(t, indices):
         if t.requires_grad:  # autograd must see the selection, as it sees stacking the rows
             return t[as_tensor(idx, like=t)]
         return _make(t._data[t.device.xp.asarray(idx)], t.device)
-    return from_numpy(_np.ascontiguousarray(t[idx]))
+    return _from_host(t[idx])
 
 
 class StackDataset(Dataset):
