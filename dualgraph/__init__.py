@@ -37,6 +37,11 @@ from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, e
                         tile, transpose, unsqueeze, view)
 from .ops.gather import nonzero, scatter_add
 from .ops.indexing import embedding, gather, index_put, index_select, one_hot, take_along_axis
+from .ops.selection import (argsort, cummax, cummin, cumprod, index_add, index_fill, kthvalue,  # noqa: F811
+                            masked_fill, masked_select, max, median, min, msort, multinomial,
+                            repeat_interleave, roll, scatter, scatter_add, sort, take, topk, tril, triu)
+from .ops.selection import where_ as where  # noqa: F811  (where(cond) alone: a tuple, as PyTorch)
+from . import return_types  # noqa: F401
 from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)
@@ -48,7 +53,11 @@ from .serialization import CheckpointError, load, save  # noqa: F401
 from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_loop, function,  # noqa: F401
                        while_loop)
 from . import onnx, static  # noqa: F401
+from . import gluon, nd  # noqa: F401  (MXNet's Gluon and NDArray API)
+from .gluon import init, metric  # noqa: F401  (mx.init, mx.metric)
+from .nd import context, cpu, gpu  # noqa: F401  (mx.cpu(), mx.gpu(), mx.context.num_gpus())
 from . import accelerator, backends, cuda  # noqa: F401
+from ._printing import get_printoptions, printoptions, set_printoptions  # noqa: F401
 from .backends import (are_deterministic_algorithms_enabled, get_float32_matmul_precision,  # noqa: F401
                        is_deterministic_algorithms_warn_only_enabled, set_float32_matmul_precision,
                        use_deterministic_algorithms)

@@ -374,17 +374,9 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self):
-        body = _np.array2string(to_host(self._data), separator=", ", prefix="tensor(")
-        extras = []
-        if self.dtype not in (_dt.float32, _dt.int64, _dt.bool_):
-            extras.append(f"dtype={self.dtype}")
-        if self._device is not CPU:
-            extras.append(f"device='{self._device}'")
-        if self._grad_fn is not None:
-            extras.append(f"grad_fn=<{self._grad_fn.name()}>")
-        elif self._requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+        from ._printing import tensor_repr  # PyTorch's layout and number formats (dualgraph/_printing.py)
+        return tensor_repr(to_host(self._data), self.dtype, None if self._device is CPU else self._device,
+                           None if self._grad_fn is None else self._grad_fn.name(), self._requires_grad)
 
     __str__ = __repr__
 

@@ -236,7 +236,7 @@ def test_mixing_devices_raises_naming_both():
 
 def test_repr():
     assert repr(dg.tensor([1.0, 2.0])) == "tensor([1., 2.])"
-    assert repr(dg.tensor([1.0], dtype="float64")) == "tensor([1.], dtype=float64)"
+    assert repr(dg.tensor([1.0], dtype="float64")) == "tensor([1.], dtype=dualgraph.float64)"
     assert "requires_grad=True" in repr(dg.tensor([1.0], requires_grad=True))
     assert "grad_fn=<MulBackward0>" in repr(dg.tensor([1.0], requires_grad=True) * 2)
 
@@ -447,10 +447,13 @@ def test_axis_and_dim_spellings_agree(name):
     np.testing.assert_allclose(host(getattr(t, name)()), ref_fn(n), rtol=1e-5, atol=1e-6)
 
 
-def test_max_with_axis_returns_values_only():
+def test_max_with_numpy_axis_returns_values_only():
+    """PyTorch's dim (max(x, 1), max(dim=1)) gives (values, indices), tested in test_selection_ops.py;
+    numpy's and MXNet's axis= keeps giving the values."""
     t = dg.tensor([[1.0, 5.0], [7.0, 2.0]])
-    m = t.max(dim=1)
+    m = t.max(axis=1)
     assert isinstance(m, dg.Tensor) and m.tolist() == [5.0, 7.0]
+    assert t.max(dim=1).values.tolist() == [5.0, 7.0] and t.max(1).indices.tolist() == [1, 0]
     assert t.argmax(dim=1).tolist() == [1, 0]
 
 
