@@ -28,7 +28,7 @@ with g.as_default():
     logits = dg.relu(X @ W1 + b1) @ W2 + b2
     loss = dg.cross_entropy(logits, T)
     accuracy = dg.mean((dg.argmax(logits, axis=1) == T).astype("float32"))
-    train = st.AdamOptimizer(0.05).minimize(loss)
+    train = st.train.AdamOptimizer(0.05).minimize(loss)
 
 with st.Session(g) as sess:
     for step in range(101):

@@ -156,7 +156,7 @@ def test_training_loop_with_session_fits_linear_regression():
         w = st.Variable(np.zeros((3, 1), np.float32), name="w")
         b = st.Variable(np.zeros(1, np.float32), name="b")
         loss = dg.mean((X @ w + b - Y) ** 2)
-        train = st.GradientDescentOptimizer(0.1).minimize(loss)
+        train = st.train.GradientDescentOptimizer(0.1).minimize(loss)
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((64, 3)).astype(np.float32)
     ys = xs @ np.array([[1.0], [2.0], [-1.0]], np.float32) + 0.5
@@ -176,7 +176,7 @@ def test_gradient_descent_step_equals_hand_computed_update():
     with g.as_default():
         w = st.Variable(np.array([1.0, -2.0], np.float32), name="w")
         loss = dg.sum(w * w)
-        step = st.GradientDescentOptimizer(0.25).minimize(loss)
+        step = st.train.GradientDescentOptimizer(0.25).minimize(loss)
     with st.Session(g) as sess:
         sess.run(step)
         np.testing.assert_allclose(sess.run(w), [1.0 - 0.25 * 2.0, -2.0 + 0.25 * 4.0])
@@ -187,8 +187,8 @@ def test_adam_and_momentum_match_reference_formulas():
     with g.as_default():
         w = st.Variable(np.array([0.5, -1.0], np.float32), name="w")
         v = st.Variable(np.array([0.5, -1.0], np.float32), name="v")
-        adam = st.AdamOptimizer(0.1).minimize(dg.sum(w * w), var_list=[w])
-        mom = st.MomentumOptimizer(0.1, 0.9).minimize(dg.sum(v * v), var_list=[v])
+        adam = st.train.AdamOptimizer(0.1).minimize(dg.sum(w * w), var_list=[w])
+        mom = st.train.MomentumOptimizer(0.1, 0.9).minimize(dg.sum(v * v), var_list=[v])
     ref_w, m, s = np.array([0.5, -1.0]), np.zeros(2), np.zeros(2)
     ref_v, acc = np.array([0.5, -1.0]), np.zeros(2)
     with st.Session(g) as sess:
