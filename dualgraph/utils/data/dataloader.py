@@ -312,8 +312,10 @@ class _MultiProcessIter(_BaseIter):
             dead = [w for i, w in enumerate(self._workers) if self._workers_status[i] and not w.is_alive()]
             if dead:
                 self._shutdown_workers()
-                desc = ", ".join(f"pid {w.pid}, exit code {w.exitcode}" for w in dead)
-                raise RuntimeError(f"DataLoader worker ({desc}) exited unexpectedly") from None
+                pids = ", ".join(str(w.pid) for w in dead)
+                how = ", ".join(f"killed by signal {-w.exitcode}" if w.exitcode < 0 else f"exit code {w.exitcode}"
+                                for w in dead)
+                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly ({how})") from None
             return False, None
         return True, (idx, payload if payload is None else pickle.loads(payload))
 
