@@ -50,8 +50,7 @@ def array(source_array, ctx=None, dtype=None):
     """A new NDArray with a copy of `source_array`; float32 unless `dtype` is given or the source is
     an NDArray (whose dtype is kept), as MXNet's nd.array (numpy int64 arrays become float32 too)."""
     if isinstance(source_array, Tensor):
-        out = source_array.detach().astype(_dtype(dtype, source_array.dtype))
-        out = out if out is not source_array else _ew.copy(out)
+        out = _ew.copy(source_array.detach()).astype(_dtype(dtype, source_array.dtype))
         return out.to(_ctx(ctx)) if ctx is not None else out
     arr = _np.array(source_array, dtype=_dt.resolve(_dtype(dtype)))
     return _cr.tensor(arr, device=_ctx(ctx))
