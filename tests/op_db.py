@@ -34,6 +34,7 @@ from scipy import special as sp
 import dualgraph as dg
 import dualgraph.nn.functional as F
 from dualgraph.ops import kernels as _kernel_ops
+from dualgraph.ops import rnn as _rnn_ops
 from dualgraph.ops.registry import Op as _Op
 
 FLOAT = ("float32", "float64")
@@ -401,6 +402,43 @@ def np_bce_with_logits(x, t, weight=None, reduction="mean", pos_weight=None):
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def np_recurrent(kind, x, h0, *rest, reverse=False, nonlinearity="tanh"):
+    """One recurrent layer (PyTorch's equations, gates i,f,g,o / r,z,n) one step at a time: (y, h_n[, c_n])."""
+    c = rest[0] if kind == "lstm" else None
+    w_ih, w_hh, b_ih, b_hh = (a.astype(np.float64) for a in rest[-4:])
+    h, H = h0.astype(np.float64), h0.shape[-1]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    ys = [None] * len(x)
+    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        gi, gh = x[t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+        if kind == "lstm":
+            g = gi + gh
+            c = sig(g[:, H:2 * H]) * c + sig(g[:, :H]) * np.tanh(g[:, 2 * H:3 * H])
+            h = sig(g[:, 3 * H:]) * np.tanh(c)
+        elif kind == "gru":
+            r, z = sig(gi[:, :H] + gh[:, :H]), sig(gi[:, H:2 * H] + gh[:, H:2 * H])
+            n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+            h = (1 - z) * n + z * h
+        else:
+            h = np.tanh(gi + gh) if nonlinearity == "tanh" else np.maximum(gi + gh, 0)
+        ys[t] = h
+    dt = x.dtype
+    out = (np.stack(ys).astype(dt), h.astype(dt))
+    return out + (c.astype(dt),) if kind == "lstm" else out
+
+
+def _recurrent_samples(kind):
+    G = {"lstm": 4, "gru": 3}.get(kind, 1)
+
+    def samples(make):
+        def case(T, B, I, H, **kw):
+            state = (make(B, H),) * (2 if kind == "lstm" else 1)
+            return Sample((make(T, B, I), *state, make(G * H, I), make(G * H, H), make(G * H), make(G * H)), kw,
+                          desc=f"T={T}" + (" reverse" if kw.get("reverse") else ""))
+        return [case(4, 2, 3, 2), case(3, 1, 2, 3, reverse=True), case(1, 2, 2, 2)]
+    return samples
 
 
 def np_gelu(x, approximate="none"):
@@ -940,6 +978,16 @@ OP_DB = [
     OpInfo("softmax", lambda x, **k: F.softmax(x, **k), lambda x, axis=-1, dim=None: np_softmax(x, axis if dim is None else dim),
            lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"axis": 1}), Sample((make(2, 3),), {"dim": 0}),
                          Sample((make(2, 3, low=-200, high=200),), desc="large logits", grad=False)], second_order=True),
+    # -- recurrent layers: one primitive per (layer, direction) over the whole sequence --
+    OpInfo("lstm", lambda *a, **k: _rnn_ops.lstm_layer(*a, **k), lambda *a, **k: np_recurrent("lstm", *a, **k),
+           _recurrent_samples("lstm"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+    OpInfo("gru", lambda *a, **k: _rnn_ops.gru_layer(*a, **k), lambda *a, **k: np_recurrent("gru", *a, **k),
+           _recurrent_samples("gru"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+    OpInfo("rnn_tanh", lambda *a, **k: _rnn_ops.rnn_layer(*a, **k), lambda *a, **k: np_recurrent("rnn", *a, **k),
+           _recurrent_samples("rnn"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+    OpInfo("rnn_relu", lambda *a, **k: _rnn_ops.rnn_layer(*a, nonlinearity="relu", **k),
+           lambda *a, **k: np_recurrent("rnn", *a, nonlinearity="relu", **k),
+           _recurrent_samples("rnn"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
     OpInfo("log_softmax", lambda x, **k: F.log_softmax(x, **k),
            lambda x, axis=-1, dim=None: np_log_softmax(x, axis if dim is None else dim),
            lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"dim": 1}),

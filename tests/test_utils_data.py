@@ -345,6 +345,13 @@ def test_loader_arguments_torch_free():
         DataLoader(TensorDataset(X, Y), prefetch_factor=2)
     with pytest.raises(TypeError, match="__getitem__"):
         DataLoader(object())
+
+    class NoItems(Dataset):
+        pass
+
+    with pytest.raises(TypeError, match="NoItems is not a dataset"):
+        DataLoader(NoItems())
+    assert len(iter(DataLoader(Stream(7), batch_size=3))) == 3
     with pytest.warns(UserWarning, match="pin"):
         loader = DataLoader(TensorDataset(X, Y), batch_size=13, pin_memory=True)
     assert plain(next(iter(loader)))[1][0] == ("T", "float32", X.tolist())

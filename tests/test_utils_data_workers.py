@@ -256,10 +256,9 @@ def test_worker_argument_errors():
     with pytest.raises(ValueError, match="multiprocessing_context should be one of"):
         DataLoader(Pid(), num_workers=2, multiprocessing_context="threads")
     assert plain(DataLoader(Pid(), batch_size=3, num_workers=2, prefetch_factor=1))[0][0] == [0, 1, 2]
+    too_many = len(os.sched_getaffinity(0)) + 1
+    with pytest.warns(UserWarning, match=f"create {too_many} worker processes"):
+        DataLoader(Pid(), num_workers=too_many)  # no worker starts before iteration
+    it = iter(DataLoader(Pid(), batch_size=4, num_workers=2))
+    assert len(it) == 2 and len(list(it)) == 2
 
-
-def test_spawned_workers_get_a_pickled_dataset():
-    # spawn (the default on macOS and Windows) hands the worker the dataset by pickling, and the worker
-    # imports dualgraph itself: one worker, the one test that pays for that import
-    loader = DataLoader(TensorDataset(X, Y), batch_size=7, num_workers=1, multiprocessing_context="spawn")
-    assert plain(loader) == plain(DataLoader(TensorDataset(X, Y), batch_size=7))

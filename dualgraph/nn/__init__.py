@@ -1,4 +1,6 @@
 """dg.nn: modules, parameters, layers, losses and initializers (PyTorch's API), and the functional ops."""
+import sys as _sys
+
 from . import functional, init, utils  # noqa: F401
 from .module import (Module, ModuleDict, ModuleList, Parameter, RemovableHandle, Sequential,  # noqa: F401
                      StateDictError)
@@ -8,4 +10,10 @@ from .norm import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
 from .activation import (ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid, SiLU,  # noqa: F401
                          Softmax, Softplus, Tanh)
 from .attention import MultiheadAttention  # noqa: F401
+from .rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: F401
+
+# torch.nn.utils.rnn's names (pad_sequence) live in nn/rnn.py; `from dualgraph.nn.utils.rnn import ...`
+# finds that module here
+utils.rnn = rnn
+_sys.modules[__name__ + ".utils.rnn"] = rnn

@@ -365,9 +365,9 @@ def _grad_onnx(op):
 
 # ---- records -------------------------------------------------------------------------------------
 
-LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, onnx=_grad_onnx("lstm"))
-GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, onnx=_grad_onnx("gru"))
-RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, onnx=_grad_onnx("rnn"))
+LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, saves_output=True, onnx=_grad_onnx("lstm"))
+GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("gru"))
+RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("rnn"))
 LSTM = defop("lstm", _lstm_forward, _infer_layer("lstm", 2), _layer_vjp(LSTM_GRAD), n_out=3, saves_output=True,
              grad_name="LstmBackward0", onnx=_native_onnx("lstm"))
 GRU = defop("gru", _gru_forward, _infer_layer("gru", 1), _layer_vjp(GRU_GRAD), n_out=2, saves_output=True,

@@ -11,6 +11,7 @@ keeping prefetch_factor batches per worker in flight; batches come back in the s
 import itertools
 import multiprocessing
 import numbers
+import os
 import pickle
 import queue
 import warnings
@@ -82,8 +83,9 @@ class DataLoader:
                                      f"got {name}={value!r}")
         else:
             if not hasattr(dataset, "__getitem__"):
-                raise TypeError(f"DataLoader needs a dataset with __getitem__ (map-style) or an IterableDataset, "
-                                f"got {type(dataset).__name__}")
+                raise TypeError(f"DataLoader: {type(dataset).__name__} is not a dataset: a map-style dataset defines "
+                                f"__getitem__ (and __len__ for the default samplers); a stream subclasses "
+                                f"IterableDataset and defines __iter__")
             shuffle = bool(shuffle)
             if shuffle and sampler is not None:
                 raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
@@ -131,6 +133,7 @@ class DataLoader:
         self.device = device
         self._iterable = iterable
         self._iterator = None
+        _check_worker_number(self.num_workers)
         if pin_memory:
             if gpu_available():
                 warnings.warn("DataLoader(pin_memory=True): dualgraph does not allocate page-locked host memory; "
@@ -174,12 +177,7 @@ class DataLoader:
         return self.batch_sampler if self._auto_collation else self.sampler
 
     def __len__(self):
-        if self._iterable:
-            n = len(self.dataset)
-            if self.batch_size is not None:
-                n = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-            return n
-        return len(self._index_sampler)
+        return _length(self._iterable, self.dataset, self._index_sampler, self.batch_size, self.drop_last)
 
     def __iter__(self):
         if self.num_workers == 0:
@@ -203,6 +201,30 @@ class DataLoader:
         return int(rng.integers(0, 2 ** 62))
 
 
+def _length(iterable, dataset, index_sampler, batch_size, drop_last):
+    if iterable:
+        n = len(dataset)
+        if batch_size is not None:
+            n = n // batch_size if drop_last else -(-n // batch_size)
+        return n
+    return len(index_sampler)
+
+
+def _check_worker_number(num_workers):
+    if num_workers == 0:
+        return
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count()
+    if cpus is not None and num_workers > cpus:
+        warnings.warn(f"This DataLoader will create {num_workers} worker processes in total. Our suggested max "
+                      f"number of worker in current system is {cpus}, which is smaller than what this DataLoader is "
+                      f"going to create. Please be aware that excessive worker creation might get DataLoader "
+                      f"running slow or even freeze, lower the worker number to avoid potential "
+                      f"slowness/freeze if necessary.", stacklevel=3)
+
+
 class _BaseIter:
     def __init__(self, loader):
         self._dataset = loader.dataset
@@ -214,6 +236,8 @@ class _BaseIter:
         self._device = loader.device
         self._sampler_iter = iter(self._index_sampler)
         self._num_yielded = 0
+        self._batch_size = loader.batch_size  # the iterator holds no reference to the loader (no cycle
+        # through a persistent loader's _iterator, so dropping the loader stops its workers at once)
 
     def __iter__(self):
         return self
@@ -224,7 +248,7 @@ class _BaseIter:
         return _move(batch, self._device) if self._device is not None else batch
 
     def __len__(self):
-        return len(self._index_sampler)
+        return _length(self._iterable, self._dataset, self._index_sampler, self._batch_size, self._drop_last)
 
 
 class _SingleProcessIter(_BaseIter):

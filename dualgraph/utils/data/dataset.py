@@ -24,9 +24,6 @@ __all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Conca
 class Dataset:
     """Map-style dataset: subclasses define __getitem__(index) and, for samplers that need it, __len__()."""
 
-    def __getitem__(self, index):
-        raise NotImplementedError(f"{type(self).__name__} (a Dataset) must define __getitem__")
-
     def __add__(self, other):
         return ConcatDataset([self, other])
 
@@ -34,9 +31,6 @@ class Dataset:
 class IterableDataset(Dataset):
     """A stream of samples: subclasses define __iter__. With num_workers > 0 every worker iterates its
     own copy; use get_worker_info() inside __iter__ to give each worker its share."""
-
-    def __iter__(self):
-        raise NotImplementedError(f"{type(self).__name__} (an IterableDataset) must define __iter__")
 
     def __add__(self, other):
         return ChainDataset([self, other])

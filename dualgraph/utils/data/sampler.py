@@ -36,9 +36,6 @@ class Sampler:
     def __init__(self, data_source=None):
         pass
 
-    def __iter__(self):
-        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
-
 
 class SequentialSampler(Sampler):
     """0, 1, ..., len(data_source) - 1."""
