@@ -197,7 +197,7 @@ def test_adam_and_momentum_match_reference_formulas():
             gr = 2 * ref_w
             m = 0.9 * m + 0.1 * gr
             s = 0.999 * s + 0.001 * gr * gr
-            ref_w = ref_w - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(s / (1 - 0.999 ** t)) + 1e-8)
+            ref_w = ref_w - 0.1 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(s) + 1e-8)  # TF1's form
             acc = 0.9 * acc + 2 * ref_v
             ref_v = ref_v - 0.1 * acc
         np.testing.assert_allclose(sess.run(w), ref_w, rtol=1e-5)

@@ -5,7 +5,7 @@ from ..ops import elementwise as _el
 from ..ops import reduction as _rd
 from ..ops import shape as _sh
 from .graph import StaticGraphError
-from .nn import _sigmoid_xent, _softmax_xent, _sparse_xent
+from .nn import _same_shape, _sigmoid_xent, _softmax_xent, _sparse_xent
 from .ops import _t, graph_op
 
 
@@ -22,7 +22,7 @@ def _reduce(losses, weights, what):
 
 
 def _same(what, a, b):
-    if tuple(a.shape) != tuple(b.shape):
+    if not _same_shape(a.shape, b.shape):
         raise StaticGraphError(f"{what}: labels {tuple(a.shape)} and predictions {tuple(b.shape)} must have the "
                                f"same shape")
 

@@ -4,7 +4,6 @@ import numpy as np
 
 from ..ops import creation as _cr
 from ..ops import elementwise as _el
-from ..ops import indexing as _ix
 from ..ops import reduction as _rd
 from ..ops import shape as _sh
 from ..nn import functional as _F
@@ -98,6 +97,11 @@ def l2_loss(t):
     return _rd.sum(x * x) / 2
 
 
+def _same_shape(a, b):
+    """Shapes that can agree at run time: equal sizes, or a size unknown until then on either side."""
+    return len(a) == len(b) and all(x == y or not isinstance(x, int) or not isinstance(y, int) for x, y in zip(a, b))
+
+
 def _keyword_only(name, args):
     if args:
         raise StaticGraphError(f"Only call `{name}` with named arguments (labels=..., logits=..., ...)")
@@ -112,7 +116,7 @@ def _pair(name, labels, logits):
 @graph_op
 def _sigmoid_xent(labels, logits):
     z, x = _pair("sigmoid_cross_entropy_with_logits", labels, logits)
-    if tuple(z.shape) != tuple(x.shape):
+    if not _same_shape(z.shape, x.shape):
         raise StaticGraphError(f"sigmoid_cross_entropy_with_logits: labels {tuple(z.shape)} and logits "
                                f"{tuple(x.shape)} must have the same shape")
     return _el.relu(x) - x * z.astype(x.dtype) + _el.log1p(_el.exp(-_el.abs(x)))
@@ -128,7 +132,7 @@ def sigmoid_cross_entropy_with_logits(*args, labels=None, logits=None, name=None
 @graph_op
 def _softmax_xent(labels, logits, axis, stop_labels):
     y, x = _pair("softmax_cross_entropy_with_logits", labels, logits)
-    if tuple(y.shape) != tuple(x.shape):
+    if not _same_shape(y.shape, x.shape):
         raise StaticGraphError(f"softmax_cross_entropy_with_logits: labels {tuple(y.shape)} and logits "
                                f"{tuple(x.shape)} must have the same shape")
     if stop_labels:
@@ -157,17 +161,23 @@ def _sparse_xent(labels, logits):
     if y.dtype.kind not in "iu":
         raise StaticGraphError(f"sparse_softmax_cross_entropy_with_logits: labels must be int32 or int64 class "
                                f"indices, got {y.dtype}")
-    if tuple(y.shape) != tuple(x.shape[:-1]):
+    if not _same_shape(y.shape, x.shape[:-1]):
         raise StaticGraphError(f"sparse_softmax_cross_entropy_with_logits: labels of shape {tuple(y.shape)} must "
                                f"have the shape of logits {tuple(x.shape)} without its last dim")
+    # a one-hot mask rather than take_along_axis, so that labels and logits whose batch sizes are
+    # both unknown until run time (two placeholders' None dims) combine as broadcasting does
+    n = x.shape[-1]
+    classes = _t(np.arange(n, dtype=np.int64))
+    yl = _sh.expand_dims(y.astype(np.int64), -1)
     lp = _F.log_softmax(x, axis=-1)
-    picked = _ix.take_along_axis(lp, _sh.expand_dims(y.astype(np.int64), -1), -1)
-    return -_sh.squeeze(picked, -1)
+    loss = -_rd.sum(_el.where(_el.equal(yl, classes), lp, 0.0), axis=-1)
+    valid = _el.logical_and(_el.greater_equal(y, 0), _el.less(y, n))
+    return _el.where(valid, loss, float("nan"))  # an out-of-range label gives NaN, as on TF1's GPU kernel
 
 
 def sparse_softmax_cross_entropy_with_logits(*args, labels=None, logits=None, name=None):
     """-log_softmax(logits)[labels] per example: labels are class indices of logits' shape without its
-    last dim."""
+    last dim; a label outside [0, num_classes) gives NaN."""
     _keyword_only("sparse_softmax_cross_entropy_with_logits", args)
     return _sparse_xent(labels, logits, name=name)
 

@@ -9,6 +9,7 @@ import numpy as np
 from .._state import STATE
 from ..backend import CPU
 from ..dispatch import using
+from ..errors import DualgraphError
 from ..graph.avals import Dim
 from ..ops import creation as _cr
 from ..ops import elementwise as _el
@@ -44,8 +45,11 @@ def graph_op(fn):
             g = _graph_in((out,))
         else:
             g = _graph_in(args) or _graph_in(tuple(kwargs.values())) or get_default_graph()
-            with using(g.builder):
-                out = fn(*args, **kwargs)
+            try:
+                with using(g.builder):
+                    out = fn(*args, **kwargs)
+            except DualgraphError as e:
+                raise g.builder._hint(e) from None
         if name and g is not None and isinstance(out, Tensor) and out._symbolic:
             v = g.builder.vals.get(id(out))
             if v is not None and v.name is None:
@@ -233,7 +237,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_
 def tensordot(a, b, axes):
     a, b = _t(a), _t(b)
     if isinstance(axes, int):
-        axes = (list(range(a.ndim - axes, a.ndim)), list(range(axes)))
+        axes = (list(builtins.range(a.ndim - axes, a.ndim)), list(builtins.range(axes)))
     la, lb = "abcdefghij"[:a.ndim], "klmnopqrst"[:b.ndim]
     lb = list(lb)
     for i, j in zip(*axes):
@@ -254,8 +258,8 @@ def reshape(tensor, shape):
 def transpose(a, perm=None, conjugate=False):
     """a with its dims permuted: perm[i] is the input dim that becomes dim i; default reverses them."""
     a = _t(a)
-    perm = tuple(range(a.ndim))[::-1] if perm is None else tuple(int(p) for p in perm)
-    if sorted(perm) != list(range(a.ndim)):
+    perm = tuple(builtins.range(a.ndim))[::-1] if perm is None else tuple(int(p) for p in perm)
+    if sorted(perm) != list(builtins.range(a.ndim)):
         raise StaticGraphError(f"transpose: perm {perm} is not a permutation of the {a.ndim} dims of shape "
                                f"{tuple(a.shape)}")
     return _sh.permute(a, *perm)

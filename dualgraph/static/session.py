@@ -100,8 +100,11 @@ class Session:
         fed = {}
         for key, value in feed_dict.items():
             if isinstance(key, str):
-                key = next((p for p in self.graph.placeholders
-                            if p._placeholder_name in (key, key[:-2] if key.endswith(":0") else key)), None) or key
+                bare = key[:-2] if key.endswith(":0") else key
+                found = [p for p in self.graph.placeholders if p._placeholder_name == bare]
+                if not found:
+                    raise StaticGraphError(f"feed_dict: no placeholder named {key!r} in this graph")
+                key = found[0]
             if not (isinstance(key, Tensor) and getattr(key, "_placeholder_name", None)):
                 raise StaticGraphError(f"feed_dict keys must be placeholders of this graph (or their names), "
                                        f"got {key!r}")
