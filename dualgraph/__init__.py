@@ -32,6 +32,8 @@ from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsum
 from .ops.linalg import dot, einsum, matmul, mm
 from .ops.linalg import det, inv as inverse, torch_cross as cross, torch_norm as norm
 from . import linalg  # noqa: F401
+from .ops.shape import (atleast_1d, atleast_2d, atleast_3d, column_stack, dsplit, dstack, hsplit, hstack,
+                        row_stack, t, tensor_split, unbind, unflatten, vsplit, vstack)
 from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,
                         moveaxis, narrow, pad, permute, repeat, reshape, split, squeeze, stack, swapaxes,
                         tile, transpose, unsqueeze, view)
@@ -58,6 +60,8 @@ from .gluon import init, metric  # noqa: F401  (mx.init, mx.metric)
 from .nd import context, cpu, gpu  # noqa: F401  (mx.cpu(), mx.gpu(), mx.context.num_gpus())
 from . import accelerator, backends, cuda  # noqa: F401
 from ._printing import get_printoptions, printoptions, set_printoptions  # noqa: F401
+from .compile import compile  # noqa: F401  (torch.compile's door into dg.function)
+from . import jit  # noqa: F401
 from .backends import (are_deterministic_algorithms_enabled, get_float32_matmul_precision,  # noqa: F401
                        is_deterministic_algorithms_warn_only_enabled, set_float32_matmul_precision,
                        use_deterministic_algorithms)

@@ -185,7 +185,7 @@ def _reaches(rel, forbidden):
     return sorted(m for m in _imports(rel) for f in forbidden if m == f or m.startswith(f + "."))
 
 
-_OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing")
+_OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "selection")
 
 
 @pytest.mark.parametrize("rel,forbidden", [
@@ -201,10 +201,13 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing")
     # the op modules below the graph layer (ops/control.py runs and differentiates subgraphs with it)
     *[(f"ops/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx"])
       for f in ("creation.py", "gather.py", "elementwise.py", "reduction.py", "shape.py", "indexing.py", "linalg.py",
-                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py")],
+                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py")],
     # the op families whose gradients use each other's ops, in layers: gather < elementwise < shape <
-    # reduction < indexing (each imports only the ones before it)
+    # reduction < indexing < selection (each imports only the ones before it)
     *[(f"ops/{f}.py", [f"dualgraph.ops.{g}" for g in _OP_LAYERS[i + 1:]]) for i, f in enumerate(_OP_LAYERS)],
+    # the recurrent layers: below the graph-running layers, and their vjps are their own gradient ops
+    ("ops/rnn.py", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
+                    *[f"dualgraph.ops.{g}" for g in _OP_LAYERS]]),
     # the graph IR and its abstract values sit below everything that builds or runs graphs
     *[(f"graph/{f}", ["dualgraph.ops", "dualgraph.tensor", "dualgraph.dispatch", "dualgraph.function",
                       "dualgraph.onnx"]) for f in ("avals.py", "ir.py")],

@@ -167,3 +167,255 @@ def test_to_accepts_torch_keywords_and_a_tensor():
     b = a.to("cpu", copy=True)
     assert b is not a and np.array_equal(b.numpy(), a.numpy())
     assert a.to(dg.tensor([1], dtype=dg.int32)).dtype == dg.int32
+
+
+# ---- dg.compile ----------------------------------------------------------------------------------
+
+def _mlp(seed=0):
+    dg.manual_seed(seed)
+    return dg.nn.Sequential(dg.nn.Linear(4, 8), dg.nn.ReLU(), dg.nn.Linear(8, 2))
+
+
+def _np_mlp(net, x):
+    w1, b1, w2, b2 = (p.detach().numpy() for p in net.parameters())
+    return np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+
+
+def test_compile_decorator_forms_on_functions():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) / 5
+
+    def body(t):
+        return dg.tanh(t * 2.0).sum(axis=1)
+
+    expected = np.tanh(x * 2.0).sum(axis=1)
+    for compiled in (dg.compile(body), dg.compile()(body), dg.compile(fullgraph=True)(body),
+                     dg.compile(body, mode="max-autotune"), dg.compile(body, backend="eager"),
+                     dg.compile(body, options={"disable": ("fuse",)})):
+        np.testing.assert_allclose(compiled(dg.tensor(x)).numpy(), expected, rtol=1e-6)
+        assert compiled.trace_count == 1
+        compiled(dg.tensor(x))
+        assert compiled.trace_count == 1  # the second call reuses the trace
+    assert dg.compile(body, disable=True) is body
+
+    @dg.compile
+    def deco(t):
+        return t * t
+
+    np.testing.assert_allclose(deco(dg.tensor(x)).numpy(), x * x)
+    # the eager backend traces but runs no optimization pass: the graph is the traced one
+    eager = dg.compile(body, backend="eager")
+    assert str(eager.graph(dg.tensor(x))) == str(eager.traced_graph(dg.tensor(x)))
+
+
+def test_compile_on_a_method():
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        @dg.compile
+        def apply(self, t):
+            return t * self.k
+
+    a, b = Scaler(2.0), Scaler(3.0)
+    np.testing.assert_allclose(a.apply(dg.ones(2)).numpy(), [2.0, 2.0])
+    np.testing.assert_allclose(b.apply(dg.ones(2)).numpy(), [3.0, 3.0])
+
+
+def test_compile_rejects_what_it_cannot_honour():
+    f = lambda t: t  # noqa: E731
+    with pytest.raises(dg.InvalidValue, match="mode"):
+        dg.compile(f, mode="fastest")
+    with pytest.raises(dg.InvalidValue, match="not both"):
+        dg.compile(f, mode="default", options={})
+    with pytest.raises(dg.InvalidValue, match="backend"):
+        dg.compile(f, backend="tvm")
+    with pytest.raises(dg.InvalidValue, match="custom backends"):
+        dg.compile(f, backend=lambda gm, inputs: gm)
+    with pytest.raises(dg.InvalidValue, match="triton.cudagraphs"):
+        dg.compile(f, options={"triton.cudagraphs": True})
+    with pytest.raises(dg.InvalidValue, match="dynamic"):
+        dg.compile(f, dynamic="yes")
+    with pytest.raises(dg.InvalidValue, match="function or an nn.Module"):
+        dg.compile(3)
+
+
+def test_compile_module_shares_parameters_and_prefixes_state_dict():
+    net = _mlp()
+    c = dg.compile(net)
+    assert isinstance(c, dg.nn.Module) and c._orig_mod is net
+    assert [id(p) for p in c.parameters()] == [id(p) for p in net.parameters()]
+    # PyTorch's OptimizedModule holds the original as the child `_orig_mod`, hence the key prefix
+    assert list(c.state_dict()) == ["_orig_mod." + k for k in net.state_dict()]
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(c(dg.tensor(x)).numpy(), _np_mlp(net, x), rtol=1e-5, atol=1e-6)
+    # attributes the wrapper lacks are the original's
+    assert c.__class__.__name__ == "OptimizedModule" and c._orig_mod[0] is net[0]
+    assert c.training is True and c.eval() is c and net.training is False
+    # the checkpoint idiom of compiled scripts: strip the prefix, load into a plain module
+    plain = _mlp(seed=5)
+    plain.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in c.state_dict().items()})
+    np.testing.assert_allclose(plain(dg.tensor(x)).numpy(), _np_mlp(net, x), rtol=1e-5, atol=1e-6)
+
+
+def test_training_through_a_compiled_module_matches_eager():
+    ref, net = _mlp(), _mlp()
+    c = dg.compile(net)
+    opt_c, opt_r = dg.optim.SGD(c.parameters(), lr=0.1), dg.optim.SGD(ref.parameters(), lr=0.1)
+    x, y = dg.randn(16, 4), dg.randint(0, 2, size=(16,))
+    for _ in range(5):
+        for model, opt in ((c, opt_c), (ref, opt_r)):
+            opt.zero_grad()
+            dg.cross_entropy(model(x), y).backward()
+            opt.step()
+    for p, q in zip(net.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_compile_graph_break_runs_eagerly_unless_fullgraph():
+    def f(t):
+        if t.sum() > 0:  # needs the tensor's value: a graph break in PyTorch's terms
+            return t * 2
+        return -t
+
+    c = dg.compile(f)
+    np.testing.assert_array_equal(c(dg.ones(2)).numpy(), [2.0, 2.0])
+    np.testing.assert_array_equal(c(-dg.ones(2)).numpy(), [1.0, 1.0])  # both branches right
+    assert len(c.graph_breaks) == 1 and "ConcretizationError" in c.graph_breaks[0]
+    strict = dg.compile(f, fullgraph=True)
+    with pytest.raises(dg.ConcretizationError, match="dg.cond"):
+        strict(dg.ones(2))
+    # a function without breaks has none to report
+    ok = dg.compile(lambda t: dg.where(t.sum() > 0, t * 2, -t), fullgraph=True)
+    np.testing.assert_array_equal(ok(-dg.ones(2)).numpy(), [1.0, 1.0])
+
+
+def test_compile_dynamic():
+    def f(t):
+        return (t * t).sum(axis=1)
+
+    auto, dyn, static = dg.compile(f), dg.compile(f, dynamic=True), dg.compile(f, dynamic=False)
+    for n in (3, 5, 7, 9):
+        x = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+        for c in (auto, dyn, static):
+            np.testing.assert_allclose(c(dg.tensor(x)).numpy(), (x * x).sum(axis=1))
+    assert dyn.trace_count == 1      # symbolic from the first call
+    assert auto.trace_count == 2     # one concrete trace, then one with the batch dim symbolic
+    assert static.trace_count == 4   # one per shape
+    assert "s0" in str(dyn.graph(dg.ones(3, 4)))
+
+    def needs_sizes(t):
+        return dg.ones(int(t.shape[0]) * 2) * t.sum()
+
+    c = dg.compile(needs_sizes, dynamic=True)
+    assert c(dg.ones(3, 2)).shape == (6,) and c(dg.ones(4, 2)).shape == (8,)
+    assert "tracing per shape" in c.retrace_reason or c.trace_count == 2
+
+
+# ---- dg.jit.trace --------------------------------------------------------------------------------
+
+def test_jit_trace_function_and_module():
+    net = _mlp()
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    t = dg.jit.trace(net, dg.tensor(x))
+    assert isinstance(t, dg.nn.Module)
+    np.testing.assert_allclose(t(dg.tensor(x)).numpy(), _np_mlp(net, x), rtol=1e-5, atol=1e-6)
+    assert list(t.state_dict()) == list(net.state_dict())  # no prefix, unlike dg.compile
+    assert [id(p) for p in t.parameters()] == [id(p) for p in net.parameters()]
+    assert "matmul" in t.code and "matmul" in str(t.graph)
+
+    def f(a, b):
+        return a @ b + 1.0
+
+    tf = dg.jit.trace(f, (dg.ones(2, 3), dg.ones(3, 2)))
+    np.testing.assert_allclose(tf(dg.ones(2, 3), dg.ones(3, 2)).numpy(), np.full((2, 2), 4.0))
+    assert "matmul" in tf.code
+    with pytest.raises(dg.InvalidValue, match="example_inputs"):
+        dg.jit.trace(f)
+    assert dg.jit.is_scripting() is False and dg.jit.is_tracing() is False
+    seen = []
+    dg.jit.trace(lambda a: seen.append(dg.jit.is_tracing()) or a * 2, dg.ones(1), check_trace=False)
+    assert seen == [True]
+
+
+def _cf(t):
+    if t.sum() > 0:
+        return t
+    return -t
+
+
+def test_jit_trace_trap_control_flow_is_an_error():
+    with pytest.raises(dg.ConcretizationError, match="dg.cond"):
+        dg.jit.trace(_cf, dg.ones(2))
+
+
+def test_jit_trace_trap_control_flow_torch_freezes_it():
+    torch = pytest.importorskip("torch")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(_cf, torch.ones(2))
+    assert traced(-torch.ones(2)).tolist() == [-1.0, -1.0]  # torch: the frozen branch; the right answer is 1
+
+
+SCALE = 2.0
+
+
+def _scaled(t):
+    return t * SCALE
+
+
+def test_jit_trace_trap_global_value():
+    global SCALE
+    SCALE = 2.0
+    t = dg.jit.trace(_scaled, dg.ones(2))
+    try:
+        SCALE = 3.0
+        np.testing.assert_array_equal(t(dg.ones(2)).numpy(), [3.0, 3.0])  # retraced on the changed global
+        assert "SCALE" in t.retrace_reason
+        torch = pytest.importorskip("torch")
+        SCALE = 2.0
+        traced = torch.jit.trace(_scaled, torch.ones(2))
+        SCALE = 3.0
+        assert traced(torch.ones(2)).tolist() == [2.0, 2.0]  # torch keeps the baked 2.0
+    finally:
+        SCALE = 2.0
+
+
+def _mean_rows(t):
+    n = int(t.shape[0])  # a shape read as a Python number
+    return t.sum(axis=0) / n
+
+
+def test_jit_trace_trap_shape_as_number():
+    t = dg.jit.trace(_mean_rows, dg.ones(2, 3))
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_allclose(t(dg.tensor(x)).numpy(), x.mean(axis=0))  # a new shape retraces
+    torch = pytest.importorskip("torch")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(_mean_rows, torch.ones(2, 3))
+    assert not np.allclose(traced(torch.tensor(x)).numpy(), x.mean(axis=0))  # torch divides by the baked 2
+
+
+def test_jit_trace_trap_train_mode_is_not_frozen():
+    dg.manual_seed(0)
+    net = dg.nn.Sequential(dg.nn.Dropout(0.5))
+    with pytest.warns(dg.jit.TracerWarning, match="not deterministic"):
+        t = dg.jit.trace(net, dg.ones(1000))  # dropout draws differ between the traced and Python runs
+    assert (t(dg.ones(1000)).numpy() == 0).any()
+    t.eval()
+    assert net.training is False
+    np.testing.assert_array_equal(t(dg.ones(1000)).numpy(), np.ones(1000))  # eval() retraced: no dropout
+    torch = pytest.importorskip("torch")
+    tn = torch.jit.trace(torch.nn.Sequential(torch.nn.Dropout(0.5)), torch.ones(1000), check_trace=False)
+    tn.eval()
+    assert (tn(torch.ones(1000)) == 0).any()  # torch: dropout stays in the trace after eval()
+
+
+def test_jit_trace_check_inputs_pass_quietly():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = dg.jit.trace(lambda a: a * 2 + 1, dg.ones(3), check_inputs=[(dg.ones(5),), dg.zeros(2)])
+    np.testing.assert_array_equal(t(dg.zeros(2)).numpy(), [1.0, 1.0])
