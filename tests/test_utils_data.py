@@ -2,6 +2,7 @@
 compared with torch.utils.data where torch is installed (same index order -> same batches) and with
 hand-derived values otherwise. Worker processes: tests/test_utils_data_workers.py."""
 import collections
+import itertools
 
 import numpy as np
 import pytest
@@ -119,8 +120,13 @@ def test_random_sampler():
     # more samples than the dataset without replacement: whole permutations, then part of one
     long = list(RandomSampler(range(4), num_samples=10, generator=0))
     assert len(long) == 10 and sorted(long[:4]) == sorted(long[4:8]) == [0, 1, 2, 3] and len(set(long[8:])) == 2
-    drawn = list(RandomSampler(range(3), replacement=True, num_samples=50, generator=0))
-    assert len(drawn) == 50 and set(drawn) == {0, 1, 2}
+    drawn = list(RandomSampler(range(3), replacement=True, num_samples=5000, generator=0))
+    assert len(drawn) == 5000 and set(drawn) == {0, 1, 2}
+    assert drawn[:100] == np.random.default_rng(0).integers(0, 3, size=100).tolist()
+    # makemore's infinite loader: num_samples=1e10 draws lazily (an array of 1e10 indices is 80 GB)
+    for replacement in (True, False):
+        endless = RandomSampler(range(3), replacement=replacement, num_samples=int(1e10), generator=0)
+        assert len(endless) == int(1e10) and set(itertools.islice(endless, 3000)) == {0, 1, 2}
     dg.manual_seed(7)
     a = list(RandomSampler(range(20)))
     dg.manual_seed(7)

@@ -16,6 +16,9 @@ __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler
            "BatchSampler"]
 
 
+_CHUNK = 1024
+
+
 def as_generator(generator, where):
     """An int seed becomes a numpy Generator once; None stays None (dualgraph's generator at each use)."""
     if generator is None or isinstance(generator, _np.random.Generator):
@@ -72,7 +75,9 @@ class RandomSampler(Sampler):
         n = len(self.data_source)
         rng = rng_of(self.generator)
         if self.replacement:
-            yield from rng.integers(0, n, size=self.num_samples, dtype=_np.int64).tolist()
+            # drawn in chunks: an "infinite" loader asks for num_samples=1e10 and reads a few thousand
+            for start in range(0, self.num_samples, _CHUNK):
+                yield from rng.integers(0, n, size=min(_CHUNK, self.num_samples - start), dtype=_np.int64).tolist()
             return
         for _ in range(self.num_samples // n):
             yield from rng.permutation(n).tolist()
