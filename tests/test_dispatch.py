@@ -221,6 +221,11 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     *[(f"utils/data/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
                            "dualgraph.optim", "dualgraph.autograd"])
       for f in ("__init__.py", "collate.py", "dataset.py", "sampler.py", "dataloader.py", "_worker.py")],
+    # printing sits with the Tensor; the device namespaces beside the backend, below everything that traces
+    ("_printing.py", ["dualgraph.tensor", "dualgraph.autograd", "dualgraph.dispatch", "dualgraph.ops",
+                      "dualgraph.function", "dualgraph.static", "dualgraph.nn"]),
+    *[(f, ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx", "dualgraph.dispatch"])
+      for f in ("cuda.py", "accelerator.py", "backends.py")],
 ])
 def test_imports_go_down_the_layers(rel, forbidden):
     assert _reaches(rel, forbidden) == []
