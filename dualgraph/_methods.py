@@ -9,6 +9,7 @@ from .ops import conv, elementwise as ew, gather as ga, indexing as ix, linalg, 
 from .ops.elementwise import ADD, DIV, MUL, SUB
 from .tensor import Tensor, _plain_outside_record, as_tensor
 from .nn import functional as F
+from .ops import creation as cr
 
 
 def _bools(a, b):
@@ -50,6 +51,35 @@ def _copy_(t, src):
 
 
 def _bind():
+def _new_like(fill):
+    """t.new_zeros(size) / new_ones / new_empty: the dtype and device of t unless given (PyTorch)."""
+    def method(t, *size, dtype=None, device=None, requires_grad=False):
+        return fill(*size, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    method.__name__ = f"new_{fill.__name__}"
+    return method
+
+
+def _new_full(t, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    return cr.full(size, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def _new_tensor(t, data, dtype=None, device=None, requires_grad=False):
+    """A copy of `data` (a tensor's values are copied, its history cut) in t's dtype and device unless given."""
+    dtype, device = dtype or t.dtype, device or t.device
+    if isinstance(data, Tensor):
+        out = _to(data.detach(), device, dtype).clone().detach()
+    else:
+        out = cr.tensor(data, dtype=dtype, device=device)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+@_plain_outside_record
+def _clamp_(t, min=None, max=None):
+    t._check_inplace("clamp_")
+    other = min if isinstance(min, Tensor) else max
+    return STATE.mode.inplace(t, lambda s: ew.clip(s, min, max).astype(t.dtype), other, "clamp_", keeps_old=True)
+
+
     T = Tensor
     T.__add__, T.__radd__ = binary_method(ADD), binary_method(ADD, reflected=True)
     T.__sub__, T.__rsub__ = binary_method(SUB), binary_method(SUB, reflected=True)
@@ -113,6 +143,14 @@ def _bind():
     T.float = lambda a: ew.astype(a, "float32")
     T.double = lambda a: ew.astype(a, "float64")
     T.half = lambda a: ew.astype(a, "float16")
+    for name, fn in dict(  # PyTorch's shape, creation, in-place and linalg methods
+            view_as=sh.view_as, reshape_as=sh.reshape_as, t=sh.t, unflatten=sh.unflatten, unbind=sh.unbind,
+            tensor_split=sh.tensor_split, hsplit=sh.hsplit, vsplit=sh.vsplit, dsplit=sh.dsplit,
+            new_zeros=_new_like(cr.zeros), new_ones=_new_like(cr.ones), new_empty=_new_like(cr.empty),
+            new_full=_new_full, new_tensor=_new_tensor, type_as=lambda a, other: ew.astype(a, other.dtype),
+            clamp_=_clamp_, clip_=_clamp_, nelement=T.numel, ndimension=T.dim,
+            norm=linalg.tensor_norm, cross=linalg.torch_cross, det=linalg.det, inverse=linalg.inv).items():
+        setattr(T, name, fn)
     T.long = lambda a: ew.astype(a, "int64")
     T.int = lambda a: ew.astype(a, "int32")
     T.bool = lambda a: ew.astype(a, "bool")

@@ -142,6 +142,7 @@ class OpInfo:
     random: bool = False  # forward is random: the reference is a property of the output, not a value
     traced: Optional[bool] = None  # filled by the tracing suite's owners: True tested, False unsupported
     onnx: Optional[bool] = None    # likewise for ONNX export; None: judged from the primitives' lowerings
+    onnx_dtypes: Optional[tuple] = None  # the dtypes the ONNX suites export (None: all of dtypes)
     notes: str = ""
 
     def sample_inputs(self, dtype, seed=None):
@@ -789,6 +790,151 @@ OP_DB = [
     _unary("silu", dg.silu, lambda x: x / (1 + np.exp(-x))),
     OpInfo("softplus", lambda x, **k: dg.softplus(x, **k),
            lambda x, beta=1.0: np.log1p(np.exp(beta * x)) / beta,
+# ---- linear algebra (dg.linalg) ------------------------------------------------------------------------
+# Decompositions are unique only up to signs (svd's vector pairs, eigh's vectors): the rows compare and
+# differentiate sign-normalised factors (each column scaled by the sign of its first entry, smooth for the
+# random samples), and eigh/cholesky rows read a symmetric matrix built from the sample.
+
+def _well_conditioned(make, *shape):
+    n = shape[-1]
+    return make._cast(make(*shape).astype(np.float64) + n * np.eye(n))
+
+
+def _spd(x, eye_fn):
+    n = x.shape[-1]
+    return x @ x.swapaxes(-1, -2) + (n * eye_fn(n)).astype(x.dtype)
+
+
+def _np_sign_cols(u):
+    return np.where(u[..., :1, :] < 0, -1.0, 1.0).astype(u.dtype)
+
+
+def _dg_sign_cols(u):
+    return dg.where(u[..., :1, :] < 0, -1.0, 1.0).astype(u.dtype)
+
+
+def _svd_fixed(x, full_matrices=False):
+    u, s, vh = dg.linalg.svd(x, full_matrices=full_matrices)
+    k = s.shape[-1]
+    u, vh = u[..., :k], vh[..., :k, :]
+    sg = _dg_sign_cols(u)
+    return u * sg, s, vh * sg.mT
+
+
+def _np_svd_fixed(x, full_matrices=False):
+    u, s, vh = np.linalg.svd(x, full_matrices=full_matrices)
+    k = s.shape[-1]
+    u, vh = u[..., :k], vh[..., :k, :]
+    sg = _np_sign_cols(u)
+    return u * sg, s.astype(x.dtype), vh * sg.swapaxes(-1, -2)
+
+
+def _eigh_fixed(x, UPLO="L"):
+    w, v = dg.linalg.eigh((x + x.mT) * 0.5, UPLO=UPLO)
+    return w, v * _dg_sign_cols(v)
+
+
+def _np_eigh_fixed(x, UPLO="L"):
+    w, v = np.linalg.eigh((x + x.swapaxes(-1, -2)) * 0.5, UPLO=UPLO)
+    return w.astype(x.dtype), v * _np_sign_cols(v)
+
+
+def _np_solve(a, b, left=True):
+    if not left:
+        return _np_solve(a.swapaxes(-1, -2), b.swapaxes(-1, -2)).swapaxes(-1, -2)
+    if b.ndim == 1 or (b.ndim == a.ndim - 1 and b.shape == a.shape[:-1]):
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    return np.linalg.solve(a, b)
+
+
+def _np_qr(x, mode="reduced"):
+    if mode == "r":
+        return np.zeros((0,), x.dtype), np.linalg.qr(x, mode="r")
+    return tuple(np.linalg.qr(x, mode=mode))
+
+
+def _np_pinv(x, hermitian=False):
+    if hermitian:
+        x = (x + x.swapaxes(-1, -2)) * 0.5
+    return np.linalg.pinv(x, hermitian=hermitian).astype(x.dtype)
+
+
+def _np_vector_norm(x, ord=2, dim=None, keepdim=False):
+    ax = np.abs(x.astype(np.float64))
+    if ord == 0:
+        out = np.sum(x != 0, axis=dim, keepdims=keepdim).astype(np.float64)
+    elif ord == np.inf:
+        out = np.max(ax, axis=dim, keepdims=keepdim)
+    elif ord == -np.inf:
+        out = np.min(ax, axis=dim, keepdims=keepdim)
+    else:
+        out = np.sum(ax ** ord, axis=dim, keepdims=keepdim) ** (1.0 / ord)
+    return np.asarray(out).astype(x.dtype)
+
+
+def _np_matrix_norm(x, ord="fro", dim=(-2, -1), keepdim=False):
+    moved = np.moveaxis(x.astype(np.float64), dim, (-2, -1))
+    out = np.linalg.norm(moved, ord=ord, axis=(-2, -1))
+    if keepdim:
+        for d in sorted(a % x.ndim for a in dim):
+            out = np.expand_dims(out, d)
+    return np.asarray(out).astype(x.dtype)
+
+
+def _np_linalg_norm(x, ord=None, dim=None, keepdim=False):
+    if isinstance(dim, int):
+        return _np_vector_norm(x, 2 if ord is None else ord, dim, keepdim)
+    if dim is not None:
+        return _np_matrix_norm(x, "fro" if ord is None else ord, dim, keepdim)
+    if ord is None:
+        return _np_vector_norm(x, 2, None, keepdim)
+    return (_np_vector_norm(x, ord, None, keepdim) if x.ndim == 1 else
+            _np_matrix_norm(x, ord, (-2, -1), keepdim))
+
+
+def _np_torch_norm(x, p="fro", dim=None, keepdim=False):
+    if isinstance(dim, int):
+        dim = (dim,)
+    if p == "fro":
+        p = 2
+    if p == "nuc":
+        return _np_matrix_norm(x, "nuc", dim or (-2, -1), keepdim)
+    return _np_vector_norm(x, p, dim, keepdim)
+
+
+def _vector_norm_samples(make):
+    return [Sample((make.nonzero(3, 4),), desc="all, ord 2"), Sample((make.nonzero(3, 4),), {"dim": 1}),
+            Sample((make.nonzero(2, 3, 4),), {"ord": 1, "dim": (0, 2), "keepdim": True}),
+            Sample((make._cast(make.distinct(3, 4) + 0.1),), {"ord": np.inf, "dim": -1}),  # |x| distinct, nonzero
+            Sample((make._cast(make.distinct(3, 4) + 0.1),), {"ord": -np.inf, "dim": 0, "keepdim": True}),
+            Sample((make.nonzero(3, 4),), {"ord": 3}), Sample((make.nonzero(3, 4),), {"ord": 0.5, "dim": 1}),
+            Sample((np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], make.dtype),), {"dim": 1},
+                   desc="a zero vector", grad=False),
+            Sample((np.array([[0.0, 1.5, 0.0, -2.0]], make.dtype),), {"ord": 0, "dim": 1}, desc="ord 0 counts")]
+
+
+def _matrix_norm_samples(ords):
+    def samples(make):
+        out = []
+        for i, o in enumerate(ords):
+            out.append(Sample((make(3, 4),), {"ord": o}, desc=f"ord {o}"))
+            out.append(Sample((make(2, 3, 3),), {"ord": o, "dim": (0, 2), "keepdim": i % 2 == 0},
+                              desc=f"ord {o} dims (0, 2)"))
+        return out
+    return samples
+
+
+def _linalg_samples_square(make):
+    return [Sample((_well_conditioned(make, 3, 3),), desc="3x3"),
+            Sample((_well_conditioned(make, 2, 3, 3),), desc="batched"), Sample((_well_conditioned(make, 1, 1),))]
+
+
+def _rect_samples(make, **kw):
+    return [Sample((make(4, 3),), dict(kw), desc="tall"), Sample((make(3, 3),), dict(kw), desc="square"),
+            Sample((make(3, 5),), dict(kw), desc="wide"), Sample((make(2, 4, 3),), dict(kw), desc="batched")]
+
+
+
            lambda make: [Sample((make(3, 4, low=-4, high=4),)), Sample((make(5),), {"beta": 2.0}),
                          Sample((make(2, 3, low=-30, high=30),), desc="large |x|", grad=False)], second_order=True),
     OpInfo("hardtanh", lambda x: dg.hardtanh(x), lambda x: np.clip(x, -1, 1),
@@ -933,6 +1079,70 @@ OP_DB = [
                                 desc="negative index array, reversed")],
            dtypes=NUMERIC),
     OpInfo("setitem", _dg_setitem, lambda x, v, *, index: _with_set(x, v, index),
+    # -- dg.linalg --
+    OpInfo("linalg_inv", dg.linalg.inv, np.linalg.inv, _linalg_samples_square, second_order=True, onnx=False),
+    OpInfo("linalg_solve", lambda a, b, **k: dg.linalg.solve(a, b, **k), _np_solve,
+           lambda make: [Sample((_well_conditioned(make, 3, 3), make(3, 2)), desc="matrix B"),
+                         Sample((_well_conditioned(make, 3, 3), make(3)), desc="vector b"),
+                         Sample((_well_conditioned(make, 2, 3, 3), make(2, 3)), desc="batch of vectors"),
+                         Sample((_well_conditioned(make, 2, 3, 3), make(3, 4)), desc="broadcast B"),
+                         Sample((_well_conditioned(make, 3, 3), make(2, 3)), {"left": False}, desc="X A = B")],
+           second_order=True, onnx=False),
+    OpInfo("linalg_det", dg.linalg.det, np.linalg.det, _linalg_samples_square, second_order=True,
+           onnx_dtypes=("float32",), notes="ONNX Det: onnxruntime has float32 only"),
+    OpInfo("linalg_slogdet", lambda a: tuple(dg.linalg.slogdet(a)),
+           lambda a: tuple(v.astype(a.dtype) for v in np.linalg.slogdet(a)),
+           lambda make: [Sample((make(3, 3),)), Sample((make(2, 4, 4),), desc="batched")], second_order=True,
+           onnx_dtypes=("float32",), notes="ONNX Det, Sign, Abs, Log: onnxruntime has float32 only"),
+    OpInfo("linalg_cholesky", lambda x, **k: dg.linalg.cholesky(_spd(x, lambda n: dg.eye(n, dtype=x.dtype)), **k),
+           lambda x, upper=False: (lambda c: c.swapaxes(-1, -2) if upper else c)(np.linalg.cholesky(_spd(x, np.eye))),
+           lambda make: [Sample((make(3, 3),)), Sample((make(2, 4, 4),), desc="batched"),
+                         Sample((make(3, 3),), {"upper": True})],
+           second_order=True, onnx=False, notes="of x x^T + n I (symmetric positive-definite)"),
+    OpInfo("linalg_qr", lambda x, **k: tuple(dg.linalg.qr(x, **k)), _np_qr,
+           lambda make: _rect_samples(make) + [Sample((make(3, 4),), {"mode": "complete"}),
+                                               Sample((make(4, 3),), {"mode": "r"}, grad=False)],
+           onnx=False, notes="LAPACK's signs, as numpy's"),
+    OpInfo("linalg_svd", _svd_fixed, _np_svd_fixed,
+           lambda make: _rect_samples(make) + [Sample((make(4, 3),), {"full_matrices": True}, desc="full, tall"),
+                                               Sample((make(2, 5),), {"full_matrices": True}, desc="full, wide")],
+           onnx=False, notes="sign-normalised U, Vh (first k columns)"),
+    OpInfo("linalg_svdvals", dg.linalg.svdvals, lambda x: np.linalg.svd(x, compute_uv=False).astype(x.dtype),
+           _rect_samples, onnx=False),
+    OpInfo("linalg_eigh", _eigh_fixed, _np_eigh_fixed,
+           lambda make: [Sample((make(3, 3),)), Sample((make(2, 4, 4),), desc="batched"),
+                         Sample((make(3, 3),), {"UPLO": "U"})],
+           onnx=False, notes="of (x + x^T) / 2, sign-normalised eigenvectors"),
+    OpInfo("linalg_eigvalsh", lambda x, **k: dg.linalg.eigvalsh((x + x.mT) * 0.5, **k),
+           lambda x, **k: np.linalg.eigvalsh((x + x.swapaxes(-1, -2)) * 0.5, **k).astype(x.dtype),
+           lambda make: [Sample((make(3, 3),)), Sample((make(2, 4, 4),), {"UPLO": "U"}, desc="batched")],
+           onnx=False),
+    OpInfo("linalg_pinv", lambda x, hermitian=False: dg.linalg.pinv((x + x.mT) * 0.5 if hermitian else x,
+                                                                    hermitian=hermitian), _np_pinv,
+           lambda make: _rect_samples(make) + [Sample((make(3, 3),), {"hermitian": True}, desc="hermitian")],
+           onnx=False),
+    OpInfo("linalg_matrix_rank", lambda x, **k: dg.linalg.matrix_rank(x, **k),
+           lambda x, **k: np.asarray(np.linalg.matrix_rank(x, **k), np.int64),
+           lambda make: [Sample((make(4, 3),)), Sample((make(4, 2) @ make(2, 5),), desc="rank 2"),
+                         Sample((np.zeros((2, 3, 3), make.dtype),), desc="zero")],
+           differentiable=False, onnx=False),
+    OpInfo("linalg_cross", lambda a, b, **k: dg.linalg.cross(a, b, **k), lambda a, b, dim=-1: np.cross(a, b, axis=dim),
+           lambda make: [Sample((make(4, 3), make(4, 3))), Sample((make(3), make(2, 3)), desc="broadcast"),
+                         Sample((make(3, 4), make(3, 4)), {"dim": 0})], dtypes=NUMERIC, second_order=True),
+    OpInfo("linalg_vector_norm", lambda x, **k: dg.linalg.vector_norm(x, **k), _np_vector_norm,
+           _vector_norm_samples, second_order=True),
+    OpInfo("linalg_matrix_norm", lambda x, **k: dg.linalg.matrix_norm(x, **k), _np_matrix_norm,
+           _matrix_norm_samples(["fro", 1, -1, np.inf, -np.inf])),
+    OpInfo("linalg_matrix_norm_svd", lambda x, **k: dg.linalg.matrix_norm(x, **k), _np_matrix_norm,
+           _matrix_norm_samples(["nuc", 2, -2]), onnx=False, notes="nuclear and spectral norms (an SVD)"),
+    OpInfo("linalg_norm", lambda x, **k: dg.linalg.norm(x, **k), _np_linalg_norm,
+           lambda make: [Sample((make(2, 3, 4),)), Sample((make(3, 4),), {"ord": np.inf}),
+                         Sample((make(5),), {"ord": 1}), Sample((make(2, 3, 4),), {"dim": 1, "keepdim": True}),
+                         Sample((make(2, 3, 4),), {"dim": (0, 2), "ord": -1})]),
+    OpInfo("norm", lambda x, *a, **k: x.norm(*a, **k), _np_torch_norm,
+           lambda make: [Sample((make(3, 4),)), Sample((make(3, 4), 1)), Sample((make(2, 3, 4), 2), {"dim": (0, 2)}),
+                         Sample((make(3, 4),), {"p": 3, "dim": 1, "keepdim": True})],
+           notes="Tensor.norm / dg.norm (torch.norm: a vector norm unless p='nuc')"),
            lambda make: [Sample((make(4, 5), make(5)), {"index": (1,)}, desc="row"),
                          Sample((make(4, 5), make(2, 1)), {"index": (slice(1, 3), slice(None))}, desc="broadcast value"),
                          Sample((make(4, 5), make(2)), {"index": (np.array([0, 3]), np.array([1, 2]))}, desc="advanced"),

@@ -52,11 +52,26 @@ def _row_case(row, dtype, sample):
 _F64_ERF_ROWS = {"erf", "gelu", "gelu_tanh"}
 
 
-@pytest.mark.parametrize("row", OP_DB, ids=lambda r: r.name)
+def _onnx_dtypes(row):
+    return getattr(row, "onnx_dtypes", None) or row.dtypes
+
+
+@pytest.mark.parametrize("row", [r for r in OP_DB if r.onnx is False], ids=lambda r: r.name)
+def test_op_table_rows_without_onnx_form_refuse_export_naming_the_op(row):
+    """Rows marked onnx=False (inverses, decompositions: no ONNX operator) are refused with an error
+    listing the nodes that cannot be exported, never exported wrong."""
+    sample = next(s for s in row.sample_inputs(row.dtypes[0]) if s.grad or not row.differentiable)
+    fn, tensors = _row_case(row, row.dtypes[0], sample)
+    with pytest.raises(dgo.ExportError) as e:
+        dgo.export(fn, tensors, None)
+    assert "cannot be exported" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("row", [r for r in OP_DB if r.onnx is not False], ids=lambda r: r.name)
 def test_op_table_onnxruntime_matches_eager(row):
     from dualgraph.function.tracer import TraceError
     checked = untraceable = 0
-    for dtype in row.dtypes:
+    for dtype in _onnx_dtypes(row):
         for sample in row.sample_inputs(dtype):
             fn, tensors = _row_case(row, dtype, sample)
             try:
@@ -87,8 +102,8 @@ def test_op_table_onnxruntime_matches_eager(row):
         pytest.skip(f"{row.name}: no traceable sample ({untraceable} data-dependent)")
 
 
-@pytest.mark.parametrize("row", [r for r in OP_DB if r.differentiable and "float64" in r.dtypes],
-                         ids=lambda r: r.name)
+@pytest.mark.parametrize("row", [r for r in OP_DB if r.differentiable and r.onnx is not False
+                                 and "float64" in _onnx_dtypes(r)], ids=lambda r: r.name)
 def test_op_table_gradient_graphs_export(row):
     """The traced backward of every differentiable row (vjp rules: index_add_zeros, fold, prod_others,
     ...) runs in onnxruntime and equals eager autograd."""
@@ -686,14 +701,14 @@ def test_fori_loop_with_a_tensor_bound_is_a_loop_and_nests_cond():
 _SIZE_DEPENDENT_ROWS = {"split", "chunk"}
 
 
-@pytest.mark.parametrize("row", [r for r in OP_DB if not r.random], ids=lambda r: r.name)
+@pytest.mark.parametrize("row", [r for r in OP_DB if not r.random and r.onnx is not False], ids=lambda r: r.name)
 def test_op_table_runs_at_another_size_along_a_dynamic_axis(row):
     """Every sample whose tensors share their first dim is exported with that dim dynamic and run
     with two more rows (repeated from the sample, so indices stay valid) against eager."""
     from dualgraph.function.tracer import TraceError
     if row.name in _SIZE_DEPENDENT_ROWS:
         pytest.skip("output structure depends on the size in Python")
-    dtype = row.dtypes[0]
+    dtype = _onnx_dtypes(row)[0]
     checked = 0
     for sample in row.sample_inputs(dtype):
         fn, tensors = _row_case(row, dtype, sample)

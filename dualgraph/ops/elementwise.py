@@ -664,6 +664,10 @@ def _bound(v):
 
 
 def clip(x, min=None, max=None):
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # tensor bounds broadcast against x (PyTorch's clamp); the gradient goes to whichever value is taken
+        out = x if min is None else where(x < min, min, x)
+        return out if max is None else where(out > max, max, out)
     return apply(CLIP, (x,), {"lo": _bound(min), "hi": _bound(max)})
 
 

@@ -920,3 +920,15 @@ def torch_norm(input, p="fro", dim=None, keepdim=False, dtype=None):
             return vector_norm(input, 2, dim, keepdim, dtype=dtype)
         return matrix_norm(input, p, tuple(range(input.ndim)) if dim is None else dim, keepdim, dtype=dtype)
     return vector_norm(input, 2.0 if p is None else p, dim, keepdim, dtype=dtype)
+
+
+def tensor_norm(self, p="fro", dim=None, keepdim=False, dtype=None, *, ord=None, axis=None, keepdims=None):
+    """Tensor.norm: torch.norm's meaning; MXNet's NDArray.norm spellings (ord=, axis=, keepdims=) are
+    accepted too."""
+    if ord is not None:
+        p = ord
+    if axis is not None:
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    return torch_norm(self, p, dim, keepdim, dtype)

@@ -479,3 +479,167 @@ def repeat(x, *repeats):
 
 
 tile = repeat
+
+
+# ---- PyTorch's shape helpers: *_as, t, unflatten, tensor_split/unbind/*split, *stack, atleast_*d ------
+
+def view_as(x, other):
+    return view(x, tuple(other.shape))
+
+
+def reshape_as(x, other):
+    return reshape(x, tuple(other.shape))
+
+
+def t(x):
+    """PyTorch's t(): a 2-D tensor transposed; 0-D and 1-D tensors as they are."""
+    if x.ndim > 2:
+        raise ShapeError(f"t: expects a tensor with at most 2 dims, got shape {tuple(x.shape)}; use "
+                         f"transpose(dim0, dim1) or .mT")
+    return matrix_transpose(x) if x.ndim == 2 else x
+
+
+def unflatten(x, dim, sizes):
+    """Dim `dim` split into `sizes` (one of them may be -1)."""
+    axis = norm_axes(dim, x.ndim, "unflatten")[0]
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes:
+        raise ShapeError("unflatten: sizes must not be empty")
+    n = x.shape[axis]
+    if sizes.count(-1) > 1:
+        raise ShapeError(f"unflatten: only one size may be -1, got {sizes}")
+    known = 1
+    for s in sizes:
+        known *= s if s != -1 else 1
+    if -1 in sizes and isinstance(n, int):
+        if known == 0 or n % known:
+            raise ShapeError(f"unflatten: sizes {sizes} do not divide dim {axis} of size {n} (shape {tuple(x.shape)})")
+        sizes = tuple(n // known if s == -1 else s for s in sizes)
+    elif isinstance(n, int) and known != n:
+        raise ShapeError(f"unflatten: sizes {sizes} multiply to {known}, but dim {axis} has size {n} "
+                         f"(shape {tuple(x.shape)})")
+    return reshape(x, tuple(x.shape[:axis]) + sizes + tuple(x.shape[axis + 1:]))
+
+
+def _sections(op, indices_or_sections):
+    if isinstance(indices_or_sections, Tensor):
+        if indices_or_sections.dtype.kind not in "iu" or indices_or_sections.ndim > 1:
+            raise ShapeError(f"{op}: a tensor of indices_or_sections must be a 0-d or 1-d integer tensor, got "
+                             f"{indices_or_sections.dtype}{tuple(indices_or_sections.shape)}")
+        indices_or_sections = indices_or_sections.tolist()
+    return indices_or_sections
+
+
+def _pieces(x, axis, bounds):
+    return tuple(narrow(x, axis, lo, max(hi - lo, 0)) for lo, hi in bounds)
+
+
+def tensor_split(x, indices_or_sections, dim=0):
+    """PyTorch's tensor_split: an int n gives n pieces (the first size % n one element longer); a list of
+    indices gives the pieces between them (indices past the end give empty pieces)."""
+    axis = norm_axes(dim, x.ndim, "tensor_split")[0]
+    spec = _sections("tensor_split", indices_or_sections)
+    n = x.shape[axis]
+    if isinstance(spec, int):
+        if spec <= 0:
+            raise ShapeError(f"tensor_split: the number of sections must be positive, got {spec}")
+        q, r = divmod(n, spec)
+        starts = [i * q + (i if i < r else r) for i in range(spec + 1)]
+        return _pieces(x, axis, zip(starts[:-1], starts[1:]))
+    idx = [min(max(0, i + n if i < 0 else i), n) for i in (int(v) for v in spec)]
+    bounds = zip([0] + idx, idx + [n])
+    return _pieces(x, axis, bounds)
+
+
+def _even_split(op, x, indices_or_sections, axis):
+    spec = _sections(op, indices_or_sections)
+    if isinstance(spec, int) and isinstance(x.shape[axis], int) and (spec <= 0 or x.shape[axis] % spec):
+        raise ShapeError(f"{op}: dim {axis} of size {x.shape[axis]} (shape {tuple(x.shape)}) is not divisible "
+                         f"into {spec} equal sections")
+    return tensor_split(x, spec, axis)
+
+
+def hsplit(x, indices_or_sections):
+    if x.ndim < 1:
+        raise ShapeError(f"hsplit: expects at least 1 dim, got shape {tuple(x.shape)}")
+    return _even_split("hsplit", x, indices_or_sections, 1 if x.ndim > 1 else 0)
+
+
+def vsplit(x, indices_or_sections):
+    if x.ndim < 2:
+        raise ShapeError(f"vsplit: expects at least 2 dims, got shape {tuple(x.shape)}")
+    return _even_split("vsplit", x, indices_or_sections, 0)
+
+
+def dsplit(x, indices_or_sections):
+    if x.ndim < 3:
+        raise ShapeError(f"dsplit: expects at least 3 dims, got shape {tuple(x.shape)}")
+    return _even_split("dsplit", x, indices_or_sections, 2)
+
+
+def unbind(x, dim=0):
+    """The slices along `dim`, that dim removed."""
+    axis = norm_axes(dim, x.ndim, "unbind")[0]
+    return tuple(x[(slice(None),) * axis + (i,)] for i in range(x.shape[axis]))
+
+
+def atleast_1d(*tensors):
+    out = tuple(reshape(t, (1,)) if t.ndim == 0 else t for t in _tensor_list(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def atleast_2d(*tensors):
+    out = tuple(reshape(t, (1,) * (2 - t.ndim) + tuple(t.shape)) if t.ndim < 2 else t for t in _tensor_list(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def atleast_3d(*tensors):
+    def lift(t):
+        if t.ndim == 0:
+            return reshape(t, (1, 1, 1))
+        if t.ndim == 1:
+            return reshape(t, (1, t.shape[0], 1))
+        if t.ndim == 2:
+            return unsqueeze(t, 2)
+        return t
+    out = tuple(lift(t) for t in _tensor_list(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def _tensor_list(tensors):
+    if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
+        tensors = tensors[0]
+    return list(tensors)
+
+
+def _stack_input(op, tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError(f"{op}: needs at least one tensor")
+    return tensors
+
+
+def hstack(tensors):
+    """Concatenation along dim 1 (dim 0 for 1-D tensors), 0-D tensors taken as 1-D."""
+    ts = [atleast_1d(t) for t in _stack_input("hstack", tensors)]
+    return concat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Concatenation along dim 0 of the tensors taken as at least 2-D ((n,) becomes (1, n))."""
+    return concat([atleast_2d(t) for t in _stack_input("vstack", tensors)], 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    """Concatenation along dim 2 of the tensors taken as at least 3-D ((n,) -> (1, n, 1), (m, n) -> (m, n, 1))."""
+    return concat([atleast_3d(t) for t in _stack_input("dstack", tensors)], 2)
+
+
+def column_stack(tensors):
+    """1-D (and 0-D) tensors become columns (n, 1); then concatenation along dim 1."""
+    cols = [reshape(t, (t.shape[0] if t.ndim else 1, 1)) if t.ndim < 2 else t
+            for t in _stack_input("column_stack", tensors)]
+    return concat(cols, 1)
