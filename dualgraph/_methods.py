@@ -50,7 +50,6 @@ def _copy_(t, src):
     return STATE.mode.inplace(t, lambda s: sh.broadcast_to(src, t.shape).astype(t.dtype), src, "copy_")
 
 
-def _bind():
 def _new_like(fill):
     """t.new_zeros(size) / new_ones / new_empty: the dtype and device of t unless given (PyTorch)."""
     def method(t, *size, dtype=None, device=None, requires_grad=False):
@@ -80,6 +79,7 @@ def _clamp_(t, min=None, max=None):
     return STATE.mode.inplace(t, lambda s: ew.clip(s, min, max).astype(t.dtype), other, "clamp_", keeps_old=True)
 
 
+def _bind():
     T = Tensor
     T.__add__, T.__radd__ = binary_method(ADD), binary_method(ADD, reflected=True)
     T.__sub__, T.__rsub__ = binary_method(SUB), binary_method(SUB, reflected=True)
