@@ -19,8 +19,8 @@ labels = np.concatenate([np.zeros(n), np.ones(n)]).astype(np.int64)
 
 g = st.Graph("classifier")
 with g.as_default():
-    X = st.placeholder((None, 2), "float32", name="X")
-    T = st.placeholder((None,), "int64", name="T")
+    X = st.placeholder(st.float32, [None, 2], name="X")   # TensorFlow 1's order: dtype, shape, name
+    T = st.placeholder(st.int64, [None], name="T")
     W1 = st.Variable(rng.normal(0, 0.5, (2, 16)).astype(np.float32), name="W1")
     b1 = st.Variable(np.zeros(16, np.float32), name="b1")
     W2 = st.Variable(rng.normal(0, 0.5, (16, 2)).astype(np.float32), name="W2")

@@ -128,8 +128,12 @@ class StaticBuilder(Tracer):
         free = [p._placeholder_name for p in self.owner.placeholders if p._any_shape]
         if not free or self._depth > 1 or "declared without a shape" in str(e):
             return e
-        return type(e)(f"{e}; placeholder(s) {', '.join(map(repr, free))} were declared without a shape and are "
-                       f"built as scalars until fed: give the shape, e.g. placeholder(tf.float32, [None, 784])")
+        msg = (f"{e}; placeholder(s) {', '.join(map(repr, free))} were declared without a shape and are built as "
+               f"scalars until fed: give the shape, e.g. placeholder(tf.float32, [None, 784])")
+        try:
+            return type(e)(msg)
+        except TypeError:   # an error class whose constructor takes more than a message
+            return StaticGraphError(msg)
 
     def apply(self, op, inputs, attrs, subgraphs=None, custom=None):
         if subgraphs is not None or custom is not None:
