@@ -8,8 +8,8 @@ from .dispatch import binary_method
 from .ops import conv, elementwise as ew, gather as ga, indexing as ix, linalg, reduction as red, shape as sh
 from .ops.elementwise import ADD, DIV, MUL, SUB
 from .tensor import Tensor, _plain_outside_record, as_tensor
-from .nn import functional as F
 from .ops import creation as cr
+from .nn import functional as F
 
 
 def _bools(a, b):
@@ -140,9 +140,6 @@ def _bind():
         setattr(T, name, fn)
     T.T = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.permute(a, tuple(reversed(range(a.ndim)))))
     T.mT = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.transpose(a, -2, -1))
-    T.float = lambda a: ew.astype(a, "float32")
-    T.double = lambda a: ew.astype(a, "float64")
-    T.half = lambda a: ew.astype(a, "float16")
     for name, fn in dict(  # PyTorch's shape, creation, in-place and linalg methods
             view_as=sh.view_as, reshape_as=sh.reshape_as, t=sh.t, unflatten=sh.unflatten, unbind=sh.unbind,
             tensor_split=sh.tensor_split, hsplit=sh.hsplit, vsplit=sh.vsplit, dsplit=sh.dsplit,
@@ -151,6 +148,9 @@ def _bind():
             clamp_=_clamp_, clip_=_clamp_, nelement=T.numel, ndimension=T.dim,
             norm=linalg.tensor_norm, cross=linalg.torch_cross, det=linalg.det, inverse=linalg.inv).items():
         setattr(T, name, fn)
+    T.float = lambda a: ew.astype(a, "float32")
+    T.double = lambda a: ew.astype(a, "float64")
+    T.half = lambda a: ew.astype(a, "float16")
     T.long = lambda a: ew.astype(a, "int64")
     T.int = lambda a: ew.astype(a, "int32")
     T.bool = lambda a: ew.astype(a, "bool")
