@@ -171,8 +171,6 @@ def _bind_mxnet():
         setattr(Tensor, name, property(fn))
     if not hasattr(Tensor, "copy"):
         Tensor.copy = ew.copy
-    if not hasattr(Tensor, "norm"):
-        Tensor.norm = nd_methods.norm
 
 
 _bind_mxnet()

@@ -65,20 +65,3 @@ def context(self):
 BIND = {"asscalar": asscalar, "as_in_context": as_in_context, "copyto": copyto, "wait_to_read": wait_to_read}
 PROPERTIES = {"context": context, "ctx": context}
 
-
-def norm(self, ord=None, axis=None, keepdims=False, *, p=None, dim=None, keepdim=None):
-    """The L2 (default) or L1 norm over all elements or `axis`/`dim`; 0-d for a full reduction (PyTorch's
-    shape; MXNet's nd.norm gives shape (1,)). Both spellings of the arguments are accepted."""
-    from ..errors import InvalidValue
-    from ..ops import elementwise as ew, reduction as red
-    order = 2 if ord is None and p is None else (ord if ord is not None else p)
-    if order in ("fro", 2, 2.0):
-        vals, root = ew.square(self), True
-    elif order in (1, 1.0):
-        vals, root = ew.abs(self), False
-    else:
-        raise InvalidValue(f"norm: only the L1 and L2 norms are supported here, got ord={order!r}")
-    axis = dim if axis is None else axis
-    keep = keepdims if keepdim is None else keepdim
-    out = red.sum(vals, axis=axis, keepdims=keep) if axis is not None else red.sum(vals)
-    return ew.sqrt(out) if root else out
