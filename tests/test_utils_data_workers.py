@@ -178,6 +178,9 @@ def test_iterable_dataset_shards_interleave_like_torch():
     assert [b.tolist() for b in DataLoader(Shards(11), batch_size=2, num_workers=2, drop_last=True)] == \
         [[0, 2], [1, 3], [4, 6], [5, 7], [8, 10]]
     assert [int(b) for b in DataLoader(Shards(5), batch_size=None, num_workers=2)] == [0, 1, 2, 3, 4]
+    persistent = DataLoader(Shards(7), batch_size=2, num_workers=2, persistent_workers=True)
+    for _ in range(2):  # each epoch restarts every worker's stream
+        assert [b.tolist() for b in persistent] == [[0, 2], [1, 3], [4, 6], [5]]
     torch = pytest.importorskip("torch")
     from torch.utils import data as td
 
