@@ -134,6 +134,17 @@ def test_random_sampler():
     with pytest.raises(TypeError, match="generator"):
         RandomSampler(range(3), generator="seed")
 
+    class Wrapped:  # any object that draws like a numpy Generator
+        def __init__(self, seed):
+            self._rng = np.random.default_rng(seed)
+
+        def __getattr__(self, name):
+            return getattr(self._rng, name)
+
+    assert list(RandomSampler(range(10), generator=Wrapped(3))) == perm
+    loader = DataLoader(Range(10), batch_size=10, shuffle=True, generator=Wrapped(3), num_workers=0)
+    assert next(iter(loader)).tolist() == perm
+
 
 def test_subset_and_weighted_samplers():
     got = list(SubsetRandomSampler([10, 20, 30, 40], generator=0))

@@ -20,8 +20,10 @@ _CHUNK = 1024
 
 
 def as_generator(generator, where):
-    """An int seed becomes a numpy Generator once; None stays None (dualgraph's generator at each use)."""
-    if generator is None or isinstance(generator, _np.random.Generator):
+    """An int seed becomes a numpy Generator once; None stays None (dualgraph's generator at each use).
+    Anything else that draws like a numpy Generator (permutation, integers, choice) is used as is."""
+    if generator is None or isinstance(generator, _np.random.Generator) or all(
+            callable(getattr(generator, m, None)) for m in ("permutation", "integers", "choice")):
         return generator
     if isinstance(generator, (numbers.Integral,)) and not isinstance(generator, bool):
         return _np.random.default_rng(int(generator))
