@@ -17,6 +17,7 @@ from .tensor import Tensor
 from . import _methods  # noqa: F401  (binds operators and methods onto Tensor)
 from . import autograd, nn, viz
 from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
+from .autograd import inference_mode, is_inference_mode_enabled
 from .ops.creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace,
                            manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                            randperm, seed, tensor, uniform, zeros, zeros_like)

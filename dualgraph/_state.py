@@ -12,6 +12,7 @@ class _State(threading.local):
     tapes = ()            # tapes of the enclosing record() scopes, innermost last
     mode = None           # the current dualgraph.dispatch.Mode; dispatch makes the eager mode the default
     anomaly = False       # autograd.detect_anomaly(): nodes remember their source line, backward checks NaN/inf
+    inference = False     # inside inference_mode(): tensors made are marked is_inference()
 
 
 STATE = _State()

@@ -24,7 +24,7 @@ from .autograd.graph import Node, node_versions
 from .backend import CPU, is_array
 from .errors import AutogradError, DeviceError, DTypeError, DualgraphError, IndexOutOfRange, InvalidValue, \
     ShapeError, user_line
-from .tensor import _TENSOR_TYPES, Tensor, _make, as_tensor
+from .tensor import _TENSOR_TYPES, INFERENCE_SCOPES, Tensor, _make, _mark_inference, as_tensor
 
 _EMPTY = {}
 _SCALARS = (int, float, bool)
@@ -196,6 +196,8 @@ def binary_method(op, reflected=False):
             r._requires_grad = False
             r._grad_fn = None
             r._version = [0]
+            if INFERENCE_SCOPES[0]:
+                _mark_inference(r)
             # (no float check needed: only add/sub/mul/div come here, and a float operand that
             # requires grad makes their result float)
             if (a._requires_grad or b._requires_grad) and st.grad_enabled:

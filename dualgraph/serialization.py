@@ -29,6 +29,7 @@ Saving encodes everything first, writes a temporary file in the target's directo
 renames it over the target with os.replace, so a crash or error mid-save never leaves a half-written
 file under the final name and keeps an older checkpoint intact.
 """
+import io
 import json
 import math
 import os
@@ -78,11 +79,16 @@ class CorruptCheckpointError(CheckpointError):
 
 # ---- saving ---------------------------------------------------------------------------------
 
-def save(obj, path):
-    """Write `obj` (nested dicts/lists/tuples of tensors, numpy arrays, numbers, strings, None) to `path`.
+def save(obj, f):
+    """Write `obj` (nested dicts/lists/tuples of tensors, numpy arrays, numbers, strings, None) to `f`.
 
-    Typical use: `dg.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}, "ckpt.dg")`.
-    Nothing is written unless the whole object can be encoded; the file appears atomically."""
+    Typical use: `dg.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}, "ckpt.pt")`.
+    `f` is a path of any name (PyTorch's ".pt"/".pth" too) or a binary file object with write() (an
+    io.BytesIO, an open file). Nothing is written unless the whole object can be encoded; a path's
+    file appears atomically. The format is dualgraph's own (below), not PyTorch's zip of pickles."""
+    writer = getattr(f, "write", None)
+    if writer is None and not isinstance(f, (str, bytes, os.PathLike)):
+        raise TypeError(f"dg.save: expected a path or a binary file object with write(), got {type(f).__name__}")
     arrays = []
     try:
         tree = _encode(obj, arrays, "obj")
@@ -114,7 +120,11 @@ def save(obj, path):
                               f"{MAX_HEADER_BYTES}-byte limit; store large data as arrays")
     prefix = MAGIC + struct.pack("<Q", len(header)) + header
     prefix += b"\0" * ((-len(prefix)) % ALIGN)
-    _atomic_write(os.fspath(path), [prefix] + chunks)
+    if writer is not None:
+        for c in [prefix] + chunks:
+            writer(c)
+        return
+    _atomic_write(os.fspath(f), [prefix] + chunks)
 
 
 def _le_bytes(arr):
@@ -183,48 +193,89 @@ _ENTRY_KEYS = {"dtype", "shape", "offset", "nbytes"}
 _FLOAT_TAGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-def load(path, map_location=None):
-    """Read a checkpoint written by dg.save. Tensors go to `map_location` (a device; default CPU).
+def load(f, map_location=None, *, weights_only=None):
+    """Read a checkpoint written by dg.save from `f`, a path (any name) or a binary file object with read()
+    (read from its current position to its end).
+
+    `map_location` says where tensors go: None (the CPU: dg.save stores values, not devices), a device
+    or its name ('cpu', 'cuda:0', 'gpu'), a dict whose 'cpu' entry names the target (the only place a
+    dualgraph checkpoint's tensors come from), or a callable `(tensor, 'cpu') -> tensor` (PyTorch's
+    `lambda storage, loc: ...`, given the loaded tensor). `weights_only` is accepted with any value:
+    dg.load only ever reads tensors, arrays, numbers, strings and containers, so it behaves as PyTorch's
+    weights_only=True does, and weights_only=False does not make it unpickle.
 
     Never executes code from the file: pickles are refused with UnsafeCheckpointError, and truncated,
     damaged or malformed files raise TruncatedCheckpointError / CorruptCheckpointError (both
-    CheckpointError). The arrays are read straight into their own memory (about the file's size, once);
-    parsing the JSON header costs at most some 25 times the header's size (MAX_HEADER_BYTES bounds it)."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(16)
-        _check_magic(head, path)
-        if len(head) < 16:
-            raise TruncatedCheckpointError(f"{path}: the file ends inside the 16-byte preamble ({size} bytes)")
-        (hlen,) = struct.unpack("<Q", head[8:16])
-        if hlen > MAX_HEADER_BYTES:
-            raise CorruptCheckpointError(f"{path}: the header claims {hlen} bytes, over the {MAX_HEADER_BYTES}-byte "
-                                         f"limit; the file is damaged or not a dualgraph checkpoint")
-        if 16 + hlen > size:
-            raise TruncatedCheckpointError(f"{path}: the header needs {hlen} bytes but the file has only "
-                                           f"{size - 16} after the preamble; the file is truncated")
-        raw = f.read(hlen)
-        if len(raw) != hlen:
-            raise TruncatedCheckpointError(f"{path}: the file ended while reading the header")
-        header = _parse_header(raw, path)
-        data_start = 16 + hlen + ((-(16 + hlen)) % ALIGN)
-        expected = data_start + header["data_bytes"]
-        if size < expected:
-            raise TruncatedCheckpointError(f"{path}: the header announces {header['data_bytes']} bytes of array "
-                                           f"data but the file has only {max(0, size - data_start)}; the file "
-                                           f"is truncated")
-        if size > expected:
-            raise CorruptCheckpointError(f"{path}: {size - expected} unexpected bytes after the array data")
-        # the whole layout is checked before anything as large as the data is allocated
-        layout = _layout(header["arrays"], header["data_bytes"], path)
-        f.seek(16 + hlen)
-        if any(f.read(data_start - 16 - hlen)):
-            raise CorruptCheckpointError(f"{path}: the padding after the header is not zeros")
-        arrays = _read_arrays(f, layout, header["data_crc32"], path)
-    device = None
-    if map_location is not None:
-        device = _parse(map_location)
+    CheckpointError). The arrays are read straight into their own memory (about the file's size, once;
+    a file object's bytes are read first, so twice); parsing the JSON header costs at most some 25 times
+    the header's size (MAX_HEADER_BYTES bounds it)."""
+    if weights_only not in (None, True, False):
+        raise TypeError(f"dg.load: weights_only must be a bool or None, got {weights_only!r}")
+    place = _placement(map_location)
+    reader = getattr(f, "read", None)
+    if reader is not None:
+        data = reader()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"dg.load: the file object's read() gave {type(data).__name__}, not bytes; open "
+                            f"the file in binary mode ('rb')")
+        name = str(getattr(f, "name", f"<{type(f).__name__}>"))
+        return _load(io.BytesIO(data), len(data), name, place)
+    if not isinstance(f, (str, bytes, os.PathLike)):
+        raise TypeError(f"dg.load: expected a path or a binary file object with read(), got {type(f).__name__}")
+    path = os.fspath(f)
+    with open(path, "rb") as fh:
+        return _load(fh, os.fstat(fh.fileno()).st_size, path, place)
+
+
+def _placement(map_location):
+    """map_location -> None (stay on the CPU), a Device, or a callable applied to each loaded tensor."""
+    if map_location is None:
+        return None
+    if isinstance(map_location, dict):
+        target = map_location.get("cpu")
+        return None if target is None else _parse(target)
+    if callable(map_location) and not hasattr(map_location, "xp"):
+        def place(t):
+            out = map_location(t, "cpu")
+            if not isinstance(out, Tensor):
+                raise CheckpointError(f"dg.load: map_location returned {type(out).__name__}; it is called as "
+                                      f"map_location(tensor, 'cpu') and must return a tensor")
+            return out
+        return place
+    return _parse(map_location)
+
+
+def _load(f, size, path, place):
+    head = f.read(16)
+    _check_magic(head, path)
+    if len(head) < 16:
+        raise TruncatedCheckpointError(f"{path}: the file ends inside the 16-byte preamble ({size} bytes)")
+    (hlen,) = struct.unpack("<Q", head[8:16])
+    if hlen > MAX_HEADER_BYTES:
+        raise CorruptCheckpointError(f"{path}: the header claims {hlen} bytes, over the {MAX_HEADER_BYTES}-byte "
+                                     f"limit; the file is damaged or not a dualgraph checkpoint")
+    if 16 + hlen > size:
+        raise TruncatedCheckpointError(f"{path}: the header needs {hlen} bytes but the file has only "
+                                       f"{size - 16} after the preamble; the file is truncated")
+    raw = f.read(hlen)
+    if len(raw) != hlen:
+        raise TruncatedCheckpointError(f"{path}: the file ended while reading the header")
+    header = _parse_header(raw, path)
+    data_start = 16 + hlen + ((-(16 + hlen)) % ALIGN)
+    expected = data_start + header["data_bytes"]
+    if size < expected:
+        raise TruncatedCheckpointError(f"{path}: the header announces {header['data_bytes']} bytes of array "
+                                       f"data but the file has only {max(0, size - data_start)}; the file "
+                                       f"is truncated")
+    if size > expected:
+        raise CorruptCheckpointError(f"{path}: {size - expected} unexpected bytes after the array data")
+    # the whole layout is checked before anything as large as the data is allocated
+    layout = _layout(header["arrays"], header["data_bytes"], path)
+    f.seek(16 + hlen)
+    if any(f.read(data_start - 16 - hlen)):
+        raise CorruptCheckpointError(f"{path}: the padding after the header is not zeros")
+    arrays = _read_arrays(f, layout, header["data_crc32"], path)
+    device = place
     taken = [0]
     try:
         obj = _decode(header["tree"], arrays, taken, device, path)
@@ -462,7 +513,7 @@ def _tensor(arr, device, requires_grad, i, path):
                                      f"floating tensors can require grad")
     t = from_numpy(arr)  # shares the loader's own array, which nothing else refers to
     if device is not None:
-        t = t.to(device)
+        t = t.to(device) if hasattr(device, "xp") else device(t)
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -86,6 +86,7 @@ class Tensor:
     _is_view = False
     _aval = None
     _symbolic = False  # stands for a value of a graph being built (no data): see SymbolicTensor
+    _inference = False  # made inside dg.inference_mode()
     __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * tensor -> Tensor
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -229,6 +230,10 @@ class Tensor:
             self._hooks = []
         self._hooks.append(hook)
         return HookHandle(self._hooks, hook, hook)
+
+    def is_inference(self):
+        """True for a tensor made inside dg.inference_mode() (PyTorch's inference tensors)."""
+        return self._inference
 
     def detach(self):
         return STATE.mode.detach(self)
@@ -391,12 +396,24 @@ def register_tensor_type(cls):
     return cls
 
 
+# How many inference_mode() scopes are open, in all threads: while none is (nearly always), making a
+# tensor costs one list read more; while one is, the thread's own flag decides (STATE.inference).
+INFERENCE_SCOPES = [0]
+
+
+def _mark_inference(t):
+    if STATE.inference:
+        t._inference = True
+
+
 def _init(t, arr, dev):
     t._data = arr
     t._device = dev
     t._requires_grad = False
     t._grad_fn = None
     t._version = [0]
+    if INFERENCE_SCOPES[0]:
+        _mark_inference(t)
 
 
 _new = object.__new__
@@ -409,6 +426,8 @@ def _make(arr, dev):
     t._requires_grad = False
     t._grad_fn = None
     t._version = [0]
+    if INFERENCE_SCOPES[0]:
+        _mark_inference(t)
     return t
 
 

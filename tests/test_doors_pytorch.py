@@ -419,3 +419,149 @@ def test_jit_trace_check_inputs_pass_quietly():
         warnings.simplefilter("error")
         t = dg.jit.trace(lambda a: a * 2 + 1, dg.ones(3), check_inputs=[(dg.ones(5),), dg.zeros(2)])
     np.testing.assert_array_equal(t(dg.zeros(2)).numpy(), [1.0, 1.0])
+
+
+# ---- dg.inference_mode ---------------------------------------------------------------------------
+
+def test_inference_mode_context_and_decorators():
+    w = dg.tensor([1.0, 2.0], requires_grad=True)
+    with dg.inference_mode():
+        assert dg.is_grad_enabled() is False and dg.is_inference_mode_enabled() is True
+        made = [w * 2, dg.exp(w), dg.zeros(2), dg.tensor([1.0]), w.sum(), w[0], dg.ones_like(w)]
+        with dg.inference_mode(False):  # PyTorch: mode=False turns inference off and grad mode on
+            assert dg.is_grad_enabled() is True and dg.is_inference_mode_enabled() is False
+            inner = w * 2
+            assert inner.requires_grad and not inner.is_inference()
+        assert dg.is_grad_enabled() is False
+    assert dg.is_grad_enabled() is True and dg.is_inference_mode_enabled() is False
+    for t in made:
+        assert t.is_inference() and not t.requires_grad, t
+    after = w * 2
+    assert not after.is_inference() and after.requires_grad and not w.is_inference()
+    np.testing.assert_array_equal(made[0].numpy(), [2.0, 4.0])
+
+    @dg.inference_mode
+    def bare(x):
+        return x * 3
+
+    @dg.inference_mode()
+    def called(x):
+        return x * 3
+
+    @dg.inference_mode(False)
+    def off(x):
+        return x * 3
+
+    assert bare(w).is_inference() and not bare(w).requires_grad
+    assert called(w).is_inference() and not called(w).requires_grad
+    with dg.no_grad():
+        assert off(w).requires_grad and not off(w).is_inference()
+
+
+def test_inference_mode_matches_torch():
+    torch = pytest.importorskip("torch")
+    for m, dev in ((torch, None), (dg, None)):
+        w = m.ones(2, requires_grad=True)
+        with m.inference_mode():
+            y = w * 2
+            with m.no_grad():
+                with m.inference_mode(False):
+                    grad_inside = m.is_grad_enabled()
+        assert (y.is_inference(), y.requires_grad, grad_inside, m.is_grad_enabled()) == (True, False, True, True)
+
+
+def test_inference_mode_restores_after_an_exception_and_per_thread():
+    import threading
+    with pytest.raises(ValueError):
+        with dg.inference_mode():
+            raise ValueError
+    assert dg.is_grad_enabled() and not dg.is_inference_mode_enabled() and not dg.ones(1).is_inference()
+    seen = []
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait()
+        seen.append((dg.ones(1).is_inference(), dg.is_grad_enabled()))
+        release.set()
+
+    th = threading.Thread(target=other)
+    th.start()
+    with dg.inference_mode():
+        inside.set()
+        release.wait()
+    th.join()
+    assert seen == [(False, True)]  # another thread's tensors are not marked
+
+
+# ---- dg.save / dg.load under PyTorch's names ---------------------------------------------------
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth", "weights.bin", "ckpt"])
+def test_save_load_state_dict_under_any_name(tmp_path, name):
+    net = _mlp()
+    dg.save(net.state_dict(), tmp_path / name)
+    sd = dg.load(str(tmp_path / name), map_location="cpu", weights_only=True)
+    fresh = _mlp(seed=7)
+    fresh.load_state_dict(sd)
+    for p, q in zip(net.parameters(), fresh.parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+
+def test_save_load_file_objects(tmp_path):
+    net = _mlp()
+    buf = io.BytesIO()
+    dg.save({"model": net.state_dict(), "epoch": 3}, buf)
+    buf.seek(0)
+    ck = dg.load(buf)
+    assert ck["epoch"] == 3 and list(ck["model"]) == list(net.state_dict())
+    with open(tmp_path / "m.pt", "wb") as f:
+        dg.save(net.state_dict(), f)
+    with open(tmp_path / "m.pt", "rb") as f:
+        sd = dg.load(f, weights_only=False)
+    np.testing.assert_array_equal(sd["0.weight"].numpy(), net[0].weight.detach().numpy())
+    same = io.BytesIO()
+    dg.save(net.state_dict(), same)
+    assert (tmp_path / "m.pt").read_bytes() == same.getvalue()  # one format whatever is written to
+    dg.save(net.state_dict(), tmp_path / "p.pt")
+    assert (tmp_path / "p.pt").read_bytes() == same.getvalue()
+    with pytest.raises(TypeError, match="binary mode"):
+        with open(tmp_path / "m.pt", "r", encoding="latin-1") as f:
+            dg.load(f)
+    with pytest.raises(TypeError, match="path or a binary file"):
+        dg.save({}, 3)
+    with pytest.raises(TypeError, match="weights_only"):
+        dg.load(tmp_path / "m.pt", weights_only="yes")
+
+
+def test_load_map_location_forms(tmp_path):
+    t = dg.tensor([1.0, 2.0])
+    dg.save({"t": t}, tmp_path / "t.pt")
+    for loc in (None, "cpu", dg.device("cpu"), {"cpu": "cpu"}, {"cuda:0": "cpu"}, lambda storage, loc: storage):
+        out = dg.load(tmp_path / "t.pt", map_location=loc)["t"]
+        assert out.device == dg.device("cpu")
+        np.testing.assert_array_equal(out.numpy(), [1.0, 2.0])
+    seen = []
+    dg.load(tmp_path / "t.pt", map_location=lambda s, loc: seen.append(loc) or s)
+    assert seen == ["cpu"]
+    with pytest.raises(dg.CheckpointError, match="must return"):
+        dg.load(tmp_path / "t.pt", map_location=lambda s, loc: None)
+    if not dg.cuda.is_available():
+        with pytest.raises(dg.DeviceError):
+            dg.load(tmp_path / "t.pt", map_location="cuda:0")
+
+
+def test_a_torch_checkpoint_in_a_file_object_is_refused_without_unpickling(tmp_path):
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle ran')",))
+
+    buf = io.BytesIO(pickle.dumps(Boom()))
+    with pytest.raises(dg.serialization.UnsafeCheckpointError, match="pickle"):
+        dg.load(buf, weights_only=False)
+    torch = pytest.importorskip("torch")
+    tbuf = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, tbuf)
+    tbuf.seek(0)
+    with pytest.raises(dg.serialization.UnsafeCheckpointError, match="zip"):
+        dg.load(tbuf)

@@ -3,8 +3,12 @@
 Each is both a context manager and a decorator, like torch.no_grad.
 """
 import functools
+import threading
 
 from .._state import STATE
+from ..tensor import INFERENCE_SCOPES
+
+_SCOPES_LOCK = threading.Lock()
 
 
 class _Mode:
@@ -68,6 +72,36 @@ class set_grad_enabled(_Mode):
 
 def is_grad_enabled():
     return STATE.grad_enabled
+
+
+class inference_mode(_Mode):
+    """PyTorch's inference_mode(mode=True): no_grad, and the tensors made inside report is_inference().
+
+    A context manager and a decorator (`@inference_mode`, `@inference_mode()`, `@inference_mode(False)`).
+    `mode=False` switches inference mode off inside an enclosing one and, as in PyTorch, turns grad mode
+    on. Unlike PyTorch's inference tensors, dualgraph's may later be used in autograd and updated in
+    place outside the scope; they are ordinary tensors carrying the mark."""
+
+    _bare_decorator = True
+
+    def __init__(self, mode=True):
+        self._args = (mode,)
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = (STATE.grad_enabled, STATE.inference)
+        STATE.grad_enabled, STATE.inference = not self.mode, self.mode
+        with _SCOPES_LOCK:
+            INFERENCE_SCOPES[0] += 1
+
+    def __exit__(self, *exc):
+        STATE.grad_enabled, STATE.inference = self._prev
+        with _SCOPES_LOCK:
+            INFERENCE_SCOPES[0] -= 1
+
+
+def is_inference_mode_enabled():
+    return STATE.inference
 
 
 class Tape:
