@@ -2,6 +2,7 @@
 name checked against TF1's documented behaviour with numpy or hand-derived values (and PyTorch where
 installed). TensorFlow itself is not needed."""
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -104,14 +105,15 @@ def test_session_run_returns_the_fetch_structure():
     x = tf.placeholder(tf.float32, [2], name="x")
     v = tf.Variable([1.0, 2.0])
     inc = v.assign_add([1.0, 1.0])
-    fetches = {"sum": tf.reduce_sum(x), "nest": [x * 2, (v, inc)], "pair": Pair(x + 1, {"y": x - 1})}
+    fetches = {"sum": tf.reduce_sum(x), "nest": [x * 2, (v, inc, tf.group(inc))], "pair": Pair(x + 1, {"y": x - 1})}
     with tf.Session() as sess:
         out = sess.run(fetches, feed_dict={"x:0": [1.0, 3.0]})
     assert set(out) == {"sum", "nest", "pair"} and out["sum"] == 4.0
     assert isinstance(out["nest"], list) and isinstance(out["nest"][1], tuple)
     np.testing.assert_array_equal(out["nest"][0], [2.0, 6.0])
     np.testing.assert_array_equal(out["nest"][1][0], [1.0, 2.0])   # fetched values are read before updates
-    assert out["nest"][1][1] is None                                 # an operation fetches as None
+    np.testing.assert_array_equal(out["nest"][1][1], [2.0, 3.0])   # an assign fetches its new value
+    assert out["nest"][1][2] is None                                 # other operations fetch as None
     assert isinstance(out["pair"], Pair) and out["pair"].b["y"].tolist() == [0.0, 2.0]
     np.testing.assert_array_equal(v.numpy(), [2.0, 3.0])
 
@@ -187,8 +189,9 @@ def test_variable_signature_methods_and_initializer():
     ops = [v.assign([5.0, 6.0]), v.assign_add([1.0, 1.0]), v.assign_sub([0.5, 0.5]), tf.assign(n, 7)]
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
-        sess.run(ops[0])
+        np.testing.assert_array_equal(sess.run(ops[0]), [5.0, 6.0])
         np.testing.assert_array_equal(sess.run(doubled), [10.0, 12.0])
+        assert sess.run(v.assign([5.0, 6.0], read_value=False)) is None
         sess.run(ops[1])
         sess.run(ops[2])
         np.testing.assert_array_equal(v.eval(session=sess), [5.5, 6.5])
@@ -417,6 +420,14 @@ def test_losses_mean_squared_error_with_weights():
         # SUM_BY_NONZERO_WEIGHTS: the weighted sum over the count of non-zero (broadcast) weights
         assert sess.run(tf.losses.mean_squared_error(y, p, weights=w)) == pytest.approx(0.25 / 2)
         assert sess.run(tf.losses.mean_squared_error(y, p, weights=0.0)) == 0.0
+        R = tf.losses.Reduction
+        sq = (y - p) ** 2
+        none, total, mean, batch = sess.run([tf.losses.mean_squared_error(y, p, w * 2, reduction=r)
+                                             for r in (R.NONE, R.SUM, R.MEAN, R.SUM_OVER_BATCH_SIZE)])
+        np.testing.assert_allclose(none, sq * w * 2)
+        assert total == pytest.approx(0.5) and mean == pytest.approx(0.5 / 4) and batch == pytest.approx(0.5 / 4)
+    with pytest.raises(tf.StaticGraphError, match="reduction"):
+        tf.losses.mean_squared_error(y, p, reduction="average")
 
 
 # ---- optimizers ----------------------------------------------------------------------------------------------
@@ -560,6 +571,10 @@ def test_saver_round_trips_variables_through_dg_save(tmp_path):
         sess.run([w.assign([0.0, 0.0]), n.assign(0)])
         saver.restore(sess, path)
         assert w.eval().tolist() == [1.0, 2.0] and n.eval() == 5
+        keep2 = tf.train.Saver(max_to_keep=2)
+        paths = [keep2.save(sess, str(tmp_path / "k"), global_step=i) for i in range(4)]
+        assert keep2.last_checkpoints == paths[2:]
+        assert [os.path.exists(q) for q in paths] == [False, False, True, True]
     tf.reset_default_graph()
     other = tf.Variable([1.0, 2.0, 3.0], name="w")
     with pytest.raises(tf.StaticGraphError, match="shape"):

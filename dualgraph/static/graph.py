@@ -358,7 +358,7 @@ def _in_graph(graph):
 # ---- names --------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def name_scope(name, default_name=None, values=None):
+def name_scope(name, default_name=None):
     """Prefix the names of placeholders, Variables and constants made inside with "name/" (TF1's
     tf.name_scope); yields the scope's full name with its trailing slash."""
     g = get_default_graph()
@@ -388,7 +388,7 @@ class _VariableScope:
 
 
 @contextlib.contextmanager
-def variable_scope(name_or_scope, default_name=None, values=None, reuse=None):
+def variable_scope(name_or_scope, default_name=None, reuse=None):
     """A name scope for get_variable: `reuse=True` returns existing variables (and requires them),
     `reuse=tf.AUTO_REUSE` creates or returns, None inherits the enclosing scope's."""
     g = get_default_graph()
@@ -563,7 +563,7 @@ class Variable(Tensor):
 
     __slots__ = ()
 
-    def __new__(cls, initial_value=None, trainable=True, name=None, dtype=None, graph=None, **_):
+    def __new__(cls, initial_value=None, trainable=True, name=None, dtype=None, graph=None):
         if initial_value is None:
             raise StaticGraphError("Variable: initial_value is required")
         if isinstance(initial_value, Tensor) and initial_value._symbolic:
@@ -579,8 +579,7 @@ class Variable(Tensor):
         t.__class__ = cls
         return t
 
-    def __init__(self, initial_value=None, trainable=True, name=None, dtype=None, graph=None,
-                 collections=None, validate_shape=True):
+    def __init__(self, initial_value=None, trainable=True, name=None, dtype=None, graph=None):
         g = graph or (initial_value._builder.owner if isinstance(initial_value, Tensor) and initial_value._symbolic
                       else get_default_graph())
         self.op_name = g._unique(name, "Variable")
@@ -635,17 +634,25 @@ class Variable(Tensor):
         np.copyto(self._data, np.asarray(value, dtype=self.dtype), casting="same_kind")
         self._version[0] += 1
 
+    # use_locking: one run applies all its updates together from the state before it, so there is
+    # nothing to lock; read_value=False gives an operation that fetches as None
     def assign(self, value, use_locking=False, name=None, read_value=True):
-        return assign(self, value, name=name)
+        return _read(assign(self, value, name=name), read_value)
 
     def assign_add(self, delta, use_locking=False, name=None, read_value=True):
-        return assign_add(self, delta, name=name)
+        return _read(assign_add(self, delta, name=name), read_value)
 
     def assign_sub(self, delta, use_locking=False, name=None, read_value=True):
-        return assign_sub(self, delta, name=name)
+        return _read(assign_sub(self, delta, name=name), read_value)
 
     def __repr__(self):
         return f"<dg.static.Variable {self.name!r} shape={tuple(self.shape)} dtype={self.dtype}>"
+
+
+def _read(op, read_value):
+    if not read_value:
+        op.value = None
+    return op
 
 
 def _graph_operator(name):
@@ -703,10 +710,11 @@ class Operation:
     """A set of (Variable, new value) updates; `sess.run(op)` computes every new value from the
     variables' current values, then writes them all back (a simultaneous update)."""
 
-    def __init__(self, updates=(), deps=(), name="op"):
+    def __init__(self, updates=(), deps=(), name="op", value=None):
         self.updates = list(updates)
         self.deps = list(deps)
         self.name = name
+        self.value = value   # what fetching it returns (an assign's new value), else None
 
     def all_updates(self):
         out = list(self.updates)
@@ -736,7 +744,7 @@ def _graph_of(var):
 
 
 def assign(ref, value, name=None):
-    """An op setting `ref` (a Variable) to `value` when run."""
+    """An op setting `ref` (a Variable) to `value` when run; fetching it returns the new value."""
     def build():
         v = value if isinstance(value, Tensor) else _const(ref.graph, np.asarray(_plain(value), dtype=ref.dtype))
         if tuple(v.shape) != tuple(ref.shape):
@@ -747,7 +755,8 @@ def assign(ref, value, name=None):
                                        f"{tuple(v.shape)}") from None
         return v.astype(ref.dtype) if v.dtype != ref.dtype else v
 
-    return Operation([(ref, _on(_graph_of(ref), build))], name=name or f"{ref.op_name}/assign")
+    new = _on(_graph_of(ref), build)
+    return Operation([(ref, new)], name=name or f"{ref.op_name}/assign", value=new)
 
 
 def assign_add(ref, value, name=None):
@@ -843,7 +852,7 @@ class Specialized:
             new = self.ops.get(id(x))
             if new is None:
                 new = Operation([(v, self.tensor(val)) for v, val in x.updates], [self.item(d) for d in x.deps],
-                                x.name)
+                                x.name, None if x.value is None else self.tensor(x.value))
                 self.ops[id(x)] = (x, new)
                 return new
             return new[1]

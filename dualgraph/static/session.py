@@ -18,6 +18,12 @@ class Session:
     def __init__(self, target="", graph=None, config=None, passes=None, disable=()):
         if graph is None and not isinstance(target, str):
             target, graph = "", target   # Session(graph): dualgraph's older positional form
+        if target:
+            raise StaticGraphError(f"Session: target {target!r}: dualgraph runs graphs in this process only "
+                                   f"(target='')")
+        if config is not None:
+            raise StaticGraphError("Session: config= (a TensorFlow ConfigProto) has no dualgraph equivalent; "
+                                   "leave it out")
         self.graph = graph or get_default_graph()
         self.passes = _passes.resolve(passes, disable)
         self._plans = {}
@@ -58,19 +64,21 @@ class Session:
             self._plans[key] = plan
         return plan
 
-    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
-        """Compute `fetches` as numpy values: a tensor, Variable, operation (None), a tensor's name
-        ("x:0"), or lists, tuples, dicts and nests of them, returned in the same structure."""
+    def run(self, fetches, feed_dict=None):
+        """Compute `fetches` as numpy values: a tensor, Variable, operation (None; an assign's new
+        value), a tensor's name ("x:0"), or lists, tuples, dicts and nests of them, returned in the
+        same structure."""
         if self._closed:
             raise StaticGraphError("this Session is closed")
         items, rebuild = _flatten(fetches)
         items = [self.graph.get_tensor_by_name(x) if isinstance(x, str) else x for x in items]
         fed = self._feeds(feed_dict or {})
-        graph, run_items = self.graph, items
+        reads = [x.value for x in items if isinstance(x, Operation) and x.value is not None]
+        graph, run_items = self.graph, items + reads
         ranks = {pid: arr.ndim for pid, (ph, arr) in fed.items() if ph._any_shape and arr.ndim != 0}
         if ranks:
             spec = respecialize(self.graph, ranks)
-            graph, run_items = spec.graph, [spec.item(x) for x in items]
+            graph, run_items = spec.graph, [spec.item(x) for x in run_items]
             fed = {id(spec.tensors[pid]): (spec.tensors[pid], arr) for pid, (_, arr) in fed.items()}
         plan = self._plan(graph, run_items)
         arrays = []
@@ -92,8 +100,10 @@ class Session:
             new = outs[k]
             np.copyto(var._data, new, casting="same_kind")
             var._version[0] += 1
-        it = iter(results)
-        values = [None if isinstance(x, Operation) else _scalar(next(it)) for x in items]
+        n_plain = len(results) - len(reads)
+        plain, read = iter(results[:n_plain]), iter(results[n_plain:])
+        values = [(None if x.value is None else _scalar(next(read))) if isinstance(x, Operation)
+                  else _scalar(next(plain)) for x in items]
         return rebuild(values)
 
     def _feeds(self, feed_dict):

@@ -1,5 +1,7 @@
 """tf.train: gradients, TF1-style optimizers with their update rules and defaults, the global step,
 learning-rate decay, and Saver over dualgraph's safe checkpoint format."""
+import os
+
 import numpy as np
 
 from ..dispatch import using
@@ -242,20 +244,30 @@ class Saver:
     """Saves and restores Variables by name through dg.save / dg.load (dualgraph's checkpoint format,
     which never runs code from the file): not TensorFlow's checkpoint files."""
 
-    def __init__(self, var_list=None, max_to_keep=5, **_):
+    def __init__(self, var_list=None, max_to_keep=5):
         if isinstance(var_list, dict):
             self._vars = dict(var_list)
         else:
             vs = list(var_list) if var_list is not None else global_variables()
             self._vars = {v.op_name: v for v in vs}
+        self.max_to_keep = max_to_keep
+        self.last_checkpoints = []
 
-    def save(self, sess, save_path, global_step=None, **_):
+    def save(self, sess, save_path, global_step=None):
         """Write the variables' current values to `save_path` (with "-<step>" appended when global_step
-        is given); returns the path written."""
+        is given) and return the path written; the files of all but the newest `max_to_keep` saves
+        are deleted (None or 0 keeps every file)."""
         if global_step is not None:
             step = global_step if isinstance(global_step, int) else int(sess.run(global_step))
             save_path = f"{save_path}-{step}"
         _save({name: np.array(v.numpy()) for name, v in self._vars.items()}, save_path)
+        if save_path in self.last_checkpoints:
+            self.last_checkpoints.remove(save_path)
+        self.last_checkpoints.append(save_path)
+        while self.max_to_keep and len(self.last_checkpoints) > self.max_to_keep:
+            old = self.last_checkpoints.pop(0)
+            if os.path.exists(old):
+                os.remove(old)
         return save_path
 
     def restore(self, sess, save_path):
