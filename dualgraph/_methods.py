@@ -6,6 +6,7 @@ from ._state import STATE
 from .backend import device as _parse_device
 from .dispatch import binary_method
 from .ops import conv, elementwise as ew, gather as ga, indexing as ix, linalg, reduction as red, shape as sh
+from .ops import selection as sel
 from .ops.elementwise import ADD, DIV, MUL, SUB
 from .tensor import Tensor, _plain_outside_record, as_tensor
 from .ops import creation as cr
@@ -137,6 +138,8 @@ def _bind():
         softmax=F.softmax, log_softmax=F.log_softmax,
     )
     for name, fn in methods.items():
+        setattr(T, name, fn)
+    for name, fn in sel.METHODS.items():  # over reduction's values-only max/min: (values, indices) with a dim
         setattr(T, name, fn)
     T.T = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.permute(a, tuple(reversed(range(a.ndim)))))
     T.mT = property(lambda a: sh.matrix_transpose(a) if a.ndim == 2 else sh.transpose(a, -2, -1))

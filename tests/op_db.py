@@ -697,6 +697,97 @@ def _einsum_samples(make):
     return [Sample(tuple(make(*s) for s in shapes), {"spec": spec}, desc=spec) for spec, shapes in EINSUM_SPECS]
 
 
+# ---- selection, sorting and masking (ops/selection.py): references by definition ------------------
+
+def _desc_order(x, axis):
+    """Stable descending order (equal values in index order) without dualgraph's reversal trick."""
+    return np.argsort(-x, axis=axis, kind="stable")
+
+
+def np_sort(x, dim=-1, descending=False):
+    idx = _desc_order(x, dim) if descending else np.argsort(x, axis=dim, kind="stable")
+    return np.take_along_axis(x, idx, dim), idx
+
+
+def np_topk(x, k, dim=-1, largest=True):
+    idx = _desc_order(x, dim) if largest else np.argsort(x, axis=dim, kind="stable")
+    idx = np.take(idx, np.arange(k), axis=dim)
+    return np.take_along_axis(x, idx, dim), idx
+
+
+def _at(x, idx, dim, keepdim):
+    """(values, indices) at idx (dim kept, size 1), the dim dropped unless keepdim."""
+    vals = np.take_along_axis(x, idx, dim)
+    return (vals, idx) if keepdim else (np.squeeze(vals, dim), np.squeeze(idx, dim))
+
+
+def np_extreme_dim(fn):
+    def ref(x, dim, keepdim=False):
+        return _at(x, np.expand_dims(fn(x, axis=dim), dim), dim, keepdim)
+    return ref
+
+
+def np_kth_sorted(x, dim, pos, keepdim=False):
+    idx = np.argsort(x, axis=dim, kind="stable")
+    return _at(x, np.take(idx, [pos], axis=dim), dim, keepdim)
+
+
+def np_cum_extreme(largest):
+    """PyTorch's cummax/cummin by definition: the index moves to every element that ties or beats the
+    running extreme."""
+    def ref(x, dim):
+        xm = np.moveaxis(x, dim, -1)
+        vals, idx = np.empty_like(xm), np.zeros(xm.shape, np.int64)
+        for pos in np.ndindex(*xm.shape[:-1]):
+            best, at = None, 0
+            for i, v in enumerate(xm[pos]):
+                if best is None or (v >= best if largest else v <= best):
+                    best, at = v, i
+                vals[pos + (i,)], idx[pos + (i,)] = best, at
+        return np.moveaxis(vals, -1, dim), np.moveaxis(idx, -1, dim)
+    return ref
+
+
+def np_scatter(x, dim, index, src=None, value=None, reduce=None):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        target = list(pos)
+        target[dim] = index[pos]
+        v = src[pos] if src is not None else value
+        out[tuple(target)] = out[tuple(target)] * v if reduce == "multiply" else v
+    return out
+
+
+def np_index_fill(x, dim, index, value):
+    out = x.copy()
+    out[(slice(None),) * (dim % x.ndim) + (index,)] = value
+    return out
+
+
+def np_index_add(x, dim, index, source, alpha=1):
+    out = x.copy()
+    moved, src = np.moveaxis(out, dim, 0), np.moveaxis(source, dim, 0)
+    for i, j in enumerate(index):
+        moved[j] += alpha * src[i]
+    return out
+
+
+def _perm_index(make, shape, high, axis):
+    """An index of `shape` whose entries along `axis` are distinct positions below `high` (scatter without
+    repeated targets: every write lands, so the result does not depend on the write order)."""
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    rows = [make.rng.permutation(high)[:moved[-1]] for _ in range(int(np.prod(moved[:-1], dtype=np.int64)))]
+    return np.moveaxis(np.array(rows, np.int64).reshape(moved), -1, axis)
+
+
+def _with_zeros(make, *shape):
+    x = make.nonzero(*shape)
+    x[make.rng.random(shape) < 0.3] = 0
+    return x
+
+
+
 # ---- the rows --------------------------------------------------------------------------------------
 
 # ---- linear algebra (dg.linalg) ------------------------------------------------------------------------
@@ -965,8 +1056,8 @@ OP_DB = [
     _reduction("sum", dg.sum, np.sum, _with_empty(_reduce_samples()), dtypes=NUMERIC),
     _reduction("mean", dg.mean, np.mean),
     _reduction("prod", dg.prod, np.prod, _prod_samples, dtypes=NUMERIC, second_order=True),
-    _reduction("max", dg.max, np.max, _reduce_samples("distinct"), dtypes=NUMERIC),
-    _reduction("min", dg.min, np.min, _reduce_samples("distinct"), dtypes=NUMERIC),
+    _reduction("amax", dg.amax, np.max, _reduce_samples("distinct"), dtypes=NUMERIC),
+    _reduction("amin", dg.amin, np.min, _reduce_samples("distinct"), dtypes=NUMERIC),
     OpInfo("var", lambda x, **k: dg.var(x, **k), _ref_var(np.var), _var_samples, second_order=True),
     OpInfo("std", lambda x, **k: dg.std(x, **k), _ref_var(np.std), _var_samples, second_order=True),
     _reduction("argmax", dg.argmax, np.argmax, _arg_samples, dtypes=NUMERIC, differentiable=False),
@@ -1171,12 +1262,112 @@ OP_DB = [
                          Sample((make(2, 5), -1, np.array([0])), desc="negative dim")], dtypes=NUMERIC),
     OpInfo("nonzero_as_tuple", lambda x: dg.nonzero(x, as_tuple=True), np.nonzero,
            lambda make: [Sample((make.small_ints(3, 4, low=0, high=1),))], differentiable=False),
-    OpInfo("where_one_arg", lambda c: dg.where(c), np.argwhere,
-           lambda make: [Sample((make.bool(3, 4),))], dtypes=("bool",), differentiable=False,
-           notes="where(cond) is nonzero(cond), as torch.where"),
     OpInfo("nonzero", dg.nonzero, np.argwhere,
            lambda make: [Sample((make.small_ints(3, 4, low=0, high=1),)), Sample((make.small_ints(5, low=0, high=1),))],
            dtypes=NUMERIC, differentiable=False),
+    # -- selection, sorting, masking (ops/selection.py) --
+    OpInfo("sort", lambda x, **k: dg.sort(x, **k), np_sort,
+           lambda make: [Sample((make.distinct(3, 5),)), Sample((make.distinct(2, 3, 4),), {"dim": 1, "descending": True}),
+                         Sample((make.distinct(4, 3),), {"dim": -2}), Sample((make.small_ints(3, 6),), {"descending": True},
+                                                                             desc="ties", grad=False),
+                         Sample((make(0, 3),), {"dim": 0}, desc="empty", grad=False)], dtypes=NUMERIC),
+    OpInfo("argsort", lambda x, **k: dg.argsort(x, **k), lambda x, **k: np_sort(x, **k)[1],
+           lambda make: [Sample((make.small_ints(3, 6),), desc="ties"),
+                         Sample((make.small_ints(2, 5, 3),), {"dim": 1, "descending": True}, desc="ties, descending")],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("msort", lambda x: dg.msort(x), lambda x: np.sort(x, axis=0), lambda make: [Sample((make.distinct(4, 3),))]),
+    OpInfo("topk", lambda x, k, **kw: dg.topk(x, k, **kw), np_topk,
+           lambda make: [Sample((make.distinct(3, 6), 2)), Sample((make.distinct(2, 5, 3), 3), {"dim": 1, "largest": False}),
+                         Sample((make.small_ints(4, 7), 4), desc="ties", grad=False),
+                         Sample((make.distinct(5,), 0), desc="k=0", grad=False),
+                         Sample((make.distinct(3, 4), 4), {"dim": -1}, desc="k=n")], dtypes=NUMERIC),
+    OpInfo("max_dim", lambda x, d, **k: dg.max(x, d, **k), np_extreme_dim(np.argmax),
+           lambda make: [Sample((make.distinct(3, 4), 1)), Sample((make.distinct(2, 3, 4), -3), {"keepdim": True}),
+                         Sample((make.small_ints(3, 5), 1), desc="ties", grad=False)], dtypes=NUMERIC),
+    OpInfo("min_dim", lambda x, d, **k: x.min(dim=d, **k), np_extreme_dim(np.argmin),
+           lambda make: [Sample((make.distinct(3, 4), 0)), Sample((make.small_ints(3, 5), -1), desc="ties", grad=False)],
+           dtypes=NUMERIC),
+    OpInfo("median_dim", lambda x, d, **k: dg.median(x, d, **k),
+           lambda x, d, keepdim=False: np_kth_sorted(x, d, (x.shape[d] - 1) // 2, keepdim),
+           lambda make: [Sample((make.distinct(3, 5), 1)), Sample((make.distinct(4, 3), 0), {"keepdim": True}, desc="even"),
+                         Sample((make.small_ints(3, 6), -1), desc="ties", grad=False)], dtypes=NUMERIC),
+    OpInfo("median", lambda x: dg.median(x), lambda x: np.sort(x, axis=None)[(x.size - 1) // 2],
+           lambda make: [Sample((make.distinct(3, 4),)), Sample((make.distinct(5,),))], dtypes=NUMERIC),
+    OpInfo("kthvalue", lambda x, k, **kw: dg.kthvalue(x, k, **kw),
+           lambda x, k, dim=-1, keepdim=False: np_kth_sorted(x, dim, k - 1, keepdim),
+           lambda make: [Sample((make.distinct(3, 5), 2)), Sample((make.distinct(4, 3), 4), {"dim": 0, "keepdim": True}),
+                         Sample((make.small_ints(2, 6), 3), desc="ties", grad=False)], dtypes=NUMERIC),
+    OpInfo("cumprod", lambda x, d: dg.cumprod(x, d), lambda x, d: np.cumprod(x, axis=d),
+           lambda make: [Sample((make.nonzero(3, 4), 1)), Sample((make.nonzero(2, 3, 4), -3))],
+           dtypes=NUMERIC, second_order=True),
+    OpInfo("cumprod_zeros", lambda x, d: x.cumprod(d), lambda x, d: np.cumprod(x, axis=d),
+           lambda make: [Sample((_with_zeros(make, 4, 6), 1)),
+                         Sample((np.array([[2.0, 0.0, 3.0, 0.0, 4.0], [0.0, 1.5, 2.0, 0.5, 3.0]], make.dtype), 1),
+                                desc="first and later zeros")],
+           notes="gradient exact at zeros (first order)"),
+    OpInfo("cummax", lambda x, d: dg.cummax(x, d), np_cum_extreme(True),
+           lambda make: [Sample((make.distinct(3, 5), 1)), Sample((make.small_ints(4, 6), 1), desc="ties", grad=False)],
+           dtypes=NUMERIC),
+    OpInfo("cummin", lambda x, d: x.cummin(d), np_cum_extreme(False),
+           lambda make: [Sample((make.distinct(5, 3), 0)), Sample((make.small_ints(4, 6), -1), desc="ties", grad=False)],
+           dtypes=NUMERIC),
+    OpInfo("tril", lambda x, **k: dg.tril(x, **k), lambda x, diagonal=0: np.tril(x, diagonal),
+           lambda make: [Sample((make(4, 4),)), Sample((make(2, 3, 5),), {"diagonal": 1}, desc="batched, k=1"),
+                         Sample((make(5, 3),), {"diagonal": -2}, desc="k=-2")], dtypes=NUMERIC + ("bool",)),
+    OpInfo("triu", lambda x, **k: x.triu(**k), lambda x, diagonal=0: np.triu(x, diagonal),
+           lambda make: [Sample((make(4, 4),)), Sample((make(2, 3, 5),), {"diagonal": -1}, desc="batched, k=-1")],
+           dtypes=NUMERIC + ("bool",)),
+    OpInfo("masked_fill", lambda x, m, v: dg.masked_fill(x, m, v),
+           lambda x, m, v: np.where(m, np.asarray(v, x.dtype), x),
+           lambda make: [Sample((make(3, 4), make.bool(3, 4), -1.5 if make.is_float else -3)),
+                         Sample((make(2, 3, 4), make.bool(3, 1), 2), desc="broadcast mask"),
+                         Sample((make(3, 4), make.bool(4), np.array(7, make.dtype)), desc="0-d tensor value")],
+           dtypes=NUMERIC),
+    OpInfo("where_tuple", lambda c: dg.where(c), np.nonzero, lambda make: [Sample((make.bool(3, 4),))],
+           dtypes=("bool",), differentiable=False, notes="where(cond) alone is nonzero(cond, as_tuple=True)"),
+    OpInfo("masked_select", lambda x, m: dg.masked_select(x, m), lambda x, m: np.broadcast_to(x, np.broadcast_shapes(
+        x.shape, m.shape))[np.broadcast_to(m, np.broadcast_shapes(x.shape, m.shape))],
+           lambda make: [Sample((make(3, 4), make.bool(3, 4))), Sample((make(3, 1), make.bool(3, 4)), desc="broadcast")],
+           dtypes=NUMERIC),
+    OpInfo("take", lambda x, i: dg.take(x, i), lambda x, i: x.reshape(-1)[i],
+           lambda make: [Sample((make(3, 4), make.index((2, 3), 12))), Sample((make(5,), np.array([-1, 0, 4])), desc="negative")],
+           dtypes=NUMERIC),
+    OpInfo("index_fill", lambda x, d, i, v: dg.index_fill(x, d, i, v), np_index_fill,
+           lambda make: [Sample((make(4, 3), 0, np.array([0, 2]), -1.0 if make.is_float else -1)),
+                         Sample((make(2, 5), -1, np.array([4, -5, 1]), np.array(3, make.dtype)), desc="0-d value, negative")],
+           dtypes=NUMERIC),
+    OpInfo("index_add", lambda x, d, i, s, **k: dg.index_add(x, d, i, s, **k), np_index_add,
+           lambda make: [Sample((make(4, 3), 0, np.array([0, 2, 0]), make(3, 3)), desc="repeated"),
+                         Sample((make(2, 5), 1, np.array([4, 1]), make(2, 2)), {"alpha": 2})], dtypes=NUMERIC),
+    OpInfo("scatter", lambda x, d, i, s: dg.scatter(x, d, i, s), np_scatter,
+           lambda make: [Sample((make(3, 4), 0, _perm_index(make, (2, 4), 3, 0), make(2, 4))),
+                         Sample((make(2, 3, 4), -1, _perm_index(make, (2, 3, 2), 4, 2), make(2, 3, 2)), desc="negative dim"),
+                         Sample((make(3, 5), 1, _perm_index(make, (2, 3), 5, 1), make(3, 4)), desc="larger src")],
+           dtypes=NUMERIC),
+    OpInfo("scatter_value", lambda x, d, i, **k: dg.scatter(x, d, i, **k), np_scatter,
+           lambda make: [Sample((make(3, 4), 1, make.index((3, 2), 4)), {"value": 2})], dtypes=NUMERIC),
+    OpInfo("scatter_multiply", lambda x, d, i, s: dg.scatter(x, d, i, s, reduce="multiply"),
+           lambda x, d, i, s: np_scatter(x, d, i, s, reduce="multiply"),
+           lambda make: [Sample((make(3, 4), 0, make.index((5, 4), 3), make(5, 4)), desc="repeated targets")],
+           dtypes=NUMERIC, differentiable=False, notes="no gradient, as PyTorch"),
+    OpInfo("scatter_add_larger_src", lambda x, d, i, s: x.scatter_add(d, i, s), np_scatter_add,
+           lambda make: [Sample((make(3, 4), 0, make.index((2, 3), 3), make(4, 4)))],
+           notes="src larger than index: its leading part is read"),
+    OpInfo("roll", lambda x, *a: dg.roll(x, *a), np.roll,
+           lambda make: [Sample((make(3, 4), 1, 1)), Sample((make(3, 4), 5), desc="flattened"),
+                         Sample((make(2, 3, 4), (1, -2), (0, 2)), desc="tuples"), Sample((make(3, 4), -7, 0), desc="wraps")],
+           dtypes=NUMERIC),
+    OpInfo("repeat_interleave", lambda x, r, *d: dg.repeat_interleave(x, r, *d),
+           lambda x, r, *d: np.repeat(x, r, *d),
+           lambda make: [Sample((make(2, 3), 2, 1)), Sample((make(2, 3), 3), desc="flattened"),
+                         Sample((make(3, 2), np.array([1, 0, 2]), 0), desc="tensor repeats")], dtypes=NUMERIC),
+    OpInfo("multinomial", lambda p, n, **k: dg.gather(p, -1, dg.multinomial(p, n, **k)) > 0,
+           lambda p, n, **k: np.ones(p.shape[:-1] + (n,), bool),
+           lambda make: [Sample((np.array([[0.0, 1.0, 2.0, 0.0, 1.0, 3.0, 0.5], [3.0, 0.0, 1.0, 1.0, 2.0, 0.0, 2.0]],
+                                          make.dtype), 3), desc="without replacement"),
+                         Sample((np.array([0.0, 0.5, 1.0, 2.0, 0.0, 1.0, 1.5, 1.0, 0.5], make.dtype), 12),
+                                {"replacement": True}, desc="1-D, with replacement")],
+           differentiable=False, random=True, notes="never draws a zero-weight category"),
     OpInfo("one_hot", lambda i, **k: dg.one_hot(i, **k),
            lambda i, num_classes=-1: np.eye(num_classes if num_classes > 0 else i.max() + 1, dtype=np.int64)[i],
            lambda make: [Sample((np.array([0, 2, 1, 2]),), {"num_classes": 4}), Sample((np.array([[1, 0], [2, 2]]),), desc="infer C")],
@@ -1189,14 +1380,14 @@ OP_DB = [
                          Sample((make(2, 3, low=-200, high=200),), desc="large logits", grad=False)], second_order=True),
     # -- recurrent layers: one primitive per (layer, direction) over the whole sequence --
     OpInfo("lstm", lambda *a, **k: _rnn_ops.lstm_layer(*a, **k), lambda *a, **k: np_recurrent("lstm", *a, **k),
-           _recurrent_samples("lstm"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+           _recurrent_samples("lstm"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("gru", lambda *a, **k: _rnn_ops.gru_layer(*a, **k), lambda *a, **k: np_recurrent("gru", *a, **k),
-           _recurrent_samples("gru"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+           _recurrent_samples("gru"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("rnn_tanh", lambda *a, **k: _rnn_ops.rnn_layer(*a, **k), lambda *a, **k: np_recurrent("rnn", *a, **k),
-           _recurrent_samples("rnn"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+           _recurrent_samples("rnn"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("rnn_relu", lambda *a, **k: _rnn_ops.rnn_layer(*a, nonlinearity="relu", **k),
            lambda *a, **k: np_recurrent("rnn", *a, nonlinearity="relu", **k),
-           _recurrent_samples("rnn"), dtypes=("float32",), atol=1e-5, rtol=1e-4),
+           _recurrent_samples("rnn"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("log_softmax", lambda x, **k: F.log_softmax(x, **k),
            lambda x, axis=-1, dim=None: np_log_softmax(x, axis if dim is None else dim),
            lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"dim": 1}),
@@ -1338,6 +1529,7 @@ NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
+    "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index",
 }
 # kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
 # passes after autodiff has run, never called eagerly
