@@ -707,3 +707,85 @@ def test_nothing_below_the_mxnet_layer_imports_it():
     nd_dir = os.path.join(pkg, "nd")
     assert [m for f in os.listdir(nd_dir) if f.endswith(".py")
             for m in _mxnet_imports(os.path.join(nd_dir, f)) if m == "gluon"] == []
+
+
+# ---- scripts as users type them --------------------------------------------------------------------
+
+def test_forward_outside_record_builds_no_graph_as_in_mxnet():
+    net = _mlp()
+    out = net(nd.ones((2, 5)))
+    assert out.grad_fn is None and not out.requires_grad
+    with autograd.record():
+        out = net(nd.ones((2, 5)))
+    assert out.grad_fn is not None
+
+
+def test_linear_regression_tutorial_runs_unchanged():
+    # the d2l (MXNet edition) "concise linear regression" script with only its imports changed
+    from dualgraph.gluon import data as gdata
+    from dualgraph.gluon import loss as gloss
+
+    dg.manual_seed(0)
+    num_inputs, num_examples = 2, 1000
+    true_w, true_b = [2, -3.4], 4.2
+    features = nd.random.normal(scale=1, shape=(num_examples, num_inputs))
+    labels = true_w[0] * features[:, 0] + true_w[1] * features[:, 1] + true_b
+    labels += nd.random.normal(scale=0.01, shape=labels.shape)
+    batch_size = 10
+    dataset = gdata.ArrayDataset(features, labels)
+    data_iter = gdata.DataLoader(dataset, batch_size, shuffle=True)
+    net = nn.Sequential()
+    net.add(nn.Dense(1))
+    net.initialize(init.Normal(sigma=0.01))
+    loss = gloss.L2Loss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.03})
+    for epoch in range(1, 4):
+        for X, y in data_iter:
+            with autograd.record():
+                l = loss(net(X), y)
+            l.backward()
+            trainer.step(batch_size)
+        l = loss(net(features), labels)
+        line = "epoch %d, loss: %f" % (epoch, l.mean().asnumpy())
+    assert float(line.split()[-1]) < 1e-3
+    dense = net[0]
+    np.testing.assert_allclose(dense.weight.data().numpy(), [true_w], atol=0.01)
+    np.testing.assert_allclose(dense.bias.data().numpy(), [true_b], atol=0.01)
+    assert dense.weight.grad().shape == (1, 2)
+
+
+def test_mixed_block_from_the_crash_course(capsys):
+    class MixMLP(nn.Block):
+        def __init__(self, **kwargs):
+            super(MixMLP, self).__init__(**kwargs)
+            self.blk = nn.Sequential()
+            self.blk.add(nn.Dense(3, activation="relu"), nn.Dense(4, activation="relu"))
+            self.dense = nn.Dense(5)
+
+        def forward(self, x):
+            y = nd.relu(self.blk(x))
+            print(y)
+            return self.dense(y)
+
+    net = MixMLP()
+    assert "(blk): Sequential(" in repr(net) and "(dense): Dense(None -> 5, linear)" in repr(net)
+    net.initialize()
+    assert net(nd.random.uniform(shape=(2, 2))).shape == (2, 5)
+    assert "tensor(" in capsys.readouterr().out                    # a Block runs its Python every call
+    assert net.blk[1].weight.data().shape == (4, 3)
+
+
+def test_split_and_load_and_export_to_onnx(tmp_path):
+    parts = gluon.utils.split_and_load(nd.arange(8).reshape((4, 2)), [dg.cpu(), dg.cpu()])
+    assert [p.tolist() for p in parts] == [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    with pytest.raises(ShapeError, match="evenly"):
+        gluon.utils.split_and_load(nd.ones((3, 2)), [dg.cpu(), dg.cpu()])
+    ort = pytest.importorskip("onnxruntime")
+    net = _mlp(hybrid=True)
+    x = nd.ones((3, 5))
+    y = net(x)
+    path = str(tmp_path / "mlp")
+    net.export(path, example_inputs=x)
+    assert sorted(os.listdir(tmp_path)) == ["mlp-0000.params", "mlp.onnx"]
+    sess = ort.InferenceSession(path + ".onnx")
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0], y.numpy(), rtol=1e-5)

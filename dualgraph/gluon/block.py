@@ -187,7 +187,17 @@ class Block:
     def __call__(self, *args, **kwargs):
         for hook in self._forward_pre_hooks:
             hook(self, args)
-        out = self._run(*args, **kwargs)
+        st = STATE
+        if st.grad_enabled and not st.recording:
+            # MXNet records only inside autograd.record(): a forward pass outside it builds no graph
+            # (PyTorch's rule would record it, since the parameters want gradients)
+            st.grad_enabled = False
+            try:
+                out = self._run(*args, **kwargs)
+            finally:
+                st.grad_enabled = True
+        else:
+            out = self._run(*args, **kwargs)
         for hook in self._forward_hooks:
             hook(self, args, out)
         return out
