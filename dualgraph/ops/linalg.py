@@ -327,9 +327,10 @@ def solve(A, B, *, left=True):
     B = as_tensor(B, like=A)
     _check_matrix("solve", A, square=True)
     vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
-    if vector:
-        return squeeze(apply(SOLVE, (A, unsqueeze(B, -1))), -1)
-    return apply(SOLVE, (A, B))
+    B = unsqueeze(B, -1) if vector else B
+    _solve_infer(Aval(A.shape, A.dtype), Aval(B.shape, B.dtype))
+    out = apply(SOLVE, (A, B))
+    return squeeze(out, -1) if vector else out
 
 
 # -- det, slogdet --
