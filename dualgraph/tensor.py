@@ -378,6 +378,12 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
 
+    def __format__(self, spec):
+        # PyTorch: a 0-d tensor formats as its number (f"{loss:.4f}"), anything else as its repr
+        if self.ndim == 0 and type(self) is Tensor:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
     def __repr__(self):
         from ._printing import tensor_repr  # PyTorch's layout and number formats (dualgraph/_printing.py)
         return tensor_repr(to_host(self._data), self.dtype, None if self._device is CPU else self._device,

@@ -140,3 +140,19 @@ def test_printoptions_match_torch(opts, torch_names):
         torch.set_printoptions(profile="default")
         if old is not None:
             torch.set_printoptions(**old)
+
+
+def test_format_spec():
+    loss = dg.tensor(0.123456)
+    assert f"{loss:.4f}" == "0.1235" and f"{loss}" == "0.12345600128173828"
+    assert f"{dg.tensor(3):>4}" == "   3"
+    assert f"{dg.ones(2)}" == "tensor([1., 1.])"
+    with pytest.raises(TypeError):
+        f"{dg.ones(2):.2f}"  # noqa: B018  (as in PyTorch: only 0-d tensors take a format spec)
+
+
+def test_format_spec_matches_torch():
+    torch = pytest.importorskip("torch")
+    for v in (0.123456, 2.5, -1e-7):
+        for spec in ("", ".4f", ".2e", "10.3f"):
+            assert format(dg.tensor(v), spec) == format(torch.tensor(v), spec)
