@@ -789,3 +789,31 @@ def test_split_and_load_and_export_to_onnx(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["mlp-0000.params", "mlp.onnx"]
     sess = ort.InferenceSession(path + ".onnx")
     np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0], y.numpy(), rtol=1e-5)
+
+
+def test_hybridized_batchnorm_and_dropout_equal_eager_call_by_call():
+    def run(hybrid):
+        dg.manual_seed(0)
+        net = nn.HybridSequential()
+        net.add(nn.Dense(4, in_units=3), nn.BatchNorm(in_channels=4), nn.Dropout(0.5))
+        net.initialize()
+        if hybrid:
+            net.hybridize()
+        x = nd.random.normal(shape=(6, 3))
+        outs = []
+        for _ in range(3):
+            with autograd.record():
+                outs.append(net(x).numpy())
+        return net, outs
+
+    eager, eager_outs = run(False)
+    hybrid, hybrid_outs = run(True)
+    assert hybrid.compiled.trace_count == 1
+    masks = [o == 0 for o in hybrid_outs]
+    assert not np.array_equal(masks[1], masks[2])              # a fresh dropout mask on every compiled call
+    for a, b in zip(eager_outs, hybrid_outs):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    for name in ("running_mean", "running_var"):               # the graph writes the statistics back each call
+        np.testing.assert_allclose(getattr(hybrid[1], name).data().numpy(), getattr(eager[1], name).data().numpy(),
+                                   rtol=1e-5)
+    assert not np.allclose(hybrid[1].running_mean.data().numpy(), 0)
