@@ -396,3 +396,54 @@ def test_exports_as_onnx_recurrent_ops_with_a_dynamic_sequence_length(kind, bidi
     assert got[0].shape == (9, 2, 5 * D)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float64_exports_as_a_loop_over_time(kind):
+    pytest.importorskip("onnxruntime")
+    dg.manual_seed(5)
+    m = make(kind, 3, 4, num_layers=2, bidirectional=True, dtype=dg.float64).eval()
+
+    def fn(x):
+        y, out = m(x)
+        return (y,) + (tuple(out) if kind == "LSTM" else (out,))
+    x = dg.randn(5, 2, 3, dtype=dg.float64)
+    model = dg.onnx.export(fn, (x,), None, input_names=["x"], dynamic_axes={"x": {0: "T"}}, verify=True,
+                           rtol=1e-10, atol=1e-12)
+    assert "Loop" in {n.op_type for n in model.graph.node}
+    x2 = np.random.default_rng(11).normal(size=(8, 2, 3))
+    got = dg.onnx.session(model).run(None, {"x": x2})
+    for g, w in zip(got, fn(dg.tensor(x2))):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_training_step_exports_and_runs_in_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    dg.manual_seed(6)
+    model = CharLM(layers=2)
+
+    def step(idx, tgt):
+        loss = dg.cross_entropy(model(idx).reshape(-1, 11), tgt.reshape(-1))
+        loss.backward()
+        with dg.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+                p.grad = None
+        return loss
+    rng = np.random.default_rng(12)
+    idx = dg.tensor(rng.integers(0, 11, size=(3, 6)))
+    tgt = dg.tensor(rng.integers(0, 11, size=(3, 6)))
+    onx = dg.onnx.export(step, (idx, tgt), None, input_names=["idx", "tgt"], output_names=["loss"],
+                         dynamic_axes={"idx": {1: "T"}, "tgt": {1: "T"}})
+    assert "Loop" in {n.op_type for n in onx.graph.node}    # backpropagation through time
+    sess = dg.onnx.session(onx)
+    for T in (6, 9):
+        i2 = rng.integers(0, 11, size=(3, T))
+        t2 = rng.integers(0, 11, size=(3, T))
+        outs = dict(zip([o.name for o in onx.graph.output], sess.run(None, {"idx": i2, "tgt": t2})))
+        before = {n: p.numpy().copy() for n, p in model.named_parameters()}
+        loss = step(dg.tensor(i2), dg.tensor(t2))   # one eager step from the same weights
+        np.testing.assert_allclose(outs["loss"], loss.numpy(), rtol=1e-5)
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(outs[name + ".updated"], p.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+        model.load_state_dict({n: dg.tensor(v) for n, v in before.items()})

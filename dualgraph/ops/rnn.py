@@ -25,7 +25,7 @@ import numpy as np
 from ..dispatch import apply
 from ..errors import AutogradError, DTypeError, ShapeError
 from ..graph.avals import Aval, Dim
-from .onnx_rules import NotExportable
+from .onnx_rules import INT64_MIN
 from .registry import defop
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -352,14 +352,192 @@ def _native_onnx(op):
     return rule
 
 
-def _loop_onnx(op, ctx, node, *names):
-    raise NotExportable(f"{op} in {node.outputs[0].aval.dtype}: onnxruntime's {_ONNX[op][0]} kernel is "
-                        f"float32 only")
+class _Emit:
+    """Shorthands for the ONNX nodes the Loop forms are written with, in one context and float dtype."""
+
+    def __init__(self, ctx, dt):
+        self.ctx, self.dt = ctx, np.dtype(dt)
+
+    def __getattr__(self, op):   # e.Add(a, b), e.Tanh(a), ...
+        return lambda *ins, **attrs: self.ctx.emit(op, list(ins), **attrs)
+
+    def one(self):
+        return self.ctx.const(np.asarray(1, self.dt), hint="one")
+
+    def zero(self):
+        return self.ctx.const(np.asarray(0, self.dt), hint="zero")
+
+    def cols(self, x, k, H):
+        """Gate block k (columns k*H .. (k+1)*H) of the last axis."""
+        return self.ctx.slice(x, [k * H], [(k + 1) * H], [-1])
+
+    def rev(self, x):
+        """x with its time axis (0) reversed."""
+        return self.ctx.slice(x, [-1], [INT64_MIN], [0], [-1])
+
+    def at(self, x, t):
+        return self.ctx.emit("Gather", [x, t], axis=0)
+
+    def mm_t(self, a, w):
+        """a @ w.T (a batched over leading axes)."""
+        return self.MatMul(a, self.Transpose(w, perm=[1, 0]))
+
+    def steps(self, like):
+        """The number of time steps of `like` (T, ...) as an int64 scalar."""
+        return self.ctx.squeeze(self.ctx.emit("Gather", [self.ctx.shape_of(like), self.ctx.i64([0])], axis=0), [0])
+
+
+def _loop(e, n_steps, carried, body, ranks, n_scan, hint):
+    """An ONNX Loop of n_steps iterations: `carried` are the initial states' names; body(e_body, t) with
+    e_body's ctx.carried the states' body names returns (new states, per-step outputs). Returns
+    (final states, stacked per-step outputs (steps, ...)). `ranks`: the ranks of the states, then of one
+    step's outputs."""
+    ctx = e.ctx
+    sub = ctx.sub()
+    eb = _Emit(sub, e.dt)
+    t, cond = ctx.fresh(f"{hint}_t"), ctx.fresh(f"{hint}_cond")
+    names = [ctx.fresh(f"{hint}_state{k}") for k in range(len(carried))]
+    eb.carried = names
+    new, scans = body(eb, t)
+    outs = sub.produced([sub.emit("Identity", [cond])] + list(new) + list(scans), f"{hint}_out")
+    b_in = [ctx.value_info(t, np.int64, []), ctx.value_info(cond, np.bool_, [])] + \
+        [ctx.value_info(n, e.dt, [None] * r) for n, r in zip(names, ranks)]
+    b_out = [ctx.value_info(outs[0], np.bool_, [])] + \
+        [ctx.value_info(o, e.dt, [None] * r) for o, r in zip(outs[1:], ranks)]
+    res = ctx.emit("Loop", [n_steps, ""] + list(carried), n_out=len(carried) + n_scan, hint=f"{hint}_res",
+                   body=ctx.graph_proto(sub.nodes, f"{hint}_body", b_in, b_out))
+    res = res if isinstance(res, list) else [res]
+    return res[:len(carried)], res[len(carried):]
+
+
+def _cell_onnx(op, e, P, h, c, w_hh, b_hn, H, nonlinearity):
+    """One forward step in ONNX from the step's input projection P (biases included, except GRU's b_hn)."""
+    if op == "lstm":
+        g = e.Add(P, e.mm_t(h, w_hh))
+        i, f, o = (e.Sigmoid(e.cols(g, k, H)) for k in (0, 1, 3))
+        c = e.Add(e.Mul(f, c), e.Mul(i, e.Tanh(e.cols(g, 2, H))))
+        return e.Mul(o, e.Tanh(c)), c
+    if op == "gru":
+        hw = e.mm_t(h, w_hh)
+        r, z = (e.Sigmoid(e.Add(e.cols(P, k, H), e.cols(hw, k, H))) for k in (0, 1))
+        n = e.Tanh(e.Add(e.cols(P, 2, H), e.Mul(r, e.Add(e.cols(hw, 2, H), b_hn))))
+        return e.Add(n, e.Mul(z, e.Sub(h, n))), None
+    pre = e.Add(P, e.mm_t(h, w_hh))
+    return (e.Tanh(pre) if nonlinearity == "tanh" else e.Relu(pre)), None
+
+
+def _loop_onnx(op, ctx, node, x, h0, *rest):
+    """The forward as an ONNX Loop over the time steps (dtypes onnxruntime's recurrent kernels lack)."""
+    e = _Emit(ctx, node.outputs[0].aval.dtype)
+    a = ctx.attrs(node)
+    c0 = rest[0] if op == "lstm" else None
+    w_ih, w_hh, b_ih, b_hh = rest[-4:]
+    H = node.inputs[-3].aval.shape[1]
+    xs = e.rev(x) if a.get("reverse") else x
+    if op == "gru":   # r and z add both biases; n keeps b_hn inside r * (W_hn h + b_hn)
+        bias = e.Add(b_ih, e.Concat(e.cols(b_hh, 0, 2 * H), ctx.const(np.zeros(H, e.dt)), axis=0))
+        b_hn = e.cols(b_hh, 2, H)
+    else:
+        bias, b_hn = e.Add(b_ih, b_hh), None
+    P = e.Add(e.mm_t(xs, w_ih), bias)
+    carried = [h0] + ([c0] if c0 is not None else [])
+
+    def body(eb, t):
+        h, c = eb.carried[0], (eb.carried[1] if c0 is not None else None)
+        h, c = _cell_onnx(op, eb, eb.at(P, t), h, c, w_hh, b_hn, H, a.get("nonlinearity", "tanh"))
+        return ([h] + ([c] if c is not None else [])), [h]
+    finals, (Y,) = _loop(e, e.steps(x), carried, body, [2] * len(carried) + [2], 1, op)
+    Y = e.rev(Y) if a.get("reverse") else Y
+    return (Y,) + tuple(finals)
 
 
 def _grad_onnx(op):
-    def rule(ctx, node, *names):
-        raise NotExportable(f"the backward of {op} (backpropagation through time) has no ONNX lowering yet")
+    """Backpropagation through time as ONNX: the gates recomputed for every step at once, an ONNX Loop
+    going back over the steps, the weight gradients one MatMul each (the numpy forward, op for op)."""
+    def rule(ctx, node, x, h0, *rest):
+        e = _Emit(ctx, node.outputs[0].aval.dtype)
+        a = ctx.attrs(node)
+        rev = bool(a.get("reverse"))
+        n_state = 2 if op == "lstm" else 1
+        c0 = rest[0] if op == "lstm" else None
+        w_ih, w_hh, b_ih, b_hh, y, gy = rest[n_state - 1:n_state + 5]
+        gh, gc = rest[n_state + 5], (rest[n_state + 6] if op == "lstm" else None)
+        H = node.inputs[n_state + 2].aval.shape[1]
+        I = node.inputs[n_state + 1].aval.shape[1]
+        one = e.one()
+        if rev:
+            x, y, gy = e.rev(x), e.rev(y), e.rev(gy)
+        hp = e.Concat(ctx.unsqueeze(h0, [0]), ctx.slice(y, [0], [-1], [0]), axis=0)
+        if op == "lstm":
+            pre = e.Add(e.Add(e.mm_t(x, w_ih), e.mm_t(hp, w_hh)), e.Add(b_ih, b_hh))
+            i, f, o = (e.Sigmoid(e.cols(pre, k, H)) for k in (0, 1, 3))
+            g = e.Tanh(e.cols(pre, 2, H))
+            ig = e.Mul(i, g)
+
+            def c_body(eb, t):
+                c = eb.Add(eb.Mul(eb.at(f, t), eb.carried[0]), eb.at(ig, t))
+                return [c], [c]
+            _, (C,) = _loop(e, e.steps(x), [c0], c_body, [2, 2], 1, "lstm_c")
+            cp = e.Concat(ctx.unsqueeze(c0, [0]), ctx.slice(C, [0], [-1], [0]), axis=0)
+            tc = e.Tanh(C)
+            A = e.Concat(e.Mul(g, e.Mul(i, e.Sub(one, i))), e.Mul(cp, e.Mul(f, e.Sub(one, f))),
+                         e.Mul(i, e.Sub(one, e.Mul(g, g))), e.Mul(tc, e.Mul(o, e.Sub(one, o))), axis=2)
+            K = e.Mul(o, e.Sub(one, e.Mul(tc, tc)))
+            Ar, Kr, fr, gyr = e.rev(A), e.rev(K), e.rev(f), e.rev(gy)
+
+            def body(eb, t):
+                dh, dc = eb.carried
+                dh = eb.Add(dh, eb.at(gyr, t))
+                dc = eb.Add(dc, eb.Mul(dh, eb.at(Kr, t)))
+                d = eb.Mul(eb.Concat(dc, dc, dc, dh, axis=1), eb.at(Ar, t))
+                return [eb.MatMul(d, w_hh), eb.Mul(dc, eb.at(fr, t))], [d]
+            (dh0, dc0), (Dr,) = _loop(e, e.steps(x), [gh, gc], body, [2, 2, 2], 1, "lstm_bptt")
+            Dx = Dh = e.rev(Dr)
+            states = (dh0, dc0)
+        elif op == "gru":
+            xg = e.Add(e.mm_t(x, w_ih), b_ih)
+            hw = e.Add(e.mm_t(hp, w_hh), b_hh)
+            r, z = (e.Sigmoid(e.Add(e.cols(xg, k, H), e.cols(hw, k, H))) for k in (0, 1))
+            hwn = e.cols(hw, 2, H)
+            n = e.Tanh(e.Add(e.cols(xg, 2, H), e.Mul(r, hwn)))
+            Az = e.Mul(e.Sub(hp, n), e.Mul(z, e.Sub(one, z)))
+            An = e.Mul(e.Sub(one, z), e.Sub(one, e.Mul(n, n)))
+            Ar_ = e.Mul(hwn, e.Mul(r, e.Sub(one, r)))
+            Azr, Anr, Arr, rr, zr, gyr = (e.rev(v) for v in (Az, An, Ar_, r, z, gy))
+
+            def body(eb, t):
+                (dh,) = eb.carried
+                dh = eb.Add(dh, eb.at(gyr, t))
+                dn = eb.Mul(dh, eb.at(Anr, t))
+                dr, dz = eb.Mul(dn, eb.at(Arr, t)), eb.Mul(dh, eb.at(Azr, t))
+                dgx = eb.Concat(dr, dz, dn, axis=1)
+                dgh = eb.Concat(dr, dz, eb.Mul(dn, eb.at(rr, t)), axis=1)
+                return [eb.Add(eb.Mul(dh, eb.at(zr, t)), eb.MatMul(dgh, w_hh))], [dgx, dgh]
+            (dh0,), (Dxr, Dhr) = _loop(e, e.steps(x), [gh], body, [2, 2, 2], 2, "gru_bptt")
+            Dx, Dh = e.rev(Dxr), e.rev(Dhr)
+            states = (dh0,)
+        else:
+            if a.get("nonlinearity", "tanh") == "tanh":
+                D = e.Sub(one, e.Mul(y, y))
+            else:
+                D = e.Cast(e.Greater(y, e.zero()), to=ctx.onnx_dtype(e.dt))
+            Dr_, gyr = e.rev(D), e.rev(gy)
+
+            def body(eb, t):
+                (dh,) = eb.carried
+                d = eb.Mul(eb.Add(dh, eb.at(gyr, t)), eb.at(Dr_, t))
+                return [eb.MatMul(d, w_hh)], [d]
+            (dh0,), (Dr,) = _loop(e, e.steps(x), [gh], body, [2, 2], 1, "rnn_bptt")
+            Dx = Dh = e.rev(Dr)
+            states = (dh0,)
+        G = GATES[op] * H
+        flat = ctx.i64([-1, G])
+        Dx2, Dh2 = e.Reshape(Dx, flat), e.Reshape(Dh, flat)
+        dw_ih = e.MatMul(e.Transpose(Dx2, perm=[1, 0]), e.Reshape(x, ctx.i64([-1, I])))
+        dw_hh = e.MatMul(e.Transpose(Dh2, perm=[1, 0]), e.Reshape(hp, ctx.i64([-1, H])))
+        db_ih, db_hh = ctx.reduce("ReduceSum", Dx2, (0,), False), ctx.reduce("ReduceSum", Dh2, (0,), False)
+        dx = e.MatMul(Dx, w_ih)
+        return (e.rev(dx) if rev else dx,) + states + (dw_ih, dw_hh, db_ih, db_hh)
     return rule
 
 
