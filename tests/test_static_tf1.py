@@ -621,3 +621,97 @@ def test_losses_and_adam_match_torch():
         traj.append(tw.detach().numpy().copy())
     tf.reset_default_graph()
     np.testing.assert_allclose(_quadratic(tf.train.AdamOptimizer(0.1, epsilon=0.0)), traj, rtol=1e-5, atol=1e-5)
+
+
+# ---- convolution and pooling (the Deep MNIST tutorial's layers) -----------------------------------------
+
+def _np_conv_nhwc(x, w, stride, pads):
+    (pt, pb), (pl, pr) = pads
+    x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    kh, kw, _, co = w.shape
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    out = np.zeros((x.shape[0], oh, ow, co))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            out[:, i, j, :] = np.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2]))
+    return out
+
+
+def test_conv2d_same_and_valid_match_a_direct_correlation():
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    ws = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    x = tf.placeholder(tf.float32, [None, 5, 6, 3])
+    w = tf.constant(ws)
+    outs = [tf.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="SAME"),
+            tf.nn.conv2d(x, w, strides=[1, 2, 2, 1], padding="SAME"),
+            tf.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="VALID")]
+    with tf.Session() as sess:
+        same1, same2, valid = sess.run(outs, {x: xs})
+    # SAME: ceil(size / stride) outputs, the odd pixel of padding after (bottom/right)
+    np.testing.assert_allclose(same1, _np_conv_nhwc(xs, ws, 1, ((1, 1), (0, 1))), rtol=1e-4, atol=1e-5)
+    assert same2.shape == (2, 3, 3, 4)
+    np.testing.assert_allclose(same2, _np_conv_nhwc(xs, ws, 2, ((1, 1), (0, 1))), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(valid, _np_conv_nhwc(xs, ws, 1, ((0, 0), (0, 0))), rtol=1e-4, atol=1e-5)
+    with pytest.raises(tf.StaticGraphError, match=r"\[1, h, w, 1\]"):
+        tf.nn.conv2d(x, w, strides=[2, 1, 1, 1], padding="SAME")
+    with pytest.raises(tf.StaticGraphError, match="padding"):
+        tf.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="FULL")
+
+
+def test_max_and_avg_pool_same_padding_leaves_the_padding_out():
+    a = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1) - 30.0      # all negative: zero padding would win
+    x = tf.placeholder(tf.float32, [1, 5, 5, 1])
+    k = [1, 2, 2, 1]
+    with tf.Session() as sess:
+        mp, ap, mv = sess.run([tf.nn.max_pool(x, k, k, "SAME"), tf.nn.avg_pool(x, k, k, "SAME"),
+                               tf.nn.max_pool(x, k, k, "VALID")], {x: a})
+    m = a[0, :, :, 0]
+    want_max = [[m[i:i + 2, j:j + 2].max() for j in (0, 2, 4)] for i in (0, 2, 4)]
+    want_avg = [[m[i:i + 2, j:j + 2].mean() for j in (0, 2, 4)] for i in (0, 2, 4)]
+    np.testing.assert_allclose(mp[0, :, :, 0], want_max)
+    np.testing.assert_allclose(ap[0, :, :, 0], want_avg, rtol=1e-6)
+    np.testing.assert_allclose(mv[0, :, :, 0], np.array(want_max)[:2, :2])
+
+
+def test_deep_mnist_style_convnet_trains():
+    rng = np.random.default_rng(1)
+    imgs = rng.standard_normal((64, 8, 8, 1)).astype(np.float32)
+    labels = (imgs[:, :4].sum((1, 2, 3)) > imgs[:, 4:].sum((1, 2, 3))).astype(np.int64)
+    tf.set_random_seed(0)
+    x = tf.placeholder(tf.float32, [None, 64])
+    y_ = tf.placeholder(tf.int64, [None])
+    keep_prob = tf.placeholder(tf.float32)
+    x_image = tf.reshape(x, [-1, 8, 8, 1])
+    W1 = tf.Variable(tf.truncated_normal([3, 3, 1, 8], stddev=0.1))
+    b1 = tf.Variable(tf.constant(0.1, shape=[8]))
+    h = tf.nn.max_pool(tf.nn.relu(tf.nn.conv2d(x_image, W1, strides=[1, 1, 1, 1], padding="SAME") + b1),
+                       ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME")
+    flat = tf.nn.dropout(tf.reshape(h, [-1, 4 * 4 * 8]), keep_prob)
+    W2 = tf.Variable(tf.truncated_normal([128, 2], stddev=0.1))
+    logits = tf.matmul(flat, W2)
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_, logits=logits))
+    step = tf.train.AdamOptimizer(1e-2).minimize(loss)
+    acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y_), tf.float32))
+    feed = {x: imgs.reshape(64, 64), y_: labels}
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        before = sess.run(loss, {**feed, keep_prob: 1.0})
+        for _ in range(60):
+            sess.run(step, {**feed, keep_prob: 0.8})
+        after, a = sess.run([loss, acc], {**feed, keep_prob: 1.0})
+    assert after < 0.5 * before and a > 0.9
+
+
+def test_conv2d_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    xs = rng.standard_normal((2, 7, 7, 3)).astype(np.float32)
+    ws = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    with tf.Session() as sess:
+        got = sess.run(tf.nn.conv2d(tf.constant(xs), tf.constant(ws), strides=[1, 2, 2, 1], padding="SAME"))
+    # TF's SAME at stride 2 on 7 pixels with a 3-wide kernel pads 1 on each side: PyTorch's padding=1
+    want = torch.nn.functional.conv2d(torch.tensor(xs).permute(0, 3, 1, 2), torch.tensor(ws).permute(3, 2, 0, 1),
+                                      stride=2, padding=1).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -366,7 +366,8 @@ def _pad_forward(xp, x, pad_width, mode, value):
 
 def _pad_vjp(ctx, g):
     if ctx.attrs["mode"] == "constant":
-        index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.attrs["pad_width"]))
+        # counted from the end, so an axis whose size is unknown until run time (a batch axis) needs no size
+        index = tuple(slice(lo, -hi if hi else None) for lo, hi in ctx.attrs["pad_width"])
         return (g[index],)
     # reflect/edge: each output position copies one input position per axis; add the gradient back
     # there, one axis at a time (the map is numpy's own padding of an arange)

@@ -1,7 +1,10 @@
 """tf.nn: activations, dropout, bias_add, l2_loss and the cross-entropy losses with TF1's signatures
 (the losses take labels= and logits= by keyword only, as TF1 enforces)."""
+import builtins
+
 import numpy as np
 
+from ..ops import conv as _cv
 from ..ops import creation as _cr
 from ..ops import elementwise as _el
 from ..ops import reduction as _rd
@@ -182,6 +185,99 @@ def sparse_softmax_cross_entropy_with_logits(*args, labels=None, logits=None, na
     return _sparse_xent(labels, logits, name=name)
 
 
-__all__ = ["relu", "relu6", "elu", "softplus", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
+# ---- convolution and pooling (NHWC, TF1's default layout) -------------------------------------------
+
+def _four(v, what, name):
+    v = [v] * 4 if isinstance(v, int) else list(v)
+    if len(v) == 2:
+        v = [1] + v + [1]
+    if len(v) != 4 or v[0] != 1 or v[3] != 1:
+        raise StaticGraphError(f"{what}: {name} must be [1, h, w, 1] (NHWC), got {v}")
+    return v[1], v[2]
+
+
+def _same_pads(size, k, stride, dilation, what):
+    """TF1's SAME padding for one spatial dim: the output has ceil(size / stride) positions and the odd
+    pixel of padding goes after (bottom/right)."""
+    if not isinstance(size, int):
+        raise StaticGraphError(f"{what}: padding='SAME' needs the spatial sizes when the graph is built")
+    out = -(-size // stride)
+    total = builtins.max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _to_nchw(x, data_format, what):
+    if data_format not in ("NHWC", "NCHW"):
+        raise StaticGraphError(f"{what}: data_format must be 'NHWC' or 'NCHW', got {data_format!r}")
+    if x.ndim != 4:
+        raise StaticGraphError(f"{what}: input must be 4-D ({data_format}), got shape {tuple(x.shape)}")
+    return _sh.permute(x, 0, 3, 1, 2) if data_format == "NHWC" else x
+
+
+def _from_nchw(x, data_format):
+    return _sh.permute(x, 0, 2, 3, 1) if data_format == "NHWC" else x
+
+
+def _padding(x, kh, kw, sh, sw, dh, dw, padding, what, value=0.0):
+    padding = padding.upper() if isinstance(padding, str) else padding
+    if padding == "VALID":
+        return x
+    if padding != "SAME":
+        raise StaticGraphError(f"{what}: padding must be 'SAME' or 'VALID', got {padding!r}")
+    top, bottom = _same_pads(x.shape[2], kh, sh, dh, what)
+    left, right = _same_pads(x.shape[3], kw, sw, dw, what)
+    if top == bottom == left == right == 0:
+        return x
+    return _sh.pad(x, (left, right, top, bottom), value=value)
+
+
+@graph_op
+def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True, data_format="NHWC",
+           dilations=(1, 1, 1, 1), filters=None):
+    """2-D convolution (cross-correlation, as TF1 computes): input NHWC (or NCHW), filter
+    [height, width, in_channels, out_channels], strides [1, sh, sw, 1], padding 'SAME' or 'VALID'."""
+    w = _t(filters if filter is None else filter)
+    if strides is None or padding is None:
+        raise StaticGraphError("conv2d: strides and padding are required")
+    x = _to_nchw(_t(input), data_format, "conv2d")
+    if w.ndim != 4:
+        raise StaticGraphError(f"conv2d: filter must be [h, w, in, out], got shape {tuple(w.shape)}")
+    if data_format == "NCHW":
+        strides, dilations = [strides[0], strides[2], strides[3], strides[1]], \
+            [dilations[0], dilations[2], dilations[3], dilations[1]]
+    sh, sw = _four(strides, "conv2d", "strides")
+    dh, dw = _four(dilations, "conv2d", "dilations")
+    kh, kw = w.shape[0], w.shape[1]
+    x = _padding(x, kh, kw, sh, sw, dh, dw, padding, "conv2d")
+    out = _cv.conv2d(x, _sh.permute(w, 3, 2, 0, 1), stride=(sh, sw), dilation=(dh, dw))
+    return _from_nchw(out, data_format)
+
+
+@graph_op
+def max_pool(value, ksize, strides, padding, data_format="NHWC"):
+    """The maximum over [1, kh, kw, 1] windows; SAME pads with -inf (padding never wins)."""
+    x = _to_nchw(_t(value), data_format, "max_pool")
+    kh, kw = _four(ksize, "max_pool", "ksize")
+    sh, sw = _four(strides, "max_pool", "strides")
+    x = _padding(x, kh, kw, sh, sw, 1, 1, padding, "max_pool", value=float("-inf"))
+    return _from_nchw(_cv.max_pool2d(x, (kh, kw), (sh, sw)), data_format)
+
+
+@graph_op
+def avg_pool(value, ksize, strides, padding, data_format="NHWC"):
+    """The mean over [1, kh, kw, 1] windows; with SAME, padded positions are left out of the mean (TF1)."""
+    x = _to_nchw(_t(value), data_format, "avg_pool")
+    kh, kw = _four(ksize, "avg_pool", "ksize")
+    sh, sw = _four(strides, "avg_pool", "strides")
+    padded = _padding(x, kh, kw, sh, sw, 1, 1, padding, "avg_pool")
+    out = _cv.avg_pool2d(padded, (kh, kw), (sh, sw))
+    if padded is not x:
+        ones = _cr.ones_like(x[:1, :1])
+        frac = _cv.avg_pool2d(_padding(ones, kh, kw, sh, sw, 1, 1, padding, "avg_pool"), (kh, kw), (sh, sw))
+        out = out / frac
+    return _from_nchw(out, data_format)
+
+
+__all__ = ["conv2d", "max_pool", "avg_pool", "relu", "relu6", "elu", "softplus", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "bias_add", "l2_loss", "sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
            "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits"]
