@@ -22,6 +22,8 @@ from .dataset import _rows
 # How often a blocked get() wakes up to check that the other side is still alive.
 STATUS_CHECK_INTERVAL = 1.0
 WORKER_POLL_INTERVAL = 0.2
+# How long a shutdown waits for a worker to finish the batch in hand before terminating it (torch: 5 s).
+SHUTDOWN_JOIN_TIMEOUT = 5.0
 
 _worker_info = None
 

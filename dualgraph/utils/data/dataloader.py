@@ -414,7 +414,7 @@ class _MultiProcessIter(_BaseIter):
                 except (OSError, ValueError):
                     pass
             for w in self._workers:
-                w.join(timeout=_worker.STATUS_CHECK_INTERVAL)
+                w.join(timeout=_worker.SHUTDOWN_JOIN_TIMEOUT)
             for iq in self._index_queues:
                 iq.cancel_join_thread()
                 iq.close()
