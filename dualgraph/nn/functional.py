@@ -18,6 +18,7 @@ from ..ops.reduction import mean, sum as _sum
 from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
                         adaptive_avg_pool2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
+from .sparse import embedding  # noqa: F401  (with PyTorch's padding_idx, max_norm, ... options)
 from ..tensor import as_tensor
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
@@ -185,10 +186,6 @@ def linear(x, weight, bias=None):
     return out + bias if bias is not None else out
 
 
-def embedding(indices, weight):
-    return _embedding(indices, weight)
-
-
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
@@ -222,4 +219,8 @@ _ = norm_axes
 # attention lives with MultiheadAttention (which imports this module, so it is bound last)
 from .attention import scaled_dot_product_attention  # noqa: E402
 
-__all__ += ["scaled_dot_product_attention"]
+from .dropout import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: E402
+                      feature_alpha_dropout)
+
+__all__ += ["scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+            "feature_alpha_dropout"]

@@ -3,9 +3,6 @@
 from ..ops import creation
 from ..autograd import no_grad
 from ..errors import DTypeError
-from ..ops.creation import ones_like, zeros_like
-from ..ops.elementwise import where
-from ..ops.gather import scatter_add
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -89,14 +86,16 @@ class Unflatten(Module):
 class Embedding(Module):
     """A lookup table: integer indices of any shape -> rows of weight (num_embeddings, embedding_dim).
 
-    Init N(0, 1) as PyTorch; the padding_idx row starts at zero and gets no gradient."""
+    Init N(0, 1) as PyTorch; the padding_idx row starts at zero and gets no gradient. max_norm renormalises
+    looked-up rows in place; scale_grad_by_freq divides each row's gradient by its count in the batch.
+    sparse=True is accepted for porting, but the weight's gradient is a dense tensor."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         self.max_norm, self.norm_type = max_norm, float(norm_type)
         self.scale_grad_by_freq = bool(scale_grad_by_freq)
-        self.sparse = sparse  # accepted for porting; gradients are always dense
+        self.sparse = bool(sparse)
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         if padding_idx is not None:
             if not -self.num_embeddings <= padding_idx < self.num_embeddings:
@@ -119,38 +118,22 @@ class Embedding(Module):
                 self.weight[self.padding_idx] = 0.0
 
     @classmethod
-    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, sparse=False):
+        """An Embedding whose weight is `embeddings` (2-D; used as given, not copied); frozen by default."""
+        if embeddings.ndim != 2:
+            raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape "
+                             f"{tuple(embeddings.shape)}")
         rows, dim = embeddings.shape
-        m = cls(rows, dim, padding_idx=padding_idx, _weight=embeddings)
-        m.weight.requires_grad_(not freeze)
-        return m
+        return cls(rows, dim, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
+                   scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, _weight=embeddings, _freeze=freeze)
 
     def forward(self, indices):
         dtype = getattr(indices, "dtype", None)
         if dtype is not None and dtype.kind not in "iu":
-            raise DTypeError(f"expected integer indices, got dtype {dtype}")
-        if self.max_norm is not None:
-            self._renorm(indices)
-        out = F.embedding(indices, self.weight)
-        if self.padding_idx is not None:
-            keep = (indices != self.padding_idx).unsqueeze(-1)
-            out = where(keep, out, F.embedding(indices, self.weight.detach()))
-        if self.scale_grad_by_freq:
-            # same values; the gradient reaching each row is divided by how often the batch uses it
-            flat = indices.reshape(-1)
-            counts = scatter_add(zeros_like(self.weight[:, 0]), 0, flat, ones_like(flat, dtype=out.dtype))
-            per_use = F.embedding(indices, counts.unsqueeze(-1))
-            out = out.detach() + (out - out.detach()) / per_use
-        return out
-
-    def _renorm(self, indices):
-        """PyTorch's max_norm: rows looked up whose norm exceeds max_norm are rescaled in place."""
-        flat = indices.reshape(-1)
-        with no_grad():
-            rows = F.embedding(flat, self.weight)
-            norms = (rows.abs() ** self.norm_type).sum(axis=-1, keepdims=True) ** (1.0 / self.norm_type)
-            scale = where(norms > self.max_norm, self.max_norm / (norms + 1e-7), 1.0)
-            self.weight[flat] = rows * scale
+            raise DTypeError(f"Embedding: expected integer indices, got dtype {dtype}")
+        return F.embedding(indices, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
 
     def extra_repr(self):
         s = f"{self.num_embeddings}, {self.embedding_dim}"
