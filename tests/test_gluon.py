@@ -817,3 +817,19 @@ def test_hybridized_batchnorm_and_dropout_equal_eager_call_by_call():
         np.testing.assert_allclose(getattr(hybrid[1], name).data().numpy(), getattr(eager[1], name).data().numpy(),
                                    rtol=1e-5)
     assert not np.allclose(hybrid[1].running_mean.data().numpy(), 0)
+
+
+def test_array_dataset_batches_read_in_one_gather_equal_item_by_item_batches():
+    rng = np.random.default_rng(4)
+    X = nd.array(rng.standard_normal((23, 2, 3)))
+    y_int = rng.integers(0, 5, 23)                                # numpy ints keep their dtype
+    ds = gluon.data.ArrayDataset(X, y_int, nd.arange(23))
+    slow = gluon.data.DataLoader(ds, 5, batchify_fn=lambda b: gluon.data.default_batchify_fn(b))
+    fast = gluon.data.DataLoader(ds, 5)
+    for a, b in zip(slow, fast):
+        for u, v in zip(a, b):
+            assert u.dtype == v.dtype and u.shape == v.shape and np.array_equal(u.numpy(), v.numpy())
+    assert next(iter(fast))[1].dtype == np.int64 and next(iter(fast))[2].dtype == np.float32
+    listed = gluon.data.DataLoader(gluon.data.ArrayDataset([[1, 2], [3, 4], [5, 6]], [0, 1, 0]), 2)
+    first = next(iter(listed))
+    assert first[0].tolist() == [[1, 2], [3, 4]] and first[1].tolist() == [0, 1]

@@ -46,8 +46,10 @@ class DataLoader:
         self._batchify_fn = batchify_fn or default_batchify_fn
 
     def __iter__(self):
+        fast = getattr(self._dataset, "_batch", None) if self._batchify_fn is default_batchify_fn else None
         for batch in self._batch_sampler:
-            yield self._batchify_fn([self._dataset[i] for i in batch])
+            out = fast(batch) if fast is not None else None
+            yield out if out is not None else self._batchify_fn([self._dataset[i] for i in batch])
 
     def __len__(self):
         return len(self._batch_sampler)

@@ -1,5 +1,10 @@
 """Gluon's Dataset, SimpleDataset and ArrayDataset."""
+import numpy as np
+
+from ... import nd
 from ...errors import InvalidValue
+from ...ops.creation import from_numpy
+from ...ops.indexing import index_select
 from ...tensor import Tensor
 
 
@@ -76,6 +81,21 @@ class ArrayDataset(Dataset):
         if len(self._data) == 1:
             return self._data[0][idx]
         return tuple(d[idx] for d in self._data)
+
+    def _batch(self, indices):
+        """The default-batchified batch of `indices` read with one gather per array (what stacking the
+        items one by one gives), or None where an array is neither an NDArray nor a numpy array."""
+        if not all(isinstance(d, (Tensor, np.ndarray)) for d in self._data):
+            return None
+        idx = np.asarray(indices, dtype=np.int64)
+        out = []
+        for d in self._data:
+            if isinstance(d, Tensor):
+                out.append(index_select(d, 0, from_numpy(idx).to(d.device)))
+            else:
+                part = d[idx]
+                out.append(nd.array(part, dtype=part.dtype))
+        return out[0] if len(out) == 1 else out
 
     def __len__(self):
         return self._length
