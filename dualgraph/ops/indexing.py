@@ -502,6 +502,7 @@ def gather(x, dim, index):
     if any(i > n for d, (i, n) in enumerate(zip(index.shape, x.shape)) if d != axis):
         raise ShapeError(f"gather: index shape {tuple(index.shape)} exceeds input shape {tuple(x.shape)} "
                          f"outside dim {axis}")
+    check_index("gather", x, index, axis)  # here, so the error names gather and the input's own shape
     if any(i < n for d, (i, n) in enumerate(zip(index.shape, x.shape)) if d != axis):
         x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(index.shape))]
     return take_along_axis(x, index, axis)
