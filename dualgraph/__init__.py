@@ -57,8 +57,8 @@ from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_l
                        while_loop)
 from . import onnx, static  # noqa: F401
 from . import gluon, nd  # noqa: F401  (MXNet's Gluon and NDArray API)
-from .gluon import init, metric  # noqa: F401  (mx.init, mx.metric)
-from .nd import context, cpu, gpu  # noqa: F401  (mx.cpu(), mx.gpu(), mx.context.num_gpus())
+from .gluon import init, lr_scheduler, metric, optimizer  # noqa: F401  (mx.init, mx.metric, ...)
+from .nd import context, cpu, gpu, random  # noqa: F401  (mx.cpu(), mx.context.num_gpus(), mx.random.seed)
 from . import accelerator, backends, cuda  # noqa: F401
 from ._printing import get_printoptions, printoptions, set_printoptions  # noqa: F401
 from .compile import compile  # noqa: F401  (torch.compile's door into dg.function)

@@ -833,3 +833,33 @@ def test_array_dataset_batches_read_in_one_gather_equal_item_by_item_batches():
     listed = gluon.data.DataLoader(gluon.data.ArrayDataset([[1, 2], [3, 4], [5, 6]], [0, 1, 0]), 2)
     first = next(iter(listed))
     assert first[0].tolist() == [[1, 2], [3, 4]] and first[1].tolist() == [0, 1]
+
+
+def test_lr_schedulers_drive_the_trainers_rate():
+    sched = dg.lr_scheduler.FactorScheduler(step=2, factor=0.5)
+    w = _one_param()
+    trainer = gluon.Trainer([w], "sgd", {"learning_rate": 1.0, "lr_scheduler": sched})
+    rates = []
+    for _ in range(6):
+        _backward(w)
+        trainer.step(1)
+        rates.append(trainer.learning_rate)
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]              # halved after every 2 updates
+    multi = dg.lr_scheduler.MultiFactorScheduler(step=[2, 5], factor=0.1, base_lr=1.0)
+    assert [round(multi(t), 6) for t in range(1, 8)] == [1.0, 1.0, 0.1, 0.1, 0.1, 0.01, 0.01]
+    cos = dg.lr_scheduler.CosineScheduler(max_update=10, base_lr=2.0, final_lr=0.0)
+    assert cos(0) == 2.0 and abs(cos(5) - 1.0) < 1e-12 and abs(cos(10)) < 1e-12
+    poly = dg.lr_scheduler.PolyScheduler(max_update=4, base_lr=1.0, pwr=2, warmup_steps=2, warmup_begin_lr=0.0)
+    assert poly(1) == 0.5 and poly(3) == 0.25                     # linear warmup, then (1 - 1/2)^2
+    with pytest.raises(DualgraphError, match="set_learning_rate|lr_scheduler"):
+        trainer.set_learning_rate(0.1)
+
+
+def test_mxnet_top_level_names():
+    assert dg.random.seed is nd.random.seed and dg.optimizer.Adam is gluon.optimizer.Adam
+    opt = dg.optimizer.SGD(learning_rate=0.2, momentum=0.5)
+    w = _one_param()
+    trainer = gluon.Trainer([w], opt)
+    assert trainer.learning_rate == 0.2 and trainer.optimizer is opt
+    with pytest.raises(DualgraphError, match="optimizer_params"):
+        gluon.Trainer([w], opt, {"learning_rate": 0.1})

@@ -28,6 +28,11 @@ class Optimizer:
         self.clip_gradient = clip_gradient
         self.lr = learning_rate
         self.lr_scheduler = lr_scheduler
+        if lr_scheduler is not None:
+            lr_scheduler.base_lr = learning_rate
+            if hasattr(lr_scheduler, "base_lr_orig"):
+                lr_scheduler.base_lr_orig = learning_rate
+            lr_scheduler.warmup_final_lr = learning_rate
         self.num_update = begin_num_update
         self.param_dict = param_dict or {}
         self._counts = {}
@@ -37,6 +42,10 @@ class Optimizer:
         if self.lr_scheduler is not None:
             return self.lr_scheduler(self.num_update)
         return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, lr):
+        self.set_learning_rate(lr)
 
     def set_learning_rate(self, lr):
         if self.lr_scheduler is not None:
