@@ -6,13 +6,16 @@ every question has PyTorch's answer on a machine without CUDA: `is_available()` 
 `device_count()` is 0, seeding and `empty_cache()` do nothing, memory counters read 0, and what needs
 a device (`current_device`, `synchronize`, `get_device_name`, `set_device`) raises DeviceError.
 """
+import types as _types
+
+from . import amp as _amp
 from . import backend as _backend
 from .errors import DeviceError
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "get_device_name",
            "get_device_properties", "get_device_capability", "manual_seed", "manual_seed_all", "seed",
            "seed_all", "synchronize", "empty_cache", "memory_allocated", "memory_reserved",
-           "max_memory_allocated", "is_initialized", "device"]
+           "max_memory_allocated", "is_initialized", "device", "amp"]
 
 
 def is_available():
@@ -170,3 +173,15 @@ def max_memory_allocated(device=None):
         return 0
     raise DeviceError("dg.cuda.max_memory_allocated: cupy's memory pool does not record a peak; read "
                       "dg.cuda.memory_allocated() at the points you care about instead")
+
+
+class _GradScaler(_amp.GradScaler):
+    """torch.cuda.amp.GradScaler: dg.amp.GradScaler for the GPU (it disables itself, with a warning,
+    where there is none)."""
+
+    def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
+                 enabled=True):
+        super().__init__("cuda", init_scale, growth_factor, backoff_factor, growth_interval, enabled)
+
+
+amp = _types.SimpleNamespace(GradScaler=_GradScaler)

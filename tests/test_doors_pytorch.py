@@ -565,3 +565,74 @@ def test_a_torch_checkpoint_in_a_file_object_is_refused_without_unpickling(tmp_p
     tbuf.seek(0)
     with pytest.raises(dg.serialization.UnsafeCheckpointError, match="zip"):
         dg.load(tbuf)
+
+
+# ---- dg.amp.GradScaler ---------------------------------------------------------------------------
+
+@no_gpu
+def test_grad_scaler_for_the_gpu_disables_itself_without_one():
+    with pytest.warns(UserWarning, match="Disabling"):
+        s = dg.cuda.amp.GradScaler()
+    assert not s.is_enabled() and s.get_scale() == 1.0 and s.state_dict() == {}
+    p = dg.nn.Parameter(dg.ones(2))
+    opt = dg.optim.SGD([p], lr=0.1)
+    loss = (p * 3).sum()
+    assert s.scale(loss) is loss
+    loss.backward()
+    s.step(opt)
+    s.update()
+    np.testing.assert_allclose(p.detach().numpy(), [0.7, 0.7])
+    assert not dg.amp.GradScaler(enabled=False).is_enabled()
+
+
+def _scaler_run(m, make_param, make_opt, scaler, grads_scale):
+    """Three steps: clean, overflowing (skipped), clean; returns the params and scales seen."""
+    p = make_param()
+    opt = make_opt(p)
+    seen = []
+    for k in (1.0, float("inf"), 2.0):
+        opt.zero_grad()
+        loss = (p * m.tensor([k, 1.0])).sum()
+        scaled = scaler.scale(loss)
+        seen.append(float(scaled.item()))
+        scaled.backward()
+        grads_scale.append(p.grad.detach().numpy().copy() if hasattr(p.grad, "detach") else None)
+        scaler.step(opt)
+        scaler.update()
+        seen.append(scaler.get_scale())
+    return p.detach().numpy(), seen
+
+
+def test_grad_scaler_on_the_cpu_by_hand():
+    s = dg.amp.GradScaler("cpu", init_scale=4.0, growth_interval=2)
+    grads = []
+    p, seen = _scaler_run(dg, lambda: dg.nn.Parameter(dg.ones(2)), lambda p: dg.optim.SGD([p], lr=0.1), s, grads)
+    # step 1: loss 2 scaled by 4; grads unscaled to (1, 1); one clean step: scale stays 4
+    # step 2: an inf gradient: the step is skipped and the scale backs off to 2
+    # step 3: clean (tracker 1 of 2): scale stays 2; grads (2, 1)
+    assert seen[0] == 8.0 and seen[1] == 4.0 and seen[3] == 2.0 and seen[5] == 2.0
+    np.testing.assert_allclose(p, [1.0 - 0.1 - 0.2, 1.0 - 0.1 - 0.1], rtol=1e-6)
+    assert s.state_dict() == {"scale": 2.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2,
+                              "_growth_tracker": 1}
+    with pytest.raises(RuntimeError, match="No inf checks"):
+        s.update()
+    opt = dg.optim.SGD([dg.nn.Parameter(dg.ones(1))], lr=0.1)
+    s.unscale_(opt)
+    with pytest.raises(RuntimeError, match="already been called"):
+        s.unscale_(opt)
+    t = dg.amp.GradScaler("cpu")
+    t.load_state_dict(s.state_dict())
+    assert t.get_scale() == 2.0
+    with pytest.raises(RuntimeError, match="empty"):
+        t.load_state_dict({})
+
+
+def test_grad_scaler_matches_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = [], []
+    a = _scaler_run(dg, lambda: dg.nn.Parameter(dg.ones(2)), lambda p: dg.optim.SGD([p], lr=0.1),
+                    dg.amp.GradScaler("cpu", init_scale=4.0, growth_interval=2), ours)
+    b = _scaler_run(torch, lambda: torch.nn.Parameter(torch.ones(2)), lambda p: torch.optim.SGD([p], lr=0.1),
+                    torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=2), theirs)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+    assert a[1] == b[1]
