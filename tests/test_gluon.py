@@ -863,3 +863,31 @@ def test_mxnet_top_level_names():
     assert trainer.learning_rate == 0.2 and trainer.optimizer is opt
     with pytest.raises(DualgraphError, match="optimizer_params"):
         gluon.Trainer([w], opt, {"learning_rate": 0.1})
+
+
+def _write_idx(path, arr):
+    import gzip
+    import struct
+    header = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_mnist_reads_local_idx_files_and_feeds_the_crash_course_pipeline(tmp_path):
+    from dualgraph.gluon.data.vision import datasets, transforms
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (10, 28, 28)), rng.integers(0, 10, 10)
+    _write_idx(str(tmp_path / "train-images-idx3-ubyte.gz"), images)
+    _write_idx(str(tmp_path / "train-labels-idx1-ubyte.gz"), labels)
+    mnist_train = datasets.FashionMNIST(root=str(tmp_path), train=True)
+    X, y = mnist_train[0]
+    assert len(mnist_train) == 10 and X.shape == (28, 28, 1) and X.dtype == np.uint8 and y.dtype == np.int32
+    assert np.array_equal(X.numpy()[..., 0], images[0]) and y == labels[0]
+    transformer = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.13, 0.31)])
+    train = gluon.data.DataLoader(mnist_train.transform_first(transformer), batch_size=4, shuffle=True,
+                                  num_workers=4)
+    data, label = next(iter(train))
+    assert data.shape == (4, 1, 28, 28) and data.dtype == np.float32 and label.dtype == np.int32
+    np.testing.assert_allclose(float(data.numpy().max()), (images.max() / 255 - 0.13) / 0.31, rtol=0.05)
+    with pytest.raises(DualgraphError, match="does not download"):
+        datasets.MNIST(root=str(tmp_path), train=False)

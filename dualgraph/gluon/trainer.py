@@ -50,6 +50,8 @@ class Trainer:
 
     def step(self, batch_size, ignore_stale_grad=False):
         """One update of every parameter with grad_req != 'null', gradients scaled by scale / batch_size."""
+        if not batch_size > 0:
+            raise InvalidValue(f"Trainer.step: batch_size must be positive, got {batch_size}")
         self._optimizer.rescale_grad = self._scale / batch_size
         self._update(ignore_stale_grad)
 

@@ -1,5 +1,5 @@
 """Gluon's 2-D convolution and pooling layers (NCHW) over dg.conv2d / max_pool2d / avg_pool2d."""
-from ...errors import InvalidValue
+from ...errors import InvalidValue, ShapeError
 from ...ops import conv as _conv
 from ..block import HybridBlock
 from .basic_layers import _ACTS
@@ -45,7 +45,7 @@ class Conv2D(HybridBlock):
 
     def infer_shape(self, x, *args):
         if x.ndim != 4:
-            raise InvalidValue(f"Conv2D: expects an (N, C, H, W) input, got shape {tuple(x.shape)}")
+            raise ShapeError(f"Conv2D: expects an (N, C, H, W) input, got shape {tuple(x.shape)}")
         self.weight.shape = (self._channels, x.shape[1] // self._groups) + self._kernel
 
     def hybrid_forward(self, F, x, weight, bias=None):

@@ -1,2 +1,3 @@
-"""gluon.data.vision: the image transforms (datasets that download, such as MNIST, are not provided)."""
-from . import transforms  # noqa: F401
+"""gluon.data.vision: image transforms, and MNIST/FashionMNIST read from local files (no download)."""
+from . import datasets, transforms  # noqa: F401
+from .datasets import FashionMNIST, MNIST  # noqa: F401
