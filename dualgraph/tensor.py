@@ -135,6 +135,19 @@ class Tensor:
         return self._device
 
     @property
+    def is_cuda(self):
+        """True on dualgraph's GPU device (PyTorch's name for it)."""
+        return self._device.type == "gpu"
+
+    @property
+    def is_cpu(self):
+        return self._device.type == "cpu"
+
+    def get_device(self):
+        """The GPU index, or -1 on the CPU (as PyTorch)."""
+        return -1 if self._device.type == "cpu" else self._device.index
+
+    @property
     def size(self):
         return _Size(self._data.shape)
 

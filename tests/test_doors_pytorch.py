@@ -70,6 +70,7 @@ def test_cuda_names_the_gpu_device():
     assert dg.device("cuda") is dg.device("gpu:0") and dg.device("cuda:0") is dg.device("gpu")
     x = dg.tensor([1.0, 2.0]).cuda()
     assert x.device is dg.device("gpu:0") and x.to("cuda:0").device is x.device
+    assert x.is_cuda and not x.is_cpu and x.get_device() == 0
     assert dg.accelerator.current_accelerator().type == "gpu"
     assert dg.cuda.current_device() == 0 and isinstance(dg.cuda.get_device_name(), str)
     dg.cuda.synchronize()
@@ -163,6 +164,7 @@ def test_set_default_dtype_matches_torch():
 
 def test_to_accepts_torch_keywords_and_a_tensor():
     a = dg.tensor([1.0, 2.0])
+    assert a.is_cpu and not a.is_cuda and a.get_device() == -1
     assert a.to("cpu", non_blocking=True) is a
     b = a.to("cpu", copy=True)
     assert b is not a and np.array_equal(b.numpy(), a.numpy())
