@@ -94,17 +94,18 @@ def test_sequential_and_batch_sampler():
 
 
 def test_samplers_match_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils import data as td
     for args in ((3, False), (3, True), (7, False), (10, True)):
         assert list(BatchSampler(range(7), *args)) == list(td.BatchSampler(range(7), *args))
         assert len(BatchSampler(range(7), *args)) == len(td.BatchSampler(range(7), *args))
     assert list(SequentialSampler(range(4))) == list(td.SequentialSampler(range(4)))
     # the same bad arguments are refused with the same exception types
-    for ours, theirs in ((lambda: BatchSampler(range(3), 0, False), lambda: td.BatchSampler(range(3), 0, False)),
-                         (lambda: RandomSampler(range(3), replacement=1), lambda: td.RandomSampler(range(3), replacement=1)),
-                         (lambda: RandomSampler(range(3), num_samples=0), lambda: td.RandomSampler(range(3), num_samples=0)),
-                         (lambda: WeightedRandomSampler([[1.0]], 1), lambda: td.WeightedRandomSampler([[1.0]], 1))):
+    cases = ((lambda: BatchSampler(range(3), 0, False), lambda: td.BatchSampler(range(3), 0, False)),
+             (lambda: RandomSampler(range(3), replacement=1), lambda: td.RandomSampler(range(3), replacement=1)),
+             (lambda: RandomSampler(range(3), num_samples=0), lambda: td.RandomSampler(range(3), num_samples=0)),
+             (lambda: WeightedRandomSampler([[1.0]], 1), lambda: td.WeightedRandomSampler([[1.0]], 1)))
+    for ours, theirs in cases:
         with pytest.raises(Exception) as t_err:
             theirs()
         with pytest.raises(t_err.type):
@@ -326,7 +327,8 @@ def test_iterable_dataset_in_the_main_process():
     assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3, drop_last=True)] == [[0, 1, 2], [3, 4, 5]]
     assert list(DataLoader(Stream(3), batch_size=None)) == [0, 1, 2]
-    assert len(DataLoader(Stream(7), batch_size=3)) == 3 and len(DataLoader(Stream(7), batch_size=3, drop_last=True)) == 2
+    assert len(DataLoader(Stream(7), batch_size=3)) == 3
+    assert len(DataLoader(Stream(7), batch_size=3, drop_last=True)) == 2
     for kw in (dict(shuffle=True), dict(sampler=[0]), dict(batch_sampler=[[0]])):
         with pytest.raises(ValueError, match="IterableDataset"):
             DataLoader(Stream(3), **kw)
@@ -358,6 +360,14 @@ def test_loader_arguments_torch_free():
     assert isinstance(DataLoader(TensorDataset(X, Y), shuffle=True).sampler, RandomSampler)
     with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
         DataLoader(TensorDataset(X, Y), shuffle=True, sampler=ORDER)
+    # dualgraph's own errors, which are also the builtin types torch raises
+    for call, builtin in ((lambda: DataLoader(TensorDataset(X, Y), batch_size=0), ValueError),
+                          (lambda: RandomSampler(range(3), generator="seed"), TypeError),
+                          (lambda: default_collate([[1, 2], [3]]), RuntimeError),
+                          (lambda: ConcatDataset([Range(2)])[2], IndexError)):
+        with pytest.raises(dg.errors.DualgraphError) as err:
+            call()
+        assert isinstance(err.value, builtin)
     with pytest.raises(ValueError, match="prefetch_factor"):
         DataLoader(TensorDataset(X, Y), prefetch_factor=2)
     with pytest.raises(TypeError, match="__getitem__"):

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 
-import dualgraph as dg
 from dualgraph.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, get_worker_info
 
 X = np.arange(40, dtype=np.float32).reshape(20, 2)
@@ -181,7 +180,7 @@ def test_iterable_dataset_shards_interleave_like_torch():
     persistent = DataLoader(Shards(7), batch_size=2, num_workers=2, persistent_workers=True)
     for _ in range(2):  # each epoch restarts every worker's stream
         assert [b.tolist() for b in persistent] == [[0, 2], [1, 3], [4, 6], [5]]
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils import data as td
 
     class TorchShards(td.IterableDataset):

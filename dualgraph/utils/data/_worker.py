@@ -16,6 +16,7 @@ import numpy as _np
 
 from ...ops.creation import manual_seed
 from ...tensor import Tensor
+from ._errors import WorkerError
 from .collate import default_collate
 from .dataset import _rows
 
@@ -41,7 +42,7 @@ class WorkerInfo:
 
     def __setattr__(self, key, val):
         if self.__initialized:
-            raise RuntimeError(f"Cannot assign attributes to {type(self).__name__} objects")
+            raise WorkerError(f"Cannot assign attributes to {type(self).__name__} objects")
         return super().__setattr__(key, val)
 
     def __repr__(self):
@@ -80,13 +81,13 @@ class ExceptionWrapper:
         if self.exc_type is KeyError:
             msg = _KeyErrorMessage(msg)
         if self.exc_type is None:
-            raise RuntimeError(msg)
+            raise WorkerError(msg)
         try:
             exc = self.exc_type(msg)
         except Exception:  # an exception type whose constructor wants other arguments
             exc = None
         if exc is None:
-            raise RuntimeError(msg)
+            raise WorkerError(msg)
         try:
             raise exc
         finally:

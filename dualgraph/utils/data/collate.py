@@ -12,6 +12,7 @@ import numpy as _np
 from ...ops.creation import from_numpy
 from ...ops.shape import stack
 from ...tensor import Tensor, _make
+from ._errors import ArgumentTypeError, CollateShapeError, InvalidValue
 
 __all__ = ["default_collate", "default_convert"]
 
@@ -28,8 +29,8 @@ def _stack_tensors(batch):
     first = batch[0]
     shapes = {tuple(t.shape) for t in batch}
     if len(shapes) > 1:
-        raise RuntimeError(f"default_collate: stack expects each tensor to be equal size, got shapes "
-                           f"{sorted(shapes)} in one batch (pad them, or pass collate_fn=)")
+        raise CollateShapeError(f"default_collate: stack expects each tensor to be equal size, got shapes "
+                                f"{sorted(shapes)} in one batch (pad them, or pass collate_fn=)")
     # Stacking the raw arrays is one copy; dg.stack (unsqueeze + concat per sample) is only needed
     # where autograd must see the stack or the dtypes/devices must be reconciled.
     if (all(type(t) is Tensor and not t.requires_grad and t.dtype == first.dtype and t.device == first.device
@@ -43,21 +44,21 @@ def default_collate(batch):
     if not isinstance(batch, collections.abc.Sequence) or isinstance(batch, (str, bytes)):
         batch = list(batch)
     if not batch:
-        raise ValueError("default_collate: got an empty batch")
+        raise InvalidValue("default_collate: got an empty batch")
     elem = batch[0]
     if isinstance(elem, Tensor):
         return _stack_tensors(batch)
     if isinstance(elem, _np.ndarray):
         if elem.dtype.kind in "USO":
-            raise TypeError(_ERR.format(elem.dtype))
+            raise ArgumentTypeError(_ERR.format(elem.dtype))
         shapes = {_np.shape(b) for b in batch}
         if len(shapes) > 1:
-            raise RuntimeError(f"default_collate: stack expects each array to be equal size, got shapes "
-                               f"{sorted(shapes)} in one batch (pad them, or pass collate_fn=)")
+            raise CollateShapeError(f"default_collate: stack expects each array to be equal size, got shapes "
+                                    f"{sorted(shapes)} in one batch (pad them, or pass collate_fn=)")
         return _from_host(_np.stack(batch))
     if isinstance(elem, _np.generic):
         if elem.dtype.kind in "USO":
-            raise TypeError(_ERR.format(elem.dtype))
+            raise ArgumentTypeError(_ERR.format(elem.dtype))
         return _from_host(_np.asarray(batch))
     if isinstance(elem, float):
         return _from_host(_np.asarray(batch, dtype=_np.float64))
@@ -81,8 +82,8 @@ def default_collate(batch):
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
-            raise RuntimeError("default_collate: each element in list of batch should be of equal size, got "
-                               f"lengths {sorted({len(e) for e in batch})}")
+            raise CollateShapeError("default_collate: each element in list of batch should be of equal size, got "
+                                    f"lengths {sorted({len(e) for e in batch})}")
         transposed = [default_collate(list(s)) for s in zip(*batch)]
         if isinstance(elem, tuple):
             return transposed  # PyTorch returns a list here too
@@ -95,7 +96,7 @@ def default_collate(batch):
             return type(elem)(transposed)
         except TypeError:
             return transposed
-    raise TypeError(_ERR.format(type(elem)))
+    raise ArgumentTypeError(_ERR.format(type(elem)))
 
 
 def default_convert(data):

@@ -20,6 +20,7 @@ import numpy as _np
 
 from ...backend import gpu_available
 from ...tensor import Tensor
+from ._errors import ArgumentTypeError, InvalidValue, WorkerError
 from . import _worker
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset, TensorDataset
@@ -61,46 +62,46 @@ class DataLoader:
         if _is_array_tuple(dataset):
             dataset = TensorDataset(*dataset)
         if not isinstance(num_workers, numbers.Integral) or num_workers < 0:
-            raise ValueError(f"num_workers option should be a non-negative int, got {num_workers!r}; use "
-                             f"num_workers=0 to disable multiprocessing")
+            raise InvalidValue(f"num_workers option should be a non-negative int, got {num_workers!r}; use "
+                               f"num_workers=0 to disable multiprocessing")
         if timeout < 0:
-            raise ValueError(f"timeout option should be non-negative, got {timeout}")
+            raise InvalidValue(f"timeout option should be non-negative, got {timeout}")
         if num_workers == 0 and prefetch_factor is not None:
-            raise ValueError("prefetch_factor option could only be specified in multiprocessing. let num_workers "
-                             "> 0 to enable multiprocessing, otherwise set prefetch_factor to None.")
+            raise InvalidValue("prefetch_factor option could only be specified in multiprocessing. let num_workers "
+                               "> 0 to enable multiprocessing, otherwise set prefetch_factor to None.")
         if num_workers > 0 and prefetch_factor is None:
             prefetch_factor = 2
         if prefetch_factor is not None and (not isinstance(prefetch_factor, numbers.Integral) or prefetch_factor < 1):
-            raise ValueError(f"prefetch_factor option should be a positive int, got {prefetch_factor!r}")
+            raise InvalidValue(f"prefetch_factor option should be a positive int, got {prefetch_factor!r}")
         if persistent_workers and num_workers == 0:
-            raise ValueError("persistent_workers option needs num_workers > 0")
+            raise InvalidValue("persistent_workers option needs num_workers > 0")
 
         iterable = isinstance(dataset, IterableDataset)
         if iterable:
             for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
                 if value not in (None, False):
-                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} option, but "
-                                     f"got {name}={value!r}")
+                    raise InvalidValue(f"DataLoader with IterableDataset: expected unspecified {name} option, but "
+                                       f"got {name}={value!r}")
         else:
             if not hasattr(dataset, "__getitem__"):
-                raise TypeError(f"DataLoader: {type(dataset).__name__} is not a dataset: a map-style dataset defines "
-                                f"__getitem__ (and __len__ for the default samplers); a stream subclasses "
-                                f"IterableDataset and defines __iter__")
+                raise ArgumentTypeError(f"DataLoader: {type(dataset).__name__} is not a dataset: a map-style "
+                                        f"dataset defines __getitem__ (and __len__ for the default samplers); a "
+                                        f"stream subclasses IterableDataset and defines __iter__")
             shuffle = bool(shuffle)
             if shuffle and sampler is not None:
-                raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+                raise InvalidValue("DataLoader: sampler option is mutually exclusive with shuffle")
 
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("DataLoader: batch_sampler option is mutually exclusive with batch_size, shuffle, "
-                                 "sampler, and drop_last")
+                raise InvalidValue("DataLoader: batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                                   "sampler, and drop_last")
             batch_size, drop_last = None, False
         elif batch_size is None:
             if drop_last:
-                raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually "
-                                 "exclusive with drop_last")
+                raise InvalidValue("DataLoader: batch_size=None option disables auto-batching and is mutually "
+                                   "exclusive with drop_last")
         elif not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int or None, got {batch_size!r}")
+            raise InvalidValue(f"DataLoader: batch_size must be a positive int or None, got {batch_size!r}")
 
         generator = as_generator(generator, "DataLoader")
         if sampler is None:
@@ -151,21 +152,21 @@ class DataLoader:
     def multiprocessing_context(self, ctx):
         if ctx is not None:
             if self.num_workers == 0:
-                raise ValueError(f"multiprocessing_context can only be used with multi-process loading "
-                                 f"(num_workers > 0), but got num_workers={self.num_workers}")
+                raise InvalidValue(f"multiprocessing_context can only be used with multi-process loading "
+                                   f"(num_workers > 0), but got num_workers={self.num_workers}")
             if isinstance(ctx, str):
                 methods = multiprocessing.get_all_start_methods()
                 if ctx not in methods:
-                    raise ValueError(f"multiprocessing_context should be one of {methods}, got {ctx!r}")
+                    raise InvalidValue(f"multiprocessing_context should be one of {methods}, got {ctx!r}")
                 ctx = multiprocessing.get_context(ctx)
             elif not isinstance(ctx, multiprocessing.context.BaseContext):
-                raise TypeError(f"multiprocessing_context should be a start method name or a multiprocessing "
-                                f"context, got {type(ctx).__name__}")
+                raise ArgumentTypeError(f"multiprocessing_context should be a start method name or a multiprocessing "
+                                        f"context, got {type(ctx).__name__}")
         self.__multiprocessing_context = ctx
 
     def __setattr__(self, attr, val):
         if self.__initialized and attr in self._FROZEN:
-            raise ValueError(f"{attr} attribute should not be set after {type(self).__name__} is initialized")
+            raise InvalidValue(f"{attr} attribute should not be set after {type(self).__name__} is initialized")
         super().__setattr__(attr, val)
 
     @property
@@ -339,7 +340,7 @@ class _MultiProcessIter(_BaseIter):
                 pids = ", ".join(str(w.pid) for w in dead)
                 how = ", ".join(f"killed by signal {-w.exitcode}" if w.exitcode < 0 else f"exit code {w.exitcode}"
                                 for w in dead)
-                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly ({how})") from None
+                raise WorkerError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly ({how})") from None
             return False, None
         return True, (idx, payload if payload is None else pickle.loads(payload))
 
@@ -347,7 +348,7 @@ class _MultiProcessIter(_BaseIter):
         if self._timeout > 0:
             ok, data = self._try_get_data(self._timeout)
             if not ok:
-                raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds")
+                raise WorkerError(f"DataLoader timed out after {self._timeout} seconds")
             return data
         while True:
             ok, data = self._try_get_data(_worker.STATUS_CHECK_INTERVAL)

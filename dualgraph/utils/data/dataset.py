@@ -14,6 +14,7 @@ import warnings
 import numpy as _np
 
 from ...tensor import Tensor, _make, as_tensor
+from ._errors import ArgumentTypeError, IndexOutOfRange, InvalidValue
 from .collate import _from_host
 from .sampler import as_generator, rng_of
 
@@ -41,7 +42,7 @@ def _as_array(x):
         return x
     arr = _np.asarray(x)
     if arr.dtype == object:
-        raise TypeError(f"TensorDataset needs numeric arrays, got {type(x).__name__} of mixed types")
+        raise ArgumentTypeError(f"TensorDataset needs numeric arrays, got {type(x).__name__} of mixed types")
     return arr
 
 
@@ -50,12 +51,12 @@ class TensorDataset(Dataset):
 
     def __init__(self, *tensors):
         if not tensors:
-            raise ValueError("TensorDataset needs at least one array or tensor")
+            raise InvalidValue("TensorDataset needs at least one array or tensor")
         self.tensors = tuple(_as_array(t) for t in tensors)
         n = {t.shape[0] if t.ndim else None for t in self.tensors}
         if len(n) != 1 or None in n:
             shapes = ", ".join(str(tuple(t.shape)) for t in self.tensors)
-            raise ValueError(f"TensorDataset: all arrays need the same first dimension, got shapes {shapes}")
+            raise InvalidValue(f"TensorDataset: all arrays need the same first dimension, got shapes {shapes}")
 
     def __getitem__(self, index):
         return tuple(t[index] for t in self.tensors)
@@ -83,13 +84,13 @@ class StackDataset(Dataset):
 
     def __init__(self, *args, **kwargs):
         if args and kwargs:
-            raise ValueError("StackDataset: give the datasets either as positional or as keyword arguments, not both")
+            raise InvalidValue("StackDataset: give the datasets either as positional or as keyword arguments, not both")
         datasets = args or tuple(kwargs.values())
         if not datasets:
-            raise ValueError("StackDataset: at least one dataset is needed")
+            raise InvalidValue("StackDataset: at least one dataset is needed")
         lengths = [len(d) for d in datasets]
         if len(set(lengths)) != 1:
-            raise ValueError(f"StackDataset: size mismatch between datasets, lengths {lengths}")
+            raise InvalidValue(f"StackDataset: size mismatch between datasets, lengths {lengths}")
         self._length = lengths[0]
         self.datasets = args if args else dict(kwargs)
 
@@ -108,10 +109,10 @@ class ConcatDataset(Dataset):
     def __init__(self, datasets):
         self.datasets = list(datasets)
         if not self.datasets:
-            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+            raise InvalidValue("ConcatDataset: datasets should not be an empty iterable")
         for d in self.datasets:
             if isinstance(d, IterableDataset):
-                raise TypeError("ConcatDataset does not support IterableDataset (use ChainDataset)")
+                raise ArgumentTypeError("ConcatDataset does not support IterableDataset (use ChainDataset)")
         self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
 
     def __len__(self):
@@ -120,12 +121,12 @@ class ConcatDataset(Dataset):
     def __getitem__(self, idx):
         if idx < 0:
             if -idx > len(self):
-                raise ValueError(f"ConcatDataset: absolute value of index {idx} should not exceed dataset "
-                                 f"length {len(self)}")
+                raise InvalidValue(f"ConcatDataset: absolute value of index {idx} should not exceed dataset "
+                                   f"length {len(self)}")
             idx = len(self) + idx
         which = bisect.bisect_right(self.cumulative_sizes, idx)
         if which == len(self.datasets):
-            raise IndexError(f"ConcatDataset: index {idx} out of range for length {len(self)}")
+            raise IndexOutOfRange(f"ConcatDataset: index {idx} out of range for length {len(self)}")
         start = self.cumulative_sizes[which - 1] if which else 0
         return self.datasets[which][idx - start]
 
@@ -139,7 +140,7 @@ class ChainDataset(IterableDataset):
     def __iter__(self):
         for d in self.datasets:
             if not isinstance(d, IterableDataset):
-                raise TypeError(f"ChainDataset only supports IterableDataset, got {type(d).__name__}")
+                raise ArgumentTypeError(f"ChainDataset only supports IterableDataset, got {type(d).__name__}")
             yield from d
 
     def __len__(self):
@@ -185,7 +186,7 @@ def random_split(dataset, lengths, generator=None):
         counts = []
         for i, frac in enumerate(lengths):
             if frac < 0 or frac > 1:
-                raise ValueError(f"random_split: fraction at index {i} is not between 0 and 1: {frac}")
+                raise InvalidValue(f"random_split: fraction at index {i} is not between 0 and 1: {frac}")
             counts.append(int(math.floor(n * frac)))
         for i in range(n - sum(counts)):
             counts[i % len(counts)] += 1
@@ -196,9 +197,10 @@ def random_split(dataset, lengths, generator=None):
         lengths = counts
     for k in lengths:
         if not isinstance(k, numbers.Integral) or k < 0:
-            raise ValueError(f"random_split: lengths must be non-negative ints or fractions summing to 1, got {lengths}")
+            raise InvalidValue(f"random_split: lengths must be non-negative ints or fractions summing to 1, "
+                               f"got {lengths}")
     if sum(lengths) != n:
-        raise ValueError(f"random_split: sum of input lengths ({sum(lengths)}) does not equal the length of the "
-                         f"input dataset ({n})")
+        raise InvalidValue(f"random_split: sum of input lengths ({sum(lengths)}) does not equal the length of the "
+                           f"input dataset ({n})")
     perm = rng_of(as_generator(generator, "random_split")).permutation(n).tolist()
     return [Subset(dataset, perm[end - k:end]) for end, k in zip(itertools.accumulate(lengths), lengths)]

@@ -11,6 +11,7 @@ import numpy as _np
 from ...backend import CPU
 from ...ops.creation import generator as _dg_generator
 from ...tensor import Tensor
+from ._errors import ArgumentTypeError, InvalidValue
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
            "BatchSampler"]
@@ -27,8 +28,8 @@ def as_generator(generator, where):
         return generator
     if isinstance(generator, (numbers.Integral,)) and not isinstance(generator, bool):
         return _np.random.default_rng(int(generator))
-    raise TypeError(f"{where}: generator must be None, an int seed or a numpy.random.Generator, got "
-                    f"{type(generator).__name__}")
+    raise ArgumentTypeError(f"{where}: generator must be None, an int seed or a numpy.random.Generator, got "
+                            f"{type(generator).__name__}")
 
 
 def rng_of(generator):
@@ -65,9 +66,10 @@ class RandomSampler(Sampler):
         self._num_samples = num_samples
         self.generator = as_generator(generator, "RandomSampler")
         if not isinstance(self.replacement, bool):
-            raise TypeError(f"replacement should be a boolean value, but got replacement={self.replacement}")
+            raise ArgumentTypeError(f"replacement should be a boolean value, but got replacement={self.replacement}")
         if not _positive_int(self.num_samples):
-            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={self.num_samples}")
+            raise InvalidValue(f"num_samples should be a positive integer value, but got "
+                               f"num_samples={self.num_samples}")
 
     @property
     def num_samples(self):
@@ -111,20 +113,20 @@ class WeightedRandomSampler(Sampler):
 
     def __init__(self, weights, num_samples, replacement=True, generator=None):
         if not _positive_int(num_samples):
-            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples}")
+            raise InvalidValue(f"num_samples should be a positive integer value, but got num_samples={num_samples}")
         if not isinstance(replacement, bool):
-            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement}")
+            raise InvalidValue(f"replacement should be a boolean value, but got replacement={replacement}")
         w = _np.asarray(weights.numpy() if isinstance(weights, Tensor) else weights, dtype=_np.float64)
         if w.ndim != 1:
-            raise ValueError(f"weights should be a 1d sequence but given weights have shape {tuple(w.shape)}")
+            raise InvalidValue(f"weights should be a 1d sequence but given weights have shape {tuple(w.shape)}")
         if not _np.isfinite(w).all() or (w < 0).any():
-            raise ValueError("WeightedRandomSampler: weights must be finite and non-negative, got "
-                             f"min {w.min() if w.size else None}, max {w.max() if w.size else None}")
+            raise InvalidValue("WeightedRandomSampler: weights must be finite and non-negative, got "
+                               f"min {w.min() if w.size else None}, max {w.max() if w.size else None}")
         if w.sum() <= 0:
-            raise ValueError("WeightedRandomSampler: invalid multinomial distribution (sum of weights <= 0)")
+            raise InvalidValue("WeightedRandomSampler: invalid multinomial distribution (sum of weights <= 0)")
         if not replacement and num_samples > int((w > 0).sum()):
-            raise ValueError(f"WeightedRandomSampler: cannot draw num_samples={num_samples} without replacement "
-                             f"from {int((w > 0).sum())} indices with non-zero weight")
+            raise InvalidValue(f"WeightedRandomSampler: cannot draw num_samples={num_samples} without replacement "
+                               f"from {int((w > 0).sum())} indices with non-zero weight")
         self.weights = w
         self.num_samples = num_samples
         self.replacement = replacement
@@ -144,9 +146,9 @@ class BatchSampler(Sampler):
 
     def __init__(self, sampler, batch_size, drop_last):
         if not _positive_int(batch_size):
-            raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+            raise InvalidValue(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         if not isinstance(drop_last, bool):
-            raise ValueError(f"drop_last should be a boolean value, but got drop_last={drop_last}")
+            raise InvalidValue(f"drop_last should be a boolean value, but got drop_last={drop_last}")
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
