@@ -158,6 +158,9 @@ def test_shapeless_placeholder_rank_error_points_at_the_shape():
     x = tf.placeholder(tf.float32, name="images")
     with pytest.raises(dg.DualgraphError, match=r"'images'.*declared without a shape.*\[None, 784\]"):
         tf.matmul(x, tf.zeros([3, 2]))
+    with pytest.raises(tf.StaticGraphError) as err:       # an error on other inputs gets no such hint
+        tf.matmul(tf.zeros([2]), tf.zeros([3, 2]))
+    assert "declared without a shape" not in str(err.value)
 
 
 def test_feed_errors():
@@ -715,3 +718,75 @@ def test_conv2d_matches_torch():
     want = torch.nn.functional.conv2d(torch.tensor(xs).permute(0, 3, 1, 2), torch.tensor(ws).permute(3, 2, 0, 1),
                                       stride=2, padding=1).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ---- tf.layers, embedding_lookup, Adagrad ----------------------------------------------------------------
+
+def test_layers_dense_names_shares_and_computes():
+    x = tf.placeholder(tf.float32, [None, 3])
+    h = tf.layers.dense(x, 4, activation=tf.nn.relu)
+    out = tf.layers.dense(h, 2, use_bias=False, kernel_initializer=tf.constant_initializer(0.5))
+    again = tf.layers.dense(h, 2, use_bias=False, name="dense_1", reuse=True)
+    assert [v.name for v in tf.trainable_variables()] == ["dense/kernel:0", "dense/bias:0", "dense_1/kernel:0"]
+    k = tf.global_variables()[0].numpy()
+    assert k.shape == (3, 4) and np.abs(k).max() <= np.sqrt(6 / 7)   # glorot_uniform's limit
+    xs = np.array([[1.0, -2.0, 0.5]], np.float32)
+    with tf.Session() as sess:
+        a, b = sess.run([out, again], {x: xs})
+    want = np.maximum(xs @ k, 0) @ np.full((4, 2), 0.5)
+    np.testing.assert_allclose(a, want, rtol=1e-6)
+    np.testing.assert_allclose(b, want, rtol=1e-6)
+
+
+def test_layers_conv_pool_flatten_dropout():
+    x = tf.placeholder(tf.float32, [None, 6, 6, 1])
+    training = tf.placeholder(tf.bool)
+    c = tf.layers.conv2d(x, 2, 3, padding="same", kernel_initializer=tf.ones_initializer())
+    p = tf.layers.max_pooling2d(c, 2, 2)
+    f = tf.layers.flatten(p)
+    d = tf.layers.dropout(f, rate=0.5, training=training)
+    xs = np.arange(36, dtype=np.float32).reshape(1, 6, 6, 1)
+    with tf.Session() as sess:
+        cv, fv, d_eval, d_train = sess.run([c, f, d, d], {x: xs, training: False})
+        d_train = sess.run(d, {x: xs, training: True})
+    box = np.pad(xs[0, :, :, 0], 1)
+    sums = np.array([[box[i:i + 3, j:j + 3].sum() for j in range(6)] for i in range(6)])
+    np.testing.assert_allclose(cv[0, :, :, 0], sums)
+    np.testing.assert_allclose(cv[0, :, :, 1], sums)
+    assert fv.shape == (1, 18)
+    np.testing.assert_allclose(fv.reshape(3, 3, 2)[:, :, 0], sums.reshape(3, 2, 3, 2).max(axis=(1, 3)))
+    np.testing.assert_array_equal(d_eval, fv)
+    assert set(np.unique(d_train / np.where(fv == 0, 1, fv))) <= {0.0, 2.0}
+
+
+def test_embedding_lookup_and_gather():
+    params = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ids = tf.placeholder(tf.int64, [None, 2])
+    with tf.Session() as sess:
+        got = sess.run(tf.nn.embedding_lookup(tf.constant(params), ids), {ids: [[0, 3], [2, 2]]})
+    np.testing.assert_array_equal(got, params[[[0, 3], [2, 2]]])
+
+
+def test_adagrad_matches_its_rule():
+    w, acc, traj = np.array([0.5, -1.0]), np.full(2, 0.1), []
+    for _ in range(4):
+        g = _grad(w)
+        acc = acc + g * g
+        w = w - 0.3 * g / np.sqrt(acc)
+        traj.append(w)
+    np.testing.assert_allclose(_quadratic(tf.train.AdagradOptimizer(0.3)), traj, rtol=1e-5)
+    with pytest.raises(tf.StaticGraphError, match="positive"):
+        tf.train.AdagradOptimizer(0.1, initial_accumulator_value=0.0)
+
+
+def test_adagrad_matches_torch():
+    torch = pytest.importorskip("torch")
+    tw = torch.tensor([0.5, -1.0], requires_grad=True)
+    topt = torch.optim.Adagrad([tw], lr=0.3, initial_accumulator_value=0.1, eps=0.0)
+    traj = []
+    for _ in range(4):
+        topt.zero_grad()
+        (tw * tw * torch.tensor([1.0, 3.0])).sum().backward()
+        topt.step()
+        traj.append(tw.detach().numpy().copy())
+    np.testing.assert_allclose(_quadratic(tf.train.AdagradOptimizer(0.3)), traj, rtol=1e-5, atol=1e-6)

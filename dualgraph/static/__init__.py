@@ -13,7 +13,7 @@ Graph nodes are dualgraph tensors: dg.* functions, operators, nn.functional and 
 into the same graph. `Session.run` prunes, optimizes and compiles the graph once per set of fetches.
 docs/porting.md lists the names and the known differences from TensorFlow 1.
 """
-from . import dtypes, losses, nn, train
+from . import dtypes, layers, losses, nn, train
 from .dtypes import as_dtype, bool, double, float16, float32, float64, half, int8, int16, int32, int64, uint8
 from .graph import (AUTO_REUSE, Graph, Operation, StaticGraphError, StaticTensor as Tensor, Variable, assign,
                     assign_add, assign_sub, constant, get_default_graph, get_default_session, get_variable,
@@ -36,7 +36,7 @@ from .train import (global_variables, global_variables_initializer, gradients, g
 
 # `from dualgraph.static import *` leaves out the names that would shadow Python builtins (abs, bool,
 # pow, range, round): a script's `for i in range(n)` must keep meaning Python's range.
-__all__ = ["train", "nn", "losses", "dtypes", "Graph", "Session", "InteractiveSession", "Tensor", "Variable",
+__all__ = ["train", "nn", "losses", "layers", "dtypes", "Graph", "Session", "InteractiveSession", "Tensor", "Variable",
            "Operation", "StaticGraphError", "placeholder", "constant", "get_variable", "name_scope", "variable_scope",
            "AUTO_REUSE", "get_default_graph", "reset_default_graph", "get_default_session", "assign", "assign_add",
            "assign_sub", "gradients", "group", "global_variables", "global_variables_initializer",

@@ -112,21 +112,23 @@ class StaticBuilder(Tracer):
     def tensor_for(self, value, device=None):
         return self._tag(super().tensor_for(value, device))
 
-    def _logged(self, entry_of, run):
+    def _logged(self, entry_of, run, inputs=()):
         self._depth += 1
         try:
             out = run()
         except DualgraphError as e:
-            raise self._hint(e) from None
+            raise self._hint(e, inputs) from None
         finally:
             self._depth -= 1
         if self._depth == 0:
             self.log.append(entry_of(out))
         return out
 
-    def _hint(self, e):
+    def _hint(self, e, inputs):
+        """e, saying which placeholders were declared without a shape when a 0-d node of this graph
+        (what such a placeholder stands for until fed) is among the failing op's inputs."""
         free = [p._placeholder_name for p in self.owner.placeholders if p._any_shape]
-        if not free or self._depth > 1 or "declared without a shape" in str(e):
+        if not free or self._depth > 1 or "declared without a shape" in str(e) or not _has_scalar_node(self, inputs):
             return e
         msg = (f"{e}; placeholder(s) {', '.join(map(repr, free))} were declared without a shape and are built as "
                f"scalars until fed: give the shape, e.g. placeholder(tf.float32, [None, 784])")
@@ -139,7 +141,7 @@ class StaticBuilder(Tracer):
         if subgraphs is not None or custom is not None:
             self.unreplayable = self.unreplayable or op.name
         return self._logged(lambda out: ("apply", op, tuple(inputs), attrs, subgraphs, custom, out),
-                            lambda: super(StaticBuilder, self).apply(op, inputs, attrs, subgraphs, custom))
+                            lambda: super(StaticBuilder, self).apply(op, inputs, attrs, subgraphs, custom), inputs)
 
     def grad(self, outputs, grad_outputs, retain_graph, create_graph, inputs):
         return self._logged(lambda out: ("grad", tuple(outputs), tuple(grad_outputs), tuple(inputs), out),
@@ -175,6 +177,16 @@ class StaticBuilder(Tracer):
     def no_value(self, tensor, what):
         raise StaticGraphError(f"{what}: {tensor._aval} is a node of a static graph and has no value until "
                                f"it runs; fetch it with sess.run(tensor, feed_dict=...){_at()}")
+
+
+def _has_scalar_node(builder, items):
+    for x in items:
+        if isinstance(x, (list, tuple)):
+            if _has_scalar_node(builder, x):
+                return True
+        elif isinstance(x, Tensor) and x._symbolic and x._builder is builder and x.ndim == 0:
+            return True
+    return False
 
 
 def _at():

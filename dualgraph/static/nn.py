@@ -11,6 +11,7 @@ from ..ops import reduction as _rd
 from ..ops import shape as _sh
 from ..nn import functional as _F
 from .graph import StaticGraphError
+from . import ops as _ops
 from .ops import _t, graph_op
 
 
@@ -91,6 +92,12 @@ def bias_add(value, bias, data_format=None):
     if ch == 1:
         b = _sh.reshape(b, (b.shape[0],) + (1,) * (v.ndim - 2))
     return v + b
+
+
+@graph_op
+def embedding_lookup(params, ids):
+    """Rows of params at ids: shape ids.shape + params.shape[1:]."""
+    return _ops.gather(params, ids)
 
 
 @graph_op
@@ -279,5 +286,5 @@ def avg_pool(value, ksize, strides, padding, data_format="NHWC"):
 
 
 __all__ = ["conv2d", "max_pool", "avg_pool", "relu", "relu6", "elu", "softplus", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
-           "bias_add", "l2_loss", "sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
+           "bias_add", "embedding_lookup", "l2_loss", "sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
            "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits"]

@@ -49,7 +49,7 @@ def graph_op(fn):
                 with using(g.builder):
                     out = fn(*args, **kwargs)
             except DualgraphError as e:
-                raise g.builder._hint(e) from None
+                raise g.builder._hint(e, args + tuple(kwargs.values())) from None
         if name and g is not None and isinstance(out, Tensor) and out._symbolic:
             v = g.builder.vals.get(id(out))
             if v is not None and v.name is None:

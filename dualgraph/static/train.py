@@ -214,6 +214,22 @@ class AdamOptimizer(Optimizer):
         return [(t, t1), (m, m1), (s, s1), (v, v - lr_t * m1 / (sqrt(s1) + self.epsilon))]
 
 
+class AdagradOptimizer(Optimizer):
+    """accum += g^2 (accum starts at initial_accumulator_value); var -= lr * g / sqrt(accum)."""
+
+    def __init__(self, learning_rate, initial_accumulator_value=0.1, use_locking=False, name="Adagrad"):
+        if initial_accumulator_value <= 0:
+            raise StaticGraphError(f"AdagradOptimizer: initial_accumulator_value must be positive, got "
+                                   f"{initial_accumulator_value}")
+        super().__init__(learning_rate, use_locking, name)
+        self.initial_accumulator_value = initial_accumulator_value
+
+    def _update(self, g, v):
+        acc = self._slot(v, "", self.initial_accumulator_value)
+        acc1 = acc + g * g
+        return [(acc, acc1), (v, v - self._lr(v) * g / sqrt(acc1))]
+
+
 class RMSPropOptimizer(Optimizer):
     """TF1's RMSProp: ms = decay ms + (1 - decay) g^2 (ms starts at ones); mom = momentum mom +
     lr g / sqrt(ms + epsilon) (centered: ms - mg^2 + epsilon, mg = decay mg + (1 - decay) g); var -= mom."""
@@ -283,6 +299,6 @@ class Saver:
             v.load(arr)
 
 
-__all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "RMSPropOptimizer", "Optimizer",
+__all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "AdagradOptimizer", "RMSPropOptimizer", "Optimizer",
            "Saver", "exponential_decay", "get_global_step", "create_global_step", "get_or_create_global_step",
            "global_variables_initializer", "gradients"]
