@@ -133,7 +133,10 @@ class OptimizedModule(Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self._modules["_orig_mod"], name)
+            orig = self.__dict__.get("_modules", {}).get("_orig_mod")  # absent while copy/pickle rebuild it
+            if orig is None:
+                raise
+            return getattr(orig, name)
 
     def __repr__(self):
         return f"OptimizedModule(\n  (_orig_mod): {self._orig_mod!r}\n)"

@@ -19,6 +19,7 @@ has three well-known traps; dualgraph's tracing answers each instead of replayin
 `torch.jit.script`, `jit.save` and `jit.load` have no counterpart: dualgraph does not compile Python
 source, and its deployable format is ONNX (dg.onnx.export).
 """
+import copy
 import warnings
 
 import numpy as np
@@ -51,9 +52,9 @@ def is_scripting():
 class _Traced:
     """What the traced object adds to its compiled function: the graph and code of the example's trace."""
 
-    def _init_traced(self, compiled, args, kwargs):
+    def _init_traced(self, compiled, args, kwargs, graph=None):
         self.__dict__["_compiled"] = compiled
-        self.__dict__["_example_graph"] = compiled.graph(*args, **kwargs)
+        self.__dict__["_example_graph"] = compiled.graph(*args, **kwargs) if graph is None else graph
 
     @property
     def graph(self):
@@ -96,14 +97,23 @@ class TracedModule(_Traced, Module):
     children (shared, so state_dict keys are the original's and training updates either), whose
     forward runs compiled."""
 
-    def __init__(self, mod, compiled, args, kwargs):
+    def __init__(self, mod, compiled, args, kwargs, graph=None):
         Module.__init__(self)
         d = self.__dict__
         for key in ("_parameters", "_buffers", "_modules", "_non_persistent"):
             d[key] = mod.__dict__[key]
         d["training"] = mod.training
         d["_orig"] = mod
-        self._init_traced(compiled, args, kwargs)
+        self._init_traced(compiled, args, kwargs, graph)
+
+    def __deepcopy__(self, memo):
+        """A traced copy of a deep copy of the module (copy.deepcopy(model), as EMA and checkpoint code do);
+        the example graph, which only describes, is shared."""
+        mod = copy.deepcopy(self.__dict__["_orig"], memo)
+        out = TracedModule(mod, CompiledFunction(mod, name=type(mod).__name__), (), {},
+                           graph=self.__dict__["_example_graph"])
+        memo[id(self)] = out
+        return out
 
     def forward(self, *args, **kwargs):
         return self.__dict__["_compiled"](*args, **kwargs)
@@ -116,7 +126,10 @@ class TracedModule(_Traced, Module):
         try:
             return Module.__getattr__(self, name)
         except AttributeError:
-            return getattr(self.__dict__["_orig"], name)
+            orig = self.__dict__.get("_orig")  # absent while copy/pickle rebuild the object
+            if orig is None:
+                raise
+            return getattr(orig, name)
 
     def __repr__(self):
         return "Traced" + repr(self.__dict__["_orig"])

@@ -324,6 +324,18 @@ def test_jit_trace_function_and_module():
     assert list(t.state_dict()) == list(net.state_dict())  # no prefix, unlike dg.compile
     assert [id(p) for p in t.parameters()] == [id(p) for p in net.parameters()]
     assert "matmul" in t.code and "matmul" in str(t.graph)
+    import copy
+    t2 = copy.deepcopy(t)
+    np.testing.assert_allclose(t2(dg.tensor(x)).numpy(), _np_mlp(net, x), rtol=1e-5, atol=1e-6)
+    assert [id(p) for p in t2.parameters()] != [id(p) for p in net.parameters()]
+    c2 = copy.deepcopy(dg.compile(net))
+    np.testing.assert_allclose(c2(dg.tensor(x)).numpy(), _np_mlp(net, x), rtol=1e-5, atol=1e-6)
+    assert c2._orig_mod is not net and hasattr(c2, "nonexistent") is False
+    before_t, before_c = t2(dg.tensor(x)).numpy(), c2(dg.tensor(x)).numpy()
+    with dg.no_grad():
+        net[0].weight.mul_(0.0)  # the copies own their parameters
+    np.testing.assert_array_equal(t2(dg.tensor(x)).numpy(), before_t)
+    np.testing.assert_array_equal(c2(dg.tensor(x)).numpy(), before_c)
 
     def f(a, b):
         return a @ b + 1.0
