@@ -1374,6 +1374,13 @@ OP_DB = [
            dtypes=("int64",), differentiable=False),
     OpInfo("embedding", lambda i, w: dg.embedding(i, w), lambda i, w: w[i],
            lambda make: [Sample((np.array([[0, 2], [4, 2]]), make(5, 3))), Sample((np.array([1, 1, 0]), make(3, 2)), desc="repeats")]),
+    OpInfo("embedding_options", lambda i, w, **k: F.embedding(i, w, **k), lambda i, w, **k: w[i],
+           lambda make: [Sample((np.array([[0, 2], [4, 2]]), make(5, 3)), {"padding_idx": 2}),
+                         Sample((np.array([1, 1, 0]), make(3, 2)), {"scale_grad_by_freq": True, "padding_idx": -1},
+                                desc="repeats")],
+           differentiable=False,
+           notes="F.embedding's padding_idx / scale_grad_by_freq change only the gradient (by design not the "
+                 "derivative; checked against torch in test_nn_extras.py)"),
     # -- softmax family and losses --
     OpInfo("softmax", lambda x, **k: F.softmax(x, **k), lambda x, axis=-1, dim=None: np_softmax(x, axis if dim is None else dim),
            lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4),), {"axis": 1}), Sample((make(2, 3),), {"dim": 0}),

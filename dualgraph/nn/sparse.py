@@ -18,10 +18,12 @@ def _padding_index(padding_idx, num_embeddings):
     if padding_idx is None:
         return None
     padding_idx = int(padding_idx)
-    if not -num_embeddings <= padding_idx < num_embeddings:
+    if isinstance(num_embeddings, int) and not -num_embeddings <= padding_idx < num_embeddings:
         raise IndexOutOfRange(f"embedding: padding_idx {padding_idx} must be within num_embeddings "
                               f"({num_embeddings})")
-    return padding_idx % num_embeddings
+    # a negative index counts from the end: kept as size arithmetic so an export with a dynamic
+    # number of rows keeps meaning "the last row"
+    return padding_idx if padding_idx >= 0 else num_embeddings + padding_idx
 
 
 def embedding_renorm_(weight, indices, max_norm, norm_type=2.0):
