@@ -286,6 +286,13 @@ def test_compile_graph_break_runs_eagerly_unless_fullgraph():
     strict = dg.compile(f, fullgraph=True)
     with pytest.raises(dg.ConcretizationError, match="dg.cond"):
         strict(dg.ones(2))
+    # data-dependent shapes and .item() break the graph too
+    masked = dg.compile(lambda t: t[t > 0].sum())
+    assert float(masked(dg.tensor([1.0, -2.0, 3.0]))) == 4.0 and masked.graph_breaks
+    with pytest.raises(dg.TraceError, match="depends on the input values"):
+        dg.compile(lambda t: t[t > 0].sum(), fullgraph=True)(dg.tensor([1.0, -2.0, 3.0]))
+    scaled = dg.compile(lambda t: t * t.item())
+    assert float(scaled(dg.tensor(3.0))) == 9.0 and float(scaled(dg.tensor(4.0))) == 16.0
     # a function without breaks has none to report
     ok = dg.compile(lambda t: dg.where(t.sum() > 0, t * 2, -t), fullgraph=True)
     np.testing.assert_array_equal(ok(-dg.ones(2)).numpy(), [1.0, 1.0])
