@@ -152,11 +152,11 @@ class Optimizer:
             updates.append((global_step, _on(global_step.graph, lambda: global_step + 1)))
         return Operation(updates, name=name or self.name)
 
-    def _slot(self, v, slot, fill):
+    def _slot(self, v, slot, fill, shape=None):
         key = (id(v), slot)
         s = self._slots.get(key)
         if s is None:
-            s = Variable(np.full(v.shape, fill, v.dtype), trainable=False, name=f"{v.op_name}/{self.name}_{slot}"
+            s = Variable(np.full(v.shape if shape is None else shape, fill, v.dtype), trainable=False, name=f"{v.op_name}/{self.name}_{slot}"
                          if slot else f"{v.op_name}/{self.name}", graph=v.graph)
             self._slots[key] = (v, s)
             return s
@@ -204,7 +204,7 @@ class AdamOptimizer(Optimizer):
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
     def _update(self, g, v):
-        t = self._slot(v, "t", 0)
+        t = self._slot(v, "t", 0, shape=())   # the step count (TF1 keeps beta1^t, beta2^t instead)
         m = self._slot(v, "m", 0)
         s = self._slot(v, "v", 0)
         t1 = t + 1
