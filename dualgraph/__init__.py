@@ -41,7 +41,7 @@ from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, e
 from .ops.gather import nonzero, scatter_add
 from .ops.indexing import embedding, gather, index_put, index_select, one_hot, take_along_axis
 from .ops.selection import (argsort, cummax, cummin, cumprod, index_add, index_fill, kthvalue,  # noqa: F811
-                            masked_fill, masked_select, max, median, min, msort, multinomial,
+                            masked_fill, masked_select, max, median, min, mode, msort, multinomial,
                             repeat_interleave, roll, scatter, scatter_add, sort, take, topk, tril, triu)
 from .ops.selection import where_ as where  # noqa: F811  (where(cond) alone: a tuple, as PyTorch)
 from . import return_types  # noqa: F401

@@ -748,6 +748,20 @@ def np_cum_extreme(largest):
     return ref
 
 
+def np_mode(x, dim=-1, keepdim=False):
+    """PyTorch's mode by definition: the most frequent value (the smallest of equally frequent ones) and the
+    last position holding it."""
+    xm = np.moveaxis(x, dim, -1)
+    vals, idx = np.empty(xm.shape[:-1], x.dtype), np.zeros(xm.shape[:-1], np.int64)
+    for pos in np.ndindex(*xm.shape[:-1]):
+        row = list(xm[pos])
+        best = min(row, key=lambda v: (-row.count(v), v))
+        vals[pos], idx[pos] = best, len(row) - 1 - row[::-1].index(best)
+    if keepdim:
+        return np.expand_dims(vals, dim), np.expand_dims(idx, dim)
+    return vals, idx
+
+
 def np_scatter(x, dim, index, src=None, value=None, reduce=None):
     out = x.copy()
     for pos in np.ndindex(*index.shape):
@@ -1297,6 +1311,11 @@ OP_DB = [
            lambda x, k, dim=-1, keepdim=False: np_kth_sorted(x, dim, k - 1, keepdim),
            lambda make: [Sample((make.distinct(3, 5), 2)), Sample((make.distinct(4, 3), 4), {"dim": 0, "keepdim": True}),
                          Sample((make.small_ints(2, 6), 3), desc="ties", grad=False)], dtypes=NUMERIC),
+    OpInfo("mode", lambda x, *a, **k: dg.mode(x, *a, **k), np_mode,
+           lambda make: [Sample((make.small_ints(3, 7),)), Sample((make.small_ints(4, 3, 5), 0), {"keepdim": True}),
+                         Sample((make.small_ints(2, 6, 3), -2),)], dtypes=NUMERIC, differentiable=False,
+           notes="values differentiate to the selected element (test_selection_ops.py); finite differences "
+                 "would break the equal values mode counts"),
     OpInfo("cumprod", lambda x, d: dg.cumprod(x, d), lambda x, d: np.cumprod(x, axis=d),
            lambda make: [Sample((make.nonzero(3, 4), 1)), Sample((make.nonzero(2, 3, 4), -3))],
            dtypes=NUMERIC, second_order=True),
@@ -1536,7 +1555,7 @@ NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
-    "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index",
+    "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index", "mode_index",
 }
 # kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
 # passes after autodiff has run, never called eagerly

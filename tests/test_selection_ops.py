@@ -523,3 +523,38 @@ def test_multinomial_generator_seed_and_errors():
     with pytest.raises(DTypeError, match="floating"):
         dg.multinomial(t([1, 2]), 1)
     assert not dg.multinomial(dg.tensor([0.5, 0.5], requires_grad=True), 1).requires_grad
+
+
+def test_repeat_index_lowering_on_a_hand_built_graph():
+    """Tracing refuses the data-dependent size, so the lowering is checked on a graph built by hand."""
+    pytest.importorskip("onnxruntime")
+    import dualgraph.onnx as dgo
+    from dualgraph.graph.avals import Aval
+    from dualgraph.graph.ir import Graph
+    from dualgraph.ops import REGISTRY
+    op = REGISTRY["repeat_index"]
+    g = Graph()
+    counts = g.add_input(Aval((4,), np.dtype(np.int64)))
+    node = g.add_node(op, [counts], {}, [op.infer(counts.aval)], source="test.py:1")
+    g.outputs = list(node.outputs)
+    model, info = dgo.graph_to_model(g)
+    sess = dgo.session(model)
+    for c in ([2, 0, 3, 1], [0, 0, 0, 0], [1, 1, 1, 5]):
+        (got,) = sess.run(None, {info.input_names[0]: np.array(c, np.int64)})
+        np.testing.assert_array_equal(got, np.repeat(np.arange(4), c))
+
+
+def test_mode_most_frequent_smallest_of_ties_last_index():
+    out = dg.mode(t([1.0, 2.0, 2.0, 1.0, 3.0]))
+    assert out.values.item() == 1.0 and out.indices.item() == 3 and type(out).__name__ == "mode"
+    m = t([[4, 4, 2], [5, 6, 6]]).mode(1, keepdim=True)
+    assert m.values.tolist() == [[4], [6]] and m.indices.tolist() == [[1], [2]]
+    x = dg.tensor(np.array([2.0, 1.0, 2.0]), requires_grad=True)
+    dg.mode(x).values.backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0]
+    torch = _torch()
+    r = np.random.default_rng(11).integers(0, 4, (3, 5, 6)).astype(np.float32)
+    for dim in (0, 1, 2):
+        want, got = torch.mode(torch.tensor(r), dim), dg.mode(t(r), dim)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())

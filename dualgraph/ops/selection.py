@@ -250,6 +250,65 @@ def kthvalue(x, k, dim=-1, keepdim=False):
     return out
 
 
+def _mode_forward(xp, x, axis):
+    n = x.shape[axis]
+    flat = xp.moveaxis(x, axis, -1)
+    lead = flat.shape[:-1]
+    flat = flat.reshape(-1, n)
+    s = xp.sort(flat, axis=-1)
+    pos = xp.arange(n, dtype=np.int64)
+    starts = s[:, 1:] != s[:, :-1]
+    first = xp.concatenate([xp.ones((s.shape[0], 1), bool), starts], axis=1)
+    last = xp.concatenate([starts, xp.ones((s.shape[0], 1), bool)], axis=1)
+    begin = xp.maximum.accumulate(xp.where(first, pos, 0), axis=1)
+    end = xp.flip(xp.minimum.accumulate(xp.flip(xp.where(last, pos, n), 1), axis=1), 1)
+    run = end - begin + 1
+    # the most frequent value, the smallest of those tied (the first such run in sorted order) ...
+    value = xp.take_along_axis(s, xp.argmax(run == run.max(axis=1, keepdims=True), axis=1)[:, None], 1)
+    # ... at its last position, as PyTorch's mode reports
+    at = (n - 1) - xp.argmax(xp.flip(flat == value, 1), axis=1)
+    return xp.moveaxis(at.astype(np.int64).reshape(lead + (1,)), -1, axis)
+
+
+def _mode_onnx(ctx, node, x):
+    """Counts by pairwise equality over the [..., n, n] matrix: the most frequent value, the smallest of
+    those tied, then its last position (ArgMax with select_last_index)."""
+    axis = ctx.attrs(node)["axis"]
+    src = node.inputs[0].aval.dtype
+    dt = np.dtype(np.float32) if src == np.float16 else np.dtype(np.int64) if src.kind in "biu" else src
+    nd = node.inputs[0].aval.ndim
+    xt, perm = _move_last(ctx, ctx.cast(x, src, dt), axis, nd)
+    same = ctx.emit("Cast", [ctx.emit("Equal", [ctx.unsqueeze(xt, [-1]), ctx.unsqueeze(xt, [-2])])],
+                    to=ctx.onnx_dtype(np.int64))
+    counts = ctx.reduce("ReduceSum", same, (-1,), False)
+    top = ctx.emit("Equal", [counts, ctx.reduce("ReduceMax", counts, (-1,), True)])
+    big = np.inf if dt.kind == "f" else np.iinfo(np.int64).max
+    value = ctx.reduce("ReduceMin", ctx.emit("Where", [top, xt, ctx.const(big, dt)]), (-1,), True)
+    hit = ctx.emit("Cast", [ctx.emit("Equal", [xt, value])], to=ctx.onnx_dtype(np.int32))
+    at = ctx.emit("ArgMax", [hit], axis=-1, keepdims=1, select_last_index=1)
+    return _move_back(ctx, at, perm)
+
+
+# the position of the most frequent value along `axis` (kept as a dim of size 1)
+MODE_INDEX = defop("mode_index", _mode_forward,
+                   lambda x, axis: Aval(tuple(1 if i == axis else d for i, d in enumerate(x.shape)), np.int64),
+                   None, differentiable=False, onnx=_mode_onnx)
+
+
+def mode(x, dim=-1, keepdim=False):
+    """PyTorch's mode: the most frequent value along dim (the smallest of equally frequent ones) and the
+    index of its last occurrence."""
+    x1, undo = _as_1d(x)
+    ax = _axis(x, dim, "mode") if x.ndim else 0
+    if _static(x1.shape[ax]) and x1.shape[ax] == 0:
+        raise IndexOutOfRange(f"mode: dim {ax} of the tensor (shape {tuple(x.shape)}) is empty")
+    idx = apply(MODE_INDEX, (x1,), {"axis": ax})
+    out = _pick(_rt.mode, x1, idx, ax, True, lambda t: t)
+    if not keepdim or not x.ndim:
+        out = _rt.mode((squeeze(out[0], ax), squeeze(out[1], ax)))
+    return out
+
+
 # ---- cumulative products and extremes -----------------------------------------------------------------
 
 def _move_last(ctx, x, axis, ndim):
@@ -877,6 +936,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 METHODS = dict(
     sort=sort, argsort=argsort, msort=msort, topk=topk, max=max, min=min, median=median, kthvalue=kthvalue,
+    mode=mode,
     cumprod=cumprod, cummax=cummax, cummin=cummin, tril=tril, triu=triu, masked_fill=masked_fill,
     masked_fill_=masked_fill_, where=_where_method, masked_select=masked_select, take=take,
     index_fill=index_fill, index_fill_=index_fill_, index_add=index_add, index_add_=index_add_,
