@@ -342,3 +342,32 @@ def test_activation_and_container_names_exist_with_torch_defaults():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert nn.GELU(approximate="tanh")(dg.tensor([1.0])).item() == pytest.approx(0.8411920071, rel=1e-6)
+
+
+def test_signatures_and_defaults_match_torch():
+    torch = pytest.importorskip("torch")
+    import inspect
+    pairs = [(getattr(nn, n), getattr(torch.nn, n)) for n in (
+        "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "Embedding")]
+    pairs = [(a.__init__, b.__init__) for a, b in pairs]
+    pairs += [(nn.Embedding.from_pretrained, torch.nn.Embedding.from_pretrained)]
+    pairs += [(getattr(F, n), getattr(torch.nn.functional, n)) for n in (
+        "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "embedding")]
+    pairs += [(getattr(nn.utils, n), getattr(torch.nn.utils, n)) for n in (
+        "clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_", "parameters_to_vector",
+        "vector_to_parameters")]
+    pairs += [(getattr(dg.optim, n).__init__, getattr(torch.optim, n).__init__)
+              for n in ("Adadelta", "Adagrad", "Adamax", "NAdam", "RAdam")]
+    pairs += [(getattr(dg.optim.lr_scheduler, n).__init__, getattr(torch.optim.lr_scheduler, n).__init__) for n in (
+        "OneCycleLR", "CyclicLR", "CosineAnnealingWarmRestarts", "LinearLR", "ConstantLR", "PolynomialLR",
+        "MultiplicativeLR", "SequentialLR", "ChainedScheduler", "StepLR", "MultiStepLR", "ExponentialLR",
+        "CosineAnnealingLR", "LambdaLR", "ReduceLROnPlateau")]
+    # dropout's functional forms follow dualgraph's F.dropout (training=None: dg.autograd.is_training())
+    differs = {("dropout1d", "training"), ("dropout2d", "training"), ("dropout3d", "training")}
+    for mine, theirs in pairs:
+        a, b = inspect.signature(mine).parameters, inspect.signature(theirs).parameters
+        assert list(a) == list(b), (mine.__qualname__, list(a), list(b))
+        for name in a:
+            if (mine.__name__, name) in differs:
+                continue
+            assert a[name].default == b[name].default, (mine.__qualname__, name, a[name].default, b[name].default)

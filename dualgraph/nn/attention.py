@@ -34,13 +34,14 @@ def _add_mask(scores, mask):
     return scores + mask
 
 
-def _attend(q, k, v, masks, scale, dropout_p):
+def _attend(q, k, v, masks, scale, dropout_p, rows_live=False):
     """softmax(q k^T * scale + masks) v, and the attention weights. A row every key of which is
-    masked out gets weight 0 (PyTorch's safe softmax) rather than NaN."""
+    masked out gets weight 0 (PyTorch's safe softmax) rather than NaN; `rows_live` says no row can be
+    (a causal mask alone always lets row i see key 0), which saves that check."""
     scores = (q @ k.mT) * scale
     for m in masks:
         scores = _add_mask(scores, m)
-    if masks:
+    if masks and not rows_live:
         dead = _all(scores == _NEG_INF, axis=-1, keepdims=True)
         attn = where(dead, 0.0, F.softmax(where(dead, 0.0, scores), dim=-1))
     else:
@@ -119,7 +120,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             attn_mask = attn_mask.astype(query.dtype)
         masks.append(attn_mask)
     scale = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
-    out, _ = _attend(query, key, value, masks, scale, float(dropout_p))
+    out, _ = _attend(query, key, value, masks, scale, float(dropout_p), rows_live=attn_mask is None)
     return out
 
 
@@ -224,7 +225,8 @@ class MultiheadAttention(Module):
                 raise self._input_error(f"shape {(n, src_len)}", key_padding_mask, what="key_padding_mask")
             masks.append(_allowed(key_padding_mask.reshape(n, 1, 1, src_len)))
         p = self.dropout if self.training else 0.0
-        out, attn = _attend(q, k, v, masks, 1.0 / math.sqrt(d), p)                 # (N, H, L, D)
+        live = attn_mask is None and key_padding_mask is None
+        out, attn = _attend(q, k, v, masks, 1.0 / math.sqrt(d), p, rows_live=live)  # (N, H, L, D)
         out = out.permute(0, 2, 1, 3).reshape(n, tgt_len, self.embed_dim)
         out = self.out_proj(out)
         if unbatched:
