@@ -309,3 +309,16 @@ def test_shared_math_matches_torch():
     np.testing.assert_allclose(nd.norm(nd.array(a)).numpy(), [torch.tensor(a).norm().item()], rtol=1e-6)
     np.testing.assert_allclose(nd.softrelu(nd.array(a)).numpy(), torch.nn.functional.softplus(
         torch.tensor(a)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_pad_width_lists_before_and_after_per_axis():
+    x = nd.arange(6).reshape((1, 1, 2, 3))
+    out = nd.pad(x, mode="constant", pad_width=(0, 0, 0, 0, 1, 1, 2, 0), constant_value=9)
+    np.testing.assert_array_equal(out.numpy(), np.pad(np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3),
+                                                      ((0, 0), (0, 0), (1, 1), (2, 0)), constant_values=9))
+
+
+def test_only_mxnet_names_are_exported():
+    import types
+    names = {n for n in dir(nd) if not n.startswith("_") and not isinstance(getattr(nd, n), types.ModuleType)}
+    assert not names & {"Tensor", "ShapeError", "InvalidValue", "is_training"}

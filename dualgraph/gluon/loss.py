@@ -1,6 +1,5 @@
 """Gluon's losses: each returns one value per sample (the mean over every axis but `batch_axis`),
 scaled by `weight` and by the optional `sample_weight` broadcast against the elementwise loss."""
-from .. import nd
 from ..errors import ShapeError
 from .block import HybridBlock
 

@@ -15,18 +15,18 @@ import math as _math
 import numpy as _np
 
 from .. import dtypes as _dt
-from ..autograd import is_training
+from ..autograd import is_training as _is_training
 from ..backend import device as _device
-from ..errors import InvalidValue, ShapeError
-from ..tensor import Tensor, as_tensor as _as_tensor
+from ..errors import InvalidValue as _InvalidValue, ShapeError as _ShapeError
+from ..tensor import Tensor as _Tensor, as_tensor as _as_tensor
 from ..ops import creation as _cr, elementwise as _ew, indexing as _ix, linalg as _la, reduction as _red
 from ..ops import shape as _sh
 from ..nn import functional as _F
 from . import random  # noqa: F401
-from .context import Context, cpu, current_context, gpu, num_gpus  # noqa: F401
+from .context import cpu, gpu  # noqa: F401
 from .ndarray import waitall  # noqa: F401
 
-NDArray = Tensor
+NDArray = _Tensor
 _FLOAT32 = _dt.float32
 
 
@@ -49,7 +49,7 @@ def _shape_arg(shape):
 def array(source_array, ctx=None, dtype=None):
     """A new NDArray with a copy of `source_array`; float32 unless `dtype` is given or the source is
     an NDArray (whose dtype is kept), as MXNet's nd.array (numpy int64 arrays become float32 too)."""
-    if isinstance(source_array, Tensor):
+    if isinstance(source_array, _Tensor):
         out = _ew.copy(source_array.detach()).astype(_dtype(dtype, source_array.dtype))
         return out.to(_ctx(ctx)) if ctx is not None else out
     arr = _np.array(source_array, dtype=_dt.resolve(_dtype(dtype)))
@@ -90,7 +90,7 @@ def arange(start, stop=None, step=1.0, repeat=1, infer_range=None, ctx=None, dty
     if stop is None:
         start, stop = 0, start
     if step == 0:
-        raise InvalidValue("nd.arange: step must not be 0")
+        raise _InvalidValue("nd.arange: step must not be 0")
     dt = _dtype(dtype)
     vals = _np.arange(start, stop, step, dtype=_np.float64).astype(dt)
     if repeat != 1:
@@ -176,17 +176,17 @@ def power(base, exp):
 
 
 def maximum(lhs, rhs):
-    return _ew.maximum(_as_tensor(lhs), rhs) if not isinstance(lhs, Tensor) else _ew.maximum(lhs, rhs)
+    return _ew.maximum(_as_tensor(lhs), rhs) if not isinstance(lhs, _Tensor) else _ew.maximum(lhs, rhs)
 
 
 def minimum(lhs, rhs):
-    return _ew.minimum(_as_tensor(lhs), rhs) if not isinstance(lhs, Tensor) else _ew.minimum(lhs, rhs)
+    return _ew.minimum(_as_tensor(lhs), rhs) if not isinstance(lhs, _Tensor) else _ew.minimum(lhs, rhs)
 
 
 def _compare(op):
     """MXNet's comparisons return 1/0 in the inputs' dtype (float32 for float32 inputs), not booleans."""
     def compare(lhs, rhs):
-        like = lhs if isinstance(lhs, Tensor) else rhs
+        like = lhs if isinstance(lhs, _Tensor) else rhs
         return op(lhs, rhs).astype(like.dtype)
     compare.__name__ = op.__name__
     return compare
@@ -199,7 +199,7 @@ lesser, lesser_equal = _compare(_ew.lt), _compare(_ew.le)
 
 def _logical(op):
     def logical(lhs, rhs):
-        like = lhs if isinstance(lhs, Tensor) else rhs
+        like = lhs if isinstance(lhs, _Tensor) else rhs
         return op(_ew.ne(lhs, 0), _ew.ne(rhs, 0)).astype(like.dtype)
     logical.__name__ = op.__name__
     return logical
@@ -243,7 +243,7 @@ def _axes(data, axis, exclude):
         axes = tuple(a % data.ndim if data.ndim else a for a in axes)
         for a in axes:
             if not 0 <= a < _b.max(data.ndim, 1):
-                raise ShapeError(f"axis {axis} is out of range for an array of shape {tuple(data.shape)}")
+                raise _ShapeError(f"axis {axis} is out of range for an array of shape {tuple(data.shape)}")
     if exclude:
         keep = set(axes)
         axes = tuple(a for a in range(data.ndim) if a not in keep)
@@ -274,7 +274,6 @@ mean = _reducer(_red.mean, "mean")
 prod = _reducer(_red.prod, "prod")
 max = _reducer(_red.amax, "max")
 min = _reducer(_red.amin, "min")
-nansum = sum
 
 
 def _arg(fn, name):
@@ -298,7 +297,7 @@ def argmax_channel(data):
 def norm(data, ord=2, axis=None, keepdims=False, out_dtype=None):
     """The L2 (ord=2) or L1 (ord=1) norm over `axis` (all elements by default)."""
     if ord not in (1, 2):
-        raise InvalidValue(f"nd.norm: ord must be 1 or 2, got {ord!r}")
+        raise _InvalidValue(f"nd.norm: ord must be 1 or 2, got {ord!r}")
     axes = _axes(data, axis, False)
     if ord == 1:
         val = _ew.abs(data)
@@ -333,7 +332,7 @@ def _mx_shape(in_shape, shape, reverse=False):
             out.append(src[i] * src[i + 1]); i += 2
         elif s == -4:
             if reverse or j + 2 >= len(spec):
-                raise ShapeError(f"nd.reshape: -4 must be followed by two values (and is not supported with "
+                raise _ShapeError(f"nd.reshape: -4 must be followed by two values (and is not supported with "
                                  f"reverse=True), got shape {tuple(shape)}")
             a, c = spec[j + 1], spec[j + 2]
             d = src[i]
@@ -342,12 +341,12 @@ def _mx_shape(in_shape, shape, reverse=False):
             if c == -1:
                 c = d // a
             if a * c != d:
-                raise ShapeError(f"nd.reshape: -4 splits dim {d} of input shape {tuple(in_shape)} into {a} x {c}")
+                raise _ShapeError(f"nd.reshape: -4 splits dim {d} of input shape {tuple(in_shape)} into {a} x {c}")
             out.extend([a, c]); i += 1; j += 2
         elif s > 0:
             out.append(s); i += 1
         else:
-            raise ShapeError(f"nd.reshape: invalid shape code {s} in {tuple(shape)}")
+            raise _ShapeError(f"nd.reshape: invalid shape code {s} in {tuple(shape)}")
         j += 1
     if reverse:
         out = out[::-1]
@@ -357,10 +356,10 @@ def _mx_shape(in_shape, shape, reverse=False):
     if infer is not None:
         known = int(_np.prod([d for k, d in enumerate(out) if k != infer])) if len(out) > 1 else 1
         if known == 0 or total % known:
-            raise ShapeError(f"nd.reshape: cannot reshape array of shape {tuple(in_shape)} into {tuple(shape)}")
+            raise _ShapeError(f"nd.reshape: cannot reshape array of shape {tuple(in_shape)} into {tuple(shape)}")
         out[infer] = total // known
     if int(_np.prod(out)) != total:
-        raise ShapeError(f"nd.reshape: cannot reshape array of shape {tuple(in_shape)} ({total} elements) "
+        raise _ShapeError(f"nd.reshape: cannot reshape array of shape {tuple(in_shape)} ({total} elements) "
                          f"into {tuple(shape)} -> {tuple(out)}")
     return tuple(out)
 
@@ -429,7 +428,7 @@ def split(data, num_outputs, axis=1, squeeze_axis=False):
     """`num_outputs` equal parts along `axis` (MXNet's default 1); a list, or the array itself for one."""
     n = data.shape[axis]
     if num_outputs <= 0 or n % num_outputs:
-        raise ShapeError(f"nd.split: axis {axis} of shape {tuple(data.shape)} does not split into "
+        raise _ShapeError(f"nd.split: axis {axis} of shape {tuple(data.shape)} does not split into "
                          f"{num_outputs} equal parts")
     parts = list(_sh.split(data, n // num_outputs, axis=axis))
     if squeeze_axis:
@@ -452,7 +451,7 @@ def broadcast_axis(data, axis=(), size=()):
     shape = list(data.shape)
     for a, s in zip(axes, sizes):
         if shape[a] != 1:
-            raise ShapeError(f"nd.broadcast_axis: axis {a} of shape {tuple(data.shape)} must have size 1")
+            raise _ShapeError(f"nd.broadcast_axis: axis {a} of shape {tuple(data.shape)} must have size 1")
         shape[a] = s
     return _sh.broadcast_to(data, tuple(shape))
 
@@ -517,11 +516,11 @@ def dot(lhs, rhs, transpose_a=False, transpose_b=False, forward_stype=None):
     b = _rev(rhs) if transpose_b else rhs
     if a.ndim == 1 and b.ndim == 1:
         if a.shape[0] != b.shape[0]:
-            raise ShapeError(f"nd.dot: shapes {tuple(a.shape)} and {tuple(b.shape)} do not match")
+            raise _ShapeError(f"nd.dot: shapes {tuple(a.shape)} and {tuple(b.shape)} do not match")
         return _one(_red.sum(a * b))
     k = a.shape[-1]
     if b.shape[0] != k:
-        raise ShapeError(f"nd.dot: last axis of lhs {tuple(a.shape)} (after transpose_a={transpose_a}) must "
+        raise _ShapeError(f"nd.dot: last axis of lhs {tuple(a.shape)} (after transpose_a={transpose_a}) must "
                          f"match the first axis of rhs {tuple(b.shape)} (after transpose_b={transpose_b})")
     if a.ndim <= 2 and b.ndim <= 2:
         return _la.matmul(a, b)
@@ -532,11 +531,11 @@ def dot(lhs, rhs, transpose_a=False, transpose_b=False, forward_stype=None):
 def batch_dot(lhs, rhs, transpose_a=False, transpose_b=False, forward_stype=None):
     """Batched matrix product of (B, n, k) and (B, k, m) arrays."""
     if lhs.ndim != 3 or rhs.ndim != 3:
-        raise ShapeError(f"nd.batch_dot: needs 3-d inputs, got shapes {tuple(lhs.shape)} and {tuple(rhs.shape)}")
+        raise _ShapeError(f"nd.batch_dot: needs 3-d inputs, got shapes {tuple(lhs.shape)} and {tuple(rhs.shape)}")
     a = _sh.swapaxes(lhs, 1, 2) if transpose_a else lhs
     b = _sh.swapaxes(rhs, 1, 2) if transpose_b else rhs
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ShapeError(f"nd.batch_dot: shapes {tuple(a.shape)} and {tuple(b.shape)} do not multiply")
+        raise _ShapeError(f"nd.batch_dot: shapes {tuple(a.shape)} and {tuple(b.shape)} do not multiply")
     return _la.matmul(a, b)
 
 
@@ -596,7 +595,7 @@ def Activation(data, act_type):
     fns = {"relu": _ew.relu, "sigmoid": _ew.sigmoid, "tanh": _ew.tanh, "softrelu": _ew.softplus,
            "softsign": lambda x: x / (_ew.abs(x) + 1)}
     if act_type not in fns:
-        raise InvalidValue(f"Activation: act_type must be one of {sorted(fns)}, got {act_type!r}")
+        raise _InvalidValue(f"Activation: act_type must be one of {sorted(fns)}, got {act_type!r}")
     return fns[act_type](data)
 
 
@@ -605,7 +604,7 @@ def LeakyReLU(data, act_type="leaky", slope=0.25, **kwargs):
         return _ew.leaky_relu(data, slope)
     if act_type == "elu":
         return _ew.elu(data, slope)
-    raise InvalidValue(f"LeakyReLU: act_type {act_type!r} is not supported; use 'leaky' or 'elu'")
+    raise _InvalidValue(f"LeakyReLU: act_type {act_type!r} is not supported; use 'leaky' or 'elu'")
 
 
 def FullyConnected(data, weight, bias=None, num_hidden=None, no_bias=False, flatten=True):
@@ -618,13 +617,9 @@ def FullyConnected(data, weight, bias=None, num_hidden=None, no_bias=False, flat
 
 def Dropout(data, p=0.5, mode="training", axes=(), **kwargs):
     """Drops only while training (inside autograd.record() or train_mode()), as MXNet does."""
-    if mode == "always" or is_training():
+    if mode == "always" or _is_training():
         return _F.dropout(data, p, training=True)
     return data
-
-
-def relu6(data):
-    return _ew.clip(data, 0.0, 6.0)
 
 
 def smooth_l1(data, scalar=1.0):
@@ -633,7 +628,7 @@ def smooth_l1(data, scalar=1.0):
     return _ew.where(absd < 1.0 / s2, 0.5 * s2 * data * data, absd - 0.5 / s2)
 
 
-random_normal, random_uniform, random_randint = random.normal, random.uniform, random.randint
+random_normal, random_uniform = random.normal, random.uniform
 
 
 def stop_gradient(data):
@@ -643,19 +638,15 @@ def stop_gradient(data):
 BlockGrad = stop_gradient
 
 
-def zeros_like_grad(x):
-    return _cr.zeros_like(x)
-
-
 # ---- files ------------------------------------------------------------------------------------
 
 def save(fname, data):
     """An NDArray, a list of NDArrays or a dict of str -> NDArray, through dg.save (no pickle)."""
     from ..serialization import save as _save
-    if isinstance(data, Tensor):
+    if isinstance(data, _Tensor):
         data = [data]
     if not isinstance(data, (list, tuple, dict)):
-        raise InvalidValue(f"nd.save: data must be an NDArray, a list or a dict of NDArrays, got {type(data).__name__}")
+        raise _InvalidValue(f"nd.save: data must be an NDArray, a list or a dict of NDArrays, got {type(data).__name__}")
     _save({"mxnet_nd": dict(data) if isinstance(data, dict) else list(data)}, fname)
 
 
@@ -664,7 +655,7 @@ def load(fname, ctx=None):
     from ..serialization import load as _load
     obj = _load(fname)
     if not isinstance(obj, dict) or "mxnet_nd" not in obj:
-        raise InvalidValue(f"nd.load: {fname} was not written by nd.save")
+        raise _InvalidValue(f"nd.load: {fname} was not written by nd.save")
     data = obj["mxnet_nd"]
     if ctx is not None:
         data = {k: v.to(_ctx(ctx)) for k, v in data.items()} if isinstance(data, dict) else [
