@@ -126,6 +126,8 @@ def test_placeholder_takes_tf_order_and_the_older_shape_first_order():
     c = tf.placeholder(dtype="float64", name="c")
     d = tf.placeholder((None, 3), "float32", name="d")      # dualgraph's older order
     e = tf.placeholder((4,), name="e")
+    f = tf.placeholder(tf.float32, [None, np.int64(784)])       # sizes read from numpy shapes
+    assert f.get_shape() == (None, 784)
     assert [t.dtype for t in (a, b, c, d, e)] == [np.float32, np.int64, np.float64, np.float32, np.float32]
     assert a.get_shape() == (None, 3) and d.get_shape() == (None, 3) and e.get_shape() == (4,)
     assert c.get_shape() is None                                # shape=None: any shape

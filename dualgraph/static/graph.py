@@ -470,7 +470,7 @@ def _plain(x):
 # ---- placeholders ---------------------------------------------------------------------------------
 
 def _is_shape(x):
-    return x is None or isinstance(x, (int, tuple, list)) and not isinstance(x, bool)
+    return x is None or isinstance(x, (int, np.integer, tuple, list)) and not isinstance(x, bool)
 
 
 def _tf_dtype(x):
@@ -517,10 +517,11 @@ def placeholder(dtype=None, shape=None, name=None):
     dt = _tf_dtype(dtype)
     name = g._unique(name, "Placeholder")
     dims = []
-    for i, d in enumerate(() if shape is None else ((shape,) if isinstance(shape, int) else tuple(shape))):
+    sizes = () if shape is None else (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    for i, d in enumerate(sizes):
         if d is None or d == -1:
             dims.append(Dim(f"{name}_{i}"))
-        elif isinstance(d, int) and d >= 0:
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
             dims.append(int(d))
         else:
             raise StaticGraphError(f"placeholder {name!r}: dim {i} is {d!r}; dims are sizes >= 0 or None")

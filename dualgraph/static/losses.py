@@ -98,5 +98,5 @@ def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothi
     return _reduce(_sigmoid_xent(z, x), weights, "sigmoid_cross_entropy", reduction)
 
 
-__all__ = ["Reduction", "mean_squared_error", "absolute_difference", "softmax_cross_entropy", "sparse_softmax_cross_entropy",
-           "sigmoid_cross_entropy"]
+__all__ = ["Reduction", "mean_squared_error", "absolute_difference", "softmax_cross_entropy",
+           "sparse_softmax_cross_entropy", "sigmoid_cross_entropy"]

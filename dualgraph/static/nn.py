@@ -285,6 +285,7 @@ def avg_pool(value, ksize, strides, padding, data_format="NHWC"):
     return _from_nchw(out, data_format)
 
 
-__all__ = ["conv2d", "max_pool", "avg_pool", "relu", "relu6", "elu", "softplus", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
-           "bias_add", "embedding_lookup", "l2_loss", "sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
+__all__ = ["conv2d", "max_pool", "avg_pool", "relu", "relu6", "elu", "softplus", "leaky_relu", "sigmoid", "tanh",
+           "softmax", "log_softmax", "dropout", "bias_add", "embedding_lookup", "l2_loss",
+           "sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
            "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits"]

@@ -156,8 +156,9 @@ class Optimizer:
         key = (id(v), slot)
         s = self._slots.get(key)
         if s is None:
-            s = Variable(np.full(v.shape if shape is None else shape, fill, v.dtype), trainable=False, name=f"{v.op_name}/{self.name}_{slot}"
-                         if slot else f"{v.op_name}/{self.name}", graph=v.graph)
+            name = f"{v.op_name}/{self.name}_{slot}" if slot else f"{v.op_name}/{self.name}"
+            s = Variable(np.full(v.shape if shape is None else shape, fill, v.dtype), trainable=False, name=name,
+                         graph=v.graph)
             self._slots[key] = (v, s)
             return s
         return s[1]
@@ -299,6 +300,6 @@ class Saver:
             v.load(arr)
 
 
-__all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "AdagradOptimizer", "RMSPropOptimizer", "Optimizer",
-           "Saver", "exponential_decay", "get_global_step", "create_global_step", "get_or_create_global_step",
-           "global_variables_initializer", "gradients"]
+__all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "AdagradOptimizer", "RMSPropOptimizer",
+           "Optimizer", "Saver", "exponential_decay", "get_global_step", "create_global_step",
+           "get_or_create_global_step", "global_variables_initializer", "gradients"]
