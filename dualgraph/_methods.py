@@ -10,6 +10,7 @@ from .ops import selection as sel
 from .ops.elementwise import ADD, DIV, MUL, SUB
 from .tensor import Tensor, _plain_outside_record, as_tensor
 from .ops import creation as cr
+from .errors import ShapeError
 from .nn import functional as F
 
 
@@ -71,6 +72,10 @@ def _new_tensor(t, data, dtype=None, device=None, requires_grad=False):
     else:
         out = cr.tensor(data, dtype=dtype, device=device)
     return out.requires_grad_(True) if requires_grad else out
+
+
+def _only_matrices(what, t):
+    raise ShapeError(f"tensor.{what} is only supported on matrices (2-D tensors), got shape {tuple(t.shape)}")
 
 
 @_plain_outside_record
@@ -151,6 +156,8 @@ def _bind():
             clamp_=_clamp_, clip_=_clamp_, nelement=T.numel, ndimension=T.dim,
             norm=linalg.tensor_norm, cross=linalg.torch_cross, det=linalg.det, inverse=linalg.inv).items():
         setattr(T, name, fn)
+    T.mH = property(lambda a: a.mT)  # real dtypes only: the conjugate transpose is the transpose
+    T.H = property(lambda a: sh.t(a) if a.ndim == 2 else _only_matrices("H", a))
     T.float = lambda a: ew.astype(a, "float32")
     T.double = lambda a: ew.astype(a, "float64")
     T.half = lambda a: ew.astype(a, "float16")

@@ -18,8 +18,10 @@ ONNX export: det, slogdet (float32, ONNX Det), the vector norms and the 'fro'/1/
 ONNX; inv, solve, cholesky, qr, svd, eigh, pinv (and the norms built on svd) have no ONNX operator and
 name themselves in the export error.
 """
-from .ops.linalg import (LinAlgError, cholesky, cross, det, eigh, eigvalsh, inv, matmul, matrix_norm,  # noqa: F401
-                         matrix_rank, norm, pinv, qr, slogdet, solve, svd, svdvals, vector_norm)
+from .ops.linalg import (LinAlgError, cholesky, cond, cross, det, eigh, eigvalsh, inv, lstsq, matmul,  # noqa: F401
+                         matrix_norm, matrix_power, matrix_rank, multi_dot, norm, pinv, qr, slogdet, solve,
+                         solve_triangular, svd, svdvals, vecdot, vector_norm)
 
-__all__ = ["LinAlgError", "cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "matmul", "matrix_norm",
-           "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd", "svdvals", "vector_norm"]
+__all__ = ["LinAlgError", "cholesky", "cond", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matmul",
+           "matrix_norm", "matrix_power", "matrix_rank", "multi_dot", "norm", "pinv", "qr", "slogdet", "solve",
+           "solve_triangular", "svd", "svdvals", "vecdot", "vector_norm"]

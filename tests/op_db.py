@@ -861,6 +861,13 @@ def _np_solve(a, b, left=True):
     return np.linalg.solve(a, b)
 
 
+def _np_solve_triangular(a, b, upper, left=True, unitriangular=False):
+    tri = np.triu(a) if upper else np.tril(a)
+    if unitriangular:
+        tri = (np.triu(a, 1) if upper else np.tril(a, -1)) + np.eye(a.shape[-1], dtype=a.dtype)
+    return _np_solve(tri, b, left=left) if b.ndim >= 2 else _np_solve(tri, b)
+
+
 def _np_qr(x, mode="reduced"):
     if mode == "r":
         return np.zeros((0,), x.dtype), np.linalg.qr(x, mode="r")
@@ -1156,6 +1163,32 @@ OP_DB = [
            lambda make: [Sample((make(3, 4),)), Sample((make(3, 4), 1)), Sample((make(2, 3, 4), 2), {"dim": (0, 2)}),
                          Sample((make(3, 4),), {"p": 3, "dim": 1, "keepdim": True})],
            notes="Tensor.norm / dg.norm (torch.norm: a vector norm unless p='nuc')"),
+    OpInfo("linalg_vecdot", lambda x, y, **k: dg.linalg.vecdot(x, y, **k), lambda x, y, dim=-1: np.sum(x * y, axis=dim),
+           lambda make: [Sample((make(3, 4), make(3, 4))), Sample((make(2, 3), make(3)), desc="broadcast"),
+                         Sample((make(3, 4), make(3, 4)), {"dim": 0})], dtypes=NUMERIC, second_order=True),
+    OpInfo("linalg_multi_dot", lambda *xs: dg.linalg.multi_dot(xs), lambda *xs: np.linalg.multi_dot(xs),
+           lambda make: [Sample((make(2, 3), make(3, 4), make(4, 2))), Sample((make(3), make(3, 4), make(4)), desc="1-D ends")],
+           second_order=True),
+    OpInfo("linalg_matrix_power", lambda x, n: dg.linalg.matrix_power(x, n), np.linalg.matrix_power,
+           lambda make: [Sample((make(3, 3), 3)), Sample((make(2, 3, 3), 1)), Sample((make(3, 3), 6)),
+                         Sample((make(2, 3, 3), 0), grad=False, desc="identity")], second_order=True),
+    OpInfo("linalg_matrix_power_negative", lambda x, n: dg.linalg.matrix_power(x, n), np.linalg.matrix_power,
+           lambda make: [Sample((_well_conditioned(make, 3, 3), -1)), Sample((_well_conditioned(make, 2, 3, 3), -2))],
+           onnx=False, notes="powers of inv(A)"),
+    OpInfo("linalg_solve_triangular", lambda a, b, **k: dg.linalg.solve_triangular(a, b, **k), _np_solve_triangular,
+           lambda make: [Sample((_well_conditioned(make, 3, 3), make(3, 2)), {"upper": True}),
+                         Sample((_well_conditioned(make, 2, 3, 3), make(2, 3, 2)), {"upper": False}),
+                         Sample((_well_conditioned(make, 3, 3), make(2, 3)), {"upper": True, "left": False}),
+                         Sample((make(3, 3), make(3, 2)), {"upper": False, "unitriangular": True})],
+           second_order=True, onnx=False),
+    OpInfo("linalg_cond", lambda x, *p: dg.linalg.cond(x, *p), lambda x, *p: np.asarray(np.linalg.cond(x, *p), x.dtype),
+           lambda make: [Sample((_well_conditioned(make, 3, 3),)), Sample((make(3, 4),), desc="non-square, p=None"),
+                         Sample((_well_conditioned(make, 2, 3, 3), "fro")), Sample((_well_conditioned(make, 3, 3), 1)),
+                         Sample((_well_conditioned(make, 3, 3), -2))], onnx=False),
+    OpInfo("linalg_lstsq", lambda a, b: dg.linalg.lstsq(a, b).solution,
+           lambda a, b: np.linalg.lstsq(a, b, rcond=None)[0].astype(a.dtype),
+           lambda make: [Sample((make(5, 3), make(5, 2))), Sample((make(3, 5), make(3, 2)), desc="underdetermined")],
+           onnx=False, notes="the solution (PyTorch's CPU driver gelsy: empty residuals)"),
     # -- shapes --
     OpInfo("reshape", lambda x, *s: dg.reshape(x, *s), lambda x, *s: np.reshape(x, s[0] if len(s) == 1 else s),
            lambda make: [Sample((make(3, 4), (4, 3))), Sample((make(2, 3, 4), (-1, 4)), desc="-1"),

@@ -427,3 +427,61 @@ def test_matrix_rank_and_full_svd_shapes_match_torch():
     for mode in ("reduced", "complete", "r"):
         assert [tuple(t.shape) for t in L.qr(_t(a), mode=mode)] == \
             [tuple(t.shape) for t in torch.linalg.qr(torch.tensor(a), mode=mode)]
+
+
+# ---- composites: vecdot, multi_dot, matrix_power, solve_triangular, cond, lstsq ---------------------------
+
+def test_composites_by_hand():
+    shear = _t([[1.0, 1.0], [0.0, 1.0]])
+    assert L.matrix_power(shear, 5).tolist() == [[1.0, 5.0], [0.0, 1.0]]
+    assert L.matrix_power(shear, -3).tolist() == [[1.0, -3.0], [0.0, 1.0]]
+    assert L.matrix_power(shear, 0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert L.matrix_power(dg.tensor([[2, 0], [0, 3]]), 2).tolist() == [[4, 0], [0, 9]]   # ints for n >= 0
+    with pytest.raises(InvalidValue, match="integer"):
+        L.matrix_power(shear, 1.5)
+    assert L.vecdot(_t([1.0, 2.0, 3.0]), _t([4.0, 5.0, 6.0])).item() == 32.0
+    a, b, c = _rand(2, 3), _rand(3, 4), _rand(4)
+    np.testing.assert_allclose(L.multi_dot([_t(a), _t(b), _t(c)]).numpy(), a @ b @ c, atol=1e-12)
+    with pytest.raises(ShapeError, match=r"multi_dot: tensor 1 must be 2-D"):
+        L.multi_dot([_t(a), _t(c), _t(c)])
+    assert L.cond(_t(np.diag([4.0, 2.0, 1.0]))).item() == pytest.approx(4.0)
+    m, rhs = _rand(5, 3), _rand(3, 2)
+    sol = L.lstsq(_t(m), _t(m @ rhs))
+    np.testing.assert_allclose(sol.solution.numpy(), rhs, atol=1e-10)
+    assert sol.rank.item() == 3 and sol.residuals.shape == (0,) and sol.singular_values.shape == (0,)
+
+
+def test_solve_triangular_reads_only_its_triangle():
+    a = _wellcond(3, 3)
+    b = _rand(3, 2)
+    garbage = np.triu(a) + np.tril(np.full((3, 3), 50.0), -1)
+    x = L.solve_triangular(_t(garbage), _t(b), upper=True).numpy()
+    np.testing.assert_allclose(np.triu(a) @ x, b, atol=1e-10)
+    x = L.solve_triangular(_t(garbage), _t(b), upper=True, unitriangular=True).numpy()
+    np.testing.assert_allclose((np.triu(a, 1) + np.eye(3)) @ x, b, atol=1e-10)
+    xl = L.solve_triangular(_t(a), _t(b.T), upper=False, left=False).numpy()
+    np.testing.assert_allclose(xl @ np.tril(a), b.T, atol=1e-10)
+    g = _t(garbage, grad=True)
+    L.solve_triangular(g, _t(b), upper=True).sum().backward()
+    assert not np.tril(g.grad.numpy(), -1).any()      # entries never read get no gradient
+
+
+@pytest.mark.parametrize("case", ["vecdot", "multi_dot", "power3", "power-2", "tri_up", "tri_low_right_unit",
+                                  "cond", "cond_fro", "lstsq"])
+def test_composites_match_torch(case):
+    torch = pytest.importorskip("torch")
+    a, b = _wellcond(2, 3, 3), _rand(2, 3, 2)
+    fns = {
+        "vecdot": (lambda m: (lambda x, y: m.vecdot(x, y, dim=-2)), (a, a[..., ::-1].copy())),
+        "multi_dot": (lambda m: (lambda x, y: m.multi_dot([x[0], y[0], y[1].mT])), (a, b)),
+        "power3": (lambda m: (lambda x: m.matrix_power(x, 3)), (a,)),
+        "power-2": (lambda m: (lambda x: m.matrix_power(x, -2)), (a,)),
+        "tri_up": (lambda m: (lambda x, y: m.solve_triangular(x, y, upper=True)), (a, b)),
+        "tri_low_right_unit": (lambda m: (lambda x, y: m.solve_triangular(x, y.mT, upper=False, left=False,
+                                                                          unitriangular=True)), (a, b)),
+        "cond": (lambda m: (lambda x: m.cond(x)), (_rand(3, 5),)),
+        "cond_fro": (lambda m: (lambda x: m.cond(x, "fro")), (a,)),
+        "lstsq": (lambda m: (lambda x, y: m.lstsq(x, y).solution), (_rand(5, 3), _rand(5, 2))),
+    }
+    make, args = fns[case]
+    _torch_pair(make(L), make(torch.linalg), *args, grad=case != "cond_fro")  # torch's cond('fro') backward fails

@@ -254,3 +254,11 @@ def test_methods_match_torch():
     np.testing.assert_array_equal(y.numpy(), ty.numpy())
     ti = torch.tensor([1, 2, 3])
     assert str(dg.tensor([1, 2, 3]).new_full((2,), 3.7).dtype) == str(ti.new_full((2,), 3.7).dtype).replace("torch.", "")
+
+
+def test_conjugate_transposes_of_real_tensors():
+    x = dg.tensor(_np(2, 3, 4))
+    np.testing.assert_array_equal(x.mH.numpy(), np.swapaxes(x.numpy(), -1, -2))
+    np.testing.assert_array_equal(x[0].H.numpy(), x.numpy()[0].T)
+    with pytest.raises(ShapeError, match=r"tensor.H is only supported on matrices .* \(2, 3, 4\)"):
+        x.H

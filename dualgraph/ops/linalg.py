@@ -933,3 +933,99 @@ def tensor_norm(self, p="fro", dim=None, keepdim=False, dtype=None, *, ord=None,
     if keepdims is not None:
         keepdim = keepdims
     return torch_norm(self, p, dim, keepdim, dtype)
+
+
+# -- composites: vecdot, multi_dot, matrix_power, solve_triangular, cond, lstsq --
+
+def vecdot(x, y, *, dim=-1):
+    """torch.linalg.vecdot: sum(x * y) along `dim` (inputs broadcast; real dtypes, so no conjugation)."""
+    return sum_(x * y, dim)
+
+
+def multi_dot(tensors):
+    """torch.linalg.multi_dot: the product of two or more matrices; the first may be 1-D (a row vector) and
+    the last 1-D (a column vector)."""
+    tensors = list(tensors)
+    if len(tensors) < 2:
+        raise ShapeError(f"linalg.multi_dot: expects at least 2 tensors, got {len(tensors)}")
+    for i, t in enumerate(tensors):
+        ok = t.ndim == 2 or (t.ndim == 1 and i in (0, len(tensors) - 1))
+        if not ok:
+            raise ShapeError(f"linalg.multi_dot: tensor {i} must be 2-D (only the first and last may be 1-D), got "
+                             f"shape {tuple(t.shape)}")
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = matmul(out, t)
+    return out
+
+
+def matrix_power(A, n):
+    """torch.linalg.matrix_power: A^n for an integer n by repeated squaring; n = 0 gives the identity,
+    n < 0 the power of inv(A)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise InvalidValue(f"linalg.matrix_power: n must be an integer, got {n!r}")
+    _check_matrix("matrix_power", A, square=True, dtype=n < 0)
+    n = int(n)
+    if n == 0:
+        return broadcast_to(_eye_like(A.shape[-1], A), tuple(A.shape))
+    base = inv(A) if n < 0 else A
+    n = abs(n)
+    out = None
+    while n:
+        if n & 1:
+            out = base if out is None else matmul(out, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    return out
+
+
+def solve_triangular(A, B, *, upper, left=True, unitriangular=False):
+    """torch.linalg.solve_triangular: X with A X = B (left=False: X A = B) reading only A's upper or lower
+    triangle (and taking its diagonal as ones with unitriangular). Solved by the general solve on the masked
+    triangle, so the gradient reaches only the entries read."""
+    _check_matrix("solve_triangular", A, square=True)
+    B = as_tensor(B, like=A)
+    _check_matrix("solve_triangular", B)
+    n = A.shape[-1]
+    mask = _tril_mask(n, A, strict=unitriangular)
+    if upper:
+        mask = mask.mT
+    tri = A * mask
+    if unitriangular:
+        tri = tri + _eye_like(n, A)
+    return solve(tri, B, left=left) if B.ndim >= 2 else solve(tri, B)
+
+
+def cond(A, p=None):
+    """torch.linalg.cond: the condition number; p None/2/-2 from the singular values (any shape), the others
+    ('fro', 'nuc', inf, -inf, 1, -1) as norm(A, p) * norm(inv(A), p) for square A."""
+    if p in (None, 2, -2):
+        _check_matrix("cond", A)
+        s = svdvals(A)
+        first, last = narrow(s, -1, 0, 1), narrow(s, -1, s.shape[-1] - 1, 1)
+        return squeeze(first / last if p != -2 else last / first, -1)
+    _check_matrix("cond", A, square=True)
+    return matrix_norm(A, p) * matrix_norm(inv(A), p)
+
+
+LstsqResult = _result_type("linalg_lstsq", ("solution", "residuals", "rank", "singular_values"))
+
+
+def lstsq(A, B, rcond=None, *, driver=None):
+    """torch.linalg.lstsq with PyTorch's CPU default driver ('gelsy'): the minimum-norm least-squares solution
+    (computed as pinv(A) @ B), the rank of each matrix, and empty residuals and singular_values (as 'gelsy'
+    returns them). rcond is the relative cut-off for small singular values."""
+    if driver not in (None, "gelsy", "gelsd", "gelss", "gels"):
+        raise InvalidValue(f"linalg.lstsq: driver must be one of 'gels', 'gelsy', 'gelsd', 'gelss', got {driver!r}")
+    _check_matrix("lstsq", A)
+    B = as_tensor(B, like=A)
+    vector = B.ndim == A.ndim - 1
+    rhs = unsqueeze(B, -1) if vector else B
+    if A.shape[-2] != rhs.shape[-2]:
+        raise ShapeError(f"linalg.lstsq: A of shape {tuple(A.shape)} and B of shape {tuple(B.shape)} have different "
+                         f"numbers of rows")
+    solution = matmul(pinv(A, rtol=rcond), rhs)
+    empty = zeros_like(narrow(reshape(A, (-1,)), 0, 0, 0))
+    return LstsqResult((squeeze(solution, -1) if vector else solution, empty,
+                        matrix_rank(A, rtol=rcond), empty))
