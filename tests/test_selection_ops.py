@@ -558,3 +558,39 @@ def test_mode_most_frequent_smallest_of_ties_last_index():
         want, got = torch.mode(torch.tensor(r), dim), dg.mode(t(r), dim)
         np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
         np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+
+
+@pytest.mark.parametrize("n,k", [(40, 5), (64, 10), (65, 10), (300, 7), (300, 74), (300, 75), (300, 299)])
+def test_topk_on_both_sides_of_the_partition_threshold_is_the_stable_sort_prefix(n, k):
+    """Long rows with k below a quarter of their length take a partition path: the same k, in the same
+    order, as the first k of the stable sort, NaN (the largest) and ties included."""
+    rng = np.random.default_rng(n + k)
+    x = rng.integers(0, 6, (3, n)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    for largest in (True, False):
+        for dim in (1, 0):
+            a = x if dim == 1 else x.T.copy()
+            got = dg.topk(t(a), k, dim=dim, largest=largest)
+            full = dg.sort(t(a), dim=dim, descending=largest)
+            want = np.take(full.indices.numpy(), np.arange(k), axis=dim)
+            np.testing.assert_array_equal(got.indices.numpy(), want)
+            np.testing.assert_array_equal(got.values.numpy(), np.take_along_axis(a, want, dim))
+            key = -np.nan_to_num(a, nan=np.inf) if largest else np.nan_to_num(a, nan=np.inf)
+            np.testing.assert_array_equal(want, np.take(np.argsort(key, axis=dim, kind="stable"), np.arange(k), axis=dim))
+    torch = _torch()
+    b = rng.permutation(3 * n).reshape(3, n).astype(np.float64)
+    want = torch.topk(torch.tensor(b), k)
+    np.testing.assert_array_equal(dg.topk(t(b), k).indices.numpy(), want.indices.numpy())
+
+
+def test_multinomial_without_replacement_on_many_categories():
+    """Few draws from many categories take the partition path: still distinct, never a zero weight, and
+    the first draw follows the weights."""
+    dg.manual_seed(1)
+    w = np.ones((4000, 40))
+    w[:, 0], w[:, 1], w[:, 7] = 0.0, 20.0, 19.0
+    out = dg.multinomial(t(w), 3).numpy()
+    assert out.shape == (4000, 3) and not (out == 0).any()
+    assert all(len(set(r)) == 3 for r in out[:200])
+    first = np.bincount(out[:, 0], minlength=40) / 4000
+    np.testing.assert_allclose(first[[1, 7]], [20 / 76, 19 / 76], atol=0.03)
