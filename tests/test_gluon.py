@@ -891,3 +891,33 @@ def test_mnist_reads_local_idx_files_and_feeds_the_crash_course_pipeline(tmp_pat
     np.testing.assert_allclose(float(data.numpy().max()), (images.max() / 255 - 0.13) / 0.31, rtol=0.05)
     with pytest.raises(DualgraphError, match="does not download"):
         datasets.MNIST(root=str(tmp_path), train=False)
+
+
+@pytest.mark.parametrize("req", ["write", "add"])
+def test_grad_req_and_zero_grad_agree_eager_and_hybridized(req):
+    def run(hybrid):
+        dg.manual_seed(0)
+        net = nn.HybridSequential()
+        net.add(nn.Dense(4, in_units=3, activation="tanh"), nn.Dense(2, in_units=4))
+        net.initialize()
+        net.collect_params().setattr("grad_req", req)
+        if hybrid:
+            net.hybridize()
+        grads = []
+        for i in range(4):
+            x = nd.random.normal(shape=(5, 3))
+            with autograd.record():
+                loss = nd.sum(net(x) ** 2)
+            loss.backward()
+            grads.append(net[0].weight.grad().numpy().copy())
+            if i == 1:
+                net.collect_params().zero_grad()     # in place, into the gradient the graph returned
+                grads.append(net[0].weight.grad().numpy().copy())
+        return grads
+
+    eager, hybrid = run(False), run(True)
+    assert np.all(eager[2] == 0)
+    if req == "add":
+        assert not np.allclose(eager[1], eager[0])  # accumulated
+    for a, b in zip(eager, hybrid):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
