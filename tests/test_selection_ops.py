@@ -594,3 +594,13 @@ def test_multinomial_without_replacement_on_many_categories():
     assert all(len(set(r)) == 3 for r in out[:200])
     first = np.bincount(out[:, 0], minlength=40) / 4000
     np.testing.assert_allclose(first[[1, 7]], [20 / 76, 19 / 76], atol=0.03)
+
+
+def test_tril_triu_in_place_and_index_select_with_a_0d_index():
+    a = dg.ones(3, 3)
+    assert a.tril_(-1) is a and a.tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
+    b = dg.ones(2, 3)
+    b.triu_()
+    assert b.tolist() == [[1, 1, 1], [0, 1, 1]]
+    x = dg.arange(6.0).reshape(2, 3)
+    assert dg.index_select(x, 1, t(2)).tolist() == [[2.0], [5.0]]     # PyTorch: the dim keeps size 1

@@ -515,6 +515,8 @@ def index_select(x, dim=None, index=None, *, axis=None):
         raise TypeError("index_select: needs an axis (dim= or axis=) and an index")
     axis = norm_axes(dim, x.ndim, "index_select")[0]
     index = as_tensor(index, like=x)
+    if index.ndim == 0:   # PyTorch takes a 0-d index as one position (the dim keeps size 1)
+        index = index.reshape(1)
     if index.ndim != 1:
         raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
     check_index("index_select", x, index, axis)

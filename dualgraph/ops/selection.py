@@ -753,6 +753,8 @@ def _src_of(args, kwargs):
     return src if isinstance(src, Tensor) else None
 
 
+tril_ = _inplace("tril_", tril, lambda a, k: None)
+triu_ = _inplace("triu_", triu, lambda a, k: None)
 scatter_ = _inplace("scatter_", scatter, _src_of)
 scatter_add_ = _inplace("scatter_add_", scatter_add, _src_of)
 index_fill_ = _inplace("index_fill_", index_fill, lambda a, k: a[2] if len(a) > 2 and isinstance(a[2], Tensor) else None)
@@ -968,7 +970,8 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 METHODS = dict(
     sort=sort, argsort=argsort, msort=msort, topk=topk, max=max, min=min, median=median, kthvalue=kthvalue,
     mode=mode,
-    cumprod=cumprod, cummax=cummax, cummin=cummin, tril=tril, triu=triu, masked_fill=masked_fill,
+    cumprod=cumprod, cummax=cummax, cummin=cummin, tril=tril, triu=triu, tril_=tril_, triu_=triu_,
+    masked_fill=masked_fill,
     masked_fill_=masked_fill_, where=_where_method, masked_select=masked_select, take=take,
     index_fill=index_fill, index_fill_=index_fill_, index_add=index_add, index_add_=index_add_,
     scatter=scatter, scatter_=scatter_, scatter_add=scatter_add, scatter_add_=scatter_add_, roll=roll,
