@@ -294,3 +294,40 @@ def test_state_dicts_survive_dg_save(tmp_path):
     assert _run(s2, opt2, 3)[1:] == pytest.approx([0.1 * 0.125, 0.1 * 0.125, 0.1 * 0.125], rel=1e-12)
     s2.step(5)                                          # the closed form reads the milestones back
     assert s2.get_last_lr() == pytest.approx([0.1 * 0.125], rel=1e-12)
+
+
+@pytest.mark.parametrize("make_opt", [lambda ps: dg.optim.Adam(ps, lr=0.01),
+                                      lambda ps: dg.optim.SGD(ps, lr=0.01, momentum=0.9),
+                                      lambda ps: dg.optim.SGD(ps, lr=0.01, momentum=0.9, nesterov=True),
+                                      lambda ps: dg.optim.RMSprop(ps, lr=0.01, momentum=0.5),
+                                      lambda ps: dg.optim.NAdam(ps, lr=0.01),
+                                      lambda ps: dg.optim.Adamax(ps, lr=0.01)],
+                         ids=["adam", "sgd", "nesterov", "rmsprop", "nadam", "adamax"])
+def test_compiled_step_follows_cycled_momentum_and_betas(make_opt):
+    # OneCycleLR moves momentum / beta1 every step: a compiled training step must read the new value,
+    # not the one it saw when it was traced
+    r = np.random.default_rng(0)
+    x, y = dg.tensor(r.standard_normal((16, 4)).astype(np.float32)), dg.tensor(r.standard_normal((16, 1)).astype(np.float32))
+
+    def train(compiled):
+        dg.manual_seed(0)
+        m = dg.nn.Linear(4, 1)
+        opt = make_opt(list(m.parameters()))
+        opt.init_state()
+        sched = dls.OneCycleLR(opt, max_lr=0.1, total_steps=20)
+
+        def step(a, b):
+            opt.zero_grad()
+            loss = ((m(a) - b) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = dg.function(step) if compiled else step
+        for i in range(20):
+            fn(x, y)
+            if i < 19:
+                sched.step()
+        return m.weight.numpy()
+
+    np.testing.assert_allclose(train(True), train(False), rtol=1e-5, atol=1e-6)

@@ -37,7 +37,7 @@ class Adam(Optimizer):
         return state
 
     def _update(self, p, grad, state, group):
-        lr, (b1, b2), eps, wd = group.lr_value(), group["betas"], group["eps"], group["weight_decay"]
+        lr, (b1, b2), eps, wd = group.lr_value(), group.value("betas"), group["eps"], group["weight_decay"]
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)
@@ -49,8 +49,11 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.copy_(m * b1 + g * (1 - b1))
         v.copy_(v * b2 + g * g * (1 - b2))
-        bias1 = 1 - b1 ** step
-        bias2_sqrt = sqrt(1 - b2 ** step)
+        # in float64, as PyTorch's Python arithmetic on the step count (and the same whether the betas
+        # are floats or, in a compiled step, their float64 mirrors)
+        t = step.astype("float64")
+        bias1 = 1 - b1 ** t
+        bias2_sqrt = sqrt(1 - b2 ** t)
         if group["amsgrad"]:
             vmax = state["max_exp_avg_sq"]
             vmax.copy_(maximum(vmax, v))

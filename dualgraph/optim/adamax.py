@@ -39,7 +39,7 @@ class Adamax(Optimizer):
         return {"step": self._step_tensor(p), "exp_avg": self._zeros_like(p), "exp_inf": self._zeros_like(p)}
 
     def _update(self, p, grad, state, group):
-        (b1, b2), eps = group["betas"], group["eps"]
+        (b1, b2), eps = group.value("betas"), group["eps"]
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)
@@ -76,7 +76,7 @@ class NAdam(Optimizer):
                 "exp_avg": self._zeros_like(p), "exp_avg_sq": self._zeros_like(p)}
 
     def _update(self, p, grad, state, group):
-        lr, (b1, b2), eps, wd = group.lr_value(), group["betas"], group["eps"], group["weight_decay"]
+        lr, (b1, b2), eps, wd = group.lr_value(), group.value("betas"), group["eps"], group["weight_decay"]
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)
@@ -120,7 +120,7 @@ class RAdam(Optimizer):
         return {"step": self._step_tensor(p), "exp_avg": self._zeros_like(p), "exp_avg_sq": self._zeros_like(p)}
 
     def _update(self, p, grad, state, group):
-        lr, (b1, b2), eps, wd = group.lr_value(), group["betas"], group["eps"], group["weight_decay"]
+        lr, (b1, b2), eps, wd = group.lr_value(), group.value("betas"), group["eps"], group["weight_decay"]
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)

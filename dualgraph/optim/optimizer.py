@@ -6,10 +6,11 @@ dualgraph tensors updated in place. Nothing in an update reads a tensor back int
 optimizer step can be traced into a compiled training step: the tracer sees reads and in-place
 writes of state tensors.
 
-Hyperparameters are Python floats in `param_groups`. The learning rate is also mirrored into a 0-d
-tensor per group (`_ParamGroup`, kept in sync whenever `group["lr"]` is set, e.g. by a scheduler),
-and a traced step reads that tensor, so a compiled training step follows the schedule instead of
-freezing the learning rate it saw when it was traced. Other hyperparameters are frozen into a trace.
+Hyperparameters are Python floats in `param_groups`. The ones schedulers change while training (the
+learning rate; 'momentum' and 'betas', which OneCycleLR and CyclicLR cycle) are also mirrored into 0-d
+tensors per group (`_ParamGroup`, kept in sync whenever such a key is set), and a traced step reads
+those tensors, so a compiled training step follows the schedule instead of freezing the values it saw
+when it was traced. Other hyperparameters are frozen into a trace.
 """
 from .._state import STATE
 from ..autograd import enable_grad, no_grad
@@ -19,14 +20,49 @@ from ..tensor import Tensor
 
 
 class _ParamGroup(dict):
-    """A parameter group: a dict whose 'lr' is mirrored in the 0-d tensor `lr_tensor` (see the module doc)."""
+    """A parameter group: a dict whose 'lr' is mirrored in the 0-d tensor `lr_tensor`, and 'momentum' and
+    'betas' in float64 0-d tensors (see the module doc)."""
 
-    __slots__ = ("lr_tensor",)
+    __slots__ = ("lr_tensor", "_mirrors")
+    _MIRRORED = ("momentum", "betas")
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, key, value)
         if key == "lr":
             self._sync_lr()
+        elif key in self._MIRRORED:
+            self._sync(key)
+
+    def _sync_all(self):
+        self._sync_lr()
+        for key in self._MIRRORED:
+            self._sync(key)
+
+    def _sync(self, key):
+        value = dict.get(self, key)
+        mirrors = getattr(self, "_mirrors", None)
+        if mirrors is None:
+            mirrors = self._mirrors = {}
+        if value is None or isinstance(value, Tensor):
+            mirrors.pop(key, None)
+            return
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        current = mirrors.get(key)
+        device = _device_of(self)
+        if current is None or len(current) != len(values) or current[0].device is not (device or current[0].device):
+            current = mirrors[key] = tuple(zeros((), dtype="float64", device=device) for _ in values)
+        with no_grad():
+            for t, v in zip(current, values):
+                t.fill_(float(v))
+
+    def value(self, key):
+        """A scheduled hyperparameter ('momentum', 'betas'): the Python value eagerly, the mirrored
+        tensor(s) while tracing."""
+        if STATE.mode.symbolic:
+            mirror = getattr(self, "_mirrors", {}).get(key)
+            if mirror is not None:
+                return mirror if isinstance(self[key], (tuple, list)) else mirror[0]
+        return self[key]
 
     def _sync_lr(self):
         lr = dict.get(self, "lr")
@@ -109,7 +145,7 @@ class Optimizer:
                 raise ValueError(f"parameter group didn't specify a value of required optimization "
                                  f"parameter {name}")
             group.setdefault(name, default)
-        group._sync_lr()
+        group._sync_all()
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group (or twice in one)")

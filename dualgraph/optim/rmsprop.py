@@ -47,7 +47,7 @@ class RMSprop(Optimizer):
             avg = sqrt(v) + eps
         if group["momentum"] > 0:
             buf = state["momentum_buffer"]
-            buf.copy_(buf * group["momentum"] + g / avg)
+            buf.copy_(buf * group.value("momentum") + g / avg)
             p.sub_(buf * lr)
         else:
             p.sub_(g / avg * lr)

@@ -31,8 +31,10 @@ class SGD(Optimizer):
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             g = g + p * group["weight_decay"]
-        momentum = group["momentum"]
-        if momentum:
+        if group["momentum"]:
+            if "momentum_buffer" not in state:   # momentum turned on after the state was made (a scheduler)
+                state.update(momentum_buffer=self._zeros_like(p), step=self._step_tensor(p))
+            momentum = group.value("momentum")    # a tensor while tracing: schedulers may cycle it
             buf, step = state["momentum_buffer"], state["step"]
             damp = group["dampening"]
             if damp:
