@@ -921,3 +921,13 @@ def test_grad_req_and_zero_grad_agree_eager_and_hybridized(req):
         assert not np.allclose(eager[1], eager[0])  # accumulated
     for a, b in zip(eager, hybrid):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_summary_prints_each_layer(capsys):
+    net = nn.Sequential()
+    net.add(nn.Dense(4, activation="relu"), nn.Dense(2))
+    net.initialize()
+    net.summary(nd.ones((3, 5)))
+    out = capsys.readouterr().out
+    assert "Dense-1" in out and "(3, 4)" in out and "24" in out and "Total params: 34" in out
+    assert net[0]._forward_hooks == []                            # the hooks it added are gone
