@@ -799,8 +799,8 @@ def _vector_norm_vjp(ctx, g):
         return (gb * sign(x) * hit / count,)
     zero = nb == 0
     safe = where(zero, 1.0, nb)
-    if ord == 2.0:
-        return (where(zero, 0.0, gb * x / safe),)
+    if ord == 2.0:  # a zero norm means x is 0 there: x * (g / 1) is the subgradient 0 with no full-size where
+        return (x * (gb / safe),)
     ax = abs_(x)
     return (where(zero, 0.0, gb * sign(x) * ax ** (ord - 1.0) / safe ** (ord - 1.0)),)
 
