@@ -1,14 +1,22 @@
 """A character-level LSTM language-model training step, dualgraph eager and compiled beside PyTorch eager in
 one process, with ratios:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_lstm.py [--layers=N] [--rounds=N]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_lstm.py [--layers=N] [--rounds=N] \
+        [--threads=N]
 
 Embedding 65x128, an LSTM of hidden 256 (1 or 2 layers), batch 32, 64 time steps, linear head to 65
 classes, cross-entropy, AdamW; the same initial weights everywhere (loaded from one state_dict). Every
 runner is timed round after round, keeping its best round; the losses of the first step are printed too.
+--threads=N caps the BLAS threads of numpy (OpenBLAS) and of PyTorch (on a loaded machine, BLAS threads
+waiting on each other can cost more than they bring).
 """
+import os
 import sys
 import time
+
+THREADS = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if THREADS:   # before numpy loads OpenBLAS
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = THREADS
 
 import numpy as np
 
@@ -87,6 +95,8 @@ def main():
     first = time.perf_counter() - t0
     if torch is not None:
         torch.manual_seed(0)
+        if THREADS:
+            torch.set_num_threads(int(THREADS))
         runners["torch eager"] = torch_step(state, idx, tgt)
     for name, fn in runners.items():
         if name not in losses:
@@ -100,7 +110,7 @@ def main():
     base = best.get("torch eager", best["dg eager"])
     ref = "torch eager" if torch is not None else "dg eager"
     print(f"LSTM LM training step: emb {VOCAB}x{EMB}, {LAYERS}-layer LSTM hidden {HIDDEN}, batch {BATCH}, T {T}, "
-          f"best of {ROUNDS} rounds (dg compiled first call {first * 1e3:.0f} ms)")
+          f"best of {ROUNDS} rounds, threads {THREADS or 'default'} (dg compiled first call {first * 1e3:.0f} ms)")
     for name, t in best.items():
         print(f"  {name:12s} {t * 1e3:8.2f} ms   {t / base:5.2f}x {ref}   first loss {losses[name]:.6f}")
 

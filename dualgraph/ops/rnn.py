@@ -29,6 +29,10 @@ from .onnx_rules import INT64_MIN
 from .registry import defop
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# the forward's extra outputs, kept for the backward (their last axis in units of hidden_size): LSTM the
+# activated gates i, f, g, o and the cell states; GRU the gates r, z, n and W_hn h + b_hn; the Elman RNN
+# needs only its outputs. In processing order (a reverse layer's first entry is its last time step).
+WORK = {"lstm": (4, 1), "gru": (3, 1), "rnn": ()}
 
 
 # ---- forward -------------------------------------------------------------------------------------
@@ -61,23 +65,26 @@ def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
     wh = xp.ascontiguousarray((w_hh * s[:, None]).T)
     a, b = s, xp.where(s == 0.5, 0.5, 0).astype(dt)      # sigmoid rows: 0.5 * t + 0.5; g rows: t
     y = xp.empty((T, B, H), dt)
-    h, c = h0, xp.array(c0, dtype=dt, copy=True)
-    g = xp.empty((B, 4 * H), dt)
+    gates = xp.empty((T, B, 4 * H), dt)                   # kept for the backward, in processing order
+    cs = xp.empty((T, B, H), dt)
+    h, c = h0, c0
     tmp = xp.empty((B, H), dt)
     for t in range(T):
+        g = gates[t]
         xp.matmul(h, wh, out=g)
         g += pre[t]
         xp.tanh(g, out=g)
         g *= a
         g += b
-        c *= g[:, H:2 * H]
+        xp.multiply(g[:, H:2 * H], c, out=cs[t])
+        c = cs[t]
         xp.multiply(g[:, :H], g[:, 2 * H:3 * H], out=tmp)
         c += tmp
         h = y[t]
         xp.tanh(c, out=h)
         h *= g[:, 3 * H:]
-    h_n = xp.array(h, copy=True)
-    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n, c
+    h_n, c_n = xp.array(h, dtype=dt, copy=True), xp.array(c, dtype=dt, copy=True)
+    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n, c_n, gates, cs
 
 
 def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
@@ -91,9 +98,11 @@ def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
     wh = xp.ascontiguousarray((w_hh * s[:, None]).T)
     b_hn = b_hh[2 * H:]
     y = xp.empty((T, B, H), dt)
+    gates = xp.empty((T, B, 3 * H), dt)               # r, z, n, kept for the backward (processing order)
+    hn = xp.empty((T, B, H), dt)                      # W_hn h + b_hn, likewise
     h = h0
-    hw = xp.empty((B, 3 * H), dt)
     for t in range(T):
+        hw = gates[t]
         xp.matmul(h, wh, out=hw)
         rz = hw[:, :2 * H]
         rz += pre[t, :, :2 * H]
@@ -101,8 +110,8 @@ def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
         rz *= 0.5
         rz += 0.5
         n = hw[:, 2 * H:]
-        n += b_hn
-        n *= rz[:, :H]
+        xp.add(n, b_hn, out=hn[t])
+        xp.multiply(hn[t], rz[:, :H], out=n)
         n += pre[t, :, 2 * H:]
         xp.tanh(n, out=n)
         out = y[t]
@@ -110,8 +119,8 @@ def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
         out *= rz[:, H:]
         out += n                                      # h' = n + z * (h - n) = (1 - z) * n + z * h
         h = out
-    h_n = xp.array(h, copy=True)
-    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n
+    h_n = xp.array(h, dtype=dt, copy=True)
+    return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n, gates, hn
 
 
 def _rnn_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False):
@@ -148,26 +157,13 @@ def _weight_grads(xp, d, x, hp):
     return d2.T @ x.reshape(T * B, -1), d2.T @ hp.reshape(T * B, -1)
 
 
-def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, gc, reverse=False):
+def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gates, C, gy, gh, gc, reverse=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    x, y, gy = (xp.ascontiguousarray(_time_major(xp, v, reverse)) for v in (x, y, gy))
     hp = _previous(xp, h0, y)
-    s = _sigmoid_scale(xp, 4, (0, 1, 3), H, dt)
-    act = _projected(xp, x, w_ih, b_ih + b_hh)
-    act += xp.matmul(hp.reshape(T * B, H), w_hh.T).reshape(T, B, 4 * H)
-    act *= s
-    xp.tanh(act, out=act)
-    act *= s
-    act += xp.where(s == 0.5, 0.5, 0).astype(dt)
-    i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
-    C = xp.empty((T, B, H), dt)
-    c = c0
-    for t in range(T):
-        xp.multiply(f[t], c, out=C[t])
-        C[t] += i[t] * g[t]
-        c = C[t]
+    i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
     cp = _previous(xp, c0, C)
     tc = xp.tanh(C)
     A = xp.empty((T, B, 4 * H), dt)                  # d pre-activation = A * (dc for i, f, g; dh for o)
@@ -197,18 +193,13 @@ def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, gc, rev
     return dx, dh.astype(dt, copy=False), dc, dw_ih, dw_hh, db, xp.array(db, copy=True)
 
 
-def _gru_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, reverse=False):
+def _gru_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gates, hwn, gy, gh, reverse=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    x, y, gy = (xp.ascontiguousarray(_time_major(xp, v, reverse)) for v in (x, y, gy))
     hp = _previous(xp, h0, y)
-    xg = _projected(xp, x, w_ih, b_ih)
-    hw = _projected(xp, hp, w_hh, b_hh)
-    rz = xp.tanh(0.5 * (xg[..., :2 * H] + hw[..., :2 * H])) * 0.5 + 0.5
-    r, z = rz[..., :H], rz[..., H:]
-    hwn = hw[..., 2 * H:]
-    n = xp.tanh(xg[..., 2 * H:] + r * hwn)
+    r, z, n = (gates[..., k * H:(k + 1) * H] for k in range(3))
     Az = (hp - n) * z * (1 - z)
     An = (1 - z) * (1 - n * n)
     Ar = hwn * r * (1 - r)
@@ -236,7 +227,7 @@ def _rnn_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gy, gh, nonlinearity
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    x, y, gy = (_time_major(xp, v, reverse) for v in (x, y, gy))
+    x, y, gy = (xp.ascontiguousarray(_time_major(xp, v, reverse)) for v in (x, y, gy))
     hp = _previous(xp, h0, y)
     D = (1 - y * y) if nonlinearity == "tanh" else (y > 0).astype(dt)
     d = xp.empty((T, B, H), dt)
@@ -288,7 +279,8 @@ def _infer_layer(op, n_state):
         w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:]
         T, B, H = check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         state = Aval((B, H), x.dtype)
-        return (Aval((T, B, H), x.dtype),) + (state,) * n_state
+        work = tuple(Aval((T, B, k * H), x.dtype) for k in WORK[op])
+        return (Aval((T, B, H), x.dtype),) + (state,) * n_state + work
     return infer
 
 
@@ -300,10 +292,11 @@ def _infer_grad(n_in):
 
 # ---- autograd ------------------------------------------------------------------------------------
 
-def _layer_vjp(grad_op):
+def _layer_vjp(grad_op, n_public):
     def vjp(ctx, g):
-        n_in = len(ctx.inputs)
-        return apply(grad_op, tuple(ctx.inputs) + (ctx.out[0],) + tuple(g), ctx.attrs)[:n_in]
+        outs = ctx.out
+        return apply(grad_op, tuple(ctx.inputs) + (outs[0],) + tuple(outs[n_public:]) + tuple(g[:n_public]),
+                     ctx.attrs)
     return vjp
 
 
@@ -348,7 +341,9 @@ def _native_onnx(op):
             extra["activations"] = ["Tanh" if a.get("nonlinearity", "tanh") == "tanh" else "Relu"]
         outs = ctx.emit(onnx_op, ins, n_out=1 + n_state, hidden_size=int(H),
                         direction="reverse" if a.get("reverse") else "forward", **extra)
-        return (ctx.squeeze(outs[0], [1]),) + tuple(ctx.squeeze(s, [0]) for s in outs[1:])
+        y = ctx.squeeze(outs[0], [1])
+        work = _work_onnx(op, _Emit(ctx, dt), x, y, h0, c0, w_ih, w_hh, b_ih, b_hh, H, bool(a.get("reverse")))
+        return (y,) + tuple(ctx.squeeze(s, [0]) for s in outs[1:]) + work
     return rule
 
 
@@ -448,7 +443,36 @@ def _loop_onnx(op, ctx, node, x, h0, *rest):
         return ([h] + ([c] if c is not None else [])), [h]
     finals, (Y,) = _loop(e, e.steps(x), carried, body, [2] * len(carried) + [2], 1, op)
     Y = e.rev(Y) if a.get("reverse") else Y
-    return (Y,) + tuple(finals)
+    return (Y,) + tuple(finals) + _work_onnx(op, e, x, Y, h0, c0, w_ih, w_hh, b_ih, b_hh, H, bool(a.get("reverse")))
+
+
+def _work_onnx(op, e, x, y, h0, c0, w_ih, w_hh, b_ih, b_hh, H, reverse):
+    """The forward's kept values (WORK) in ONNX, recomputed from its outputs y for all steps at once (the
+    state before each step is the output of the step before; only LSTM's cell states need a Loop).
+    An inference graph reads none of them, and the exporter drops what nothing reads."""
+    if op == "rnn":
+        return ()
+    ctx = e.ctx
+    if reverse:
+        x, y = e.rev(x), e.rev(y)
+    hp = e.Concat(ctx.unsqueeze(h0, [0]), ctx.slice(y, [0], [-1], [0]), axis=0)
+    if op == "lstm":
+        pre = e.Add(e.Add(e.mm_t(x, w_ih), e.mm_t(hp, w_hh)), e.Add(b_ih, b_hh))
+        i, f, o = (e.Sigmoid(e.cols(pre, k, H)) for k in (0, 1, 3))
+        g = e.Tanh(e.cols(pre, 2, H))
+        ig = e.Mul(i, g)
+
+        def c_body(eb, t):
+            c = eb.Add(eb.Mul(eb.at(f, t), eb.carried[0]), eb.at(ig, t))
+            return [c], [c]
+        _, (C,) = _loop(e, e.steps(x), [c0], c_body, [2, 2], 1, "lstm_c")
+        return e.Concat(i, f, g, o, axis=2), C
+    xg = e.Add(e.mm_t(x, w_ih), b_ih)
+    hw = e.Add(e.mm_t(hp, w_hh), b_hh)
+    r, z = (e.Sigmoid(e.Add(e.cols(xg, k, H), e.cols(hw, k, H))) for k in (0, 1))
+    hwn = e.cols(hw, 2, H)
+    n = e.Tanh(e.Add(e.cols(xg, 2, H), e.Mul(r, hwn)))
+    return e.Concat(r, z, n, axis=2), hwn
 
 
 def _grad_onnx(op):
@@ -460,8 +484,12 @@ def _grad_onnx(op):
         rev = bool(a.get("reverse"))
         n_state = 2 if op == "lstm" else 1
         c0 = rest[0] if op == "lstm" else None
-        w_ih, w_hh, b_ih, b_hh, y, gy = rest[n_state - 1:n_state + 5]
-        gh, gc = rest[n_state + 5], (rest[n_state + 6] if op == "lstm" else None)
+        k = n_state - 1
+        w_ih, w_hh, b_ih, b_hh, y = rest[k:k + 5]
+        n_work = len(WORK[op])
+        work = rest[k + 5:k + 5 + n_work]
+        gy, gh = rest[k + 5 + n_work:k + 7 + n_work]
+        gc = rest[k + 7 + n_work] if op == "lstm" else None
         H = node.inputs[n_state + 2].aval.shape[1]
         I = node.inputs[n_state + 1].aval.shape[1]
         one = e.one()
@@ -469,15 +497,8 @@ def _grad_onnx(op):
             x, y, gy = e.rev(x), e.rev(y), e.rev(gy)
         hp = e.Concat(ctx.unsqueeze(h0, [0]), ctx.slice(y, [0], [-1], [0]), axis=0)
         if op == "lstm":
-            pre = e.Add(e.Add(e.mm_t(x, w_ih), e.mm_t(hp, w_hh)), e.Add(b_ih, b_hh))
-            i, f, o = (e.Sigmoid(e.cols(pre, k, H)) for k in (0, 1, 3))
-            g = e.Tanh(e.cols(pre, 2, H))
-            ig = e.Mul(i, g)
-
-            def c_body(eb, t):
-                c = eb.Add(eb.Mul(eb.at(f, t), eb.carried[0]), eb.at(ig, t))
-                return [c], [c]
-            _, (C,) = _loop(e, e.steps(x), [c0], c_body, [2, 2], 1, "lstm_c")
+            i, f, g, o = (e.cols(work[0], k, H) for k in range(4))
+            C = work[1]
             cp = e.Concat(ctx.unsqueeze(c0, [0]), ctx.slice(C, [0], [-1], [0]), axis=0)
             tc = e.Tanh(C)
             A = e.Concat(e.Mul(g, e.Mul(i, e.Sub(one, i))), e.Mul(cp, e.Mul(f, e.Sub(one, f))),
@@ -495,11 +516,8 @@ def _grad_onnx(op):
             Dx = Dh = e.rev(Dr)
             states = (dh0, dc0)
         elif op == "gru":
-            xg = e.Add(e.mm_t(x, w_ih), b_ih)
-            hw = e.Add(e.mm_t(hp, w_hh), b_hh)
-            r, z = (e.Sigmoid(e.Add(e.cols(xg, k, H), e.cols(hw, k, H))) for k in (0, 1))
-            hwn = e.cols(hw, 2, H)
-            n = e.Tanh(e.Add(e.cols(xg, 2, H), e.Mul(r, hwn)))
+            r, z, n = (e.cols(work[0], k, H) for k in range(3))
+            hwn = work[1]
             Az = e.Mul(e.Sub(hp, n), e.Mul(z, e.Sub(one, z)))
             An = e.Mul(e.Sub(one, z), e.Sub(one, e.Mul(n, n)))
             Ar_ = e.Mul(hwn, e.Mul(r, e.Sub(one, r)))
@@ -546,24 +564,24 @@ def _grad_onnx(op):
 LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, saves_output=True, onnx=_grad_onnx("lstm"))
 GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("gru"))
 RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("rnn"))
-LSTM = defop("lstm", _lstm_forward, _infer_layer("lstm", 2), _layer_vjp(LSTM_GRAD), n_out=3, saves_output=True,
+LSTM = defop("lstm", _lstm_forward, _infer_layer("lstm", 2), _layer_vjp(LSTM_GRAD, 3), n_out=5, saves_output=True,
              grad_name="LstmBackward0", onnx=_native_onnx("lstm"))
-GRU = defop("gru", _gru_forward, _infer_layer("gru", 1), _layer_vjp(GRU_GRAD), n_out=2, saves_output=True,
+GRU = defop("gru", _gru_forward, _infer_layer("gru", 1), _layer_vjp(GRU_GRAD, 2), n_out=4, saves_output=True,
             grad_name="GruBackward0", onnx=_native_onnx("gru"))
-RNN = defop("rnn", _rnn_forward, _infer_layer("rnn", 1), _layer_vjp(RNN_GRAD), n_out=2, saves_output=True,
+RNN = defop("rnn", _rnn_forward, _infer_layer("rnn", 1), _layer_vjp(RNN_GRAD, 2), n_out=2, saves_output=True,
             grad_name="RnnBackward0", onnx=_native_onnx("rnn"))
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
     """One LSTM layer and direction over the whole sequence x (T, B, I): (y (T, B, H), h_n, c_n)."""
     check("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    return apply(LSTM, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})
+    return apply(LSTM, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})[:3]
 
 
 def gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
     """One GRU layer and direction (PyTorch's gates r, z, n): (y (T, B, H), h_n)."""
     check("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh)
-    return apply(GRU, (x, h0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})
+    return apply(GRU, (x, h0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})[:2]
 
 
 def rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False):
