@@ -221,3 +221,17 @@ def test_multihead_attention_with_masks_matches_torch():
                   attn_mask=dg.tensor(am))
     np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_multihead_attention_fully_masked_row_is_nan_as_torch_while_sdpa_gives_zeros():
+    m = dg.nn.MultiheadAttention(4, 2, batch_first=True)
+    x = dg.tensor(rng.standard_normal((1, 3, 4)).astype(np.float32))
+    am = np.zeros((3, 3), bool)
+    am[0] = True                                         # MHA: True = may not attend; row 0 sees nothing
+    out, w = m(x, x, x, attn_mask=dg.tensor(am))
+    assert np.isnan(out.numpy()[0, 0]).all() and np.isnan(w.numpy()[0, 0]).all()
+    assert np.isfinite(out.numpy()[0, 1:]).all()
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    to, tw = tm(torch.tensor(x.numpy()), torch.tensor(x.numpy()), torch.tensor(x.numpy()), attn_mask=torch.tensor(am))
+    assert torch.isnan(to[0, 0]).all() and torch.isnan(tw[0, 0]).all()

@@ -225,8 +225,9 @@ class MultiheadAttention(Module):
                 raise self._input_error(f"shape {(n, src_len)}", key_padding_mask, what="key_padding_mask")
             masks.append(_allowed(key_padding_mask.reshape(n, 1, 1, src_len)))
         p = self.dropout if self.training else 0.0
-        live = attn_mask is None and key_padding_mask is None
-        out, attn = _attend(q, k, v, masks, 1.0 / math.sqrt(d), p, rows_live=live)  # (N, H, L, D)
+        # plain softmax, as PyTorch's MultiheadAttention: a query row with every key masked gives NaN
+        # (scaled_dot_product_attention gives zeros there)
+        out, attn = _attend(q, k, v, masks, 1.0 / math.sqrt(d), p, rows_live=True)  # (N, H, L, D)
         out = out.permute(0, 2, 1, 3).reshape(n, tgt_len, self.embed_dim)
         out = self.out_proj(out)
         if unbatched:
