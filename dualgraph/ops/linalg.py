@@ -653,12 +653,13 @@ def _pinv_forward(xp, a, atol, rtol, hermitian):
     m, n = a.shape[-2], a.shape[-1]
     if hermitian:
         w, v = _lapack("pinv", "the eigenvalue algorithm did not converge", a.shape, lambda: xp.linalg.eigh(a))
-        tol = _tolerance(xp, xp.max(xp.abs(w), axis=-1, initial=0.0)[..., None], m, n, atol, rtol, a.dtype)
+        # ascending eigenvalues: the largest magnitude is at one end (slices stay valid for empty matrices)
+        tol = _tolerance(xp, xp.maximum(xp.abs(w[..., :1]), xp.abs(w[..., -1:])), m, n, atol, rtol, a.dtype)
         winv = xp.where(xp.abs(w) > tol, 1.0 / xp.where(w == 0, 1.0, w), 0.0).astype(a.dtype)
         return xp.matmul(v * winv[..., None, :], xp.swapaxes(v, -1, -2))
     u, s, vh = _lapack("pinv", "the SVD did not converge", a.shape,
                        lambda: xp.linalg.svd(a, full_matrices=False))
-    tol = _tolerance(xp, xp.max(s, axis=-1, initial=0.0)[..., None], m, n, atol, rtol, a.dtype)
+    tol = _tolerance(xp, s[..., :1], m, n, atol, rtol, a.dtype)  # descending: the first is the largest
     sinv = xp.where(s > tol, 1.0 / xp.where(s == 0, 1.0, s), 0.0).astype(a.dtype)
     return xp.matmul(xp.swapaxes(vh, -1, -2) * sinv[..., None, :], xp.swapaxes(u, -1, -2))
 
