@@ -210,6 +210,21 @@ def test_gradients_of_sign_free_functions_of_decompositions():
     _fd(lambda x: L.cholesky(x @ x.mT + 3 * dg.eye(3, dtype=dg.float64)), _rand(3, 3))
 
 
+def test_det_gradient_is_the_transposed_adjugate_also_at_singular_matrices():
+    for a in ([[1.0, 2.0], [2.0, 4.0]], np.ones((3, 3)), np.diag([0.0, 0.0, 2.0]), _rand(2, 3, 3)):
+        a = np.asarray(a)
+        x = _t(a, grad=True)
+        L.det(x).sum().backward()
+        cof = np.empty_like(a)   # cofactors by their definition
+        n = a.shape[-1]
+        for i in range(n):
+            for j in range(n):
+                minor = np.delete(np.delete(a, i, axis=-2), j, axis=-1)
+                cof[..., i, j] = (-1) ** (i + j) * (np.linalg.det(minor) if n > 1 else 1.0)
+        np.testing.assert_allclose(x.grad.numpy(), cof, atol=1e-12)
+        _fd(L.det, a)
+
+
 def test_full_matrices_extra_columns_get_no_gradient():
     # U's columns past min(m, n) are any basis of the complement: they take no gradient (PyTorch's rule)
     x = _t(_rand(4, 2), grad=True)

@@ -14,7 +14,7 @@ from .creation import arange, eye, zeros_like
 from .elementwise import abs as abs_, maximum, sign, where
 from .infer import broadcast_shapes, norm_axes, result_dtype
 from .onnx_rules import NotExportable, args, emit_in, not_exportable, out_dtype
-from .reduction import MAX, MIN, sum as sum_
+from .reduction import MAX, MIN, PROD_OTHERS, sum as sum_
 from .registry import defop
 from .shape import broadcast_to, concat, narrow, permute, reshape, squeeze, unsqueeze
 
@@ -336,11 +336,13 @@ def solve(A, B, *, left=True):
 # -- det, slogdet --
 
 def _det_vjp(ctx, g):
-    """d det(A) = det(A) tr(A^-1 dA): the gradient needs the inverse, so at an exactly singular A it raises
-    (PyTorch falls back to an SVD there)."""
-    a = ctx.inputs[0]
-    scale = unsqueeze(unsqueeze(g * ctx.out, -1), -1)
-    return (scale * inv(a).mT,)
+    """d det(A) = tr(adj(A) dA), so the gradient is g adj(A)^T, written from the SVD A = U S Vh as
+    det(U) det(Vh) U diag(prod_{j != i} s_j) Vh: defined at singular A too (where det(A) A^-T is not),
+    as PyTorch's is."""
+    u, s, vh = apply(SVD, (ctx.inputs[0],), {"full_matrices": False})
+    others = apply(PROD_OTHERS, (s,), {"axes": (s.ndim - 1,)})
+    scale = unsqueeze(unsqueeze(g * det(u) * det(vh), -1), -1)
+    return (scale * matmul(u * unsqueeze(others, -2), vh),)
 
 
 def _det_infer(a):
@@ -355,8 +357,7 @@ def _det_onnx(ctx, node, a):
     return ctx.emit("Det", [a])
 
 
-DET = defop("linalg_det", lambda xp, a: xp.linalg.det(a), _det_infer, _det_vjp, saves_output=True,
-            onnx=_det_onnx)
+DET = defop("linalg_det", lambda xp, a: xp.linalg.det(a), _det_infer, _det_vjp, onnx=_det_onnx)
 
 
 def det(A):
