@@ -447,3 +447,66 @@ def test_lstm_training_step_exports_and_runs_in_onnxruntime():
         for name, p in model.named_parameters():
             np.testing.assert_allclose(outs[name + ".updated"], p.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
         model.load_state_dict({n: dg.tensor(v) for n, v in before.items()})
+
+
+# ---- packed sequences ----------------------------------------------------------------------------
+
+def test_packed_sequences_match_each_sequence_run_alone():
+    dg.manual_seed(7)
+    m = dg.nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=dg.float64)
+    rng = np.random.default_rng(13)
+    lengths = [3, 5, 1, 5]
+    seqs = [rng.normal(size=(n, 3)) for n in lengths]
+    padded = dg.nn.utils.rnn.pad_sequence([dg.tensor(s) for s in seqs], batch_first=True)
+    packed = dg.nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+    out, (h, c) = m(packed)
+    y, got_lengths = dg.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+    assert got_lengths.numpy().tolist() == lengths
+    for b, s in enumerate(seqs):
+        yb, (hb, cb) = m(dg.tensor(s))   # unbatched: one sequence alone
+        np.testing.assert_allclose(y.numpy()[b, :lengths[b]], yb.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(y.numpy()[b, lengths[b]:], 0)
+        np.testing.assert_allclose(h.numpy()[:, b], hb.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c.numpy()[:, b], cb.numpy(), rtol=1e-12, atol=1e-12)
+    back = dg.nn.utils.rnn.unpack_sequence(dg.nn.utils.rnn.pack_sequence([dg.tensor(s) for s in seqs],
+                                                                         enforce_sorted=False))
+    for a, s in zip(back, seqs):
+        np.testing.assert_array_equal(a.numpy(), s)
+    with pytest.raises(dg.InvalidValue, match="sorted in decreasing order"):
+        dg.nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_packed_sequences_match_torch(kind):
+    torch = pytest.importorskip("torch")
+    U = torch.nn.utils.rnn
+    torch.manual_seed(0)
+    tm, dm = _torch_pair(kind, torch, input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(14)
+    lengths = [2, 6, 4, 6, 1]
+    x = rng.normal(size=(6, 5, 3))
+    states = [rng.normal(size=(4, 5, 4)) for _ in range(2 if kind == "LSTM" else 1)]
+    tx = torch.tensor(x, requires_grad=True)
+    ts = [torch.tensor(s, requires_grad=True) for s in states]
+    dx = dg.tensor(x, requires_grad=True)
+    ds = [dg.tensor(s, requires_grad=True) for s in states]
+    tp = U.pack_padded_sequence(tx, lengths, enforce_sorted=False)
+    dp = dg.nn.utils.rnn.pack_padded_sequence(dx, lengths, enforce_sorted=False)
+    np.testing.assert_array_equal(dp.batch_sizes.numpy(), tp.batch_sizes.numpy())
+    np.testing.assert_array_equal(dp.data.numpy(), tp.data.detach().numpy())
+    to, th = tm(tp, tuple(ts) if kind == "LSTM" else ts[0])
+    do, dh = dm(dp, tuple(ds) if kind == "LSTM" else ds[0])
+    ty, tl = U.pad_packed_sequence(to, batch_first=True, padding_value=-1.0, total_length=7)
+    dy, dl = dg.nn.utils.rnn.pad_packed_sequence(do, batch_first=True, padding_value=-1.0, total_length=7)
+    np.testing.assert_array_equal(dl.numpy(), tl.numpy())
+    touts = [ty] + (list(th) if kind == "LSTM" else [th])
+    douts = [dy] + (list(dh) if kind == "LSTM" else [dh])
+    for a, b in zip(douts, touts):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    w = [rng.normal(size=tuple(o.shape)) for o in touts]
+    sum((o * torch.tensor(v)).sum() for o, v in zip(touts, w)).backward()
+    sum((o * dg.tensor(v)).sum() for o, v in zip(douts, w)).backward()
+    pairs = [(dx, tx)] + list(zip(ds, ts)) + [(p, q) for (_, p), (_, q) in zip(dm.named_parameters(),
+                                                                             tm.named_parameters())]
+    for a, b in pairs:
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-11)

@@ -7,9 +7,14 @@ and a cell is that primitive over one step. A `state_dict` saved from PyTorch lo
 numbers."""
 import math
 import warnings
+from typing import NamedTuple, Optional
 
-from ..errors import DTypeError, ShapeError
+import numpy as np
+
+from ..errors import DTypeError, InvalidValue, ShapeError
 from ..ops import creation
+from ..ops.elementwise import where
+from ..ops.indexing import index_select
 from ..ops.rnn import gru_layer, lstm_layer, rnn_layer
 from ..ops.shape import concat, stack
 from ..tensor import Tensor
@@ -17,7 +22,8 @@ from . import functional as F
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "pad_sequence"]
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "pad_sequence",
+           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "unpack_sequence"]
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -35,6 +41,42 @@ def _layer(mode, x, h0, c0, weights, reverse):
 
 def _zeros_like_bias(w, H, G):
     return creation.zeros(G * H, dtype=w.dtype, device=w.device)
+
+
+def _reverse_within(x, lengths):
+    """x (T, B, F) with each sequence b's first lengths[b] steps reversed in time (the rest in place)."""
+    T, B = x.shape[:2]
+    t = np.arange(T)[:, None]
+    src = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t) * B + np.arange(B)[None, :]
+    flat = index_select(x.reshape(T * B, -1), 0, creation.tensor(src.reshape(-1), device=x.device))
+    return flat.reshape(T, B, -1)
+
+
+def _ragged_layer(mode, x, h0, c0, weights, lengths, reverse):
+    """One layer and direction over sequences of decreasing `lengths` (PyTorch's packed semantics): each
+    sequence's state stops at its own last step, and a reverse direction starts there. The batch entries
+    still running form a prefix at every step (the lengths decrease), so the layer runs once per distinct
+    length on that prefix; the reverse direction reverses each sequence within its length around it."""
+    T, B = x.shape[:2]
+    if reverse:
+        x = _reverse_within(x, lengths)
+    ys, h, c = [], h0, c0
+    t0 = 0
+    for t1 in sorted(set(int(n) for n in lengths if n > 0)):
+        active = int((lengths >= t1).sum())
+        seg = x[t0:t1, :active]
+        y, hn, cn = _layer(mode, seg, h[:active], c[:active] if c is not None else None, weights, False)
+        if active < B:
+            y = concat([y, creation.zeros(t1 - t0, B - active, y.shape[2], dtype=y.dtype, device=y.device)], axis=1)
+            hn = concat([hn, h[active:]], axis=0)
+            cn = concat([cn, c[active:]], axis=0) if c is not None else None
+        ys.append(y)
+        h, c = hn, cn
+        t0 = t1
+    y = concat(ys, axis=0) if len(ys) > 1 else ys[0]
+    if reverse:
+        y = _reverse_within(y, lengths)
+    return y, h, c
 
 
 class RNNBase(Module):
@@ -130,9 +172,10 @@ class RNNBase(Module):
 
     def forward(self, input, hx=None):
         name = self._get_name()
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         if not isinstance(input, Tensor):
-            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__} (packed sequences are not "
-                            f"supported)")
+            raise TypeError(f"{name}: input must be a Tensor or a PackedSequence, got {type(input).__name__}")
         if input.ndim not in (2, 3):
             raise ShapeError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D tensor instead")
         batched = input.ndim == 3
@@ -156,6 +199,20 @@ class RNNBase(Module):
                 h0, c0 = (self._state(s, w, batched, shape) for s, w in zip(hx, ("hx[0]", "hx[1]")))
             else:
                 h0 = self._state(hx, "hx", batched, shape)
+        x, h_n, c_n = self._run(x, h0, c0)
+        if not batched:
+            x, h_n = x.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if is_lstm else None
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        return (x, (h_n, c_n)) if is_lstm else (x, h_n)
+
+    def _run(self, x, h0, c0, lengths=None):
+        """The stacked layers over time-major x (T, B, I): (output, h_n, c_n or None). With `lengths`
+        (a decreasing numpy array, one per batch entry) each sequence stops at its length."""
+        is_lstm = self.mode == "LSTM"
+        D = 2 if self.bidirectional else 1
+        B, H = x.shape[1], self.hidden_size
 
         def initial(s, k):
             return s[k] if s is not None else creation.zeros(B, H, dtype=x.dtype, device=x.device)
@@ -164,22 +221,42 @@ class RNNBase(Module):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                y, h, c = _layer(self.mode, x, initial(h0, k), initial(c0, k) if is_lstm else None,
-                                 self._weights(layer, d), reverse=bool(d))
+                args = (self.mode, x, initial(h0, k), initial(c0, k) if is_lstm else None, self._weights(layer, d))
+                y, h, c = _layer(*args, reverse=bool(d)) if lengths is None else _ragged_layer(*args, lengths, bool(d))
                 outs.append(y)
                 hs.append(h)
                 cs.append(c)
             x = outs[0] if D == 1 else concat(outs, axis=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        h_n = stack(hs, 0)
-        c_n = stack(cs, 0) if is_lstm else None
-        if not batched:
-            x, h_n = x.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if is_lstm else None
-        elif self.batch_first:
-            x = x.transpose(0, 1)
-        return (x, (h_n, c_n)) if is_lstm else (x, h_n)
+        return x, stack(hs, 0), (stack(cs, 0) if is_lstm else None)
+
+    def _forward_packed(self, packed, hx):
+        name = self._get_name()
+        data = packed.data
+        if data.ndim != 2 or data.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}: packed input must be (sum of lengths, {self.input_size}), got "
+                             f"{list(data.shape)}")
+        batch_sizes = _host_ints(packed.batch_sizes)
+        lengths = (batch_sizes[None, :] > np.arange(batch_sizes[0])[:, None]).sum(axis=1)
+        x = _padded_from_packed(data, batch_sizes)
+        is_lstm = self.mode == "LSTM"
+        D = 2 if self.bidirectional else 1
+        shape = (self.num_layers * D, int(batch_sizes[0]), self.hidden_size)
+        order, back = packed.sorted_indices, packed.unsorted_indices
+        h0 = c0 = None
+        if hx is not None:
+            states = list(hx) if is_lstm else [hx]
+            states = [self._state(s, w, True, shape) for s, w in zip(states, ("hx[0]", "hx[1]"))]
+            if order is not None:   # hx is in the caller's batch order; the packed data in sorted order
+                states = [index_select(s, 1, order) for s in states]
+            h0, c0 = states[0], (states[1] if is_lstm else None)
+        y, h_n, c_n = self._run(x, h0, c0, lengths)
+        if back is not None:
+            h_n = index_select(h_n, 1, back)
+            c_n = index_select(c_n, 1, back) if is_lstm else None
+        out = PackedSequence(_packed_from_padded(y, batch_sizes), packed.batch_sizes, order, back)
+        return (out, (h_n, c_n)) if is_lstm else (out, h_n)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -368,3 +445,108 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
             s = concat([s, fill] if padding_side == "right" else [fill, s], axis=0)
         padded.append(s)
     return stack(padded, 0 if batch_first else 1)
+
+
+# ---- packed sequences (torch.nn.utils.rnn) ------------------------------------------------------------
+
+class PackedSequence(NamedTuple):
+    """Sequences of different lengths packed time step by time step: `data` (sum of lengths, *) holds, for
+    each step, the entries of the sequences still running (longest first); `batch_sizes` (an int64 tensor)
+    how many there are at each step; `sorted_indices`/`unsorted_indices` the permutation from the caller's
+    batch order to the longest-first order and back (None when the input was already sorted)."""
+    data: Tensor
+    batch_sizes: Tensor
+    sorted_indices: Optional[Tensor] = None
+    unsorted_indices: Optional[Tensor] = None
+
+
+def _host_ints(v):
+    if isinstance(v, Tensor):
+        v = v.numpy()
+    return np.asarray(v, dtype=np.int64).reshape(-1)
+
+
+def _valid_positions(batch_sizes):
+    """Flat (t * B + b) positions of the packed entries in a (T, B, ...) padded tensor, in packed order."""
+    B = int(batch_sizes[0])
+    return np.concatenate([t * B + np.arange(n) for t, n in enumerate(batch_sizes)])
+
+
+def _padded_from_packed(data, batch_sizes):
+    T, B = len(batch_sizes), int(batch_sizes[0])
+    pos = np.full(T * B, data.shape[0], dtype=np.int64)        # the padding reads an appended zero row
+    pos[_valid_positions(batch_sizes)] = np.arange(data.shape[0])
+    zero = creation.zeros(1, *data.shape[1:], dtype=data.dtype, device=data.device)
+    rows = index_select(concat([data, zero], axis=0), 0, creation.tensor(pos, device=data.device))
+    return rows.reshape(T, B, *data.shape[1:])
+
+
+def _packed_from_padded(x, batch_sizes):
+    T, B = x.shape[:2]
+    flat = x.reshape(T * B, *x.shape[2:])
+    return index_select(flat, 0, creation.tensor(_valid_positions(batch_sizes), device=x.device))
+
+
+def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True):
+    """Pack a padded batch (T, B, *) (batch_first: (B, T, *)) of sequences with the given lengths."""
+    lengths = _host_ints(lengths)
+    x = input.transpose(0, 1) if batch_first else input
+    T, B = x.shape[:2]
+    if len(lengths) != B:
+        raise ShapeError(f"pack_padded_sequence: {len(lengths)} lengths for a batch of {B}")
+    if B == 0 or lengths.min() <= 0:
+        raise InvalidValue("pack_padded_sequence: Length of all samples has to be greater than 0, but found an "
+                           "element in 'lengths' that is <= 0")
+    if lengths.max() > T:
+        raise InvalidValue(f"pack_padded_sequence: a length {int(lengths.max())} exceeds the {T} time steps")
+    if enforce_sorted:
+        if np.any(np.diff(lengths) > 0):
+            raise InvalidValue("`lengths` array must be sorted in decreasing order when `enforce_sorted` is True. "
+                               "You can pass `enforce_sorted=False` to pack_padded_sequence and/or pack_sequence to "
+                               "sidestep this requirement if you do not need ONNX exportability.")
+        order = back = None
+    else:
+        perm = np.argsort(-lengths, kind="stable")
+        lengths = lengths[perm]
+        order = creation.tensor(perm, device=x.device)
+        back = creation.tensor(np.argsort(perm), device=x.device)
+        x = index_select(x, 1, order)
+    batch_sizes = (lengths[None, :] > np.arange(int(lengths[0]))[:, None]).sum(axis=1).astype(np.int64)
+    return PackedSequence(_packed_from_padded(x[:int(lengths[0])], batch_sizes), creation.tensor(batch_sizes),
+                          order, back)
+
+
+def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_length=None):
+    """The inverse of pack_padded_sequence: (padded (T, B, *) or (B, T, *), lengths as an int64 tensor), in
+    the caller's batch order."""
+    batch_sizes = _host_ints(sequence.batch_sizes)
+    T = len(batch_sizes)
+    if total_length is not None:
+        if total_length < T:
+            raise InvalidValue(f"Expected total_length to be at least the length of the longest sequence in "
+                               f"input, but got total_length={total_length} and max sequence length being {T}")
+    x = _padded_from_packed(sequence.data, batch_sizes)
+    lengths = (batch_sizes[None, :] > np.arange(batch_sizes[0])[:, None]).sum(axis=1)
+    if padding_value != 0:
+        valid = np.zeros((T, int(batch_sizes[0])) + (1,) * (x.ndim - 2), dtype=bool)
+        valid.reshape(T, -1)[np.arange(T)[:, None] < lengths[None, :]] = True
+        x = where(creation.tensor(valid, device=x.device), x, padding_value)
+    if total_length is not None and total_length > T:
+        pad = creation.full((total_length - T,) + tuple(x.shape[1:]), padding_value, dtype=x.dtype, device=x.device)
+        x = concat([x, pad], axis=0)
+    if sequence.unsorted_indices is not None:
+        x = index_select(x, 1, sequence.unsorted_indices)
+        lengths = lengths[_host_ints(sequence.unsorted_indices)]
+    return (x.transpose(0, 1) if batch_first else x), creation.tensor(lengths.astype(np.int64))
+
+
+def pack_sequence(sequences, enforce_sorted=True):
+    """Pack a list of (L_i, *) tensors (pad_sequence, then pack_padded_sequence)."""
+    lengths = [int(s.shape[0]) for s in sequences]
+    return pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted=enforce_sorted)
+
+
+def unpack_sequence(packed_sequences):
+    """The list of (L_i, *) tensors a PackedSequence holds, in the caller's order."""
+    padded, lengths = pad_packed_sequence(packed_sequences, batch_first=True)
+    return [padded[b, :int(n)] for b, n in enumerate(_host_ints(lengths))]
