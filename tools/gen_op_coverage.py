@@ -52,11 +52,19 @@ def _traced(row, forward_prims):
     return YES
 
 
+def _exportable(op):
+    return op.onnx is not None and type(op.onnx).__name__ != "not_exportable"
+
+
 def _onnx(row, forward_prims):
-    if row.onnx is not None:
-        return YES if row.onnx else NO
-    missing = sorted(p for p in forward_prims if REGISTRY[p].onnx is None)
-    return YES if not missing else f"{NO} ({', '.join(missing)})"
+    if row.onnx is not None and not row.onnx:
+        return NO
+    only = getattr(row, "onnx_dtypes", None)
+    yes = f"{YES} ({', '.join(only)})" if only else YES
+    if row.onnx:
+        return yes
+    missing = sorted(p for p in forward_prims if not _exportable(REGISTRY[p]))
+    return yes if not missing else f"{NO} ({', '.join(missing)})"
 
 
 def render(cov=None):
@@ -88,7 +96,8 @@ def render(cov=None):
         if not shown and graph_only(op):
             shown = "graph-only (traced suites)"
         lines.append(f"| {name} | {YES} | {YES if op.vjp is not None else 'none'} | {', '.join(traits) or '-'} | "
-                     f"{YES if op.onnx is not None else NO} | {shown or '**none**'} |")
+                     f"{YES if _exportable(op) else (NO + ' (not exportable)' if op.onnx is not None else NO)} | "
+                     f"{shown or '**none**'} |")
     return "\n".join(lines) + "\n"
 
 
