@@ -405,11 +405,12 @@ def np_bce_with_logits(x, t, weight=None, reduction="mean", pos_weight=None):
     return _reduce(loss, reduction)
 
 
-def np_recurrent(kind, x, h0, *rest, reverse=False, nonlinearity="tanh"):
-    """One recurrent layer (PyTorch's equations, gates i,f,g,o / r,z,n) one step at a time: (y, h_n[, c_n])."""
+def np_recurrent(kind, x, h0, *rest, reverse=False, nonlinearity="tanh", w_hr=None):
+    """One recurrent layer (PyTorch's equations, gates i,f,g,o / r,z,n; LSTM's h projected by w_hr when
+    given) one step at a time: (y, h_n[, c_n])."""
     c = rest[0] if kind == "lstm" else None
     w_ih, w_hh, b_ih, b_hh = (a.astype(np.float64) for a in rest[-4:])
-    h, H = h0.astype(np.float64), h0.shape[-1]
+    h, H = h0.astype(np.float64), w_ih.shape[0] // {"lstm": 4, "gru": 3}.get(kind, 1)
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     ys = [None] * len(x)
     for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
@@ -418,6 +419,7 @@ def np_recurrent(kind, x, h0, *rest, reverse=False, nonlinearity="tanh"):
             g = gi + gh
             c = sig(g[:, H:2 * H]) * c + sig(g[:, :H]) * np.tanh(g[:, 2 * H:3 * H])
             h = sig(g[:, 3 * H:]) * np.tanh(c)
+            h = h @ w_hr.T if w_hr is not None else h
         elif kind == "gru":
             r, z = sig(gi[:, :H] + gh[:, :H]), sig(gi[:, H:2 * H] + gh[:, H:2 * H])
             n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
@@ -431,13 +433,15 @@ def np_recurrent(kind, x, h0, *rest, reverse=False, nonlinearity="tanh"):
 
 
 def _recurrent_samples(kind):
-    G = {"lstm": 4, "gru": 3}.get(kind, 1)
+    G = {"lstm": 4, "gru": 3, "lstm_proj": 4}.get(kind, 1)
 
     def samples(make):
         def case(T, B, I, H, **kw):
-            state = (make(B, H),) * (2 if kind == "lstm" else 1)
-            return Sample((make(T, B, I), *state, make(G * H, I), make(G * H, H), make(G * H), make(G * H)), kw,
-                          desc=f"T={T}" + (" reverse" if kw.get("reverse") else ""))
+            P = max(H - 1, 1) if kind == "lstm_proj" else H     # the state's size (proj_size)
+            state = (make(B, P),) + ((make(B, H),) if kind in ("lstm", "lstm_proj") else ())
+            proj = (make(P, H),) if kind == "lstm_proj" else ()
+            return Sample((make(T, B, I), *state, make(G * H, I), make(G * H, P), make(G * H), make(G * H), *proj),
+                          kw, desc=f"T={T}" + (" reverse" if kw.get("reverse") else ""))
         return [case(4, 2, 3, 2), case(3, 1, 2, 3, reverse=True), case(1, 2, 2, 2)]
     return samples
 
@@ -1465,6 +1469,9 @@ OP_DB = [
     # -- recurrent layers: one primitive per (layer, direction) over the whole sequence --
     OpInfo("lstm", lambda *a, **k: _rnn_ops.lstm_layer(*a, **k), lambda *a, **k: np_recurrent("lstm", *a, **k),
            _recurrent_samples("lstm"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
+    OpInfo("lstm_proj", lambda *a, **k: _rnn_ops.lstm_layer(*a[:7], w_hr=a[7], **k),
+           lambda *a, **k: np_recurrent("lstm", *a[:7], w_hr=a[7], **k),
+           _recurrent_samples("lstm_proj"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("gru", lambda *a, **k: _rnn_ops.gru_layer(*a, **k), lambda *a, **k: np_recurrent("gru", *a, **k),
            _recurrent_samples("gru"), dtypes=FLOAT, atol=1e-5, rtol=1e-4),
     OpInfo("rnn_tanh", lambda *a, **k: _rnn_ops.rnn_layer(*a, **k), lambda *a, **k: np_recurrent("rnn", *a, **k),

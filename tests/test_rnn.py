@@ -28,7 +28,7 @@ def _sig(v):
 def np_cell(kind, x, h, c, w_ih, w_hh, b_ih, b_hh):
     """One step of the documented cell on numpy arrays: (h', c')."""
     gi, gh = x @ w_ih.T + b_ih, h @ w_hh.T + b_hh
-    H = h.shape[-1]
+    H = w_hh.shape[0] // {"LSTM": 4, "GRU": 3}.get(kind, 1)
     if kind == "LSTM":
         g = gi + gh
         i, f, gg, o = _sig(g[..., :H]), _sig(g[..., H:2 * H]), np.tanh(g[..., 2 * H:3 * H]), _sig(g[..., 3 * H:])
@@ -320,8 +320,10 @@ def test_bad_input_is_a_clear_error():
         dg.nn.RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout should be a number"):
         dg.nn.GRU(3, 4, dropout=1.5)
-    with pytest.raises(ValueError, match="proj_size"):
-        dg.nn.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        dg.nn.LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        dg.nn.GRU(3, 4, proj_size=2)
     with pytest.raises(ShapeError, match=r"lstm: weight_hh must have shape \(8, 2\)"):
         R.lstm_layer(dg.zeros(3, 1, 2), dg.zeros(1, 2), dg.zeros(1, 2), dg.zeros(8, 2), dg.zeros(4, 2),
                      dg.zeros(8), dg.zeros(8))
@@ -510,3 +512,93 @@ def test_packed_sequences_match_torch(kind):
                                                                              tm.named_parameters())]
     for a, b in pairs:
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+# ---- LSTM with a projection (proj_size) -------------------------------------------------------------
+
+@pytest.mark.parametrize("num_layers,bidirectional,with_state", [(1, False, True), (2, True, False), (2, True, True)])
+def test_lstm_projection_matches_torch(num_layers, bidirectional, with_state):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tm, dm = _torch_pair("LSTM", torch, input_size=3, hidden_size=5, num_layers=num_layers,
+                         bidirectional=bidirectional, proj_size=2)
+    assert list(dm.state_dict()) == list(tm.state_dict())
+    D = 2 if bidirectional else 1
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(6, 2, 3))
+    states = [rng.normal(size=(num_layers * D, 2, 2)), rng.normal(size=(num_layers * D, 2, 5))]
+    tx, dx = torch.tensor(x, requires_grad=True), dg.tensor(x, requires_grad=True)
+    ts = [torch.tensor(v, requires_grad=True) for v in states]
+    ds = [dg.tensor(v, requires_grad=True) for v in states]
+    ty, (th, tc) = tm(tx, tuple(ts) if with_state else None)
+    dy, (dh, dc) = dm(dx, tuple(ds) if with_state else None)
+    assert tuple(dy.shape) == (6, 2, 2 * D) and tuple(dh.shape) == (num_layers * D, 2, 2)
+    w = [rng.normal(size=tuple(o.shape)) for o in (ty, th, tc)]
+    sum((o * torch.tensor(v)).sum() for o, v in zip((ty, th, tc), w)).backward()
+    sum((o * dg.tensor(v)).sum() for o, v in zip((dy, dh, dc), w)).backward()
+    for a, b in zip((dy, dh, dc), (ty, th, tc)):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    pairs = [(dx, tx)] + (list(zip(ds, ts)) if with_state else [])
+    pairs += [(p, q) for (_, p), (_, q) in zip(dm.named_parameters(), tm.named_parameters())]
+    for a, b in pairs:
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_lstm_projection_matches_a_numpy_loop_and_finite_differences():
+    rng = np.random.default_rng(16)
+    T, B, I, H, P = 4, 2, 3, 4, 2
+    arrays = [rng.normal(size=s) * 0.6 for s in ((T, B, I), (B, P), (B, H), (4 * H, I), (4 * H, P), (4 * H,),
+                                                (4 * H,), (P, H))]
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = arrays
+    h, c, ys = h0, c0, []
+    for t in range(T):
+        raw, c = np_cell("LSTM", x[t], h, c, w_ih, w_hh, b_ih, b_hh)
+        h = raw @ w_hr.T
+        ys.append(h)
+    y, hn, cn = R.lstm_layer(*[dg.tensor(a) for a in arrays[:7]], w_hr=dg.tensor(w_hr))
+    np.testing.assert_allclose(y.numpy(), np.stack(ys), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hn.numpy(), h, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cn.numpy(), c, rtol=1e-12, atol=1e-12)
+    ts = [dg.tensor(a, requires_grad=True) for a in arrays]
+    for reverse in (False, True):
+        assert dg.autograd.gradcheck(lambda *a: R.lstm_layer(*a[:7], w_hr=a[7], reverse=reverse), ts,
+                                     eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_lstm_projection_exports_as_a_loop(dtype):
+    pytest.importorskip("onnxruntime")
+    dg.manual_seed(8)
+    m = dg.nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, dtype=dtype).eval()
+
+    def fn(x):
+        y, (h, c) = m(x)
+        return y, h, c
+    x = dg.randn(5, 2, 3, dtype=dtype)
+    tol = {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)}[dtype]
+    model = dg.onnx.export(fn, (x,), None, input_names=["x"], dynamic_axes={"x": {0: "T"}}, verify=True,
+                           rtol=tol[0], atol=tol[1])
+    x2 = np.random.default_rng(17).normal(size=(7, 2, 3)).astype(dtype)
+    for g, w in zip(dg.onnx.session(model).run(None, {"x": x2}), fn(dg.tensor(x2))):
+        np.testing.assert_allclose(g, w.numpy(), rtol=tol[0], atol=tol[1])
+
+
+def test_lstm_projection_training_step_exports():
+    pytest.importorskip("onnxruntime")
+    dg.manual_seed(9)
+    m = dg.nn.LSTM(3, 5, proj_size=2, bidirectional=True, dtype=dg.float64)
+
+    def step(x):
+        y, _ = m(x)
+        loss = (y * y).sum()
+        loss.backward()
+        grads = [p.grad for p in m.parameters()]
+        for p in m.parameters():
+            p.grad = None
+        return (loss, *grads)
+    x = dg.randn(4, 2, 3, dtype=dg.float64)
+    onx = dg.onnx.export(step, (x,), None, input_names=["x"])
+    got = dg.onnx.session(onx).run(None, {"x": x.numpy()})
+    want = step(x)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-9, atol=1e-11)

@@ -29,9 +29,9 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def _layer(mode, x, h0, c0, weights, reverse):
-    """(y, h_n, c_n or None) of one layer and direction."""
+    """(y, h_n, c_n or None) of one layer and direction (LSTM weights may end with the projection w_hr)."""
     if mode == "LSTM":
-        return lstm_layer(x, h0, c0, *weights, reverse=reverse)
+        return lstm_layer(x, h0, c0, *weights[:4], reverse=reverse, w_hr=weights[4] if len(weights) > 4 else None)
     if mode == "GRU":
         y, h = gru_layer(x, h0, *weights, reverse=reverse)
     else:
@@ -109,9 +109,6 @@ class RNNBase(Module):
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
-        if proj_size:
-            raise ValueError("LSTM: proj_size > 0 (projected hidden states) is not supported by dualgraph; "
-                             "its LSTM layers keep hidden_size outputs")
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
@@ -119,13 +116,16 @@ class RNNBase(Module):
         G = _GATES[mode]
         D = 2 if bidirectional else 1
         self._flat_weights_names = []
+        real = proj_size or hidden_size            # the size of h (PyTorch's real_hidden_size)
         for layer in range(num_layers):
-            size_in = input_size if layer == 0 else hidden_size * D
+            size_in = input_size if layer == 0 else real * D
             for d in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = [("weight_ih", (G * hidden_size, size_in)), ("weight_hh", (G * hidden_size, hidden_size))]
+                shapes = [("weight_ih", (G * hidden_size, size_in)), ("weight_hh", (G * hidden_size, real))]
                 if bias:
                     shapes += [("bias_ih", (G * hidden_size,)), ("bias_hh", (G * hidden_size,))]
+                if proj_size:
+                    shapes.append(("weight_hr", (proj_size, hidden_size)))
                 for base, shape in shapes:
                     setattr(self, base + sfx, Parameter(creation.empty(*shape, device=device, dtype=dtype)))
                     self._flat_weights_names.append(base + sfx)
@@ -143,17 +143,19 @@ class RNNBase(Module):
 
     @property
     def all_weights(self):
-        per = 4 if self.bias else 2
+        per = (4 if self.bias else 2) + (1 if self.proj_size else 0)
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[k:k + per]] for k in range(0, len(names), per)]
 
     def _weights(self, layer, d):
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         w_ih, w_hh = getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx)
+        proj = (getattr(self, "weight_hr" + sfx),) if self.proj_size else ()
         if self.bias:
-            return w_ih, w_hh, getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx)
+            return (w_ih, w_hh, getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx)) + proj
         G = _GATES[self.mode]
-        return w_ih, w_hh, _zeros_like_bias(w_ih, self.hidden_size, G), _zeros_like_bias(w_ih, self.hidden_size, G)
+        zeros = _zeros_like_bias(w_ih, self.hidden_size, G)
+        return (w_ih, w_hh, zeros, zeros) + proj
 
     def _state(self, hx, what, batched, shape):
         if not isinstance(hx, Tensor):
@@ -188,17 +190,15 @@ class RNNBase(Module):
         if x.dtype != self.weight_ih_l0.dtype:
             raise DTypeError(f"{name}: input is {x.dtype} but the parameters are {self.weight_ih_l0.dtype}")
         is_lstm = self.mode == "LSTM"
-        D = 2 if self.bidirectional else 1
-        B, H = x.shape[1], self.hidden_size
-        shape = (self.num_layers * D, B, H)
         h0 = c0 = None
         if hx is not None:
+            shapes = self._state_shapes(x.shape[1])
             if is_lstm:
                 if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                     raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-                h0, c0 = (self._state(s, w, batched, shape) for s, w in zip(hx, ("hx[0]", "hx[1]")))
+                h0, c0 = (self._state(s, w, batched, sh) for s, w, sh in zip(hx, ("hx[0]", "hx[1]"), shapes))
             else:
-                h0 = self._state(hx, "hx", batched, shape)
+                h0 = self._state(hx, "hx", batched, shapes[0])
         x, h_n, c_n = self._run(x, h0, c0)
         if not batched:
             x, h_n = x.squeeze(1), h_n.squeeze(1)
@@ -207,6 +207,11 @@ class RNNBase(Module):
             x = x.transpose(0, 1)
         return (x, (h_n, c_n)) if is_lstm else (x, h_n)
 
+    def _state_shapes(self, B):
+        """The shapes of h_0 and c_0: (layers * directions, B, proj_size or hidden_size), (..., hidden_size)."""
+        n = self.num_layers * (2 if self.bidirectional else 1)
+        return (n, B, self.proj_size or self.hidden_size), (n, B, self.hidden_size)
+
     def _run(self, x, h0, c0, lengths=None):
         """The stacked layers over time-major x (T, B, I): (output, h_n, c_n or None). With `lengths`
         (a decreasing numpy array, one per batch entry) each sequence stops at its length."""
@@ -214,14 +219,15 @@ class RNNBase(Module):
         D = 2 if self.bidirectional else 1
         B, H = x.shape[1], self.hidden_size
 
-        def initial(s, k):
-            return s[k] if s is not None else creation.zeros(B, H, dtype=x.dtype, device=x.device)
+        def initial(s, k, size):
+            return s[k] if s is not None else creation.zeros(B, size, dtype=x.dtype, device=x.device)
         hs, cs = [], []
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                args = (self.mode, x, initial(h0, k), initial(c0, k) if is_lstm else None, self._weights(layer, d))
+                args = (self.mode, x, initial(h0, k, self.proj_size or H), initial(c0, k, H) if is_lstm else None,
+                        self._weights(layer, d))
                 y, h, c = _layer(*args, reverse=bool(d)) if lengths is None else _ragged_layer(*args, lengths, bool(d))
                 outs.append(y)
                 hs.append(h)
@@ -241,13 +247,12 @@ class RNNBase(Module):
         lengths = (batch_sizes[None, :] > np.arange(batch_sizes[0])[:, None]).sum(axis=1)
         x = _padded_from_packed(data, batch_sizes)
         is_lstm = self.mode == "LSTM"
-        D = 2 if self.bidirectional else 1
-        shape = (self.num_layers * D, int(batch_sizes[0]), self.hidden_size)
+        shapes = self._state_shapes(int(batch_sizes[0]))
         order, back = packed.sorted_indices, packed.unsorted_indices
         h0 = c0 = None
         if hx is not None:
             states = list(hx) if is_lstm else [hx]
-            states = [self._state(s, w, True, shape) for s, w in zip(states, ("hx[0]", "hx[1]"))]
+            states = [self._state(s, w, True, sh) for s, w, sh in zip(states, ("hx[0]", "hx[1]"), shapes)]
             if order is not None:   # hx is in the caller's batch order; the packed data in sorted order
                 states = [index_select(s, 1, order) for s in states]
             h0, c0 = states[0], (states[1] if is_lstm else None)
@@ -272,6 +277,8 @@ class RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s
 
 
@@ -280,12 +287,12 @@ class RNN(RNNBase):
     bidirectional. forward(input, h_0=None) -> (output, h_n), shapes as PyTorch's."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, proj_size=0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
-                         bias, batch_first, dropout, bidirectional, device=device, dtype=dtype)
+                         bias, batch_first, dropout, bidirectional, proj_size, device=device, dtype=dtype)
 
 
 class LSTM(RNNBase):
@@ -302,9 +309,9 @@ class GRU(RNNBase):
     forward(input, h_0=None) -> (output, h_n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, device=None, dtype=None, proj_size=0):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
+                         proj_size, device=device, dtype=dtype)
 
 
 # ---- cells ---------------------------------------------------------------------------------------

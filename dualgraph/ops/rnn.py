@@ -56,19 +56,22 @@ def _projected(xp, x, w, b):
     return out
 
 
-def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
+def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, reverse=False):
+    """With w_hr (P, H) (PyTorch's proj_size) the state h is projected, h = (o * tanh(c)) @ w_hr.T."""
     T, B = x.shape[:2]
-    H = w_hh.shape[1]
+    H = w_ih.shape[0] // 4
     dt = x.dtype
     s = _sigmoid_scale(xp, 4, (0, 1, 3), H, dt)
     pre = _projected(xp, _time_major(xp, x, reverse), w_ih * s[:, None], (b_ih + b_hh) * s)
     wh = xp.ascontiguousarray((w_hh * s[:, None]).T)
     a, b = s, xp.where(s == 0.5, 0.5, 0).astype(dt)      # sigmoid rows: 0.5 * t + 0.5; g rows: t
-    y = xp.empty((T, B, H), dt)
+    y = xp.empty((T, B, h0.shape[1]), dt)
     gates = xp.empty((T, B, 4 * H), dt)                   # kept for the backward, in processing order
     cs = xp.empty((T, B, H), dt)
     h, c = h0, c0
     tmp = xp.empty((B, H), dt)
+    raw = xp.empty((B, H), dt) if w_hr is not None else None
+    w_hr_t = xp.ascontiguousarray(w_hr.T) if w_hr is not None else None
     for t in range(T):
         g = gates[t]
         xp.matmul(h, wh, out=g)
@@ -81,8 +84,13 @@ def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
         xp.multiply(g[:, :H], g[:, 2 * H:3 * H], out=tmp)
         c += tmp
         h = y[t]
-        xp.tanh(c, out=h)
-        h *= g[:, 3 * H:]
+        if w_hr is None:
+            xp.tanh(c, out=h)
+            h *= g[:, 3 * H:]
+        else:
+            xp.tanh(c, out=raw)
+            raw *= g[:, 3 * H:]
+            xp.matmul(raw, w_hr_t, out=h)
     h_n, c_n = xp.array(h, dtype=dt, copy=True), xp.array(c, dtype=dt, copy=True)
     return (xp.ascontiguousarray(y[::-1]) if reverse else y), h_n, c_n, gates, cs
 
@@ -158,8 +166,16 @@ def _weight_grads(xp, d, x, hp):
 
 
 def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gates, C, gy, gh, gc, reverse=False):
+    return _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, y, gates, C, gy, gh, gc, reverse)
+
+
+def _lstm_proj_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh, gc, reverse=False):
+    return _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh, gc, reverse)
+
+
+def _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh, gc, reverse):
     T, B, I = x.shape
-    H = w_hh.shape[1]
+    H = gates.shape[-1] // 4
     dt = x.dtype
     x, y, gy = (xp.ascontiguousarray(_time_major(xp, v, reverse)) for v in (x, y, gy))
     hp = _previous(xp, h0, y)
@@ -178,8 +194,12 @@ def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gates, C, gy, g
     dh = xp.array(gh, dtype=dt, copy=True)
     dc = xp.array(gc, dtype=dt, copy=True)
     tmp = xp.empty((B, H), dt)
+    DH = xp.empty((T,) + dh.shape, dt) if w_hr is not None else None   # the projected states' gradients
     for t in range(T - 1, -1, -1):
         dh += gy[t]
+        if w_hr is not None:
+            DH[t] = dh
+            dh = dh @ w_hr                            # through the projection: the gradient of o * tanh(c)
         xp.multiply(dh, K[t], out=tmp)
         dc += tmp
         xp.multiply(dc[:, None, :], A4[t, :, :3], out=d4[t, :, :3])
@@ -190,7 +210,11 @@ def _lstm_grad_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, gates, C, gy, g
     db = d.reshape(T * B, -1).sum(axis=0)
     dx = xp.matmul(d.reshape(T * B, 4 * H), w_ih).reshape(T, B, I)
     dx = xp.ascontiguousarray(dx[::-1]) if reverse else dx
-    return dx, dh.astype(dt, copy=False), dc, dw_ih, dw_hh, db, xp.array(db, copy=True)
+    out = (dx, dh.astype(dt, copy=False), dc, dw_ih, dw_hh, db, xp.array(db, copy=True))
+    if w_hr is None:
+        return out
+    raw = (o * tc).reshape(T * B, H)
+    return out + (DH.reshape(T * B, -1).T @ raw,)
 
 
 def _gru_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gates, hwn, gy, gh, reverse=False):
@@ -249,39 +273,48 @@ def _same(a, b):
     return isinstance(a, Dim) or isinstance(b, Dim) or a == b
 
 
-def check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """Shapes and dtypes of one layer's operands (Avals or Tensors): a clear error naming the op."""
+def check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None):
+    """Shapes and dtypes of one layer's operands (Avals or Tensors): a clear error naming the op.
+    Returns (T, B, H, P): P is the size of the state h (H, or w_hr's rows with a projection)."""
     G = GATES[op]
     operands = {"input": x, "h0": h0, "c0": c0, "weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih,
-                "bias_hh": b_hh}
+                "bias_hh": b_hh, "weight_hr": w_hr}
     operands = {k: v for k, v in operands.items() if v is not None}
     desc = ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in operands.items())
     dts = {np.dtype(v.dtype) for v in operands.values()}
     if len(dts) != 1 or next(iter(dts)).kind != "f":
         raise DTypeError(f"{op}: every operand must have one floating dtype, got {desc}")
-    ranks = {"input": 3, "h0": 2, "c0": 2, "weight_ih": 2, "weight_hh": 2, "bias_ih": 1, "bias_hh": 1}
+    ranks = {"input": 3, "h0": 2, "c0": 2, "weight_ih": 2, "weight_hh": 2, "bias_ih": 1, "bias_hh": 1,
+             "weight_hr": 2}
     if any(len(v.shape) != ranks[k] for k, v in operands.items()):
         raise ShapeError(f"{op}: expected input (T, B, I), h0/c0 (B, H), weights (G*H, I) and (G*H, H), "
                          f"biases (G*H,); got {desc}")
-    H = w_hh.shape[1]
+    H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
+    P = w_hh.shape[1] if w_hr is None else w_hr.shape[0]
     T, B, I = x.shape
-    want = {"h0": (B, H), "c0": (B, H), "weight_ih": (G * H, I), "weight_hh": (G * H, H),
-            "bias_ih": (G * H,), "bias_hh": (G * H,)}
+    want = {"h0": (B, P), "c0": (B, H), "weight_ih": (G * H, I), "weight_hh": (G * H, P),
+            "bias_ih": (G * H,), "bias_hh": (G * H,), "weight_hr": (P, H)}
     for k, v in operands.items():
         if k != "input" and not all(_same(a, b) for a, b in zip(v.shape, want[k])):
             raise ShapeError(f"{op}: {k} must have shape {want[k]} (gates {G}, hidden {H}), got {desc}")
-    return T, B, H
+    return T, B, H, P
 
 
 def _infer_layer(op, n_state):
     def infer(x, h0, *rest, **attrs):
         c0 = rest[0] if n_state == 2 else None
         w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:]
-        T, B, H = check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        T, B, H, _ = check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         state = Aval((B, H), x.dtype)
         work = tuple(Aval((T, B, k * H), x.dtype) for k in WORK[op])
         return (Aval((T, B, H), x.dtype),) + (state,) * n_state + work
     return infer
+
+
+def _infer_lstm_proj(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, **attrs):
+    T, B, H, P = check("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    dt = x.dtype
+    return (Aval((T, B, P), dt), Aval((B, P), dt), Aval((B, H), dt), Aval((T, B, 4 * H), dt), Aval((T, B, H), dt))
 
 
 def _infer_grad(n_in):
@@ -325,7 +358,7 @@ def _native_onnx(op):
             return _loop_onnx(op, ctx, node, x, h0, *rest)
         c0 = rest[0] if n_state == 2 else None
         w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:]
-        H = node.inputs[-3].aval.shape[1]
+        H = node.inputs[n_state + 1].aval.shape[0] // GATES[op]
         a = ctx.attrs(node)
         perm = ctx.i64(_rows(order, H)) if list(order) != sorted(order) else None
 
@@ -405,13 +438,14 @@ def _loop(e, n_steps, carried, body, ranks, n_scan, hint):
     return res[:len(carried)], res[len(carried):]
 
 
-def _cell_onnx(op, e, P, h, c, w_hh, b_hn, H, nonlinearity):
+def _cell_onnx(op, e, P, h, c, w_hh, b_hn, H, nonlinearity, w_hr=None):
     """One forward step in ONNX from the step's input projection P (biases included, except GRU's b_hn)."""
     if op == "lstm":
         g = e.Add(P, e.mm_t(h, w_hh))
         i, f, o = (e.Sigmoid(e.cols(g, k, H)) for k in (0, 1, 3))
         c = e.Add(e.Mul(f, c), e.Mul(i, e.Tanh(e.cols(g, 2, H))))
-        return e.Mul(o, e.Tanh(c)), c
+        h = e.Mul(o, e.Tanh(c))
+        return (e.mm_t(h, w_hr) if w_hr is not None else h), c
     if op == "gru":
         hw = e.mm_t(h, w_hh)
         r, z = (e.Sigmoid(e.Add(e.cols(P, k, H), e.cols(hw, k, H))) for k in (0, 1))
@@ -421,13 +455,15 @@ def _cell_onnx(op, e, P, h, c, w_hh, b_hn, H, nonlinearity):
     return (e.Tanh(pre) if nonlinearity == "tanh" else e.Relu(pre)), None
 
 
-def _loop_onnx(op, ctx, node, x, h0, *rest):
-    """The forward as an ONNX Loop over the time steps (dtypes onnxruntime's recurrent kernels lack)."""
+def _loop_onnx(op, ctx, node, x, h0, *rest, w_hr=None):
+    """The forward as an ONNX Loop over the time steps (dtypes onnxruntime's recurrent kernels lack, and
+    LSTM's projection, which ONNX's LSTM has not)."""
     e = _Emit(ctx, node.outputs[0].aval.dtype)
     a = ctx.attrs(node)
     c0 = rest[0] if op == "lstm" else None
-    w_ih, w_hh, b_ih, b_hh = rest[-4:]
-    H = node.inputs[-3].aval.shape[1]
+    n_state = 2 if op == "lstm" else 1
+    w_ih, w_hh, b_ih, b_hh = rest[n_state - 1:n_state + 3]
+    H = node.inputs[n_state + 1].aval.shape[0] // GATES[op]
     xs = e.rev(x) if a.get("reverse") else x
     if op == "gru":   # r and z add both biases; n keeps b_hn inside r * (W_hn h + b_hn)
         bias = e.Add(b_ih, e.Concat(e.cols(b_hh, 0, 2 * H), ctx.const(np.zeros(H, e.dt)), axis=0))
@@ -439,7 +475,7 @@ def _loop_onnx(op, ctx, node, x, h0, *rest):
 
     def body(eb, t):
         h, c = eb.carried[0], (eb.carried[1] if c0 is not None else None)
-        h, c = _cell_onnx(op, eb, eb.at(P, t), h, c, w_hh, b_hn, H, a.get("nonlinearity", "tanh"))
+        h, c = _cell_onnx(op, eb, eb.at(P, t), h, c, w_hh, b_hn, H, a.get("nonlinearity", "tanh"), w_hr)
         return ([h] + ([c] if c is not None else [])), [h]
     finals, (Y,) = _loop(e, e.steps(x), carried, body, [2] * len(carried) + [2], 1, op)
     Y = e.rev(Y) if a.get("reverse") else Y
@@ -475,7 +511,11 @@ def _work_onnx(op, e, x, y, h0, c0, w_ih, w_hh, b_ih, b_hh, H, reverse):
     return e.Concat(r, z, n, axis=2), hwn
 
 
-def _grad_onnx(op):
+def _proj_onnx(ctx, node, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+    return _loop_onnx("lstm", ctx, node, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=w_hr)
+
+
+def _grad_onnx(op, proj=False):
     """Backpropagation through time as ONNX: the gates recomputed for every step at once, an ONNX Loop
     going back over the steps, the weight gradients one MatMul each (the numpy forward, op for op)."""
     def rule(ctx, node, x, h0, *rest):
@@ -485,13 +525,17 @@ def _grad_onnx(op):
         n_state = 2 if op == "lstm" else 1
         c0 = rest[0] if op == "lstm" else None
         k = n_state - 1
-        w_ih, w_hh, b_ih, b_hh, y = rest[k:k + 5]
+        w_ih, w_hh, b_ih, b_hh = rest[k:k + 4]
+        w_hr = rest[k + 4] if proj else None
+        k += 5 if proj else 4
+        y = rest[k]
         n_work = len(WORK[op])
-        work = rest[k + 5:k + 5 + n_work]
-        gy, gh = rest[k + 5 + n_work:k + 7 + n_work]
-        gc = rest[k + 7 + n_work] if op == "lstm" else None
-        H = node.inputs[n_state + 2].aval.shape[1]
+        work = rest[k + 1:k + 1 + n_work]
+        gy, gh = rest[k + 1 + n_work:k + 3 + n_work]
+        gc = rest[k + 3 + n_work] if op == "lstm" else None
+        H = node.inputs[n_state + 1].aval.shape[0] // GATES[op]
         I = node.inputs[n_state + 1].aval.shape[1]
+        S = node.inputs[n_state + 2].aval.shape[1]           # the state's size (H, or the projection's)
         one = e.one()
         if rev:
             x, y, gy = e.rev(x), e.rev(y), e.rev(gy)
@@ -509,12 +553,18 @@ def _grad_onnx(op):
             def body(eb, t):
                 dh, dc = eb.carried
                 dh = eb.Add(dh, eb.at(gyr, t))
-                dc = eb.Add(dc, eb.Mul(dh, eb.at(Kr, t)))
-                d = eb.Mul(eb.Concat(dc, dc, dc, dh, axis=1), eb.at(Ar, t))
-                return [eb.MatMul(d, w_hh), eb.Mul(dc, eb.at(fr, t))], [d]
-            (dh0, dc0), (Dr,) = _loop(e, e.steps(x), [gh, gc], body, [2, 2, 2], 1, "lstm_bptt")
-            Dx = Dh = e.rev(Dr)
+                dr = eb.MatMul(dh, w_hr) if proj else dh   # through the projection to o * tanh(c)
+                dc = eb.Add(dc, eb.Mul(dr, eb.at(Kr, t)))
+                d = eb.Mul(eb.Concat(dc, dc, dc, dr, axis=1), eb.at(Ar, t))
+                return [eb.MatMul(d, w_hh), eb.Mul(dc, eb.at(fr, t))], [d] + ([dh] if proj else [])
+            (dh0, dc0), scans = _loop(e, e.steps(x), [gh, gc], body, [2, 2, 2, 2][:4 if proj else 3],
+                                      2 if proj else 1, "lstm_bptt")
+            Dx = Dh = e.rev(scans[0])
             states = (dh0, dc0)
+            if proj:
+                raw = e.Reshape(e.Mul(o, tc), ctx.i64([-1, H]))
+                DHP = e.Reshape(e.rev(scans[1]), ctx.i64([-1, S]))
+                extra = (e.MatMul(e.Transpose(DHP, perm=[1, 0]), raw),)
         elif op == "gru":
             r, z, n = (e.cols(work[0], k, H) for k in range(3))
             hwn = work[1]
@@ -552,10 +602,10 @@ def _grad_onnx(op):
         flat = ctx.i64([-1, G])
         Dx2, Dh2 = e.Reshape(Dx, flat), e.Reshape(Dh, flat)
         dw_ih = e.MatMul(e.Transpose(Dx2, perm=[1, 0]), e.Reshape(x, ctx.i64([-1, I])))
-        dw_hh = e.MatMul(e.Transpose(Dh2, perm=[1, 0]), e.Reshape(hp, ctx.i64([-1, H])))
+        dw_hh = e.MatMul(e.Transpose(Dh2, perm=[1, 0]), e.Reshape(hp, ctx.i64([-1, S])))
         db_ih, db_hh = ctx.reduce("ReduceSum", Dx2, (0,), False), ctx.reduce("ReduceSum", Dh2, (0,), False)
         dx = e.MatMul(Dx, w_ih)
-        return (e.rev(dx) if rev else dx,) + states + (dw_ih, dw_hh, db_ih, db_hh)
+        return (e.rev(dx) if rev else dx,) + states + (dw_ih, dw_hh, db_ih, db_hh) + (extra if proj else ())
     return rule
 
 
@@ -564,6 +614,10 @@ def _grad_onnx(op):
 LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, saves_output=True, onnx=_grad_onnx("lstm"))
 GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("gru"))
 RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("rnn"))
+LSTM_PROJ_GRAD = defop("lstm_proj_grad", _lstm_proj_grad_forward, _infer_grad(8), _grad_vjp, n_out=8,
+                       saves_output=True, onnx=_grad_onnx("lstm", proj=True))
+LSTM_PROJ = defop("lstm_proj", _lstm_forward, _infer_lstm_proj, _layer_vjp(LSTM_PROJ_GRAD, 3), n_out=5,
+                  saves_output=True, grad_name="LstmBackward0", onnx=_proj_onnx)
 LSTM = defop("lstm", _lstm_forward, _infer_layer("lstm", 2), _layer_vjp(LSTM_GRAD, 3), n_out=5, saves_output=True,
              grad_name="LstmBackward0", onnx=_native_onnx("lstm"))
 GRU = defop("gru", _gru_forward, _infer_layer("gru", 1), _layer_vjp(GRU_GRAD, 2), n_out=4, saves_output=True,
@@ -572,9 +626,12 @@ RNN = defop("rnn", _rnn_forward, _infer_layer("rnn", 1), _layer_vjp(RNN_GRAD, 2)
             grad_name="RnnBackward0", onnx=_native_onnx("rnn"))
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False):
-    """One LSTM layer and direction over the whole sequence x (T, B, I): (y (T, B, H), h_n, c_n)."""
-    check("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, w_hr=None):
+    """One LSTM layer and direction over the whole sequence x (T, B, I): (y (T, B, P), h_n (B, P), c_n (B, H)),
+    P = H, or with the projection w_hr (P, H) (PyTorch's proj_size) P = proj_size."""
+    check("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if w_hr is not None:
+        return apply(LSTM_PROJ, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), {"reverse": bool(reverse)})[:3]
     return apply(LSTM, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), {"reverse": bool(reverse)})[:3]
 
 
