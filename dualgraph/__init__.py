@@ -87,3 +87,4 @@ def set_default_dtype(d):
         raise DTypeError(f"set_default_dtype: only floating dtypes ({', '.join(map(str, _dtypes.FLOATS))}) can be "
                          f"the default, got {d}")
     _dtypes.DEFAULT_FLOAT = dt
+    _dtypes._CACHE.clear()  # promotion results with a Python float operand depend on the default

@@ -134,6 +134,7 @@ def test_deterministic_algorithms_refuse_gpu_atomics():
 
 def test_set_default_dtype():
     assert dg.get_default_dtype() == dg.float32
+    assert (dg.arange(3) * 0.5).dtype == dg.float32  # promotion results are cached: the change must reach them
     try:
         dg.set_default_dtype(dg.float64)
         assert dg.get_default_dtype() == dg.float64
