@@ -63,8 +63,19 @@ def gpu_available():
     return _GPU_COUNT > 0
 
 
-def device(spec):
-    """Parse 'cpu', 'gpu', 'gpu:1', 'cuda', 'cuda:0' or a Device into an interned Device."""
+def device(spec, index=None):
+    """Parse 'cpu', 'gpu', 'gpu:1', 'cuda', 'cuda:0' or a Device into an interned Device; `index` as in
+    PyTorch's device('cuda', 1)."""
+    if index is not None:
+        if not isinstance(spec, str) or ":" in spec or isinstance(index, bool) or not isinstance(index, int) \
+                or index < 0:
+            raise DeviceError(f"device({spec!r}, {index!r}): give a device type without an index and a "
+                              f"non-negative int index")
+        if spec.strip().lower() == "cpu":
+            if index != 0:
+                raise DeviceError(f"device('cpu', {index}): there is one CPU device, index 0")
+            return CPU
+        spec = f"{spec}:{index}"
     if spec is None:
         return CPU
     if isinstance(spec, Device):

@@ -13,7 +13,7 @@ from . import backend as _backend
 from .errors import DeviceError
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "get_device_name",
-           "get_device_properties", "get_device_capability", "manual_seed", "manual_seed_all", "seed",
+           "get_device_properties", "get_device_capability", "is_bf16_supported", "manual_seed", "manual_seed_all", "seed",
            "seed_all", "synchronize", "empty_cache", "memory_allocated", "memory_reserved",
            "max_memory_allocated", "is_initialized", "device", "amp"]
 
@@ -110,6 +110,11 @@ def get_device_name(device=None):
 def get_device_capability(device=None):
     p = get_device_properties(device)
     return (p.major, p.minor)
+
+
+def is_bf16_supported(including_emulation=True):
+    """False: dualgraph has no bfloat16 dtype (float16 is its half precision)."""
+    return False
 
 
 def manual_seed(seed):

@@ -81,6 +81,20 @@ def test_cuda_names_the_gpu_device():
     np.testing.assert_array_equal(a, dg.rand(4, device="cuda").numpy())
 
 
+def test_device_with_an_index_argument():
+    assert dg.device("cpu", 0) is dg.device("cpu")
+    with pytest.raises(dg.DeviceError, match="one CPU"):
+        dg.device("cpu", 1)
+    with pytest.raises(dg.DeviceError, match="without an index"):
+        dg.device("cuda:0", 1)
+    if dg.cuda.is_available():
+        assert dg.device("cuda", 0) is dg.device("gpu:0")
+    else:
+        with pytest.raises(dg.DeviceError, match="needs cupy"):
+            dg.device("cuda", 0)
+    assert dg.cuda.is_bf16_supported() is False  # no bfloat16 dtype: scripts then pick float16
+
+
 def test_backends_flags_are_settable_and_checked():
     c = dg.backends.cudnn
     old = c.benchmark
