@@ -76,7 +76,7 @@ class _Compiled(CompiledFunction):
                 descs = self.signature.describe(args)
                 try:
                     entry = build_entry(self, args, leaves, mask, st, True, descs)
-                except Exception as e:  # needs sizes as numbers: trace per shape (super() says why)
+                except Exception as e:  # the function needs sizes as numbers: one trace per shape
                     self._no_symbolic.add(st)
                     why = f"dynamic=True: a symbolic-dim trace failed: {type(e).__name__}: {e}; tracing per shape"
                     entry = super()._retrace(key, args, leaves, reason)
