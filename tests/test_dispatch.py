@@ -217,6 +217,9 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     ("function/autodiff.py", ["dualgraph.function.tracer"]),
     ("function/control.py", ["dualgraph.function.tracer"]),
     ("static/graph.py", ["dualgraph.static.session", "dualgraph.static.train"]),
+    # the TF1 functions build graphs and never run them
+    *[(f"static/{f}", ["dualgraph.static.session"])
+      for f in ("ops.py", "nn.py", "losses.py", "layers.py", "init_ops.py", "train.py")],
     # data loading sits on tensors and ops only (worker processes import no more than it needs)
     *[(f"utils/data/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
                            "dualgraph.optim", "dualgraph.autograd"])
