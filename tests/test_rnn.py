@@ -329,6 +329,8 @@ def test_bad_input_is_a_clear_error():
                      dg.zeros(8), dg.zeros(8))
     with pytest.raises(ShapeError, match="LSTMCell: Expected input to be 1D or 2D"):
         dg.nn.LSTMCell(3, 4)(dg.zeros(1, 1, 3))
+    with pytest.raises(ShapeError, match="sequence length to be larger than 0"):
+        dg.nn.GRU(3, 4)(dg.zeros(0, 2, 3))
 
 
 # ---- traced and compiled --------------------------------------------------------------------------------

@@ -292,6 +292,8 @@ def check(op, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
     P = w_hh.shape[1] if w_hr is None else w_hr.shape[0]
     T, B, I = x.shape
+    if isinstance(T, int) and T == 0:   # as PyTorch: there is no last step to take h_n from
+        raise ShapeError(f"{op}: Expected sequence length to be larger than 0 in RNN, got {desc}")
     want = {"h0": (B, P), "c0": (B, H), "weight_ih": (G * H, I), "weight_hh": (G * H, P),
             "bias_ih": (G * H,), "bias_hh": (G * H,), "weight_hr": (P, H)}
     for k, v in operands.items():
