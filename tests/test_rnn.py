@@ -604,3 +604,39 @@ def test_lstm_projection_training_step_exports():
     want = step(x)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-9, atol=1e-11)
+
+
+# ---- the C step loops and the numpy path -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ("lstm", "lstm_proj", "gru"))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_c_step_loops_and_the_numpy_path_agree(kind, dtype, monkeypatch):
+    from dualgraph.kernels import native
+    rng = np.random.default_rng(18)
+    T, B, I, H, P = 5, 3, 4, 6, 2
+    G = 3 if kind == "gru" else 4
+    S = P if kind == "lstm_proj" else H
+    shapes = [(T, B, I), (B, S)] + ([(B, H)] if kind != "gru" else []) + [(G * H, I), (G * H, S), (G * H,), (G * H,)]
+    shapes += [(P, H)] if kind == "lstm_proj" else []
+    arrays = [rng.normal(size=s).astype(dtype) * 0.8 for s in shapes]
+
+    def run():
+        ts = [dg.tensor(a, requires_grad=True) for a in arrays]
+        if kind == "gru":
+            outs = R.gru_layer(*ts, reverse=True)
+        else:
+            outs = R.lstm_layer(*ts[:7], w_hr=ts[7] if kind == "lstm_proj" else None, reverse=True)
+        sum(((o * (k + 1)) ** 2).sum() for k, o in enumerate(outs)).backward()
+        return [o.numpy() for o in outs] + [t.grad.numpy() for t in ts]
+    calls = []
+    real = R._loops
+    monkeypatch.setattr(R, "_loops", lambda *a: calls.append(1) or real(*a))
+    with_c = run()
+    assert calls   # both the forward and the backward asked for the loops
+    monkeypatch.setattr(R, "_loops", lambda *a: None)
+    numpy_path = run()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(with_c, numpy_path):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    if native.available():
+        assert real(np, *arrays[:1]) is not None   # the C path is the one compared here

@@ -25,6 +25,8 @@ import numpy as np
 from ..dispatch import apply
 from ..errors import AutogradError, DTypeError, ShapeError
 from ..graph.avals import Aval, Dim
+from ..kernels.native import address
+from ..kernels.rnn import RNN_LOOPS
 from .onnx_rules import INT64_MIN
 from .registry import defop
 
@@ -36,6 +38,22 @@ WORK = {"lstm": (4, 1), "gru": (3, 1), "rnn": ()}
 
 
 # ---- forward -------------------------------------------------------------------------------------
+
+def _loops(xp, *arrays):
+    """The C step loops (dualgraph.kernels.rnn) when they apply: numpy, C-contiguous arrays of one float
+    dtype, a C compiler; else None and the numpy path runs."""
+    if xp is not np or any(type(a) is not np.ndarray or not a.flags.c_contiguous for a in arrays):
+        return None
+    dt = arrays[0].dtype
+    if any(a.dtype != dt for a in arrays):
+        return None
+    return RNN_LOOPS(dt)
+
+
+def _at(a, offset=0):
+    """The address of a C-contiguous array's data, `offset` elements in."""
+    return address(a) + offset * a.itemsize
+
 
 def _sigmoid_scale(xp, n_gates, sig, H, dtype):
     """Per gate row: 0.5 where the gate is a sigmoid (computed as 0.5 * tanh(x / 2) + 0.5), else 1."""
@@ -72,7 +90,20 @@ def _lstm_forward(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, reverse=Fals
     tmp = xp.empty((B, H), dt)
     raw = xp.empty((B, H), dt) if w_hr is not None else None
     w_hr_t = xp.ascontiguousarray(w_hr.T) if w_hr is not None else None
-    for t in range(T):
+    c = xp.ascontiguousarray(c0, dtype=dt)
+    fns = _loops(xp, pre, gates, c) if T else None
+    if fns is not None:
+        step = fns["lstm_step"]
+        for t in range(T):
+            g = gates[t]
+            xp.matmul(h, wh, out=g)
+            out = y[t] if w_hr is None else raw
+            step(B, H, _at(pre[t]), _at(g), _at(c), _at(cs[t]), _at(out))
+            c = cs[t]
+            if w_hr is not None:
+                xp.matmul(raw, w_hr_t, out=y[t])
+            h = y[t]
+    for t in range(T if fns is None else 0):
         g = gates[t]
         xp.matmul(h, wh, out=g)
         g += pre[t]
@@ -109,7 +140,14 @@ def _gru_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False):
     gates = xp.empty((T, B, 3 * H), dt)               # r, z, n, kept for the backward (processing order)
     hn = xp.empty((T, B, H), dt)                      # W_hn h + b_hn, likewise
     h = h0
-    for t in range(T):
+    fns = _loops(xp, pre, gates, xp.ascontiguousarray(h0)) if T else None
+    if fns is not None:
+        step, b_hn, h = fns["gru_step"], xp.ascontiguousarray(b_hn), xp.ascontiguousarray(h0)
+        for t in range(T):
+            xp.matmul(h, wh, out=gates[t])
+            step(B, H, _at(pre[t]), _at(gates[t]), _at(b_hn), _at(h), _at(hn[t]), _at(y[t]))
+            h = y[t]
+    for t in range(T if fns is None else 0):
         hw = gates[t]
         xp.matmul(h, wh, out=hw)
         rz = hw[:, :2 * H]
@@ -195,7 +233,20 @@ def _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh,
     dc = xp.array(gc, dtype=dt, copy=True)
     tmp = xp.empty((B, H), dt)
     DH = xp.empty((T,) + dh.shape, dt) if w_hr is not None else None   # the projected states' gradients
-    for t in range(T - 1, -1, -1):
+    fns = _loops(xp, gy, K, A, gates, dc, d) if T else None
+    if fns is not None:
+        back = fns["lstm_back_step"]
+        for t in range(T - 1, -1, -1):
+            if w_hr is not None:
+                dh += gy[t]
+                DH[t] = dh
+                dr = xp.ascontiguousarray(dh @ w_hr)
+                back(B, H, None, _at(K[t]), _at(A[t]), _at(gates[t], H), _at(dr), _at(dc), _at(d[t]))
+            else:
+                dh = xp.ascontiguousarray(dh)
+                back(B, H, _at(gy[t]), _at(K[t]), _at(A[t]), _at(gates[t], H), _at(dh), _at(dc), _at(d[t]))
+            dh = d[t] @ w_hh
+    for t in range(T - 1 if fns is None else -1, -1, -1):
         dh += gy[t]
         if w_hr is not None:
             DH[t] = dh
@@ -230,7 +281,14 @@ def _gru_grad_forward(xp, x, h0, w_ih, w_hh, b_ih, b_hh, y, gates, hwn, gy, gh, 
     dgx = xp.empty((T, B, 3 * H), dt)                 # gradients of the input-side gate pre-activations
     dgh = xp.empty((T, B, 3 * H), dt)                 # ... and of W_hh h + b_hh (r * . on the n rows)
     dh = xp.array(gh, dtype=dt, copy=True)
-    for t in range(T - 1, -1, -1):
+    fns = _loops(xp, gy, Az, An, Ar, gates, dh, dgx) if T else None
+    if fns is not None:
+        back = fns["gru_back_step"]
+        for t in range(T - 1, -1, -1):
+            back(B, H, _at(gy[t]), _at(Az[t]), _at(An[t]), _at(Ar[t]), _at(gates[t]), _at(dh), _at(dgx[t]),
+                 _at(dgh[t]))
+            dh += dgh[t] @ w_hh
+    for t in range(T - 1 if fns is None else -1, -1, -1):
         dh += gy[t]
         xp.multiply(dh, Az[t], out=dgx[t, :, H:2 * H])
         dn = dgx[t, :, 2 * H:]
