@@ -39,27 +39,32 @@ void lstm_step(int64_t B, int64_t H, const {t}* restrict pre, {t}* restrict g, c
     }}
 }}
 
-/* LSTM backward, one step: dh += gy (when given); dc += dh * K; d = (dc*A_i, dc*A_f, dc*A_g, dh*A_o);
-   dc *= f (f: the forget gate, row stride 4*H) */
-void lstm_back_step(int64_t B, int64_t H, const {t}* restrict gy, const {t}* restrict K, const {t}* restrict A,
-                    const {t}* restrict f, {t}* restrict dh, {t}* restrict dc, {t}* restrict d) {{
+/* LSTM backward, one step, from the step's activated gates (i, f, g, o) and cell states c_t, c_{{t-1}}:
+   dh += gy (when given); dc += dh * o * (1 - tanh(c_t)^2); the gates' pre-activation gradients
+   d = (dc*g*i(1-i), dc*c_{{t-1}}*f(1-f), dc*i*(1-g^2), dh*tanh(c_t)*o(1-o)); dc *= f */
+void lstm_back_step(int64_t B, int64_t H, const {t}* restrict gy, const {t}* restrict gates,
+                    const {t}* restrict c, const {t}* restrict c_prev, {t}* restrict dh, {t}* restrict dc,
+                    {t}* restrict d) {{
+    const {t} one = ({t})1;
     for (int64_t b = 0; b < B; b++) {{
-        const {t}* Ab = A + b * 4 * H;
-        const {t}* fb = f + b * 4 * H;
-        const {t}* Kb = K + b * H;
+        const {t}* gb = gates + b * 4 * H;
+        const {t}* cb = c + b * H;
+        const {t}* pb = c_prev + b * H;
         {t}* dhb = dh + b * H;
         {t}* dcb = dc + b * H;
         {t}* db = d + b * 4 * H;
         #pragma omp simd
         for (int64_t j = 0; j < H; j++) {{
+            {t} i = gb[j], f = gb[H + j], g = gb[2 * H + j], o = gb[3 * H + j];
+            {t} tc = tanh{f}(cb[j]);
             {t} h = gy ? dhb[j] + gy[b * H + j] : dhb[j];
-            {t} c = dcb[j] + h * Kb[j];
-            db[j] = c * Ab[j];
-            db[H + j] = c * Ab[H + j];
-            db[2 * H + j] = c * Ab[2 * H + j];
-            db[3 * H + j] = h * Ab[3 * H + j];
+            {t} cc = dcb[j] + h * (o * (one - tc * tc));
+            db[j] = cc * (g * i * (one - i));
+            db[H + j] = cc * (pb[j] * f * (one - f));
+            db[2 * H + j] = cc * (i * (one - g * g));
+            db[3 * H + j] = h * (tc * o * (one - o));
             dhb[j] = h;
-            dcb[j] = c * fb[j];
+            dcb[j] = cc * f;
         }}
     }}
 }}

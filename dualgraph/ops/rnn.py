@@ -218,45 +218,47 @@ def _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh,
     x, y, gy = (xp.ascontiguousarray(_time_major(xp, v, reverse)) for v in (x, y, gy))
     hp = _previous(xp, h0, y)
     i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-    cp = _previous(xp, c0, C)
-    tc = xp.tanh(C)
-    A = xp.empty((T, B, 4 * H), dt)                  # d pre-activation = A * (dc for i, f, g; dh for o)
-    A[..., :H] = g * i * (1 - i)
-    A[..., H:2 * H] = cp * f * (1 - f)
-    A[..., 2 * H:3 * H] = i * (1 - g * g)
-    A[..., 3 * H:] = tc * o * (1 - o)
-    K = o * (1 - tc * tc)                             # dc += dh * K
-    A4 = A.reshape(T, B, 4, H)
     d = xp.empty((T, B, 4 * H), dt)
-    d4 = d.reshape(T, B, 4, H)
     dh = xp.array(gh, dtype=dt, copy=True)
     dc = xp.array(gc, dtype=dt, copy=True)
-    tmp = xp.empty((B, H), dt)
     DH = xp.empty((T,) + dh.shape, dt) if w_hr is not None else None   # the projected states' gradients
-    fns = _loops(xp, gy, K, A, gates, dc, d) if T else None
-    if fns is not None:
+    c_first = xp.ascontiguousarray(c0, dtype=dt)
+    fns = _loops(xp, gy, gates, C, c_first, dc, d) if T else None
+    if fns is not None:   # the gate derivatives computed inside the step loop, from the gates and c
         back = fns["lstm_back_step"]
         for t in range(T - 1, -1, -1):
+            c_prev = C[t - 1] if t else c_first
             if w_hr is not None:
                 dh += gy[t]
                 DH[t] = dh
-                dr = xp.ascontiguousarray(dh @ w_hr)
-                back(B, H, None, _at(K[t]), _at(A[t]), _at(gates[t], H), _at(dr), _at(dc), _at(d[t]))
+                dr = xp.ascontiguousarray(dh @ w_hr)   # through the projection: the gradient of o * tanh(c)
+                back(B, H, None, _at(gates[t]), _at(C[t]), _at(c_prev), _at(dr), _at(dc), _at(d[t]))
             else:
                 dh = xp.ascontiguousarray(dh)
-                back(B, H, _at(gy[t]), _at(K[t]), _at(A[t]), _at(gates[t], H), _at(dh), _at(dc), _at(d[t]))
+                back(B, H, _at(gy[t]), _at(gates[t]), _at(C[t]), _at(c_prev), _at(dh), _at(dc), _at(d[t]))
             dh = d[t] @ w_hh
-    for t in range(T - 1 if fns is None else -1, -1, -1):
-        dh += gy[t]
-        if w_hr is not None:
-            DH[t] = dh
-            dh = dh @ w_hr                            # through the projection: the gradient of o * tanh(c)
-        xp.multiply(dh, K[t], out=tmp)
-        dc += tmp
-        xp.multiply(dc[:, None, :], A4[t, :, :3], out=d4[t, :, :3])
-        xp.multiply(dh, A4[t, :, 3], out=d4[t, :, 3])
-        dc *= f[t]
-        dh = d[t] @ w_hh
+    else:
+        cp = _previous(xp, c0, C)
+        tc = xp.tanh(C)
+        A = xp.empty((T, B, 4 * H), dt)              # d pre-activation = A * (dc for i, f, g; dh for o)
+        A[..., :H] = g * i * (1 - i)
+        A[..., H:2 * H] = cp * f * (1 - f)
+        A[..., 2 * H:3 * H] = i * (1 - g * g)
+        A[..., 3 * H:] = tc * o * (1 - o)
+        K = o * (1 - tc * tc)                         # dc += dh * K
+        A4, d4 = A.reshape(T, B, 4, H), d.reshape(T, B, 4, H)
+        tmp = xp.empty((B, H), dt)
+        for t in range(T - 1, -1, -1):
+            dh += gy[t]
+            if w_hr is not None:
+                DH[t] = dh
+                dh = dh @ w_hr
+            xp.multiply(dh, K[t], out=tmp)
+            dc += tmp
+            xp.multiply(dc[:, None, :], A4[t, :, :3], out=d4[t, :, :3])
+            xp.multiply(dh, A4[t, :, 3], out=d4[t, :, 3])
+            dc *= f[t]
+            dh = d[t] @ w_hh
     dw_ih, dw_hh = _weight_grads(xp, d, x, hp)
     db = d.reshape(T * B, -1).sum(axis=0)
     dx = xp.matmul(d.reshape(T * B, 4 * H), w_ih).reshape(T, B, I)
@@ -264,7 +266,7 @@ def _lstm_grad(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, gates, C, gy, gh,
     out = (dx, dh.astype(dt, copy=False), dc, dw_ih, dw_hh, db, xp.array(db, copy=True))
     if w_hr is None:
         return out
-    raw = (o * tc).reshape(T * B, H)
+    raw = (o * xp.tanh(C)).reshape(T * B, H)
     return out + (DH.reshape(T * B, -1).T @ raw,)
 
 
