@@ -49,6 +49,7 @@ from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)
 from . import optim, utils  # noqa: F401
+from . import distributed  # noqa: F401  (dg.distributed: MPI collectives; mpi4py loads at init_process_group)
 from .utils import data  # noqa: F401  (dg.data is dg.utils.data, importable as dualgraph.data too)
 import sys as _sys
 _sys.modules[__name__ + ".data"] = data

@@ -72,6 +72,11 @@ def _plain_outside_record(method):
     return update
 
 
+# how many post-accumulate-grad hooks were ever registered: the engine looks for leaves that have some
+# only when this is non-zero, so a backward without them pays nothing
+POST_HOOKS = [0]
+
+
 class Tensor:
     """An n-dimensional array on a device, with optional gradient tracking."""
 
@@ -83,6 +88,7 @@ class Tensor:
     _grad_req = "add"
     _attached = False  # attach_grad() made this an MXNet-style leaf
     _hooks = None
+    _post_hooks = None  # register_post_accumulate_grad_hook (leaves only)
     _is_view = False
     _aval = None
     _symbolic = False  # stands for a value of a graph being built (no data): see SymbolicTensor
@@ -243,6 +249,19 @@ class Tensor:
             self._hooks = []
         self._hooks.append(hook)
         return HookHandle(self._hooks, hook, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(tensor) on a leaf once backward has written its .grad (PyTorch's name): the engine
+        calls it as soon as no remaining node of the backward feeds this leaf, while the rest of the
+        backward still runs (what gradient all-reduce overlaps with)."""
+        if not self._requires_grad or self._grad_fn is not None:
+            raise AutogradError("post accumulate grad hooks can only be registered on leaf tensors that "
+                                "require grad")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        POST_HOOKS[0] += 1
+        return HookHandle(self._post_hooks, hook, hook)
 
     def is_inference(self):
         """True for a tensor made inside dg.inference_mode() (PyTorch's inference tensors)."""

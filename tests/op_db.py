@@ -1609,6 +1609,13 @@ OP_DB = [
     OpInfo("dropout_p0", lambda x: F.dropout(x, 0.0, training=True), lambda x: x, lambda make: [Sample((make(3, 4),))]),
     OpInfo("to_device", lambda x: dg.ops.shape.to_device_op(x, dg.device("cpu")), lambda x: x,
            lambda make: [Sample((make(2, 3),))], notes="cpu -> cpu here; the GPU path is tested where cupy exists"),
+    # collectives on the one-process group "self" (the identity); tests/test_distributed.py runs them over MPI
+    OpInfo("all_reduce", lambda x, op: dg.ops.collective.all_reduce_op(x, op, "self"), lambda x, op: x,
+           lambda make: [Sample((make(3, 4), "sum")), Sample((make(5,), "avg"), desc="avg")], onnx=False,
+           notes="group 'self' (one process); over MPI in tests/test_distributed.py; not exportable"),
+    OpInfo("broadcast", lambda x: dg.ops.collective.broadcast_op(x, 0, "self"), lambda x: x,
+           lambda make: [Sample((make(3, 4),))], dtypes=NUMERIC, differentiable=False, onnx=False,
+           notes="group 'self' (one process); over MPI in tests/test_distributed.py; not exportable"),
 ]
 
 OPS = {row.name: row for row in OP_DB}
@@ -1620,7 +1627,7 @@ NON_DIFFERENTIABLE = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan",
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
-    "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index", "mode_index",
+    "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index", "mode_index", "broadcast",
 }
 # kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
 # passes after autodiff has run, never called eagerly

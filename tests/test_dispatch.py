@@ -201,7 +201,13 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     # the op modules below the graph layer (ops/control.py runs and differentiates subgraphs with it)
     *[(f"ops/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx"])
       for f in ("creation.py", "gather.py", "elementwise.py", "reduction.py", "shape.py", "indexing.py", "linalg.py",
-                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py")],
+                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py", "collective.py")],
+    # collectives: the op records know groups by name; the transport (mpi4py) sits above them
+    ("ops/collective.py", ["dualgraph.distributed", *[f"dualgraph.ops.{g}" for g in _OP_LAYERS]]),
+    *[(f"distributed/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
+                            "dualgraph.optim"]) for f in ("__init__.py", "_mpi.py")],
+    ("utils/data/distributed.py", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
+                                   "dualgraph.optim", "dualgraph.autograd"]),
     # the op families whose gradients use each other's ops, in layers: gather < elementwise < shape <
     # reduction < indexing < selection (each imports only the ones before it)
     *[(f"ops/{f}.py", [f"dualgraph.ops.{g}" for g in _OP_LAYERS[i + 1:]]) for i, f in enumerate(_OP_LAYERS)],

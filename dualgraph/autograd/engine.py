@@ -6,8 +6,8 @@ PyTorch-style leaves (and grad_req='add') accumulate across calls.
 """
 from .._state import STATE
 from ..errors import AutogradError, ShapeError
-from ..tensor import Tensor, _make, ones_like_tensor, zeros_like_tensor
-from .graph import Node
+from ..tensor import POST_HOOKS, Tensor, _make, ones_like_tensor, zeros_like_tensor
+from .graph import Node, running_backward
 
 
 def _topo_order(roots):
@@ -47,7 +47,35 @@ def _add(acc, g):
 
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
-    """Backpropagate eagerly; write leaf .grad (inputs=None) or return the grads of `inputs`."""
+    """Backpropagate eagerly; write leaf .grad (inputs=None) or return the grads of `inputs`. Callbacks
+    queued meanwhile (graph.queue_callback) run at the end."""
+    with running_backward():
+        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs)
+
+
+def _post_hook_schedule(order):
+    """{position in `order`: [leaves]} for the leaves with post-accumulate hooks, at the last node that
+    sends them gradient: after it, their gradient is final and can be written and announced."""
+    last = {}
+    for k, node in enumerate(order):
+        for t, fn, needs in zip(node.inputs, node._fns, node.needs_input_grad):
+            if needs and fn is None and t._post_hooks:
+                last[id(t)] = (k, t)
+    ready = {}
+    for k, t in last.values():
+        ready.setdefault(k, []).append(t)
+    return ready
+
+
+def _finish_leaves(leaves, leaf_grads, create_graph):
+    for t in leaves:
+        slot = leaf_grads.pop(id(t), None)
+        if slot is not None and _write_leaf(t, slot[1], create_graph):
+            for hook in tuple(t._post_hooks or ()):
+                hook(t)
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None):
     node_grads = {}   # id(node) -> list of per-output grads
     roots = []
     leaf_grads = {}   # id(tensor) -> [tensor, grad]
@@ -92,9 +120,14 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
     STATE.grad_enabled = bool(create_graph)
     anomaly = STATE.anomaly
     try:
-        for node in _topo_order(roots):
+        order = _topo_order(roots)
+        # leaves with post-accumulate hooks get their .grad as soon as it is final, mid-backward
+        ready = _post_hook_schedule(order) if POST_HOOKS[0] and inputs is None else None
+        for k, node in enumerate(order):
             grads = node_grads.pop(id(node), None)
             if grads is None:
+                if ready and k in ready:
+                    _finish_leaves(ready.pop(k), leaf_grads, create_graph)
                 continue
             if node._hooks:  # hooks of non-leaf tensors may replace the gradient flowing on
                 for idx, hook in node._hooks:
@@ -137,6 +170,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
                     slot[1] = _add(slot[1], gi)
             if not retain_graph:
                 node.release()
+            if ready and k in ready:
+                _finish_leaves(ready.pop(k), leaf_grads, create_graph)
     finally:
         STATE.grad_enabled = prev
 
@@ -151,24 +186,32 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None)
         return results
 
     for t, g in leaf_grads.values():
-        if not t._requires_grad or t._grad_req == "null":
-            continue
-        for hook in t._hooks or ():
-            replaced = hook(g)
-            g = g if replaced is None else replaced
-        if not create_graph:
-            g = g.detach()
-            d = g._data
-            if not d.flags.c_contiguous and t._data.flags.c_contiguous:
-                # a leaf's grad takes its layout (PyTorch's gradient layout contract): the weight grad
-                # of x @ W.T arrives transposed, and every optimizer op on it would then walk memory
-                # with strides several times slower than one copy here
-                g = _make(g._device.xp.ascontiguousarray(d), g._device)
-        if t._grad_req == "write" or t._grad is None:
-            t._grad = g
-        else:
-            t._grad = t._grad + g if create_graph else (t._grad + g).detach()
+        if _write_leaf(t, g, create_graph) and t._post_hooks:
+            for hook in tuple(t._post_hooks):
+                hook(t)
     return None
+
+
+def _write_leaf(t, g, create_graph):
+    """Accumulate g into leaf t's .grad (after t's hooks); False when t takes no gradient."""
+    if not t._requires_grad or t._grad_req == "null":
+        return False
+    for hook in t._hooks or ():
+        replaced = hook(g)
+        g = g if replaced is None else replaced
+    if not create_graph:
+        g = g.detach()
+        d = g._data
+        if not d.flags.c_contiguous and t._data.flags.c_contiguous:
+            # a leaf's grad takes its layout (PyTorch's gradient layout contract): the weight grad
+            # of x @ W.T arrives transposed, and every optimizer op on it would then walk memory
+            # with strides several times slower than one copy here
+            g = _make(g._device.xp.ascontiguousarray(d), g._device)
+    if t._grad_req == "write" or t._grad is None:
+        t._grad = g
+    else:
+        t._grad = t._grad + g if create_graph else (t._grad + g).detach()
+    return True
 
 
 def _check_finite(node, in_grads):

@@ -7,6 +7,7 @@ it saw), its attributes and, when the op's vjp needs it, its output. It holds no
 reference to its output Tensor, so graphs have no reference cycles and are freed
 as soon as the user drops the output.
 """
+import threading
 import weakref
 
 from .._state import STATE
@@ -151,6 +152,35 @@ def stale_read_message(op, stale, stale_out, reads, describe, where=""):
 def inplace_message(grad_name, shape, detail):
     return (f"one of the tensors needed for gradient computation of {grad_name} (shape {tuple(shape)}) has "
             f"been modified by an in-place operation: {detail}. Clone it before modifying it.")
+
+
+_BACKWARDS = threading.local()  # .stack: one list of queued callbacks per backward running on this thread
+
+
+class running_backward:
+    """Brackets one backward pass (eager or traced): callbacks queued inside run when it ends."""
+
+    def __enter__(self):
+        stack = getattr(_BACKWARDS, "stack", None)
+        if stack is None:
+            stack = _BACKWARDS.stack = []
+        stack.append([])
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        callbacks = _BACKWARDS.stack.pop()
+        if exc_type is None:
+            for fn in callbacks:  # a callback may queue another one: it runs too
+                fn()
+
+
+def queue_callback(fn):
+    """Run fn() once when the backward pass now running ends, after every leaf's .grad is written (the
+    hook PyTorch's engine offers DistributedDataParallel to wait for its gradient reductions)."""
+    stack = getattr(_BACKWARDS, "stack", None)
+    if not stack:
+        raise AutogradError("queue_callback: no backward pass is running on this thread")
+    stack[-1].append(fn)
 
 
 def node_versions(inputs):

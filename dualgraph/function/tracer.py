@@ -19,6 +19,7 @@ import numpy as np
 
 from .._state import STATE
 from ..autograd.function import FunctionCtx
+from ..autograd.graph import running_backward
 from ..autograd.modes import no_grad
 from ..backend import CPU, is_array
 from ..dispatch import Mode, apply, register_tracer
@@ -567,15 +568,18 @@ class Tracer(Mode):
         self.did_backward = True
         leaves = self._leaves() if targets is None else [(t, self.value_of(t)) for t in targets]
         grads = reverse(self, [loss], [gradient], [v for _, v in leaves])
-        for (t, _), g in zip(leaves, grads):
-            if g is None or t._grad_req == "null":
-                continue
-            cur = self.read_grad(t)
-            if t._grad_req == "write" or cur is None:
-                self.write_grad(t, g.detach() if isinstance(g, Tensor) else g)
-            else:
-                with _grad_off():
-                    self.write_grad(t, cur + g)
+        with running_backward():  # callbacks queued by the hooks (DDP's gradient reduction) trace at the end
+            for (t, _), g in zip(leaves, grads):
+                if g is None or t._grad_req == "null":
+                    continue
+                cur = self.read_grad(t)
+                if t._grad_req == "write" or cur is None:
+                    self.write_grad(t, g.detach() if isinstance(g, Tensor) else g)
+                else:
+                    with _grad_off():
+                        self.write_grad(t, cur + g)
+                for hook in tuple(t._post_hooks or ()):
+                    hook(t)
 
     def grad(self, outputs, grad_outputs, retain_graph, create_graph, inputs):
         return reverse(self, outputs, grad_outputs, [self.value_of(t) for t in inputs])

@@ -1,7 +1,7 @@
 """dg.nn: modules, parameters, layers, losses and initializers (PyTorch's API), and the functional ops."""
 import sys as _sys
 
-from . import functional, init, utils  # noqa: F401
+from . import functional, init, parallel, utils  # noqa: F401
 from .module import (Module, ModuleDict, ModuleList, Parameter, RemovableHandle, Sequential,  # noqa: F401
                      StateDictError)
 from .linear import Dropout, Embedding, Flatten, Identity, Linear, Unflatten  # noqa: F401

@@ -1,0 +1,112 @@
+"""The MPI transport (mpi4py): one process group over MPI.COMM_WORLD.
+
+Every collective is MPI's non-blocking form (Iallreduce, Ibcast, ...) on the tensor's own numpy
+buffer (MPI_IN_PLACE where the result lands in the input), and waiting polls the request against a
+deadline: a peer that died or stopped calling collectives gives an error after the group's timeout
+instead of a hang. mpi4py is imported here only, when init_process_group asks for it.
+"""
+import sys
+import time
+
+from ..errors import DTypeError, DualgraphError
+
+
+class DistError(DualgraphError, RuntimeError):
+    """A collective failed (PyTorch's torch.distributed.DistError)."""
+
+
+class DistBackendError(DistError):
+    """The transport failed or timed out (PyTorch's torch.distributed.DistBackendError)."""
+
+
+def load_mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise DistBackendError(
+            f"backend 'mpi' needs mpi4py and an MPI library, which are not importable here ({e}): "
+            f"pip install \"dualgraph[distributed]\" (mpi4py and MPICH from their wheels), then launch with "
+            f"`mpiexec -n N python script.py`") from None
+    return MPI
+
+
+class MPIGroup:
+    """All processes of MPI.COMM_WORLD (or a given communicator) as dualgraph's group 'world'."""
+
+    name = "world"
+
+    def __init__(self, MPI, comm, timeout):
+        self.MPI = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.timeout = timeout
+        self._ops = {"sum": MPI.SUM, "avg": MPI.SUM, "product": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX,
+                     "band": MPI.BAND, "bor": MPI.BOR, "bxor": MPI.BXOR}
+
+    def mpi_op(self, op, what):
+        try:
+            return self._ops[op]
+        except KeyError:
+            raise DistError(f"{what}: unknown reduce op {op!r}") from None
+
+    @staticmethod
+    def check_buffer(arr, what):
+        if arr.dtype.kind == "f" and arr.dtype.itemsize == 2:
+            raise DTypeError(f"{what}: MPI has no float16 reductions; cast the tensor to float32 first")
+
+    # ---- what the op records call (blocking: a graph runs its nodes one after another) -----------
+    def all_reduce(self, x, out, op):
+        self.check_buffer(x, "all_reduce")
+        req = self.comm.Iallreduce(x, out, op=self.mpi_op(op, "all_reduce"))
+        self.wait(req, "all_reduce")
+        if op == "avg":
+            out /= self.size
+
+    def broadcast(self, buf, src):
+        self.check_src(src, "broadcast")
+        self.wait(self.comm.Ibcast(buf, root=src), "broadcast")
+
+    def check_src(self, src, what):
+        if not (isinstance(src, int) and 0 <= src < self.size):
+            raise DistError(f"{what}: rank {src!r} is not in the group (world size {self.size})")
+
+    # ---- waiting with a deadline -------------------------------------------------------------------
+    def wait(self, req, what, timeout=None):
+        """Complete request `req`, or raise DistBackendError once `timeout` (the group's) has passed."""
+        if req.Test():
+            return
+        limit = self.timeout if timeout is None else timeout
+        start = time.perf_counter()
+        deadline = start + limit
+        # spin briefly (a collective usually completes within microseconds of the last peer arriving),
+        # then poll with short sleeps so a rank waiting for a slower one leaves it the CPU
+        spin_until = start + 2e-3
+        pause = 5e-5
+        while not req.Test():
+            now = time.perf_counter()
+            if now < spin_until:
+                continue
+            if now > deadline:
+                raise DistBackendError(
+                    f"{what} on rank {self.rank} (world size {self.size}) timed out after {limit:g} s waiting "
+                    f"for the other ranks: one of them died, raised, or stopped calling the same collectives "
+                    f"in the same order (timeout= of init_process_group sets the limit)")
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+
+
+def abort_on_uncaught(group):
+    """An excepthook that prints the exception, then MPI_Abort()s every rank: the other ranks stop at
+    once instead of waiting for this one in their next collective."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        try:
+            previous(exc_type, exc, tb)
+            sys.stderr.write(f"dualgraph.distributed: rank {group.rank} of {group.size} raised "
+                             f"{exc_type.__name__}; aborting every rank (MPI_Abort)\n")
+            sys.stderr.flush()
+        finally:
+            group.comm.Abort(1)
+    return hook, previous

@@ -1,0 +1,4 @@
+"""dg.nn.parallel: data parallelism across processes (torch.nn.parallel's DistributedDataParallel)."""
+from .distributed import DistributedDataParallel
+
+__all__ = ["DistributedDataParallel"]
