@@ -1171,7 +1171,8 @@ OP_DB = [
            lambda make: [Sample((make(3, 4), make(3, 4))), Sample((make(2, 3), make(3)), desc="broadcast"),
                          Sample((make(3, 4), make(3, 4)), {"dim": 0})], dtypes=NUMERIC, second_order=True),
     OpInfo("linalg_multi_dot", lambda *xs: dg.linalg.multi_dot(xs), lambda *xs: np.linalg.multi_dot(xs),
-           lambda make: [Sample((make(2, 3), make(3, 4), make(4, 2))), Sample((make(3), make(3, 4), make(4)), desc="1-D ends")],
+           lambda make: [Sample((make(2, 3), make(3, 4), make(4, 2))),
+                         Sample((make(3), make(3, 4), make(4)), desc="1-D ends")],
            second_order=True),
     OpInfo("linalg_matrix_power", lambda x, n: dg.linalg.matrix_power(x, n), np.linalg.matrix_power,
            lambda make: [Sample((make(3, 3), 3)), Sample((make(2, 3, 3), 1)), Sample((make(3, 3), 6)),
@@ -1196,7 +1197,8 @@ OP_DB = [
     # -- PyTorch's split/stack helpers (composites of narrow/getitem/reshape/concat) --
     OpInfo("tensor_split", lambda x, s, **k: dg.tensor_split(x, s, **k),
            lambda x, s, dim=0: tuple(np.array_split(x, s, axis=dim)),
-           lambda make: [Sample((make(2, 7), 3), {"dim": 1}), Sample((make(2, 7), [1, 4, 9]), {"dim": 1}, desc="indices")],
+           lambda make: [Sample((make(2, 7), 3), {"dim": 1}),
+                         Sample((make(2, 7), [1, 4, 9]), {"dim": 1}, desc="indices")],
            dtypes=NUMERIC),
     OpInfo("unbind", lambda x, **k: dg.unbind(x, **k), lambda x, dim=0: tuple(np.moveaxis(x, dim, 0)),
            lambda make: [Sample((make(2, 3, 4),), {"dim": 1}), Sample((make(2, 3),), {"dim": -1})], dtypes=NUMERIC),
@@ -1210,8 +1212,9 @@ OP_DB = [
            lambda make: [Sample((make(2, 3), make(2, 3, 2))), Sample((make(3), make(3)), desc="1-D")]),
     OpInfo("column_stack", lambda *xs: dg.column_stack(xs), lambda *xs: np.column_stack(xs),
            lambda make: [Sample((make(3), make(3, 2)))]),
-    OpInfo("unflatten", lambda x, d, s: dg.unflatten(x, d, s), lambda x, d, s: x.reshape(
-        x.shape[:d % x.ndim] + tuple(x.shape[d] // -np.prod(s) if v == -1 else v for v in s) + x.shape[d % x.ndim + 1:]),
+    OpInfo("unflatten", lambda x, d, s: dg.unflatten(x, d, s),
+           lambda x, d, s: x.reshape(x.shape[:d % x.ndim] + tuple(x.shape[d] // -np.prod(s) if v == -1 else v for v in s)
+                                     + x.shape[d % x.ndim + 1:]),
            lambda make: [Sample((make(2, 12), 1, (3, 4))), Sample((make(2, 6), -1, (2, -1)), desc="-1")]),
     OpInfo("clamp_tensor_bounds", lambda x, lo, hi: dg.clamp(x, min=lo, max=hi),
            lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),

@@ -87,8 +87,8 @@ def test_qr_modes_shapes_and_factorization(shape):
     q, r = L.qr(_t(a))
     assert q.shape == shape[:-2] + (m, k) and r.shape == shape[:-2] + (k, n)
     np.testing.assert_allclose(q.numpy() @ r.numpy(), a, atol=1e-10)
-    np.testing.assert_allclose(np.swapaxes(q.numpy(), -1, -2) @ q.numpy(), np.broadcast_to(np.eye(k), shape[:-2] + (k, k)),
-                               atol=1e-10)
+    qtq = np.swapaxes(q.numpy(), -1, -2) @ q.numpy()
+    np.testing.assert_allclose(qtq, np.broadcast_to(np.eye(k), shape[:-2] + (k, k)), atol=1e-10)
     np.testing.assert_allclose(r.numpy(), np.triu(r.numpy()))
     qc, rc = L.qr(_t(a), mode="complete")
     assert qc.shape == shape[:-2] + (m, m) and rc.shape == shape[:-2] + (m, n)

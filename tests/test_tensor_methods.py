@@ -253,7 +253,8 @@ def test_methods_match_torch():
     ty.clamp_(2.0, 8.0)
     np.testing.assert_array_equal(y.numpy(), ty.numpy())
     ti = torch.tensor([1, 2, 3])
-    assert str(dg.tensor([1, 2, 3]).new_full((2,), 3.7).dtype) == str(ti.new_full((2,), 3.7).dtype).replace("torch.", "")
+    want = str(ti.new_full((2,), 3.7).dtype).replace("torch.", "")
+    assert str(dg.tensor([1, 2, 3]).new_full((2,), 3.7).dtype) == want
 
 
 def test_conjugate_transposes_of_real_tensors():

@@ -491,7 +491,7 @@ def _qr_vjp(ctx, g):
     if m >= n:
         return (_qr_grad_deep(q, r, gq, gr),)
     # wide: A = [X | Y], R = [U | V] with X = Q U square
-    u, v = narrow(r, -1, 0, m), narrow(r, -1, m, n - m)
+    u = narrow(r, -1, 0, m)
     gu, gv = narrow(gr, -1, 0, m), narrow(gr, -1, m, n - m)
     y = narrow(a, -1, m, n - m)
     gx = _qr_grad_deep(q, u, gq + matmul(y, gv.mT), gu)
