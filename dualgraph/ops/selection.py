@@ -189,13 +189,12 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
 
 # ---- max/min/median/kthvalue with a dim: named tuples -----------------------------------------------
 
-def _pick(kind, x, idx, ax, keepdim, undo):
-    """Named tuple of the values at `idx` (kept dim of size 1) and idx, with the dim dropped unless keepdim."""
+def _pick(kind, x, idx, ax, keep):
+    """kind((values at idx, idx)), idx holding the selected position along ax (size 1), that dim dropped
+    unless `keep`."""
     vals = _gather(x, idx, ax)
-    if not keepdim:
+    if not keep:
         vals, idx = squeeze(vals, ax), squeeze(idx, ax)
-    else:
-        vals, idx = undo(vals), undo(idx)
     return kind((vals, idx))
 
 
@@ -211,16 +210,12 @@ def _extreme(name, kind, values_fn, other_fn, arg_fn):
         if isinstance(dim, (tuple, list)):
             raise TypeError(f"{name}: dim must be one int for (values, indices); for the {name} over several "
                             f"dims use dg.a{name}(x, dim={tuple(dim)!r})")
-        x1, undo = _as_1d(x)
+        x1, _ = _as_1d(x)
         ax = _axis(x, dim, name) if x.ndim else 0
         if _static(x1.shape[ax]) and x1.shape[ax] == 0:
             raise IndexOutOfRange(f"{name}: dim {ax} of the tensor (shape {tuple(x.shape)}) is empty; "
                                   f"there is no {name} to take")
-        idx = arg_fn(x1, axis=ax, keepdims=True)
-        out = _pick(kind, x1, idx, ax, True, lambda t: t)
-        if not keepdim or not x.ndim:
-            out = kind((squeeze(out[0], ax), squeeze(out[1], ax)))
-        return out
+        return _pick(kind, x1, arg_fn(x1, axis=ax, keepdims=True), ax, keepdim and x.ndim > 0)
     extreme.__name__ = name
     extreme.__doc__ = (f"PyTorch's {name}: without a dim (or with numpy's axis=) the {name} values; "
                        f"`{name}(x, dim, keepdim=False)` gives (values, indices), the first {name} "
@@ -242,7 +237,7 @@ def median(x, dim=None, keepdim=False):
         if _static(flat.shape[0]) and flat.shape[0] == 0:
             raise IndexOutOfRange(f"median: the tensor (shape {tuple(x.shape)}) is empty")
         return median(flat, 0).values
-    x1, undo = _as_1d(x)
+    x1, _ = _as_1d(x)
     ax = _axis(x, dim, "median") if x.ndim else 0
     n = x1.shape[ax]
     if _static(n) and n == 0:
@@ -251,30 +246,22 @@ def median(x, dim=None, keepdim=False):
     if x1.dtype.kind == "f":
         nan = isnan(x1)
         idx = where(_any(nan, axis=ax, keepdims=True), argmax(nan, axis=ax, keepdims=True), idx)
-    out = _pick(_rt.median, x1, idx, ax, True, lambda t: t)
-    if not keepdim or not x.ndim:
-        out = _rt.median((squeeze(out[0], ax), squeeze(out[1], ax)))
-    return out
+    return _pick(_rt.median, x1, idx, ax, keepdim and x.ndim > 0)
 
 
 def kthvalue(x, k, dim=-1, keepdim=False):
     """PyTorch's kthvalue: the k-th smallest element along dim (k counts from 1) and its index; among
     equal values the order is the stable sort's."""
-    x1, undo = _as_1d(x)
+    x1, _ = _as_1d(x)
     ax = _axis(x, dim, "kthvalue") if x.ndim else 0
     n = x1.shape[ax]
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise TypeError(f"kthvalue: k must be an int, got {type(k).__name__}")
-    if not _static(n):
-        raise ShapeError(f"kthvalue: dim {ax} has a symbolic size ({n}); kthvalue needs its length")
-    if not 1 <= k <= n:
+    if k < 1 or (_static(n) and k > n):
         raise IndexOutOfRange(f"kthvalue: k={int(k)} is out of range for dim {ax} of size {n} "
                               f"(tensor shape {tuple(x.shape)}); k must lie in [1, {n}]")
     idx = narrow(_sort_idx(x1, ax, False), ax, int(k) - 1, 1)
-    out = _pick(_rt.kthvalue, x1, idx, ax, True, lambda t: t)
-    if not keepdim or not x.ndim:
-        out = _rt.kthvalue((squeeze(out[0], ax), squeeze(out[1], ax)))
-    return out
+    return _pick(_rt.kthvalue, x1, idx, ax, keepdim and x.ndim > 0)
 
 
 def _mode_forward(xp, x, axis):
@@ -325,15 +312,12 @@ MODE_INDEX = defop("mode_index", _mode_forward,
 def mode(x, dim=-1, keepdim=False):
     """PyTorch's mode: the most frequent value along dim (the smallest of equally frequent ones) and the
     index of its last occurrence."""
-    x1, undo = _as_1d(x)
+    x1, _ = _as_1d(x)
     ax = _axis(x, dim, "mode") if x.ndim else 0
     if _static(x1.shape[ax]) and x1.shape[ax] == 0:
         raise IndexOutOfRange(f"mode: dim {ax} of the tensor (shape {tuple(x.shape)}) is empty")
     idx = apply(MODE_INDEX, (x1,), {"axis": ax})
-    out = _pick(_rt.mode, x1, idx, ax, True, lambda t: t)
-    if not keepdim or not x.ndim:
-        out = _rt.mode((squeeze(out[0], ax), squeeze(out[1], ax)))
-    return out
+    return _pick(_rt.mode, x1, idx, ax, keepdim and x.ndim > 0)
 
 
 # ---- cumulative products and extremes -----------------------------------------------------------------
