@@ -931,3 +931,38 @@ def test_summary_prints_each_layer(capsys):
     out = capsys.readouterr().out
     assert "Dense-1" in out and "(3, 4)" in out and "24" in out and "Total params: 34" in out
     assert net[0]._forward_hooks == []                            # the hooks it added are gone
+
+
+def test_hybridized_blocks_serve_every_batch_size_from_one_symbolic_retrace():
+    # dg.function retraces once with the batch dim symbolic when only sizes change; the layers and
+    # losses must not need concrete batch sizes, or every batch size would trace again
+    dg.manual_seed(0)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3, activation="relu"), nn.BatchNorm(), nn.MaxPool2D(),
+            nn.Flatten(), nn.Dropout(0.3), nn.Dense(3))
+    net.initialize(init.Xavier())
+    net(nd.ones((2, 1, 8, 8)))
+    losses = [(gluon.loss.SoftmaxCrossEntropyLoss(), lambda b: nd.array(np.arange(b) % 3)),
+              (gluon.loss.SoftmaxCrossEntropyLoss(), lambda b: nd.array(np.arange(b) % 3).reshape((b, 1))),
+              (gluon.loss.L2Loss(), lambda b: nd.ones((b, 3))),
+              (gluon.loss.SigmoidBCELoss(), lambda b: nd.zeros((b, 3)))]
+    eager = {}
+    for b in (3, 4, 5, 7):
+        x = nd.random.normal(shape=(b, 1, 8, 8))
+        eager[b] = (x, net(x).numpy(), [loss(net(x), make(b)).numpy() for loss, make in losses])
+    net.hybridize()
+    for loss, _ in losses:
+        loss.hybridize()
+    for b, (x, out, vals) in eager.items():
+        np.testing.assert_allclose(net(x).numpy(), out, rtol=1e-5, atol=1e-6)
+        for (loss, make), v in zip(losses, vals):
+            np.testing.assert_allclose(loss(net(x), make(b)).numpy(), v, rtol=1e-5, atol=1e-6)
+    assert net.compiled.trace_count == 2
+    assert [loss.compiled.trace_count for loss, _ in losses] == [2, 2, 2, 2]
+
+
+def test_l2_loss_takes_a_flat_label_for_a_column_prediction():
+    loss = gluon.loss.L2Loss()
+    np.testing.assert_allclose(loss(nd.array([[1.0], [3.0]]), nd.array([0.0, 1.0])).numpy(), [0.5, 2.0])
+    with pytest.raises(ShapeError, match="L2Loss"):
+        loss(nd.ones((2, 1)), nd.ones((3,)))

@@ -13,12 +13,12 @@ def _apply_weighting(loss, weight=None, sample_weight=None):
 
 
 def _reshape_like(label, pred, name):
-    if label.shape == pred.shape:
+    ls, ps = tuple(label.shape), tuple(pred.shape)
+    if ls == ps:
         return label
-    if label.numel() != pred.numel():
-        raise ShapeError(f"{name}: label of shape {tuple(label.shape)} does not match prediction of shape "
-                         f"{tuple(pred.shape)}")
-    return label.reshape(tuple(pred.shape))
+    if _concrete(ls + ps) and label.numel() != pred.numel():
+        raise ShapeError(f"{name}: label of shape {ls} does not match prediction of shape {ps}")
+    return label.reshape(ps)
 
 
 class Loss(HybridBlock):
@@ -75,10 +75,13 @@ class SoftmaxCrossEntropyLoss(Loss):
         if self._sparse_label:
             axis = self._axis % pred.ndim
             expected = tuple(d for i, d in enumerate(pred.shape) if i != axis)
-            if label.numel() != max(1, _prod(expected)):
+            if label.ndim == pred.ndim and label.shape[axis] == 1:     # (N, 1) labels
+                label = F.squeeze(label, axis=axis)
+            if label.ndim != len(expected) or (_concrete(label.shape + expected)
+                                               and tuple(label.shape) != expected):
                 raise ShapeError(f"SoftmaxCrossEntropyLoss: sparse labels of shape {tuple(label.shape)} do not "
                                  f"match predictions of shape {tuple(pred.shape)} (expected {expected})")
-            loss = -F.pick(pred, label.reshape(expected), axis=axis, keepdims=True)
+            loss = -F.pick(pred, label, axis=axis, keepdims=True)
         else:
             label = _reshape_like(label, pred, "SoftmaxCrossEntropyLoss")
             loss = -F.sum(pred * label, axis=self._axis, keepdims=True)
@@ -89,11 +92,9 @@ class SoftmaxCrossEntropyLoss(Loss):
 SoftmaxCELoss = SoftmaxCrossEntropyLoss
 
 
-def _prod(shape):
-    out = 1
-    for d in shape:
-        out *= d
-    return out
+def _concrete(dims):
+    """True where no size is symbolic (a hybridized block traced for every batch size)."""
+    return all(isinstance(d, int) for d in dims)
 
 
 class SigmoidBinaryCrossEntropyLoss(Loss):
