@@ -1388,7 +1388,7 @@ OP_DB = [
            lambda make: [Sample((_with_zeros(make, 4, 6), 1)),
                          Sample((np.array([[2.0, 0.0, 3.0, 0.0, 4.0], [0.0, 1.5, 2.0, 0.5, 3.0]], make.dtype), 1),
                                 desc="first and later zeros")],
-           notes="gradient exact at zeros (first order)"),
+           second_order=True, notes="gradients exact at zeros (first and second order)"),
     OpInfo("cummax", lambda x, d: dg.cummax(x, d), np_cum_extreme(True),
            lambda make: [Sample((make.distinct(3, 5), 1)), Sample((make.small_ints(4, 6), 1), desc="ties", grad=False)],
            dtypes=NUMERIC),

@@ -191,6 +191,9 @@ def test_cumprod_gradient_is_exact_with_zeros():
             want[r, k] = sum(g[r, i] * np.prod([x[r, j] for j in range(i + 1) if j != k]) for i in range(k, x.shape[1]))
     np.testing.assert_allclose(xd.grad.numpy(), want, rtol=1e-12, atol=1e-12)
     assert dg.autograd.gradcheck(lambda a: dg.cumprod(a, 0), (dg.tensor(x.T.copy(), requires_grad=True),))
+    # the second derivative too: after the first zero the gradient is 0 but moves with that zero
+    for rows in (x, np.array([[0.0, 2.0, 0.0, 3.0, 1.0], [0.0, 0.0, 1.0, 2.0, 3.0]])):
+        assert dg.autograd.gradgradcheck(lambda a: dg.cumprod(a, 1), (dg.tensor(rows, requires_grad=True),))
 
 
 def test_cumprod_matches_torch_and_accumulates_ints_in_int64():

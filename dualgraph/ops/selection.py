@@ -24,7 +24,7 @@ from .gather import scatter_add as _scatter_add_exact
 from .indexing import getitem
 from .infer import broadcast_shapes
 from .onnx_rules import INT64_MAX, INT64_MIN, out_dtype
-from .reduction import _sum_dtype, any as _any, argmax, argmin, cumsum
+from .reduction import _sum_dtype, any as _any, argmax, argmin, cumsum, sum as _sum
 from .reduction import max as _values_max, min as _values_min
 from .registry import defop
 from .shape import broadcast_to, flip, narrow, reshape, squeeze, unsqueeze
@@ -341,22 +341,32 @@ def _prefix_onnx(ctx, xt, fill, dt):
     return ctx.emit("Where", [tri, ctx.unsqueeze(xt, [-2]), ctx.const(fill, dt)])
 
 
-def _cumprod_vjp(ctx, g):
+def _cumprod_grad(x, out, g, axis, curvature):
     """Exact with zeros: before the first zero of a slice, reverse-cumsum(g * out) / x; at the first zero,
-    the same sum over the products that skip it; after it, 0 (every product there holds that zero)."""
-    x, out = ctx.inputs[0], ctx.out
-    axis = ctx.attrs["axis"]
+    the same sum over the products that skip it; after it 0, since every product there holds that zero.
+    With `curvature` (a graph for a higher derivative is being built) the positions after the first zero
+    get x_z * (this gradient with x_z set to 1): 0 in value, but with its derivative in x_z."""
     zero = eq(x, 0)
-    before = eq(cumsum(zero, axis), 0)                    # all of x_0..x_k nonzero
-    first_zero = logical_and(zero, eq(cumsum(zero, axis), 1))
+    zeros_so_far = cumsum(zero, axis)
+    before = eq(zeros_so_far, 0)                          # all of x_0..x_k nonzero
+    first_zero = logical_and(zero, eq(zeros_so_far, 1))
     one = full_like(x, 1)
 
     def rev_cumsum(t):
         return flip(cumsum(flip(t, axis), axis), axis)
     g_before = rev_cumsum(g * out) / where(before, x, one)
-    skipped = apply(CUMPROD, (where(first_zero, one, x),), {"axis": axis})
+    skipped_x = where(first_zero, one, x)
+    skipped = apply(CUMPROD, (skipped_x,), {"axis": axis})
     g_zero = rev_cumsum(g * skipped)
-    return (where(before, g_before, where(first_zero, g_zero, full_like(g_zero, 0))),)
+    after = full_like(g_zero, 0)
+    if curvature:
+        x_z = _sum(where(first_zero, x, full_like(x, 0)), axis=axis, keepdims=True)
+        after = x_z * _cumprod_grad(skipped_x, skipped, g, axis, False)
+    return where(before, g_before, where(first_zero, g_zero, after))
+
+
+def _cumprod_vjp(ctx, g):
+    return (_cumprod_grad(ctx.inputs[0], ctx.out, g, ctx.attrs["axis"], STATE.grad_enabled),)
 
 
 def _cumprod_onnx(ctx, node, x):
