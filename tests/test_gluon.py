@@ -966,3 +966,26 @@ def test_l2_loss_takes_a_flat_label_for_a_column_prediction():
     np.testing.assert_allclose(loss(nd.array([[1.0], [3.0]]), nd.array([0.0, 1.0])).numpy(), [0.5, 2.0])
     with pytest.raises(ShapeError, match="L2Loss"):
         loss(nd.ones((2, 1)), nd.ones((3,)))
+
+
+def test_custom_hybrid_block_with_an_unknown_shape_names_infer_shape():
+    class Scale(nn.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.w = self.params.get("w", shape=(0,), allow_deferred_init=True)
+
+        def hybrid_forward(self, F, x, w):
+            return x * w
+
+    blk = Scale()
+    blk.initialize(init.One())
+    with pytest.raises(gluon.DeferredInitializationError, match="infer_shape"):
+        blk(nd.ones((2, 3)))
+
+    class Scale2(Scale):
+        def infer_shape(self, x):
+            self.w.shape = (x.shape[-1],)
+
+    blk = Scale2()
+    blk.initialize(init.Constant(2.0))
+    assert blk(nd.ones((2, 3))).tolist() == [[2.0] * 3] * 2 and blk.w.shape == (3,)

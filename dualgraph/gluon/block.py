@@ -281,7 +281,12 @@ class HybridBlock(Block):
         if any(p._data is None for p in self._reg_params.values()):
             self.infer_shape(*args)
             for p in self._reg_params.values():
-                if p._data is None:
+                if p._data is None and p._deferred is not None:
+                    if not p._shape_known():
+                        raise DeferredInitializationError(
+                            f"{type(self).__name__}: Parameter {p.name!r} still has an unknown shape {p.shape} "
+                            f"after the first input; give its shape when creating it, or define "
+                            f"infer_shape(self, x) on the block to set it")
                     p._finish_deferred_init()
 
     def _run(self, *args, **kwargs):
@@ -296,15 +301,7 @@ class HybridBlock(Block):
 
     def forward(self, x, *args, **kwargs):
         self._finish_init(x, *args)
-        params = {}
-        for name, p in self._reg_params.items():
-            try:
-                params[name] = p.data()
-            except DeferredInitializationError:
-                raise DeferredInitializationError(
-                    f"{type(self).__name__}: Parameter {p.name!r} still has an unknown shape {p.shape} after "
-                    f"the first input; give its shape when creating it, or define infer_shape(self, x) on "
-                    f"the block") from None
+        params = {name: p.data() for name, p in self._reg_params.items()}
         return self.hybrid_forward(nd, x, *args, **kwargs, **params)
 
     def hybrid_forward(self, F, x, *args, **kwargs):
