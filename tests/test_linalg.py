@@ -225,6 +225,16 @@ def test_det_gradient_is_the_transposed_adjugate_also_at_singular_matrices():
         _fd(L.det, a)
 
 
+@pytest.mark.parametrize("fn", [L.svdvals, L.eigvalsh, lambda x: L.matrix_norm(x, "nuc"),
+                                lambda x: L.svd(x).S, lambda x: L.eigh(x).eigenvalues])
+def test_values_of_repeated_singular_values_have_finite_gradients(fn):
+    # d sum(sigma)/dA at an orthogonal A is U Vh (here I), d sum(lambda)/dA is I: the vectors' terms carry
+    # no weight, so the 0/0 of the repeated values must not turn into NaN
+    x = _t(np.eye(3), grad=True)
+    fn(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.eye(3), atol=1e-12)
+
+
 def test_full_matrices_extra_columns_get_no_gradient():
     # U's columns past min(m, n) are any basis of the complement: they take no gradient (PyTorch's rule)
     x = _t(_rand(4, 2), grad=True)

@@ -534,6 +534,13 @@ def _svd_infer(a, full_matrices):
     return Aval(batch + (m, k), a.dtype), Aval(batch + (k,), a.dtype), Aval(batch + (k, n), a.dtype)
 
 
+def _quotient(num, e):
+    """num / e, with 0 where num is 0: a repeated singular value (eigenvalue) makes e 0, and when the vectors'
+    cotangents give it no weight (only the values are used: svdvals, eigvalsh, norms) it adds nothing
+    instead of 0/0 = NaN; with weight the result is inf, as PyTorch's."""
+    return num / where(num == 0, 1.0, e)
+
+
 def _svd_vjp(ctx, g):
     """PyTorch's svd_backward (real case). Defined when the singular values are distinct (and nonzero for
     the non-square part); with full_matrices the extra columns of U / rows of Vh get no gradient."""
@@ -551,7 +558,8 @@ def _svd_vjp(ctx, g):
     vhgv = vhgv - vhgv.mT
     s2 = s * s
     e = unsqueeze(s2, -2) - unsqueeze(s2, -1) + _eye_like(k, s)
-    inner = (uhgu * unsqueeze(s, -2) + unsqueeze(s, -1) * vhgv) / e + unsqueeze(gs, -2) * _eye_like(k, s)
+    num = uhgu * unsqueeze(s, -2) + unsqueeze(s, -1) * vhgv
+    inner = _quotient(num, e) + unsqueeze(gs, -2) * _eye_like(k, s)
     if m > n:
         gus = gu / unsqueeze(s, -2)
         return (matmul(matmul(u, inner) + gus - matmul(u, matmul(u.mT, gus)), vh),)
@@ -608,7 +616,7 @@ def _eigh_vjp(ctx, g):
     vgv = 0.5 * (vgv - vgv.mT)
     eye_n = _eye_like(n, w)
     e = unsqueeze(w, -2) - unsqueeze(w, -1) + eye_n
-    inner = vgv / e + unsqueeze(gw, -2) * eye_n
+    inner = _quotient(vgv, e) + unsqueeze(gw, -2) * eye_n
     return (matmul(v, matmul(inner, v.mT)),)
 
 
