@@ -197,10 +197,6 @@ class Parameter:
         if self._data is not None:
             self._set_tensor(self._data.detach().astype(self.dtype))
 
-    def var(self):
-        raise ParameterError("Parameter.var(): dualgraph has no MXNet symbols; trace with hybridize() "
-                             "(dg.function) instead")
-
 
 def _init_desc(name):
     return name
