@@ -3,6 +3,7 @@
 Each fills a parameter's array in place from dualgraph's seeded generator (dg.manual_seed). As in
 Gluon, a parameter's own initializer (Dense's bias_initializer='zeros') wins over the one given to
 `initialize`, which applies to every other parameter whatever its name."""
+import json
 import math
 
 from ..autograd import no_grad
@@ -24,7 +25,8 @@ class Initializer:
                            f"define it to fill the array")
 
     def dumps(self):
-        return f'["{type(self).__name__.lower()}", {self.__dict__}]'
+        """MXNet's JSON form: '["xavier", {"rnd_type": "uniform", ...}]'."""
+        return json.dumps([type(self).__name__.lower(), self.__dict__])
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())

@@ -97,7 +97,7 @@ class Parameter:
     def _create(self, initializer, ctx):
         dev = _device(ctx)
         t = _cr.zeros(self._shape, dtype=self.dtype, device=dev)
-        initializer(_init_desc(self.name), t)
+        initializer(self.name, t)
         self._set_tensor(t)
 
     def _set_tensor(self, t):
@@ -196,10 +196,6 @@ class Parameter:
         self.dtype = _dt.resolve(dtype)
         if self._data is not None:
             self._set_tensor(self._data.detach().astype(self.dtype))
-
-
-def _init_desc(name):
-    return name
 
 
 class Constant(Parameter):
