@@ -158,6 +158,8 @@ def test_initializers_fill_with_their_documented_distributions():
         assert np.all(p.data().numpy() == value)
     with pytest.raises(ShapeError, match="Xavier"):
         gluon.Parameter("b", shape=(3,)).initialize(init.Xavier())
+    import json
+    assert json.loads(init.Normal(0.1).dumps()) == ["normal", {"sigma": 0.1}]
 
 
 def test_a_parameters_own_initializer_wins_and_initialize_is_idempotent():
