@@ -59,7 +59,7 @@ from .function import (ConcretizationError, TensorSpec, TraceError, cond, fori_l
 from . import onnx, static  # noqa: F401
 from . import gluon, nd  # noqa: F401  (MXNet's Gluon and NDArray API)
 from .gluon import init, lr_scheduler, metric, optimizer  # noqa: F401  (mx.init, mx.metric, ...)
-from .nd import context, cpu, gpu, random  # noqa: F401  (mx.cpu(), mx.context.num_gpus(), mx.random.seed)
+from .nd import base, context, cpu, gpu, random  # noqa: F401  (mx.cpu(), mx.context.num_gpus(), mx.random.seed)
 from . import accelerator, amp, backends, cuda  # noqa: F401
 from ._printing import get_printoptions, printoptions, set_printoptions  # noqa: F401
 from .compile import compile  # noqa: F401  (torch.compile's door into dg.function)

@@ -991,3 +991,17 @@ def test_custom_hybrid_block_with_an_unknown_shape_names_infer_shape():
     blk = Scale2()
     blk.initialize(init.Constant(2.0))
     assert blk(nd.ones((2, 3))).tolist() == [[2.0] * 3] * 2 and blk.w.shape == (3,)
+
+
+def test_d2l_try_gpu_idiom_falls_back_to_the_cpu():
+    mx = dg
+
+    def try_gpu():
+        try:
+            ctx = mx.gpu()
+            _ = nd.zeros((1,), ctx=ctx)
+        except mx.base.MXNetError:
+            ctx = mx.cpu()
+        return ctx
+
+    assert try_gpu() == (dg.gpu() if dg.context.num_gpus() else dg.cpu())

@@ -22,7 +22,7 @@ from ..tensor import Tensor as _Tensor, as_tensor as _as_tensor
 from ..ops import creation as _cr, elementwise as _ew, indexing as _ix, linalg as _la, reduction as _red
 from ..ops import shape as _sh
 from ..nn import functional as _F
-from . import random  # noqa: F401
+from . import base, random  # noqa: F401
 from .context import cpu, gpu  # noqa: F401
 from .ndarray import waitall  # noqa: F401
 
