@@ -1005,3 +1005,43 @@ def test_d2l_try_gpu_idiom_falls_back_to_the_cpu():
         return ctx
 
     assert try_gpu() == (dg.gpu() if dg.context.num_gpus() else dg.cpu())
+
+
+def test_d2l_custom_layers_and_constants():
+    class MyDense(nn.Block):
+        def __init__(self, units, in_units, **kwargs):
+            super(MyDense, self).__init__(**kwargs)
+            self.weight = self.params.get("weight", shape=(in_units, units))
+            self.bias = self.params.get("bias", shape=(units,))
+
+        def forward(self, x):
+            return nd.relu(nd.dot(x, self.weight.data()) + self.bias.data())
+
+    class FancyMLP(nn.Block):
+        def __init__(self, **kwargs):
+            super(FancyMLP, self).__init__(**kwargs)
+            self.rand_weight = self.params.get_constant("rand_weight", nd.random.uniform(shape=(3, 3)))
+            self.dense = MyDense(3, in_units=3)
+
+        def forward(self, x):
+            x = nd.relu(nd.dot(self.dense(x), self.rand_weight.data()) + 1)
+            while x.norm().asscalar() > 1:
+                x /= 2
+            return x.sum()
+
+    dense = MyDense(units=3, in_units=5)
+    assert "weight (shape=(5, 3)" in repr(dense.params)
+    dense.initialize()
+    assert dense(nd.random.uniform(shape=(2, 5))).shape == (2, 3)
+    net = FancyMLP()
+    net.initialize()
+    const = net.rand_weight.data().numpy().copy()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    with autograd.record():
+        y = net(nd.ones((2, 3)))
+    y.backward()
+    trainer.step(2)
+    assert np.array_equal(net.rand_weight.data().numpy(), const)      # a constant is never trained
+    params = gluon.ParameterDict()
+    params.get("param2", shape=(2, 3))
+    assert list(params.keys()) == ["param2"] and params["param2"].shape == (2, 3)
