@@ -4,18 +4,31 @@ Everything above this module computes through `device.xp`, the array namespace o
 so the GPU path is the same code as the CPU path (as in Chainer's `xp`).
 """
 import math
+import os
 
 import numpy
 
 from .errors import DeviceError
 
-try:  # cupy is optional: the GPU path exists only where it imports and sees a device
-    import cupy as _cupy
+# DUALGRAPH_EMULATE_GPU=1 (or =N devices) puts a strict numpy-backed stand-in for cupy behind the GPU
+# device (dualgraph/_emulated_cupy.py), so the GPU path and its host/device slips are tested without one
+EMULATED = os.environ.get("DUALGRAPH_EMULATE_GPU", "").strip() not in ("", "0")
+if EMULATED:
+    from . import _emulated_cupy
 
+    _n = os.environ["DUALGRAPH_EMULATE_GPU"].strip()
+    _cupy = _emulated_cupy.module(int(_n) if _n.isdigit() else 1)
+    _cupyx = _cupy.cupyx
     _GPU_COUNT = _cupy.cuda.runtime.getDeviceCount()
-except Exception:  # ImportError, or a cupy without a driver/GPU
-    _cupy = None
-    _GPU_COUNT = 0
+else:
+    try:  # cupy is optional: the GPU path exists only where it imports and sees a device
+        import cupy as _cupy
+        import cupyx as _cupyx
+
+        _GPU_COUNT = _cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # ImportError, or a cupy without a driver/GPU
+        _cupy = _cupyx = None
+        _GPU_COUNT = 0
 
 
 class Device:
@@ -131,8 +144,9 @@ def is_array(obj):
 def erf(xp, x):
     """The error function on xp (numpy has none; scipy's or cupyx's where present, math.erf otherwise)."""
     if xp is not numpy:
-        from cupyx.scipy.special import erf as _erf
-        return _erf(x)
+        if not EMULATED:
+            import cupyx.scipy.special  # noqa: F401  (a submodule cupyx does not import by itself)
+        return _cupyx.scipy.special.erf(x)
     try:
         from scipy.special import erf as _erf
     except ImportError:  # exact but slower: one math.erf per element
@@ -157,5 +171,4 @@ def scatter_add(xp, out, index, values):
                 raise DeviceError(msg + "; compute it on the CPU or turn the setting off")
             import warnings
             warnings.warn(msg, UserWarning, stacklevel=3)
-        import cupyx
-        cupyx.scatter_add(out, index, values)
+        _cupyx.scatter_add(out, index, values)

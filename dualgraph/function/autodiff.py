@@ -7,6 +7,7 @@ fresh tracer with grad on and appends its backward, and `partition` splits that 
 forward graph that also returns the residuals the backward needs, and a backward graph.
 """
 from .._state import STATE
+from ..backend import CPU, device_of_array, is_array
 from ..autograd.graph import stale_read_message
 from ..dispatch import new_tracer, using
 from ..errors import AutogradError, ShapeError
@@ -144,9 +145,10 @@ def reverse(tr, outputs, out_grads, wanted, stale_reads=None):
         STATE.grad_enabled = prev
 
 
-def replay(tr, graph, in_tensors, env=None):
+def replay(tr, graph, in_tensors, env=None, device=None):
     """Re-emit `graph`'s nodes through the current tracer; returns its output tensors (`env`, when
-    given, is filled with id(Value of graph) -> its tensor)."""
+    given, is filled with id(Value of graph) -> its tensor). A constant lives on its array's device, a
+    host constant on `device` (the graph's one device: the executor moves host constants there)."""
     env = {} if env is None else env
     env.update({id(v): t for v, t in zip(graph.inputs, in_tensors)})
 
@@ -157,7 +159,8 @@ def replay(tr, graph, in_tensors, env=None):
             return v.const
         t = env.get(id(v))
         if t is None and v.const is not None:
-            t = tr.tensor_for(v)
+            t = tr.tensor_for(v, device_of_array(v.const) if is_array(v.const) and device_of_array(v.const)
+                              is not CPU else device)
             env[id(v)] = t
         return t
 
@@ -190,7 +193,8 @@ def joint_graph(graph, wrt, devices=None, force_diff=None, drop_unused=False):
                 nv = tr.graph.add_input(v.aval, v.name)
                 ins.append(tr.sym(nv, devices.get(i), requires_grad=i in wrt and v.aval.dtype.kind == "f"))
             env = {}
-            outs = replay(tr, graph, ins, env)
+            one = set(devices.values())
+            outs = replay(tr, graph, ins, env, device=one.pop() if len(one) == 1 else None)
             _replay_overwrites(tr, graph, env)
             diff = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o._requires_grad]
             if force_diff is not None:

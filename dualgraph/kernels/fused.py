@@ -128,29 +128,67 @@ _CTYPES = {"float32": "float", "float64": "double", "float16": "float16", "int64
 
 def _cupy_kernel(body, cp):
     """One cupy.ElementwiseKernel for the whole chain, or the generated ufunc calls when an op of it has
-    no expression (or a dtype has no CUDA type here)."""
+    no expression (or a dtype has no CUDA type here).
+
+    The C follows the CPU's arithmetic: a weak Python float is cast to the type of the tensor it meets
+    (numpy computes `float32 * 0.1` with float32(0.1), C would use the double), a weak int stays an
+    integer literal (an int64 chain never goes through a double), and a non-finite one is a kernel
+    argument (CUDA C has no literal for inf/nan). cupy compiles at the first call, so a compile error
+    surfaces there and falls back to the ufunc calls too."""
     if any(not n.op.expr or n.attrs for n in body.nodes):
         return python_kernel(body, cp)
     try:
-        names, params, code = {}, [], []
+        names, params, code, scalars = {}, [], [], []
         for i, v in enumerate(body.inputs):
             names[id(v)] = f"a{i}"
-            params.append(f"{_CTYPES[str(v.aval.dtype)]} a{i}")
+            _CTYPES[str(v.aval.dtype)]  # a dtype without a CUDA type here: the ufunc calls instead
+            params.append(f"{v.aval.dtype} a{i}")  # cupy's parameter types are numpy's names, the body's are C's
         for k, n in enumerate(body.nodes):
-            args = [repr(float(v.const)) if v.weak else names[id(v)] for v in n.inputs]
             t = _CTYPES[str(n.outputs[0].aval.dtype)]
+            typed = [v.aval.dtype for v in n.inputs if not v.weak]
+            args = []
+            for v in n.inputs:
+                if not v.weak:
+                    args.append(names[id(v)])
+                    continue
+                c = v.const
+                if isinstance(c, (bool, np.bool_)):
+                    args.append("true" if c else "false")
+                elif isinstance(c, (int, np.integer)):
+                    args.append(f"{int(c)}LL" if abs(int(c)) > 2 ** 31 - 1 else str(int(c)))
+                elif not np.isfinite(c):
+                    args.append(f"s{len(scalars)}")
+                    scalars.append(float(c))
+                else:
+                    ft = next((d for d in typed if d.kind == "f"), None)
+                    args.append(f"(({_CTYPES[str(ft)]}){float(c)!r})" if ft is not None else repr(float(c)))
             code.append(f"{t} t{k} = ({t}){n.op.expr.format(*args, t=t)};")
             names[id(n.outputs[0])] = f"t{k}"
-        outs = [f"{_CTYPES[str(v.aval.dtype)]} o{i}" for i, v in enumerate(body.outputs)]
+        params += [f"float64 s{j}" for j in range(len(scalars))]
+        outs = [f"{v.aval.dtype} o{i}" for i, v in enumerate(body.outputs) if _CTYPES[str(v.aval.dtype)]]
         code += [f"o{i} = {names[id(v)]};" for i, v in enumerate(body.outputs)]
         ek = cp.ElementwiseKernel(", ".join(params), ", ".join(outs), "\n".join(code), "dg_fused")
     except (KeyError, IndexError):
         return python_kernel(body, cp)
+    compile_error = cp.cuda.compiler.CompileException
+    state = {"ek": ek, "ran": False, "fallback": None}
 
     def kernel(*xs, out=None):
-        if out is not None and len(body.outputs) == 1:
-            r = ek(*xs, out)  # written into the donated buffer (cupy broadcasts the inputs)
-        else:
-            r = ek(*xs)
+        ek = state["ek"]
+        if ek is None:
+            return state["fallback"](*xs, out=out)
+        args = xs + tuple(scalars)
+        try:
+            if out is not None and len(body.outputs) == 1:
+                r = ek(*args, out)  # written into the donated buffer (cupy broadcasts the inputs)
+            else:
+                r = ek(*args)
+        except compile_error:
+            if state["ran"]:
+                raise
+            state["ek"], state["fallback"] = None, python_kernel(body, cp)
+            return state["fallback"](*xs, out=out)
+        state["ran"] = True
         return r if isinstance(r, tuple) else (r,)
+    kernel.source = "\n".join(code)
     return kernel

@@ -37,7 +37,7 @@ def generator(dev):
         if dev is CPU:
             gen = _np.random.default_rng(_SEED[0])
         else:
-            import cupy
+            cupy = dev.xp
             with cupy.cuda.Device(dev.index):
                 gen = cupy.random.default_rng(_SEED[0])
         _GENERATORS[dev] = gen
