@@ -33,6 +33,8 @@ from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsum
 from .ops.linalg import dot, einsum, matmul, mm
 from .ops.linalg import det, inv as inverse, torch_cross as cross, torch_norm as norm
 from . import linalg  # noqa: F401
+from .ops.linalg import (addmm, baddbmm, bmm, chain_matmul, cholesky_solve, diag, diag_embed, diagonal, ger, inner,
+                         kron, logdet, mv, outer, pinverse, tensordot, trace, vdot)
 from .ops.shape import (atleast_1d, atleast_2d, atleast_3d, column_stack, dsplit, dstack, hsplit, hstack,
                         row_stack, t, tensor_split, unbind, unflatten, vsplit, vstack)
 from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,

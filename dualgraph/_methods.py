@@ -154,7 +154,14 @@ def _bind():
             new_zeros=_new_like(cr.zeros), new_ones=_new_like(cr.ones), new_empty=_new_like(cr.empty),
             new_full=_new_full, new_tensor=_new_tensor, type_as=lambda a, other: ew.astype(a, other.dtype),
             clamp_=_clamp_, clip_=_clamp_, nelement=T.numel, ndimension=T.dim,
-            norm=linalg.tensor_norm, cross=linalg.torch_cross, det=linalg.det, inverse=linalg.inv).items():
+            norm=linalg.tensor_norm, cross=linalg.torch_cross, det=linalg.det, inverse=linalg.inv,
+            bmm=linalg.bmm, mv=linalg.mv, outer=linalg.outer, ger=linalg.ger, inner=linalg.inner, vdot=linalg.vdot,
+            addmm=linalg.addmm, baddbmm=linalg.baddbmm, diagonal=linalg.diagonal, diag=linalg.diag,
+            diag_embed=linalg.diag_embed, trace=linalg.trace, logdet=linalg.logdet, pinverse=linalg.pinverse,
+            kron=linalg.kron, cholesky_solve=linalg.cholesky_solve,
+            uniform_=cr.uniform_, normal_=cr.normal_, bernoulli_=cr.bernoulli_, bernoulli=cr.bernoulli,
+            exponential_=cr.exponential_, cauchy_=cr.cauchy_, log_normal_=cr.log_normal_,
+            geometric_=cr.geometric_, random_=cr.random_).items():
         setattr(T, name, fn)
     T.mH = property(lambda a: a.mT)  # real dtypes only: the conjugate transpose is the transpose
     T.H = property(lambda a: sh.t(a) if a.ndim == 2 else _only_matrices("H", a))

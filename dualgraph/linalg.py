@@ -21,7 +21,8 @@ name themselves in the export error.
 from .ops.linalg import (LinAlgError, cholesky, cond, cross, det, eigh, eigvalsh, inv, lstsq, matmul,  # noqa: F401
                          matrix_norm, matrix_power, matrix_rank, multi_dot, norm, pinv, qr, slogdet, solve,
                          solve_triangular, svd, svdvals, vecdot, vector_norm)
+from .ops.linalg import linalg_diagonal as diagonal  # noqa: F401
 
 __all__ = ["LinAlgError", "cholesky", "cond", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matmul",
            "matrix_norm", "matrix_power", "matrix_rank", "multi_dot", "norm", "pinv", "qr", "slogdet", "solve",
-           "solve_triangular", "svd", "svdvals", "vecdot", "vector_norm"]
+           "solve_triangular", "svd", "svdvals", "vecdot", "vector_norm", "diagonal"]

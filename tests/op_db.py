@@ -872,6 +872,20 @@ def _np_solve_triangular(a, b, upper, left=True, unitriangular=False):
     return _np_solve(tri, b, left=left) if b.ndim >= 2 else _np_solve(tri, b)
 
 
+def _np_diag_embed(x, offset=0, dim1=-2, dim2=-1):
+    n = x.shape[-1] + abs(offset)
+    out = np.zeros(x.shape[:-1] + (n, n), x.dtype)
+    i = np.arange(x.shape[-1])
+    out[..., i + max(-offset, 0), i + max(offset, 0)] = x
+    return np.moveaxis(out, (-2, -1), (dim1 % out.ndim, dim2 % out.ndim))
+
+
+def _np_cholesky_solve(b, l, upper=False):
+    f = np.triu(l) if upper else np.tril(l)
+    a = f.T @ f if upper else f @ f.T
+    return np.linalg.solve(a, b)
+
+
 def _np_qr(x, mode="reduced"):
     if mode == "r":
         return np.zeros((0,), x.dtype), np.linalg.qr(x, mode="r")
@@ -1169,7 +1183,7 @@ OP_DB = [
            notes="Tensor.norm / dg.norm (torch.norm: a vector norm unless p='nuc')"),
     OpInfo("linalg_vecdot", lambda x, y, **k: dg.linalg.vecdot(x, y, **k), lambda x, y, dim=-1: np.sum(x * y, axis=dim),
            lambda make: [Sample((make(3, 4), make(3, 4))), Sample((make(2, 3), make(3)), desc="broadcast"),
-                         Sample((make(3, 4), make(3, 4)), {"dim": 0})], dtypes=NUMERIC, second_order=True),
+                         Sample((make(3, 4), make(3, 4)), {"dim": 0})], second_order=True),
     OpInfo("linalg_multi_dot", lambda *xs: dg.linalg.multi_dot(xs), lambda *xs: np.linalg.multi_dot(xs),
            lambda make: [Sample((make(2, 3), make(3, 4), make(4, 2))),
                          Sample((make(3), make(3, 4), make(4)), desc="1-D ends")],
@@ -1221,6 +1235,49 @@ OP_DB = [
            lambda make: [Sample((make.away(3, 4, points=(-0.5, 0.5)), np.full((4,), -0.5, make.dtype),
                                  np.full((3, 1), 0.5, make.dtype)))],
            notes="tensor min/max broadcast (where composites)"),
+    # -- torch.* products and diagonals (composites) --
+    OpInfo("bmm", dg.bmm, np.matmul, lambda make: [Sample((make(2, 3, 4), make(2, 4, 5)))], dtypes=NUMERIC,
+           second_order=True),
+    OpInfo("mv", dg.mv, np.matmul, lambda make: [Sample((make(3, 4), make(4)))], dtypes=NUMERIC),
+    OpInfo("outer", dg.outer, np.outer, lambda make: [Sample((make(3), make(4)))], dtypes=NUMERIC, second_order=True),
+    OpInfo("vdot", dg.vdot, lambda a, b: np.asarray(np.vdot(a, b)), lambda make: [Sample((make(5), make(5)))],
+           dtypes=NUMERIC),
+    OpInfo("tensordot", lambda a, b, **k: dg.tensordot(a, b, **k), lambda a, b, dims=2: np.tensordot(a, b, axes=dims),
+           lambda make: [Sample((make(2, 3, 4), make(3, 4, 5))), Sample((make(2, 3), make(3, 4)), {"dims": 1}),
+                         Sample((make(2, 3, 4), make(4, 5, 2)), {"dims": ([0, 2], [2, 0])}, desc="listed dims")]),
+    OpInfo("inner", dg.inner, np.inner, lambda make: [Sample((make(2, 3, 4), make(5, 4))), Sample((make(4), make(4)))]),
+    OpInfo("addmm", lambda i, a, b, **k: dg.addmm(i, a, b, **k),
+           lambda i, a, b, beta=1, alpha=1: (beta * i if beta else 0) + alpha * (a @ b),
+           lambda make: [Sample((make(3, 5), make(3, 4), make(4, 5))),
+                         Sample((make(5), make(3, 4), make(4, 5)), {"beta": 0.5, "alpha": 2.0}, desc="broadcast input"),
+                         Sample((np.full((3, 5), np.nan, make.dtype), make(3, 4), make(4, 5)), {"beta": 0}, grad=False,
+                                desc="beta=0 ignores NaN input")]),
+    OpInfo("baddbmm", lambda i, a, b, **k: dg.baddbmm(i, a, b, **k),
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b),
+           lambda make: [Sample((make(2, 3, 5), make(2, 3, 4), make(2, 4, 5)), {"alpha": -1.0})]),
+    OpInfo("diagonal", lambda x, *a: dg.diagonal(x, *a), lambda x, *a: np.diagonal(x, *a).copy(),
+           lambda make: [Sample((make(3, 4),)), Sample((make(3, 4), 1)), Sample((make(3, 4), -2)),
+                         Sample((make(3, 2, 4), 1, 2, 0), desc="dims 2, 0")], dtypes=NUMERIC),
+    OpInfo("diag", lambda x, *a: dg.diag(x, *a), lambda x, *a: np.diag(x, *a).copy(),
+           lambda make: [Sample((make(3),)), Sample((make(3), -1)), Sample((make(3, 4), 1))], dtypes=NUMERIC),
+    OpInfo("diag_embed", lambda x, *a: dg.diag_embed(x, *a), _np_diag_embed,
+           lambda make: [Sample((make(2, 3),)), Sample((make(2, 3), 1)), Sample((make(2, 3), -1, 0, 2), desc="dims")],
+           dtypes=NUMERIC),
+    OpInfo("trace", dg.trace, lambda x: np.asarray(np.trace(x)), lambda make: [Sample((make(3, 4),))], dtypes=NUMERIC),
+    OpInfo("logdet", dg.logdet, lambda a: (lambda sg, la: np.where(sg < 0, np.nan, la).astype(a.dtype))(
+        *np.linalg.slogdet(a)), lambda make: [Sample((_well_conditioned(make, 2, 3, 3),)),
+                                             Sample((np.diag([-1.0, 2.0]).astype(make.dtype),), grad=False, desc="det < 0")],
+           onnx_dtypes=("float32",)),
+    OpInfo("pinverse", dg.pinverse, lambda a: np.linalg.pinv(a, rtol=1e-15).astype(a.dtype),
+           lambda make: [Sample((make(4, 3),))], onnx=False),
+    OpInfo("kron", dg.kron, np.kron, lambda make: [Sample((make(2, 3), make(2, 2))), Sample((make(2), make(3, 2)))],
+           dtypes=NUMERIC, second_order=True),
+    OpInfo("cholesky_solve", lambda b, l, **k: dg.cholesky_solve(b, l, **k), _np_cholesky_solve,
+           lambda make: [Sample((make(3, 2), _well_conditioned(make, 3, 3))),
+                         Sample((make(3, 2), _well_conditioned(make, 3, 3)), {"upper": True})], onnx=False,
+           notes="reads one triangle of the factor; its gradient stays in that triangle"),
+    OpInfo("chain_matmul", lambda *m: dg.chain_matmul(*m), lambda *m: np.linalg.multi_dot(m),
+           lambda make: [Sample((make(2, 3), make(3, 3), make(3, 2)))]),
     # -- shapes --
     OpInfo("reshape", lambda x, *s: dg.reshape(x, *s), lambda x, *s: np.reshape(x, s[0] if len(s) == 1 else s),
            lambda make: [Sample((make(3, 4), (4, 3))), Sample((make(2, 3, 4), (-1, 4)), desc="-1"),

@@ -510,3 +510,62 @@ def test_composites_match_torch(case):
     }
     make, args = fns[case]
     _torch_pair(make(L), make(torch.linalg), *args, grad=case != "cond_fro")  # torch's cond('fro') backward fails
+
+
+# ---- torch.* products and diagonals ----------------------------------------------------------------------
+
+def test_products_and_diagonals_by_hand():
+    m = dg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert dg.trace(m[:, :2]).item() == 6.0 and m.diagonal().tolist() == [1.0, 5.0]
+    assert m.diagonal(1).tolist() == [2.0, 6.0] and m.diagonal(-1).tolist() == [4.0]
+    assert dg.diag(dg.tensor([1.0, 2.0]), 1).tolist() == [[0, 1, 0], [0, 0, 2], [0, 0, 0]]
+    assert dg.diag_embed(dg.tensor([[np.inf, 1.0]])).tolist() == [[[np.inf, 0.0], [0.0, 1.0]]]   # no inf*0 NaN
+    assert dg.outer(dg.tensor([1, 2]), dg.tensor([3, 4, 5])).tolist() == [[3, 4, 5], [6, 8, 10]]
+    assert dg.vdot(dg.tensor([1, 2], dtype=dg.int32), dg.tensor([3, 4], dtype=dg.int32)).dtype == np.int32
+    assert dg.kron(dg.eye(2), dg.tensor([[1.0, 2.0]])).tolist() == [[1, 2, 0, 0], [0, 0, 1, 2]]
+    nan_in = dg.full((2, 2), float("nan"))
+    assert not np.isnan(dg.addmm(nan_in, dg.eye(2), dg.eye(2), beta=0).numpy()).any()   # beta=0 ignores input
+    assert np.isnan(dg.logdet(dg.tensor(np.diag([-1.0, 2.0]))).item())
+    assert dg.logdet(dg.tensor(np.diag([3.0, 2.0]))).item() == pytest.approx(math.log(6.0))
+    a = _rand(2, 3, 4)
+    np.testing.assert_allclose(dg.tensordot(_t(a), _t(a), ([1, 2], [1, 2])).numpy(),
+                               np.tensordot(a, a, ([1, 2], [1, 2])), atol=1e-12)
+    with pytest.raises(ShapeError, match=r"bmm: batch sizes differ: shapes \(2, 3, 4\) and \(3, 4, 5\)"):
+        dg.bmm(_t(a), _t(_rand(3, 4, 5)))
+    with pytest.raises(ShapeError, match="mv: expects a 2-D matrix and a 1-D vector"):
+        dg.mv(_t(a), _t(_rand(4)))
+    with pytest.raises(DTypeError, match="linalg.vecdot"):
+        L.vecdot(dg.tensor([1, 2]), dg.tensor([1, 2]))
+
+
+def test_cholesky_solve_gradient_stays_in_the_factors_triangle():
+    m = _rand(3, 3)
+    low = np.linalg.cholesky(m @ m.T + 3 * np.eye(3))
+    b = _rand(3, 2)
+    x = dg.cholesky_solve(_t(b), _t(low))
+    np.testing.assert_allclose(x.numpy(), np.linalg.solve(low @ low.T, b), atol=1e-10)
+    lt = _t(low, grad=True)
+    dg.cholesky_solve(_t(b), lt).sum().backward()
+    assert not np.triu(lt.grad.numpy(), 1).any()
+    _fd(lambda f: dg.cholesky_solve(_t(b), f), low)
+
+
+_TORCH_PRODUCTS = [
+    ("bmm", lambda m: m.bmm, ((2, 3, 4), (2, 4, 5))), ("mv", lambda m: m.mv, ((3, 4), (4,))),
+    ("outer", lambda m: m.outer, ((3,), (4,))), ("vdot", lambda m: m.vdot, ((3,), (3,))),
+    ("tensordot", lambda m: m.tensordot, ((2, 3, 4), (3, 4, 5))), ("inner", lambda m: m.inner, ((2, 3, 4), (5, 4))),
+    ("addmm", lambda m: (lambda i, a, b: m.addmm(i, a, b, beta=0.5, alpha=2.0)), ((5,), (3, 4), (4, 5))),
+    ("baddbmm", lambda m: (lambda i, a, b: m.baddbmm(i, a, b, alpha=-1.0)), ((2, 3, 5), (2, 3, 4), (2, 4, 5))),
+    ("diagonal", lambda m: (lambda x: m.diagonal(x, 1, 2, 0)), ((3, 2, 4),)),
+    ("diag", lambda m: (lambda x: m.diag(x, -1)), ((3,),)), ("diag2", lambda m: (lambda x: m.diag(x, 1)), ((3, 4),)),
+    ("diag_embed", lambda m: (lambda x: m.diag_embed(x, 1, 0, 2)), ((2, 3),)), ("trace", lambda m: m.trace, ((3, 4),)),
+    ("logdet", lambda m: (lambda x: m.logdet(x @ x.mT + 0.5)), ((2, 3, 3),)),
+    ("pinverse", lambda m: m.pinverse, ((4, 3),)), ("kron", lambda m: m.kron, ((2, 1, 3), (1, 2, 2))),
+    ("chain_matmul", lambda m: (lambda a, b: m.chain_matmul(a, b, a.mT)), ((2, 3), (3, 3))),
+]
+
+
+@pytest.mark.parametrize("name,fn,shapes", _TORCH_PRODUCTS, ids=[c[0] for c in _TORCH_PRODUCTS])
+def test_products_and_diagonals_match_torch(name, fn, shapes):
+    torch = pytest.importorskip("torch")
+    _torch_pair(fn(dg), fn(torch), *[_rand(*s) for s in shapes])

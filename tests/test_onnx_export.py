@@ -697,8 +697,9 @@ def test_fori_loop_with_a_tensor_bound_is_a_loop_and_nests_cond():
         np.testing.assert_allclose(ref, want, rtol=1e-5, atol=1e-6)
 
 
-# the number of outputs or their sizes follow from the traced size in Python (split's chunk list)
-_SIZE_DEPENDENT_ROWS = {"split", "chunk"}
+# the number of outputs or their sizes follow from the traced size in Python (split's chunk list, the
+# length min(rows, cols) of a diagonal)
+_SIZE_DEPENDENT_ROWS = {"split", "chunk", "diagonal", "diag", "trace"}
 
 
 @pytest.mark.parametrize("row", [r for r in OP_DB if not r.random and r.onnx is not False], ids=lambda r: r.name)

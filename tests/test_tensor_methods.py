@@ -263,3 +263,15 @@ def test_conjugate_transposes_of_real_tensors():
     np.testing.assert_array_equal(x[0].H.numpy(), x.numpy()[0].T)
     with pytest.raises(ShapeError, match=r"tensor.H is only supported on matrices .* \(2, 3, 4\)"):
         x.H
+
+
+def test_product_and_diagonal_methods_are_the_functions():
+    a, b, v = dg.tensor(_np(2, 3, 3)), dg.tensor(_np(2, 3, 3)), dg.tensor(_np(3))
+    m = a[0]
+    pairs = [(a.bmm(b), dg.bmm(a, b)), (m.mv(v), dg.mv(m, v)), (v.outer(v), dg.outer(v, v)), (v.ger(v), dg.ger(v, v)),
+             (v.inner(v), dg.inner(v, v)), (v.vdot(v), dg.vdot(v, v)), (m.diagonal(1), dg.diagonal(m, 1)),
+             (m.diag(), dg.diag(m)), (v.diag_embed(), dg.diag_embed(v)), (m.trace(), dg.trace(m)),
+             (m.addmm(m, m), dg.addmm(m, m, m)), (a.baddbmm(a, b), dg.baddbmm(a, a, b)), (m.kron(m), dg.kron(m, m)),
+             (m.pinverse(), dg.pinverse(m)), ((m @ m.mT).logdet(), dg.logdet(m @ m.mT))]
+    for got, want in pairs:
+        np.testing.assert_array_equal(got.numpy(), want.numpy())

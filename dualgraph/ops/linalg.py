@@ -16,7 +16,7 @@ from .infer import broadcast_shapes, norm_axes, result_dtype
 from .onnx_rules import NotExportable, args, emit_in, not_exportable, out_dtype
 from .reduction import MAX, MIN, PROD_OTHERS, sum as sum_
 from .registry import defop
-from .shape import broadcast_to, concat, narrow, permute, reshape, squeeze, unsqueeze
+from .shape import broadcast_to, concat, narrow, pad, permute, reshape, squeeze, unsqueeze
 
 
 def _matmul_infer(a, b):
@@ -44,6 +44,10 @@ def _matmul_vjp(ctx, g):
     if ctx.needs_input_grad[0]:
         ga = matmul(b, g.mT).mT if _transposed_layout(a) else matmul(g, b.mT)
     if ctx.needs_input_grad[1]:
+        if b.ndim == 2 and a.ndim > 2 and g.ndim == a.ndim:
+            # (..., M, K) @ (K, N): one (K, M*batch) @ (M*batch, N) product, not a batched one summed
+            # over the batch afterwards (a (batch, K, N) temporary and a second pass)
+            a, g = reshape(a, (-1, a.shape[-1])), reshape(g, (-1, g.shape[-1]))
         gb = matmul(g.mT, a).mT if _transposed_layout(b) else matmul(a.mT, g)
     return ga, gb
 
@@ -949,6 +953,10 @@ def tensor_norm(self, p="fro", dim=None, keepdim=False, dtype=None, *, ord=None,
 
 def vecdot(x, y, *, dim=-1):
     """torch.linalg.vecdot: sum(x * y) along `dim` (inputs broadcast; real dtypes, so no conjugation)."""
+    for t in (x, y):
+        if np.dtype(t.dtype).kind != "f":
+            raise DTypeError(f"linalg.vecdot: expects floating point tensors, got {np.dtype(t.dtype)} "
+                             f"(shape {tuple(t.shape)})")
     return sum_(x * y, dim)
 
 
@@ -1039,3 +1047,206 @@ def lstsq(A, B, rcond=None, *, driver=None):
     empty = zeros_like(narrow(reshape(A, (-1,)), 0, 0, 0))
     return LstsqResult((squeeze(solution, -1) if vector else solution, empty,
                         matrix_rank(A, rtol=rcond), empty))
+
+
+# ---- torch.* products and diagonals (composites of matmul, getitem, reshape, where, pad) -----------------
+
+def bmm(input, mat2):
+    """torch.bmm: batched matrix product of (b, n, m) and (b, m, p); no broadcasting."""
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise ShapeError(f"bmm: expects 3-D tensors, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+    if _static(input.shape[0]) and _static(mat2.shape[0]) and input.shape[0] != mat2.shape[0]:
+        raise ShapeError(f"bmm: batch sizes differ: shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    """torch.mv: a matrix (n, m) times a vector (m,)."""
+    if input.ndim != 2 or vec.ndim != 1:
+        raise ShapeError(f"mv: expects a 2-D matrix and a 1-D vector, got shapes {tuple(input.shape)} and "
+                         f"{tuple(vec.shape)}")
+    return matmul(input, vec)
+
+
+def outer(input, vec2):
+    """torch.outer (ger): out[i, j] = input[i] * vec2[j] for 1-D inputs."""
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise ShapeError(f"outer: expects 1-D tensors, got shapes {tuple(input.shape)} and {tuple(vec2.shape)}")
+    return unsqueeze(input, 1) * unsqueeze(vec2, 0)
+
+
+ger = outer
+
+
+def vdot(input, other):
+    """torch.vdot: the dot product of two 1-D tensors (real dtypes: no conjugation)."""
+    if input.ndim != 1 or other.ndim != 1 or input.shape[0] != other.shape[0]:
+        raise ShapeError(f"vdot: expects two 1-D tensors of the same size, got shapes {tuple(input.shape)} and "
+                         f"{tuple(other.shape)}")
+    prod = input * other
+    return sum_(prod, dtype=prod.dtype)   # torch.vdot keeps the dtype (sum would widen ints to int64)
+
+
+def tensordot(a, b, dims=2):
+    """torch.tensordot: contract the last `dims` dims of a with the first `dims` of b, or the dims listed in
+    dims = (dims_a, dims_b)."""
+    if isinstance(dims, int):
+        if dims < 0 or dims > min(a.ndim, b.ndim):
+            raise ShapeError(f"tensordot: dims={dims} for shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        da, db = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    else:
+        da, db = ([d] if isinstance(d, int) else list(d) for d in dims)
+        da = [norm_axes(d, a.ndim, "tensordot")[0] for d in da]
+        db = [norm_axes(d, b.ndim, "tensordot")[0] for d in db]
+    if len(da) != len(db) or any(a.shape[i] != b.shape[j] for i, j in zip(da, db)):
+        raise ShapeError(f"tensordot: contracted dims {da} of {tuple(a.shape)} and {db} of {tuple(b.shape)} differ")
+    free_a = [i for i in range(a.ndim) if i not in da]
+    free_b = [j for j in range(b.ndim) if j not in db]
+    k = 1
+    for i in da:
+        k = k * a.shape[i]
+    fa, fb = 1, 1
+    for i in free_a:
+        fa = fa * a.shape[i]
+    for j in free_b:
+        fb = fb * b.shape[j]
+    left = reshape(permute(a, free_a + da), (fa, k))
+    right = reshape(permute(b, db + free_b), (k, fb))
+    return reshape(matmul(left, right), tuple(a.shape[i] for i in free_a) + tuple(b.shape[j] for j in free_b))
+
+
+def inner(input, other):
+    """torch.inner: the sum over the last dims (a scalar times a tensor when one input is 0-D)."""
+    if input.ndim == 0 or other.ndim == 0:
+        return input * other
+    if input.shape[-1] != other.shape[-1]:
+        raise ShapeError(f"inner: last dims differ: shapes {tuple(input.shape)} and {tuple(other.shape)}")
+    return tensordot(input, other, ([-1], [-1]))
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """torch.addmm: beta * input + alpha * (mat1 @ mat2); with beta = 0 input is not read (no NaN from it)."""
+    if mat1.ndim != 2 or mat2.ndim != 2:
+        raise ShapeError(f"addmm: expects 2-D mat1 and mat2, got shapes {tuple(mat1.shape)} and {tuple(mat2.shape)}")
+    return _scaled_sum(input, matmul(mat1, mat2), beta, alpha, "addmm")
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """torch.baddbmm: beta * input + alpha * bmm(batch1, batch2)."""
+    return _scaled_sum(input, bmm(batch1, batch2), beta, alpha, "baddbmm")
+
+
+def _scaled_sum(input, prod, beta, alpha, op):
+    if alpha != 1:
+        prod = prod * alpha
+    if beta == 0:
+        return prod
+    input = as_tensor(input, like=prod)
+    broadcast_shapes(op, input.shape, prod.shape)
+    return prod + (input * beta if beta != 1 else input)
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """torch.diagonal: the diagonal `offset` (above the main one when positive) of the matrices spanned by
+    dim1 and dim2, as a last dim."""
+    if input.ndim < 2:
+        raise ShapeError(f"diagonal: expects at least 2 dims, got shape {tuple(input.shape)}")
+    d1, d2 = (norm_axes(d, input.ndim, "diagonal")[0] for d in (dim1, dim2))
+    if d1 == d2:
+        raise ShapeError(f"diagonal: dim1 and dim2 must differ, got {dim1} and {dim2}")
+    rest = [i for i in range(input.ndim) if i not in (d1, d2)]
+    x = permute(input, rest + [d1, d2])
+    m, n = x.shape[-2], x.shape[-1]
+    if offset >= 0:
+        k = min(offset, n)
+        x = narrow(x, -1, k, n - k)
+    else:
+        k = min(-offset, m)
+        x = narrow(x, -2, k, m - k)
+    size = min(x.shape[-2], x.shape[-1])
+    x = narrow(narrow(x, -2, 0, size), -1, 0, size)
+    batch = tuple(x.shape[:-2])
+    flat = reshape(x, batch + (size * size,))
+    return flat[(slice(None),) * len(batch) + (slice(None, None, size + 1),)]
+
+
+_diagonal_of = diagonal   # diag's argument named `diagonal` (PyTorch's) hides the function there
+
+
+def linalg_diagonal(A, *, offset=0, dim1=-2, dim2=-1):
+    """torch.linalg.diagonal: torch.diagonal with the last two dims as the default."""
+    return diagonal(A, offset, dim1, dim2)
+
+
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """torch.diag_embed: matrices (in dims dim1, dim2 of the result) with input's last dim on diagonal `offset`."""
+    if input.ndim < 1:
+        raise ShapeError("diag_embed: expects at least 1 dim, got a 0-d tensor")
+    size = input.shape[-1]
+    i = unsqueeze(arange(size, device=input.device), 1)
+    j = unsqueeze(arange(size, device=input.device), 0)
+    mat = where(i == j, unsqueeze(input, -1), zeros_like(unsqueeze(input, -1)))   # where: inf * 0 would be NaN
+    k = abs(int(offset))
+    if k:
+        widths = [(0, 0)] * (mat.ndim - 2) + ([(0, k), (k, 0)] if offset > 0 else [(k, 0), (0, k)])
+        mat = pad(mat, widths)
+    nd = mat.ndim
+    r, c = (norm_axes(d, nd, "diag_embed")[0] for d in (dim1, dim2))
+    if r == c:
+        raise ShapeError(f"diag_embed: dim1 and dim2 must differ, got {dim1} and {dim2}")
+    if (r, c) == (nd - 2, nd - 1):
+        return mat
+    others = iter(range(nd - 2))
+    order = [nd - 2 if p == r else nd - 1 if p == c else next(others) for p in range(nd)]
+    return permute(mat, order)
+
+
+def diag(input, diagonal=0):
+    """torch.diag: a 1-D input becomes a square matrix with it on diagonal `diagonal`; a 2-D input gives that
+    diagonal."""
+    if input.ndim == 1:
+        return diag_embed(input, diagonal)
+    if input.ndim == 2:
+        return _diagonal_of(input, diagonal)
+    raise ShapeError(f"diag: expects a 1-D or 2-D tensor, got shape {tuple(input.shape)}")
+
+
+def trace(input):
+    """torch.trace: the sum of a 2-D tensor's main diagonal."""
+    if input.ndim != 2:
+        raise ShapeError(f"trace: expects a 2-D tensor, got shape {tuple(input.shape)}")
+    return sum_(diagonal(input))
+
+
+def logdet(A):
+    """torch.logdet: log(det(A)); NaN where det(A) < 0, -inf where it is 0."""
+    sign, logabs = slogdet(A)
+    return where(sign < 0, float("nan"), logabs)
+
+
+def pinverse(input, rcond=1e-15):
+    """torch.pinverse: pinv with singular values below rcond * the largest treated as zero."""
+    return pinv(input, rtol=rcond)
+
+
+def kron(input, other):
+    """torch.kron: the Kronecker product (the inputs' dims aligned from the end)."""
+    nd = max(input.ndim, other.ndim)
+    sa = (1,) * (nd - input.ndim) + tuple(input.shape)
+    sb = (1,) * (nd - other.ndim) + tuple(other.shape)
+    a = reshape(input, tuple(v for d in sa for v in (d, 1)))
+    b = reshape(other, tuple(v for d in sb for v in (1, d)))
+    return reshape(a * b, tuple(x * y for x, y in zip(sa, sb)))
+
+
+def cholesky_solve(B, L, upper=False):
+    """torch.cholesky_solve: X with A X = B for A = L L^T (upper=True: A = U^T U), from A's Cholesky factor."""
+    _check_matrix("cholesky_solve", L, square=True)
+    if upper:
+        return solve_triangular(L, solve_triangular(L.mT, B, upper=False), upper=True)
+    return solve_triangular(L.mT, solve_triangular(L, B, upper=False), upper=True)
+
+
+def chain_matmul(*matrices):
+    """torch.chain_matmul (deprecated there for linalg.multi_dot): the product of 2-D matrices."""
+    return multi_dot(matrices)
