@@ -18,9 +18,10 @@ from . import _methods  # noqa: F401  (binds operators and methods onto Tensor)
 from . import autograd, nn, viz
 from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
 from .autograd import inference_mode, is_inference_mode_enabled
-from .ops.creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace,
-                           manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
-                           randperm, seed, tensor, uniform, zeros, zeros_like)
+from .ops.creation import (Generator, arange, as_tensor, bernoulli, default_generator, empty, empty_like, eye,
+                           from_numpy, full, full_like, get_rng_state, initial_seed, linspace, manual_seed, normal,
+                           ones, ones_like, poisson, rand, rand_like, randint, randint_like, randn, randn_like,
+                           randperm, seed, set_rng_state, tensor, uniform, zeros, zeros_like)
 from .ops.elementwise import (abs, add, astype, ceil, clamp, clip, copy, cos, div, divide, elu, eq, equal, erf, exp,
                               expm1, floor, floor_divide, floordiv, ge, gelu, greater, greater_equal, gt,
                               hardtanh, isfinite, isnan, le, leaky_relu, less, less_equal, log, log1p,
@@ -32,9 +33,9 @@ from .ops.reduction import (all, amax, amin, any, argmax, argmin, cumsum, logsum
                             std, sum, var)
 from .ops.linalg import dot, einsum, matmul, mm
 from .ops.linalg import det, inv as inverse, torch_cross as cross, torch_norm as norm
-from . import linalg  # noqa: F401
 from .ops.linalg import (addmm, baddbmm, bmm, chain_matmul, cholesky_solve, diag, diag_embed, diagonal, ger, inner,
                          kron, logdet, mv, outer, pinverse, tensordot, trace, vdot)
+from . import linalg  # noqa: F401
 from .ops.shape import (atleast_1d, atleast_2d, atleast_3d, column_stack, dsplit, dstack, hsplit, hstack,
                         row_stack, t, tensor_split, unbind, unflatten, vsplit, vstack)
 from .ops.shape import (broadcast_to, cat, chunk, concat, concatenate, expand, expand_dims, flatten, flip,

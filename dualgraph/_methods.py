@@ -158,7 +158,10 @@ def _bind():
             bmm=linalg.bmm, mv=linalg.mv, outer=linalg.outer, ger=linalg.ger, inner=linalg.inner, vdot=linalg.vdot,
             addmm=linalg.addmm, baddbmm=linalg.baddbmm, diagonal=linalg.diagonal, diag=linalg.diag,
             diag_embed=linalg.diag_embed, trace=linalg.trace, logdet=linalg.logdet, pinverse=linalg.pinverse,
-            kron=linalg.kron, cholesky_solve=linalg.cholesky_solve).items():
+            kron=linalg.kron, cholesky_solve=linalg.cholesky_solve,
+            uniform_=cr.uniform_, normal_=cr.normal_, bernoulli_=cr.bernoulli_, bernoulli=cr.bernoulli,
+            exponential_=cr.exponential_, cauchy_=cr.cauchy_, log_normal_=cr.log_normal_,
+            geometric_=cr.geometric_, random_=cr.random_).items():
         setattr(T, name, fn)
     T.mH = property(lambda a: a.mT)  # real dtypes only: the conjugate transpose is the transpose
     T.H = property(lambda a: sh.t(a) if a.ndim == 2 else _only_matrices("H", a))

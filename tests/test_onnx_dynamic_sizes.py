@@ -137,10 +137,12 @@ def test_random_tensors_of_a_dynamic_size_are_drawn_at_run_time():
                      input_signature=[dg.TensorSpec((None, None), "float32")])
     y = cf(dg.zeros(200, 300)).numpy()
     assert y.shape == (200, 300) and abs(float(y.std()) - 1.0) < 0.02
-    # randint has no symbolic form: refused at the line, not filled with something else
-    with pytest.raises(dgo.ExportError, match=r"'B' .*\(randint: a shape"):
-        dgo.export(lambda x: x + dg.randint(0, 3, (x.shape[0], 1)), (dg.randn(2, 7),), None, input_names=["x"],
-                   dynamic_axes=BT)
+    # randint of a dynamic size: integers drawn by the graph at run time, in range and of every value
+    model = dgo.export(lambda x: x + dg.randint(0, 3, (x.shape[0], 1)).float(), (dg.randn(2, 7),), None,
+                       input_names=["x"], dynamic_axes=BT)
+    (got,) = run(model, {"x": np.zeros((3000, 5), np.float32)})
+    assert got.shape == (3000, 5) and set(np.unique(got)) == {0.0, 1.0, 2.0}
+    assert (got == got[:, :1]).all()  # one draw per row, broadcast along the columns
 
 
 def test_filled_tensor_when_two_dynamic_axes_share_the_traced_size():

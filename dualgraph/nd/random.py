@@ -2,6 +2,8 @@
 
 As in MXNet 1.x, no `shape` gives shape (1,), and loc/scale (low/high) may be NDArrays: the
 result then has shape loc.shape + shape, one draw set per element."""
+from contextlib import contextmanager as _contextmanager
+
 from .. import dtypes as _dt
 from ..backend import device as _device
 from ..errors import InvalidValue
@@ -70,6 +72,26 @@ def _write(result, out):
     return out
 
 
-def seed(seed_state, ctx="all"):
-    """MXNet's mx.random.seed: seeds dualgraph's generators (dg.manual_seed), every device at once."""
-    _cr.manual_seed(seed_state)
+def seed(seed_state=None, ctx="all"):
+    """mx.random.seed(n): seeds dualgraph's generators (dg.manual_seed), every device at once. Without a
+    seed it is torch.random.seed(): a seed from the operating system's entropy, returned. A `ctx`
+    seeds every device too: dualgraph keeps one seed for all of them."""
+    return _cr.seed(seed_state)
+
+
+# torch.random's names: `dg.random` is both MXNet's mx.random and PyTorch's torch.random
+manual_seed, initial_seed = _cr.manual_seed, _cr.initial_seed
+get_rng_state, set_rng_state, default_generator = _cr.get_rng_state, _cr.set_rng_state, _cr.default_generator
+
+
+@_contextmanager
+def fork_rng(devices=None, enabled=True):
+    """torch.random.fork_rng: draws inside the block leave the global CPU generator where it was."""
+    if not enabled:
+        yield
+        return
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
