@@ -683,3 +683,38 @@ def test_micrograd_reference_side():
     if torch is not None:
         ref = _run(MICROGRAD)
         assert ref["test_more_ops"]() == pytest.approx((g, ag, bg), rel=1e-12)
+
+
+# ---- the seed articles' TensorFlow 1 and MXNet examples, imports changed -----------------------------
+
+TF1_SEED = '''
+import tensorflow as tf
+
+x = tf.placeholder(tf.float32)
+y = x * x + 2
+
+with tf.Session() as sess:
+    result = sess.run(y, feed_dict={x: 3})
+'''
+
+MXNET_SEED = '''
+from mxnet import autograd, nd
+
+a = nd.ones((2,1))
+a.attach_grad()
+with autograd.record():
+    b = nd.ones((2,1))
+    c = 2 * a + b
+c.backward()
+'''
+
+
+def test_seed_examples_of_tf1_and_mxnet():
+    import dualgraph.static as tf
+
+    tf.reset_default_graph()
+    ns = _run(TF1_SEED.replace("import tensorflow as tf", "import dualgraph.static as tf"))
+    assert ns["result"] == 11.0 and np.asarray(ns["result"]).dtype == np.float32
+    ns = _run(MXNET_SEED.replace("from mxnet import", "from dualgraph import"))
+    np.testing.assert_array_equal(ns["a"].grad.numpy(), [[2.0], [2.0]])
+    assert ns["c"].dtype == np.float32
