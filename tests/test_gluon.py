@@ -1045,3 +1045,24 @@ def test_d2l_custom_layers_and_constants():
     params = gluon.ParameterDict()
     params.get("param2", shape=(2, 3))
     assert list(params.keys()) == ["param2"] and params["param2"].shape == (2, 3)
+
+
+def test_dataloader_num_workers_reads_in_worker_processes_in_order():
+    from dualgraph.utils.data import get_worker_info
+
+    class WhoRead(gluon.data.Dataset):
+        def __getitem__(self, i):
+            info = get_worker_info()
+            return np.float32(i), np.int64(-1 if info is None else info.id)
+
+        def __len__(self):
+            return 10
+
+    def batches(**kw):
+        return [(x.asnumpy().tolist(), w.asnumpy().tolist())
+                for x, w in gluon.data.DataLoader(WhoRead(), batch_size=3, **kw)]
+
+    in_process, in_workers = batches(), batches(num_workers=2)
+    assert [x for x, _ in in_workers] == [x for x, _ in in_process] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert {w for _, ws in in_process for w in ws} == {-1}
+    assert {w for _, ws in in_workers for w in ws} == {0, 1}

@@ -4,6 +4,7 @@ import numpy as np
 from ... import nd
 from ...errors import InvalidValue
 from ...tensor import Tensor
+from ...utils.data.dataloader import DataLoader as _WorkerLoader
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 
@@ -21,9 +22,9 @@ def default_batchify_fn(data):
 
 class DataLoader:
     """Iterate a Dataset in mini-batches: `for data, label in DataLoader(dataset, batch_size=64,
-    shuffle=True):`. Batches are read in this process; num_workers (and MXNet's thread_pool,
-    pin_memory, prefetch) are accepted and change nothing but speed in MXNet, so the batches are the
-    same here."""
+    shuffle=True):`. With num_workers > 0 the batches are read by that many worker processes
+    (dualgraph.utils.data's), in the same order; MXNet's thread_pool, pin_memory and prefetch only
+    change speed there, and are accepted here without effect."""
 
     def __init__(self, dataset, batch_size=None, shuffle=False, sampler=None, last_batch=None,
                  batch_sampler=None, batchify_fn=None, num_workers=0, pin_memory=False, pin_device_id=0,
@@ -44,8 +45,13 @@ class DataLoader:
             raise InvalidValue(f"num_workers must be non-negative, got {num_workers}")
         self._batch_sampler = batch_sampler
         self._batchify_fn = batchify_fn or default_batchify_fn
+        self._num_workers, self._timeout = num_workers, timeout
 
     def __iter__(self):
+        if self._num_workers > 0:
+            yield from _WorkerLoader(self._dataset, batch_sampler=self._batch_sampler, collate_fn=self._batchify_fn,
+                                     num_workers=self._num_workers, timeout=self._timeout)
+            return
         fast = getattr(self._dataset, "_batch", None) if self._batchify_fn is default_batchify_fn else None
         for batch in self._batch_sampler:
             out = fast(batch) if fast is not None else None
