@@ -648,7 +648,8 @@ def _parse(src, where):
             raise _CompileException(f"{where}: error: expected an identifier, found {name!r}")
         s.take("=")
         e = _expr(s)
-        s.take(";")
+        if s.peek()[0] is not None:  # cupy's template puts a ';' after the operation
+            s.take(";")
         stmts.append((ctype, name, e))
     return stmts
 

@@ -351,7 +351,10 @@ def _via_function(f, args, dynamic_axes, input_names):
 
     def reference(arrays):
         it = iter(arrays)
-        call = [from_numpy(np.ascontiguousarray(next(it))) if isinstance(a, Tensor) else a for a in args]
+        # onnxruntime's feeds are host arrays; the reference runs where the example inputs live (a GPU model
+        # has GPU parameters)
+        call = [from_numpy(np.ascontiguousarray(next(it))).to(a.device) if isinstance(a, Tensor) else a
+                for a in args]
         snapshot = _snapshot(modules)
         try:
             res = _flat(target(*call))

@@ -587,7 +587,8 @@ class Variable(Tensor):
             if dtype is not None:
                 arr = arr.astype(_tf_dtype(dtype))
         else:
-            arr = _to_array(_python_values(initial_value), _tf_dtype(dtype), None, copy=True)
+            # a static graph runs on the host (Session.run returns numpy arrays): a GPU tensor's value is copied
+            arr = _to_array(_python_values(initial_value), _tf_dtype(dtype), CPU, copy=True)
         t = _make(arr, CPU)
         t.__class__ = cls
         return t
@@ -644,6 +645,7 @@ class Variable(Tensor):
 
     def load(self, value, session=None):
         """Write `value` into the variable now (TF1's Variable.load)."""
+        value = value.numpy() if isinstance(value, Tensor) else value  # a GPU tensor's value too
         np.copyto(self._data, np.asarray(value, dtype=self.dtype), casting="same_kind")
         self._version[0] += 1
 
