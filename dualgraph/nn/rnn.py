@@ -1,5 +1,5 @@
-"""Recurrent layers with PyTorch's API, parameter names, layout and init: RNN, LSTM, GRU and their cells,
-and pad_sequence.
+"""Recurrent layers with PyTorch's API, parameter names, layout and init: RNN, LSTM (proj_size too), GRU
+and their cells; and torch.nn.utils.rnn's pad_sequence and packed sequences (dg.nn.utils.rnn is this module).
 
 A module composes layers, directions and inter-layer dropout; each (layer, direction) is one primitive
 over the whole sequence (ops/rnn.py: one op forward, one op backward, ONNX's LSTM/GRU/RNN on export),
