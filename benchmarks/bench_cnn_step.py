@@ -21,6 +21,18 @@ except ImportError:
 
 BATCH = int(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--batch=")), 64))
 ROUNDS = int(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--rounds=")), 5))
+# --device=gpu: dualgraph on its GPU device, PyTorch on CUDA as the peer; each timing waits for the device
+DEVICE = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--device=")), "cpu")
+TDEV = "cuda" if DEVICE in ("gpu", "cuda") else "cpu"
+if torch is not None and TDEV == "cuda" and not torch.cuda.is_available():
+    torch = None   # a CPU-only PyTorch is no GPU peer
+
+
+def sync():
+    if TDEV == "cuda":
+        dg.cuda.synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
 
 
 def weights(rng):
@@ -29,9 +41,9 @@ def weights(rng):
 
 
 def dg_step(params, x, y, compiled):
-    ps = [dg.tensor(p, requires_grad=True) for p in params]
+    ps = [dg.tensor(p, requires_grad=True, device=DEVICE) for p in params]
     opt = dg.optim.AdamW(ps, lr=1e-3)
-    xt, yt = dg.tensor(x), dg.tensor(y)
+    xt, yt = dg.tensor(x, device=DEVICE), dg.tensor(y, device=DEVICE)
 
     def step(xb, yb):
         w1, b1, w2, b2, w3, b3 = ps
@@ -49,9 +61,9 @@ def dg_step(params, x, y, compiled):
 
 
 def torch_step(params, x, y):
-    ps = [torch.tensor(p, requires_grad=True) for p in params]
+    ps = [torch.tensor(p, requires_grad=True, device=TDEV) for p in params]
     opt = torch.optim.AdamW(ps, lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(TDEV), torch.from_numpy(y).to(TDEV)
 
     def step():
         w1, b1, w2, b2, w3, b3 = ps
@@ -75,6 +87,7 @@ def main():
     t0 = time.perf_counter()
     runners["dg compiled"] = dg_step(params, x, y, True)
     runners["dg compiled"]()
+    sync()
     first = time.perf_counter() - t0
     if torch is not None:
         runners["torch eager"] = torch_step(params, x, y)
@@ -85,9 +98,10 @@ def main():
         for name, fn in runners.items():
             s = time.perf_counter()
             fn()
+            sync()
             best[name] = min(best[name], time.perf_counter() - s)
     base = best.get("torch eager", best["dg eager"])
-    print(f"CNN training step, batch {BATCH}, best of {ROUNDS} rounds (dg compiled first call {first * 1e3:.0f} ms)")
+    print(f"CNN training step on {DEVICE}, batch {BATCH}, best of {ROUNDS} rounds (dg compiled first call {first * 1e3:.0f} ms)")
     for name, t in best.items():
         print(f"  {name:12s} {t * 1e3:8.2f} ms   {t / base:5.2f}x {'torch eager' if torch is not None else 'dg eager'}")
 
