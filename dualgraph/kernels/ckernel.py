@@ -52,7 +52,7 @@ _TYPES = {np.dtype(np.float32): ("float", "f"), np.dtype(np.float64): ("double",
 _BOOL = np.dtype(np.bool_)
 _CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\(")
 # libm functions glibc's libmvec has SIMD versions of, declared so the loop vectorizes through them
-_SIMD = ("exp", "log")
+_SIMD = ("exp", "log", "erf")
 
 
 def c_expr(expr, suffix):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..backend import erf as _erf
+from ..kernels import activations as _act
 from ..errors import DTypeError
 from ..graph.avals import Aval
 from ..tensor import Tensor, as_tensor
@@ -443,9 +444,18 @@ def _sigmoid_forward(xp, x):
 SIGMOID, sigmoid = _unary("sigmoid", _sigmoid_forward, lambda ctx, g: g * ctx.out * (1 - ctx.out),
                           saves_output=True, expr="((tanh({0} * ({t})0.5) + 1) * ({t})0.5)",
                           onnx=unary("Sigmoid"))
-ERF, erf = _unary("erf", lambda xp, x: _erf(xp, _f(xp, x)),
+def _erf_forward(xp, x):
+    x = _f(xp, x)
+    if xp is np:
+        y = _act.apply("erf_loop", x)
+        if y is not None:
+            return y
+    return _erf(xp, x)
+
+
+ERF, erf = _unary("erf", _erf_forward,
                   lambda ctx, g: g * (2 / np.sqrt(np.pi)) * exp(neg(ctx.inputs[0] * ctx.inputs[0])),
-                  onnx=_erf_onnx)
+                  expr="erf({0})", onnx=_erf_onnx)
 FLOOR, floor = _unary("floor", lambda xp, x: xp.floor(x), lambda ctx, g: zeros_like(g), infer=same_infer,
                       onnx=rounding("Floor"))
 CEIL, ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda ctx, g: zeros_like(g), infer=same_infer,
@@ -555,50 +565,133 @@ def elu(x, alpha=1.0):
     return apply(ELU, (x,), {"alpha": float(alpha)})
 
 
-def _gelu_forward(xp, x, approximate):
+# GELU is two records, exact and tanh, with no attributes, so fused C kernels take them from `expr`;
+# each gradient is one record too (one pass over g and x eagerly, and a second-order vjp of its own)
+_GELU_EXPR = "(({t})0.5 * {0} * (1 + erf({0} * ({t})0.7071067811865476)))"
+_GELU_TANH_EXPR = ("(({t})0.5 * {0} * (1 + tanh(({t})0.7978845608028654 * ({0} + ({t})0.044715 * {0} * {0} * {0}))))")
+_GELU_TANH_GRAD_EXPR = ("({0} * (({t})0.5 * (1 + tanh(({t})0.7978845608028654 * ({1} + ({t})0.044715 * {1} * {1} * {1})))"
+                        " + ({t})0.5 * {1} * (1 - tanh(({t})0.7978845608028654 * ({1} + ({t})0.044715 * {1} * {1} * {1}))"
+                        " * tanh(({t})0.7978845608028654 * ({1} + ({t})0.044715 * {1} * {1} * {1})))"
+                        " * ({t})0.7978845608028654 * (1 + ({t})0.134145 * {1} * {1})))")
+_GELU_GRAD_EXPR = ("({0} * (({t})0.5 * (1 + erf({1} * ({t})0.7071067811865476)) + {1} * "
+                   "(exp(({t})-0.5 * {1} * {1}) * ({t})0.3989422804014327)))")
+
+
+def _gelu_forward(xp, x, approximate="none"):
     x = _f(xp, x)
     t = x.dtype.type
+    if xp is np:
+        y = _act.apply("gelu_tanh" if approximate == "tanh" else "gelu", x)
+        if y is not None:
+            return y
     if approximate == "tanh":
         return t(0.5) * x * (1 + xp.tanh(t(0.7978845608028654) * (x + t(0.044715) * x * x * x)))
     return t(0.5) * x * (1 + _erf(xp, x * t(0.7071067811865476)))
 
 
-def _gelu_vjp(ctx, g):
-    x = ctx.inputs[0]
-    if ctx.attrs["approximate"] == "tanh":
-        k = 0.7978845608028654
-        inner = k * (x + 0.044715 * x * x * x)
-        th = tanh(inner)
-        d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * 0.044715 * x * x)
-        return (g * d,)
-    cdf = 0.5 * (1 + erf(x * 0.7071067811865476))
-    pdf = exp(-0.5 * x * x) * 0.3989422804014327
-    return (g * (cdf + x * pdf),)
-
-
-def _gelu_onnx(ctx, node, x):
-    dt = out_dtype(node)
-    approximate = ctx.attrs(node)["approximate"]
-    x = ctx.arg(node.inputs[0], x, dt)
-    if ctx.opset >= 20 and dt == np.float32:
-        return ctx.emit("Gelu", [x], approximate=approximate)
-    c = lambda v: ctx.const(v, dt)  # noqa: E731
+def _gelu_grad_forward(xp, g, x, approximate="none"):
+    """g * d gelu(x) / dx."""
+    g, x = _common(g, _f(xp, x))
+    if xp is np:
+        y = _act.apply("gelu_tanh_grad" if approximate == "tanh" else "gelu_grad", g, x)
+        if y is not None:
+            return y
+    t = x.dtype.type
     if approximate == "tanh":
-        cube = ctx.emit("Mul", [ctx.emit("Mul", [x, x]), x])
-        inner = ctx.emit("Mul", [c(0.7978845608028654), ctx.emit("Add", [x, ctx.emit("Mul", [c(0.044715), cube])])])
-        t = ctx.emit("Add", [c(1.0), ctx.emit("Tanh", [inner])])
-    else:
-        t = ctx.emit("Add", [c(1.0), _erf_of_onnx(ctx, ctx.emit("Mul", [x, c(0.7071067811865476)]), dt)])
-    return ctx.emit("Mul", [ctx.emit("Mul", [c(0.5), x]), t])
+        th = xp.tanh(t(0.7978845608028654) * (x + t(0.044715) * x * x * x))
+        return g * (t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * t(0.7978845608028654)
+                    * (1 + t(0.134145) * x * x))
+    cdf = t(0.5) * (1 + _erf(xp, x * t(0.7071067811865476)))
+    return g * (cdf + x * (xp.exp(t(-0.5) * x * x) * t(0.3989422804014327)))
 
 
-GELU = defop("gelu", _gelu_forward, float_elementwise_infer, _gelu_vjp, elementwise=True, onnx=_gelu_onnx)
+def _gelu_vjp(ctx, g):
+    return (apply(GELU_GRAD, (g, ctx.inputs[0])),)
+
+
+def _gelu_vjp_tanh(ctx, g):
+    return (apply(GELU_TANH_GRAD, (g, ctx.inputs[0])),)
+
+
+def _gelu_grad_vjp(ctx, h):
+    """dx = g * d(x) with d = cdf + x pdf: the cotangent h gives h * d to g and h * g * d'(x) to x,
+    d'(x) = pdf * (2 - x^2)."""
+    g, x = ctx.inputs
+    gg = apply(GELU_GRAD, (h, x)) if ctx.needs_input_grad[0] else None
+    gx = None
+    if ctx.needs_input_grad[1]:
+        pdf = exp(-0.5 * x * x) * 0.3989422804014327
+        gx = h * g * pdf * (2 - x * x)
+    return gg, gx
+
+
+def _gelu_tanh_grad_vjp(ctx, h):
+    """d = 0.5 (1 + th) + 0.5 x sech^2(u) u' with u = k (x + c x^3), u' = k (1 + 3 c x^2);
+    d'(x) = sech^2(u) (u' - x th u'^2 + 3 k c x^2)."""
+    g, x = ctx.inputs
+    gg = apply(GELU_TANH_GRAD, (h, x)) if ctx.needs_input_grad[0] else None
+    gx = None
+    if ctx.needs_input_grad[1]:
+        k, c = 0.7978845608028654, 0.044715
+        th = tanh(k * (x + c * x * x * x))
+        du = k * (1 + 3 * c * x * x)
+        gx = h * g * ((1 - th * th) * (du - x * th * du * du + 3 * k * c * x * x))
+    return gg, gx
+
+
+def _gelu_onnx_of(approximate):
+    def rule(ctx, node, x):
+        dt = out_dtype(node)
+        x = ctx.arg(node.inputs[0], x, dt)
+        if ctx.opset >= 20 and dt == np.float32:
+            return ctx.emit("Gelu", [x], approximate=approximate)
+        c = lambda v: ctx.const(v, dt)  # noqa: E731
+        if approximate == "tanh":
+            cube = ctx.emit("Mul", [ctx.emit("Mul", [x, x]), x])
+            inner = ctx.emit("Mul", [c(0.7978845608028654),
+                                     ctx.emit("Add", [x, ctx.emit("Mul", [c(0.044715), cube])])])
+            t = ctx.emit("Add", [c(1.0), ctx.emit("Tanh", [inner])])
+        else:
+            t = ctx.emit("Add", [c(1.0), _erf_of_onnx(ctx, ctx.emit("Mul", [x, c(0.7071067811865476)]), dt)])
+        return ctx.emit("Mul", [ctx.emit("Mul", [c(0.5), x]), t])
+    return rule
+
+
+def _gelu_grad_onnx_of(approximate):
+    def rule(ctx, node, g, x):
+        dt = out_dtype(node)
+        g, x = ctx.arg(node.inputs[0], g, dt), ctx.arg(node.inputs[1], x, dt)
+        c = lambda v: ctx.const(v, dt)  # noqa: E731
+        mul = lambda a, b: ctx.emit("Mul", [a, b])  # noqa: E731
+        add = lambda a, b: ctx.emit("Add", [a, b])  # noqa: E731
+        xx = mul(x, x)
+        if approximate == "tanh":
+            th = ctx.emit("Tanh", [mul(c(0.7978845608028654), add(x, mul(c(0.044715), mul(xx, x))))])
+            sech2 = ctx.emit("Sub", [c(1.0), mul(th, th)])
+            d = add(mul(c(0.5), add(c(1.0), th)),
+                    mul(mul(mul(c(0.5), x), sech2), mul(c(0.7978845608028654), add(c(1.0), mul(c(0.134145), xx)))))
+        else:
+            cdf = mul(c(0.5), add(c(1.0), _erf_of_onnx(ctx, mul(x, c(0.7071067811865476)), dt)))
+            pdf = mul(ctx.emit("Exp", [mul(c(-0.5), xx)]), c(0.3989422804014327))
+            d = add(cdf, mul(x, pdf))
+        return mul(g, d)
+    return rule
+
+
+GELU = defop("gelu", lambda xp, x: _gelu_forward(xp, x), float_elementwise_infer, _gelu_vjp, elementwise=True,
+             expr=_GELU_EXPR, onnx=_gelu_onnx_of("none"))
+GELU_TANH = defop("gelu_tanh", lambda xp, x: _gelu_forward(xp, x, "tanh"), float_elementwise_infer, _gelu_vjp_tanh,
+                  elementwise=True, expr=_GELU_TANH_EXPR, onnx=_gelu_onnx_of("tanh"))
+GELU_GRAD = defop("gelu_grad", lambda xp, g, x: _gelu_grad_forward(xp, g, x), elementwise_infer, _gelu_grad_vjp,
+                  elementwise=True, expr=_GELU_GRAD_EXPR, onnx=_gelu_grad_onnx_of("none"))
+GELU_TANH_GRAD = defop("gelu_tanh_grad", lambda xp, g, x: _gelu_grad_forward(xp, g, x, "tanh"), elementwise_infer,
+                       _gelu_tanh_grad_vjp, elementwise=True, expr=_GELU_TANH_GRAD_EXPR, onnx=_gelu_grad_onnx_of("tanh"))
 
 
 def gelu(x, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return apply(GELU, (x,), {"approximate": approximate})
+    return apply(GELU_TANH if approximate == "tanh" else GELU, (x,))
 
 
 def silu(x):

@@ -1,0 +1,137 @@
+"""The kernels a transformer training step runs on: erf and GELU (exact and tanh) with their gradients,
+softmax along any axis, the linear layer's weight gradient on N-D inputs, embedding's backward and
+scaled_dot_product_attention as one op. Values and gradients against PyTorch where installed, and
+against numpy / math.erf / finite differences always; both sides of every size threshold; NaN and inf
+as numpy's formulas give them."""
+import math
+
+import numpy as np
+import pytest
+
+import dualgraph as dg
+import dualgraph.nn.functional as F
+from dualgraph.kernels import activations, native
+
+C = native.available()
+SIZES = [activations.MIN_SIZE - 1, activations.MIN_SIZE, 3 * activations.MIN_SIZE + 5]
+
+
+def _erf(x):
+    return np.vectorize(math.erf)(x.astype(np.float64))
+
+
+def _gelu_ref(x, approximate, dtype=np.float64):
+    """The formula, evaluated in `dtype` (float64 for values; the input's dtype for where NaN and inf
+    arise, as overflow happens there)."""
+    x = x.astype(dtype)
+    t = np.dtype(dtype).type
+    if approximate == "tanh":
+        return t(0.5) * x * (1 + np.tanh(t(0.7978845608028654) * (x + t(0.044715) * x * x * x)))
+    return t(0.5) * x * (1 + _erf(x * t(0.7071067811865476)).astype(dtype))
+
+
+def _gelu_grad_ref(x, approximate, dtype=np.float64):
+    x = x.astype(dtype)
+    t = np.dtype(dtype).type
+    if approximate == "tanh":
+        th = np.tanh(t(0.7978845608028654) * (x + t(0.044715) * x * x * x))
+        return t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * t(0.7978845608028654) * (1 + t(0.134145) * x * x)
+    cdf = t(0.5) * (1 + _erf(x * t(0.7071067811865476)).astype(dtype))
+    return cdf + x * (np.exp(t(-0.5) * x * x) * t(0.3989422804014327))
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_values(n, dtype):
+    x = (np.random.default_rng(n).standard_normal(n) * 2).astype(dtype)
+    got = dg.erf(dg.tensor(x)).numpy()
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, _erf(x), rtol=0, atol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_values_and_gradient(approximate, n, dtype):
+    x = (np.random.default_rng(n).standard_normal(n) * 3).astype(dtype)
+    g = np.random.default_rng(n + 1).standard_normal(n).astype(dtype)
+    t = dg.tensor(x, requires_grad=True)
+    y = F.gelu(t, approximate=approximate)
+    y.backward(dg.tensor(g))
+    tol = dict(rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(y.numpy(), _gelu_ref(x, approximate), **tol)
+    np.testing.assert_allclose(t.grad.numpy(), g * _gelu_grad_ref(x, approximate), **tol)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_against_torch(approximate):
+    torch = pytest.importorskip("torch")
+    x = (np.random.default_rng(0).standard_normal((64, 33)) * 3).astype(np.float32)
+    t = dg.tensor(x, requires_grad=True)
+    y = F.gelu(t, approximate=approximate)
+    (y * y).sum().backward()
+    tt = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.gelu(tt, approximate=approximate)
+    (ty * ty).sum().backward()
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_second_order_by_finite_differences(approximate):
+    x = dg.tensor(np.random.default_rng(3).standard_normal(7) * 2, requires_grad=True)
+    assert dg.autograd.gradgradcheck(lambda a: F.gelu(a, approximate=approximate), (x,))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_nan_inf_as_the_numpy_formula(approximate):
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 5.0], np.float32)
+    for n in (8, 200):  # below and above the C loop's threshold
+        x = np.resize(special, n)
+        with np.errstate(all="ignore"):
+            want = _gelu_ref(x, approximate, np.float32)
+            wantg = _gelu_grad_ref(x, approximate, np.float32)
+        t = dg.tensor(x, requires_grad=True)
+        y = F.gelu(t, approximate=approximate)
+        y.backward(dg.ones_like(y))
+        np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(want))
+        np.testing.assert_allclose(y.numpy(), want, rtol=1e-6, equal_nan=True)
+        np.testing.assert_array_equal(np.isnan(t.grad.numpy()), np.isnan(wantg))
+        np.testing.assert_allclose(t.grad.numpy(), wantg, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_compiled_is_one_fused_kernel_and_matches_eager(approximate):
+    x = np.random.default_rng(5).standard_normal((64, 160)).astype(np.float32)
+
+    def f(a):
+        return F.gelu(a * 1.5 + 0.25, approximate=approximate)
+    cf = dg.function(f)
+    np.testing.assert_allclose(cf(dg.tensor(x)).numpy(), f(dg.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
+    fused = [n for n in cf.graph(dg.tensor(x)).nodes if n.op.name == "fused_elementwise"]
+    assert len(fused) == 1 and "gelu" in {n.op.name.split("_")[0] for n in fused[0].subgraphs["body"].nodes}
+
+
+def test_gelu_bad_approximate():
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(dg.ones(3), approximate="fast")
+
+
+# ---- linear's weight gradient on N-D inputs ---------------------------------------------------------
+
+def test_linear_weight_gradient_on_3d_input_is_one_matmul():
+    rng = np.random.default_rng(0)
+    x, w, g = rng.standard_normal((3, 5, 4)), rng.standard_normal((6, 4)), rng.standard_normal((3, 5, 6))
+    xt, wt = dg.tensor(x, requires_grad=True), dg.tensor(w, requires_grad=True)
+    F.linear(xt, wt).backward(dg.tensor(g))
+    np.testing.assert_allclose(wt.grad.numpy(), np.einsum("bto,bti->oi", g, x), rtol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), g @ w, rtol=1e-12)
+    assert wt.grad.numpy().flags.c_contiguous
+
+    def step(a, b):
+        return dg.autograd.grad((F.linear(a, b) * dg.tensor(g)).sum(), [b])[0]
+    cf = dg.function(step)
+    np.testing.assert_allclose(cf(dg.tensor(x), dg.tensor(w, requires_grad=True)).numpy(), np.einsum("bto,bti->oi", g, x), rtol=1e-12)
+    mm = [n for n in cf.graph(dg.tensor(x), dg.tensor(w, requires_grad=True)).nodes if n.op.name in ("matmul", "matmul_t")]
+    # the weight gradient is a 2-D product, not a batched one ((3, 4, 5) @ (3, 5, 6)) summed afterwards
+    assert mm and not [n for n in mm if all(len(v.aval.shape) == 3 for v in n.inputs)]
