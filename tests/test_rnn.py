@@ -640,3 +640,84 @@ def test_c_step_loops_and_the_numpy_path_agree(kind, dtype, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     if native.available():
         assert real(np, *arrays[:1]) is not None   # the C path is the one compared here
+
+
+# ---- a real script: PyTorch's word_language_model example, the import changed ---------------------------
+
+def _word_language_model(torch, rnn_type, data, state=None, steps=4):
+    """pytorch/examples word_language_model's RNNModel and training loop (dropout 0 so that runs compare);
+    returns the losses and the final state_dict as numpy arrays."""
+    nn = torch.nn
+
+    class RNNModel(nn.Module):
+        def __init__(self, rnn_type, ntoken, ninp, nhid, nlayers, dropout=0.5, tie_weights=False):
+            super(RNNModel, self).__init__()
+            self.ntoken = ntoken
+            self.drop = nn.Dropout(dropout)
+            self.encoder = nn.Embedding(ntoken, ninp)
+            if rnn_type in ['LSTM', 'GRU']:
+                self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+            else:
+                nonlinearity = {'RNN_TANH': 'tanh', 'RNN_RELU': 'relu'}[rnn_type]
+                self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity, dropout=dropout)
+            self.decoder = nn.Linear(nhid, ntoken)
+            if tie_weights:
+                self.decoder.weight = self.encoder.weight
+            self.rnn_type, self.nhid, self.nlayers = rnn_type, nhid, nlayers
+
+        def forward(self, input, hidden):
+            emb = self.drop(self.encoder(input))
+            output, hidden = self.rnn(emb, hidden)
+            output = self.drop(output)
+            decoded = self.decoder(output)
+            decoded = decoded.view(-1, self.ntoken)
+            return nn.functional.log_softmax(decoded, dim=1), hidden
+
+        def init_hidden(self, bsz):
+            weight = next(self.parameters())
+            if self.rnn_type == 'LSTM':
+                return (weight.new_zeros((self.nlayers, bsz, self.nhid)),
+                        weight.new_zeros((self.nlayers, bsz, self.nhid)))
+            return weight.new_zeros((self.nlayers, bsz, self.nhid))
+
+    def repackage_hidden(h):
+        if isinstance(h, torch.Tensor):
+            return h.detach()
+        return tuple(repackage_hidden(v) for v in h)
+
+    model = RNNModel(rnn_type, 20, 8, 8, 2, dropout=0.0, tie_weights=True).double()
+    if state is not None:
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    criterion = nn.NLLLoss()
+    source = torch.tensor(data)
+    hidden = model.init_hidden(3)
+    losses = []
+    model.train()
+    for i in range(0, steps * 5, 5):
+        x, y = source[i:i + 5], source[i + 1:i + 6].reshape(-1)
+        model.zero_grad()
+        hidden = repackage_hidden(hidden)
+        output, hidden = model(x, hidden)
+        loss = criterion(output, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-5.0)
+        losses.append(loss.item())
+    return losses, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("rnn_type", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
+def test_word_language_model_script_runs_and_matches_torch(rnn_type):
+    data = (np.arange(41)[:, None] + np.arange(3)[None, :]) % 5    # a periodic text: learnable
+    dg.manual_seed(10)
+    losses, _ = _word_language_model(dg, rnn_type, data, steps=8)
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5   # the loop trains (truncated BPTT, clipping)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    _, state = _word_language_model(torch, rnn_type, data, steps=0)
+    want, want_state = _word_language_model(torch, rnn_type, data, state)
+    got, got_state = _word_language_model(dg, rnn_type, data, state)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    for k in want_state:
+        np.testing.assert_allclose(got_state[k], want_state[k], rtol=1e-8, atol=1e-10, err_msg=k)
