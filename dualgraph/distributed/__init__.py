@@ -140,6 +140,7 @@ def destroy_process_group(group=None):
     if _sys.excepthook is _PG["hook"]:
         _sys.excepthook = _PG["previous_hook"]
     _coll.GROUPS.pop("world", None)
+    _PG["group"].close()
     _PG.clear()
 
 

@@ -6,6 +6,7 @@ deadline: a peer that died or stopped calling collectives gives an error after t
 instead of a hang. mpi4py is imported here only, when init_process_group asks for it.
 """
 import sys
+import threading
 import time
 
 from ..errors import DTypeError, DualgraphError
@@ -41,8 +42,52 @@ class MPIGroup:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.timeout = timeout
+        self._progress_lock = threading.Lock()
+        self._progress_users = 0
+        self._progress_thread = self._progress_wake = None
+        self._progress_stop = False
+        # Dup is collective: made here, where every rank initializes, not when a backward first needs it
+        self._progress_comm = comm.Dup()
         self._ops = {"sum": MPI.SUM, "avg": MPI.SUM, "product": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX,
                      "band": MPI.BAND, "bor": MPI.BOR, "bxor": MPI.BXOR}
+
+    # ---- progress while the caller computes ---------------------------------------------------------
+    def progress_begin(self):
+        """Drive MPI's progress engine from a helper thread until progress_end(): MPICH advances a
+        non-blocking collective only inside MPI calls, so without it a reduction started mid-backward
+        would wait for the next call the training thread makes. The thread probes a duplicate of the
+        communicator (it never receives anything) and sleeps between probes, holding no core."""
+        with self._progress_lock:
+            self._progress_users += 1
+            if self._progress_thread is None:
+                self._progress_wake = threading.Event()
+                self._progress_thread = threading.Thread(target=self._progress_loop, daemon=True,
+                                                         name="dualgraph-mpi-progress")
+                self._progress_thread.start()
+            self._progress_wake.set()
+
+    def progress_end(self):
+        with self._progress_lock:
+            self._progress_users = max(0, self._progress_users - 1)
+            if self._progress_users == 0 and self._progress_wake is not None:
+                self._progress_wake.clear()
+
+    def _progress_loop(self):
+        wake, comm = self._progress_wake, self._progress_comm
+        while True:
+            wake.wait()
+            if self._progress_stop:
+                return
+            comm.Iprobe()
+            time.sleep(5e-5)
+
+    def close(self):
+        thread = self._progress_thread
+        if thread is not None:
+            self._progress_stop = True
+            self._progress_wake.set()
+            thread.join(timeout=1.0)
+            self._progress_thread = None
 
     def mpi_op(self, op, what):
         try:

@@ -14,6 +14,7 @@ puts one all_reduce op per bucket into the graph: the compiled step holds its co
 executor runs those nodes blocking, in graph order).
 """
 import contextlib
+import os
 import time
 
 import numpy as np  # the bucket buffers handed to MPI (the 'mpi' backend is CPU-only)
@@ -96,7 +97,10 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_index", {id(p): i for i, p in enumerate(self._params)})
         self._reset()
         object.__setattr__(self, "_armed", False)
-        object.__setattr__(self, "comm_stats", {"wait_s": 0.0, "steps": 0})
+        # a helper thread drives MPI's progress while backward runs (DG_DDP_PROGRESS_THREAD=0: none)
+        object.__setattr__(self, "_overlap", os.environ.get("DG_DDP_PROGRESS_THREAD", "1") != "0")
+        # eager backward passes: seconds waited at their end, bytes reduced, bytes already reduced by then
+        object.__setattr__(self, "comm_stats", {"wait_s": 0.0, "steps": 0, "bytes": 0, "overlapped_bytes": 0})
         object.__setattr__(self, "_handles", [p.register_post_accumulate_grad_hook(self._grad_ready)
                                               for p in self._params])
 
@@ -194,6 +198,8 @@ class DistributedDataParallel(Module):
         g = self._group
         while self._next < len(self._buckets) and self._pending[self._next] == 0:
             b = self._buckets[self._next]
+            if not self._reqs and self._overlap:
+                g.progress_begin()
             self._reqs.append(g.comm.Iallreduce(g.MPI.IN_PLACE, b.buf, op=g.MPI.SUM))
             self._next += 1
 
@@ -224,16 +230,24 @@ class DistributedDataParallel(Module):
             self._pending[b.index] -= 1
         self._launch_ready()
         g = self._group
+        stats = self.comm_stats
+        # buckets whose reduction already finished while backward ran: the communication it hid
+        stats["overlapped_bytes"] += sum(b.buf.nbytes for b, req in zip(self._buckets, self._reqs) if req.Test())
+        stats["bytes"] += sum(b.buf.nbytes for b in self._buckets)
         t0 = time.perf_counter()
-        for req in self._reqs:
-            g.wait(req, "DistributedDataParallel gradient all_reduce")
+        try:
+            for req in self._reqs:
+                g.wait(req, "DistributedDataParallel gradient all_reduce")
+        finally:
+            if self._reqs and self._overlap:
+                g.progress_end()
         used = None
         if self.find_unused_parameters:
             used = np.ones(len(self._params), np.uint8)
             used[missing] = 0
             g.wait(g.comm.Iallreduce(g.MPI.IN_PLACE, used, op=g.MPI.MAX), "DistributedDataParallel unused parameters")
-        self.comm_stats["wait_s"] += time.perf_counter() - t0
-        self.comm_stats["steps"] += 1
+        stats["wait_s"] += time.perf_counter() - t0
+        stats["steps"] += 1
         for b in self._buckets:
             b.buf /= g.size
             for p, off in zip(b.params, b.offsets):
