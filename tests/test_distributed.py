@@ -34,11 +34,12 @@ def _mpiexec():
     return found
 
 
-def launch(n, scenario, *args, timeout=240):
-    """Run `scenario` on n ranks; (returncode, combined output, seconds)."""
+def launch(n, scenario, *args, timeout=240, script=None):
+    """Run `scenario` on n ranks (or `script` with args); (returncode, combined output, seconds)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [_mpiexec(), "-n", str(n), sys.executable, os.path.abspath(__file__), scenario, *map(str, args)]
+    target = [os.path.abspath(__file__), scenario] if script is None else [script]
+    cmd = [_mpiexec(), "-n", str(n), sys.executable, *target, *map(str, args)]
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -72,6 +73,16 @@ def test_a_failing_rank_stops_every_rank(how):
         assert "ValueError: rank 1 broke" in out and "aborting every rank (MPI_Abort)" in out, out[-4000:]
     if how == "hang":
         assert "timed out after 2 s waiting for the other ranks" in out, out[-4000:]
+
+
+@needs_mpi
+def test_the_distributed_digits_example_trains_on_two_processes():
+    pytest.importorskip("sklearn")
+    code, out, _ = launch(2, None, "--epochs", "2", script=os.path.join(ROOT, "examples", "distributed_digits.py"))
+    assert code == 0, out[-4000:]
+    line = next(ln for ln in out.splitlines() if ln.startswith("test accuracy:"))
+    assert "replicas identical: True" in line, line
+    assert float(line.split()[2].rstrip("%")) > 85.0, line
 
 
 # ---- one process: no MPI needed ------------------------------------------------------------------------
