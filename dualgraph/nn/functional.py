@@ -10,7 +10,7 @@ from ..ops.creation import rand_like
 from ..errors import ShapeError
 from ..ops.infer import norm_axes, shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss
-from ..ops.softmax import log_softmax as _log_softmax
+from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip, rsqrt, sqrt)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
@@ -34,7 +34,7 @@ def _axis(axis, dim, default=-1):
 
 
 def softmax(x, axis=None, *, dim=None):
-    return exp(log_softmax(x, axis, dim=dim))
+    return _softmax(x, _axis(axis, dim))
 
 
 def log_softmax(x, axis=None, *, dim=None):

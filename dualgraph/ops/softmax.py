@@ -1,4 +1,4 @@
-"""log_softmax as one primitive, and its gradient as another.
+"""log_softmax and softmax as one primitive each, and their gradients as others.
 
 Written as a composite (x - logsumexp(x)) it costs about ten ops forward and as many backward, and
 cross-entropy sits on it in every classifier. As a primitive it is one op each way, eagerly and in
@@ -12,6 +12,7 @@ import numpy as np
 from ..graph.avals import Aval
 from ..kernels.native import address
 from ..kernels.rows import LOG_SOFTMAX as _ROWS
+from ..kernels.softmax import SOFTMAX as _SOFTMAX_ROWS
 from ..dispatch import apply
 from .elementwise import _f, exp
 from .infer import float_dtype, norm_axes
@@ -115,3 +116,80 @@ def log_softmax(x, axis=-1):
 def log_softmax_grad(g, y, axis):
     """d log_softmax: g - exp(y) * sum(g, axis), for y = log_softmax(x, axis) and its cotangent g."""
     return apply(LOG_SOFTMAX_GRAD, (g, y), {"axis": axis})
+
+
+# ---- softmax -------------------------------------------------------------------------------------
+# As exp(log_softmax(x)) it took three passes forward and, through exp's and log_softmax's vjps, four
+# backward; attention runs it on every score matrix.
+
+def _softmax_forward(xp, x, axis):
+    if _rows(xp, axis, x):
+        loops = _SOFTMAX_ROWS(x.dtype)
+        if loops is not None:
+            y = np.empty_like(x)
+            loops["softmax_forward"](x.size // x.shape[-1], x.shape[-1], address(x), address(y))
+            return y
+    x = _f(xp, x)
+    if x.shape[axis] == 0:
+        return xp.array(x, copy=True)
+    m = _row_max(xp, x, axis)
+    if not xp.isfinite(m).all():  # a row without a finite max is not shifted (as the C loop)
+        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    e = xp.exp(x - m)
+    e /= _row_sum(xp, e, axis)
+    return e
+
+
+def _softmax_grad_forward(xp, g, y, axis):
+    if _rows(xp, axis, g, y):
+        loops = _SOFTMAX_ROWS(y.dtype)
+        if loops is not None:
+            dx = np.empty_like(y)
+            loops["softmax_backward"](y.size // y.shape[-1], y.shape[-1], address(g), address(y), address(dx))
+            return dx
+    gy = g * y
+    return gy - y * _row_sum(xp, gy, axis)
+
+
+def _softmax_vjp(ctx, g):
+    return (softmax_grad(g, ctx.out, ctx.attrs["axis"]),)
+
+
+def _softmax_grad_vjp(ctx, h):
+    """dx = y * (g - s), s = sum(g * y): for a cotangent h, dg = y * (h - sum(h * y)) (softmax_grad
+    itself) and dy = h * (g - s) - g * sum(h * y)."""
+    g, y = ctx.inputs
+    axis = ctx.attrs["axis"]
+    dg = softmax_grad(h, y, axis) if ctx.needs_input_grad[0] else None
+    dy = None
+    if ctx.needs_input_grad[1]:
+        dy = h * (g - _sum(g * y, axis=axis, keepdims=True)) - g * _sum(h * y, axis=axis, keepdims=True)
+    return dg, dy
+
+
+def _softmax_onnx(ctx, node, x):
+    x = ctx.arg(node.inputs[0], x, node.outputs[0].aval.dtype)
+    return ctx.emit("Softmax", [x], axis=int(ctx.attrs(node)["axis"]))
+
+
+def _softmax_grad_onnx(ctx, node, g, y):
+    dt = node.outputs[0].aval.dtype
+    g, y = ctx.arg(node.inputs[0], g, dt), ctx.arg(node.inputs[1], y, dt)
+    gy = ctx.emit("Mul", [g, y])
+    total = ctx.reduce("ReduceSum", gy, (int(ctx.attrs(node)["axis"]),), True)
+    return ctx.emit("Sub", [gy, ctx.emit("Mul", [y, total])])
+
+
+SOFTMAX = defop("softmax", _softmax_forward, lambda x, axis: Aval(x.shape, float_dtype(x.dtype)), _softmax_vjp,
+                saves_output=True, onnx=_softmax_onnx)
+SOFTMAX_GRAD = defop("softmax_grad", _softmax_grad_forward, lambda g, y, axis: Aval(y.shape, y.dtype),
+                     _softmax_grad_vjp, onnx=_softmax_grad_onnx)
+
+
+def softmax(x, axis=-1):
+    return apply(SOFTMAX, (x,), {"axis": norm_axes(axis, x.ndim, "softmax")[0] if x.ndim else 0})
+
+
+def softmax_grad(g, y, axis):
+    """d softmax: y * (g - sum(g * y, axis)), for y = softmax(x, axis) and its cotangent g."""
+    return apply(SOFTMAX_GRAD, (g, y), {"axis": axis})
