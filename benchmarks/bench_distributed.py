@@ -101,8 +101,22 @@ def worker():
         results.append(dict(model=name, compiled=compiled, step=best, exposed=exposed if not compiled else None,
                             overlap=overlap, comm=comm, buckets=len(ddp._buckets), mbytes=nbytes / 2 ** 20,
                             batch=batch, cap=cap))
+    sweep = []
+    if n > 1:  # blocking all-reduce of one float32 buffer per size: the alpha-beta fit in docs/distributed.md
+        for nbytes in (8, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22):
+            buf = np.ones(nbytes // 4, np.float32)
+            reps = max(3, min(200, (1 << 22) // nbytes))
+            best = float("inf")
+            for _ in range(ROUNDS):
+                dist.barrier()
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    g.comm.Allreduce(g.MPI.IN_PLACE, buf, op=g.MPI.SUM)
+                best = min(best, (time.perf_counter() - t0) / reps)
+            sweep.append((nbytes, best))
     if rank == 0:
         print("RESULTS " + json.dumps(results), flush=True)
+        print("SWEEP " + json.dumps(sweep), flush=True)
     dist.destroy_process_group()
 
 
@@ -117,7 +131,8 @@ def run(n, threads):
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULTS ")), None)
     if out.returncode != 0 or line is None:
         raise SystemExit(f"mpiexec -n {n} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return json.loads(line[len("RESULTS "):])
+    sweep = next(ln for ln in out.stdout.splitlines() if ln.startswith("SWEEP "))
+    return json.loads(line[len("RESULTS "):]), json.loads(sweep[len("SWEEP "):])
 
 
 def main():
@@ -127,10 +142,13 @@ def main():
         configs.append((n, 1))
         if n == 1 and cores > 1:
             configs.append((1, cores))
-    table = {}
+    table, sweeps = {}, {}
     for n, threads in configs:
-        for r in run(n, threads):
+        results, sweep = run(n, threads)
+        for r in results:
             table[(r["model"], r["compiled"], r["cap"], n, threads)] = r
+        if sweep:
+            sweeps[n] = sweep
     print(f"{cores} cores; fixed global batch; best of {ROUNDS} rounds of {STEPS} steps; times per step (rank 0)")
     print(f"{'model':5} {'mode':8} {'cap MB':>6} {'ranks':>5} {'thr/rank':>8} {'step ms':>8} {'samples/s':>9} "
           f"{'buckets':>7} {'MiB':>6} {'comm ms':>8} {'exposed':>8} {'overlap':>7}")
@@ -140,6 +158,13 @@ def main():
         print(f"{model:5} {'compiled' if compiled else 'eager':8} {cap:6g} {n:5d} {threads:8d} {r['step'] * 1e3:8.2f} "
               f"{r['batch'] / r['step']:9.0f} {r['buckets']:7d} {r['mbytes']:6.2f} {r['comm'] * 1e3:8.2f} "
               f"{exposed:>8} {overlap:>7}")
+    for n, sweep in sweeps.items():
+        sizes = np.array([b for b, _ in sweep], float)
+        times = np.array([t for _, t in sweep])
+        beta, alpha = np.polyfit(sizes, times, 1)  # T(M) = alpha + beta * M, least squares
+        print(f"all_reduce on {n} ranks: " + ", ".join(f"{b} B {t * 1e6:.1f} us" for b, t in sweep))
+        print(f"  alpha-beta fit: alpha = {alpha * 1e6:.1f} us, beta = {beta * 1e9:.3f} ns/byte "
+              f"({1 / beta / 1e9:.2f} GB/s effective)")
 
 
 if __name__ == "__main__":
