@@ -48,6 +48,16 @@ from .ops.selection import (argsort, cummax, cummin, cumprod, index_add, index_f
                             repeat_interleave, roll, scatter, scatter_add, sort, take, topk, tril, triu)
 from .ops.selection import where_ as where  # noqa: F811  (where(cond) alone: a tuple, as PyTorch)
 from . import return_types  # noqa: F401
+from .ops.math import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, asin, asinh,
+                       atan, atan2, atanh, clamp_min, clamp_max, copysign, cosh, deg2rad, erfc, erfinv, exp2, fix,
+                       float_power, fmod, frac, heaviside, hypot, lerp, log10, log2, logaddexp, logaddexp2,
+                       nan_to_num, rad2deg, sgn, signbit, sinc, sinh, xlogy)
+from .ops.stats import (addbmm, addmv, allclose, aminmax, bincount, bucketize, cartesian_prod, cdist,  # noqa: F811
+                        corrcoef, count_nonzero, cov, cumulative_trapezoid, diff, equal, fliplr, flipud, histc,
+                        isclose, logcumsumexp, meshgrid, nanmean, nansum, rot90, searchsorted, std_mean,
+                        trapezoid, unique, unique_consecutive, var_mean, vander)
+from .ops.tensor_ops import index_copy, masked_scatter, select
+from ._more_methods import is_complex, is_floating_point, numel
 from .ops.conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .nn.functional import (binary_cross_entropy_with_logits, bce_with_logits, cross_entropy, dropout,
                             layer_norm, log_softmax, mse_loss, mse, nll_loss, softmax, linear)

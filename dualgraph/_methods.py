@@ -191,3 +191,12 @@ def _bind_mxnet():
 
 
 _bind_mxnet()
+
+
+def _bind_more():
+    """The math, statistics and utility methods, and the in-place forms of the out-of-place ones."""
+    from . import _more_methods
+    _more_methods.bind()
+
+
+_bind_more()

@@ -7,7 +7,7 @@ tuples and rebuilds them with `type(t)(items)` (dualgraph's own pytrees among th
 """
 import operator
 
-__all__ = ["max", "min", "sort", "topk", "median", "kthvalue", "mode", "cummax", "cummin"]
+__all__ = ["max", "min", "sort", "topk", "median", "kthvalue", "mode", "cummax", "cummin", "aminmax"]
 
 
 class _ValuesIndices(tuple):
@@ -49,3 +49,26 @@ kthvalue = _make("kthvalue")
 mode = _make("mode")
 cummax = _make("cummax")
 cummin = _make("cummin")
+
+
+class aminmax(tuple):
+    """torch.return_types.aminmax: (min, max)."""
+    __slots__ = ()
+    _fields = ("min", "max")
+    n_fields = n_sequence_fields = 2
+    n_unnamed_fields = 0
+
+    def __new__(cls, sequence):
+        items = tuple(sequence)
+        if len(items) != 2:
+            raise TypeError(f"dualgraph.return_types.aminmax takes a 2-sequence (min, max), got {len(items)} items")
+        return tuple.__new__(cls, items)
+
+    min = property(operator.itemgetter(0), doc="the smallest values")
+    max = property(operator.itemgetter(1), doc="the largest values")
+
+    def __repr__(self):
+        return f"dualgraph.return_types.aminmax(\nmin={self[0]!r},\nmax={self[1]!r})"
+
+    def __reduce__(self):
+        return type(self), (tuple(self),)

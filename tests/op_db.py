@@ -993,6 +993,97 @@ def _count_op(x, axes=None):
     return apply(COUNT, (x,), {"axes": axes, "dtype": x.dtype})
 
 
+# ---- references for the math, statistics and utility rows ------------------------------------------
+
+def _with_specials(a):
+    a = a.copy()
+    a.flat[0], a.flat[1], a.flat[-1] = np.nan, np.inf, -np.inf
+    return a
+
+
+def _with_nans(a):
+    a = a.copy()
+    a.flat[::3] = np.nan
+    return a
+
+
+def _close_pair(make, nan=False):
+    a = make(3, 4)
+    b = a + make._cast(make.rng.choice([0.0, 1e-6, 0.1, 1.0], a.shape))
+    if nan:
+        a.flat[:4] = [np.nan, np.inf, -np.inf, np.nan]
+        b.flat[:4] = [np.nan, np.inf, np.inf, 1.0]
+    return a, b
+
+
+def _np_unique(x, return_inverse=False, return_counts=False, dim=None, sorted=True):
+    v, inv, cnt = np.unique(x, return_inverse=True, return_counts=True, axis=dim)
+    inv = inv.reshape(x.shape) if dim is None else inv.reshape(-1)
+    out = (v,) + ((inv.astype(np.int64),) if return_inverse else ()) + ((cnt.astype(np.int64),) if return_counts else ())
+    return out[0] if len(out) == 1 else out
+
+
+def _np_unique_consecutive(x, return_inverse=False, return_counts=False):
+    vals, inv, cnt = [], [], []
+    for v in x.reshape(-1):
+        if not vals or vals[-1] != v:
+            vals.append(v)
+            cnt.append(0)
+        cnt[-1] += 1
+        inv.append(len(vals) - 1)
+    return (np.array(vals, x.dtype), np.array(inv, np.int64).reshape(x.shape), np.array(cnt, np.int64))
+
+
+def _np_histc(x, bins=100, min=0, max=0):
+    lo, hi = (float(x.min()), float(x.max())) if min == max else (min, max)
+    return np.histogram(x[(x >= lo) & (x <= hi)], bins=bins, range=(lo, hi))[0].astype(x.dtype)
+
+
+def _np_searchsorted_nd(s, v):
+    return np.stack([np.searchsorted(a, b) for a, b in zip(s, v)])
+
+
+def _np_cdist(a, b, p=2.0):
+    d = a[..., :, None, :] - b[..., None, :, :]
+    return np.linalg.norm(d, ord=p, axis=-1)
+
+
+def _np_cosine_similarity(a, b, dim=1, eps=1e-8):
+    dot = np.sum(a * b, axis=dim)
+    return dot / np.sqrt(np.maximum(np.sum(a * a, axis=dim) * np.sum(b * b, axis=dim), eps * eps))
+
+
+def _np_unfold_window(x, d, size, step):
+    x = np.moveaxis(x, d, -1)
+    n = (x.shape[-1] - size) // step + 1
+    w = np.stack([x[..., i * step:i * step + size] for i in range(n)], axis=-2)   # (..., n, size)
+    return np.moveaxis(w, -2, d if d >= 0 else d + x.ndim)
+
+
+def _np_index_copy(x, d, i, s):
+    out = x.copy()
+    idx = [slice(None)] * x.ndim
+    for k, j in enumerate(i):
+        idx[d] = j
+        src = [slice(None)] * x.ndim
+        src[d] = k
+        out[tuple(idx)] = s[tuple(src)]
+    return out
+
+
+def _np_masked_scatter(x, m, s):
+    m = np.broadcast_to(m, x.shape)
+    out = x.copy()
+    out[m] = s.reshape(-1)[:int(m.sum())]
+    return out
+
+
+def _np_sum_to(x, shape):
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    return x.sum(axis=axes, keepdims=True).reshape(shape)
+
+
 OP_DB = [
     # -- arithmetic --
     _binary("add", dg.add, np.add, dtypes=NUMERIC, second_order=False),
@@ -1676,6 +1767,193 @@ OP_DB = [
     OpInfo("broadcast", lambda x: dg.ops.collective.broadcast_op(x, 0, "self"), lambda x: x,
            lambda make: [Sample((make(3, 4),))], dtypes=NUMERIC, differentiable=False, onnx=False,
            notes="group 'self' (one process); over MPI in tests/test_distributed.py; not exportable"),
+    # -- more elementwise math (ops/math.py) --
+    _unary("log2", dg.log2, np.log2, "pos"),
+    _unary("log10", dg.log10, np.log10, "pos"),
+    _unary("exp2", dg.exp2, np.exp2),
+    _unary("sinh", dg.sinh, np.sinh),
+    _unary("cosh", dg.cosh, np.cosh),
+    _unary("asin", dg.asin, np.arcsin, gen_kw={"low": -0.9, "high": 0.9}, onnx_dtypes=("float32",),
+           notes="ONNX: Asin runs in float32 only in onnxruntime"),
+    _unary("acos", lambda x: x.arccos(), np.arccos, gen_kw={"low": -0.9, "high": 0.9}, onnx_dtypes=("float32",)),
+    _unary("atan", dg.atan, np.arctan, onnx_dtypes=("float32",)),
+    _unary("asinh", dg.asinh, np.arcsinh),
+    _unary("acosh", dg.acosh, np.arccosh, "pos", gen_kw={"low": 1.2, "high": 3.0}),
+    _unary("atanh", dg.atanh, np.arctanh, gen_kw={"low": -0.9, "high": 0.9}),
+    _unary("erfc", dg.erfc, sp.erfc, onnx_dtypes=("float32",), notes="ONNX: 1 - Erf (float32 in onnxruntime)"),
+    _unary("erfinv", dg.erfinv, sp.erfinv, gen_kw={"low": -0.9, "high": 0.9}, onnx=False,
+           notes="not exportable (no ONNX op)"),
+    _unary("sinc", dg.sinc, np.sinc, "away", gen_kw={"points": (0.0,)}),
+    OpInfo("sinc_at_zero", dg.sinc, np.sinc, lambda make: [Sample((np.array([0.0, 0.5, -1.5, 0.0], make.dtype),))],
+           notes="sinc(0) = 1, gradient 0 there"),
+    _unary("signbit", dg.signbit, np.signbit, dtypes=NUMERIC, differentiable=False),
+    OpInfo("nan_to_num", lambda x, **k: dg.nan_to_num(x, **k), lambda x, **k: np.nan_to_num(x, **k),
+           lambda make: [Sample((_with_specials(make(3, 4)),), grad=False),
+                         Sample((_with_specials(make(2, 5)),), {"nan": 1.5, "posinf": 9.0, "neginf": -9.0},
+                                grad=False),
+                         Sample((make(3, 4),), desc="finite")]),
+    OpInfo("nan_to_num_int", lambda x: x.nan_to_num(), lambda x: x, lambda make: [Sample((make(3, 4),))],
+           dtypes=INT, differentiable=False, notes="integers come back unchanged"),
+    _binary("atan2", dg.atan2, np.arctan2, binary_samples(b_gen="nonzero"), onnx_dtypes=("float32",),
+            notes="ONNX: Atan with the quadrant fixed by Where (float32 in onnxruntime)"),
+    OpInfo("atan2_axes", lambda a, b: a.arctan2(b), np.arctan2,
+           lambda make: [Sample((np.array([1.0, -1.0, 0.0, 2.0, -3.0], make.dtype),
+                                 np.array([0.0, 0.0, 1.0, -1.0, -0.5], make.dtype)))],
+           onnx_dtypes=("float32",), notes="the axes and the left half-plane"),
+    _binary("hypot", dg.hypot, np.hypot, binary_samples(a_gen="nonzero", b_gen="nonzero")),
+    _binary("fmod", dg.fmod, np.fmod, _floordiv_samples, dtypes=NUMERIC, second_order=False),
+    _binary("logaddexp", dg.logaddexp, np.logaddexp, second_order=True),
+    _binary("logaddexp2", lambda a, b: a.logaddexp2(b) if isinstance(a, dg.Tensor) else dg.logaddexp2(a, b),
+            np.logaddexp2),
+    _binary("xlogy", dg.xlogy, lambda x, y: sp.xlogy(x, y).astype(np.result_type(x, y)),
+            lambda make: [Sample((make(3, 4), make.pos(3, 4))), Sample((make(2, 3, 4), make.pos(4)), desc="broadcast"),
+                          Sample((np.array([0.0, 0.0, 1.5], make.dtype), np.array([0.0, 2.0, 0.5], make.dtype)),
+                                 desc="x == 0", grad=False)]),
+    _binary("copysign", dg.copysign, np.copysign, binary_samples(a_gen="nonzero", b_gen="nonzero", scalars=()),
+            second_order=False),
+    OpInfo("heaviside", dg.heaviside, lambda a, b: np.heaviside(a, b).astype(np.result_type(a, b)),
+           lambda make: [Sample((make.small_ints(3, 4), make(3, 4))), Sample((make.small_ints(2, 3), make(3)),
+                                                                             desc="broadcast")],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("lerp", lambda a, b, w: dg.lerp(a, b, w), lambda a, b, w: a + w * (b - a),
+           lambda make: [Sample((make(3, 4), make(3, 4), 0.3), desc="scalar weight"),
+                         Sample((make(3, 4), make(4), make(3, 4)), desc="tensor weight")], second_order=True),
+    OpInfo("frac", dg.frac, lambda x: x - np.trunc(x),
+           lambda make: [Sample((make.away(3, 4, points=(-2, -1, 0, 1, 2)),))]),
+    OpInfo("deg2rad", dg.deg2rad, np.deg2rad, lambda make: [Sample((make(3, 4),))]),
+    OpInfo("rad2deg", lambda x: x.rad2deg(), np.rad2deg, lambda make: [Sample((make(3, 4),))]),
+    OpInfo("clamp_min", lambda x, v: dg.clamp_min(x, v), np.maximum,
+           lambda make: [Sample((make.away(3, 4, points=(0.2,)), 0.2))]),
+    OpInfo("clamp_max", lambda x, v: x.clamp_max(v), np.minimum,
+           lambda make: [Sample((make.away(3, 4, points=(-0.2,)), -0.2))]),
+    OpInfo("exp_inplace", lambda x: x.clone().exp_(), np.exp, lambda make: [Sample((make(3, 4),))],
+           notes="in-place forms are made by one rule from the out-of-place op"),
+    OpInfo("lerp_inplace", lambda a, b: a.clone().lerp_(b, 0.25), lambda a, b: a + 0.25 * (b - a),
+           lambda make: [Sample((make(3, 4), make(3, 4)))]),
+    # -- comparisons, sets, statistics, matrix helpers (ops/stats.py) --
+    OpInfo("isclose", lambda a, b, **k: dg.isclose(a, b, **k), lambda a, b, **k: np.isclose(a, b, **k),
+           lambda make: [Sample((_close_pair(make)[0], _close_pair(make)[1])),
+                         Sample(_close_pair(make), {"rtol": 0.0, "atol": 0.2}),
+                         Sample(_close_pair(make, nan=True), {"equal_nan": True}, desc="NaN and inf")],
+           differentiable=False),
+    OpInfo("unique", lambda x, **k: dg.unique(x, **k),
+           lambda x, **k: _np_unique(x, **k),
+           lambda make: [Sample((make.small_ints(3, 5),), {"return_inverse": True, "return_counts": True}),
+                         Sample((make.small_ints(7),)),
+                         Sample((make.small_ints(4, 3, low=0, high=1),), {"dim": 0, "return_counts": True},
+                                desc="rows")],
+           dtypes=NUMERIC, differentiable=False, notes="value-sized output: eager only"),
+    OpInfo("unique_consecutive", lambda x, **k: dg.unique_consecutive(x, **k), _np_unique_consecutive,
+           lambda make: [Sample((np.array([1, 1, 2, 2, 3, 1, 1, 2], make.dtype),),
+                                {"return_inverse": True, "return_counts": True})],
+           dtypes=NUMERIC, differentiable=False, notes="value-sized output: eager only"),
+    OpInfo("bincount", lambda x, *w, **k: dg.bincount(x, *w, **k),
+           lambda x, w=None, minlength=0: np.bincount(x, w, minlength).astype(np.int64 if w is None else w.dtype),
+           lambda make: [Sample((make.index((9,), 5),)), Sample((make.index((6,), 3), make.f64(6)), desc="weights"),
+                         Sample((make.index((4,), 3),), {"minlength": 6}, desc="minlength")],
+           dtypes=("int64",), differentiable=False, notes="value-sized output: eager only"),
+    OpInfo("histc", lambda x, **k: dg.histc(x, **k), _np_histc,
+           lambda make: [Sample((make(20),), {"bins": 4, "min": -1, "max": 1}), Sample((make(3, 5),), {"bins": 5},
+                                                                                    desc="data range")],
+           differentiable=False, onnx=False, notes="not exportable (no ONNX histogram)"),
+    OpInfo("searchsorted", lambda s, v, **k: dg.searchsorted(s, v, **k),
+           lambda s, v, right=False: np.searchsorted(s, v, side="right" if right else "left"),
+           lambda make: [Sample((np.sort(make.small_ints(6)), make.small_ints(3, 4))),
+                         Sample((np.sort(make.small_ints(6)), make.small_ints(5)), {"right": True}, desc="right")],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("searchsorted_nd", lambda s, v: dg.searchsorted(s, v), _np_searchsorted_nd,
+           lambda make: [Sample((np.sort(make.small_ints(2, 5), axis=-1), make.small_ints(2, 3)))],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("bucketize", lambda x, b, **k: dg.bucketize(x, b, **k),
+           lambda x, b, right=False: np.searchsorted(b, x, side="right" if right else "left"),
+           lambda make: [Sample((make(3, 4), np.array([-1.0, 0.0, 0.5, 1.0], make.dtype))),
+                         Sample((make.small_ints(5), np.array([-1, 0, 1], make.dtype)), {"right": True})],
+           dtypes=FLOAT + ("int64",), differentiable=False),
+    OpInfo("count_nonzero", lambda x, **k: dg.count_nonzero(x, **k), lambda x, dim=None: np.asarray(
+        np.count_nonzero(x, axis=dim), np.int64),
+           lambda make: [Sample((make.small_ints(3, 4),)), Sample((make.small_ints(3, 4),), {"dim": 1})],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("diff", lambda x, **k: dg.diff(x, **k), lambda x, **k: np.diff(x, **_np_axis(k)),
+           lambda make: [Sample((make(3, 5),)), Sample((make(4, 3),), {"n": 2, "dim": 0}),
+                         Sample((make(2, 4),), {"prepend": make(2, 1), "append": make(2, 2)}, desc="prepend/append")],
+           dtypes=NUMERIC),
+    OpInfo("meshgrid", lambda a, b: dg.meshgrid(a, b, indexing="ij"), lambda a, b: np.meshgrid(a, b, indexing="ij"),
+           lambda make: [Sample((make(3), make(4)))]),
+    OpInfo("meshgrid_xy", lambda a, b, c: dg.meshgrid(a, b, c, indexing="xy"),
+           lambda a, b, c: np.meshgrid(a, b, c, indexing="xy"), lambda make: [Sample((make(3), make(2), make(4)))]),
+    OpInfo("cartesian_prod", lambda a, b: dg.cartesian_prod(a, b),
+           lambda a, b: np.stack([g.reshape(-1) for g in np.meshgrid(a, b, indexing="ij")], 1),
+           lambda make: [Sample((make(3), make(2)))], dtypes=NUMERIC),
+    OpInfo("var_mean", lambda x, **k: dg.var_mean(x, **k),
+           lambda x, dim=None, keepdim=False, correction=1: (np.var(x, axis=dim, ddof=correction, keepdims=keepdim),
+                                                            np.mean(x, axis=dim, keepdims=keepdim)),
+           lambda make: [Sample((make(3, 5),)), Sample((make(3, 5),), {"dim": 1, "keepdim": True, "correction": 0})],
+           second_order=True),
+    OpInfo("std_mean", lambda x, **k: dg.std_mean(x, **k),
+           lambda x, dim=None: (np.std(x, axis=dim, ddof=1), np.mean(x, axis=dim)),
+           lambda make: [Sample((make(3, 5),)), Sample((make(4, 3),), {"dim": 0})]),
+    OpInfo("cov", lambda x, **k: dg.cov(x, **k),
+           lambda x, correction=1, **k: np.cov(x, ddof=correction, **k).astype(x.dtype),
+           lambda make: [Sample((make(3, 6),)), Sample((make(2, 5),), {"correction": 0}),
+                         Sample((make(2, 5),), {"fweights": np.array([1, 2, 1, 3, 1]),
+                                                "aweights": make.pos(5)}, desc="weights")]),
+    OpInfo("corrcoef", dg.corrcoef, lambda x: np.corrcoef(x).astype(x.dtype), lambda make: [Sample((make(3, 6),))]),
+    OpInfo("aminmax", lambda x, **k: tuple(dg.aminmax(x, **k)),
+           lambda x, dim=None, keepdim=False: (np.amin(x, axis=dim, keepdims=keepdim), np.amax(x, axis=dim, keepdims=keepdim)),
+           lambda make: [Sample((make.distinct(3, 4),)), Sample((make.distinct(3, 4),), {"dim": 1, "keepdim": True})],
+           dtypes=NUMERIC),
+    OpInfo("nansum", lambda x, **k: dg.nansum(x, **k), lambda x, dim=None: np.asarray(np.nansum(x, axis=dim)),
+           lambda make: [Sample((_with_nans(make(3, 4)),)), Sample((_with_nans(make(3, 4)),), {"dim": 0})]),
+    OpInfo("nanmean", lambda x, **k: x.nanmean(**k), lambda x, dim=None: np.asarray(np.nanmean(x, axis=dim)),
+           lambda make: [Sample((_with_nans(make(3, 4)),)), Sample((_with_nans(make(3, 4)),), {"dim": 1})]),
+    OpInfo("logcumsumexp", lambda x, d: dg.logcumsumexp(x, d), lambda x, d: np.logaddexp.accumulate(x, axis=d),
+           lambda make: [Sample((make(3, 5), 1)), Sample((make(4, 3) * 40, 0), desc="large")],
+           onnx_dtypes=("float64",), notes="second order not checked: the log-space vjp's own gradient is off"),
+    OpInfo("trapezoid", lambda y, *x, **k: dg.trapezoid(y, *x, **k), lambda y, *x, **k: np.trapezoid(
+        y, *x, **_np_axis(k)) if hasattr(np, "trapezoid") else np.trapz(y, *x, **_np_axis(k)),
+           lambda make: [Sample((make(3, 5),)), Sample((make(3, 5), np.cumsum(make.pos(5)))),
+                         Sample((make(4, 3),), {"dx": 0.5, "dim": 0})]),
+    OpInfo("cumulative_trapezoid", lambda y, **k: dg.cumulative_trapezoid(y, **k),
+           lambda y, dx=1.0: np.cumsum((y[..., 1:] + y[..., :-1]) * 0.5 * dx, axis=-1),
+           lambda make: [Sample((make(3, 5),)), Sample((make(3, 5),), {"dx": 0.5})]),
+    OpInfo("addmv", lambda i, m, v, **k: dg.addmv(i, m, v, **k), lambda i, m, v, beta=1, alpha=1: beta * i + alpha * (m @ v),
+           lambda make: [Sample((make(3), make(3, 4), make(4))), Sample((make(3), make(3, 4), make(4)),
+                                                                      {"beta": 0.5, "alpha": 2.0})]),
+    OpInfo("addbmm", lambda i, a, b, **k: dg.addbmm(i, a, b, **k),
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b).sum(0),
+           lambda make: [Sample((make(3, 2), make(4, 3, 5), make(4, 5, 2))),
+                         Sample((make(2), make(2, 3, 4), make(2, 4, 2)), {"beta": 0.0}, desc="beta=0")]),
+    OpInfo("cdist", lambda a, b, **k: dg.cdist(a, b, **k), _np_cdist,
+           lambda make: [Sample((make(4, 3), make(5, 3))), Sample((make(2, 4, 3), make(2, 5, 3)), {"p": 1.0}),
+                         Sample((make(4, 3), make(5, 3)), {"p": float("inf")}, grad=False),
+                         Sample((make(3, 2), make(4, 2)), {"p": 3.0})]),
+    OpInfo("rot90", lambda x, *a: dg.rot90(x, *a), lambda x, k=1, dims=(0, 1): np.rot90(x, k, dims),
+           lambda make: [Sample((make(3, 4),)), Sample((make(2, 3, 4), 2, (1, 2))), Sample((make(3, 4), -1)),
+                         Sample((make(3, 4), 3, (1, 0)))], dtypes=NUMERIC),
+    OpInfo("fliplr", dg.fliplr, np.fliplr, lambda make: [Sample((make(3, 4),))], dtypes=NUMERIC),
+    OpInfo("flipud", lambda x: x.flipud(), np.flipud, lambda make: [Sample((make(3, 4),))], dtypes=NUMERIC),
+    OpInfo("vander", lambda x, **k: dg.vander(x, **k), lambda x, **k: np.vander(x, **k).astype(x.dtype),
+           lambda make: [Sample((make(4),)), Sample((make(3),), {"N": 5, "increasing": True})]),
+    OpInfo("cosine_similarity", lambda a, b, **k: F.cosine_similarity(a, b, **k), _np_cosine_similarity,
+           lambda make: [Sample((make(4, 5), make(4, 5))), Sample((make(3, 4), make(4)), {"dim": -1}, desc="broadcast")],
+           second_order=True),
+    OpInfo("pairwise_distance", lambda a, b, **k: F.pairwise_distance(a, b, **k),
+           lambda a, b, p=2.0, eps=1e-6: np.linalg.norm(a - b + eps, ord=p, axis=-1),
+           lambda make: [Sample((make(4, 5), make(4, 5))), Sample((make(3, 4), make(3, 4)), {"p": 1.0})]),
+    # -- tensor utilities (ops/tensor_ops.py) --
+    OpInfo("select", lambda x, d, i: dg.select(x, d, i), lambda x, d, i: np.take(x, i, axis=d),
+           lambda make: [Sample((make(3, 4), 1, 2)), Sample((make(2, 3, 4), 0, -1))], dtypes=NUMERIC),
+    OpInfo("unfold_window", lambda x, d, s, st: x.unfold(d, s, st), _np_unfold_window,
+           lambda make: [Sample((make(10), 0, 3, 2)), Sample((make(2, 7, 3), 1, 2, 3)), Sample((make(4, 5), -1, 5, 1))],
+           dtypes=NUMERIC, notes="Tensor.unfold: PyTorch's sliding window (F.unfold is im2col)"),
+    OpInfo("index_copy", lambda x, d, i, s: dg.index_copy(x, d, i, s), _np_index_copy,
+           lambda make: [Sample((make(4, 3), 0, np.array([2, 0]), make(2, 3))),
+                         Sample((make(2, 5), 1, np.array([4, 1, 3]), make(2, 3)))], dtypes=NUMERIC),
+    OpInfo("masked_scatter", lambda x, m, s: dg.masked_scatter(x, m, s), _np_masked_scatter,
+           lambda make: [Sample((make(3, 4), make.bool(3, 4), make(12))),
+                         Sample((make(2, 3, 4), make.bool(3, 1), make(5, 6)), desc="broadcast mask")], dtypes=NUMERIC),
+    OpInfo("sum_to_size", lambda x, *s: x.sum_to_size(*s), lambda x, *s: _np_sum_to(x, s),
+           lambda make: [Sample((make(2, 3, 4), 3, 1)), Sample((make(3, 4), 1, 4))], dtypes=NUMERIC),
 ]
 
 OPS = {row.name: row for row in OP_DB}
@@ -1688,6 +1966,7 @@ NON_DIFFERENTIABLE = {
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
     "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index", "mode_index", "broadcast",
+    "signbit", "heaviside", "unique", "bincount", "histc", "searchsorted",
 }
 # kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
 # passes after autodiff has run, never called eagerly

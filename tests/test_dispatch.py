@@ -185,7 +185,8 @@ def _reaches(rel, forbidden):
     return sorted(m for m in _imports(rel) for f in forbidden if m == f or m.startswith(f + "."))
 
 
-_OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "selection")
+_OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "selection", "math", "stats",
+              "tensor_ops")
 
 
 @pytest.mark.parametrize("rel,forbidden", [
@@ -201,7 +202,8 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     # the op modules below the graph layer (ops/control.py runs and differentiates subgraphs with it)
     *[(f"ops/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx"])
       for f in ("creation.py", "gather.py", "elementwise.py", "reduction.py", "shape.py", "indexing.py", "linalg.py",
-                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py", "collective.py")],
+                "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py", "collective.py", "math.py",
+                "stats.py", "tensor_ops.py")],
     # collectives: the op records know groups by name; the transport (mpi4py) sits above them
     ("ops/collective.py", ["dualgraph.distributed", *[f"dualgraph.ops.{g}" for g in _OP_LAYERS]]),
     *[(f"distributed/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
@@ -209,7 +211,7 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     ("utils/data/distributed.py", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
                                    "dualgraph.optim", "dualgraph.autograd"]),
     # the op families whose gradients use each other's ops, in layers: gather < elementwise < shape <
-    # reduction < indexing < selection (each imports only the ones before it)
+    # reduction < indexing < selection < math < stats < tensor_ops (each imports only the ones before it)
     *[(f"ops/{f}.py", [f"dualgraph.ops.{g}" for g in _OP_LAYERS[i + 1:]]) for i, f in enumerate(_OP_LAYERS)],
     # the recurrent layers: below the graph-running layers, and their vjps are their own gradient ops
     ("ops/rnn.py", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",
