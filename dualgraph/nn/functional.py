@@ -205,12 +205,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
+    # vector_norm's gradient at a zero vector is 0 (PyTorch's subgradient), so a zero row differentiates
+    # to 1/eps as in PyTorch, not to sqrt's 0/0
+    from ..ops.linalg import vector_norm
     axis = _axis(axis, dim, default=1)
-    if p == 2.0:
-        n = sqrt(_sum(x * x, axis=axis, keepdims=True))
-    else:
-        n = _sum(_abs(x) ** p, axis=axis, keepdims=True) ** (1.0 / p)
-    return x / maximum(n, eps)
+    return x / maximum(vector_norm(x, ord=p, dim=axis, keepdim=True), eps)
 
 
 __all__ += ["l1_loss", "mse", "bce_with_logits"]
@@ -224,3 +223,38 @@ from .dropout import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: E
 
 __all__ += ["scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
             "feature_alpha_dropout"]
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """PyTorch's cosine_similarity: sum(x1 * x2) / sqrt(max(|x1|^2 * |x2|^2, eps^2)) along dim (the inputs
+    broadcast)."""
+    dot = _sum(x1 * x2, axis=dim)
+    sq = _sum(x1 * x1, axis=dim) * _sum(x2 * x2, axis=dim)
+    return dot / sqrt(maximum(sq, eps * eps))
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    """PyTorch's pairwise_distance: the p-norm of x1 - x2 + eps along the last dim."""
+    from ..ops.linalg import vector_norm
+    d = x1 - x2 + eps
+    return vector_norm(d, ord=p, dim=-1, keepdim=keepdim)
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """PyTorch's F.unfold (im2col): (N, C, H, W) -> (N, C * kh * kw, L), L the number of windows. (The
+    sliding window of one dim is Tensor.unfold.)"""
+    from ..ops.conv import unfold as _windows
+    batched = input.ndim == 4
+    if not batched and input.ndim != 3:
+        raise ShapeError(f"unfold: expects a 3-D or 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
+    x = input if batched else input.reshape(1, *input.shape)
+    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    if ph or pw:
+        x = pad(x, (pw, pw, ph, ph))
+    cols = _windows(x, kernel_size, stride=stride, dilation=dilation)   # (N, C, kh, kw, OH, OW)
+    n, c, kh, kw, oh, ow = cols.shape
+    out = cols.reshape(n, c * kh * kw, oh * ow)
+    return out if batched else out.reshape(c * kh * kw, oh * ow)
+
+
+__all__ += ["cosine_similarity", "pairwise_distance", "unfold"]
