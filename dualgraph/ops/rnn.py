@@ -7,18 +7,19 @@ microseconds on the small (batch, 4*hidden) gate arrays. As a primitive:
   forward   the input projection of every step is one matmul (T*B, I) x (I, G*H); then one
             h @ W_hh matmul per step with the gate nonlinearities done in place on one buffer (the
             sigmoid gates as 0.5 * tanh(x / 2) + 0.5, the 0.5 folded into their weight rows once, so
-            one tanh call covers every gate);
-  backward  the gates are recomputed for all steps at once from the saved outputs (h_{t-1} is the
-            output of step t-1: one matmul over all steps, no recurrence), so nothing beyond the
-            op's public outputs is kept and the forward exports as ONNX's own operator; then one
-            dgates @ W_hh matmul per step going back, and the weight, bias and input gradients
+            one tanh covers every gate; on numpy one C loop per step, dualgraph.kernels.rnn). LSTM and
+            GRU also output the activated gates (and LSTM the cell states) of every step (WORK below),
+            as cuDNN keeps its reserve space, so the backward recomputes nothing;
+  backward  one dgates @ W_hh matmul per step going back, and the weight, bias and input gradients
             as one matmul each over all steps at the end.
 The layout and gate order are PyTorch's (weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh;
 LSTM gates i, f, g, o; GRU gates r, z, n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). A reverse
 layer runs from the last step to the first; its outputs stay aligned with the input's time steps.
 ONNX: LSTM / GRU (linear_before_reset=1, PyTorch's n gate) / RNN with the gate rows permuted to ONNX's
-orders (iofc, zrh); onnxruntime has those kernels for float32 only, so other dtypes, and the backward,
-lower to an ONNX Loop over the time steps.
+orders (iofc, zrh); onnxruntime has those kernels for float32 only, so other dtypes, LSTM's projection
+(proj_size) and the backward lower to an ONNX Loop over the time steps. The kept gates are recomputed in
+ONNX from the outputs (all steps at once: h_{t-1} is the output of step t-1) only where a gradient
+graph reads them.
 """
 import numpy as np
 
@@ -673,9 +674,14 @@ def _grad_onnx(op, proj=False):
 
 # ---- records -------------------------------------------------------------------------------------
 
-LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, saves_output=True, onnx=_grad_onnx("lstm"))
-GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("gru"))
-RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True, onnx=_grad_onnx("rnn"))
+# saves_output on the gradient ops too: the engine fills the missing output gradients of a several-output
+# op from its kept outputs before calling its vjp (here, to raise the clear second-derivative error)
+LSTM_GRAD = defop("lstm_grad", _lstm_grad_forward, _infer_grad(7), _grad_vjp, n_out=7, saves_output=True,
+                  onnx=_grad_onnx("lstm"))
+GRU_GRAD = defop("gru_grad", _gru_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True,
+                 onnx=_grad_onnx("gru"))
+RNN_GRAD = defop("rnn_grad", _rnn_grad_forward, _infer_grad(6), _grad_vjp, n_out=6, saves_output=True,
+                 onnx=_grad_onnx("rnn"))
 LSTM_PROJ_GRAD = defop("lstm_proj_grad", _lstm_proj_grad_forward, _infer_grad(8), _grad_vjp, n_out=8,
                        saves_output=True, onnx=_grad_onnx("lstm", proj=True))
 LSTM_PROJ = defop("lstm_proj", _lstm_forward, _infer_lstm_proj, _layer_vjp(LSTM_PROJ_GRAD, 3), n_out=5,
