@@ -419,7 +419,7 @@ def _check_ddp_features(dist, rank, n):
     class Branches(dg.nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b, self.c = dg.nn.Linear(3, 2), dg.nn.Linear(3, 2), dg.nn.Linear(3, 2)
+            self.b, self.c, self.a = dg.nn.Linear(3, 2), dg.nn.Linear(3, 2), dg.nn.Linear(3, 2)
 
         def forward(self, v, use_b):
             return self.a(v) + self.b(v) if use_b else self.a(v)
@@ -441,6 +441,16 @@ def _check_ddp_features(dist, rank, n):
         assert "b.weight" in str(e) and "c.weight" in str(e) and "find_unused_parameters" in str(e), str(e)
     else:
         raise AssertionError("no error for unused parameters")
+    # the same error after some buckets started (a's, in buckets of one parameter): the progress
+    # thread they woke goes back to sleep
+    ddp = dg.nn.parallel.DistributedDataParallel(Branches(), bucket_cap_mb=1e-5)
+    try:
+        ddp(v, False).sum().backward()
+    except RuntimeError as e:
+        assert "b.weight" in str(e), str(e)
+    else:
+        raise AssertionError("no error for unused parameters")
+    assert dist._default_group()._progress_users == 0
     # buffers: rank 0's at construction and before every forward
     bn = dg.nn.Sequential(dg.nn.Linear(3, 3), dg.nn.BatchNorm1d(3))
     bn[1].running_mean.add_(float(rank))

@@ -97,6 +97,7 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_index", {id(p): i for i, p in enumerate(self._params)})
         self._reset()
         object.__setattr__(self, "_armed", False)
+        object.__setattr__(self, "_progress_on", False)
         # a helper thread drives MPI's progress while backward runs (DG_DDP_PROGRESS_THREAD=0: none)
         object.__setattr__(self, "_overlap", os.environ.get("DG_DDP_PROGRESS_THREAD", "1") != "0")
         # eager backward passes: seconds waited at their end, bytes reduced, bytes already reduced by then
@@ -200,6 +201,7 @@ class DistributedDataParallel(Module):
             b = self._buckets[self._next]
             if not self._reqs and self._overlap:
                 g.progress_begin()
+                object.__setattr__(self, "_progress_on", True)
             self._reqs.append(g.comm.Iallreduce(g.MPI.IN_PLACE, b.buf, op=g.MPI.SUM))
             self._next += 1
 
@@ -218,9 +220,15 @@ class DistributedDataParallel(Module):
             else:
                 self._finish_eager(missing)
         finally:
+            self._progress_off()  # also when this backward ends in an error
             self._reset()
             if STATE.mode.symbolic:
                 object.__setattr__(self, "_armed", False)
+
+    def _progress_off(self):
+        if self._progress_on:
+            object.__setattr__(self, "_progress_on", False)
+            self._group.progress_end()
 
     def _finish_eager(self, missing):
         for i in missing:
@@ -239,8 +247,7 @@ class DistributedDataParallel(Module):
             for req in self._reqs:
                 g.wait(req, "DistributedDataParallel gradient all_reduce")
         finally:
-            if self._reqs and self._overlap:
-                g.progress_end()
+            self._progress_off()
         used = None
         if self.find_unused_parameters:
             used = np.ones(len(self._params), np.uint8)
