@@ -83,7 +83,9 @@ def contiguous(t, memory_format=None):
     """t itself when C-contiguous, else a C-contiguous copy (differentiable, as PyTorch's)."""
     if t._symbolic or t._data.flags.c_contiguous:
         return t
-    return ew.copy(t)
+    out = ew.copy(t)   # the copy keeps numpy's order 'K' (a transpose stays Fortran-ordered): lay it out in C
+    out._data = t._device.xp.ascontiguousarray(out._data)
+    return out
 
 
 def stride(t, dim=None):
@@ -133,6 +135,8 @@ def is_shared(t):
     base = t._data
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
     return isinstance(base, mmap.mmap)
 
 

@@ -415,6 +415,9 @@ def _heaviside_build(ctx, dt, x, v, c):
 
 
 def _heaviside_forward(xp, a, b):
+    if hasattr(a, "dtype") and hasattr(b, "dtype") and a.dtype != b.dtype:
+        raise DTypeError(f"heaviside: input and values must have the same dtype, got {a.dtype} and {b.dtype} "
+                         f"(as PyTorch)")
     a, b = _common(a, b)
     return xp.heaviside(a, b).astype(a.dtype if hasattr(a, "dtype") else b.dtype, copy=False)
 
