@@ -265,10 +265,20 @@ class ndarray:
         _check_device(self)
         if isinstance(value, ndarray):
             value = value._a
+        elif not _advanced(idx):
+            # cupy fills a basic-indexed view with a scalar; a host array there is its error
+            if isinstance(value, (list, tuple)) or (isinstance(value, _np.ndarray) and value.shape != ()):
+                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
         elif isinstance(value, (list, tuple)):
             value = _in(value)
         with _np.errstate(all="ignore"):
             self._a[_index(idx)] = value
+
+
+def _advanced(idx):
+    """Whether an index holds an array or a list (cupy's scatter path, which copies a host value over)."""
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return any(isinstance(p, (ndarray, _np.ndarray, list)) for p in parts)
 
 
 def _index(idx):
@@ -971,11 +981,25 @@ def _stable(name):
     return sort
 
 
-def _special_erf(x):
-    if isinstance(x, _np.ndarray):
-        raise _unsupported(x)
-    from scipy.special import erf
-    return _out(erf(_in(x)))
+# the functions cupyx.scipy.special provides (docs.cupy.dev, "Special functions"), run by scipy's
+_SPECIAL = ("erf", "erfc", "erfcx", "erfinv", "erfcinv", "log_ndtr", "ndtr", "ndtri", "gamma", "gammaln", "loggamma",
+            "digamma", "polygamma", "psi", "zeta", "i0", "i0e", "i1", "i1e", "k0", "k0e", "k1", "k1e", "j0", "j1",
+            "y0", "y1", "expit", "logit", "log_expit", "xlogy", "xlog1py", "entr", "rel_entr", "kl_div", "huber",
+            "pseudo_huber", "betaln", "beta", "multigammaln", "sinc", "exp1", "expi", "expn", "softmax",
+            "log_softmax", "logsumexp", "gammainc", "gammaincc", "boxcox", "boxcox1p", "cbrt", "exp2", "exp10",
+            "expm1", "log1p", "round", "sindg", "cosdg", "tandg", "cotdg", "radian")
+
+
+class _Special(types.SimpleNamespace):
+    def __getattr__(self, name):
+        if name not in _SPECIAL:
+            raise AttributeError(f"module 'cupyx.scipy.special' has no attribute '{name}'")
+        import scipy.special
+
+        def fn(*args, **kwargs):
+            return _out(getattr(scipy.special, name)(*_in(args), **_in(kwargs)))
+        fn.__name__ = name
+        return fn
 
 
 def scatter_add(a, slices, value):
@@ -986,7 +1010,7 @@ def scatter_add(a, slices, value):
 
 
 cupyx = types.SimpleNamespace(scatter_add=scatter_add,
-                              scipy=types.SimpleNamespace(special=types.SimpleNamespace(erf=_special_erf)))
+                              scipy=types.SimpleNamespace(special=_Special()))
 
 _module = _Namespace(__name__ + ".cupy", _np, dict(
     ndarray=ndarray, ufunc=ufunc, sort=_stable("sort"), argsort=_stable("argsort"), array=array, asarray=asarray, asanyarray=asanyarray, asnumpy=asnumpy,

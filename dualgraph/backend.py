@@ -154,6 +154,14 @@ def erf(xp, x):
     return _erf(x).astype(x.dtype, copy=False)
 
 
+def special(xp, name):
+    """scipy.special's function `name` for xp's arrays: cupyx.scipy.special's on a GPU (the caller handles
+    numpy, where scipy is optional)."""
+    if not EMULATED:
+        import cupyx.scipy.special  # noqa: F401  (a submodule cupyx does not import by itself)
+    return getattr(_cupyx.scipy.special, name)
+
+
 # dg.use_deterministic_algorithms(mode, warn_only=...): [mode, warn_only]
 DETERMINISTIC = [False, False]
 

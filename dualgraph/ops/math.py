@@ -12,6 +12,7 @@ import math as _math
 
 import numpy as np
 
+from .. import backend as _backend
 from ..dispatch import apply
 from ..errors import DTypeError
 from ..graph.avals import Aval
@@ -31,8 +32,7 @@ def _special(name, fallback):
     """scipy.special.<name> where scipy is installed, else `fallback` (exact, slower)."""
     def fn(xp, x):
         if xp is not np:
-            import cupyx.scipy.special as sp
-            return getattr(sp, name)(x)
+            return _backend.special(xp, name)(x)
         try:
             import scipy.special as sp
         except ImportError:

@@ -349,7 +349,9 @@ def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     m = mean(x, dim=dim, keepdim=True)
     centered = x - m
     n = _count(x, norm_axes(dim, x.ndim, "var_mean"))
-    v = _sum(centered * centered, dim=dim, keepdim=keepdim) / maximum(n - c, 0)
+    # a Python count stays a Python number (a tensor made of it would sit on the CPU beside a GPU input)
+    v = _sum(centered * centered, dim=dim, keepdim=keepdim) / (maximum(n - c, 0) if isinstance(n, Tensor)
+                                                               else builtins.max(n - c, 0))
     return v, (m if keepdim else mean(x, dim=dim, keepdim=False))
 
 
@@ -404,7 +406,8 @@ def corrcoef(input):
 
 def _diag(c):
     n = c.shape[0]
-    return _sum(c * astype(eq(unsqueeze(arange(n), 1), unsqueeze(arange(n), 0)), c.dtype), dim=1)
+    i = arange(n, device=c.device)
+    return _sum(c * astype(eq(unsqueeze(i, 1), unsqueeze(i, 0)), c.dtype), dim=1)
 
 
 def aminmax(input, *, dim=None, keepdim=False):
