@@ -309,6 +309,8 @@ def _wrap_outputs(op, inputs, attrs, out, dev, record):
         if op.saves_output:
             node._out = tuple(o._data for o in outs)
             node._out_versions = tuple((o._version, 0) for o in outs)
+        else:
+            node._out_avals = tuple((o._data.shape, o._data.dtype) for o in outs)
         for i, o in enumerate(outs):
             if o._data.dtype.kind in "fc":
                 o._grad_fn, o._out_index, o._requires_grad = node, i, True

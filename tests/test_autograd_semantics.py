@@ -555,3 +555,24 @@ def test_reading_grad_of_a_non_leaf_inside_a_compiled_function():
         out = f(leaf([1.0, 2.0]))                        # runs the trace (no retracing from a .grad guard)
     assert out.tolist() == [2.0, 4.0]
     assert sum("not a leaf Tensor" in str(w.message) for w in caught) == 1
+
+
+def test_several_output_op_whose_vjp_does_not_read_its_outputs():
+    # only one output is used: the engine fills the other's gradient with zeros of its shape and
+    # dtype, which it must know without having kept the outputs themselves
+    from dualgraph.dispatch import apply
+    from dualgraph.graph.avals import Aval
+    from dualgraph.ops.registry import Op
+
+    op = Op("two_scales_probe", lambda xp, x: (x * 2, (x * 3)[:1]),
+            lambda x: (Aval(x.shape, x.dtype), Aval((1,) + tuple(x.shape[1:]), x.dtype)),
+            lambda ctx, g: (g[0] * 2 + dg.pad(g[1] * 3, (0, ctx.inputs[0].shape[0] - 1)),), n_out=2)
+    assert not op.saves_output
+    x = dg.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    a, b = apply(op, (x,), {})
+    a.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+    x.grad = None
+    a, b = apply(op, (x,), {})
+    (b * 5).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [15.0, 0.0, 0.0])

@@ -234,9 +234,12 @@ def _call_vjp(node, grads):
     op = node.op
     if op.n_out == 1:
         g = grads[0]
-    else:
-        outs = node.out
-        g = tuple(gi if gi is not None else zeros_like_tensor(o) for gi, o in zip(grads, outs))
+    elif node._out is not None:
+        g = tuple(gi if gi is not None else zeros_like_tensor(o) for gi, o in zip(grads, node.out))
+    else:  # the outputs were not kept: their shapes and dtypes were, enough for the missing zeros
+        dev = next(gi for gi in grads if gi is not None)._device
+        g = tuple(gi if gi is not None else _make(dev.xp.zeros(shape, dtype), dev)
+                  for gi, (shape, dtype) in zip(grads, node._out_avals))
     result = op.vjp(node, g)
     if not isinstance(result, (tuple, list)):
         result = (result,)

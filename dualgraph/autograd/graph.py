@@ -21,6 +21,7 @@ class Node:
     # __dict__, so recording a node costs six attribute writes on the hot path.
     _out = None            # forward outputs, kept only for ops whose vjp reads ctx.out
     _out_versions = None   # ((version counter, version at record time), ...) for those outputs
+    _out_avals = ()        # (shape, dtype) of each output of a several-output op whose outputs are not kept
     _freed = False
     _retained = None
     _hooks = None          # (output index, hook) registered on non-leaf outputs
