@@ -135,3 +135,100 @@ def test_linear_weight_gradient_on_3d_input_is_one_matmul():
     mm = [n for n in cf.graph(dg.tensor(x), dg.tensor(w, requires_grad=True)).nodes if n.op.name in ("matmul", "matmul_t")]
     # the weight gradient is a 2-D product, not a batched one ((3, 4, 5) @ (3, 5, 6)) summed afterwards
     assert mm and not [n for n in mm if all(len(v.aval.shape) == 3 for v in n.inputs)]
+
+
+# ---- softmax -------------------------------------------------------------------------------------
+
+def _np_softmax(x, axis):
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_any_axis_values_and_gradient(axis, dtype):
+    """The last axis of a contiguous array takes the C row loop; other axes the numpy formula."""
+    rng = np.random.default_rng(axis + 7)
+    x = (rng.standard_normal((3, 4, 65)) * 4).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    t = dg.tensor(x, requires_grad=True)
+    y = F.softmax(t, dim=axis)
+    y.backward(dg.tensor(g))
+    want = _np_softmax(x, axis)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y.numpy(), want, **tol)
+    np.testing.assert_allclose(t.grad.numpy(), want * (g - (g * want).sum(axis=axis, keepdims=True)), **tol)
+
+
+def test_softmax_non_contiguous_input_and_against_torch():
+    x = np.random.default_rng(1).standard_normal((6, 5, 4)).astype(np.float32)
+    xt = dg.tensor(x, requires_grad=True)
+    y = F.softmax(xt.transpose(0, 2), dim=-1)  # a strided view: the numpy path
+    (y * y).sum().backward()
+    np.testing.assert_allclose(y.numpy(), _np_softmax(x.transpose(2, 1, 0), -1), rtol=1e-5, atol=1e-7)
+    torch = pytest.importorskip("torch")
+    tt = torch.tensor(x, requires_grad=True)
+    ty = torch.softmax(tt.transpose(0, 2), dim=-1)
+    (ty * ty).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_second_order_and_compiled():
+    x = dg.tensor(np.random.default_rng(2).standard_normal((3, 5)), requires_grad=True)
+    assert dg.autograd.gradgradcheck(lambda a: F.softmax(a, dim=1) * a, (x,))
+    assert dg.autograd.gradgradcheck(lambda a: F.softmax(a, dim=0) * a, (x,))
+    cf = dg.function(lambda a: F.softmax(a * 2.0, dim=-1))
+    np.testing.assert_allclose(cf(x.detach()).numpy(), _np_softmax(x.numpy() * 2, -1), rtol=1e-12)
+    assert "softmax" in {n.op.name for n in cf.graph(x.detach()).nodes}
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_nan_inf_rows_as_numpy(axis):
+    x = np.array([[1.0, 2.0, 3.0], [-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0],
+                  [-np.inf, 0.0, -np.inf]], np.float32)
+    x = x if axis == -1 else np.ascontiguousarray(x.T)
+    with np.errstate(all="ignore"):
+        m = x.max(axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)  # a row without a finite max is not shifted
+        e = np.exp(x - m)
+        want = e / e.sum(axis=axis, keepdims=True)
+    got = F.softmax(dg.tensor(x), dim=axis).numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+# ---- embedding's backward ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [3, 63, 64, 500])  # both sides of scatter.SORT_MIN (64 index entries)
+def test_embedding_gradient_accumulates_repeated_rows(n):
+    from dualgraph.kernels import scatter
+    assert scatter.SORT_MIN == 64
+    rng = np.random.default_rng(n)
+    w = rng.standard_normal((7, 5)).astype(np.float32)
+    idx = rng.integers(0, 7, n)
+    g = rng.standard_normal((n, 5)).astype(np.float32)
+    wt = dg.tensor(w, requires_grad=True)
+    F.embedding(dg.tensor(idx), wt).backward(dg.tensor(g))
+    want = np.zeros((7, 5), np.float64)
+    for i, k in enumerate(idx):  # by definition, in double
+        want[k] += g[i]
+    np.testing.assert_allclose(wt.grad.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_index_gradient_with_negative_and_nd_indices():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 3))
+    idx = rng.integers(-9, 9, (40, 3))
+    xt = dg.tensor(x, requires_grad=True)
+    g = rng.standard_normal((40, 3, 3))
+    xt[dg.tensor(idx)].backward(dg.tensor(g))
+    want = np.zeros_like(x)
+    for pos in np.ndindex(idx.shape):
+        want[idx[pos] % 9] += g[pos]
+    np.testing.assert_allclose(xt.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    tw = torch.tensor(x, requires_grad=True)
+    tw[torch.tensor(idx)].backward(torch.tensor(g))
+    np.testing.assert_allclose(xt.grad.numpy(), tw.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -11,6 +11,7 @@ from ..backend import scatter_add as _scatter_add
 from ..dispatch import apply
 from ..errors import IndexOutOfRange, ShapeError
 from ..graph.avals import Aval, Dim
+from ..kernels.scatter import add_rows
 from ..tensor import Tensor, as_tensor
 from .creation import arange, zeros_like
 from .dims import leaves
@@ -352,9 +353,18 @@ def _index_add_zeros_forward(xp, g, *idx, template, shape):
     index = build_index(template, idx)
     if _is_basic(template):
         out[index] = g
+    elif xp is np and _leading_rows(index, g, shape):
+        add_rows(out, index[0] if isinstance(index, tuple) else index, g)
     else:
         _scatter_add(xp, out, index, g)
     return out
+
+
+def _leading_rows(index, g, shape):
+    """x[i] for one integer array i (embedding's lookup): its gradient adds whole rows of g."""
+    i = index[0] if isinstance(index, tuple) and len(index) == 1 else index
+    return (isinstance(i, np.ndarray) and i.dtype.kind in "iu" and len(shape) >= 1
+            and g.shape == i.shape + tuple(shape[1:]))
 
 
 def _index_add_zeros_onnx(ctx, node, g, *idx):
