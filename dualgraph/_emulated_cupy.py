@@ -550,13 +550,26 @@ Stream.null = Stream()
 
 # ---- random -------------------------------------------------------------------------------------------
 
+# cupy.random.Generator's methods (cupy/random/_generator_api.pyx): no normal, choice, permutation or shuffle,
+# and uniform takes a dtype
+_GENERATOR_METHODS = frozenset({"random", "integers", "beta", "binomial", "chisquare", "dirichlet", "exponential",
+                                "f", "gamma", "geometric", "hypergeometric", "logseries", "poisson", "power",
+                                "standard_exponential", "standard_gamma", "standard_normal"})
+
+
 class Generator:
-    """cupy.random.Generator: numpy's PCG64 drawing into device arrays."""
+    """cupy.random.Generator: numpy's PCG64 drawing into device arrays, with cupy's methods only."""
 
     def __init__(self, bit_generator):
         self._g = _np.random.Generator(bit_generator)
+        self.bit_generator = bit_generator
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=_np.float64):
+        return _out(self._g.uniform(_in(low), _in(high), size).astype(dtype, copy=False))
 
     def __getattr__(self, name):
+        if name not in _GENERATOR_METHODS:
+            raise AttributeError(f"'cupy.random.Generator' object has no attribute '{name}'")
         return _wrapped(getattr(self._g, name), f"Generator.{name}")
 
 
