@@ -17,7 +17,7 @@ from ..dispatch import apply
 from ..errors import DTypeError, InvalidValue, ShapeError
 from ..graph.avals import Aval, Dim
 from ..tensor import Tensor, as_tensor
-from .creation import arange, zeros_like
+from .creation import arange, ones_like, zeros_like
 from .elementwise import (abs, astype, eq, exp, isfinite, isnan, log, logical_and, logical_not, logical_or, maximum,
                           ne, sqrt, where)
 from .linalg import matmul
@@ -443,12 +443,15 @@ def _logcumsumexp_vjp(ctx, g):
     # space, with g split into its positive and negative parts (log of each), as PyTorch's
     x, out, axis = ctx.inputs[0], ctx.out, ctx.attrs["axis"]
 
-    def part(gpart):
-        logs = log(gpart) - out
+    def part(keep, gpart):
+        # a zero part stands as a huge negative log, not -inf: -inf - -inf would be NaN in the gradient's own
+        # gradient
+        one = ones_like(gpart)
+        logs = where(keep, log(where(keep, gpart, one)), -1e30) - out
         rev = flip(apply(LOGCUMSUMEXP, (flip(logs, (axis,)),), {"axis": axis}), (axis,))
         return exp(x + rev)
-    zero = zeros_like(g)
-    return (part(where(g > 0, g, zero)) - part(where(g < 0, -g, zero)),)
+    pos, negs = g > 0, g < 0
+    return (part(pos, g) - part(negs, -g),)
 
 
 def _logcumsumexp_onnx(ctx, node, x):
