@@ -170,7 +170,7 @@ def _cupy_kernel(body, cp):
         ek = cp.ElementwiseKernel(", ".join(params), ", ".join(outs), "\n".join(code), "dg_fused")
     except (KeyError, IndexError):
         return python_kernel(body, cp)
-    compile_error = cp.cuda.compiler.CompileException
+    compile_error = getattr(getattr(cp.cuda, "compiler", None), "CompileException", Exception)
     state = {"ek": ek, "ran": False, "fallback": None}
 
     def kernel(*xs, out=None):
