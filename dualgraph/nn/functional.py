@@ -16,7 +16,7 @@ from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, s
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
 from ..ops.reduction import mean, sum as _sum
 from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
-                        adaptive_avg_pool2d)
+                        adaptive_avg_pool2d, avg_pool1d, conv3d, conv_transpose1d, conv_transpose2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
 from .sparse import embedding  # noqa: F401  (with PyTorch's padding_idx, max_norm, ... options)
 from ..tensor import as_tensor
@@ -24,7 +24,8 @@ from ..tensor import as_tensor
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
            "binary_cross_entropy", "dropout", "linear", "one_hot", "embedding", "layer_norm", "conv1d",
-           "conv2d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool2d", "adaptive_avg_pool2d", "normalize"]
+           "conv2d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool2d", "adaptive_avg_pool2d", "normalize",
+           "conv3d", "conv_transpose1d", "conv_transpose2d", "avg_pool1d"]
 
 
 def _axis(axis, dim, default=-1):

@@ -374,8 +374,8 @@ def export(f, example_args=(), path=None, input_names=None, output_names=None, d
     both onnx and onnxruntime support. verify: run onnxruntime on the example inputs and on random
     sizes along the dynamic axes and compare with dualgraph (rtol/atol); raises VerificationError.
     path: where to write (atomically); None returns the model without writing.
-    native_ops: conv/pool chains (pad -> unfold -> matmul/max/mean) become ONNX Conv/MaxPool/AveragePool;
-    False keeps dualgraph's own decomposition (Gather of window positions + MatMul).
+    native_ops: float32 convolution and pooling become ONNX Conv/ConvTranspose/MaxPool/AveragePool;
+    False lowers them as im2col (Gather of window positions + MatMul), as other dtypes are.
     training: an nn.Module is exported in eval mode (dropout off, BatchNorm on running statistics)
     and put back in its mode afterwards, as torch.onnx.export does; training=True keeps its mode.
     """

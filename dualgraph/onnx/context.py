@@ -59,7 +59,7 @@ class LoweringContext:
     def __init__(self, opset, root=None, names=None, dim_sources=None, native_ops=True, lower=None):
         self.opset = opset
         self.lower = root.lower if root is not None else lower   # lower(ctx, graph, problems): the exporter's walk
-        self.native_ops = root.native_ops if root is not None else native_ops   # Conv/AveragePool for chains
+        self.native_ops = root.native_ops if root is not None else native_ops   # Conv/AveragePool/... for float32
         self.root = root or self
         self.nodes = []
         self.names = {} if names is None else names          # id(Value) -> ONNX name

@@ -218,7 +218,7 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
     initializers: {graph input index: (name, array)} inputs baked into the model (parameters).
     overridable: indices among those that are also listed as graph inputs, the initializer being
     their default (state a training step updates: feed the `.updated` outputs back in).
-    native_ops: conv2d and avg_pool2d chains become ONNX Conv/AveragePool (see ops/onnx_rules.py).
+    native_ops: float32 conv and pooling ops become ONNX Conv/ConvTranspose/AveragePool (ops/conv.py).
     """
     opset = resolve_opset(opset)
     problems = unexportable_nodes(graph)
@@ -339,8 +339,8 @@ def graph_to_model(graph, input_names=None, output_names=None, dynamic_axes=None
 
 
 def _live(nodes, initializers, outputs, keep):
-    """The nodes and initializers the outputs depend on: a lowering that emits an operator for a whole
-    chain of ops (Conv for conv2d's pad, unfold and matmul) leaves the chain's own nodes unread."""
+    """The nodes and initializers the outputs depend on: a lowering may leave nodes it emitted unread
+    (a shape or constant it made and then did not need)."""
     needed = set(outputs) | set(keep)
     live = []
     for n in reversed(nodes):

@@ -1,14 +1,16 @@
-"""Convolution and pooling, built from two linear primitives: unfold (im2col) and its adjoint fold.
+"""Convolution and pooling as primitives: conv (1-D to 3-D, stride, padding, dilation, groups) with
+its two gradients conv_input_grad (the transposed convolution) and conv_weight_grad, max pooling
+(values, indices, gradient) and average pooling (and its gradient), each with an ONNX lowering (Conv,
+ConvTranspose, MaxPool, AveragePool in float32). Their kernels are in dualgraph/kernels/conv.py.
 
-conv = pad -> unfold -> matmul; average pooling = pad -> unfold -> mean. Because unfold and fold are
-each other's vjp, every order of derivative of these comes for free. Max pooling of floats is its own
-primitive (see below), so that tied maxima get PyTorch's gradient. ONNX export turns the conv and
-average-pooling chains back into Conv and AveragePool (ops/onnx_rules.py).
+unfold (im2col) and its adjoint fold stay as primitives of their own: dg.unfold, and the im2col form
+the ONNX lowerings use where onnxruntime has no native kernel (float64, native_ops=False).
 """
 import itertools
 
 import numpy as np
 
+from ..kernels import conv as _kconv
 from ..errors import DTypeError, ShapeError
 from ..dispatch import apply
 from ..graph.avals import Aval, Dim
@@ -17,7 +19,7 @@ from .indexing import take_along_axis
 from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
 from .reduction import max as _max, mean
 from .registry import defop
-from .shape import concat, pad as _pad
+from .shape import pad as _pad
 
 
 def _pair(v, name):
@@ -129,71 +131,318 @@ def unfold(x, kernel_size, stride=1, dilation=1):
     return apply(UNFOLD, (x,), attrs)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """PyTorch's conv2d (cross-correlation): input (N, C, H, W), weight (O, C/groups, kh, kw)."""
-    if input.ndim != 4:
-        raise ShapeError(f"conv2d: input must be (N, C, H, W), got shape {tuple(input.shape)}")
-    if weight.ndim != 4:
-        raise ShapeError(f"conv2d: weight must be (out_channels, in_channels/groups, kh, kw), got {tuple(weight.shape)}")
-    n, c, h, w = input.shape
-    o, cg, kh, kw = weight.shape
-    if c % groups or o % groups or cg != c // groups:
-        raise ShapeError(f"conv2d: input has {c} channels, weight {tuple(weight.shape)} expects "
-                         f"{cg * groups} with groups={groups}")
+# ---- convolution ---------------------------------------------------------------------------------
+# One primitive for 1-D, 2-D and 3-D convolution (NCHW as PyTorch) and its two gradients, each the
+# adjoint of the others in the bilinear form <conv(x, w), g>: conv_input_grad(g, w) is the transposed
+# convolution (x's gradient) and conv_weight_grad(x, g) w's, so every order of derivative is one of the
+# three. Kernels: dualgraph/kernels/conv.py. padding is a (low, high) pair per spatial dim.
+
+def _conv_out(size, k, s, lo, hi, d):
+    if isinstance(k, Dim):
+        return Dim(f"conv({size})")
+    if isinstance(size, SymbolicDim):
+        return (size + (lo + hi - d * (k - 1) - 1)) // s + 1
+    if isinstance(size, Dim):
+        return Dim(f"conv({size})")
+    return _kconv.out_size(size, k, s, lo, hi, d)
+
+
+def _times(d, groups):
+    return d if groups == 1 else (Dim(f"{d}*{groups}") if isinstance(d, Dim) and not isinstance(d, SymbolicDim)
+                                  else d * groups)
+
+
+def _per_group(d, groups):
+    return d if groups == 1 else (Dim(f"{d}/{groups}") if isinstance(d, Dim) and not isinstance(d, SymbolicDim)
+                                  else d // groups)
+
+
+def _conv_infer(x, w, b=None, *, stride, padding, dilation, groups):
+    outs = tuple(_conv_out(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in
+                 zip(x.shape[2:], w.shape[2:], stride, padding, dilation))
+    return Aval((x.shape[0], w.shape[0]) + outs, x.dtype)
+
+
+def _conv_forward(xp, x, w, b=None, *, stride, padding, dilation, groups):
+    return _kconv.conv_forward(xp, x, w, b, stride, padding, dilation, groups)
+
+
+def _conv_vjp(ctx, g):
+    x, w = ctx.inputs[:2]
+    a = ctx.attrs
+    needs = ctx.needs_input_grad
+    gx = apply(CONV_INPUT_GRAD, (g, w), dict(a, input_size=tuple(x.shape[2:]))) if needs[0] else None
+    gw = apply(CONV_WEIGHT_GRAD, (x, g), dict(a, kernel_size=tuple(w.shape[2:]))) if needs[1] else None
+    if len(ctx.inputs) < 3:
+        return gx, gw
+    gb = g.sum(axis=(0,) + tuple(range(2, g.ndim))) if needs[2] else None
+    return gx, gw, gb
+
+
+def _conv_input_grad_infer(g, w, *, input_size, stride, padding, dilation, groups):
+    return Aval((g.shape[0], _times(w.shape[1], groups)) + tuple(input_size), g.dtype)
+
+
+def _conv_input_grad_forward(xp, g, w, *, input_size, stride, padding, dilation, groups):
+    return _kconv.conv_input_grad(xp, g, w, tuple(input_size), stride, padding, dilation, groups)
+
+
+def _conv_input_grad_vjp(ctx, gg):
+    g, w = ctx.inputs
+    a = {k: v for k, v in ctx.attrs.items() if k != "input_size"}
+    needs = ctx.needs_input_grad
+    return (apply(CONV, (gg, w), a) if needs[0] else None,
+            apply(CONV_WEIGHT_GRAD, (gg, g), dict(a, kernel_size=tuple(w.shape[2:]))) if needs[1] else None)
+
+
+def _conv_weight_grad_infer(x, g, *, kernel_size, stride, padding, dilation, groups):
+    return Aval((g.shape[1], _per_group(x.shape[1], groups)) + tuple(kernel_size), x.dtype)
+
+
+def _conv_weight_grad_forward(xp, x, g, *, kernel_size, stride, padding, dilation, groups):
+    return _kconv.conv_weight_grad(xp, x, g, tuple(kernel_size), stride, padding, dilation, groups)
+
+
+def _conv_weight_grad_vjp(ctx, gw):
+    x, g = ctx.inputs
+    a = {k: v for k, v in ctx.attrs.items() if k != "kernel_size"}
+    needs = ctx.needs_input_grad
+    return (apply(CONV_INPUT_GRAD, (g, gw), dict(a, input_size=tuple(x.shape[2:]))) if needs[0] else None,
+            apply(CONV, (x, gw), a) if needs[1] else None)
+
+
+# ONNX: float32 convolution as Conv and its input gradient as ConvTranspose (onnxruntime's kernels are
+# float32); other dtypes, gradients of the weight and native_ops=False as the im2col form below (window
+# Gather, MatMul, fold), traced from the dualgraph ops that write it and lowered inline.
+
+def _onnx_pads(padding):
+    return [int(lo) for lo, _ in padding] + [int(hi) for _, hi in padding]
+
+
+def _conv_onnx(ctx, node, *names):
+    a = ctx.attrs(node)
+    if ctx.native_ops and out_dtype(node) == np.float32:
+        k = node.inputs[1].aval.shape[2:]   # Conv reads a kernel size on a dynamic axis from W itself
+        return ctx.emit("Conv", list(names), kernel_shape=list(k) if _static(k) else None, strides=list(a["stride"]),
+                        pads=_onnx_pads(a["padding"]), dilations=list(a["dilation"]), group=int(a["groups"]))
+    return _inline_composite(ctx, node, names, _conv_by_columns)
+
+
+def _conv_input_grad_onnx(ctx, node, g, w):
+    a = ctx.attrs(node)
+    wshape, spatial = node.inputs[1].aval.shape, a["input_size"]
+    gsp = node.inputs[0].aval.shape[2:]
+    if ctx.native_ops and out_dtype(node) == np.float32 and _static(wshape) and _static(spatial) and _static(gsp):
+        # ConvTranspose's output size is s*(in-1) + d*(k-1) + 1 - pads + output_padding: the output padding
+        # gives back the rows the forward's floor division dropped
+        extra = [int(n) + lo + hi - d * (k - 1) - 1 - s * (o - 1) for n, (lo, hi), d, k, s, o in
+                 zip(spatial, a["padding"], a["dilation"], wshape[2:], a["stride"], gsp)]
+        return ctx.emit("ConvTranspose", [g, w], kernel_shape=list(wshape[2:]), strides=list(a["stride"]),
+                        pads=_onnx_pads(a["padding"]), dilations=list(a["dilation"]), group=int(a["groups"]),
+                        output_padding=extra)
+    return _inline_composite(ctx, node, (g, w), _conv_input_grad_by_columns)
+
+
+def _static(shape):
+    return all(isinstance(d, (int, np.integer)) for d in shape)
+
+
+def _inline_composite(ctx, node, names, fn):
+    """Lower `node` as the graph of dualgraph ops that `fn(*inputs, **attrs)` traces to."""
+    from .._state import STATE
+    from ..backend import CPU
+    from ..dispatch import new_tracer, using
+    from ..graph.ir import Graph
+    tr = new_tracer(Graph(f"{node.op.name}_onnx"))
+    prev = STATE.grad_enabled, STATE.recording
+    try:
+        with using(tr):
+            STATE.grad_enabled, STATE.recording = False, False
+            ins = [tr.sym(tr.graph.add_input(v.aval), CPU) for v in node.inputs]
+            try:
+                out = fn(*ins, **ctx.attrs(node))
+            except TypeError as e:   # a kernel size on a dynamic axis: the window positions need it
+                raise NotExportable(f"{node.op.name} in its im2col form with a dynamic kernel size ({e})") from None
+            tr.graph.outputs = [tr.vals[id(out)]]
+    finally:
+        STATE.grad_enabled, STATE.recording = prev
+    for t, v, _ in tr.captured:   # constants the composite made (window weights): initializers
+        v.const = np.asarray(t.numpy())
+        tr.graph.inputs.remove(v)
+    (name,) = ctx.inline(tr.graph, list(names))
+    return name
+
+
+def _as_2d_op(x, nd):
+    return x.unsqueeze(2) if nd == 1 else x
+
+
+def _columns(x, kernel, stride, padding, dilation):
+    """(N, C, *kernel, *out) windows of x as unfold of the padded input (1-D or 2-D windows)."""
+    nd = len(kernel)
+    if nd not in (1, 2):
+        raise NotExportable(f"{nd}-D convolution in this dtype (ONNX Conv's float32 form only)")
+    if any(lo or hi for lo, hi in padding):
+        x = _pad(x, ((0, 0), (0, 0)) + tuple(tuple(p) for p in padding))
+    k2, s2, d2 = [(1,) + tuple(v) if nd == 1 else tuple(v) for v in (kernel, stride, dilation)]
+    cols = unfold(_as_2d_op(x, nd), k2, s2, d2)
+    return cols.squeeze(4).squeeze(2) if nd == 1 else cols
+
+
+def _conv_by_columns(x, w, b=None, *, stride, padding, dilation, groups):
+    n, o, nd = x.shape[0], w.shape[0], w.ndim - 2
+    cols = _columns(x, tuple(w.shape[2:]), stride, padding, dilation)
+    outs = tuple(cols.shape[2 + nd:])
+    cols = cols.reshape(n, groups, -1, int(np.prod(outs)))
+    out = (w.reshape(groups, -1, int(w.shape[1]) * int(np.prod(w.shape[2:]))) @ cols).reshape(n, o, *outs)
+    return out if b is None else out + b.reshape(1, -1, *([1] * nd))
+
+
+def _conv_input_grad_by_columns(g, w, *, input_size, stride, padding, dilation, groups):
+    n, o, nd = g.shape[0], w.shape[0], w.ndim - 2
+    kernel, outs = tuple(w.shape[2:]), tuple(g.shape[2:])
+    if nd not in (1, 2):
+        raise NotExportable(f"{nd}-D convolution's gradient in this dtype")
+    cols = w.reshape(groups, o // groups, -1).swapaxes(1, 2) @ g.reshape(n, groups, o // groups, -1)
+    k2, o2, s2, d2 = [(1,) + tuple(v) if nd == 1 else tuple(v) for v in (kernel, outs, stride, dilation)]
+    pads = (((0, 0),) if nd == 1 else ()) + tuple(tuple(p) for p in padding)
+    size = tuple(int(n_) + lo + hi for n_, (lo, hi) in zip(((1,) if nd == 1 else ()) + tuple(input_size), pads))
+    cols = cols.reshape(n, w.shape[1] * groups, *k2, *o2)
+    full = apply(FOLD, (cols,), dict(size=size, kernel=k2, stride=s2, dilation=d2))
+    crop = tuple(slice(lo, lo + int(s)) for (lo, _), s in zip(pads, ((1,) if nd == 1 else ()) + tuple(input_size)))
+    out = full[(slice(None), slice(None)) + crop]
+    return out.squeeze(2) if nd == 1 else out
+
+
+def _conv_weight_grad_by_columns(x, g, *, kernel_size, stride, padding, dilation, groups):
+    n, c, o = x.shape[0], x.shape[1], g.shape[1]
+    cols = _columns(x, tuple(kernel_size), stride, padding, dilation).reshape(n, groups, c // groups * int(
+        np.prod(kernel_size)), -1)
+    gw = (g.reshape(n, groups, o // groups, -1) @ cols.swapaxes(2, 3)).sum(axis=0)
+    return gw.reshape(o, c // groups, *kernel_size)
+
+
+CONV = defop("conv", _conv_forward, _conv_infer, _conv_vjp, onnx=_conv_onnx, grad_name="ConvolutionBackward0")
+CONV_INPUT_GRAD = defop("conv_input_grad", _conv_input_grad_forward, _conv_input_grad_infer, _conv_input_grad_vjp,
+                        onnx=_conv_input_grad_onnx,
+                        sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["input_size"],
+                                                                                                 "input_size")))
+CONV_WEIGHT_GRAD = defop("conv_weight_grad", _conv_weight_grad_forward, _conv_weight_grad_infer,
+                         _conv_weight_grad_vjp,
+                         onnx=lambda ctx, node, x, g: _inline_composite(ctx, node, (x, g), _conv_weight_grad_by_columns))
+
+
+def _conv(input, weight, bias, stride, padding, dilation, groups, nd, op):
+    layout = "(N, C, " + ", ".join("DHW"[3 - nd:]) + ")" if nd > 1 else "(N, C, L)"
+    if input.ndim != nd + 2:
+        raise ShapeError(f"{op}: input must be {layout}, got shape {tuple(input.shape)}")
+    if weight.ndim != nd + 2:
+        raise ShapeError(f"{op}: weight must be (out_channels, in_channels/groups, {nd} kernel sizes), got "
+                         f"{tuple(weight.shape)}")
+    groups = int(groups)
+    c, (o, cg) = input.shape[1], weight.shape[:2]
+    if groups < 1 or c % groups or o % groups or cg != c // groups:
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} has {c} channels, weight "
+                         f"{tuple(weight.shape)} expects {cg * groups} with groups={groups}"
+                         + (f" (out_channels {o} must divide by groups)" if groups >= 1 and o % groups else ""))
+    if input.dtype.kind != "f" or weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise DTypeError(f"{op}: input, weight and bias must have one float dtype, got {input.dtype}, "
+                         f"{weight.dtype}" + (f" and {bias.dtype}" if bias is not None else ""))
+    if bias is not None and tuple(bias.shape) != (o,):
+        raise ShapeError(f"{op}: bias must have shape ({o},), got {tuple(bias.shape)}")
+    kernel = tuple(weight.shape[2:])
+    s, d = _ints(stride, nd, "stride", op), _ints(dilation, nd, "dilation", op)
+    if min(s + d) < 1:
+        raise ShapeError(f"{op}: stride {s} and dilation {d} must be positive")
     if isinstance(padding, str):
         if padding == "valid":
-            padding = 0
+            pads = ((0, 0),) * nd
         elif padding == "same":
-            dil = _pair(dilation, "dilation")
-            padding = tuple((d * (k - 1)) // 2 for d, k in zip(dil, (kh, kw)))
-            if any((d * (k - 1)) % 2 for d, k in zip(dil, (kh, kw))):
-                raise ShapeError("conv2d: padding='same' needs odd (dilated) kernel sizes here")
+            if any(v != 1 for v in s):
+                raise ShapeError(f"{op}: padding='same' needs stride 1, got stride {s}")
+            # PyTorch: the odd pixel of an even (dilated) kernel's padding goes on the high side
+            pads = tuple((dd * (k - 1) // 2, dd * (k - 1) - dd * (k - 1) // 2) for dd, k in zip(d, kernel))
         else:
-            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-    ph, pw = _pair(padding, "padding")
-    x = _pad(input, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else input
-    cols = unfold(x, (kh, kw), stride, dilation)            # (N, C, kh, kw, OH, OW)
-    oh, ow = cols.shape[4], cols.shape[5]
-    cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)    # (N, G, Cg*kh*kw, L)
-    wmat = weight.reshape(groups, o // groups, cg * kh * kw)  # (G, Og, Cg*kh*kw)
-    out = (wmat @ cols).reshape(n, o, oh, ow)
-    if bias is not None:
-        out = out + bias.reshape(1, o, 1, 1)
-    return out
+            raise ValueError(f"{op}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    else:
+        p = _ints(padding, nd, "padding", op)
+        if min(p) < 0:
+            raise ShapeError(f"{op}: padding {p} must be non-negative")
+        pads = tuple((v, v) for v in p)
+    spatial = tuple(input.shape[2:])
+    if all(isinstance(n, (int, np.integer)) for n in spatial):
+        outs = tuple(_kconv.out_size(n, k, st, lo, hi, dd) for n, k, st, (lo, hi), dd in
+                     zip(spatial, kernel, s, pads, d))
+        if min(outs) < 1:
+            raise ShapeError(f"{op}: input of spatial size {spatial} (padded by {pads}) is smaller than the "
+                             f"dilated kernel {tuple(dd * (k - 1) + 1 for dd, k in zip(d, kernel))}")
+    attrs = {"stride": s, "padding": pads, "dilation": d, "groups": groups}
+    return apply(CONV, (input, weight) if bias is None else (input, weight, bias), attrs)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """PyTorch's conv1d: input (N, C, L), weight (O, C/groups, k)."""
-    if input.ndim != 3 or weight.ndim != 3:
-        raise ShapeError(f"conv1d: input must be (N, C, L) and weight (O, C/groups, k), got "
-                         f"{tuple(input.shape)} and {tuple(weight.shape)}")
-    if isinstance(padding, str):
-        pad2 = padding
-    else:
-        pad2 = (0, padding if isinstance(padding, int) else padding[0])
-    out = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, _one(stride)), padding=pad2,
-                 dilation=(1, _one(dilation)), groups=groups)
-    return out.squeeze(2)
+    """PyTorch's conv1d (cross-correlation): input (N, C, L), weight (O, C/groups, k)."""
+    return _unbatched(_conv, input, 1, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
 
 
-def _one(v):
-    return v if isinstance(v, int) else v[0]
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """PyTorch's conv2d (cross-correlation): input (N, C, H, W), weight (O, C/groups, kh, kw)."""
+    return _unbatched(_conv, input, 2, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
 
-def _pool_windows(input, kernel_size, stride, padding, dilation, pad_value, ceil_mode, name):
-    if input.ndim not in (3, 4):
-        raise ShapeError(f"{name}: input must be (N, C, H, W) or (C, H, W), got shape {tuple(input.shape)}")
-    if ceil_mode:
-        raise ShapeError(f"{name}: ceil_mode=True is not supported; pad the input instead")
-    k = _pair(kernel_size, "kernel_size")
-    s = _pair(stride if stride is not None else k, "stride")
-    p = _pair(padding, "padding")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ShapeError(f"{name}: padding {p} must be at most half the kernel size {k}")
-    x = input if input.ndim == 4 else input.unsqueeze(0)
-    if p != (0, 0):
-        x = _pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), value=pad_value)
-    return unfold(x, k, s, dilation), input.ndim == 3
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """PyTorch's conv3d (cross-correlation): input (N, C, D, H, W), weight (O, C/groups, kd, kh, kw)."""
+    return _unbatched(_conv, input, 3, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
+
+
+def _unbatched(fn, input, nd, *args):
+    """PyTorch's functional convolutions also take one sample without its batch dim."""
+    if input.ndim == nd + 1:
+        return fn(input.unsqueeze(0), *args).squeeze(0)
+    return fn(input, *args)
+
+
+def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, op):
+    if input.ndim != nd + 2 or weight.ndim != nd + 2:
+        raise ShapeError(f"{op}: input must have {nd + 2} dims and weight (in_channels, out_channels/groups, "
+                         f"{nd} kernel sizes), got {tuple(input.shape)} and {tuple(weight.shape)}")
+    groups = int(groups)
+    if groups < 1 or input.shape[1] != weight.shape[0] or weight.shape[0] % groups:
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} has {input.shape[1]} channels, weight "
+                         f"{tuple(weight.shape)} expects {weight.shape[0]} (divisible by groups={groups})")
+    if input.dtype.kind != "f" or weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise DTypeError(f"{op}: input, weight and bias must have one float dtype, got {input.dtype}, "
+                         f"{weight.dtype}" + (f" and {bias.dtype}" if bias is not None else ""))
+    s, p = _ints(stride, nd, "stride", op), _ints(padding, nd, "padding", op)
+    op_, d = _ints(output_padding, nd, "output_padding", op), _ints(dilation, nd, "dilation", op)
+    if min(s + d) < 1 or min(p + op_) < 0 or any(a >= max(b, c) for a, b, c in zip(op_, s, d)):
+        raise ShapeError(f"{op}: stride {s} and dilation {d} must be positive, padding {p} non-negative and "
+                         f"output_padding {op_} smaller than stride or dilation")
+    kernel = tuple(weight.shape[2:])
+    size = tuple((n - 1) * st - 2 * pp + dd * (k - 1) + oo + 1 for n, st, pp, dd, k, oo in
+                 zip(input.shape[2:], s, p, d, kernel, op_))
+    if min(size) < 1:
+        raise ShapeError(f"{op}: output size {size} is not positive for input {tuple(input.shape)}")
+    # the transposed convolution is the input gradient of the convolution it transposes; output_padding
+    # adds rows that convolution reads past its last window, as high padding
+    pads = tuple((pp, pp + oo) if False else (pp, pp) for pp, oo in zip(p, op_))
+    attrs = {"stride": s, "padding": pads, "dilation": d, "groups": groups, "input_size": size}
+    out = apply(CONV_INPUT_GRAD, (input, weight), attrs)
+    if bias is not None:
+        out = out + bias.reshape(1, -1, *([1] * nd))
+    return out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """PyTorch's conv_transpose1d: input (N, C_in, L), weight (C_in, C_out/groups, k)."""
+    return _unbatched(_conv_transpose, input, 1, weight, bias, stride, padding, output_padding, groups, dilation, 1,
+                      "conv_transpose1d")
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """PyTorch's conv_transpose2d: input (N, C_in, H, W), weight (C_in, C_out/groups, kh, kw)."""
+    return _unbatched(_conv_transpose, input, 2, weight, bias, stride, padding, output_padding, groups, dilation, 2,
+                      "conv_transpose2d")
 
 
 # ---- max pooling ---------------------------------------------------------------------------------
@@ -245,6 +494,8 @@ def _window_view(xpad, offs, outs, stride, dilation):
 
 def _max_pool_forward(xp, x, kernel, stride, padding, dilation, ceil_mode):
     outs, right = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    # the values as kernel-offset passes of numpy's maximum (propagates NaN as PyTorch): measured faster
+    # than the C window loop, which the indices and the gradient use
     xpad = _pool_padded(xp, x, padding, right, _lowest(x.dtype))
     best = None
     for offs in _window_offsets(kernel):
@@ -299,6 +550,10 @@ def _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode):
 def _max_pool_indices_forward(xp, x, kernel, stride, padding, dilation, ceil_mode):
     """Flat row-major index into its (N, C) plane of each window's chosen element (PyTorch's
     return_indices)."""
+    c = _kconv.max_pool_c(xp, x, kernel, stride, padding, dilation,
+                          _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)[0], "indices")
+    if c is not None:
+        return c
     arg, outs, _ = _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode)
     flat = 0
     for axis, (o, k, s, p, d) in enumerate(zip(outs, kernel, stride, padding, dilation)):
@@ -312,6 +567,10 @@ def _max_pool_grad_forward(xp, g, x, kernel, stride, padding, dilation, ceil_mod
     """Each window's gradient added onto its chosen element, one strided add per window offset.
     Offsets run last to first so that each element sums its windows' gradients in output order, the
     order PyTorch's kernel adds them in (same rounding when windows overlap)."""
+    c = _kconv.max_pool_c(xp, x, kernel, stride, padding, dilation, tuple(g.shape[2:]),
+                          ("grad", xp.ascontiguousarray(g)))
+    if c is not None:
+        return c
     arg, outs, right = _window_argmax(xp, x, kernel, stride, padding, dilation, ceil_mode)
     padded = tuple(n + 2 * p + r for n, p, r in zip(x.shape[2:], padding, right))
     gpad = xp.zeros(tuple(x.shape[:2]) + padded, dtype=g.dtype)
@@ -480,26 +739,201 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d")
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    if not count_include_pad and padding:
-        raise ShapeError("avg_pool2d: count_include_pad=False with padding is not supported")
-    cols, squeeze = _pool_windows(input, kernel_size, stride, padding, 1, 0.0, ceil_mode, "avg_pool2d")
-    out = mean(cols, axis=(2, 3))
-    return out.squeeze(0) if squeeze else out
+def _avg_geometry(spatial, kernel, stride, padding, ceil_mode):
+    return _pool_geometry(spatial, kernel, stride, padding, (1,) * len(kernel), ceil_mode)[0]
+
+
+def _avg_pool_infer(x, *, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    return Aval(_max_pool_shape(x, kernel, stride, padding, (1,) * len(kernel), ceil_mode), x.dtype)
+
+
+def _avg_divisor(spatial, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    outs = _avg_geometry(spatial, kernel, stride, padding, ceil_mode)
+    return outs, _kconv.avg_divisor(spatial, kernel, stride, padding, outs, count_include_pad, divisor_override)
+
+
+def _avg_pool_forward(xp, x, *, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    outs, div = _avg_divisor(tuple(x.shape[2:]), kernel, stride, padding, ceil_mode, count_include_pad,
+                             divisor_override)
+    return _kconv.avg_pool(xp, x, kernel, stride, padding, outs, div)
+
+
+def _avg_pool_vjp(ctx, g):
+    return (apply(AVG_POOL_GRAD, (g,), dict(ctx.attrs, input_size=tuple(ctx.inputs[0].shape[2:]))),)
+
+
+def _avg_pool_grad_forward(xp, g, *, input_size, kernel, stride, padding, ceil_mode, count_include_pad,
+                           divisor_override):
+    _, div = _avg_divisor(tuple(input_size), kernel, stride, padding, ceil_mode, count_include_pad,
+                          divisor_override)
+    return _kconv.avg_pool_grad(xp, g, tuple(input_size), kernel, stride, padding, div)
+
+
+def _avg_pool_grad_vjp(ctx, gg):
+    return (apply(AVG_POOL, (gg,), {k: v for k, v in ctx.attrs.items() if k != "input_size"}),)
+
+
+def _avg_constants(node, spatial, a):
+    if not _static(spatial):
+        return None
+    outs, div = _avg_divisor(tuple(int(n) for n in spatial), a["kernel"], a["stride"], a["padding"], a["ceil_mode"],
+                             a["count_include_pad"], a["divisor_override"])
+    return outs, div, _avg_high(spatial, a["kernel"], a["stride"], a["padding"], outs)
+
+
+def _avg_high(spatial, kernel, stride, padding, outs):
+    """The high-side padding that holds every window whole (ceil_mode's last windows reach past the
+    padding) and leaves the output sizes `outs`."""
+    return tuple(max(p, (o - 1) * s + k - n - p) for n, k, s, p, o in zip(spatial, kernel, stride, padding, outs))
+
+
+def _avg_pool_onnx(ctx, node, x):
+    """AveragePool over the input padded (low: padding, high: padding and the rows ceil_mode's last
+    windows reach) counting the padding, which is the window sum over the window size; a constant
+    rescales it where PyTorch's divisor differs (count_include_pad=False, ceil_mode, divisor_override)."""
+    a = ctx.attrs(node)
+    spatial = node.inputs[0].aval.shape[2:]
+    dt = out_dtype(node)
+    k = a["kernel"]
+    uniform = not a["ceil_mode"] and a["count_include_pad"] and not a["divisor_override"]
+    cons = _avg_constants(node, spatial, a)
+    if cons is None and not uniform:
+        raise NotExportable("average pooling with a symbolic spatial size and ceil_mode, "
+                            "count_include_pad=False or divisor_override")
+    high = cons[2] if cons is not None else a["padding"]
+    if ctx.native_ops and dt == np.float32:
+        y = ctx.emit("AveragePool", [x], kernel_shape=list(k), strides=list(a["stride"]),
+                     pads=list(a["padding"]) + list(high), count_include_pad=1)
+    else:
+        y = _inline_composite(ctx, node, (x,), _avg_pool_by_columns)
+    if uniform:
+        return y
+    scale = float(np.prod(k)) / cons[1]
+    return ctx.emit("Mul", [y, ctx.const(scale.astype(dt), hint="avg_scale")])
+
+
+def _avg_pool_by_columns(x, *, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """The window mean counting every padded position (the ONNX rule rescales the rest)."""
+    nd = len(kernel)
+    outs = _pool_geometry(tuple(x.shape[2:]), kernel, stride, padding, (1,) * nd, ceil_mode)[0]
+    high = _avg_high(tuple(x.shape[2:]), kernel, stride, padding, outs)
+    cols = _columns(x, kernel, stride, tuple(zip(padding, high)), (1,) * nd)
+    return mean(cols, axis=tuple(range(2, 2 + nd)))
+
+
+def _avg_pool_grad_onnx(ctx, node, g):
+    a = ctx.attrs(node)
+    if not (_static(a["input_size"]) and _static(node.inputs[0].aval.shape[2:])):
+        raise NotExportable("average pooling's gradient with a symbolic spatial size")
+    return _inline_composite(ctx, node, (g,), _avg_pool_grad_by_columns)
+
+
+def _avg_pool_grad_by_columns(g, *, input_size, kernel, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override):
+    """Each window's share g / divisor spread over its window (fold), the padding cropped."""
+    nd = len(kernel)
+    outs, div = _avg_divisor(tuple(input_size), kernel, stride, padding, ceil_mode, count_include_pad,
+                             divisor_override)
+    if nd not in (1, 2):
+        raise NotExportable(f"{nd}-D average pooling's gradient")
+    high = _avg_high(tuple(input_size), kernel, stride, padding, outs)
+    share = g * _as_const(1.0 / div, g.dtype)
+    n, c = g.shape[:2]
+    k2, o2, s2 = [(1,) + tuple(v) if nd == 1 else tuple(v) for v in (kernel, outs, stride)]
+    pads = (((0, 0),) if nd == 1 else ()) + tuple(zip(padding, high))
+    size2 = ((1,) if nd == 1 else ()) + tuple(int(v) for v in input_size)
+    cols = share.reshape(n, c, *([1] * 2), *o2) * _as_const(np.ones(k2 + (1, 1)), g.dtype)
+    full = apply(FOLD, (cols,), dict(size=tuple(s + lo + hi for s, (lo, hi) in zip(size2, pads)), kernel=k2, stride=s2,
+                                     dilation=(1, 1)))
+    out = full[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(size2, pads))]
+    return out.squeeze(2) if nd == 1 else out
+
+
+def _as_const(arr, dtype):
+    from .creation import tensor
+    return tensor(np.asarray(arr, dtype=dtype))
+
+
+AVG_POOL = defop("avg_pool", _avg_pool_forward, _avg_pool_infer, _avg_pool_vjp, onnx=_avg_pool_onnx)
+AVG_POOL_GRAD = defop("avg_pool_grad", _avg_pool_grad_forward,
+                      lambda g, *, input_size, **a: Aval(tuple(g.shape[:2]) + tuple(input_size), g.dtype),
+                      _avg_pool_grad_vjp, onnx=_avg_pool_grad_onnx,
+                      sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["input_size"],
+                                                                                               "input_size")))
+
+
+def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, nd, op):
+    layout = "(N, C, " + ", ".join("DHW"[3 - nd:]) + ")" if nd > 1 else "(N, C, L)"
+    if input.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: input must be {layout} or without N, got shape {tuple(input.shape)}")
+    if input.dtype.kind != "f":
+        raise DTypeError(f"{op}: input must have a float dtype, got {input.dtype}")
+    k = _ints(kernel_size, nd, "kernel_size", op)
+    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _ints(stride, nd, "stride", op)
+    p = _ints(padding, nd, "padding", op)
+    if min(k + s) < 1 or min(p) < 0:
+        raise ShapeError(f"{op}: kernel_size {k} and stride {s} must be positive and padding {p} non-negative")
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        raise ShapeError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    if divisor_override is not None and int(divisor_override) == 0:
+        raise ShapeError(f"{op}: divisor_override must be non-zero")
+    x = input if input.ndim == nd + 2 else input.unsqueeze(0)
+    spatial = tuple(x.shape[2:])
+    if _static(spatial):
+        outs = _avg_geometry(spatial, k, s, p, ceil_mode)
+        if min(outs) < 1:
+            raise ShapeError(f"{op}: input of spatial size {spatial} is too small for kernel_size {k} and padding "
+                             f"{p} (output size {outs})")
+    attrs = {"kernel": k, "stride": s, "padding": p, "ceil_mode": bool(ceil_mode),
+             "count_include_pad": bool(count_include_pad),
+             "divisor_override": int(divisor_override) if divisor_override else None}
+    out = apply(AVG_POOL, (x,), attrs)
+    return out if input.ndim == nd + 2 else out.squeeze(0)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """PyTorch's avg_pool1d on (N, C, L) or (C, L)."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """PyTorch's avg_pool2d on (N, C, H, W) or (C, H, W): each window's sum over its size (the window
+    clipped to the padded input; to the input itself with count_include_pad=False), or divisor_override."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2,
+                     "avg_pool2d")
+
+
+def _adaptive_axis(x, axis, size, out):
+    """Adaptive averaging along one axis: cell i is the mean of [floor(i*size/out), ceil((i+1)*size/out)),
+    one slice per cell (sizes may be symbolic: the bounds are then size arithmetic in the graph)."""
+    from .shape import concat
+    cells = []
+    for i in range(out):
+        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        cells.append(mean(x[index], axis=axis, keepdims=True))
+    return cells[0] if out == 1 else concat(cells, axis=axis)
 
 
 def adaptive_avg_pool2d(input, output_size):
-    """Average over the cells PyTorch's adaptive pooling uses: [floor(i*H/oh), ceil((i+1)*H/oh))."""
-    oh, ow = _pair(output_size, "output_size")
+    """PyTorch's adaptive_avg_pool2d: cell (i, j) averages rows [floor(i*H/oh), ceil((i+1)*H/oh)) and the
+    same columns. Rows and columns are averaged one after the other (oh + ow slices, not oh * ow
+    cells); output_size None keeps that input size."""
+    if input.ndim not in (3, 4):
+        raise ShapeError(f"adaptive_avg_pool2d: input must be (N, C, H, W) or (C, H, W), got shape "
+                         f"{tuple(input.shape)}")
+    if input.dtype.kind != "f":
+        raise DTypeError(f"adaptive_avg_pool2d: input must have a float dtype, got {input.dtype}")
     h, w = input.shape[-2], input.shape[-1]
-    if h % oh == 0 and w % ow == 0:
+    sizes = (output_size, output_size) if output_size is None or isinstance(output_size, int) else tuple(output_size)
+    if len(sizes) != 2:
+        raise ShapeError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size}")
+    oh, ow = [n if o is None else int(o) for o, n in zip(sizes, (h, w))]
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"adaptive_avg_pool2d: output_size must be positive, got {(oh, ow)}")
+    if isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h % oh == 0 and w % ow == 0:
         lead = tuple(input.shape[:-2])
-        x = input.reshape(*lead, oh, h // oh, ow, w // ow)
-        return mean(x, axis=(-3, -1))
-    rows = []
-    for i in range(oh):
-        h0, h1 = (i * h) // oh, -(-((i + 1) * h) // oh)
-        cells = [mean(input[..., h0:h1, (j * w) // ow: -(-((j + 1) * w) // ow)], axis=(-2, -1), keepdims=True)
-                 for j in range(ow)]
-        rows.append(concat(cells, axis=-1))
-    return concat(rows, axis=-2)
+        return mean(input.reshape(*lead, oh, h // oh, ow, w // ow), axis=(-3, -1))
+    out = input if isinstance(h, (int, np.integer)) and h == oh else _adaptive_axis(input, input.ndim - 2, h, oh)
+    return out if isinstance(w, (int, np.integer)) and w == ow else _adaptive_axis(out, input.ndim - 1, w, ow)

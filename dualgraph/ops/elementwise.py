@@ -17,7 +17,7 @@ from .creation import ones_like, zeros_like
 from .gather import nonzero
 from .infer import (bool_elementwise_infer, broadcast_shapes, elementwise_infer, float_dtype,
                     float_elementwise_infer, same_infer)
-from .onnx_rules import (args, as_onnx_avg_pool, binary, bitwise, comparison, emit_in, logical, out_dtype,
+from .onnx_rules import (args, binary, bitwise, comparison, emit_in, logical, out_dtype,
                          rounding, unary)
 from .registry import defop
 
@@ -168,9 +168,6 @@ def _div_vjp(ctx, g):
 
 
 def _div_onnx(ctx, node, a, b):
-    pooled = as_onnx_avg_pool(ctx, node)   # avg_pool2d's sum of windows / window size
-    if pooled is not None:
-        return pooled
     return ctx.emit("Div", args(ctx, node, (a, b), out_dtype(node)))
 
 

@@ -14,7 +14,7 @@ from ..tensor import Tensor
 from .creation import zeros
 from .gather import scatter_add
 from .infer import broadcast_shapes, norm_axes, result_dtype
-from .onnx_rules import INT64_MIN, NotExportable, args, as_onnx_conv, is_sym, out_dtype, unary
+from .onnx_rules import INT64_MIN, NotExportable, args, is_sym, out_dtype, unary
 from .registry import defop
 
 
@@ -64,9 +64,6 @@ def _symbolic_rest(in_shape, shape):
 
 
 def _reshape_onnx(ctx, node, x):
-    conv = as_onnx_conv(ctx, node)   # the end of conv2d's pad -> unfold -> matmul -> reshape
-    if conv is not None:
-        return conv
     shape = tuple(ctx.attrs(node)["shape"])
     allowzero = 1 if any((not is_sym(d)) and d == 0 for d in shape) else None
     if allowzero and ctx.opset < 14:
