@@ -10,6 +10,7 @@ import numpy as np
 from .._state import STATE
 from ..errors import DTypeError, DualgraphError, IndexOutOfRange, InvalidValue, ShapeError
 from ..tensor import Tensor, _make, _plain_outside_record, as_tensor
+from .creation import arange
 from .elementwise import astype, where
 from .indexing import getitem, index_select
 from .infer import broadcast_shapes
@@ -42,13 +43,19 @@ def unfold_window(input, dimension, size, step):
     n = input.shape[ax] if input.ndim else 1
     if size < 0 or step <= 0:
         raise InvalidValue(f"unfold: size must be >= 0 and step > 0, got size={size}, step={step}")
-    if size > n:
+    concrete = isinstance(n, (int, np.integer))
+    if concrete and size > n:
         raise ShapeError(f"unfold: size {size} exceeds the size {n} of dimension {dimension} "
                          f"(shape {tuple(input.shape)})")
     x = reshape(input, (1,)) if input.ndim == 0 else input
     count = (n - size) // step + 1
-    starts = np.arange(count, dtype=np.int64)[:, None] * step + np.arange(size, dtype=np.int64)[None, :]
-    picked = index_select(x, ax, as_tensor(starts.reshape(-1), like=x))
+    if concrete:
+        starts = np.arange(count, dtype=np.int64)[:, None] * step + np.arange(size, dtype=np.int64)[None, :]
+        index = as_tensor(starts.reshape(-1), like=x)
+    else:  # a dynamic size: the window starts follow it in the graph
+        first = reshape(arange(count, device=x.device) * step, (-1, 1))
+        index = reshape(first + reshape(arange(size, device=x.device), (1, -1)), (-1,))
+    picked = index_select(x, ax, index)
     shape = tuple(x.shape[:ax]) + (count, size) + tuple(x.shape[ax + 1:])
     out = moveaxis(reshape(picked, shape), ax + 1, -1)
     return out if input.ndim else reshape(out, (count, size))
