@@ -121,6 +121,15 @@ def test_printing_names_the_device():
     assert str(t.sum()) == "tensor(-0.5000, device='gpu:0')"
 
 
+def _same(got, want):
+    """Bit-equal on the emulated GPU; on a real one within 1e-6 relative: CUDA contracts a*b+c into one
+    fused multiply-add and its tanh/exp differ from numpy's by an ulp or two (NaN and inf must match)."""
+    if backend.EMULATED:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+
+
 class _Counting:
     """Counts the ElementwiseKernels the fused-kernel generator makes (so the test knows it ran one)."""
 
@@ -149,9 +158,20 @@ def test_fused_chains_match_the_cpu_with_nan(name, fn, ref, monkeypatch):
     got = f(dg.tensor(a, device=GPU))
     cpu = dg.function(fn)(dg.tensor(a)).numpy()
     assert got.device == dg.device(GPU) and counting.made >= 1
-    np.testing.assert_array_equal(got.numpy(), cpu)
+    _same(got.numpy(), cpu)
     with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(got.numpy(), ref(a).astype(cpu.dtype))
+        _same(got.numpy(), ref(a).astype(cpu.dtype))
+
+
+def test_fused_chain_with_python_floats_rounds_as_the_cpu():
+    # numpy computes float32 * 0.1 with float32(0.1); a CUDA double literal would round differently
+    a = np.random.default_rng(7).standard_normal(4096).astype(np.float32) * 100
+    fn = lambda t: dg.tanh(t * 0.1 + 0.3) * 0.7 - t / 3.3   # noqa: E731
+    got = dg.function(fn)(dg.tensor(a, device=GPU)).numpy()
+    want = dg.function(fn)(dg.tensor(a)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6 if backend.EMULATED else 2e-6, atol=0)
+    lin = lambda t: t * 0.1 + 0.3   # noqa: E731
+    _same(dg.function(lin)(dg.tensor(a, device=GPU)).numpy(), a * np.float32(0.1) + np.float32(0.3))
 
 
 def test_fused_kernel_compile_error_at_first_call_falls_back(monkeypatch):
