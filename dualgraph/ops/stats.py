@@ -166,8 +166,8 @@ def _histc_forward(xp, x, bins, lo, hi):
     if lo == hi:
         lo, hi = lo - 1, hi + 1
     keep = data[(data >= lo) & (data <= hi)]
-    counts, _ = np.histogram(keep, bins=bins, range=(lo, hi))
-    return xp.asarray(counts).astype(x.dtype)
+    counts, _ = xp.histogram(keep, bins=bins, range=(lo, hi))
+    return counts.astype(x.dtype)
 
 
 HISTC = defop("histc", _histc_forward, lambda x, bins, lo, hi: Aval((bins,), x.dtype), None, differentiable=False,
