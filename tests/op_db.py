@@ -446,6 +446,29 @@ def _recurrent_samples(kind):
     return samples
 
 
+_ADAM_DEFAULTS = {"lr": 1e-2, "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+
+
+def _adam_update(p, g, m, v, t, lr, b1, b2, eps, weight_decay=0.01, decoupled=True):
+    from dualgraph.ops.optimizer import adam_update
+    return adam_update(p, g, m, v, t, lr, b1, b2, eps, weight_decay, decoupled)
+
+
+def np_adam_update(p, g, m, v, t, weight_decay=0.01, decoupled=True):
+    """Adam's step by its formula, in float64 (returned in the parameter's dtype)."""
+    lr, b1, b2, eps = (_ADAM_DEFAULTS[k] for k in ("lr", "b1", "b2", "eps"))
+    dt = p.dtype
+    p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    p = p - lr / (1 - b1 ** float(t)) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** float(t)) + eps)
+    return p.astype(dt), m.astype(dt), v.astype(dt)
+
+
 def np_gelu(x, approximate="none"):
     if approximate == "tanh":
         return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(x.dtype)
@@ -1739,6 +1762,12 @@ OP_DB = [
            lambda make: [Sample((make(1, 2, 4, 6), (2, 3)), desc="divisible"), Sample((make(1, 1, 5, 5), (2, 3)), desc="uneven")]),
     OpInfo("unfold", lambda x, *a: dg.unfold(x, *a), np_unfold,
            lambda make: [Sample((make(1, 2, 4, 5), 2)), Sample((make(2, 1, 6, 6), 2, 2, 2), desc="stride, dilation")]),
+    # -- optimizer steps --
+    OpInfo("adam_update", lambda p, g, m, v, t, **k: _adam_update(p, g, m, v, t, **_ADAM_DEFAULTS, **k), np_adam_update,
+           lambda make: [Sample((make(3, 4), make(3, 4), make(3, 4), make.pos(3, 4), np.array(3))),
+                         Sample((make(5), make(5), make(5), make.pos(5), np.array(1)),
+                                {"weight_decay": 0.1, "decoupled": False}, desc="Adam's L2 weight decay")],
+           differentiable=False, notes="one Adam/AdamW step of one parameter: returns (p, m, v)"),
     # -- creation, random, dropout, devices --
     OpInfo("zeros_like", lambda x: dg.zeros_like(x), np.zeros_like, unary_samples(), dtypes=NUMERIC, differentiable=False),
     OpInfo("ones_like", lambda x: dg.ones_like(x), np.ones_like, unary_samples(), dtypes=NUMERIC, differentiable=False),
@@ -1967,7 +1996,7 @@ NON_DIFFERENTIABLE = {
     "isfinite", "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "argmax", "argmin", "all", "any",
     "nonzero", "full_like", "uniform_like", "normal_like", "count", "max_pool_indices", "arange",
     "sort_indices", "cum_extreme_indices", "multinomial", "repeat_index", "mode_index", "broadcast",
-    "signbit", "heaviside", "unique", "bincount", "histc", "searchsorted",
+    "signbit", "heaviside", "unique", "bincount", "histc", "searchsorted", "adam_update",
 }
 # kernel ops (fused_elementwise, where_zero, log_softmax_nll, ...): made by the fuse and lower_kernels
 # passes after autodiff has run, never called eagerly

@@ -232,3 +232,61 @@ def test_index_gradient_with_negative_and_nd_indices():
     tw = torch.tensor(x, requires_grad=True)
     tw[torch.tensor(idx)].backward(torch.tensor(g))
     np.testing.assert_allclose(xt.grad.numpy(), tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---- Adam/AdamW as one op ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decoupled,weight_decay", [(True, 0.0), (True, 0.01), (False, 0.0), (False, 0.1)])
+def test_adam_update_c_loop_gives_the_numpy_formulas_bits(dtype, decoupled, weight_decay, monkeypatch):
+    import dualgraph.ops.optimizer as o
+    rng = np.random.default_rng(0)
+    p, g, m = (rng.standard_normal((33, 7)).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal((33, 7))).astype(dtype)
+    args = (np, p, g, m, v, np.array(3), 1e-3, 0.9, 0.999)
+    kw = dict(eps=1e-8, weight_decay=weight_decay, decoupled=decoupled)
+    got = o._adam_update_forward(*args, **kw)
+    monkeypatch.setattr(o, "_c_adam_step", lambda *a: None)
+    want = o._adam_update_forward(*args, **kw)
+    for a, b in zip(got, want):
+        assert a.dtype == dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", ["AdamW", "Adam"])
+def test_adam_steps_match_torch_and_the_compiled_step(name):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((5, 4)).astype(np.float32)
+    grads = [rng.standard_normal((5, 4)).astype(np.float32) for _ in range(4)]
+    results = []
+    for compiled in (False, True):
+        p = dg.tensor(w, requires_grad=True)
+        opt = getattr(dg.optim, name)([p], lr=0.01, weight_decay=0.1)
+
+        def step(gr):
+            opt.zero_grad()
+            (p * gr).sum().backward()
+            opt.step()
+        fn = dg.function(step) if compiled else step
+        for gr in grads:
+            fn(dg.tensor(gr))
+        results.append(p.detach().numpy().copy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)
+    # by the formula, in float64
+    pw, m, v = w.astype(np.float64), np.zeros_like(w, np.float64), np.zeros_like(w, np.float64)
+    for t, gr in enumerate(grads, 1):
+        gr = gr.astype(np.float64)
+        if name == "AdamW":
+            pw = pw * (1 - 0.01 * 0.1)
+        else:
+            gr = gr + 0.1 * pw
+        m, v = 0.9 * m + 0.1 * gr, 0.999 * v + 0.001 * gr * gr
+        pw = pw - 0.01 / (1 - 0.9 ** t) * m / (np.sqrt(v) / np.sqrt(1 - 0.999 ** t) + 1e-8)
+    np.testing.assert_allclose(results[0], pw, rtol=1e-5, atol=1e-6)
+    torch = pytest.importorskip("torch")
+    pt = torch.tensor(w, requires_grad=True)
+    ot = getattr(torch.optim, name)([pt], lr=0.01, weight_decay=0.1)
+    for gr in grads:
+        ot.zero_grad()
+        (pt * torch.tensor(gr)).sum().backward()
+        ot.step()
+    np.testing.assert_allclose(results[0], pt.detach().numpy(), rtol=1e-6, atol=1e-7)

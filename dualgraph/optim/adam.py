@@ -2,6 +2,7 @@
 
 Bias corrections are tensor ops on the in-place step count, so a compiled step keeps counting."""
 from ..ops.elementwise import maximum, sqrt
+from ..ops.optimizer import adam_update
 from .optimizer import Optimizer, torch_flags
 
 
@@ -41,6 +42,14 @@ class Adam(Optimizer):
         g = -grad if group["maximize"] else grad
         step = state["step"]
         step.add_(1)
+        if not group["amsgrad"]:
+            # one op (one pass over the parameter) instead of about twenty
+            new_p, new_m, new_v = adam_update(p.detach(), g, state["exp_avg"], state["exp_avg_sq"], step, lr, b1, b2,
+                                              eps, wd, self._decoupled)
+            state["exp_avg"].copy_(new_m)
+            state["exp_avg_sq"].copy_(new_v)
+            p.copy_(new_p)
+            return
         if wd:
             if self._decoupled:
                 p.mul_(1 - lr * wd)
