@@ -107,9 +107,12 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         raise DistError("trying to initialize the default process group twice!")
     name = (backend or "mpi").lower() if isinstance(backend, str) or backend is None else backend
     if name == "nccl":
+        import importlib.util
+        here = ("cupy is not installed" if importlib.util.find_spec("cupy") is None
+                else "cupy is installed, but dualgraph has no NCCL transport yet")
         raise DistBackendError(
-            "backend 'nccl' needs GPU tensors, cupy with its NCCL bindings and a GPU; dualgraph's NCCL "
-            "transport is not available in this build: use backend='mpi' (CPU tensors)")
+            f"backend 'nccl' (GPU tensors through cupy's NCCL bindings) is not available: {here}. Use "
+            f"backend='mpi' with CPU tensors")
     if name != "mpi":
         raise DistBackendError(f"backend {backend!r} is not available in dualgraph; use backend='mpi' "
                                f"(MPI through mpi4py)")
