@@ -290,3 +290,96 @@ def test_adam_steps_match_torch_and_the_compiled_step(name):
         (pt * torch.tensor(gr)).sum().backward()
         ot.step()
     np.testing.assert_allclose(results[0], pt.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+# ---- scaled_dot_product_attention as one op ---------------------------------------------------------
+
+def _sdpa_cases(rng, dtype):
+    def r(*s):
+        return rng.standard_normal(s).astype(dtype)
+    mask = np.array([[True, False, True, False, True], [False] * 5, [True] * 5, [True, True, False, False, False]])
+    return [
+        ((r(2, 3, 6, 4), r(2, 3, 6, 4), r(2, 3, 6, 5)), {"is_causal": True}),
+        ((r(2, 4, 3), r(2, 5, 3), r(2, 5, 2)), {"attn_mask": mask}),             # row 1 sees no key
+        ((r(1, 2, 4, 3), r(1, 2, 5, 3), r(1, 2, 5, 3)), {"attn_mask": r(1, 1, 4, 5), "scale": 0.7}),
+        ((r(2, 7, 3), r(2, 4, 3), r(2, 4, 3)), {"is_causal": True}),             # L > S
+    ]
+
+
+def test_sdpa_is_one_op_keeping_no_score_matrix():
+    rng = np.random.default_rng(0)
+    q, k, v = (dg.tensor(rng.standard_normal((2, 3, 8, 4)).astype(np.float32), requires_grad=True) for _ in range(3))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.grad_fn.name().startswith("ScaledDotProductAttention")
+
+    def step(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).sum()
+    g = dg.function(step).traced_graph(q.detach(), k.detach(), v.detach())
+    names = [n.op.name for n in g.nodes]
+    assert names.count("scaled_dot_product_attention") == 1 and "softmax" not in names
+    node = next(n for n in g.nodes if n.op.name == "scaled_dot_product_attention")
+    # what the backward reads besides q, k, v: the output and one log-sum-exp per query row
+    assert [tuple(o.aval.shape) for o in node.outputs] == [(2, 3, 8, 4), (2, 3, 8, 1)]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_sdpa_values_and_gradients_by_reference_and_finite_differences(case):
+    import op_db
+    rng = np.random.default_rng(case)
+    (q, k, v), kw = _sdpa_cases(rng, np.float64)[case]
+    want = op_db.np_sdpa(q, k, v, **kw)
+    ts = [dg.tensor(a, requires_grad=True) for a in (q, k, v)]
+    kwd = {key: (dg.tensor(val) if isinstance(val, np.ndarray) else val) for key, val in kw.items()}
+    out = F.scaled_dot_product_attention(*ts, **kwd)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+    assert dg.autograd.gradcheck(lambda *a: F.scaled_dot_product_attention(*a, **kwd), tuple(ts))
+    assert dg.autograd.gradgradcheck(lambda *a: F.scaled_dot_product_attention(*a, **kwd), tuple(ts))
+
+
+def test_sdpa_float_mask_gradient_by_finite_differences():
+    rng = np.random.default_rng(9)
+    q, k, v = (dg.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True) for _ in range(3))
+    m = dg.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    assert dg.autograd.gradcheck(lambda a, b, c, d: F.scaled_dot_product_attention(a, b, c, attn_mask=d), (q, k, v, m))
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_sdpa_gradients_against_torch(case):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(case)
+    (q, k, v), kw = _sdpa_cases(rng, np.float32)[case]
+    g = rng.standard_normal(F.scaled_dot_product_attention(*map(dg.tensor, (q, k, v)), **{
+        key: (dg.tensor(val) if isinstance(val, np.ndarray) else val) for key, val in kw.items()}).shape).astype(np.float32)
+    ts = [dg.tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*ts, **{key: (dg.tensor(val) if isinstance(val, np.ndarray) else val)
+                                                 for key, val in kw.items()})
+    out.backward(dg.tensor(g))
+    tt = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    tkw = {key: (torch.tensor(val) if isinstance(val, np.ndarray) else val) for key, val in kw.items()}
+    tout = torch.nn.functional.scaled_dot_product_attention(*tt, **tkw)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(ts, tt):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sdpa_compiled_step_matches_eager():
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((2, 2, 16, 8)).astype(np.float32) for _ in range(3))
+
+    def grads(q, k, v):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return dg.autograd.grad((out * out).sum(), [q, k, v])
+    eager = grads(*(dg.tensor(a, requires_grad=True) for a in (q, k, v)))
+    compiled = dg.function(grads)(*(dg.tensor(a, requires_grad=True) for a in (q, k, v)))
+    for a, b in zip(eager, compiled):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_sdpa_with_dropout_stays_the_composite():
+    """dropout_p > 0 is random: it runs the composite (with F.dropout on the weights), not the pure op."""
+    q = dg.tensor(np.random.default_rng(0).standard_normal((1, 4, 3)).astype(np.float32), requires_grad=True)
+    out = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+    assert not out.grad_fn.name().startswith("ScaledDotProductAttention")
+    out.sum().backward()
+    assert q.grad is not None

@@ -1,11 +1,14 @@
 """scaled_dot_product_attention and MultiheadAttention, with PyTorch's signatures, masks and defaults.
 
-Attention is a composite of primitives (matmul, where, log_softmax, exp), so it differentiates, traces
-and exports to ONNX through their records. It materializes the (..., L, S) score matrix."""
+scaled_dot_product_attention is one primitive (ops/attention.py: its backward keeps only each query row's
+log-sum-exp, not the (..., L, S) weights), except with dropout_p > 0 or a mask that would widen the
+scores, where it is the composite of primitives (matmul, where, softmax) that MultiheadAttention also
+runs, as it returns the weights."""
 import math
 
 from ..errors import ShapeError, DTypeError
 from ..ops import creation
+from ..ops.attention import attention as _attention
 from ..ops.elementwise import where
 from ..ops.infer import broadcast_shapes
 from ..ops.reduction import all as _all, mean as _mean
@@ -120,6 +123,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             attn_mask = attn_mask.astype(query.dtype)
         masks.append(attn_mask)
     scale = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
+    scores = broadcast_shapes(op, qs[:-2], tuple(key.shape)[:-2]) + (tgt_len, src_len)
+    if dropout_p == 0.0 and (attn_mask is None or broadcast_shapes(op, scores, tuple(attn_mask.shape)) == scores):
+        # one op that keeps only each row's log-sum-exp for its backward (ops/attention.py)
+        return _attention(query, key, value, attn_mask, scale, is_causal)[0]
     out, _ = _attend(query, key, value, masks, scale, float(dropout_p), rows_live=attn_mask is None)
     return out
 
