@@ -52,6 +52,8 @@ from .ops.math import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, ar
                        atan, atan2, atanh, clamp_min, clamp_max, copysign, cosh, deg2rad, erfc, erfinv, exp2, fix,
                        float_power, fmod, frac, heaviside, hypot, lerp, log10, log2, logaddexp, logaddexp2,
                        nan_to_num, rad2deg, sgn, signbit, sinc, sinh, xlogy)
+from .ops.math import addcdiv, addcmul, fmax, fmin, isinf, isneginf, isposinf, isreal, logit, positive
+from .ops.stats import diagflat, dist, nanquantile, quantile, take_along_dim
 from .ops.stats import (addbmm, addmv, allclose, aminmax, bincount, bucketize, cartesian_prod, cdist,  # noqa: F811
                         corrcoef, count_nonzero, cov, cumulative_trapezoid, diff, equal, fliplr, flipud, histc,
                         isclose, logcumsumexp, meshgrid, nanmean, nansum, rot90, searchsorted, std_mean,

@@ -31,6 +31,12 @@ _METHODS = dict(
     rot90=st.rot90, fliplr=st.fliplr, flipud=st.flipud,
     select=to.select, unfold=to.unfold_window, index_copy=to.index_copy, masked_scatter=to.masked_scatter,
     sum_to_size=to.sum_to_size, swapdims=sh.swapaxes,
+    isinf=m.isinf, isposinf=m.isposinf, isneginf=m.isneginf, isreal=m.isreal, addcmul=m.addcmul,
+    addcdiv=m.addcdiv, fmax=m.fmax, fmin=m.fmin, logit=m.logit, positive=m.positive, dist=st.dist,
+    take_along_dim=st.take_along_dim, diagflat=st.diagflat, quantile=st.quantile, nanquantile=st.nanquantile,
+    movedim=sh.moveaxis, ravel=lambda a: sh.reshape(a, (-1,)),
+    byte=lambda a: ew.astype(a, "uint8"), char=lambda a: ew.astype(a, "int8"), short=lambda a: ew.astype(a, "int16"),
+    is_signed=lambda a: a.dtype.kind in "if", is_same_size=lambda a, other: tuple(a.shape) == tuple(other.shape),
 )
 
 # in-place forms PyTorch has, of the out-of-place method of the same name without the underscore
@@ -41,7 +47,7 @@ _INPLACE = (
     "logical_and logical_or logical_xor logical_not lt le gt ge eq ne less less_equal greater greater_equal "
     "not_equal neg negative nan_to_num pow reciprocal relu rsqrt sigmoid sign sgn sinc sqrt square multiply "
     "divide true_divide subtract xlogy bitwise_and bitwise_or bitwise_xor bitwise_not cumsum cumprod addmm "
-    "addmv addbmm baddbmm index_copy masked_scatter"
+    "addmv addbmm baddbmm index_copy masked_scatter addcmul addcdiv logit index_put"
 ).split()
 
 _SHAPE_INPLACE = dict(unsqueeze_="unsqueeze", squeeze_="squeeze", transpose_="transpose", t_="t",

@@ -1101,6 +1101,18 @@ def _np_masked_scatter(x, m, s):
     return out
 
 
+def _np_take_along_dim(x, i, d=None):
+    if d is None:
+        return np.take_along_axis(x.reshape(-1), i.reshape(-1), 0)
+    bx = tuple(max(a, b) if k != d else a for k, (a, b) in enumerate(zip(x.shape, i.shape)))
+    bi = tuple(max(a, b) if k != d else b for k, (a, b) in enumerate(zip(x.shape, i.shape)))
+    return np.take_along_axis(np.broadcast_to(x, bx), np.broadcast_to(i, bi), d)
+
+
+def _np_quantile(x, q, dim=None, keepdim=False, interpolation="linear"):
+    return np.asarray(np.quantile(x, q, axis=dim, keepdims=keepdim, method=interpolation), x.dtype)
+
+
 def _np_sum_to(x, shape):
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
@@ -1984,6 +1996,43 @@ OP_DB = [
                          Sample((make(2, 3, 4), make.bool(3, 1), make(5, 6)), desc="broadcast mask")], dtypes=NUMERIC),
     OpInfo("sum_to_size", lambda x, *s: x.sum_to_size(*s), lambda x, *s: _np_sum_to(x, s),
            lambda make: [Sample((make(2, 3, 4), 3, 1)), Sample((make(3, 4), 1, 4))], dtypes=NUMERIC),
+    OpInfo("isinf", lambda x: dg.isinf(x), np.isinf, lambda make: [Sample((_with_specials(make(3, 4))
+                                                                           if make.is_float else make(3, 4),)),
+                                                                  Sample((make(3, 4),))],
+           dtypes=NUMERIC, differentiable=False),
+    OpInfo("isposinf", lambda x: x.isposinf(), np.isposinf, lambda make: [Sample((_with_specials(make(3, 4)),))],
+           differentiable=False),
+    OpInfo("isneginf", dg.isneginf, np.isneginf, lambda make: [Sample((_with_specials(make(3, 4)),))],
+           differentiable=False),
+    OpInfo("addcmul", lambda i, a, b, **k: dg.addcmul(i, a, b, **k), lambda i, a, b, value=1: i + value * a * b,
+           lambda make: [Sample((make(3, 4), make(3, 4), make(4))), Sample((make(3, 4), make(3, 4), make(3, 4)),
+                                                                          {"value": 0.5})], second_order=True),
+    OpInfo("addcdiv", lambda i, a, b, **k: i.addcdiv(a, b, **k), lambda i, a, b, value=1: i + value * a / b,
+           lambda make: [Sample((make(3, 4), make(3, 4), make.nonzero(3, 4)), {"value": -2.0})], second_order=True),
+    _binary("fmax", dg.fmax, np.fmax, _minmax_pair),
+    _binary("fmin", dg.fmin, np.fmin, _minmax_pair),
+    OpInfo("fmax_nan", dg.fmax, np.fmax, lambda make: [Sample((_with_nans(make(3, 4)), _with_nans(make(4))))],
+           differentiable=False, notes="NaN only where both are"),
+    OpInfo("logit", lambda x, *e: dg.logit(x, *e), lambda x, eps=None: np.log(
+        np.clip(x, eps, 1 - eps) / (1 - np.clip(x, eps, 1 - eps))) if eps else np.log(x / (1 - x)),
+           lambda make: [Sample((make(3, 4, low=0.1, high=0.9),)), Sample((make(5, low=0.2, high=0.8), 0.25),
+                                                                          desc="eps", grad=False)],
+           second_order=True),
+    OpInfo("dist", lambda a, b, *p: dg.dist(a, b, *p), lambda a, b, p=2: np.asarray(
+        np.linalg.norm((a - b).reshape(-1), ord=p), a.dtype),
+           lambda make: [Sample((make(3, 4), make(3, 4))), Sample((make(3, 4), make(4), 1), desc="p=1, broadcast")]),
+    OpInfo("take_along_dim", lambda x, i, *d: dg.take_along_dim(x, i, *d),
+           _np_take_along_dim,
+           lambda make: [Sample((make(3, 4), make.index((3, 2), 4), 1)), Sample((make(3, 4), make.index((5,), 12))),
+                         Sample((make(3, 4), make.index((1, 2), 4), 1), desc="broadcast")], dtypes=NUMERIC),
+    OpInfo("diagflat", lambda x, *o: dg.diagflat(x, *o), lambda x, o=0: np.diagflat(x, o),
+           lambda make: [Sample((make(2, 2),)), Sample((make(3), -1))], dtypes=NUMERIC),
+    OpInfo("quantile", lambda x, q, **k: dg.quantile(x, q, **k), _np_quantile,
+           lambda make: [Sample((make.distinct(3, 5), 0.3)), Sample((make.distinct(4, 3), 0.75), {"dim": 0}),
+                         Sample((make.distinct(2, 5), 0.5), {"dim": 1, "keepdim": True, "interpolation": "midpoint"}),
+                         Sample((make.distinct(6,), 0.6), {"interpolation": "nearest"}),
+                         Sample((make.distinct(6,), 0.6), {"interpolation": "lower"}),
+                         Sample((make.distinct(6,), 0.6), {"interpolation": "higher"})]),
 ]
 
 OPS = {row.name: row for row in OP_DB}

@@ -432,3 +432,47 @@ def test_matrix_helpers_hand_values():
     assert dg.vander(dg.tensor([2, 3]), N=3).tolist() == [[4, 2, 1], [9, 3, 1]]
     assert dg.cdist(dg.tensor([[0.0, 0.0]]), dg.tensor([[3.0, 4.0]]), p=1).tolist() == [[7.0]]
     assert dg.cdist(dg.tensor([[0.0, 0.0]]), dg.tensor([[3.0, 4.0]]), p=float("inf")).tolist() == [[4.0]]
+
+
+def test_isinf_fmax_addcdiv_logit_hand_values():
+    x = dg.tensor([1.0, float("inf"), -float("inf"), float("nan")])
+    assert dg.isinf(x).tolist() == [False, True, True, False]
+    assert x.isposinf().tolist() == [False, True, False, False]
+    assert dg.isneginf(x).tolist() == [False, False, True, False]
+    assert dg.isinf(dg.tensor([1, 2])).tolist() == [False, False]
+    nan = float("nan")
+    got = dg.fmax(dg.tensor([nan, 1.0, nan]), dg.tensor([2.0, nan, nan])).tolist()
+    assert got[:2] == [2.0, 1.0] and math.isnan(got[2])
+    assert dg.addcdiv(dg.tensor([1.0]), dg.tensor([3.0]), dg.tensor([2.0]), value=2).tolist() == [4.0]
+    with pytest.raises(dg.DTypeError, match="addcdiv"):
+        dg.addcdiv(dg.tensor([1]), dg.tensor([3]), dg.tensor([2]))
+    assert dg.logit(dg.tensor([0.5])).tolist() == [0.0]
+    assert dg.quantile(dg.tensor([1.0, 2.0, 3.0, 4.0]), 0.5).item() == 2.5
+    assert dg.nanquantile(dg.tensor([1.0, nan, 3.0]), 0.5).item() == 2.0
+    p = dg.tensor([0.0, 1.0])
+    p.addcmul_(dg.tensor([2.0, 2.0]), dg.tensor([3.0, 0.5]), value=0.5)
+    assert p.tolist() == [3.0, 1.5]
+
+
+def test_quantile_and_nanquantile_match_torch():
+    torch = _torch()
+    a = np.random.default_rng(7).standard_normal((4, 6))
+    for interp in ("linear", "lower", "higher", "midpoint", "nearest"):
+        for q in (0.3, [0.1, 0.5, 0.9]):
+            for dim, keepdim in ((None, False), (1, False), (0, True), (None, True)):
+                qd = dg.tensor(q, dtype=dg.float64) if isinstance(q, list) else q
+                qt = torch.tensor(q, dtype=torch.float64) if isinstance(q, list) else q
+                got = dg.quantile(dg.tensor(a), qd, dim, keepdim, interpolation=interp).numpy()
+                want = torch.quantile(torch.tensor(a), qt, dim, keepdim, interpolation=interp).numpy()
+                assert got.shape == want.shape, (interp, q, dim, keepdim)
+                np.testing.assert_allclose(got, want, rtol=1e-12)
+    b = a.copy()
+    b[0, 1] = b[2, 3] = np.nan
+    for q in (0.3, [0.1, 0.9]):
+        for dim, keepdim in ((None, False), (1, False), (0, True), (None, True)):
+            qd = dg.tensor(q, dtype=dg.float64) if isinstance(q, list) else q
+            qt = torch.tensor(q, dtype=torch.float64) if isinstance(q, list) else q
+            got = dg.nanquantile(dg.tensor(b), qd, dim, keepdim).numpy()
+            want = torch.nanquantile(torch.tensor(b), qt, dim, keepdim).numpy()
+            assert got.shape == want.shape, (q, dim, keepdim)
+            np.testing.assert_allclose(got, want, rtol=1e-12)

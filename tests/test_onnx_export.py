@@ -698,8 +698,8 @@ def test_fori_loop_with_a_tensor_bound_is_a_loop_and_nests_cond():
 
 
 # the number of outputs or their sizes follow from the traced size in Python (split's chunk list, the
-# length min(rows, cols) of a diagonal, vander's columns)
-_SIZE_DEPENDENT_ROWS = {"split", "chunk", "diagonal", "diag", "trace", "vander"}
+# length min(rows, cols) of a diagonal, vander's columns, quantile's positions)
+_SIZE_DEPENDENT_ROWS = {"split", "chunk", "diagonal", "diag", "trace", "vander", "diagflat", "quantile"}
 
 
 @pytest.mark.parametrize("row", [r for r in OP_DB if not r.random and r.onnx is not False], ids=lambda r: r.name)

@@ -18,8 +18,8 @@ from ..errors import DTypeError
 from ..graph.avals import Aval
 from ..tensor import Tensor
 from .creation import zeros_like
-from .elementwise import (_common, _describe, _erf_of_onnx, _f, clip, cos, exp, isnan, log, logical_and,
-                          logical_not, mul, neg, sign, sqrt, trunc, where)
+from .elementwise import (_common, _describe, _erf_of_onnx, _f, clip, cos, eq, exp, isfinite, isnan, log,
+                          logical_and, logical_not, maximum, minimum, mul, ne, neg, sign, sqrt, trunc, where)
 from .infer import bool_elementwise_infer, elementwise_infer, float_elementwise_infer, same_infer
 from .onnx_rules import args, not_exportable, out_dtype
 from .registry import defop
@@ -479,3 +479,59 @@ def float_power(input, exponent):
     b = exponent.astype("float64") if isinstance(exponent, Tensor) else exponent
     return a ** b
 
+
+
+def isinf(input):
+    """torch.isinf: True at +inf and -inf (integers: all False)."""
+    if input.dtype.kind != "f":
+        return ne(input, input)
+    return logical_and(logical_not(isfinite(input)), logical_not(isnan(input)))
+
+
+def isposinf(input):
+    return logical_and(isinf(input), input > 0)
+
+
+def isneginf(input):
+    return logical_and(isinf(input), input < 0)
+
+
+def isreal(input):
+    """Real dtypes only: every element is real."""
+    return eq(input, input) | isnan(input) if input.dtype.kind == "f" else eq(input, input)
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """torch.addcmul: input + value * tensor1 * tensor2."""
+    prod = tensor1 * tensor2
+    return input + (prod if value == 1 else prod * value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """torch.addcdiv: input + value * tensor1 / tensor2 (integer tensors are refused, as PyTorch)."""
+    if all(getattr(t, "dtype", np.dtype(np.float32)).kind in "iub" for t in (tensor1, tensor2)):
+        raise DTypeError("addcdiv: integer division of tensors is not supported (as PyTorch); use floats")
+    q = tensor1 / tensor2
+    return input + (q if value == 1 else q * value)
+
+
+def fmax(input, other):
+    """torch.fmax: the elementwise maximum ignoring NaN (NaN only where both are)."""
+    return where(isnan(input), other, where(isnan(other), input, maximum(input, other)))
+
+
+def fmin(input, other):
+    """torch.fmin: the elementwise minimum ignoring NaN (NaN only where both are)."""
+    return where(isnan(input), other, where(isnan(other), input, minimum(input, other)))
+
+
+def logit(input, eps=None):
+    """torch.logit: log(p / (1 - p)), p clamped to [eps, 1 - eps] when eps is given."""
+    p = input if eps is None else clip(input, eps, 1 - eps)
+    return log(p / (1 - p))
+
+
+def positive(input):
+    if input.dtype.kind == "b":
+        raise DTypeError("positive: not defined for bool tensors (as PyTorch)")
+    return input

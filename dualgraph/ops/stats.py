@@ -20,7 +20,8 @@ from ..tensor import Tensor, as_tensor
 from .creation import arange, ones_like, zeros_like
 from .elementwise import (abs, astype, eq, exp, isfinite, isnan, log, logical_and, logical_not, logical_or, maximum,
                           ne, sqrt, where)
-from .linalg import matmul
+from .indexing import take_along_axis
+from .linalg import diag, matmul, vector_norm
 from .onnx_rules import not_exportable
 from .infer import norm_axes
 from .reduction import _count, all as _all, amax, amin, cumsum, mean, sum as _sum
@@ -599,3 +600,107 @@ def vander(x, N=None, increasing=False):
         return reshape(x, (-1, 1))[:, :0]
     return stack(cols, dim=1)
 
+
+
+# ---- more reductions and helpers --------------------------------------------------------------------
+
+def dist(input, other, p=2):
+    """torch.dist: the p-norm of input - other (broadcast), over all elements."""
+    return vector_norm(input - other, ord=p)
+
+
+def take_along_dim(input, indices, dim=None):
+    """torch.take_along_dim: take_along_axis with the indices broadcast against input (dim=None: both
+    flattened)."""
+    if dim is None:
+        return take_along_axis(reshape(input, (-1,)), reshape(indices, (-1,)), 0)
+    axis = _dim(input, dim, "take_along_dim")
+    shape_x, shape_i = list(input.shape), list(indices.shape)
+    if len(shape_i) != len(shape_x):
+        raise ShapeError(f"take_along_dim: input {tuple(input.shape)} and indices {tuple(indices.shape)} need the "
+                         f"same number of dims")
+    bx = [max(a, b) if k != axis else a for k, (a, b) in enumerate(zip(shape_x, shape_i))]
+    bi = [max(a, b) if k != axis else b for k, (a, b) in enumerate(zip(shape_x, shape_i))]
+    return take_along_axis(broadcast_to(input, tuple(bx)), broadcast_to(indices, tuple(bi)), axis)
+
+
+def diagflat(input, offset=0):
+    """torch.diagflat: a 2-D matrix with input's flattened elements on the offset diagonal."""
+    return diag(reshape(input, (-1,)), offset)
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    """torch.quantile: the q-th quantiles (q a number or a 1-D tensor in [0, 1]) along dim (None: all
+    elements) with 'linear', 'lower', 'higher', 'midpoint' or 'nearest' interpolation; a 1-D q puts its dim
+    first. The gradient goes to the (one or two) order statistics each quantile reads, as PyTorch's."""
+    if interpolation not in ("linear", "lower", "higher", "midpoint", "nearest"):
+        raise InvalidValue(f"quantile: interpolation must be one of linear, lower, higher, midpoint, nearest, "
+                           f"got {interpolation!r}")
+    if input.dtype.kind != "f":
+        raise DTypeError(f"quantile: needs a floating tensor, got {input.dtype} (as PyTorch)")
+    scalar_q = not isinstance(q, Tensor)
+    qs = np.atleast_1d(np.asarray(q.numpy() if not scalar_q and not q._symbolic else q, dtype=np.float64)) \
+        if scalar_q or not q._symbolic else None
+    if qs is None:
+        raise InvalidValue("quantile: q must be concrete (a number or an eager tensor)")
+    if qs.ndim > 1 or ((qs < 0) | (qs > 1)).any():
+        raise InvalidValue(f"quantile: q must be a number or 1-D tensor with values in [0, 1], got {q!r}")
+    if dim is None:
+        x, axis = reshape(input, (-1,)), 0
+    else:
+        x, axis = input, _dim(input, dim, "quantile")
+    n = x.shape[axis]
+    if n == 0:
+        raise ShapeError(f"quantile: input along dim {dim} is empty (shape {tuple(input.shape)})")
+    srt = x.sort(dim=axis).values
+    outs = []
+    for qv in qs:
+        pos = qv * (n - 1)
+        lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+        if interpolation == "lower":
+            hi = lo
+        elif interpolation == "higher":
+            lo = hi
+        elif interpolation == "nearest":
+            lo = hi = int(np.round(pos))   # half to even, as PyTorch
+        a = narrow(srt, axis, lo, 1)
+        if hi == lo:
+            v = a
+        else:
+            b = narrow(srt, axis, hi, 1)
+            w = 0.5 if interpolation == "midpoint" else pos - lo
+            v = a + (b - a) * w
+        if not keepdim:
+            v = reshape(v, tuple(d for k, d in enumerate(v.shape) if k != axis))
+        elif dim is None:
+            v = reshape(v, (1,) * input.ndim)
+        outs.append(v)
+    return outs[0] if scalar_q or np.ndim(q.numpy() if isinstance(q, Tensor) else q) == 0 else stack(outs, 0)
+
+
+def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    """torch.nanquantile: quantile ignoring NaN (eager: the count of non-NaN values picks the positions)."""
+    if dim is None:
+        flat = reshape(input, (-1,))
+        keep = logical_not(isnan(flat))
+        vals = flat[keep]
+        out = quantile(vals, q, None, False, interpolation=interpolation) if vals.shape[0] else \
+            quantile(flat, q, None, False, interpolation=interpolation) * float("nan")
+        if keepdim:
+            out = reshape(out, tuple(out.shape[:1]) * (out.ndim > 0) + (1,) * input.ndim)
+        return out
+    axis = _dim(input, dim, "nanquantile")
+    rows = [nanquantile(r, q, None, False, interpolation=interpolation)
+            for r in [select_row for select_row in moveaxis_rows(input, axis)]]
+    out = stack(rows, -1 if isinstance(q, Tensor) and q.ndim == 1 else 0)
+    lead = tuple(d for k, d in enumerate(input.shape) if k != axis)
+    out = reshape(out, ((-1,) if isinstance(q, Tensor) and q.ndim == 1 else ()) + lead)
+    if keepdim:
+        out = unsqueeze(out, axis + (1 if isinstance(q, Tensor) and q.ndim == 1 else 0))
+    return out
+
+
+def moveaxis_rows(x, axis):
+    """The 1-D slices of x along axis, in row-major order of the other dims."""
+    moved = reshape(transpose(x, axis, -1) if axis != x.ndim - 1 else x, (-1, x.shape[axis]))
+    return [moved[i] for i in range(moved.shape[0])]
