@@ -452,7 +452,11 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
         from_graph = _traced_random(rand_like, (n,), _dt.float64, dev, False)
         return from_graph.argsort().astype(dt)
     rng = _rng_for(generator, dev, "randperm")
-    return _make(dev.xp.asarray(rng.permutation(int(n)).astype(dt)), dev)
+    if dev is CPU:
+        perm = rng.permutation(int(n))
+    else:  # cupy's Generator has no permutation: the sorting order of uniform draws is a uniform one
+        perm = dev.xp.argsort(rng.random(int(n)))
+    return _make(dev.xp.asarray(perm.astype(dt)), dev)
 
 
 def bernoulli(input, p=None, *, generator=None):

@@ -200,6 +200,16 @@ def test_fold_runs_on_device_constants():
     assert x.grad.device == dg.device(GPU)
 
 
+def test_random_draws_on_the_gpu():
+    dg.manual_seed(3)
+    for t in (dg.randperm(50, device=GPU), dg.rand(4, 5, device=GPU), dg.randn(6, device=GPU),
+              dg.randint(0, 7, (9,), device=GPU), dg.multinomial(dg.tensor([0.2, 0.8], device=GPU), 4, True),
+              dg.zeros(5, device=GPU).exponential_(), dg.poisson(dg.ones(4, device=GPU))):
+        assert t.device == dg.device(GPU) and isinstance(t._data, backend._cupy.ndarray)
+    p = dg.randperm(50, device=GPU)
+    assert sorted(p.tolist()) == list(range(50)) and p.dtype == dg.int64
+
+
 def test_memory_queries_and_device_properties():
     before = dg.cuda.memory_allocated()
     t = dg.zeros(1 << 16, device=GPU)
