@@ -167,6 +167,31 @@ def test_conv_transpose2d_matches_torch(stride, padding, output_padding, dilatio
         np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 3 * 2 * 5 * 4 * 8 * 3, 1 << 40], ids=["one-sample", "some", "whole"])
+def test_conv_blocks_of_samples(block_bytes, monkeypatch):
+    """The kernels make the columns a block of samples at a time: one sample, an uneven split of the
+    batch (the last block shorter), and the whole batch give the same values and gradients."""
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(15)
+    x, w, b = rng.standard_normal((7, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)
+    g = rng.standard_normal((7, 6, 3, 3))
+    attrs = dict(stride=(2, 1), padding=((1, 1), (1, 0)), dilation=(1, 2), groups=2)
+    y = kconv.conv_forward(np, x, w, b, attrs["stride"], attrs["padding"], attrs["dilation"], 2)
+    np.testing.assert_allclose(y, np_conv(x, w, b, (2, 1), ((1, 1), (1, 0)), (1, 2), 2), rtol=1e-12, atol=1e-12)
+    xt, wt = dg.tensor(x, requires_grad=True), dg.tensor(w, requires_grad=True)
+    F.conv2d(xt, wt, stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)   # sizes agree with g's
+    gx = kconv.conv_input_grad(np, g, w, (6, 5), attrs["stride"], ((1, 1), (0, 0)), attrs["dilation"], 2)
+    gw = kconv.conv_weight_grad(np, x, g, (3, 2), attrs["stride"], ((1, 1), (0, 0)), attrs["dilation"], 2)
+    y2 = F.conv2d(xt, wt, stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+    y2.backward(dg.tensor(g))
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    # the adjoint identities pin both gradients down independently of the kernels' own forward
+    y0 = np_conv(x, w, None, (2, 1), ((1, 1), (0, 0)), (1, 2), 2)
+    np.testing.assert_allclose(np.sum(y0 * g), np.sum(x * gx), rtol=1e-10)
+    np.testing.assert_allclose(np.sum(y0 * g), np.sum(w * gw), rtol=1e-10)
+
+
 def test_kernel_paths_agree_bit_for_bit(monkeypatch):
     """im2col and col2im in C and numpy: the same windows, the same sums (one order each way)."""
     if not C_AVAILABLE:

@@ -210,8 +210,9 @@ def _window_view(xp, xpad, kernel, outs, stride, dilation):
 RUNS = {"c": 0, "numpy": 0}   # calls of im2col/col2im/max_pool that took each path (tests read it)
 
 
-def im2col(xp, x, kernel, stride, padding, dilation):
-    """(N, C, *S) -> contiguous (N, C, *kernel, *out): every window of x zero-padded by `padding`."""
+def im2col(xp, x, kernel, stride, padding, dilation, out=None):
+    """(N, C, *S) -> contiguous (N, C, *kernel, *out): every window of x zero-padded by `padding`
+    (written into `out` when given: a C-contiguous buffer of that shape and x's dtype)."""
     spatial = tuple(x.shape[2:])
     outs = tuple(out_size(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding,
                                                                              dilation))
@@ -219,26 +220,30 @@ def im2col(xp, x, kernel, stride, padding, dilation):
     geom = _geometry(spatial, kernel, stride, padding, dilation)
     loops = _c_loops(xp, x) if geom is not None else None
     if loops is not None:
-        cols = np.empty(shape, x.dtype)
+        cols = np.empty(shape, x.dtype) if out is None else out.reshape(shape)
         if cols.size:
             loops["im2col"](x.shape[0] * x.shape[1], *geom, address(x), address(cols))
         RUNS["c"] += 1
         return cols
     RUNS["numpy"] += 1
     view = _window_view(xp, _padded(xp, x, padding), kernel, outs, stride, dilation)
-    return xp.ascontiguousarray(view)
+    if out is None:
+        return xp.ascontiguousarray(view)
+    cols = out.reshape(shape)
+    cols[...] = view
+    return cols
 
 
-def col2im(xp, cols, spatial, stride, padding, dilation):
+def col2im(xp, cols, spatial, stride, padding, dilation, out=None):
     """The adjoint of im2col: (N, C, *kernel, *out) -> (N, C, *spatial), each input element the sum of
-    the window entries that read it."""
+    the window entries that read it (written into `out` when given: C-contiguous, cols' dtype)."""
     nd = len(spatial)
     kernel, outs = tuple(cols.shape[2:2 + nd]), tuple(cols.shape[2 + nd:])
     geom = _geometry(spatial, kernel, stride, padding, dilation)
     loops = _c_loops(xp, cols) if geom is not None else None
     n, c = cols.shape[:2]
     if loops is not None:
-        x = np.empty((n, c) + tuple(spatial), cols.dtype)
+        x = np.empty((n, c) + tuple(spatial), cols.dtype) if out is None else out
         if x.size:
             loops["col2im"](n * c, *geom, address(cols), address(x))
         RUNS["c"] += 1
@@ -249,12 +254,33 @@ def col2im(xp, cols, spatial, stride, padding, dilation):
     for offs in np.ndindex(*kernel):
         sl = tuple(slice(i * d, i * d + s * (o - 1) + 1, s) for i, o, s, d in zip(offs, outs, stride, dilation))
         xpad[(Ellipsis,) + sl] += cols[(slice(None), slice(None)) + offs]
-    crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, padding))
-    return xp.ascontiguousarray(xpad[(Ellipsis,) + crop])
+    crop = xpad[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, padding))]
+    if out is None:
+        return xp.ascontiguousarray(crop)
+    out[...] = crop
+    return out
+
+
+# The columns (im2col) of a whole batch can be large (the CNN step's second convolution: 42 MB); the
+# kernels make them for a block of samples at a time, in one buffer reused block after block, so
+# memory stays bounded and a block's columns are still in cache when its matmul (or col2im) reads
+# them. Measured on the CNN step: blocks of up to 4 MB, 5-15% faster than whole-batch columns.
+BLOCK_BYTES = 4 << 20
+
+
+def _blocks(n, per_sample):
+    """Sample ranges of at most BLOCK_BYTES of columns each (at least one sample)."""
+    step = max(1, min(n, BLOCK_BYTES // max(per_sample, 1)))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
 
 
 def _is_pointwise(kernel, stride, padding):
     return all(k == 1 for k in kernel) and all(s == 1 for s in stride) and not any(a or b for a, b in padding)
+
+
+def _out_sizes(spatial, kernel, stride, padding, dilation):
+    return tuple(out_size(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding,
+                                                                             dilation))
 
 
 def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
@@ -262,16 +288,19 @@ def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
     n, c = x.shape[:2]
     o, cg = w.shape[:2]
     kernel = tuple(w.shape[2:])
+    outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
+    length, depth = int(np.prod(outs)), cg * int(np.prod(kernel))
+    wm = w.reshape(groups, o // groups, depth)
     if _is_pointwise(kernel, stride, padding):
-        cols = x
-        outs = tuple(x.shape[2:])
+        out = xp.matmul(wm, x.reshape(n, groups, depth, length))
     else:
-        cols = im2col(xp, x, kernel, stride, padding, dilation)
-        outs = tuple(cols.shape[2 + len(kernel):])
-    length = int(np.prod(outs))
-    cols = cols.reshape(n, groups, cg * int(np.prod(kernel)), length)
-    wm = w.reshape(groups, o // groups, -1)
-    out = xp.matmul(wm, cols)     # (N, G, O/G, L): NCHW directly, one BLAS call per sample and group
+        # (N, G, O/G, L) is NCHW directly: one BLAS call per sample and group
+        out = xp.empty((n, groups, o // groups, length), dtype=xp.result_type(x, w))
+        blocks = _blocks(n, c * int(np.prod(kernel)) * length * x.itemsize)
+        buf = xp.empty((blocks[0][1] - blocks[0][0], c) + kernel + outs, x.dtype)
+        for a, e in blocks:
+            cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=buf[:e - a])
+            xp.matmul(wm, cols.reshape(e - a, groups, depth, length), out=out[a:e])
     out = out.reshape((n, o) + outs)
     if b is not None:
         out += b.reshape((1, o) + (1,) * len(outs))
@@ -284,29 +313,38 @@ def conv_input_grad(xp, g, w, spatial, stride, padding, dilation, groups):
     cg = w.shape[1]
     kernel = tuple(w.shape[2:])
     outs = tuple(g.shape[2:])
-    wm = w.reshape(groups, o // groups, -1)
+    wt = w.reshape(groups, o // groups, -1).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
     gm = g.reshape(n, groups, o // groups, -1)
-    cols = xp.matmul(wm.transpose(0, 2, 1), gm)       # (N, G, Cg*prod(k), L)
     if _is_pointwise(kernel, stride, padding) and outs == tuple(spatial):
-        return cols.reshape((n, groups * cg) + tuple(spatial))
-    cols = cols.reshape((n, groups * cg) + kernel + outs)
-    return col2im(xp, cols, tuple(spatial), stride, padding, dilation)
+        return xp.matmul(wt, gm).reshape((n, groups * cg) + tuple(spatial))
+    gx = xp.empty((n, groups * cg) + tuple(spatial), dtype=xp.result_type(g, w))
+    blocks = _blocks(n, groups * cg * int(np.prod(kernel)) * int(np.prod(outs)) * gx.itemsize)
+    buf = xp.empty((blocks[0][1] - blocks[0][0], groups, wt.shape[1], gm.shape[3]), gx.dtype)
+    for a, e in blocks:
+        cols = xp.matmul(wt, gm[a:e], out=buf[:e - a])
+        col2im(xp, cols.reshape((e - a, groups * cg) + kernel + outs), tuple(spatial), stride, padding, dilation,
+               out=gx[a:e])
+    return gx
 
 
 def conv_weight_grad(xp, x, g, kernel, stride, padding, dilation, groups):
-    """The gradient of conv_forward for w: sum over samples of g @ im2col(x)^T."""
+    """The gradient of conv_forward for w: the sum over samples of g @ im2col(x)^T."""
     n, c = x.shape[:2]
     o = g.shape[1]
-    if _is_pointwise(kernel, stride, padding):
-        cols = x
-    else:
-        cols = im2col(xp, x, kernel, stride, padding, dilation)
-    cols = cols.reshape(n, groups, (c // groups) * int(np.prod(kernel)), -1)
+    depth = (c // groups) * int(np.prod(kernel))
     gm = g.reshape(n, groups, o // groups, -1)
-    if n == 1:
-        gw = xp.matmul(gm[0], cols[0].transpose(0, 2, 1))
-    else:
-        gw = xp.matmul(gm, cols.transpose(0, 1, 3, 2)).sum(axis=0)   # (G, O/G, Cg*prod(k))
+    if _is_pointwise(kernel, stride, padding):
+        gw = xp.matmul(gm, x.reshape(n, groups, depth, -1).swapaxes(2, 3)).sum(axis=0)
+        return gw.reshape((o, c // groups) + tuple(kernel))
+    outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
+    blocks = _blocks(n, c * int(np.prod(kernel)) * int(np.prod(outs)) * x.itemsize)
+    buf = xp.empty((blocks[0][1] - blocks[0][0], c) + tuple(kernel) + outs, x.dtype)
+    gw = None
+    for a, e in blocks:
+        cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=buf[:e - a])
+        part = xp.matmul(gm[a:e], cols.reshape(e - a, groups, depth, -1).swapaxes(2, 3))   # (B, G, O/G, depth)
+        part = part[0] if e - a == 1 else part.sum(axis=0)
+        gw = part if gw is None else xp.add(gw, part, out=gw)
     return gw.reshape((o, c // groups) + tuple(kernel))
 
 
