@@ -53,6 +53,7 @@ from .ops.math import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, ar
                        float_power, fmod, frac, heaviside, hypot, lerp, log10, log2, logaddexp, logaddexp2,
                        nan_to_num, rad2deg, sgn, signbit, sinc, sinh, xlogy)
 from .ops.math import addcdiv, addcmul, fmax, fmin, isinf, isneginf, isposinf, isreal, logit, positive
+from .ops.math import digamma, lgamma, polygamma
 from .ops.stats import diagflat, dist, nanquantile, quantile, take_along_dim
 from .ops.stats import (addbmm, addmv, allclose, aminmax, bincount, bucketize, cartesian_prod, cdist,  # noqa: F811
                         corrcoef, count_nonzero, cov, cumulative_trapezoid, diff, equal, fliplr, flipud, histc,

@@ -37,6 +37,7 @@ _METHODS = dict(
     movedim=sh.moveaxis, ravel=lambda a: sh.reshape(a, (-1,)),
     byte=lambda a: ew.astype(a, "uint8"), char=lambda a: ew.astype(a, "int8"), short=lambda a: ew.astype(a, "int16"),
     is_signed=lambda a: a.dtype.kind in "if", is_same_size=lambda a, other: tuple(a.shape) == tuple(other.shape),
+    lgamma=m.lgamma, digamma=m.digamma, polygamma=lambda a, n: m.polygamma(n, a),
 )
 
 # in-place forms PyTorch has, of the out-of-place method of the same name without the underscore
@@ -47,7 +48,8 @@ _INPLACE = (
     "logical_and logical_or logical_xor logical_not lt le gt ge eq ne less less_equal greater greater_equal "
     "not_equal neg negative nan_to_num pow reciprocal relu rsqrt sigmoid sign sgn sinc sqrt square multiply "
     "divide true_divide subtract xlogy bitwise_and bitwise_or bitwise_xor bitwise_not cumsum cumprod addmm "
-    "addmv addbmm baddbmm index_copy masked_scatter addcmul addcdiv logit index_put"
+    "addmv addbmm baddbmm index_copy masked_scatter addcmul addcdiv logit index_put "
+    "lgamma digamma polygamma"
 ).split()
 
 _SHAPE_INPLACE = dict(unsqueeze_="unsqueeze", squeeze_="squeeze", transpose_="transpose", t_="t",

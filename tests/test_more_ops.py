@@ -476,3 +476,21 @@ def test_quantile_and_nanquantile_match_torch():
             want = torch.nanquantile(torch.tensor(b), qt, dim, keepdim).numpy()
             assert got.shape == want.shape, (q, dim, keepdim)
             np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_gamma_family_hand_values_and_torch():
+    x = dg.tensor([1.0, 2.0, 5.0], dtype=dg.float64)
+    np.testing.assert_allclose(dg.lgamma(x).numpy(), [0.0, 0.0, math.log(24.0)], atol=1e-12)
+    np.testing.assert_allclose(dg.digamma(x).numpy()[0], -0.5772156649015329, rtol=1e-12)   # -Euler's gamma
+    np.testing.assert_allclose(dg.polygamma(1, x).numpy()[0], math.pi ** 2 / 6, rtol=1e-12)
+    w = dg.tensor([2.5], requires_grad=True, dtype=dg.float64)
+    dg.lgamma(w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), dg.digamma(dg.tensor([2.5], dtype=dg.float64)).numpy())
+    with pytest.raises(dg.DTypeError, match="polygamma"):
+        dg.polygamma(-1, x)
+    torch = _torch()
+    a = np.random.default_rng(8).uniform(0.2, 5, (3, 4))
+    for name in ("lgamma", "digamma"):
+        np.testing.assert_allclose(getattr(dg, name)(dg.tensor(a)).numpy(), getattr(torch, name)(torch.tensor(a)).numpy(),
+                                   rtol=1e-10)
+    np.testing.assert_allclose(dg.tensor(a).polygamma(2).numpy(), torch.tensor(a).polygamma(2).numpy(), rtol=1e-10)

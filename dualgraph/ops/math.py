@@ -535,3 +535,59 @@ def positive(input):
     if input.dtype.kind == "b":
         raise DTypeError("positive: not defined for bool tensors (as PyTorch)")
     return input
+
+
+# ---- gamma family (scipy.special on the host, cupyx.scipy.special on a GPU) --------------------------------
+
+def _scipy_special(xp):
+    if xp is not np:
+        import cupyx.scipy.special as sp
+        return sp
+    try:
+        import scipy.special as sp
+    except ImportError:
+        sp = None
+    return sp
+
+
+def _lgamma_forward(xp, x):
+    sp = _scipy_special(xp)
+    if sp is None:  # exact but slower: one math.lgamma per element
+        return np.vectorize(lambda v: _math.lgamma(v) if v == v else v, otypes=[np.float64])(x).astype(x.dtype)
+    return sp.gammaln(x).astype(x.dtype, copy=False)
+
+
+def _polygamma_forward(xp, x, n):
+    sp = _scipy_special(xp)
+    if sp is None:
+        raise DTypeError(f"polygamma(n={n}) / digamma: needs scipy on the host (pip install scipy)")
+    out = sp.psi(x) if n == 0 else sp.polygamma(n, x)
+    return out.astype(x.dtype, copy=False)
+
+
+LGAMMA = defop("lgamma", lambda xp, x: _lgamma_forward(xp, _f(xp, x)), float_elementwise_infer,
+               lambda ctx, g: (g * digamma(_x(ctx)),), elementwise=True,
+               onnx=not_exportable("ONNX has no log-gamma function"))
+POLYGAMMA = defop("polygamma", lambda xp, x, n: _polygamma_forward(xp, _f(xp, x), n), float_elementwise_infer,
+                  lambda ctx, g: (g * polygamma(ctx.attrs["n"] + 1, _x(ctx)),), elementwise=True,
+                  onnx=not_exportable("ONNX has no digamma/polygamma function"))
+
+
+def lgamma(input):
+    """torch.lgamma: log |Gamma(x)|."""
+    return apply(LGAMMA, (input,))
+
+
+def polygamma(n, input):
+    """torch.polygamma: the n-th derivative of digamma (n = 0: digamma itself)."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise DTypeError(f"polygamma: n must be a non-negative int, got {n!r}")
+    return apply(POLYGAMMA, (input,), {"n": int(n)})
+
+
+def digamma(input):
+    """torch.digamma (psi): the derivative of lgamma."""
+    return polygamma(0, input)
+
+
+psi = digamma
