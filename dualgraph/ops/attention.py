@@ -5,8 +5,9 @@ with v) and keeps, besides its output, only the log-sum-exp of each query row: n
 weights. The vjp recomputes the weights from it (p = exp(s - lse)) and is written with dualgraph ops,
 so it differentiates again, traces and fuses:
 
-    dv = p^T g;   dp = g v^T;   ds = p * (dp - sum(g * out)) (+ p * g_lse);   dq = ds k scale;   dk = ds^T q scale
+    dv = p^T g;   dp = g v^T;   ds = p * (dp - sum(dp * p)) (+ p * g_lse);   dq = ds k scale;   dk = ds^T q scale
 
+(ds is softmax's gradient, one C row loop.)
 A query row every key of which is masked out gives zeros (PyTorch's scaled_dot_product_attention), and
 its lse is +inf so its recomputed weights are 0. Masks: `causal` (ones(L, S).tril(), top-left aligned)
 as an attribute; a bool mask (True may attend) or a float mask (added) as the fourth operand, which must
@@ -22,7 +23,7 @@ from .creation import full_like
 from .elementwise import exp, where
 from .infer import broadcast_shapes, result_dtype
 from .linalg import matmul
-from .reduction import sum as _sum
+from .softmax import softmax, softmax_grad
 from .registry import defop
 from ..tensor import as_tensor
 
@@ -96,11 +97,13 @@ def _sdpa_vjp(ctx, gs):
         s = s + as_tensor(causal_bias(np, s.shape[-2], s.shape[-1], s.dtype), like=s)
     if mask is not None:
         s = where(mask, s, float("-inf")) if mask.dtype == np.bool_ else s + mask
-    p = exp(s - lse)
+    # without a mask operand no row is fully masked (a causal row sees key 0), so the weights are the
+    # softmax row kernel's; a mask may empty a row, whose weights exp(s - lse) gives as 0 (lse = +inf)
+    p = softmax(s, -1) if mask is None else exp(s - lse)
     if g is None:
         g = full_like(out, 0.0)
     dv = matmul(p.mT, g) if ctx.needs_input_grad[2] else None
-    ds = p * (matmul(g, v.mT) - _sum(g * out, axis=-1, keepdims=True))
+    ds = softmax_grad(matmul(g, v.mT), p, p.ndim - 1)  # p * (dp - sum(dp * p)), sum(dp * p) = sum(g * out)
     if g_lse is not None:
         ds = ds + p * g_lse
     dmask = ds if mask is not None and mask.dtype != np.bool_ and ctx.needs_input_grad[3] else None
