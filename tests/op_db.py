@@ -243,6 +243,22 @@ def np_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return out
 
 
+def np_conv3d(x, w, b=None, stride=1, padding=0):
+    """Direct loop 3-D cross-correlation (no dilation or groups)."""
+    s = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+    p = (padding,) * 3 if isinstance(padding, int) else tuple(padding)
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple((q, q) for q in p))
+    k = w.shape[2:]
+    outs = [(xp.shape[2 + a] - k[a]) // s[a] + 1 for a in range(3)]
+    out = np.zeros((x.shape[0], w.shape[0]) + tuple(outs), np.result_type(x, w))
+    for i in range(outs[0]):
+        for j in range(outs[1]):
+            for q in range(outs[2]):
+                win = xp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1], q * s[2]:q * s[2] + k[2]]
+                out[:, :, i, j, q] = np.tensordot(win, w, axes=([1, 2, 3, 4], [1, 2, 3, 4]))
+    return out if b is None else out + b.reshape(1, -1, 1, 1, 1)
+
+
 def np_conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     n, c, length = x.shape
     o, cg, k = w.shape
@@ -332,6 +348,50 @@ def np_adaptive_avg_pool2d(x, size):
             cell = x[..., i * h // oh: -(-(i + 1) * h // oh), j * w // ow: -(-(j + 1) * w // ow)]
             out[..., i, j] = cell.mean(axis=(-2, -1))
     return out
+
+
+def np_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """PyTorch's conv_transpose2d by definition: every input pixel scatters its weighted kernel."""
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation)
+    n, cin, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    oh, ow = (h - 1) * sh + dh * (kh - 1) + 1 + oph, (wd - 1) * sw + dw * (kw - 1) + 1 + opw
+    full = np.zeros((n, cog * groups, oh, ow), np.result_type(x, w))
+    cig = cin // groups
+    for ci in range(cin):
+        g = ci // cig
+        for i in range(kh):
+            for j in range(kw):
+                full[:, g * cog:(g + 1) * cog, i * dh:i * dh + sh * (h - 1) + 1:sh, j * dw:j * dw + sw * (wd - 1) + 1:sw] \
+                    += x[:, ci, None] * w[ci, :, i, j][None, :, None, None]
+    out = full[:, :, ph:oh - ph, pw:ow - pw]
+    return out if b is None else out + b.reshape(1, -1, 1, 1)
+
+
+def np_avg_pool2d_opts(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                       divisor_override=None):
+    """PyTorch's avg_pool2d CPU rule, window by window: the divisor is the window clipped to the padded
+    input (to the input with count_include_pad=False), or divisor_override."""
+    k, p = _pair(kernel_size), _pair(padding)
+    s = _pair(stride if stride is not None else kernel_size)
+    squeeze = x.ndim == 3
+    x = x[None] if squeeze else x
+    n, c, h, w = x.shape
+    outs = []
+    for size, kk, ss, pp in zip((h, w), k, s, p):
+        span = size + 2 * pp - kk
+        o = (-(-span // ss) if ceil_mode else span // ss) + 1
+        outs.append(o - 1 if ceil_mode and (o - 1) * ss >= size + pp else o)
+    out = np.zeros((n, c) + tuple(outs), x.dtype)
+    for i in range(outs[0]):
+        for j in range(outs[1]):
+            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
+            h1, w1 = min(h0 + k[0], h + p[0]), min(w0 + k[1], w + p[1])
+            pool = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, h), min(w1, w)
+            div = divisor_override or (pool if count_include_pad else (h1 - h0) * (w1 - w0))
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / div
+    return out[0] if squeeze else out
 
 
 def np_unfold(x, k, stride=1, dilation=1):
@@ -1770,6 +1830,28 @@ OP_DB = [
     OpInfo("avg_pool2d", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 4), 2)), Sample((make(2, 1, 5, 5), 3), {"stride": 2, "padding": 1}),
                          Sample((make(2, 4, 6), (2, 3)), desc="unbatched, rect")]),
+    OpInfo("avg_pool2d_options", lambda x, *a, **k: F.avg_pool2d(x, *a, **k), np_avg_pool2d_opts,
+           lambda make: [Sample((make(1, 2, 7, 6), 3), {"stride": 2, "padding": 1, "ceil_mode": True}, desc="ceil_mode"),
+                         Sample((make(2, 1, 5, 6), (3, 2)), {"stride": (2, 1), "padding": 1, "count_include_pad": False},
+                                desc="count_include_pad=False"),
+                         Sample((make(1, 2, 5, 5), 2), {"stride": 2, "padding": 1, "ceil_mode": True,
+                                                        "divisor_override": 3}, desc="divisor_override")]),
+    OpInfo("avg_pool1d", lambda x, *a, **k: F.avg_pool1d(x, *a, **k),
+           lambda x, *a, **k: np_avg_pool2d_opts(x[..., None, :], (1, a[0]), **{
+               kk: ((1, v) if kk in ("stride",) else (0, v) if kk == "padding" else v) for kk, v in k.items()})[..., 0, :],
+           lambda make: [Sample((make(2, 3, 9), 3), {"stride": 2, "padding": 1}),
+                         Sample((make(2, 7), 2), {"ceil_mode": True, "stride": 2}, desc="unbatched, ceil_mode")]),
+    OpInfo("conv_transpose2d", lambda x, w, *b, **k: F.conv_transpose2d(x, w, *b, **k), np_conv_transpose2d,
+           lambda make: [Sample((make(1, 2, 4, 3), make(2, 3, 3, 2), make(3))),
+                         Sample((make(2, 4, 3, 3), make(4, 1, 2, 3)), {"stride": 2, "padding": 1, "output_padding": 1,
+                                                                       "groups": 2}, desc="stride, groups"),
+                         Sample((make(1, 2, 3, 4), make(2, 2, 2, 2)), {"stride": (2, 3), "dilation": 2,
+                                                                       "output_padding": (1, 2)}, desc="dilation")],
+           second_order=True),
+    OpInfo("conv3d", lambda x, w, *b, **k: F.conv3d(x, w, *b, **k),
+           lambda x, w, b=None, stride=1, padding=0: np_conv3d(x, w, b, stride, padding),
+           lambda make: [Sample((make(1, 2, 4, 3, 4), make(3, 2, 2, 2, 3), make(3)), {"stride": (1, 2, 1), "padding": 1})],
+           onnx_dtypes=("float32",), notes="ONNX: Conv (float32); the im2col form is 1-D/2-D only"),
     OpInfo("adaptive_avg_pool2d", lambda x, s: F.adaptive_avg_pool2d(x, s), np_adaptive_avg_pool2d,
            lambda make: [Sample((make(1, 2, 4, 6), (2, 3)), desc="divisible"), Sample((make(1, 1, 5, 5), (2, 3)), desc="uneven")]),
     OpInfo("unfold", lambda x, *a: dg.unfold(x, *a), np_unfold,
