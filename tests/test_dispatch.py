@@ -203,7 +203,7 @@ _OP_LAYERS = ("gather", "elementwise", "shape", "reduction", "indexing", "select
     *[(f"ops/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx"])
       for f in ("creation.py", "gather.py", "elementwise.py", "reduction.py", "shape.py", "indexing.py", "linalg.py",
                 "conv.py", "loss.py", "softmax.py", "dims.py", "infer.py", "selection.py", "collective.py", "math.py",
-                "stats.py", "tensor_ops.py", "optimizer.py", "attention.py")],
+                "stats.py", "tensor_ops.py", "optimizer.py", "attention.py", "normalization.py")],
     # collectives: the op records know groups by name; the transport (mpi4py) sits above them
     ("ops/collective.py", ["dualgraph.distributed", *[f"dualgraph.ops.{g}" for g in _OP_LAYERS]]),
     *[(f"distributed/{f}", ["dualgraph.function", "dualgraph.static", "dualgraph.nn", "dualgraph.onnx",

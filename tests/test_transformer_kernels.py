@@ -383,3 +383,57 @@ def test_sdpa_with_dropout_stays_the_composite():
     assert not out.grad_fn.name().startswith("ScaledDotProductAttention")
     out.sum().backward()
     assert q.grad is not None
+
+
+# ---- layer_norm as one op ------------------------------------------------------------------------
+
+def _np_layer_norm(x, k, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    x = x.astype(np.float64)
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("k,affine", [(1, True), (2, True), (1, False), (2, "weight only")])
+def test_layer_norm_values_and_gradients(k, affine):
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((3, 4, 5))
+    shape = x.shape[3 - k:]
+    w = rng.standard_normal(shape) if affine else None
+    b = rng.standard_normal(shape) if affine is True else None
+    args = [dg.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+
+    def f(xx, *wb):
+        return F.layer_norm(xx, shape, *wb)
+    np.testing.assert_allclose(f(*args).numpy(), _np_layer_norm(x, k, w, b), rtol=1e-10, atol=1e-10)
+    assert dg.autograd.gradcheck(f, tuple(args))
+    assert dg.autograd.gradgradcheck(f, tuple(args))
+    names = [n.op.name for n in dg.function(f).traced_graph(*[a.detach() for a in args]).nodes]
+    assert names == ["layer_norm"]
+
+
+def test_layer_norm_against_torch_and_compiled():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((8, 16, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32), \
+        rng.standard_normal(32).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    ts = [dg.tensor(a, requires_grad=True) for a in (x, w, b)]
+    F.layer_norm(ts[0], (32,), ts[1], ts[2]).backward(dg.tensor(g))
+    tt = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    torch.nn.functional.layer_norm(tt[0], (32,), tt[1], tt[2]).backward(torch.tensor(g))
+    for a, c in zip(ts, tt):
+        np.testing.assert_allclose(a.grad.numpy(), c.grad.numpy(), rtol=1e-4, atol=2e-5)
+
+    def grads(xx, ww, bb):
+        return dg.autograd.grad((F.layer_norm(xx, (32,), ww, bb) * dg.tensor(g)).sum(), [xx, ww, bb])
+    compiled = dg.function(grads)(*[dg.tensor(a, requires_grad=True) for a in (x, w, b)])
+    for a, c in zip(ts, compiled):
+        np.testing.assert_allclose(c.numpy(), a.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_nan_row_stays_in_its_row():
+    x = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0]], np.float32)
+    y = F.layer_norm(dg.tensor(x), (3,)).numpy()
+    np.testing.assert_allclose(y[0], _np_layer_norm(x[:1], 1)[0], rtol=1e-5)
+    assert np.isnan(y[1]).all() and np.isnan(y[2]).all()

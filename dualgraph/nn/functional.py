@@ -11,6 +11,7 @@ from ..errors import ShapeError
 from ..ops.infer import norm_axes, shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss
 from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
+from ..ops.normalization import layer_norm as _layer_norm
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip, rsqrt, sqrt)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
@@ -193,16 +194,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     n = len(normalized_shape)
     if tuple(x.shape[-n:]) != tuple(normalized_shape):
         raise ShapeError(f"layer_norm: input shape {tuple(x.shape)} does not end with {tuple(normalized_shape)}")
-    axes = tuple(range(x.ndim - n, x.ndim))
-    mu = mean(x, axis=axes, keepdims=True)
-    centered = x - mu
-    var = mean(centered * centered, axis=axes, keepdims=True)
-    out = centered * rsqrt(var + eps)
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    return _layer_norm(x, n, weight, bias, eps)[0]
 
 
 def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
