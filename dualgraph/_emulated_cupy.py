@@ -391,13 +391,27 @@ class ufunc:
         self.nin, self.nout, self.nargs = uf.nin, uf.nout, uf.nargs
         self.identity, self.types = uf.identity, uf.types
         self._call = _wrapped(uf, uf.__name__)
-        for m in ("reduce", "accumulate", "outer", "reduceat"):
-            setattr(self, m, _wrapped(getattr(uf, m), f"{uf.__name__}.{m}"))
+        self.outer = _wrapped(uf.outer, f"{uf.__name__}.outer")
+        # cupy.ufunc's methods exist for these ufuncs only (cupy/_core/_kernel.pyx); others raise
+        # NotImplementedError there
+        for m, names in (("reduce", ("add", "multiply")), ("accumulate", ("add", "multiply")),
+                         ("reduceat", ("add",))):
+            if uf.__name__ in names:
+                setattr(self, m, _wrapped(getattr(uf, m), f"{uf.__name__}.{m}"))
+            else:
+                setattr(self, m, self._unsupported_method(m))
+
+    def _unsupported_method(self, m):
+        def method(*args, **kwargs):
+            raise NotImplementedError(f"`cupy_{self.name}.{m}` is not supported yet")
+        return method
 
     def __call__(self, *args, **kwargs):
         return self._call(*args, **kwargs)
 
     def at(self, a, indices, b=None):
+        if self.name not in ("add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"):
+            raise NotImplementedError(f"`cupy_{self.name}.at` is not supported yet")
         if not isinstance(a, ndarray):
             raise _unsupported(a)
         with _np.errstate(all="ignore"):
@@ -1037,7 +1051,23 @@ def __getattr__(name):
     return getattr(_module, name)
 
 
+class _DirectImport:
+    """A meta path finder: with the emulation on, `import cupy`/`import cupyx` anywhere fails with what to
+    do instead. dualgraph reaches cupy only through dualgraph.backend (device.xp, backend.special,
+    backend.scatter_add...), which is what the emulation replaces."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cupy", "cupyx"):
+            raise ImportError(f"import {name}: DUALGRAPH_EMULATE_GPU is set, so there is no real cupy here; "
+                              f"reach cupy through dualgraph.backend (device.xp, backend.scipy_special(xp), "
+                              f"backend.scatter_add, ...), which the emulated GPU replaces", name=name)
+        return None
+
+
 def module(n_devices=1):
     """The emulated cupy namespace with `n_devices` devices."""
+    import sys
     _N_DEVICES[0] = max(1, int(n_devices))
+    if not any(isinstance(f, _DirectImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _DirectImport())
     return _module

@@ -154,12 +154,58 @@ def erf(xp, x):
     return _erf(x).astype(x.dtype, copy=False)
 
 
+def scipy_special(xp):
+    """The scipy.special namespace for xp's arrays: cupyx.scipy.special on a GPU, scipy.special on the
+    host (None where scipy is not installed: it is optional)."""
+    if xp is not numpy:
+        if not EMULATED:
+            import cupyx.scipy.special  # noqa: F401  (a submodule cupyx does not import by itself)
+        return _cupyx.scipy.special
+    try:
+        import scipy.special
+    except ImportError:
+        return None
+    return scipy.special
+
+
 def special(xp, name):
     """scipy.special's function `name` for xp's arrays: cupyx.scipy.special's on a GPU (the caller handles
     numpy, where scipy is optional)."""
-    if not EMULATED:
-        import cupyx.scipy.special  # noqa: F401  (a submodule cupyx does not import by itself)
-    return getattr(_cupyx.scipy.special, name)
+    return getattr(scipy_special(xp), name)
+
+
+def accumulate(xp, name, x, axis):
+    """`xp.<name>.accumulate(x, axis)` for a commutative, associative ufunc. cupy has accumulate for add
+    and multiply only; on the GPU the others scan in log2(n) elementwise passes (Hillis-Steele: pass k
+    combines each element with the one 2**k before it)."""
+    uf = getattr(xp, name)
+    if xp is numpy or name in ("add", "multiply"):
+        return uf.accumulate(x, axis=axis)
+    y = xp.moveaxis(x, axis, -1)
+    n, k = y.shape[-1], 1
+    while k < n:
+        y = xp.concatenate([y[..., :k], uf(y[..., k:], y[..., :-k])], axis=-1)
+        k *= 2
+    return xp.ascontiguousarray(xp.moveaxis(y, -1, axis))
+
+
+def scatter_multiply(xp, out, index, values):
+    """out[index] *= values with repeated indices multiplying in turn (numpy's multiply.at). cupy has no
+    multiply.at: the GPU applies the first occurrence of each position per pass, as many passes as the
+    most repeated position has."""
+    if xp is numpy:
+        numpy.multiply.at(out, index, values)
+        return
+    index = xp.broadcast_arrays(*index)
+    lin = xp.ravel_multi_index(tuple(i.ravel() for i in index), out.shape)
+    vals = xp.broadcast_to(xp.asarray(values, dtype=out.dtype), index[0].shape).ravel()
+    while lin.size:
+        pos, first = xp.unique(lin, return_index=True)
+        at = xp.unravel_index(pos, out.shape)
+        out[at] = out[at] * vals[first]
+        rest = xp.ones(lin.size, dtype=bool)
+        rest[first] = False
+        lin, vals = lin[rest], vals[rest]
 
 
 # dg.use_deterministic_algorithms(mode, warn_only=...): [mode, warn_only]

@@ -540,14 +540,7 @@ def positive(input):
 # ---- gamma family (scipy.special on the host, cupyx.scipy.special on a GPU) --------------------------------
 
 def _scipy_special(xp):
-    if xp is not np:
-        import cupyx.scipy.special as sp
-        return sp
-    try:
-        import scipy.special as sp
-    except ImportError:
-        sp = None
-    return sp
+    return _backend.scipy_special(xp)   # None on the host without scipy
 
 
 def _lgamma_forward(xp, x):

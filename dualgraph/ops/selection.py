@@ -12,6 +12,7 @@ import builtins
 import numpy as np
 
 from .. import return_types as _rt
+from ..backend import accumulate as _accumulate, scatter_multiply as _scatter_multiply
 from .._state import STATE
 from ..dispatch import apply
 from ..errors import AutogradError, DTypeError, IndexOutOfRange, InvalidValue, ShapeError
@@ -274,8 +275,8 @@ def _mode_forward(xp, x, axis):
     starts = s[:, 1:] != s[:, :-1]
     first = xp.concatenate([xp.ones((s.shape[0], 1), bool), starts], axis=1)
     last = xp.concatenate([starts, xp.ones((s.shape[0], 1), bool)], axis=1)
-    begin = xp.maximum.accumulate(xp.where(first, pos, 0), axis=1)
-    end = xp.flip(xp.minimum.accumulate(xp.flip(xp.where(last, pos, n), 1), axis=1), 1)
+    begin = _accumulate(xp, "maximum", xp.where(first, pos, 0), 1)
+    end = xp.flip(_accumulate(xp, "minimum", xp.flip(xp.where(last, pos, n), 1), 1), 1)
     run = end - begin + 1
     # the most frequent value, the smallest of those tied (the first such run in sorted order) ...
     value = xp.take_along_axis(s, xp.argmax(run == run.max(axis=1, keepdims=True), axis=1)[:, None], 1)
@@ -401,8 +402,8 @@ def cumprod(x, dim=None, *, dtype=None, axis=None):
 def _cum_extreme_forward(xp, x, axis, largest):
     if x.dtype == np.bool_:
         x = x.astype(np.int8)
-    ufunc = xp.maximum if largest else xp.minimum   # both propagate NaN, as PyTorch's cummax/cummin
-    run = ufunc.accumulate(x, axis=axis)
+    # maximum/minimum both propagate NaN, as PyTorch's cummax/cummin
+    run = _accumulate(xp, "maximum" if largest else "minimum", x, axis)
     hit = x == run
     if x.dtype.kind == "f":
         hit = hit | xp.isnan(x)
@@ -410,7 +411,7 @@ def _cum_extreme_forward(xp, x, axis, largest):
     shape[axis] = x.shape[axis]
     pos = xp.arange(x.shape[axis], dtype=np.int64).reshape(shape)
     # the latest position attaining the running extreme (PyTorch's tie rule: >= keeps moving the index)
-    return xp.maximum.accumulate(xp.where(hit, pos, 0), axis=axis).astype(np.int64)
+    return _accumulate(xp, "maximum", xp.where(hit, pos, 0), axis).astype(np.int64)
 
 
 def _cum_extreme_onnx(ctx, node, x):
@@ -642,9 +643,7 @@ def _scatter_forward(xp, x, index, src, axis, reduce):
     out = xp.array(x, copy=True)
     idx = along_axis_index(xp, index, axis)
     if reduce == "multiply":
-        if not hasattr(xp.multiply, "at"):
-            raise DTypeError(f"scatter: reduce='multiply' has no kernel on this backend ({xp.__name__})")
-        xp.multiply.at(out, idx, src)
+        _scatter_multiply(xp, out, idx, src)
     else:
         out[idx] = src
     return out

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from .. import return_types as _rt
+from ..backend import accumulate as _accumulate
 from ..dispatch import apply
 from ..errors import DTypeError, InvalidValue, ShapeError
 from ..graph.avals import Aval, Dim
@@ -436,7 +437,7 @@ def nanmean(input, dim=None, keepdim=False, *, dtype=None):
 
 def _logcumsumexp_forward(xp, x, axis):
     with np.errstate(invalid="ignore"):  # -inf - -inf inside logaddexp: the result is -inf, as wanted
-        return xp.logaddexp.accumulate(x, axis=axis)
+        return _accumulate(xp, "logaddexp", x, axis)
 
 
 def _logcumsumexp_vjp(ctx, g):
