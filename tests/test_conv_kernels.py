@@ -430,3 +430,25 @@ def test_compiled_cnn_training_step_matches_eager():
     compiled = dg.function(step)(*[a.detach().requires_grad_(True) for a in args])
     for a, b in zip(eager, compiled):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_transpose_and_conv3d_modules():
+    """nn.ConvTranspose2d is the adjoint of nn.Conv2d's convolution with the same weight; output_size
+    picks output_padding; with torch installed, values equal torch's module with the same parameters."""
+    m = dg.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    assert m.weight.shape == (4, 3, 3, 3) and m.bias.shape == (6,)
+    x = dg.randn(2, 4, 5, 5)
+    y = m(x)
+    assert y.shape == (2, 6, 10, 10) and m(x, output_size=(9, 9)).shape == (2, 6, 9, 9)
+    v = dg.randn(*y.shape)
+    back = F.conv2d(v, m.weight, stride=2, padding=1, groups=2)
+    np.testing.assert_allclose(float(((y - m.bias.reshape(1, -1, 1, 1)) * v).sum()), float((x * back).sum()),
+                               rtol=1e-4)
+    assert dg.nn.ConvTranspose1d(2, 3, 3, stride=2)(dg.randn(2, 5)).shape == (3, 11)
+    assert dg.nn.Conv3d(2, 3, 2, padding=1)(dg.randn(1, 2, 3, 4, 5)).shape == (1, 3, 4, 5, 6)
+    torch = pytest.importorskip("torch")
+    t = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    with torch.no_grad():
+        t.weight.copy_(torch.tensor(m.weight.numpy()))
+        t.bias.copy_(torch.tensor(m.bias.numpy()))
+    np.testing.assert_allclose(y.numpy(), t(torch.tensor(x.numpy())).detach().numpy(), rtol=1e-5, atol=1e-5)

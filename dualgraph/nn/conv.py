@@ -5,7 +5,8 @@ from . import functional as F
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d"]
 
 
 def _tuple(v, n):
@@ -94,6 +95,81 @@ class Conv2d(_ConvNd):
     _n = 2
     _fn = staticmethod(F.conv2d)
     _layout = "(N, C, H, W)"
+
+
+class Conv3d(_ConvNd):
+    """3-d cross-correlation: (N, C_in, D, H, W) -> (N, C_out, ...); weight (C_out, C_in/groups, kd, kh, kw)."""
+    _n = 3
+    _fn = staticmethod(F.conv3d)
+    _layout = "(N, C, D, H, W)"
+
+
+class _ConvTransposeNd(Module):
+    """The transposed convolution (the input gradient of the convolution with the same settings):
+    weight (C_in, C_out/groups, *kernel), as PyTorch lays it out and initializes it."""
+    _n = 2
+    _fn = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
+                             f"by groups ({groups})")
+        if padding_mode != "zeros":
+            raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}, got {padding_mode!r}")
+        n = self._n
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride, self.dilation = _tuple(kernel_size, n), _tuple(stride, n), _tuple(dilation, n)
+        self.padding, self.output_padding = _tuple(padding, n), _tuple(output_padding, n)
+        self.padding_mode = padding_mode
+        self.weight = Parameter(creation.empty(in_channels, out_channels // groups, *self.kernel_size,
+                                               device=device, dtype=dtype))
+        if bias:
+            self.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.default_layer_init_(self.weight, self.bias)
+
+    def forward(self, x, output_size=None):
+        n = self._n
+        op = self.output_padding
+        if output_size is not None:   # PyTorch: the output_padding that gives this size
+            want = tuple(output_size)[-n:]
+            op = tuple(int(w) - ((int(i) - 1) * s - 2 * p + d * (k - 1) + 1) for w, i, s, p, d, k in
+                       zip(want, x.shape[-n:], self.stride, self.padding, self.dilation, self.kernel_size))
+        one = (lambda v: v[0]) if n == 1 else (lambda v: v)
+        return type(self)._fn(x, self.weight, self.bias, stride=one(self.stride), padding=one(self.padding),
+                              output_padding=one(op), groups=self.groups, dilation=one(self.dilation))
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * self._n:
+            s += f", padding={self.padding}"
+        if self.output_padding != (0,) * self._n:
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1,) * self._n:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """Transposed 1-d convolution: (N, C_in, L) -> (N, C_out, L_out); weight (C_in, C_out/groups, k)."""
+    _n = 1
+    _fn = staticmethod(F.conv_transpose1d)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """Transposed 2-d convolution: (N, C_in, H, W) -> (N, C_out, H_out, W_out); weight (C_in, C_out/groups, kh, kw)."""
+    _n = 2
+    _fn = staticmethod(F.conv_transpose2d)
 
 
 class _Pool2d(Module):
