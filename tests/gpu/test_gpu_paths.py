@@ -210,6 +210,31 @@ def test_random_draws_on_the_gpu():
     assert sorted(p.tolist()) == list(range(50)) and p.dtype == dg.int64
 
 
+@pytest.mark.parametrize("name", ["maximum", "minimum", "logaddexp", "add"])
+def test_accumulate_scan_matches_numpy(name):
+    # cupy has ufunc.accumulate for add/multiply only: the backend scans the others on the GPU
+    cp = backend._cupy
+    x = np.random.default_rng(5).standard_normal((3, 37))
+    x[1, 9] = np.nan
+    for axis in (0, 1, -1):
+        got = cp.asnumpy(backend.accumulate(cp, name, cp.asarray(x), axis))
+        np.testing.assert_allclose(got, getattr(np, name).accumulate(x, axis=axis), rtol=1e-12, equal_nan=True)
+
+
+def test_scatter_multiply_with_repeated_positions_matches_numpy():
+    cp = backend._cupy
+    rng = np.random.default_rng(6)
+    out = rng.standard_normal((4, 5))
+    rows = rng.integers(0, 4, (6, 5))
+    cols = np.broadcast_to(np.arange(5), (6, 5))
+    vals = rng.standard_normal((6, 5))
+    want = out.copy()
+    np.multiply.at(want, (rows, cols), vals)
+    dev = cp.asarray(out)
+    backend.scatter_multiply(cp, dev, (cp.asarray(rows), cp.asarray(cols)), cp.asarray(vals))
+    np.testing.assert_allclose(cp.asnumpy(dev), want, rtol=1e-12)
+
+
 def test_memory_queries_and_device_properties():
     before = dg.cuda.memory_allocated()
     t = dg.zeros(1 << 16, device=GPU)
