@@ -37,7 +37,7 @@ _LOCAL = threading.local()
 _MISSING = frozenset({"errstate", "seterr", "geterr", "frompyfunc", "nditer", "ndindex", "memmap", "ctypeslib",
                       "ma", "char", "rec", "polynomial", "testing", "busday_count", "datetime_data",
                       "set_printoptions", "get_printoptions", "printoptions"})
-_ARRAY_MISSING = frozenset({"ctypes", "data", "__array_interface__", "__array_struct__", "flat", "tobytes",
+_ARRAY_MISSING = frozenset({"ctypes", "__array_interface__", "__array_struct__", "flat", "tobytes",
                             "tofile", "dumps", "dump", "getfield", "setfield", "resize", "newbyteorder", "byteswap",
                             "__buffer__"})
 
@@ -156,6 +156,21 @@ class ndarray:
     def shape(self, value):
         self._a.shape = value
 
+    @property
+    def data(self):
+        """cupy.cuda.MemoryPointer: the device address (here the numpy buffer's), not a host buffer."""
+        return MemoryPointer(self._a.__array_interface__["data"][0], self._dev)
+
+    def sort(self, axis=-1, kind=None):
+        if kind not in (None, "stable"):
+            raise ValueError(f"sort: kind={kind!r}: only 'stable' (the default) is supported")
+        self._a.sort(axis=axis, kind="stable")
+
+    def argsort(self, axis=-1, kind=None):
+        if kind not in (None, "stable"):
+            raise ValueError(f"argsort: kind={kind!r}: only 'stable' (the default) is supported")
+        return _out(self._a.argsort(axis=axis, kind="stable"))
+
     # the explicit transfers
     def get(self, stream=None, order="C", out=None, blocking=True):
         if out is not None:
@@ -273,6 +288,17 @@ class ndarray:
             value = _in(value)
         with _np.errstate(all="ignore"):
             self._a[_index(idx)] = value
+
+
+class MemoryPointer:
+    """cupy.cuda.MemoryPointer's address and device."""
+
+    def __init__(self, ptr, device_id):
+        self.ptr, self.device_id = int(ptr), device_id
+
+    @property
+    def device(self):
+        return cuda.Device(self.device_id)
 
 
 def _advanced(idx):

@@ -235,6 +235,13 @@ def test_scatter_multiply_with_repeated_positions_matches_numpy():
     np.testing.assert_allclose(cp.asnumpy(dev), want, rtol=1e-12)
 
 
+def test_storage_queries_on_the_gpu():
+    t = dg.randn(3, 4, device=GPU)
+    assert t.data_ptr() != 0 and t.stride() == (4, 1) and t.is_contiguous()
+    assert not t.t().is_contiguous() and t.t().contiguous().is_contiguous()
+    assert t.share_memory_() is t and t.device == dg.device(GPU)   # a no-op on the GPU, as in PyTorch
+
+
 def test_memory_queries_and_device_properties():
     before = dg.cuda.memory_allocated()
     t = dg.zeros(1 << 16, device=GPU)
