@@ -84,6 +84,11 @@ def test_onnx_export_verify_of_a_gpu_model(tmp_path):
 
     f = dg.function(lambda a: dg.tanh(a) * 2 + a.sum(1, keepdim=True))
     dg.onnx.export(f, (x,), os.path.join(tmp_path, "f.onnx"), verify=True)
+    # a function capturing the GPU model's parameters, with a dynamic batch axis (verify runs other sizes)
+    g = dg.function(lambda a: model(a).softmax(-1))
+    dg.onnx.export(g, (x,), os.path.join(tmp_path, "g.onnx"), verify=True, dynamic_axes={"a": {0: "batch"}})
+    bn = nn.Sequential(nn.Linear(6, 3), nn.BatchNorm1d(3)).to(GPU)
+    dg.onnx.export(bn, (x,), os.path.join(tmp_path, "bn.onnx"), verify=True, training=True)
 
 
 def test_static_session_with_gpu_values():
