@@ -8,6 +8,8 @@ generated numpy code they fall back to.
     rows        C loops over the rows of a 2-D array: log_softmax and nll_loss, forward and backward
     xent        log_softmax + nll_loss (and their gradients) as one C call each way
     where_zero  where(mask, a, 0) and the same with its column sums, bit-exact to numpy's where
+    conv        convolution and its two gradients (C im2col / col2im around BLAS matmuls, a block of
+                samples at a time), max pooling's indices and gradient, average pooling
 
 Ops and kernel ops (dualgraph.ops) call into these modules; nothing here imports an op module, so
 the kernels package sits below ops. Every kernel has a numpy path for when no compiler is there.
