@@ -452,3 +452,15 @@ def test_conv_transpose_and_conv3d_modules():
         t.weight.copy_(torch.tensor(m.weight.numpy()))
         t.bias.copy_(torch.tensor(m.bias.numpy()))
     np.testing.assert_allclose(y.numpy(), t(torch.tensor(x.numpy())).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
+    x = dg.randn(0, 2, 5, 5, requires_grad=True)
+    w = dg.randn(3, 2, 3, 3, requires_grad=True)
+    for k in (3, 1):
+        y = F.conv2d(x, w[:, :, :k, :k], padding=1 if k == 3 else 0)
+        assert y.shape == (0, 3, 5, 5)
+        y.sum().backward()
+    assert x.grad.shape == (0, 2, 5, 5) and not w.grad.numpy().any()
+    F.max_pool2d(x, 2).sum().backward()
+    F.avg_pool2d(x, 2).sum().backward()

@@ -271,7 +271,7 @@ BLOCK_BYTES = 4 << 20
 def _blocks(n, per_sample):
     """Sample ranges of at most BLOCK_BYTES of columns each (at least one sample)."""
     step = max(1, min(n, BLOCK_BYTES // max(per_sample, 1)))
-    return [(a, min(n, a + step)) for a in range(0, n, step)]
+    return [(a, min(n, a + step)) for a in range(0, n, step)] or [(0, 0)]
 
 
 def _is_pointwise(kernel, stride, padding):
@@ -313,8 +313,9 @@ def conv_input_grad(xp, g, w, spatial, stride, padding, dilation, groups):
     cg = w.shape[1]
     kernel = tuple(w.shape[2:])
     outs = tuple(g.shape[2:])
-    wt = w.reshape(groups, o // groups, -1).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
-    gm = g.reshape(n, groups, o // groups, -1)
+    length = int(np.prod(outs))   # explicit sizes: -1 is ambiguous for an empty batch
+    wt = w.reshape(groups, o // groups, cg * int(np.prod(kernel))).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
+    gm = g.reshape(n, groups, o // groups, length)
     if _is_pointwise(kernel, stride, padding) and outs == tuple(spatial):
         return xp.matmul(wt, gm).reshape((n, groups * cg) + tuple(spatial))
     gx = xp.empty((n, groups * cg) + tuple(spatial), dtype=xp.result_type(g, w))
@@ -332,9 +333,10 @@ def conv_weight_grad(xp, x, g, kernel, stride, padding, dilation, groups):
     n, c = x.shape[:2]
     o = g.shape[1]
     depth = (c // groups) * int(np.prod(kernel))
-    gm = g.reshape(n, groups, o // groups, -1)
+    length = int(np.prod(g.shape[2:]))   # explicit sizes: -1 is ambiguous for an empty batch
+    gm = g.reshape(n, groups, o // groups, length)
     if _is_pointwise(kernel, stride, padding):
-        gw = xp.matmul(gm, x.reshape(n, groups, depth, -1).swapaxes(2, 3)).sum(axis=0)
+        gw = xp.matmul(gm, x.reshape(n, groups, depth, length).swapaxes(2, 3)).sum(axis=0)
         return gw.reshape((o, c // groups) + tuple(kernel))
     outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
     blocks = _blocks(n, c * int(np.prod(kernel)) * int(np.prod(outs)) * x.itemsize)
@@ -342,7 +344,7 @@ def conv_weight_grad(xp, x, g, kernel, stride, padding, dilation, groups):
     gw = None
     for a, e in blocks:
         cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=buf[:e - a])
-        part = xp.matmul(gm[a:e], cols.reshape(e - a, groups, depth, -1).swapaxes(2, 3))   # (B, G, O/G, depth)
+        part = xp.matmul(gm[a:e], cols.reshape(e - a, groups, depth, length).swapaxes(2, 3))   # (B, G, O/G, depth)
         part = part[0] if e - a == 1 else part.sum(axis=0)
         gw = part if gw is None else xp.add(gw, part, out=gw)
     return gw.reshape((o, c // groups) + tuple(kernel))
