@@ -105,3 +105,14 @@ def set_default_dtype(d):
                          f"the default, got {d}")
     _dtypes.DEFAULT_FLOAT = dt
     _dtypes._CACHE.clear()  # promotion results with a Python float operand depend on the default
+
+
+from . import _out  # noqa: E402
+for _name in _out.NAMES:
+    globals()[_name] = _out.with_out(globals()[_name])
+del _name
+
+
+# PyTorch's namespace names dtypes after the builtins (torch.float is float32, torch.int int32,
+# torch.bool bool); bound last so no code in this module reads them as the builtins.
+globals().update(float=float32, int=int32, bool=bool_)
