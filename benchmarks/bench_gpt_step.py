@@ -23,13 +23,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 ARGS = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
 ROUNDS = int(ARGS.get("--rounds", 20))
 THREADS = ARGS.get("--threads")
 if THREADS:  # before numpy loads OpenBLAS
     os.environ["OPENBLAS_NUM_THREADS"] = THREADS
+
+import numpy as np  # noqa: E402
 VOCAB, D, HEADS, LAYERS, BATCH, T = 65, 128, 4, 2, 8, 64
 
 
