@@ -112,6 +112,9 @@ for _name in _out.NAMES:
     globals()[_name] = _out.with_out(globals()[_name])
 del _name
 
+from ._legacy_types import LEGACY as _LEGACY  # noqa: E402
+globals().update(_LEGACY)
+
 
 # PyTorch's namespace names dtypes after the builtins (torch.float is float32, torch.int int32,
 # torch.bool bool); bound last so no code in this module reads them as the builtins.

@@ -171,7 +171,8 @@ def _bind():
     T.long = lambda a: ew.astype(a, "int64")
     T.int = lambda a: ew.astype(a, "int32")
     T.bool = lambda a: ew.astype(a, "bool")
-    T.type = lambda a, dtype: ew.astype(a, dtype)
+    from ._legacy_types import tensor_type
+    T.type = tensor_type
     T.contiguous = lambda a: a
     _ = conv
 

@@ -291,3 +291,237 @@ def test_out_keyword_writes_into_out():
     np.testing.assert_array_equal(y.numpy(), ty.numpy())
     with pytest.raises(RuntimeError, match="automatic differentiation"):
         torch.mul(torch.ones(2, requires_grad=True), 2, out=torch.zeros(2))
+
+
+def test_legacy_tensor_types():
+    import dualgraph as dg
+
+    t = dg.LongTensor([3])
+    assert t.dtype == np.int64 and t.tolist() == [3]
+    assert tuple(dg.FloatTensor(2, 3).shape) == (2, 3) and dg.FloatTensor(2, 3).dtype == np.float32
+    assert tuple(dg.DoubleTensor((4,)).shape) == (4,) and tuple(dg.ByteTensor().shape) == (0,)
+    assert isinstance(dg.ones(2, dtype=dg.int64), dg.LongTensor)
+    assert not isinstance(dg.ones(2), dg.LongTensor) and not isinstance(np.ones(2), dg.FloatTensor)
+    x = dg.ones(2)
+    assert x.type() == "torch.FloatTensor" and x.type(dg.LongTensor).dtype == np.int64
+    assert x.type("torch.DoubleTensor").dtype == np.float64 and x.type(dg.float64).dtype == np.float64
+    torch = pytest.importorskip("torch")
+    assert torch.ones(2).type() == x.type()
+    for name in ("FloatTensor", "DoubleTensor", "LongTensor", "IntTensor", "ByteTensor", "BoolTensor"):
+        assert str(getattr(torch, name)([1]).dtype).removeprefix("torch.") == str(getattr(dg, name)([1]).dtype)
+
+
+# ---- the 60-minute blitz: tensors, autograd, and the CIFAR-10 classifier (random images) ------------
+
+BLITZ = '''
+import torch
+import numpy as np
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+
+
+def tensors():
+    data = [[1, 2],[3, 4]]
+    x_data = torch.tensor(data)
+    np_array = np.array(data)
+    x_np = torch.from_numpy(np_array)
+    x_ones = torch.ones_like(x_data)
+    x_rand = torch.rand_like(x_data, dtype=torch.float)
+    shape = (2,3,)
+    rand_tensor = torch.rand(shape)
+    ones_tensor = torch.ones(shape)
+    zeros_tensor = torch.zeros(shape)
+    tensor = torch.rand(3,4)
+    info = (tuple(tensor.shape), str(tensor.dtype), str(tensor.device))
+    if torch.accelerator.is_available():
+        tensor = tensor.to(torch.accelerator.current_accelerator())
+    tensor = torch.ones(4, 4)
+    tensor[:,1] = 0
+    t1 = torch.cat([tensor, tensor, tensor], dim=1)
+    y1 = tensor @ tensor.T
+    y2 = tensor.matmul(tensor.T)
+    y3 = torch.rand_like(y1)
+    torch.matmul(tensor, tensor.T, out=y3)
+    z1 = tensor * tensor
+    z2 = tensor.mul(tensor)
+    z3 = torch.rand_like(tensor)
+    torch.mul(tensor, tensor, out=z3)
+    agg = tensor.sum()
+    agg_item = agg.item()
+    tensor.add_(5)
+    n = np.ones(5)
+    t = torch.from_numpy(n)
+    np.add(n, 1, out=n)
+    return dict(x_np=x_np, x_ones=x_ones, x_rand=x_rand, info=info, t1=t1, y1=y1, y2=y2, y3=y3, z1=z1, z2=z2,
+                z3=z3, agg_item=agg_item, tensor=tensor, t=t, shapes=[tuple(rand_tensor.shape),
+                tuple(ones_tensor.shape), tuple(zeros_tensor.shape)])
+
+
+def autograd():
+    a = torch.tensor([2., 3.], requires_grad=True)
+    b = torch.tensor([6., 4.], requires_grad=True)
+    Q = 3*a**3 - b**2
+    external_grad = torch.tensor([1., 1.])
+    Q.backward(gradient=external_grad)
+    checks = [bool((9*a**2 == a.grad).all()), bool((-2*b == b.grad).all())]
+    x = torch.rand(5, 5)
+    y = torch.rand(5, 5)
+    z = torch.rand((5, 5), requires_grad=True)
+    a2 = x + y
+    b2 = x + z
+    x = torch.ones(5, requires_grad=True)
+    with torch.no_grad():
+        y = x * 2
+    z = x.detach()
+    aa = torch.randn(2, 2)
+    aa = ((aa * 3) / (aa - 1))
+    before = aa.requires_grad
+    aa.requires_grad_(True)
+    bb = (aa * aa).sum()
+    return checks + [a2.requires_grad, b2.requires_grad, y.requires_grad, z.requires_grad, before,
+                     aa.requires_grad, str(bb.grad_fn).split()[0], bb.grad_fn.name()], a.grad, b.grad
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1) # flatten all dimensions except batch
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+def cifar(PATH, state=None, epochs=2):
+    classes = ('plane', 'car', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+    net = Net()
+    if state is not None:
+        net.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    criterion = nn.CrossEntropyLoss()
+    optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    trainloader = [(torch.tensor(IMAGES[i:i+4]), torch.tensor(LABELS[i:i+4])) for i in range(0, len(IMAGES), 4)]
+    losses = []
+    for epoch in range(epochs):
+        running_loss = 0.0
+        for i, data in enumerate(trainloader, 0):
+            inputs, labels = data
+            optimizer.zero_grad()
+            outputs = net(inputs)
+            loss = criterion(outputs, labels)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            losses.append(loss.item())
+            if i % 4 == 3:
+                print(f'[{epoch + 1}, {i + 1:5d}] loss: {running_loss / 4:.3f}')
+                running_loss = 0.0
+    torch.save(net.state_dict(), PATH)
+    net = Net()
+    net.load_state_dict(torch.load(PATH, weights_only=True))
+    images, labels = trainloader[0]
+    outputs = net(images)
+    _, predicted = torch.max(outputs, 1)
+    print('Predicted: ', ' '.join(f'{classes[predicted[j]]:5s}' for j in range(4)))
+    correct = 0
+    total = 0
+    with torch.no_grad():
+        for data in trainloader:
+            images, labels = data
+            outputs = net(images)
+            _, predicted = torch.max(outputs.data, 1)
+            total += labels.size(0)
+            correct += (predicted == labels).sum().item()
+    correct_pred = {classname: 0 for classname in classes}
+    total_pred = {classname: 0 for classname in classes}
+    with torch.no_grad():
+        for data in trainloader:
+            images, labels = data
+            outputs = net(images)
+            _, predictions = torch.max(outputs, 1)
+            for label, prediction in zip(labels, predictions):
+                if label == prediction:
+                    correct_pred[classes[label]] += 1
+                total_pred[classes[label]] += 1
+    device = torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')
+    net.to(device)
+    return net, losses, correct, total, correct_pred, total_pred
+'''
+
+
+def _cifar_data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.normal(0, 0.5, (n, 3, 32, 32)).astype(np.float32)
+    for i, c in enumerate(labels):  # a learnable mark: a bright row whose position is the class
+        images[i, :, 3 + 2 * c, 4:28] += 2.0
+    return images, labels.astype(np.int64)
+
+
+def test_blitz_tensors_and_autograd():
+    ns = _run(_dualgraph_source(BLITZ), IMAGES=None, LABELS=None)
+    r = ns["tensors"]()
+    np.testing.assert_array_equal(r["x_np"].numpy(), [[1, 2], [3, 4]])
+    assert r["x_ones"].dtype == np.int64 and r["x_rand"].dtype == np.float32
+    assert r["info"] == ((3, 4), "float32", "cpu") and r["shapes"] == [(2, 3)] * 3
+    ones = np.ones((4, 4), np.float32)
+    ones[:, 1] = 0
+    np.testing.assert_array_equal(r["t1"].numpy(), np.concatenate([ones] * 3, axis=1))
+    for k in ("y1", "y2", "y3"):
+        np.testing.assert_array_equal(r[k].numpy(), ones @ ones.T, err_msg=k)
+    for k in ("z1", "z2", "z3"):
+        np.testing.assert_array_equal(r[k].numpy(), ones * ones, err_msg=k)
+    assert r["agg_item"] == 12.0 and isinstance(r["agg_item"], float)
+    np.testing.assert_array_equal(r["tensor"].numpy(), ones + 5)
+    np.testing.assert_array_equal(r["t"].numpy(), [2.0] * 5)  # from_numpy shares the array's memory
+    flags, agrad, bgrad = ns["autograd"]()
+    assert flags == [True, True, False, True, False, False, False, True, "<SumBackward0", "SumBackward0"]
+    np.testing.assert_array_equal(agrad.numpy(), [36.0, 81.0])
+    np.testing.assert_array_equal(bgrad.numpy(), [-12.0, -8.0])
+    torch = pytest.importorskip("torch")
+    ref = _run(BLITZ, IMAGES=None, LABELS=None)
+    assert ref["autograd"]()[0] == flags
+    t = ref["tensors"]()
+    for k in ("t1", "y3", "z3", "tensor", "t"):
+        np.testing.assert_array_equal(r[k].numpy(), t[k].numpy(), err_msg=k)
+    assert t["agg_item"] == r["agg_item"]
+
+
+def test_blitz_cifar_matches_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    images, labels = _cifar_data()
+    ref = _run(BLITZ, IMAGES=images, LABELS=labels)
+    torch.manual_seed(0)
+    state = _state_as_numpy(ref["Net"]())
+    ref_net, ref_losses, ref_correct, ref_total, ref_cp, ref_tp = ref["cifar"](str(tmp_path / "ref.pth"), state)
+    ours = _run(_dualgraph_source(BLITZ), IMAGES=images, LABELS=labels)
+    net, losses, correct, total, cp, tp = ours["cifar"](str(tmp_path / "cifar_net.pth"), state)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    assert (correct, total, cp, tp) == (ref_correct, ref_total, ref_cp, ref_tp)
+    for k, v in ref_net.state_dict().items():
+        np.testing.assert_allclose(net.state_dict()[k].numpy(), v.numpy(), rtol=1e-3, atol=1e-6, err_msg=k)
+
+
+def test_blitz_cifar_learns(tmp_path):
+    import dualgraph as dg
+
+    images, labels = _cifar_data()
+    ns = _run(_dualgraph_source(BLITZ), IMAGES=images, LABELS=labels)
+    dg.manual_seed(0)
+    path = tmp_path / "cifar_net.pth"
+    net, losses, correct, total, cp, tp = ns["cifar"](str(path), epochs=6)
+    assert np.mean(losses[-6:]) < np.mean(losses[:6])
+    assert total == 24 and sum(tp.values()) == 24 and sum(cp.values()) == correct
+    saved = dg.load(str(path))
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(saved[k].numpy(), v.numpy())
