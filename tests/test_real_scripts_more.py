@@ -7,11 +7,18 @@ runs on both and the numbers are compared (from the same starting values); witho
 still has to run, learn and give the values its tutorial shows.
 """
 import random
+import re
 
 import numpy as np
 import pytest
 
-from test_real_scripts import _dualgraph_source, _run, _state_as_numpy
+from test_real_scripts import _dualgraph_source as _imports_rewritten, _run, _state_as_numpy
+
+
+def _dualgraph_source(src):
+    # the quickstart's `from torch import nn`, on top of the import forms test_real_scripts maps
+    return _imports_rewritten(re.sub(r"^from torch import (nn|optim)$", r"from dualgraph import \1", src,
+                                     flags=re.M))
 
 
 # ---- "Learning PyTorch with Examples": the third-order polynomial fit of sin(x), five ways ----------
@@ -525,3 +532,131 @@ def test_blitz_cifar_learns(tmp_path):
     saved = dg.load(str(path))
     for k, v in net.state_dict().items():
         np.testing.assert_array_equal(saved[k].numpy(), v.numpy())
+
+
+# ---- the quickstart tutorial (random images for FashionMNIST) ----------------------------------------
+
+QUICKSTART = '''
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+device = torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else "cpu"
+print(f"Using {device} device")
+
+
+class NeuralNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear_relu_stack = nn.Sequential(
+            nn.Linear(28*28, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10)
+        )
+
+    def forward(self, x):
+        x = self.flatten(x)
+        logits = self.linear_relu_stack(x)
+        return logits
+
+
+def train(dataloader, model, loss_fn, optimizer, losses):
+    size = len(dataloader.dataset)
+    model.train()
+    for batch, (X, y) in enumerate(dataloader):
+        X, y = X.to(device), y.to(device)
+        pred = model(X)
+        loss = loss_fn(pred, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if batch % 100 == 0:
+            loss, current = loss.item(), (batch + 1) * len(X)
+            print(f"loss: {loss:>7f}  [{current:>5d}/{size:>5d}]")
+
+
+def test(dataloader, model, loss_fn):
+    size = len(dataloader.dataset)
+    num_batches = len(dataloader)
+    model.eval()
+    test_loss, correct = 0, 0
+    with torch.no_grad():
+        for X, y in dataloader:
+            X, y = X.to(device), y.to(device)
+            pred = model(X)
+            test_loss += loss_fn(pred, y).item()
+            correct += (pred.argmax(1) == y).type(torch.float).sum().item()
+    test_loss /= num_batches
+    correct /= size
+    print(f"Test Error: \\n Accuracy: {(100*correct):>0.1f}%, Avg loss: {test_loss:>8f} \\n")
+    return test_loss, correct
+
+
+def main(path, state=None, epochs=EPOCHS):
+    training_data = TensorDataset(torch.tensor(IMAGES[:48]), torch.tensor(LABELS[:48]))
+    test_data = TensorDataset(torch.tensor(IMAGES[48:]), torch.tensor(LABELS[48:]))
+    batch_size = 16
+    train_dataloader = DataLoader(training_data, batch_size=batch_size)
+    test_dataloader = DataLoader(test_data, batch_size=batch_size)
+    model = NeuralNetwork().to(device)
+    if state is not None:
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-1)
+    losses, results = [], []
+    for t in range(epochs):
+        print(f"Epoch {t+1}\\n-------------------------------")
+        train(train_dataloader, model, loss_fn, optimizer, losses)
+        results.append(test(test_dataloader, model, loss_fn))
+    torch.save(model.state_dict(), path)
+    model = NeuralNetwork().to(device)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot"]
+    model.eval()
+    x, y = test_data[0][0], test_data[0][1]
+    with torch.no_grad():
+        x = x.to(device)
+        pred = model(x)
+        predicted, actual = classes[pred[0].argmax(0)], classes[y]
+    return model, losses, results, predicted, actual
+'''
+
+
+def _fashion(n=64, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.uniform(0, 0.5, (n, 1, 28, 28)).astype(np.float32)
+    for i, c in enumerate(labels):
+        images[i, 0, 2 + 2 * c, 4:24] += 1.0
+    return images, labels.astype(np.int64)
+
+
+def test_quickstart_matches_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    images, labels = _fashion()
+    ref = _run(QUICKSTART, IMAGES=images, LABELS=labels, EPOCHS=3)
+    torch.manual_seed(0)
+    state = _state_as_numpy(ref["NeuralNetwork"]())
+    _, ref_losses, ref_results, ref_pred, ref_actual = ref["main"](str(tmp_path / "ref.pth"), state)
+    ours = _run(_dualgraph_source(QUICKSTART), IMAGES=images, LABELS=labels, EPOCHS=3)
+    _, losses, results, predicted, actual = ours["main"](str(tmp_path / "model.pth"), state)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    np.testing.assert_allclose(results, ref_results, rtol=1e-4)
+    assert (predicted, actual) == (ref_pred, ref_actual)
+    assert ours["device"] == ref["device"] == "cpu"
+
+
+def test_quickstart_learns(tmp_path):
+    images, labels = _fashion()
+    ns = _run(_dualgraph_source(QUICKSTART), IMAGES=images, LABELS=labels, EPOCHS=8)
+    model, losses, results, predicted, actual = ns["main"](str(tmp_path / "model.pth"))
+    assert ns["device"] == "cpu"
+    assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3])
+    assert results[-1][0] < results[0][0] and 0.0 <= results[-1][1] <= 1.0
+    assert actual == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"][labels[48]]
