@@ -129,7 +129,7 @@ def _status_kb(key):
 def peaks(names):
     out = {}
     for name in names:
-        r = subprocess.run([sys.executable, __file__, f"--peak={name}", f"--batch={BATCH}"]
+        r = subprocess.run([sys.executable, __file__, f"--peak={name}", f"--batch={BATCH}", f"--device={DEVICE}"]
                            + ([f"--threads={THREADS}"] if THREADS else []), capture_output=True, text=True)
         out[name] = float(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else float("nan")
     return out
@@ -148,17 +148,19 @@ def main():
         runners[name] = make(name, params, x, y)
         t0 = time.perf_counter()
         runners[name]()
+        sync()
         first[name] = time.perf_counter() - t0
     best = {name: float("inf") for name in runners}
     for _ in range(ROUNDS):
         for name, fn in runners.items():
             s = time.perf_counter()
             fn()
+            sync()
             best[name] = min(best[name], time.perf_counter() - s)
     mem = peaks(names)
     base = best.get("torch eager", best["dg eager"])
     ref = "torch eager" if torch is not None else "dg eager"
-    print(f"CNN training step, batch {BATCH}, best of {ROUNDS} rounds, BLAS/torch threads {THREADS or 'default'}; "
+    print(f"CNN training step on {DEVICE}, batch {BATCH}, best of {ROUNDS} rounds, BLAS/torch threads {THREADS or 'default'}; "
           f"ratios to {ref}")
     print(f"  {'runner':12s} {'step':>10s} {'ratio':>7s} {'first call':>11s} {'peak MB':>8s}")
     for name, t in best.items():
