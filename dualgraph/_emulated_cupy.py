@@ -889,11 +889,9 @@ class ElementwiseKernel:
                 raise _unsupported(a)
             if isinstance(a, ndarray):
                 _check_device(a)
-                want = a.dtype if ctype is None else ctype
-                if a.dtype != want:
-                    if not _np.can_cast(a.dtype, want, "same_kind"):
-                        raise TypeError(f"{self.name}: cannot cast {a.dtype} to {want} for parameter {pname!r}")
-                env[pname] = a._a.astype(want, copy=False)
+                if ctype is not None and a.dtype != ctype:   # cupy casts scalars, never arrays
+                    raise TypeError(f"Type is mismatched. {pname} {a.dtype.type} {ctype.type}")
+                env[pname] = a._a
                 shapes.append(a.shape)
             else:
                 env[pname] = a if ctype is None else ctype.type(a)
@@ -912,8 +910,10 @@ class ElementwiseKernel:
                 o = given[k]
                 if not isinstance(o, ndarray):
                     raise _unsupported(o)
+                if ctype is not None and o.dtype != ctype:
+                    raise TypeError(f"Type is mismatched. {pname} {o.dtype.type} {ctype.type}")
                 if o.shape != shape:
-                    raise ValueError(f"{self.name}: out shape {o.shape} does not match {shape}")
+                    raise ValueError("Out shape is mismatched")
                 o._a[...] = v
                 outs.append(o)
             else:

@@ -64,6 +64,8 @@ def test_elementwise_kernel_compiles_lazily_with_cuda_semantics(cp):
         bad(x)
     with pytest.raises(ValueError, match="Wrong type float"):
         cp.ElementwiseKernel("float x", "float z", "z = x", "k_ctype")   # parameters take numpy's names
+    with pytest.raises(TypeError, match="Type is mismatched"):
+        k(x.astype(np.float64), y)      # cupy casts scalar arguments, never arrays
     r = cp.ReductionKernel("float32 x", "float32 y", "x * x", "a + b", "y = a", "0", "sumsq")
     np.testing.assert_allclose(r(cp.arange(5, dtype=np.float32)).get(), 30.0)
 
