@@ -20,8 +20,6 @@ It keeps cupy's rules, not numpy's conveniences (cupy's documented API, docs.cup
 `RawKernel` (arbitrary CUDA C) is not emulated: dualgraph generates none, and running CUDA source
 would need a CUDA interpreter.
 """
-import builtins
-import math
 import re
 import threading
 import types

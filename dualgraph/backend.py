@@ -144,9 +144,7 @@ def is_array(obj):
 def erf(xp, x):
     """The error function on xp (numpy has none; scipy's or cupyx's where present, math.erf otherwise)."""
     if xp is not numpy:
-        if not EMULATED:
-            import cupyx.scipy.special  # noqa: F401  (a submodule cupyx does not import by itself)
-        return _cupyx.scipy.special.erf(x)
+        return special(xp, "erf")(x)
     try:
         from scipy.special import erf as _erf
     except ImportError:  # exact but slower: one math.erf per element
