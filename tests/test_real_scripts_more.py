@@ -952,3 +952,217 @@ def test_char_rnn_sampling_matches_torch():
         out, hidden = rnn(dg.LongTensor([ord(ch) - 65]), hidden)
         ref_out, ref_hidden = ref_rnn(torch.LongTensor([ord(ch) - 65]), ref_hidden)
     np.testing.assert_allclose(hidden.detach().numpy(), ref_hidden.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+# ---- "What is torch.nn really?": logistic regression from scratch, then nn.Module, DataLoader, CNN ----
+
+NN_REALLY = '''
+import math
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch import optim
+from torch.utils.data import TensorDataset, DataLoader
+
+x_train, y_train, x_valid, y_valid = map(torch.tensor, DATA)
+n, c = x_train.shape
+bs = 64
+lr = 0.5
+epochs = 2
+
+
+def log_softmax(x):
+    return x - x.exp().sum(-1).log().unsqueeze(-1)
+
+
+def nll(input, target):
+    return -input[range(target.shape[0]), target].mean()
+
+
+def accuracy(out, yb):
+    preds = torch.argmax(out, dim=1)
+    return (preds == yb).float().mean()
+
+
+def from_scratch(init=None):
+    weights = torch.randn(784, 10) / math.sqrt(784)
+    weights.requires_grad_()
+    bias = torch.zeros(10, requires_grad=True)
+    if init is not None:
+        weights = torch.tensor(init, requires_grad=True)
+
+    def model(xb):
+        return log_softmax(xb @ weights + bias)
+
+    loss_func = nll
+    xb = x_train[0:bs]
+    yb = y_train[0:bs]
+    preds = model(xb)
+    log = [loss_func(preds, yb).item(), accuracy(preds, yb).item()]
+    for epoch in range(epochs):
+        for i in range((n - 1) // bs + 1):
+            start_i = i * bs
+            end_i = start_i + bs
+            xb = x_train[start_i:end_i]
+            yb = y_train[start_i:end_i]
+            pred = model(xb)
+            loss = loss_func(pred, yb)
+            loss.backward()
+            with torch.no_grad():
+                weights -= weights.grad * lr
+                bias -= bias.grad * lr
+                weights.grad.zero_()
+                bias.grad.zero_()
+    log += [loss_func(model(xb), yb).item(), accuracy(model(xb), yb).item()]
+    return log, weights, bias
+
+
+class Mnist_CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, xb):
+        xb = xb.view(-1, 1, 28, 28)
+        xb = F.relu(self.conv1(xb))
+        xb = F.relu(self.conv2(xb))
+        xb = F.relu(self.conv3(xb))
+        xb = F.avg_pool2d(xb, 4)
+        return xb.view(-1, xb.size(1))
+
+
+class Lambda(nn.Module):
+    def __init__(self, func):
+        super().__init__()
+        self.func = func
+
+    def forward(self, x):
+        return self.func(x)
+
+
+def preprocess(x):
+    return x.view(-1, 1, 28, 28)
+
+
+def get_data(train_ds, valid_ds, bs):
+    return (
+        DataLoader(train_ds, batch_size=bs, shuffle=SHUFFLE),
+        DataLoader(valid_ds, batch_size=bs * 2),
+    )
+
+
+def loss_batch(model, loss_func, xb, yb, opt=None):
+    loss = loss_func(model(xb), yb)
+    if opt is not None:
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return loss.item(), len(xb)
+
+
+def fit(epochs, model, loss_func, opt, train_dl, valid_dl):
+    val_losses = []
+    for epoch in range(epochs):
+        model.train()
+        for xb, yb in train_dl:
+            loss_batch(model, loss_func, xb, yb, opt)
+        model.eval()
+        with torch.no_grad():
+            losses, nums = zip(
+                *[loss_batch(model, loss_func, xb, yb) for xb, yb in valid_dl]
+            )
+        val_loss = np.sum(np.multiply(losses, nums)) / np.sum(nums)
+        val_losses.append(val_loss)
+    return val_losses
+
+
+def make(kind):
+    if kind == "cnn":
+        return Mnist_CNN()
+    return nn.Sequential(
+        Lambda(preprocess),
+        nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        Lambda(lambda x: x.view(x.size(0), -1)),
+    )
+
+
+def train(kind, state=None, epochs=epochs):
+    train_ds = TensorDataset(x_train, y_train)
+    valid_ds = TensorDataset(x_valid, y_valid)
+    train_dl, valid_dl = get_data(train_ds, valid_ds, bs)
+    model = make(kind)
+    if state is not None:
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    loss_func = F.cross_entropy
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return fit(epochs, model, loss_func, opt, train_dl, valid_dl), model
+'''
+
+
+def _flat_digits(n=192, seed=4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = rng.uniform(0, 0.3, (n, 784)).astype(np.float32)
+    for i, c in enumerate(y):
+        x[i, 28 * (2 + 2 * c) + 4: 28 * (2 + 2 * c) + 24] += 1.0
+    m = 3 * n // 4
+    return x[:m], y[:m], x[m:], y[m:]
+
+
+def test_nn_really_matches_torch():
+    torch = pytest.importorskip("torch")
+    env = dict(DATA=_flat_digits(), SHUFFLE=False)
+    ref = _run(NN_REALLY, **env)
+    ours = _run(_dualgraph_source(NN_REALLY), **env)
+    init = np.random.default_rng(5).normal(0, 1 / 28, (784, 10)).astype(np.float32)
+    ref_log, ref_w, ref_b = ref["from_scratch"](init)
+    log, w, b = ours["from_scratch"](init)
+    np.testing.assert_allclose(log, ref_log, rtol=1e-4)
+    np.testing.assert_allclose(w.detach().numpy(), ref_w.detach().numpy(), rtol=1e-3, atol=1e-6)
+    for kind in ("sequential",):  # the same layers as Mnist_CNN, which test_nn_really_learns runs
+        torch.manual_seed(0)
+        state = _state_as_numpy(ref["make"](kind))
+        ref_val, _ = ref["train"](kind, state, epochs=1)
+        val, _ = ours["train"](kind, state, epochs=1)
+        np.testing.assert_allclose(val, ref_val, rtol=1e-4, err_msg=kind)
+
+
+def test_nn_really_learns():
+    ns = _run(_dualgraph_source(NN_REALLY), DATA=_flat_digits(), SHUFFLE=True)
+    log, w, b = ns["from_scratch"]()
+    assert log[2] < log[0] and log[3] > log[1]
+    assert w.grad is not None and not w.grad.numpy().any()  # zeroed by grad.zero_() after each step
+    for kind in ("cnn", "sequential"):
+        val, model = ns["train"](kind, epochs=4)
+        assert np.isfinite(val).all() and len(val) == 4
+        assert tuple(model(ns["x_valid"][:3]).shape) == (3, 10)
+
+
+def test_index_with_range():
+    import dualgraph as dg
+
+    a = np.arange(12.0).reshape(3, 4)
+    x = dg.tensor(a, requires_grad=True)
+    y = x[range(3), dg.tensor([0, 2, 3])]
+    np.testing.assert_array_equal(y.detach().numpy(), a[[0, 1, 2], [0, 2, 3]])
+    y.sum().backward()
+    want = np.zeros((3, 4))
+    want[[0, 1, 2], [0, 2, 3]] = 1
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+    assert tuple(x[range(0)].shape) == (0, 4)  # an empty range is an empty integer index
+    np.testing.assert_array_equal(x[:, range(3, 0, -2)].detach().numpy(), a[:, [3, 1]])
+    z = dg.zeros(3, 4)
+    z[range(1, 3), [0, 1]] = 7.0
+    assert z.numpy()[1, 0] == 7.0 and z.numpy()[2, 1] == 7.0 and z.numpy().sum() == 14.0
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(a)
+    np.testing.assert_array_equal(x[range(2, 0, -1), range(2)].detach().numpy(), t[range(2, 0, -1), range(2)].numpy())

@@ -45,6 +45,8 @@ def split_index(index, like):
         index = (index,)
     template, tensors = [], []
     for item in index:
+        if isinstance(item, range):  # PyTorch indexes with a range as with the list of its ints (even empty)
+            item = np.arange(item.start, item.stop, item.step, dtype=np.int64)
         if isinstance(item, (list, tuple, np.ndarray)) or (isinstance(item, Tensor)):
             t = as_tensor(item, like=None) if not isinstance(item, Tensor) else item
             if not isinstance(item, Tensor) and like is not None and like.device is not t.device:
