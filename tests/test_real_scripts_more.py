@@ -1180,3 +1180,194 @@ def test_index_with_range():
         return
     t = torch.tensor(a)
     np.testing.assert_array_equal(x[range(2, 0, -1), range(2)].detach().numpy(), t[range(2, 0, -1), range(2)].numpy())
+
+
+# ---- the seq2seq translation tutorial: GRU encoder, Bahdanau attention decoder, teacher forcing -------
+
+SEQ2SEQ = '''import numpy as np
+import torch
+import torch.nn as nn
+from torch import optim
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset, DataLoader, RandomSampler, SequentialSampler
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+SOS_token = 0
+EOS_token = 1
+MAX_LENGTH = 6
+
+class EncoderRNN(nn.Module):
+    def __init__(self, input_size, hidden_size, dropout_p=0.1):
+        super(EncoderRNN, self).__init__()
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(input_size, hidden_size)
+        self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def forward(self, input):
+        embedded = self.dropout(self.embedding(input))
+        output, hidden = self.gru(embedded)
+        return output, hidden
+
+class BahdanauAttention(nn.Module):
+    def __init__(self, hidden_size):
+        super(BahdanauAttention, self).__init__()
+        self.Wa = nn.Linear(hidden_size, hidden_size)
+        self.Ua = nn.Linear(hidden_size, hidden_size)
+        self.Va = nn.Linear(hidden_size, 1)
+
+    def forward(self, query, keys):
+        scores = self.Va(torch.tanh(self.Wa(query) + self.Ua(keys)))
+        scores = scores.squeeze(2).unsqueeze(1)
+        weights = F.softmax(scores, dim=-1)
+        context = torch.bmm(weights, keys)
+        return context, weights
+
+class AttnDecoderRNN(nn.Module):
+    def __init__(self, hidden_size, output_size, dropout_p=0.1):
+        super(AttnDecoderRNN, self).__init__()
+        self.embedding = nn.Embedding(output_size, hidden_size)
+        self.attention = BahdanauAttention(hidden_size)
+        self.gru = nn.GRU(2 * hidden_size, hidden_size, batch_first=True)
+        self.out = nn.Linear(hidden_size, output_size)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def forward(self, encoder_outputs, encoder_hidden, target_tensor=None):
+        batch_size = encoder_outputs.size(0)
+        decoder_input = torch.empty(batch_size, 1, dtype=torch.long, device=device).fill_(SOS_token)
+        decoder_hidden = encoder_hidden
+        decoder_outputs = []
+        attentions = []
+        for i in range(MAX_LENGTH):
+            decoder_output, decoder_hidden, attn_weights = self.forward_step(
+                decoder_input, decoder_hidden, encoder_outputs
+            )
+            decoder_outputs.append(decoder_output)
+            attentions.append(attn_weights)
+            if target_tensor is not None:
+                decoder_input = target_tensor[:, i].unsqueeze(1) # Teacher forcing
+            else:
+                _, topi = decoder_output.topk(1)
+                decoder_input = topi.squeeze(-1).detach()  # detach from history as input
+        decoder_outputs = torch.cat(decoder_outputs, dim=1)
+        decoder_outputs = F.log_softmax(decoder_outputs, dim=-1)
+        attentions = torch.cat(attentions, dim=1)
+        return decoder_outputs, decoder_hidden, attentions
+
+    def forward_step(self, input, hidden, encoder_outputs):
+        embedded =  self.dropout(self.embedding(input))
+        query = hidden.permute(1, 0, 2)
+        context, attn_weights = self.attention(query, encoder_outputs)
+        input_gru = torch.cat((embedded, context), dim=2)
+        output, hidden = self.gru(input_gru, hidden)
+        output = self.out(output)
+        return output, hidden, attn_weights
+
+
+
+def make_loader(pairs):
+    n = len(pairs)
+    input_ids = np.zeros((n, MAX_LENGTH), dtype=np.int32)
+    target_ids = np.zeros((n, MAX_LENGTH), dtype=np.int32)
+    for idx, (inp_ids, tgt_ids) in enumerate(pairs):
+        inp_ids.append(EOS_token)
+        tgt_ids.append(EOS_token)
+        input_ids[idx, :len(inp_ids)] = inp_ids
+        target_ids[idx, :len(tgt_ids)] = tgt_ids
+    train_data = TensorDataset(torch.LongTensor(input_ids).to(device),
+                               torch.LongTensor(target_ids).to(device))
+    train_sampler = RandomSampler(train_data) if SHUFFLE else SequentialSampler(train_data)
+    return DataLoader(train_data, sampler=train_sampler, batch_size=4)
+
+
+def train_epoch(dataloader, encoder, decoder, encoder_optimizer, decoder_optimizer, criterion):
+    total_loss = 0
+    for data in dataloader:
+        input_tensor, target_tensor = data
+        encoder_optimizer.zero_grad()
+        decoder_optimizer.zero_grad()
+        encoder_outputs, encoder_hidden = encoder(input_tensor)
+        decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden, target_tensor)
+        loss = criterion(
+            decoder_outputs.view(-1, decoder_outputs.size(-1)),
+            target_tensor.view(-1)
+        )
+        loss.backward()
+        encoder_optimizer.step()
+        decoder_optimizer.step()
+        total_loss += loss.item()
+    return total_loss / len(dataloader)
+
+
+def make_models(dropout_p, hidden_size=16):
+    encoder = EncoderRNN(10, hidden_size, dropout_p).to(device)
+    decoder = AttnDecoderRNN(hidden_size, 10, dropout_p).to(device)
+    return encoder, decoder
+
+
+def train(pairs, epochs, dropout_p=0.1, states=None):
+    encoder, decoder = make_models(dropout_p)
+    if states is not None:
+        encoder.load_state_dict({k: torch.tensor(v) for k, v in states[0].items()})
+        decoder.load_state_dict({k: torch.tensor(v) for k, v in states[1].items()})
+    train_dataloader = make_loader(pairs)
+    encoder_optimizer = optim.Adam(encoder.parameters(), lr=0.01)
+    decoder_optimizer = optim.Adam(decoder.parameters(), lr=0.01)
+    criterion = nn.NLLLoss()
+    losses = []
+    for epoch in range(1, epochs + 1):
+        losses.append(train_epoch(train_dataloader, encoder, decoder, encoder_optimizer, decoder_optimizer,
+                                  criterion))
+    return encoder, decoder, losses
+
+
+def evaluate(encoder, decoder, sentence):
+    encoder.eval()
+    decoder.eval()
+    with torch.no_grad():
+        input_tensor = torch.tensor(sentence + [EOS_token], dtype=torch.long, device=device).view(1, -1)
+        encoder_outputs, encoder_hidden = encoder(input_tensor)
+        decoder_outputs, decoder_hidden, decoder_attn = decoder(encoder_outputs, encoder_hidden)
+        _, topi = decoder_outputs.topk(1)
+        decoded_ids = topi.squeeze()
+        decoded_words = []
+        for idx in decoded_ids:
+            if idx.item() == EOS_token:
+                decoded_words.append('<EOS>')
+                break
+            decoded_words.append(idx.item())
+    return decoded_words, decoder_attn
+'''
+
+
+def _reversal_pairs(copies):
+    base = [([2, 3, 4], [4, 3, 2]), ([5, 6], [6, 5]), ([7, 2, 5, 3], [3, 5, 2, 7]), ([4, 4], [4, 4])]
+    return [(list(a), list(b)) for a, b in base * copies]
+
+
+def test_seq2seq_matches_torch():
+    torch = pytest.importorskip("torch")
+    ref = _run(SEQ2SEQ, SHUFFLE=False)
+    ours = _run(_dualgraph_source(SEQ2SEQ), SHUFFLE=False)
+    torch.manual_seed(0)
+    states = tuple(_state_as_numpy(m) for m in ref["make_models"](0.0))
+    ref_enc, ref_dec, ref_losses = ref["train"](_reversal_pairs(1), 1, 0.0, states)
+    enc, dec, losses = ours["train"](_reversal_pairs(1), 1, 0.0, states)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    ref_words, ref_attn = ref["evaluate"](ref_enc, ref_dec, [7, 2, 5, 3])
+    words, attn = ours["evaluate"](enc, dec, [7, 2, 5, 3])
+    assert words == ref_words
+    np.testing.assert_allclose(attn.numpy(), ref_attn.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_seq2seq_learns_to_reverse():
+    import dualgraph as dg
+
+    ns = _run(_dualgraph_source(SEQ2SEQ), SHUFFLE=True)
+    dg.manual_seed(0)
+    enc, dec, losses = ns["train"](_reversal_pairs(4), 25)
+    assert losses[-1] < 0.25 * losses[0]
+    words, attn = ns["evaluate"](enc, dec, [7, 2, 5, 3])
+    assert words == [3, 5, 2, 7, "<EOS>"]
+    assert tuple(attn.shape) == (1, 6, 5)
+    np.testing.assert_allclose(attn.numpy().sum(-1), 1.0, rtol=1e-5)  # softmax weights over the 5 inputs
