@@ -437,3 +437,16 @@ def test_layer_norm_nan_row_stays_in_its_row():
     y = F.layer_norm(dg.tensor(x), (3,)).numpy()
     np.testing.assert_allclose(y[0], _np_layer_norm(x[:1], 1)[0], rtol=1e-5)
     assert np.isnan(y[1]).all() and np.isnan(y[2]).all()
+
+
+def test_matmul_of_a_sequence_by_a_weight_runs_as_one_2d_product():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 6, 5)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
+    want = np.einsum("btk,nk->btn", x.astype(np.float64), w.astype(np.float64))
+    for a in (x, np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)):  # contiguous, then strided
+        np.testing.assert_allclose(F.linear(dg.tensor(a), dg.tensor(w)).numpy(), want, rtol=1e-5, atol=1e-5)
+    cf = dg.function(lambda a, b: F.linear(a, b))
+    np.testing.assert_allclose(cf(dg.tensor(x), dg.tensor(w)).numpy(), want, rtol=1e-5, atol=1e-5)
+    assert "matmul_rows" in [n.op.name for n in cf.graph(dg.tensor(x), dg.tensor(w)).nodes]
+    # 2-D operands keep the plain matmul
+    assert "matmul_rows" not in [n.op.name for n in cf.graph(dg.tensor(x[0]), dg.tensor(w)).nodes]

@@ -14,6 +14,7 @@ values with the primitives' forwards, so every kernel op also runs on cupy and w
                                     log_softmax_grad(nll_loss_grad(g, lp, t, w), lp, 1), one call
     matmul_t(a, b)                  (a @ b).T for 2-D operands, written C-ordered: BLAS runs in the
                                     fast orientation and what follows reads contiguous memory
+    matmul_rows(a, b)               (..., M, K) @ (K, N) as one 2-D product over the rows of a
 """
 import numpy as np
 
@@ -138,5 +139,7 @@ def _matmul_t_forward(xp, a, b):
     return xp.ascontiguousarray(_matmul_forward(xp, a, b).T)
 
 
+MATMUL_ROWS = defop("matmul_rows", _matmul_forward,
+                    lambda a, b: Aval(tuple(a.shape[:-1]) + (b.shape[-1],), result_dtype(a, b)), **KERNEL)
 MATMUL_T = defop("matmul_t", _matmul_t_forward, lambda a, b: Aval((b.shape[1], a.shape[0]), result_dtype(a, b)),
                  **KERNEL)

@@ -55,6 +55,10 @@ def _matmul_vjp(ctx, g):
 def _matmul_forward(xp, a, b):
     if a.dtype != b.dtype:  # the common dtype of the rule every op uses (numpy's would differ)
         _, (a, b) = _dt.promote_operands(a, b)
+    if b.ndim == 2 and a.ndim > 2 and xp is np and a.flags.c_contiguous:
+        # (..., M, K) @ (K, N) as one (batch*M, K) @ (K, N) product: numpy runs the batched form as one
+        # BLAS call per batch element (~15% slower for a (8, 64, 128) activation times a weight)
+        return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     return xp.matmul(a, b)
 
 

@@ -7,6 +7,7 @@ dualgraph.ops.kernels, which print in the IR and run their C loops (with numpy f
     log_softmax_grad(nll_loss_grad(g, lp, t[, w]), lp, 1)
                                          -> nll_log_softmax_grad(g, lp, t[, w])
     transpose(matmul(a, b)), its only use -> matmul_t(a, b)             2-D floats
+    matmul(a, b), a N-D and b 2-D           -> matmul_rows(a, b)          floats of one dtype
     full_like(x, c), a few fixed elements -> copy(constant)            (backward's seed ones_like(loss))
 
 where_zero also replaces where-zero nodes inside fused elementwise bodies (the fused kernels take
@@ -22,7 +23,8 @@ from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum
 from ...ops.elementwise import COPY, WHERE
-from ...ops.kernels import FUSED, LOG_SOFTMAX_NLL, MATMUL_T, NLL_LOG_SOFTMAX_GRAD, WHERE_COLSUM, WHERE_ZERO
+from ...ops.kernels import (FUSED, LOG_SOFTMAX_NLL, MATMUL_ROWS, MATMUL_T, NLL_LOG_SOFTMAX_GRAD, WHERE_COLSUM,
+                            WHERE_ZERO)
 from ...ops.linalg import MATMUL
 from ...ops.loss import NLL_LOSS, NLL_LOSS_GRAD
 from ...ops.reduction import SUM
@@ -58,6 +60,9 @@ def lower_kernels(graph):
             new = (_where_colsum(node, users) if cpu else None) or (_where_zero(node), None)
         elif op is FULL_LIKE:
             new = _small_fill(node)
+            new = new and (new, None)
+        elif cpu and op is MATMUL:
+            new = _matmul_rows(node)
             new = new and (new, None)
         if new is None:
             continue
@@ -146,6 +151,16 @@ def _matmul_t(node, users, kept):
             or not numpy_agrees(*[u.const if u.weak else u.aval for u in p.inputs])):
         return None
     return Node(MATMUL_T, p.inputs, {}, node.outputs, p.source), None
+
+
+def _matmul_rows(node):
+    """matmul(a, b) with a of 3 or more dims and b 2-D (a linear layer on a sequence): the kernel runs it
+    as one 2-D product over a's rows where a is contiguous, instead of numpy's per-batch BLAS calls."""
+    a, b = node.inputs
+    if (a is None or b is None or a.weak or b.weak or a.aval.ndim <= 2 or b.aval.ndim != 2
+            or a.aval.dtype != b.aval.dtype or a.aval.dtype.kind != "f" or len(node.outputs) != 1):
+        return None
+    return Node(MATMUL_ROWS, [a, b], {}, node.outputs, node.source)
 
 
 def _small_fill(node):
