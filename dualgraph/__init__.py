@@ -115,6 +115,11 @@ del _name
 from ._legacy_types import LEGACY as _LEGACY  # noqa: E402
 globals().update(_LEGACY)
 
+from ._size import Size  # noqa: E402,F401
+from .dtypes import finfo, iinfo  # noqa: E402,F401
+import math as _math  # noqa: E402
+e, pi, inf, nan = _math.e, _math.pi, _math.inf, _math.nan  # torch.e, torch.pi, torch.inf, torch.nan
+
 
 # PyTorch's namespace names dtypes after the builtins (torch.float is float32, torch.int int32,
 # torch.bool bool); bound last so no code in this module reads them as the builtins.

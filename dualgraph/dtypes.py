@@ -163,3 +163,20 @@ def numpy_agrees(*operands):
         return False
     rank = _KIND_RANK[dt.kind]
     return all(_KIND_RANK[_scalar_dtype(s).kind] <= rank for s in scalars)
+
+
+def finfo(dtype=None):
+    """torch.finfo: limits of a floating dtype (bits, eps, max, min, tiny, resolution); the default
+    float dtype when none is given."""
+    dt = DEFAULT_FLOAT if dtype is None else resolve(dtype)
+    if dt not in FLOATS:
+        raise DTypeError(f"finfo: {dt} is not a floating dtype; use dg.iinfo for integer dtypes")
+    return np.finfo(dt)
+
+
+def iinfo(dtype):
+    """torch.iinfo: limits of an integer dtype (bits, max, min)."""
+    dt = resolve(dtype)
+    if dt.kind not in "iu":
+        raise DTypeError(f"iinfo: {dt} is not an integer dtype; use dg.finfo for floating dtypes")
+    return np.iinfo(dt)

@@ -1371,3 +1371,34 @@ def test_seq2seq_learns_to_reverse():
     assert words == [3, 5, 2, 7, "<EOS>"]
     assert tuple(attn.shape) == (1, 6, 5)
     np.testing.assert_allclose(attn.numpy().sum(-1), 1.0, rtol=1e-5)  # softmax weights over the 5 inputs
+
+
+def test_size_finfo_and_constants():
+    import math
+
+    import dualgraph as dg
+
+    x = dg.ones(3, 4)
+    assert x.shape == dg.Size([3, 4]) and x.size() == dg.Size((3, 4))
+    s = dg.Size([2, 3, 4])
+    assert isinstance(s[1:], dg.Size) and s[1:] == (3, 4) and s[0] == 2 and s.numel() == 24
+    assert repr(dg.Size([3, 4])) == "dualgraph.Size([3, 4])"
+    with pytest.raises(TypeError, match="Size"):
+        dg.Size([2.5])
+    assert dg.finfo(dg.float32).eps == 2.0 ** -23 and dg.finfo(dg.float64).eps == 2.0 ** -52
+    assert dg.finfo().max == dg.finfo(dg.float32).max and dg.iinfo(dg.int32).max == 2 ** 31 - 1
+    with pytest.raises(dg.DTypeError, match="finfo"):
+        dg.finfo(dg.int64)
+    with pytest.raises(dg.DTypeError, match="iinfo"):
+        dg.iinfo(dg.float32)
+    assert (dg.pi, dg.e, dg.inf) == (math.pi, math.e, math.inf) and math.isnan(dg.nan)
+    torch = _torch_or_none()
+    if torch is None:  # the checks above stand without torch
+        return
+    assert torch.Size([3, 4]) == dg.Size([3, 4]) and torch.Size([2, 3, 4])[1:] == s[1:]
+    for name in ("eps", "max", "min", "tiny", "bits", "resolution"):
+        assert getattr(torch.finfo(torch.float32), name) == getattr(dg.finfo(dg.float32), name), name
+        assert getattr(torch.finfo(torch.float16), name) == getattr(dg.finfo(dg.float16), name), name
+    for name in ("max", "min", "bits"):
+        assert getattr(torch.iinfo(torch.int64), name) == getattr(dg.iinfo(dg.int64), name), name
+    assert (torch.pi, torch.e, torch.inf) == (dg.pi, dg.e, dg.inf)
