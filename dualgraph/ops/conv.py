@@ -269,6 +269,9 @@ def _inline_composite(ctx, node, names, fn):
     for t, v, _ in tr.captured:   # constants the composite made (window weights): initializers
         v.const = np.asarray(t.numpy())
         tr.graph.inputs.remove(v)
+    # the context names values by id(): this graph must outlive the export, or a later value could
+    # take a freed value's id and read its name
+    ctx.root.__dict__.setdefault("_inlined_graphs", []).append(tr)
     (name,) = ctx.inline(tr.graph, list(names))
     return name
 
