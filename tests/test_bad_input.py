@@ -181,3 +181,15 @@ def test_wrong_device_names_both_devices():
         return
     with pytest.raises(dg.DeviceError, match="cpu"):
         dg.ones(2) + dg.ones(2, device="gpu")
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 0), (0, 4)), ((0, 3, 5), (5, 4)), ((2, 0, 5), (5, 4))])
+def test_matmul_of_empty_batched_input_by_a_weight(a_shape, b_shape):
+    # the (..., M, K) @ (K, N) path folds a's rows into one 2-D product; empty sizes must fold too
+    a = dg.zeros(*a_shape, requires_grad=True)
+    b = dg.ones(*b_shape, requires_grad=True)
+    y = a @ b
+    np.testing.assert_array_equal(y.numpy(), np.zeros(a_shape[:-1] + b_shape[-1:], np.float32))
+    y.sum().backward()
+    assert tuple(a.grad.shape) == a_shape and tuple(b.grad.shape) == b_shape
+    np.testing.assert_array_equal(b.grad.numpy(), np.zeros(b_shape, np.float32))

@@ -1,5 +1,6 @@
 """matmul (batched, broadcasting, numpy's 1-D rules), einsum, and torch.linalg's inverses, solves,
 decompositions and norms (the dg.linalg namespace, dualgraph/linalg.py, re-exports them)."""
+import math
 import operator
 import string
 
@@ -44,7 +45,7 @@ def _matmul_vjp(ctx, g):
     if ctx.needs_input_grad[0]:
         ga = matmul(b, g.mT).mT if _transposed_layout(a) else matmul(g, b.mT)
     if ctx.needs_input_grad[1]:
-        if b.ndim == 2 and a.ndim > 2 and g.ndim == a.ndim:
+        if b.ndim == 2 and a.ndim > 2 and g.ndim == a.ndim and a.shape[-1] != 0 and g.shape[-1] != 0:
             # (..., M, K) @ (K, N): one (K, M*batch) @ (M*batch, N) product, not a batched one summed
             # over the batch afterwards (a (batch, K, N) temporary and a second pass)
             a, g = reshape(a, (-1, a.shape[-1])), reshape(g, (-1, g.shape[-1]))
@@ -58,7 +59,8 @@ def _matmul_forward(xp, a, b):
     if b.ndim == 2 and a.ndim > 2 and xp is np and a.flags.c_contiguous:
         # (..., M, K) @ (K, N) as one (batch*M, K) @ (K, N) product: numpy runs the batched form as one
         # BLAS call per batch element (~15% slower for a (8, 64, 128) activation times a weight)
-        return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+        rows = math.prod(a.shape[:-1])  # not -1: it cannot be inferred when K is 0
+        return xp.matmul(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     return xp.matmul(a, b)
 
 
