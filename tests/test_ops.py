@@ -604,3 +604,31 @@ def test_scatter_add_src_grad_with_an_index_smaller_than_the_input(src_shape):
     ps = torch.ones(src_shape, dtype=torch.float64, requires_grad=True)
     (torch.tensor(x).scatter_add(0, torch.tensor(index), ps) * torch.tensor(weight)).sum().backward()
     np.testing.assert_array_equal(ts.grad.numpy(), ps.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("cond_shape", [(5, 7), (1, 7)], ids=["same-shape", "broadcast"])
+def test_where_with_a_zero_scalar_matches_numpy(dtype, cond_shape):
+    # where(c, a, 0) of a bool mask of a's shape runs the where_zero kernel (ReLU's and where's own
+    # backward); a broadcast mask takes numpy's where: both give numpy's values, NaN, inf and -0.0 kept
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 7)).astype(dtype)
+    a.flat[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    c = rng.random(cond_shape) < 0.5
+    c.flat[:4] = True
+    got = dg.where(dg.tensor(c), dg.tensor(a), 0.0).numpy()
+    want = np.where(c, a, a.dtype.type(0))
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_relu_and_where_gradients_route_to_the_chosen_side():
+    x = dg.tensor([-1.0, 0.0, 2.0, float("nan"), float("inf")], requires_grad=True)
+    dg.relu(x).backward(dg.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 3.0, 0.0, 5.0])  # PyTorch's: x > 0 only
+    c = dg.tensor([True, False, True])
+    a, b = dg.ones(3, requires_grad=True), dg.ones(3, requires_grad=True)
+    dg.where(c, a, b).backward(dg.tensor([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 0.0, 3.0])
+    np.testing.assert_array_equal(b.grad.numpy(), [0.0, 2.0, 0.0])

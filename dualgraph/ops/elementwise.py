@@ -9,6 +9,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..backend import erf as _erf
 from ..kernels import activations as _act
+from ..kernels.where_zero import where_zero as _where_zero
 from ..errors import DTypeError
 from ..graph.avals import Aval
 from ..tensor import Tensor, as_tensor
@@ -496,7 +497,7 @@ def _softplus_onnx(ctx, node, x):
 
 
 RELU, relu = _unary("relu", lambda xp, x: xp.maximum(x, x.dtype.type(0)),
-                    lambda ctx, g: where(ctx.inputs[0] > 0, g, zeros_like(g)), infer=same_infer,
+                    lambda ctx, g: where(ctx.inputs[0] > 0, g, 0.0), infer=same_infer,
                     expr="((({0} > 0) | ({0} != {0})) ? {0} : 0)", onnx=_relu_onnx)
 SOFTPLUS_OP = defop("softplus", lambda xp, x: xp.logaddexp(_f(xp, x), 0).astype(_f(xp, x).dtype),
                     float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True,
@@ -770,14 +771,16 @@ def _where_infer(c, a, b, **_):
 
 
 def _where_forward(xp, c, a, b):
+    if b.__class__ in (float, int) and b == 0 and a.__class__ is _ndarray and a.dtype.kind == "f" \
+            and c.__class__ is _ndarray and c.dtype == np.bool_ and c.shape == a.shape:
+        return _where_zero(xp, c, a)  # ReLU's and where's own backward: no zeros array, one pass
     a, b = _common(a, b)
     return xp.where(c, a, b)
 
 
 def _where_vjp(ctx, g):
     c = ctx.inputs[0]
-    z = zeros_like(g)
-    return None, where(c, g, z), where(c, z, g)
+    return None, where(c, g, 0.0), where(logical_not(c), g, 0.0)
 
 
 def _where_onnx(ctx, node, c, a, b):
