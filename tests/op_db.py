@@ -566,6 +566,17 @@ def np_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return out
 
 
+def np_batch_norm(x, weight=None, bias=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    out = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
 def np_split(x, size_or_sections, axis=0):
     n = x.shape[axis]
     if isinstance(size_or_sections, int):
@@ -1772,6 +1783,10 @@ OP_DB = [
     OpInfo("layer_norm", lambda x, s, *wb: F.layer_norm(x, s, *wb), np_layer_norm,
            lambda make: [Sample((make(2, 5), (5,))), Sample((make(2, 3, 4), (3, 4), make(3, 4), make(3, 4)), desc="affine")],
            second_order=True),
+    OpInfo("batch_norm", lambda x, *wb: F.batch_norm(x, None, None, *wb, training=True), np_batch_norm,
+           lambda make: [Sample((make(4, 3),)), Sample((make(2, 3, 4), make(3), make(3)), desc="affine"),
+                         Sample((make(2, 3, 2, 2), make(3)), desc="2-d, weight only")],
+           second_order=True, notes="training statistics (no running buffers)"),
     OpInfo("scaled_dot_product_attention", lambda q, k, v, **kw: F.scaled_dot_product_attention(q, k, v, **kw),
            np_sdpa,
            lambda make: [Sample((make(2, 3, 4), make(2, 5, 4), make(2, 5, 3))),

@@ -230,3 +230,155 @@ def test_against_torch(shape, ns, dtype):
     np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=tol, atol=tol)
     for a, t in ((dx, tx), (dw, tw), (db, tb)):
         np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=tol * 10, atol=tol * 10)
+
+
+# ---- batch_norm ----------------------------------------------------------------------------------------
+
+def np_bn(x, w=None, b=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    x64 = x.astype(np.float64)
+    m = x64.mean(axis=axes, keepdims=True)
+    v = x64.var(axis=axes, keepdims=True)
+    y = (x64 - m) / np.sqrt(v + eps)
+    if w is not None:
+        y = y * w.reshape(shape)
+    if b is not None:
+        y = y + b.reshape(shape)
+    return y, m, v
+
+
+def np_bn_grad(g, x, w=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    g, x = g.astype(np.float64), x.astype(np.float64)
+    _, m, v = np_bn(x, eps=eps)
+    r = 1 / np.sqrt(v + eps)
+    xhat = (x - m) * r
+    wr = w.reshape(shape) if w is not None else 1
+    dx = wr * r * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return dx, (g * xhat).sum(axis=axes), g.sum(axis=axes)
+
+
+BN_SHAPES = [(4, 3), (2, 3, 5), (8, 16, 6, 6), (3, 2, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [False, True])
+def test_batch_norm_values_and_grads_on_both_paths(shape, dtype, affine, monkeypatch):
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    w = rng.standard_normal(c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    y_ref = np_bn(x, w, b)[0]
+    dx_ref, dw_ref, db_ref = np_bn_grad(g, x, w)
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+
+    def run():
+        ins = [dg.tensor(x, requires_grad=True)] + ([dg.tensor(w, requires_grad=True), dg.tensor(b, requires_grad=True)]
+                                                   if affine else [])
+        y = F.batch_norm(ins[0], None, None, *ins[1:], training=True)
+        y.backward(dg.tensor(g))
+        return [y.numpy()] + [t.grad.numpy() for t in ins]
+
+    a = run()
+    monkeypatch.setattr(N, "_BN", lambda dtype: None)
+    b_ = run()
+    monkeypatch.undo()
+    for y, *grads in (a, b_):
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(grads[0], dx_ref, rtol=tol, atol=tol)
+        if affine:
+            np.testing.assert_allclose(grads[1], dw_ref, rtol=tol, atol=tol * np.sqrt(x.size))
+            np.testing.assert_allclose(grads[2], db_ref, rtol=tol, atol=tol * np.sqrt(x.size))
+
+
+@pytest.mark.parametrize("affine", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2, 2)])
+def test_batch_norm_first_and_second_order(shape, affine):
+    rng = np.random.default_rng(11)
+    c = shape[1]
+    x = dg.tensor(rng.standard_normal(shape), requires_grad=True)
+    w = dg.tensor(rng.standard_normal(c), requires_grad=True)
+    b = dg.tensor(rng.standard_normal(c), requires_grad=True)
+    ins = [x] + ([w] if affine >= 1 else []) + ([b] if affine >= 2 else [])
+
+    def f(*a):
+        return F.batch_norm(a[0], None, None, *a[1:], training=True)
+
+    def with_stats(*a):
+        y, m, r = N.batch_norm(a[0], *a[1:])
+        return (y * y).sum() + (m * r).sum() + (r * r).sum()
+
+    assert gradcheck(f, ins) and gradgradcheck(f, ins)
+    assert gradcheck(with_stats, ins) and gradgradcheck(with_stats, ins)
+
+
+def test_batch_norm_nan_channel_stays_in_its_channel():
+    x = np.random.default_rng(12).standard_normal((4, 3, 5)).astype(np.float32)
+    x[2, 1, 3] = np.nan
+    y = F.batch_norm(dg.tensor(x), None, None, training=True).numpy()
+    assert np.isnan(y[:, 1]).all()
+    np.testing.assert_allclose(y[:, [0, 2]], np_bn(x)[0][:, [0, 2]], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_running_stats_and_eval():
+    """running = (1 - momentum) * running + momentum * statistic, the variance unbiased; eval uses them."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((6, 3, 4)) * 3 + 1
+    rm, rv = dg.tensor(np.zeros(3)), dg.tensor(np.ones(3))
+    F.batch_norm(dg.tensor(x), rm, rv, training=True, momentum=0.25)
+    np.testing.assert_allclose(rm.numpy(), 0.25 * x.mean(axis=(0, 2)), rtol=1e-10)
+    np.testing.assert_allclose(rv.numpy(), 0.75 + 0.25 * x.var(axis=(0, 2), ddof=1), rtol=1e-9)
+    y = F.batch_norm(dg.tensor(x), rm, rv, training=False).numpy()
+    np.testing.assert_allclose(y, (x - rm.numpy()[:, None]) / np.sqrt(rv.numpy()[:, None] + 1e-5), rtol=1e-10)
+    with pytest.raises(dg.errors.ShapeError, match="more than 1 value per channel"):
+        F.batch_norm(dg.tensor(np.ones((1, 3))), rm, rv, training=True)
+
+
+def test_batchnorm_modules_against_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(14)
+    for cls, shape in (("BatchNorm1d", (8, 4, 5)), ("BatchNorm2d", (4, 3, 5, 5))):
+        c = shape[1]
+        m, tm = getattr(dg.nn, cls)(c), getattr(torch.nn, cls)(c)
+        for momentum in (0.1, None):
+            m.momentum = tm.momentum = momentum
+            for _ in range(2):
+                x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+                g = rng.standard_normal(shape).astype(np.float32)
+                xd, xt = dg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+                y, ty = m(xd), tm(xt)
+                y.backward(dg.tensor(g))
+                ty.backward(torch.tensor(g))
+                np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(m.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
+                m.weight.grad = None
+                tm.weight.grad = None
+            np.testing.assert_allclose(m.running_mean.numpy(), tm.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(m.running_var.numpy(), tm.running_var.numpy(), rtol=1e-4, atol=1e-5)
+        m.eval()
+        tm.eval()
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(m(dg.tensor(x)).numpy(), tm(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_compiled_step_matches_eager():
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    w0 = rng.standard_normal(3).astype(np.float32)
+
+    def step(x, w):
+        return (F.batch_norm(x, None, None, w, training=True) ** 2).sum()
+
+    xe, we = dg.tensor(x, requires_grad=True), dg.tensor(w0, requires_grad=True)
+    step(xe, we).backward()
+    cf = dg.function(lambda x, w: dg.autograd.grad(step(x, w), [x, w]))
+    gx, gw = cf(dg.tensor(x, requires_grad=True), dg.tensor(w0, requires_grad=True))
+    np.testing.assert_allclose(gx.numpy(), xe.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw.numpy(), we.grad.numpy(), rtol=1e-5, atol=1e-5)

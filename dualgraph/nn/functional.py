@@ -11,7 +11,7 @@ from ..errors import ShapeError
 from ..ops.infer import norm_axes, shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss
 from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
-from ..ops.normalization import layer_norm as _layer_norm
+from ..ops.normalization import batch_norm as _batch_norm, layer_norm as _layer_norm
 from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
                                abs as _abs, maximum, clip, rsqrt, sqrt)
 from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
@@ -26,7 +26,7 @@ __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "soft
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
            "binary_cross_entropy", "dropout", "linear", "one_hot", "embedding", "layer_norm", "conv1d",
            "conv2d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool2d", "adaptive_avg_pool2d", "normalize",
-           "conv3d", "conv_transpose1d", "conv_transpose2d", "avg_pool1d"]
+           "conv3d", "conv_transpose1d", "conv_transpose2d", "avg_pool1d", "batch_norm"]
 
 
 def _axis(axis, dim, default=-1):
@@ -195,6 +195,39 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if tuple(x.shape[-n:]) != tuple(normalized_shape):
         raise ShapeError(f"layer_norm: input shape {tuple(x.shape)} does not end with {tuple(normalized_shape)}")
     return _layer_norm(x, n, weight, bias, eps)[0]
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalize each channel (axis 1) of (N, C, ...): with the batch's statistics when training (or
+    without running statistics), updating running_mean/running_var in place as PyTorch does
+    (running = (1 - momentum) * running + momentum * statistic, the variance unbiased); else with the
+    running statistics."""
+    x = input
+    if x.ndim < 2:
+        raise ShapeError(f"batch_norm: expected an input of shape (N, C, ...), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    if training or running_mean is None or running_var is None:
+        n = x.numel() // c if c else 0
+        if training and n <= 1:
+            raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                             f"shape {tuple(x.shape)}")
+        out, mu, rstd = _batch_norm(x, weight, bias, eps)
+        if training and running_mean is not None and running_var is not None:
+            from ..autograd import no_grad
+            with no_grad():
+                m = momentum
+                mu = mu.detach().reshape(c).astype(running_mean.dtype)
+                var = ((rstd.detach() ** -2.0 - eps) * (n / (n - 1))).reshape(c).astype(running_var.dtype)
+                running_mean.copy_(running_mean * (1 - m) + mu * m)
+                running_var.copy_(running_var * (1 - m) + var * m)
+        return out
+    out = (x - running_mean.reshape(bshape)) * rsqrt(running_var.reshape(bshape) + eps)
+    if weight is not None:
+        out = out * weight.reshape(bshape)
+    if bias is not None:
+        out = out + bias.reshape(bshape)
+    return out
 
 
 def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):

@@ -1,8 +1,7 @@
-"""BatchNorm1d/2d (running statistics as buffers) and LayerNorm, with PyTorch's defaults."""
+"""BatchNorm1d/2d (running statistics as buffers) and LayerNorm, with PyTorch's defaults; both run on
+the primitives of dualgraph.ops.normalization through nn.functional."""
 from ..ops import creation
 from ..autograd import no_grad
-from ..ops.elementwise import rsqrt
-from ..ops.reduction import mean as _mean
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -54,43 +53,16 @@ class _BatchNorm(Module):
     def forward(self, x):
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
             raise self._input_error(f"shape {self._layout.replace('C', str(self.num_features))}", x)
-        c = self.num_features
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        if self.training or not self.track_running_stats:
-            n = 1
-            for a in axes:
-                n *= x.shape[a]
-            if self.training and n <= 1:
-                raise self._input_error("more than 1 value per channel when training", x, what="input with")
-            mu = _mean(x, axis=axes, keepdims=True)
-            centered = x - mu
-            var = _mean(centered * centered, axis=axes, keepdims=True)
-            if self.training and self.track_running_stats:
-                self._update_running_stats(mu, var, n)
-            out = centered * rsqrt(var + self.eps)
-        else:
-            out = (x - self.running_mean.reshape(shape)) * rsqrt(self.running_var.reshape(shape) + self.eps)
-        if self.weight is not None:
-            out = out * self.weight.reshape(shape)
-        if self.bias is not None:
-            out = out + self.bias.reshape(shape)
-        return out
-
-    def _update_running_stats(self, mu, var, n):
-        """running = (1 - m) * running + m * batch statistic (unbiased variance), in place, like PyTorch.
-
-        momentum=None gives the cumulative average (m = 1 / num_batches_tracked)."""
-        with no_grad():
-            self.num_batches_tracked.add_(1)
-            m = self.momentum
-            if m is None:
+        if self.training and x.numel() // self.num_features <= 1:
+            raise self._input_error("more than 1 value per channel when training", x, what="input with")
+        m = self.momentum
+        if self.training and self.track_running_stats:
+            with no_grad():
+                self.num_batches_tracked.add_(1)
+            if m is None:  # the cumulative average
                 m = 1.0 / self.num_batches_tracked.astype(self.running_mean.dtype)
-            c = self.num_features
-            batch_mean = mu.detach().reshape(c).astype(self.running_mean.dtype)
-            batch_var = var.detach().reshape(c).astype(self.running_var.dtype) * (n / (n - 1))
-            self.running_mean.copy_(self.running_mean * (1 - m) + batch_mean * m)
-            self.running_var.copy_(self.running_var * (1 - m) + batch_var * m)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training or not self.track_running_stats, m, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
