@@ -15,6 +15,14 @@ from .container import ParameterDict, ParameterList  # noqa: F401
 from .dropout import AlphaDropout, Dropout1d, Dropout2d, Dropout3d, FeatureAlphaDropout  # noqa: F401
 from .rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: F401
+from .more import (Bilinear, CELU, ConstantPad1d, ConstantPad2d,  # noqa: F401
+                   ConstantPad3d, CosineEmbeddingLoss, CosineSimilarity, GaussianNLLLoss, GLU, GroupNorm,
+                   Hardshrink, Hardsigmoid, Hardswish, HuberLoss, InstanceNorm1d, InstanceNorm2d, KLDivLoss,
+                   LocalResponseNorm, LogSigmoid, MarginRankingLoss, Mish, MultiLabelSoftMarginLoss,
+                   PairwiseDistance, PixelShuffle, PixelUnshuffle, PoissonNLLLoss, PReLU, ReflectionPad1d,
+                   ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, SELU, SmoothL1Loss, SoftMarginLoss,
+                   Softmin, Softshrink, Softsign, Tanhshrink, Threshold, TripletMarginLoss, Upsample,
+                   UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d)
 
 # torch.nn.utils.rnn's names (pad_sequence) live in nn/rnn.py; `from dualgraph.nn.utils.rnn import ...`
 # finds that module here

@@ -284,3 +284,14 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 
 __all__ += ["cosine_similarity", "pairwise_distance", "unfold"]
+
+# more losses, activations and layers (composites, in nn/more.py)
+from .more import (smooth_l1_loss, huber_loss, kl_div, cosine_embedding_loss, margin_ranking_loss,  # noqa: E402
+                   triplet_margin_loss, soft_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+                   gaussian_nll_loss, relu6, hardtanh, logsigmoid, softmin, glu, mish, hardswish, hardsigmoid,
+                   prelu, selu, celu, softsign, tanhshrink, softshrink, hardshrink, threshold, group_norm,
+                   instance_norm, local_response_norm, pixel_shuffle, pixel_unshuffle, interpolate, upsample,
+                   bilinear)
+from . import more as _more  # noqa: E402
+
+__all__ += list(_more.__all__)
