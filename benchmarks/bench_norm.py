@@ -1,9 +1,10 @@
-"""layer_norm forward and forward+backward (eager, float32, affine) beside PyTorch eager in one process,
-with ratios:
+"""layer_norm and batch_norm (training statistics) forward and forward+backward (eager, float32, affine)
+beside PyTorch eager in one process, with ratios:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_norm.py [--rounds=N]
 
-Shapes: (8*64, 128) (the decoder LM's activations) and (4096, 1024). Runners alternate round after
+layer_norm shapes: (8*64, 128) (the decoder LM's activations) and (4096, 1024); batch_norm: (64, 32, 26, 26)
+(a CNN's first conv output) and (256, 512). Runners alternate round after
 round, each keeping its best round, so load from other jobs hits them alike. To compare with another
 checkout, run this file with PYTHONPATH pointing at it: the ratios to PyTorch are what compare.
 """
@@ -20,7 +21,8 @@ import numpy as np  # noqa: E402
 import dualgraph as dg  # noqa: E402
 import dualgraph.nn.functional as F  # noqa: E402
 
-SHAPES = [(8 * 64, 128), (4096, 1024)]
+SHAPES = [("layer_norm", (8 * 64, 128)), ("layer_norm", (4096, 1024)), ("batch_norm", (64, 32, 26, 26)),
+          ("batch_norm", (256, 512))]
 
 
 def best_of(fns, reps):
@@ -34,23 +36,29 @@ def best_of(fns, reps):
     return best
 
 
-def runners(shape):
+def runners(kind, shape):
     rng = np.random.default_rng(0)
+    c = shape[-1] if kind == "layer_norm" else shape[1]
     x0 = rng.standard_normal(shape).astype(np.float32)
-    w0 = rng.standard_normal(shape[-1]).astype(np.float32)
-    b0 = rng.standard_normal(shape[-1]).astype(np.float32)
+    w0 = rng.standard_normal(c).astype(np.float32)
+    b0 = rng.standard_normal(c).astype(np.float32)
     g0 = rng.standard_normal(shape).astype(np.float32)
     x, w, b = (dg.tensor(a, requires_grad=True) for a in (x0, w0, b0))
     g = dg.tensor(g0)
     out = {}
 
+    def dg_norm(x, w, b):
+        if kind == "layer_norm":
+            return F.layer_norm(x, shape[-1:], w, b)
+        return F.batch_norm(x, None, None, w, b, training=True)
+
     def dg_fwd():
         with dg.no_grad():
-            F.layer_norm(x, shape[-1:], w, b)
+            dg_norm(x, w, b)
 
     def dg_fb():
         x.grad = w.grad = b.grad = None
-        F.layer_norm(x, shape[-1:], w, b).backward(g)
+        dg_norm(x, w, b).backward(g)
 
     out["dg fwd"], out["dg fwd+bwd"] = dg_fwd, dg_fb
     try:
@@ -59,13 +67,18 @@ def runners(shape):
         tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x0, w0, b0))
         tg = torch.tensor(g0)
 
+        def t_norm(x, w, b):
+            if kind == "layer_norm":
+                return torch.nn.functional.layer_norm(x, shape[-1:], w, b)
+            return torch.nn.functional.batch_norm(x, None, None, w, b, training=True)
+
         def t_fwd():
             with torch.no_grad():
-                torch.nn.functional.layer_norm(tx, shape[-1:], tw, tb)
+                t_norm(tx, tw, tb)
 
         def t_fb():
             tx.grad = tw.grad = tb.grad = None
-            torch.nn.functional.layer_norm(tx, shape[-1:], tw, tb).backward(tg)
+            t_norm(tx, tw, tb).backward(tg)
 
         out["torch fwd"], out["torch fwd+bwd"] = t_fwd, t_fb
     except ImportError:
@@ -74,10 +87,12 @@ def runners(shape):
 
 
 def main():
-    for shape in SHAPES:
-        fns = runners(shape)
-        best = best_of(fns, 20 if shape[0] < 1000 else 3)
-        line = [f"{shape}:"]
+    for kind, shape in SHAPES:
+        if kind == "batch_norm" and not hasattr(F, "batch_norm"):  # an older checkout
+            continue
+        fns = runners(kind, shape)
+        best = best_of(fns, 20 if np.prod(shape) < 200000 else 3)
+        line = [f"{kind} {shape}:"]
         for k in ("fwd", "fwd+bwd"):
             d = best[f"dg {k}"]
             t = best.get(f"torch {k}")

@@ -142,6 +142,39 @@ void bn_backward(int64_t nb, int64_t c, int64_t sp, const {t}* restrict g, const
         }}
     }}
 }}
+
+/* (N, C) with no spatial dims: a channel's values are a column, so the loops run over rows and keep
+   per-channel sums in the outputs (vectorized across channels), as the column sums of layer_norm's backward */
+void bn_rows_forward(int64_t nb, int64_t c, const {t}* restrict x, const {t}* restrict w, const {t}* restrict b,
+                     double eps, {t}* restrict y, {t}* restrict mean, {t}* restrict rstd) {{
+    for (int64_t k = 0; k < c; k++) mean[k] = rstd[k] = 0;
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < c; k++) mean[k] += x[i * c + k];
+    for (int64_t k = 0; k < c; k++) mean[k] /= ({t})nb;
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < c; k++) {{ {t} d = x[i * c + k] - mean[k]; rstd[k] += d * d; }}
+    for (int64_t k = 0; k < c; k++) rstd[k] = ({t})(1.0 / sqrt((double)(rstd[k] / ({t})nb) + eps));
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < c; k++) y[i * c + k] = (x[i * c + k] - mean[k]) * rstd[k] * w[k] + b[k];
+}}
+
+void bn_rows_backward(int64_t nb, int64_t c, const {t}* restrict g, const {t}* restrict x,
+                      const {t}* restrict mean, const {t}* restrict rstd, const {t}* restrict w, {t}* restrict dx,
+                      {t}* restrict dw, {t}* restrict db) {{
+    for (int64_t k = 0; k < c; k++) dw[k] = db[k] = 0;
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < c; k++) {{
+            {t} gv = g[i * c + k];
+            db[k] += gv;
+            dw[k] += gv * ((x[i * c + k] - mean[k]) * rstd[k]);
+        }}
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < c; k++)
+            dx[i * c + k] = (w[k] * rstd[k]) * ((g[i * c + k] - db[k] / ({t})nb)
+                                                - ((x[i * c + k] - mean[k]) * rstd[k]) * (dw[k] / ({t})nb));
+}}
 """
 BATCH_NORM = Loops(BATCH_NORM_C, {"bn_forward": ([I64, I64, I64, PTR, PTR, PTR, F64, PTR, PTR, PTR], None),
-                                  "bn_backward": ([I64, I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR], None)})
+                                  "bn_backward": ([I64, I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR], None),
+                                  "bn_rows_forward": ([I64, I64, PTR, PTR, PTR, F64, PTR, PTR, PTR], None),
+                                  "bn_rows_backward": ([I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR], None)})

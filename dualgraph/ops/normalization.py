@@ -275,7 +275,8 @@ def layer_norm(x, n_axes, weight=None, bias=None, eps=1e-5):
 
 # ---- batch_norm (training statistics): per channel (axis 1) over the batch and spatial dims ----------------
 # (y, mean, rstd) with the statistics shaped (1, C, 1, ...); the backward is batch_norm_grad, one pass
-# for the per-channel sums of g and g * xhat and one for dx. Eval mode (running statistics) is an
+# for the per-channel sums of g and g * xhat and one for dx. (N, C) input (no spatial dims) runs row by
+# row with the sums per channel (a loop per channel would stride down columns). Eval mode (running statistics) is an
 # elementwise affine map and stays a composite in nn.functional.batch_norm.
 
 def _bn_dims(shape):
@@ -308,8 +309,12 @@ def _batch_norm_forward(xp, x, weight=None, bias=None, *, eps):
         w, b = _bn_vec(weight, x.dtype, c, 1), _bn_vec(bias, x.dtype, c, 0)
         if loops is not None and w is not None and b is not None:
             y, mean, rstd = np.empty_like(x), np.empty(bshape, x.dtype), np.empty(bshape, x.dtype)
-            loops["bn_forward"](nb, c, sp, address(x), address(w), address(b), eps, address(y), address(mean),
-                                address(rstd))
+            if sp == 1:
+                loops["bn_rows_forward"](nb, c, address(x), address(w), address(b), eps, address(y), address(mean),
+                                         address(rstd))
+            else:
+                loops["bn_forward"](nb, c, sp, address(x), address(w), address(b), eps, address(y), address(mean),
+                                    address(rstd))
             return y, mean, rstd
     x3 = x.reshape(nb, c, sp)
     mean = x3.mean(axis=(0, 2), keepdims=True)
@@ -394,8 +399,12 @@ def _bng_forward(xp, g, x, mean, rstd, weight=None):
         if loops is not None and w is not None:
             g = np.ascontiguousarray(g)
             dx, dw, db = np.empty_like(x), np.empty(c, dt), np.empty(c, dt)
-            loops["bn_backward"](nb, c, sp, address(g), address(x), address(mean), address(rstd), address(w),
-                                 address(dx), address(dw), address(db))
+            if sp == 1:
+                loops["bn_rows_backward"](nb, c, address(g), address(x), address(mean), address(rstd), address(w),
+                                          address(dx), address(dw), address(db))
+            else:
+                loops["bn_backward"](nb, c, sp, address(g), address(x), address(mean), address(rstd), address(w),
+                                     address(dx), address(dw), address(db))
             return dx, dw, db
     g3, x3 = g.reshape(nb, c, sp).astype(dt, copy=False), x.reshape(nb, c, sp)
     m3, r3 = mean.reshape(1, c, 1), rstd.reshape(1, c, 1)
