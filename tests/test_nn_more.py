@@ -402,3 +402,46 @@ def test_onnx_export_verifies(which, tmp_path):
     }
     fn = dg.function(fns[which])
     dg.onnx.export(fn, (x,), str(tmp_path / "m.onnx"), verify=True)
+
+
+def test_embedding_bag_numpy():
+    w = _r(6, 3)
+    m = nn.EmbeddingBag(6, 3, mode="sum", _weight=w)
+    idx = [1, 2, 4, 5, 4]
+    out = m(dg.tensor(idx), dg.tensor([0, 2, 2])).numpy()
+    _close(out, [w[1] + w[2], np.zeros(3), w[4] + w[5] + w[4]])
+    out = F.embedding_bag(dg.tensor([[0, 1], [2, 3]]), dg.tensor(w), mode="max").numpy()
+    _close(out, [np.maximum(w[0], w[1]), np.maximum(w[2], w[3])])
+    out = F.embedding_bag(dg.tensor([0, 1, 2]), dg.tensor(w), [0, 1], mode="mean", padding_idx=2).numpy()
+    _close(out, [w[0], w[1]])
+    with pytest.raises(ValueError, match="embedding_bag"):
+        F.embedding_bag(dg.tensor([0, 1]), dg.tensor(w), mode="mean")
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("last", [False, True])
+def test_embedding_bag_vs_torch(mode, last):
+    torch = pytest.importorskip("torch")
+    w = _r(8, 4)
+    idx = np.array([1, 2, 4, 5, 4, 3, 2, 7, 0], np.int64)
+    offs = np.array([0, 3, 3, 6] + ([9] if last else []), np.int64)
+    tm = torch.nn.EmbeddingBag(8, 4, mode=mode, include_last_offset=last, _weight=torch.tensor(w))
+    dm = nn.EmbeddingBag(8, 4, mode=mode, include_last_offset=last, _weight=w)
+    yt = tm(torch.tensor(idx), torch.tensor(offs))
+    yd = dm(dg.tensor(idx), dg.tensor(offs))
+    _close(yd.numpy(), yt.detach().numpy())
+    g = _r(*yt.shape)
+    (yt * torch.tensor(g)).sum().backward()
+    (yd * dg.tensor(g)).sum().backward()
+    _close(dm.weight.grad.numpy(), tm.weight.grad.numpy())
+    if mode == "sum":
+        psw = np.abs(_r(9))
+        yt = torch.nn.functional.embedding_bag(torch.tensor(idx), torch.tensor(w), torch.tensor(offs), mode="sum",
+                                               per_sample_weights=torch.tensor(psw), include_last_offset=last)
+        yd = F.embedding_bag(dg.tensor(idx), dg.tensor(w), dg.tensor(offs), mode="sum",
+                             per_sample_weights=dg.tensor(psw), include_last_offset=last)
+        _close(yd.numpy(), yt.numpy())
+    pad = torch.nn.functional.embedding_bag(torch.tensor(idx), torch.tensor(w), torch.tensor(offs), mode=mode,
+                                            include_last_offset=last, padding_idx=4)
+    _close(F.embedding_bag(dg.tensor(idx), dg.tensor(w), dg.tensor(offs), mode=mode, include_last_offset=last,
+                           padding_idx=4).numpy(), pad.numpy())

@@ -22,7 +22,7 @@ from .more import (Bilinear, CELU, ConstantPad1d, ConstantPad2d,  # noqa: F401
                    PairwiseDistance, PixelShuffle, PixelUnshuffle, PoissonNLLLoss, PReLU, ReflectionPad1d,
                    ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, SELU, SmoothL1Loss, SoftMarginLoss,
                    Softmin, Softshrink, Softsign, Tanhshrink, Threshold, TripletMarginLoss, Upsample,
-                   UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d)
+                   UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d, ZeroPad2d, EmbeddingBag)
 
 # torch.nn.utils.rnn's names (pad_sequence) live in nn/rnn.py; `from dualgraph.nn.utils.rnn import ...`
 # finds that module here

@@ -291,7 +291,7 @@ from .more import (smooth_l1_loss, huber_loss, kl_div, cosine_embedding_loss, ma
                    gaussian_nll_loss, relu6, hardtanh, logsigmoid, softmin, glu, mish, hardswish, hardsigmoid,
                    prelu, selu, celu, softsign, tanhshrink, softshrink, hardshrink, threshold, group_norm,
                    instance_norm, local_response_norm, pixel_shuffle, pixel_unshuffle, interpolate, upsample,
-                   bilinear)
+                   bilinear, embedding_bag)
 from . import more as _more  # noqa: E402
 
 __all__ += list(_more.__all__)

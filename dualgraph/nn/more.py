@@ -790,3 +790,92 @@ MODULES = ["SmoothL1Loss", "HuberLoss", "KLDivLoss", "CosineEmbeddingLoss", "Mar
            "ConstantPad2d", "ConstantPad3d", "ZeroPad1d", "ZeroPad2d", "ReflectionPad1d", "ReflectionPad2d",
            "ReplicationPad1d", "ReplicationPad2d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
            "Bilinear"]
+
+
+def _bag_matrix(op, input, offsets, include_last_offset):
+    """Bag membership as a constant (B, L) 0/1 matrix, from the offsets of 1-D input or the rows of 2-D input."""
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError(f"{op}: offsets must be None for a 2-D input (each row is a bag), got offsets")
+        b, n = input.shape
+        return np.repeat(np.eye(b, dtype=np.float32), n, axis=1)
+    if input.ndim != 1:
+        raise ShapeError(f"{op}: input must be 1-D (with offsets) or 2-D, got shape {tuple(input.shape)}")
+    if offsets is None:
+        raise ValueError(f"{op}: a 1-D input needs offsets (the start of each bag)")
+    try:
+        offs = np.asarray(offsets.numpy() if hasattr(offsets, "numpy") else offsets, dtype=np.int64).reshape(-1)
+    except Exception as e:  # a traced offsets tensor has no values to build the bags from
+        raise ValueError(f"{op}: offsets must be known values (a list or an eager tensor); bags of traced "
+                         f"offsets are not supported ({e})") from None
+    n = input.shape[0]
+    if include_last_offset:
+        starts, ends = offs[:-1], offs[1:]
+    else:
+        starts, ends = offs, np.append(offs[1:], n)
+    if len(starts) and (starts[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > n):
+        raise ValueError(f"{op}: offsets {offs.tolist()} must start at 0 and rise to at most {n} (the input length)")
+    pos = np.arange(n)
+    return ((pos[None, :] >= starts[:, None]) & (pos[None, :] < ends[:, None])).astype(np.float32)
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale_grad_by_freq=False, mode="mean",
+                  sparse=False, per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """Sums, means or maxima of bags of embedding rows: bags are the rows of a 2-D input, or the runs of a
+    1-D input starting at `offsets`. Empty bags give zeros; entries equal to padding_idx are left out."""
+    op = "embedding_bag"
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"{op}: mode must be 'sum', 'mean' or 'max', got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise ValueError(f"{op}: per_sample_weights is only supported with mode='sum', got mode={mode!r}")
+    input = as_tensor(input)
+    m = _bag_matrix(op, input, offsets, include_last_offset)
+    flat = input.reshape(-1)
+    rows = F.embedding(flat, weight, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type)
+    mt = as_tensor(m.astype(weight.dtype))
+    if padding_idx is not None:
+        mt = mt * (flat != padding_idx).astype(weight.dtype).reshape(1, -1)
+    if per_sample_weights is not None:
+        rows = rows * as_tensor(per_sample_weights, like=weight).reshape(-1, 1)
+    if mode == "max":
+        from ..ops.reduction import amax
+        has = mt.reshape(mt.shape[0], mt.shape[1], 1) > 0
+        picked = ew.where(has, rows.reshape(1, *rows.shape), -np.inf)
+        count = _sum(mt, axis=1, keepdims=True)
+        return ew.where(count > 0, amax(picked, axis=1), 0.0)
+    out = mt @ rows
+    if mode == "mean":
+        count = _sum(mt, axis=1, keepdims=True)
+        out = out / ew.maximum(count, 1.0)
+    return out
+
+
+class EmbeddingBag(Module):
+    def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+                 mode="mean", sparse=False, _weight=None, include_last_offset=False, padding_idx=None,
+                 device=None, dtype=None):
+        super().__init__()
+        from ..ops.creation import randn
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.max_norm, self.norm_type, self.mode = max_norm, norm_type, mode
+        self.include_last_offset, self.padding_idx = include_last_offset, padding_idx
+        if padding_idx is not None and padding_idx < 0:
+            self.padding_idx = padding_idx + num_embeddings
+        w = randn(num_embeddings, embedding_dim, dtype=dtype or "float32") if _weight is None else as_tensor(_weight)
+        if _weight is None and self.padding_idx is not None:
+            w_np = w.numpy().copy()
+            w_np[self.padding_idx] = 0
+            w = as_tensor(w_np)
+        self.weight = Parameter(w)
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return embedding_bag(input, self.weight, offsets, self.max_norm, self.norm_type, mode=self.mode,
+                             per_sample_weights=per_sample_weights, include_last_offset=self.include_last_offset,
+                             padding_idx=self.padding_idx)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, mode='{self.mode}'"
+
+
+__all__ += ["embedding_bag"]
+MODULES += ["EmbeddingBag"]
