@@ -1190,6 +1190,43 @@ def _np_sum_to(x, shape):
     return x.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+def _np_huber(a, b, delta=1.0):
+    d = np.abs(a - b)
+    return np.asarray(np.mean(np.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))))
+
+
+def _np_group_norm(x, groups, w=None, b=None, eps=1e-5):
+    xs = x.reshape(x.shape[0], groups, -1)
+    y = ((xs - xs.mean(-1, keepdims=True)) / np.sqrt(xs.var(-1, keepdims=True) + eps)).reshape(x.shape)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (y * w.reshape(shape) + b.reshape(shape)).astype(x.dtype)
+
+
+def _np_linear_resize(x, axis, n_out, align_corners):
+    n_in = x.shape[axis]
+    if align_corners:
+        src = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    w = (src - i0).reshape(shape)
+    a, b = np.take(x, i0, axis=axis), np.take(x, i1, axis=axis)
+    return a + (b - a) * w
+
+
+def _np_bilinear_resize(x, size, mode="bilinear", align_corners=False):
+    y = _np_linear_resize(x, 2, size[0], align_corners)
+    return _np_linear_resize(y, 3, size[1], align_corners).astype(x.dtype)
+
+
+def _np_pixel_shuffle(x, r):
+    n, c, h, w = x.shape
+    return x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c // (r * r), h * r, w * r)
+
+
 OP_DB = [
     # -- arithmetic --
     _binary("add", dg.add, np.add, dtypes=NUMERIC, second_order=False),
@@ -1761,6 +1798,25 @@ OP_DB = [
                          Sample((make(2, 3), make(2, 3)), {"reduction": "none"})], second_order=True),
     OpInfo("l1_loss", lambda a, b: F.l1_loss(a, b), lambda a, b: np.asarray(np.mean(np.abs(a - b))),
            lambda make: [Sample((lambda a: (a, a + make.nonzero(3, 4)))(make(3, 4)))]),
+    OpInfo("huber_loss", lambda a, b, **k: F.huber_loss(a, b, **k), _np_huber,
+           lambda make: [Sample((lambda a: (a, a + make.away(3, 4, points=(-0.7, 0.0, 0.7))))(make(3, 4)),
+                                {"delta": 0.7})]),
+    OpInfo("kl_div", lambda a, b: F.kl_div(a, b, reduction="batchmean"),
+           lambda a, b: np.asarray((b * (np.log(b) - a)).sum() / a.shape[0]),
+           lambda make: [Sample((make(3, 4), make.pos(3, 4)))]),
+    OpInfo("mish", lambda x: F.mish(x), lambda x: x * np.tanh(np.log1p(np.exp(x))),
+           lambda make: [Sample((make(3, 4),))]),
+    OpInfo("hardswish", lambda x: F.hardswish(x), lambda x: x * np.clip(x + 3, 0, 6) / 6,
+           lambda make: [Sample((make.away(3, 4, points=(-3.0, 3.0), low=-4.5, high=4.5),))]),
+    OpInfo("glu", lambda x, **k: F.glu(x, **k), lambda x, dim=-1: np.split(x, 2, dim)[0] / (1 + np.exp(-np.split(x, 2, dim)[1])),
+           lambda make: [Sample((make(3, 4),)), Sample((make(3, 4, 2),), {"dim": 1})]),
+    OpInfo("group_norm", lambda x, g, w, b: F.group_norm(x, g, w, b), _np_group_norm,
+           lambda make: [Sample((make(2, 4, 3), 2, make(4), make(4)))], atol=1e-4, rtol=1e-3),
+    OpInfo("interpolate", lambda x, **k: F.interpolate(x, **k), _np_bilinear_resize,
+           lambda make: [Sample((make(1, 2, 3, 4),), {"size": (5, 7), "mode": "bilinear"}),
+                         Sample((make(1, 2, 3, 4),), {"size": (5, 7), "mode": "bilinear", "align_corners": True})]),
+    OpInfo("pixel_shuffle", lambda x, r: F.pixel_shuffle(x, r), _np_pixel_shuffle,
+           lambda make: [Sample((make(1, 8, 2, 3), 2))]),
     OpInfo("bce_with_logits", lambda x, t, **k: F.binary_cross_entropy_with_logits(x, t, **k), np_bce_with_logits,
            lambda make: [Sample((make(3, 4, low=-4, high=4), make.pos(3, 4, low=0, high=1))),
                          Sample((make(5), (make.rng.random(5) < 0.5).astype(make.dtype)), {"reduction": "sum"}),
