@@ -445,3 +445,22 @@ def test_embedding_bag_vs_torch(mode, last):
                                             include_last_offset=last, padding_idx=4)
     _close(F.embedding_bag(dg.tensor(idx), dg.tensor(w), dg.tensor(offs), mode=mode, include_last_offset=last,
                            padding_idx=4).numpy(), pad.numpy())
+
+
+def test_infinities_select_like_pytorch():
+    x = dg.tensor([-np.inf, 0.3, np.inf])
+    _close(F.threshold(x, 0.1, 20.0).numpy(), [20.0, 0.3, np.inf])
+    _close(F.hardshrink(x, 0.5).numpy(), [-np.inf, 0.0, np.inf])
+    _close(F.softshrink(x, 0.5).numpy(), [-np.inf, 0.0, np.inf])
+
+
+def test_onnx_export_embedding_bag_and_instance_norm(tmp_path):
+    pytest.importorskip("onnxruntime")
+    bag = nn.EmbeddingBag(7, 3, mode="max")
+    idx = dg.tensor(np.array([[0, 1, 6], [2, 2, 5]], np.int64))
+    dg.onnx.export(dg.function(lambda i: bag(i)), (idx,), str(tmp_path / "bag.onnx"), verify=True)
+    inorm = nn.InstanceNorm2d(4, affine=True)
+    x = dg.tensor(_r(2, 4, 3, 5))
+    dg.onnx.export(dg.function(lambda x: F.triplet_margin_loss(inorm(x), x, x * 0.5) + F.kl_div(
+        F.log_softmax(x, dim=1), F.softmax(x * 2, dim=1), reduction="batchmean")), (x,),
+        str(tmp_path / "inorm.onnx"), verify=True)

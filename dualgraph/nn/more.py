@@ -74,7 +74,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     else:
         # 0 * log 0 is 0: PyTorch's xlogy
         safe = ew.where(target > 0, target, 1.0)
-        loss = ew.where(target > 0, target * (ew.log(safe) - input), 0.0 * input)
+        loss = ew.where(target > 0, target * (ew.log(safe) - input), 0.0)
     if reduction == "batchmean":
         return _sum(loss) / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction, "kl_div")
@@ -86,7 +86,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     dim = 1 if input1.ndim > 1 else 0
     cos = F.cosine_similarity(input1, input2, dim=dim, eps=1e-8)
     loss = ew.where(target == 1, 1.0 - cos, ew.relu(cos - margin))
-    loss = ew.where((target == 1) | (target == -1), loss, 0.0 * cos)
+    loss = ew.where((target == 1) | (target == -1), loss, 0.0)
     return _reduce(loss, reduction, "cosine_embedding_loss")
 
 
@@ -133,7 +133,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     if full:
         safe = ew.where(target > 1, target, 2.0)
         stirling = safe * ew.log(safe) - safe + 0.5 * ew.log(2 * math.pi * safe)
-        loss = loss + ew.where(target > 1, stirling, 0.0 * safe)
+        loss = loss + ew.where(target > 1, stirling, 0.0)
     return _reduce(loss, reduction, "poisson_nll_loss")
 
 
@@ -240,16 +240,16 @@ def tanhshrink(input):
 
 
 def softshrink(input, lambd=0.5):
-    return ew.where(input > lambd, input - lambd, ew.where(input < -lambd, input + lambd, 0.0 * input))
+    return ew.where(input > lambd, input - lambd, ew.where(input < -lambd, input + lambd, 0.0))
 
 
 def hardshrink(input, lambd=0.5):
-    return ew.where((input > lambd) | (input < -lambd), input, 0.0 * input)
+    return ew.where((input > lambd) | (input < -lambd), input, 0.0)
 
 
 def threshold(input, threshold, value, inplace=False):
     """input where input > threshold, else value."""
-    return ew.where(input > threshold, input, value + 0.0 * input)
+    return ew.where(input > threshold, input, float(value))
 
 
 # ---------------------------------------------------------------- layers
