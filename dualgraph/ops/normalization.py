@@ -1,15 +1,19 @@
-"""layer_norm as one primitive: y = (x - mean) * rstd * weight + bias over the trailing `n_axes` dims.
+"""layer_norm and batch_norm as primitives, each with a backward record that computes (dx, dweight, dbias)
+in one pass: y = (x - mean) * rstd * weight + bias, the statistics over the trailing `n_axes` dims
+(layer_norm) or over every axis but the channel axis 1 (batch_norm, the batch's statistics).
 
-As a composite it was about nine ops forward (two means, a subtract, a square, rsqrt, scale, shift) and
-twice that backward. As one op the forward returns (y, mean, rstd) (the statistics with kept dims,
-which the backward reads instead of recomputing them), computed on the rows of x viewed as
-(rows, features). The vjp is written with dualgraph ops (so it differentiates again, traces and fuses):
+As composites they were about nine ops forward (two means, a subtract, a square, rsqrt, scale, shift) and
+twice that backward. Each forward returns (y, mean, rstd) (the statistics with kept dims, which the
+backward reads instead of recomputing them); on numpy with C-contiguous float input both directions run
+as C loops (dualgraph.kernels.norm), else as numpy. The backward records `layer_norm_grad` and
+`batch_norm_grad` compute
 
     xhat = (x - mean) * rstd;  gw = g * weight
     dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat));  dweight = sum(g * xhat);  dbias = sum(g)
 
-plus the terms from cotangents of mean and rstd themselves (a second derivative reaches them).
-Exports as ReduceMean / Sub / Mul / Sqrt / Reciprocal / Add.
+and their own vjps are written with dualgraph ops (so second derivatives hold, trace and fuse). The
+forward's vjp adds the terms from cotangents of mean and rstd themselves (a second derivative reaches
+them). Exports as ReduceMean / Sub / Mul / Sqrt / Reciprocal / Add.
 """
 import numpy as np
 
