@@ -342,6 +342,8 @@ INTERP_CASES = [
     ((2, 3, 5), dict(scale_factor=2.5, mode="linear", align_corners=False)),
     ((2, 3, 5), dict(size=8, mode="linear", align_corners=True)),
     ((2, 3, 5), dict(size=8, mode="nearest")),
+    ((1, 2, 3, 5), dict(size=(7, 3), mode="nearest-exact")),
+    ((1, 2, 4, 4), dict(scale_factor=1.5, mode="nearest-exact")),
 ]
 
 
@@ -464,3 +466,19 @@ def test_onnx_export_embedding_bag_and_instance_norm(tmp_path):
     dg.onnx.export(dg.function(lambda x: F.triplet_margin_loss(inorm(x), x, x * 0.5) + F.kl_div(
         F.log_softmax(x, dim=1), F.softmax(x * 2, dim=1), reduction="batchmean")), (x,),
         str(tmp_path / "inorm.onnx"), verify=True)
+
+
+def test_required_arguments_and_negative_var():
+    with pytest.raises(TypeError, match="upscale_factor"):
+        nn.PixelShuffle()
+    with pytest.raises(TypeError, match="threshold"):
+        nn.Threshold()
+    with pytest.raises(ValueError, match="gaussian_nll_loss"):
+        F.gaussian_nll_loss(dg.tensor([1.0]), dg.tensor([1.0]), dg.tensor([-1.0]))
+
+
+def test_gaussian_nll_traces():
+    a = dg.tensor(_r(3, 4))
+    v = dg.tensor(np.abs(_r(3, 4)) + 0.1)
+    f = dg.function(lambda a, b, v: F.gaussian_nll_loss(a, b, v))
+    _close(f(a, a * 2, v).item(), F.gaussian_nll_loss(a, a * 2, v).item())

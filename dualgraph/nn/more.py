@@ -149,6 +149,13 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
                   and var.shape[-1] == 1):
             raise ShapeError(f"gaussian_nll_loss: var of shape {tuple(var.shape)} does not fit the input's "
                              f"shape {tuple(input.shape)}")
+    from ..errors import DualgraphError
+    try:
+        negative = bool((var < 0).any().item())
+    except DualgraphError:  # traced: no values to check
+        negative = False
+    if negative:
+        raise ValueError("gaussian_nll_loss: var has negative entries")
     # the clamp is not differentiated through, as in PyTorch
     from ..autograd import no_grad
     with no_grad():
@@ -367,10 +374,11 @@ def _out_sizes(op, input, size, scale_factor, nsp):
     return tuple(int(math.floor(d * s)) for d, s in zip(spatial, sf)), list(sf)
 
 
-def _nearest_index(n_in, n_out, scale):
-    # PyTorch's 'nearest': src = floor(dst * in/out), or floor(dst / scale_factor) when one was given
+def _nearest_index(n_in, n_out, scale, exact=False):
+    # PyTorch's 'nearest': src = floor(dst * in/out), or floor(dst / scale_factor) when one was given;
+    # 'nearest-exact' samples pixel centres: floor((dst + 0.5) * in/out)
     s = (1.0 / scale) if scale is not None else n_in / n_out
-    return np.minimum(np.floor(np.arange(n_out) * s).astype(np.int64), n_in - 1)
+    return np.minimum(np.floor((np.arange(n_out) + (0.5 if exact else 0.0)) * s).astype(np.int64), n_in - 1)
 
 
 def _linear_weights(n_in, n_out, scale, align_corners):
@@ -395,7 +403,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     nsp = input.ndim - 2
     if antialias:
         raise ValueError("interpolate: antialias=True is not supported")
-    if mode == "nearest":
+    if mode in ("nearest", "nearest-exact"):
         if align_corners is not None:
             raise ValueError("interpolate: align_corners only applies to the linear modes")
     elif mode in ("linear", "bilinear", "trilinear"):
@@ -404,7 +412,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             raise ShapeError(f"interpolate: mode {mode!r} expects a {want + 2}-D input, got shape "
                              f"{tuple(input.shape)}")
     else:
-        raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest', 'linear', 'bilinear' "
+        raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest', 'nearest-exact', 'linear', "
+                         f"'bilinear' "
                          f"or 'trilinear'")
     out_sizes, scales = _out_sizes("interpolate", input, size, scale_factor, nsp)
     if recompute_scale_factor:
@@ -413,8 +422,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     for k, n_out in enumerate(out_sizes):
         dim = 2 + k
         n_in = input.shape[dim]
-        if mode == "nearest":
-            idx = _nearest_index(n_in, n_out, scales[k])
+        if mode in ("nearest", "nearest-exact"):
+            idx = _nearest_index(n_in, n_out, scales[k], exact=mode == "nearest-exact")
             x = index_select(x, dim, as_tensor(idx))
             continue
         i0, i1, w1 = _linear_weights(n_in, n_out, scales[k], bool(align_corners))
@@ -568,6 +577,9 @@ class PairwiseDistance(Module):
         return F.pairwise_distance(x1, x2, p=self.norm, eps=self.eps, keepdim=self.keepdim)
 
 
+_REQUIRED = object()
+
+
 def _fn_module(name, fn, params=(), doc=None):
     """A module class calling `fn(x, **its constructor arguments)` (PyTorch's argument names/defaults)."""
     names = [p[0] for p in params]
@@ -582,6 +594,9 @@ def _fn_module(name, fn, params=(), doc=None):
                 raise TypeError(f"{name}.__init__() got an unexpected keyword argument {n!r}")
             vals[n] = v
         vals.pop("inplace", None)
+        missing = [n for n in names if vals.get(n) is _REQUIRED]
+        if missing:
+            raise TypeError(f"{name}.__init__() missing required argument(s): {', '.join(missing)}")
         for n in names:
             if n != "inplace":
                 setattr(self, n, vals[n])
@@ -608,11 +623,11 @@ Softsign = _fn_module("Softsign", softsign)
 Tanhshrink = _fn_module("Tanhshrink", tanhshrink)
 Softshrink = _fn_module("Softshrink", softshrink, [("lambd", 0.5)])
 Hardshrink = _fn_module("Hardshrink", hardshrink, [("lambd", 0.5)])
-Threshold = _fn_module("Threshold", threshold, [("threshold", 0.0), ("value", 0.0), ("inplace", False)])
-PixelShuffle = _fn_module("PixelShuffle", pixel_shuffle, [("upscale_factor", 1)])
-PixelUnshuffle = _fn_module("PixelUnshuffle", pixel_unshuffle, [("downscale_factor", 1)])
+Threshold = _fn_module("Threshold", threshold, [("threshold", _REQUIRED), ("value", _REQUIRED), ("inplace", False)])
+PixelShuffle = _fn_module("PixelShuffle", pixel_shuffle, [("upscale_factor", _REQUIRED)])
+PixelUnshuffle = _fn_module("PixelUnshuffle", pixel_unshuffle, [("downscale_factor", _REQUIRED)])
 LocalResponseNorm = _fn_module("LocalResponseNorm", local_response_norm,
-                               [("size", 1), ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)])
+                               [("size", _REQUIRED), ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)])
 
 
 class PReLU(Module):
