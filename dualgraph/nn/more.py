@@ -397,7 +397,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                 recompute_scale_factor=None, antialias=False):
     """PyTorch's F.interpolate for 'nearest' (3-D, 4-D, 5-D input), 'linear' (3-D), 'bilinear' (4-D),
     built from index_select and constant weights, so it differentiates and exports."""
-    from .. import index_select
+    from ..ops.indexing import index_select
     if input.ndim < 3:
         raise ShapeError(f"interpolate: expected an input of shape (N, C, spatial...), got {tuple(input.shape)}")
     nsp = input.ndim - 2
@@ -445,7 +445,7 @@ def bilinear(input1, input2, weight, bias=None):
     if input1.shape[-1] != weight.shape[1] or input2.shape[-1] != weight.shape[2]:
         raise ShapeError(f"bilinear: inputs of shapes {tuple(input1.shape)} and {tuple(input2.shape)} do not "
                          f"match weight shape {tuple(weight.shape)}")
-    from .. import einsum
+    from ..ops.linalg import einsum
     out = einsum("...i,kij,...j->...k", input1, weight, input2)
     return out + bias if bias is not None else out
 
