@@ -482,3 +482,20 @@ def test_gaussian_nll_traces():
     v = dg.tensor(np.abs(_r(3, 4)) + 0.1)
     f = dg.function(lambda a, b, v: F.gaussian_nll_loss(a, b, v))
     _close(f(a, a * 2, v).item(), F.gaussian_nll_loss(a, a * 2, v).item())
+
+
+@pytest.mark.parametrize("size_average, reduce, want", [(None, None, "mean"), (False, None, "sum"),
+                                                        (None, False, "none"), (True, True, "mean"),
+                                                        (False, True, "sum"), (True, False, "none")])
+def test_deprecated_size_average_and_reduce_decide_the_reduction(size_average, reduce, want):
+    # PyTorch's legacy rule: given either, they override `reduction`
+    x = dg.tensor([[0.5, -1.0], [2.0, 0.0]])
+    y = dg.tensor([[0.0, 1.0], [0.0, 0.0]])
+    ref = nn.SmoothL1Loss(reduction=want)(x, y).numpy()
+    got = nn.SmoothL1Loss(size_average=size_average, reduce=reduce, reduction="sum")(x, y).numpy()
+    if size_average is None and reduce is None:
+        ref = nn.SmoothL1Loss(reduction="sum")(x, y).numpy()
+    np.testing.assert_allclose(got, ref)
+    logp = dg.log_softmax(x, dim=1)
+    got = F.kl_div(logp, dg.softmax(y, dim=1), size_average=size_average, reduce=reduce).numpy()
+    np.testing.assert_allclose(got, F.kl_div(logp, dg.softmax(y, dim=1), reduction=want).numpy())

@@ -30,6 +30,16 @@ __all__ = [
 ]
 
 
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """PyTorch's deprecated size_average/reduce, when given, decide the reduction as they do there:
+    reduce=False keeps every element, otherwise size_average=False sums and True (the default) averages."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
 def _reduce(loss, reduction, op):
     return F._reduce(loss, reduction, op)
 
@@ -68,6 +78,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     """KL(target || exp(input)) pointwise: `input` holds log-probabilities; `target` probabilities (or
     log-probabilities with log_target=True). reduction='batchmean' divides the sum by the batch size,
     the mathematically correct KL; 'mean' averages over every element as PyTorch does."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = as_tensor(target, like=input)
     if log_target:
         loss = ew.exp(target) * (target - input)
@@ -125,6 +136,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
                      reduction="mean"):
     """exp(input) - target * input with log_input, else input - target * log(input + eps); full adds
     Stirling's approximation target*log(target) - target + 0.5 log(2 pi target) where target > 1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = as_tensor(target, like=input)
     if log_input:
         loss = ew.exp(input) - target * input
@@ -469,7 +481,7 @@ class _Loss(Module):
 
 class SmoothL1Loss(_Loss):
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.beta = beta
 
     def forward(self, input, target):
@@ -488,7 +500,7 @@ class HuberLoss(_Loss):
 class KLDivLoss(Module):
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
         super().__init__()
-        self.reduction = _check_reduction(reduction, ("batchmean",))
+        self.reduction = _check_reduction(_legacy_reduction(size_average, reduce, reduction), ("batchmean",))
         self.log_target = log_target
 
     def forward(self, input, target):
@@ -497,7 +509,7 @@ class KLDivLoss(Module):
 
 class CosineEmbeddingLoss(_Loss):
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.margin = margin
 
     def forward(self, input1, input2, target):
@@ -506,7 +518,7 @@ class CosineEmbeddingLoss(_Loss):
 
 class MarginRankingLoss(_Loss):
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.margin = margin
 
     def forward(self, input1, input2, target):
@@ -515,7 +527,7 @@ class MarginRankingLoss(_Loss):
 
 class TripletMarginLoss(_Loss):
     def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
 
     def forward(self, anchor, positive, negative):
@@ -525,7 +537,7 @@ class TripletMarginLoss(_Loss):
 
 class SoftMarginLoss(_Loss):
     def __init__(self, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
 
     def forward(self, input, target):
         return soft_margin_loss(input, target, reduction=self.reduction)
@@ -533,7 +545,7 @@ class SoftMarginLoss(_Loss):
 
 class MultiLabelSoftMarginLoss(_Loss):
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.register_buffer("weight", None if weight is None else as_tensor(weight).clone())
 
     def forward(self, input, target):
@@ -542,7 +554,7 @@ class MultiLabelSoftMarginLoss(_Loss):
 
 class PoissonNLLLoss(_Loss):
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean"):
-        super().__init__(reduction)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction))
         self.log_input, self.full, self.eps = log_input, full, eps
 
     def forward(self, log_input, target):
