@@ -13,6 +13,22 @@ def _tuple(v, n):
     return (int(v),) * n if isinstance(v, int) else tuple(int(a) for a in v)
 
 
+
+def _conv_repr(m, output_padding=None):
+    """PyTorch's extra_repr of a convolution: the arguments that differ from their defaults."""
+    s = f"{m.in_channels}, {m.out_channels}, kernel_size={m.kernel_size}, stride={m.stride}"
+    if m.padding != (0,) * m._n:
+        s += f", padding={m.padding}"
+    if output_padding is not None and output_padding != (0,) * m._n:
+        s += f", output_padding={output_padding}"
+    if m.dilation != (1,) * m._n:
+        s += f", dilation={m.dilation}"
+    if m.groups != 1:
+        s += f", groups={m.groups}"
+    if m.bias is None:
+        s += ", bias=False"
+    return s
+
 class _ConvNd(Module):
     _n = 2
     _fn = None
@@ -71,16 +87,7 @@ class _ConvNd(Module):
         return tuple(v for pair in reversed(pairs) for v in pair)
 
     def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * self._n:
-            s += f", padding={self.padding if isinstance(self.padding, str) else self.padding}"
-        if self.dilation != (1,) * self._n:
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return _conv_repr(self)
 
 
 class Conv1d(_ConvNd):
@@ -146,18 +153,7 @@ class _ConvTransposeNd(Module):
                               output_padding=one(op), groups=self.groups, dilation=one(self.dilation))
 
     def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * self._n:
-            s += f", padding={self.padding}"
-        if self.output_padding != (0,) * self._n:
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1,) * self._n:
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return _conv_repr(self, self.output_padding)
 
 
 class ConvTranspose1d(_ConvTransposeNd):
