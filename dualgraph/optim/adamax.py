@@ -24,6 +24,20 @@ def _f64(t):
     return t.astype("float64")
 
 
+
+def _count_step_and_decay(p, grad, state, group, lr, wd):
+    """The first moves of NAdam's and RAdam's steps: the step count, and the weight decay either on the
+    parameter (decoupled, AdamW's way) or added to the gradient. Returns the gradient and the count."""
+    g = -grad if group["maximize"] else grad
+    step = state["step"]
+    step.add_(1)
+    if wd:
+        if group["decoupled_weight_decay"]:
+            p.mul_(1 - lr * wd)
+        else:
+            g = g + p * wd
+    return g, _f64(step)
+
 class Adamax(Optimizer):
     """m = b1 m + (1-b1) g;  u = max(b2 u, |g| + eps);  p -= lr / (1 - b1^t) * m / u (state: exp_avg, exp_inf)."""
 
@@ -77,15 +91,7 @@ class NAdam(Optimizer):
 
     def _update(self, p, grad, state, group):
         lr, (b1, b2), eps, wd = group.lr_value(), group.value("betas"), group["eps"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        step = state["step"]
-        step.add_(1)
-        t = _f64(step)
-        if wd:
-            if group["decoupled_weight_decay"]:
-                p.mul_(1 - lr * wd)
-            else:
-                g = g + p * wd
+        g, t = _count_step_and_decay(p, grad, state, group, lr, wd)
         md = group["momentum_decay"]
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * md))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * md))
@@ -121,15 +127,7 @@ class RAdam(Optimizer):
 
     def _update(self, p, grad, state, group):
         lr, (b1, b2), eps, wd = group.lr_value(), group.value("betas"), group["eps"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        step = state["step"]
-        step.add_(1)
-        t = _f64(step)
-        if wd:
-            if group["decoupled_weight_decay"]:
-                p.mul_(1 - lr * wd)
-            else:
-                g = g + p * wd
+        g, t = _count_step_and_decay(p, grad, state, group, lr, wd)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.copy_(m + (g - m) * (1 - b1))
         v.copy_(v * b2 + g * g * (1 - b2))
