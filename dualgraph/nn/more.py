@@ -436,16 +436,22 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         n_in = input.shape[dim]
         if mode in ("nearest", "nearest-exact"):
             idx = _nearest_index(n_in, n_out, scales[k], exact=mode == "nearest-exact")
-            x = index_select(x, dim, as_tensor(idx))
+            x = index_select(x, dim, _on(idx, x))
             continue
         i0, i1, w1 = _linear_weights(n_in, n_out, scales[k], bool(align_corners))
         wshape = [1] * x.ndim
         wshape[dim] = n_out
-        w1t = as_tensor(w1.reshape(wshape).astype(x.dtype))
-        a = index_select(x, dim, as_tensor(i0))
-        b = index_select(x, dim, as_tensor(i1))
+        w1t = _on(w1.reshape(wshape).astype(x.dtype), x)
+        a = index_select(x, dim, _on(i0, x))
+        b = index_select(x, dim, _on(i1, x))
         x = a + (b - a) * w1t
     return x
+
+
+def _on(host_array, like):
+    """A host-computed index or weight array as a tensor on `like`'s device."""
+    t = as_tensor(host_array)
+    return t if t.device is like.device else t.to(like.device)
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
