@@ -10,6 +10,7 @@ from .backend import CPU
 from .errors import DeviceError, DTypeError, DualgraphError, IndexOutOfRange
 from .ops import elementwise as ew, math as m, shape as sh, stats as st, tensor_ops as to
 from .tensor import Tensor
+from .backend import gpu_available
 
 # out-of-place methods PyTorch's Tensor has, by the function computing them
 _METHODS = dict(
@@ -151,7 +152,6 @@ def is_shared(t):
 def pin_memory(t, device=None):
     """PyTorch pins host memory for fast copies to a GPU; like a CPU-only PyTorch, this raises without
     one. With a GPU (cupy) the tensor is returned as it is: cupy copies from pageable memory."""
-    from .backend import gpu_available
     if not gpu_available():
         raise DeviceError("pin_memory: cannot access an accelerator device when none is available (as a "
                           "CPU-only PyTorch)")

@@ -6,6 +6,7 @@ import warnings
 from ._state import STATE
 from .errors import AutogradError
 from .tensor import Tensor
+from .autograd import no_grad
 
 # The single-result functions of torch's namespace that take out= and that scripts call with it.
 NAMES = ("abs", "add", "addmm", "bmm", "cat", "ceil", "clamp", "cos", "div", "exp", "floor", "log", "matmul",
@@ -33,7 +34,6 @@ def with_out(fn):
             # PyTorch refuses too: the result in `out` could not carry the graph of the call
             raise AutogradError(f"{name}(): functions with out=... arguments don't support automatic "
                                 "differentiation, but one of the arguments requires grad")
-        from .autograd import no_grad
         with no_grad():
             result = fn(*args, **kwargs)
             if tuple(result.shape) == tuple(out.shape):

@@ -11,6 +11,7 @@ import types as _types
 from . import amp as _amp
 from . import backend as _backend
 from .errors import DeviceError
+from .ops.creation import manual_seed as _seed
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "get_device_name",
            "get_device_properties", "get_device_capability", "is_bf16_supported", "manual_seed", "manual_seed_all", "seed",
@@ -123,7 +124,6 @@ def manual_seed(seed):
     dualgraph has one seed for every device (dg.manual_seed); setting it here reseeds the CPU's
     generator too, which torch.cuda.manual_seed would leave alone."""
     if _backend.gpu_available():
-        from .ops.creation import manual_seed as _seed
         _seed(seed)
 
 

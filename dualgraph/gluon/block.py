@@ -14,6 +14,7 @@ from ..errors import DualgraphError
 from ..function import function as _function
 from ..serialization import load as _load, save as _save
 from .parameter import DeferredInitializationError, Parameter, ParameterDict, ParameterError, _load_into
+from ..onnx import export
 
 
 class _Names(threading.local):
@@ -312,6 +313,5 @@ class HybridBlock(Block):
         (`path.onnx`, through dg.onnx.export) in place of MXNet's symbol JSON."""
         self.save_parameters(f"{path}-{epoch:04d}.params")
         if example_inputs is not None:
-            from ..onnx import export
             inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
             export(lambda *xs: self.forward(*xs), tuple(inputs), f"{path}.onnx", **kwargs)

@@ -13,6 +13,8 @@ from ..errors import DualgraphError, InvalidValue, ShapeError
 from ..ops import creation as _cr
 from ..tensor import Tensor
 from . import init as _init
+from ..serialization import save
+from ..serialization import load
 
 
 class ParameterError(DualgraphError, RuntimeError):
@@ -316,7 +318,6 @@ class ParameterDict:
         return seen
 
     def save(self, filename, strip_prefix=""):
-        from ..serialization import save
         out = {}
         for name, p in self._params.items():
             if strip_prefix and not name.startswith(strip_prefix):
@@ -326,7 +327,6 @@ class ParameterDict:
         save(out, filename)
 
     def load(self, filename, ctx=None, allow_missing=False, ignore_extra=False, restore_prefix=""):
-        from ..serialization import load
         loaded = {restore_prefix + k: v for k, v in load(filename).items()}
         _load_into(dict(self._params), loaded, filename, allow_missing, ignore_extra, ctx)
 

@@ -2,6 +2,8 @@
 from ..errors import DualgraphError, InvalidValue
 from . import optimizer as _opt
 from .parameter import Parameter, ParameterDict
+from ..serialization import save
+from ..serialization import load
 
 
 class StaleGradientError(DualgraphError, UserWarning):
@@ -85,14 +87,12 @@ class Trainer:
 
     def save_states(self, fname):
         """Optimizer state (momentum buffers, Adam moments, update counts) through dg.save."""
-        from ..serialization import save
         states = {str(i): (list(s) if isinstance(s, tuple) else ([] if s is None else [s]))
                   for i, s in self._states.items()}
         save({"states": states, "counts": {str(k): v for k, v in self._optimizer._counts.items()},
               "lr": self._optimizer.lr}, fname)
 
     def load_states(self, fname):
-        from ..serialization import load
         obj = load(fname)
         for k, v in obj["states"].items():
             i = int(k)

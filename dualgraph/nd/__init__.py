@@ -25,6 +25,8 @@ from ..nn import functional as _F
 from . import base, random  # noqa: F401
 from .context import cpu, gpu  # noqa: F401
 from .ndarray import waitall  # noqa: F401
+from ..serialization import save as _save
+from ..serialization import load as _load
 
 NDArray = _Tensor
 _FLOAT32 = _dt.float32
@@ -642,7 +644,6 @@ BlockGrad = stop_gradient
 
 def save(fname, data):
     """An NDArray, a list of NDArrays or a dict of str -> NDArray, through dg.save (no pickle)."""
-    from ..serialization import save as _save
     if isinstance(data, _Tensor):
         data = [data]
     if not isinstance(data, (list, tuple, dict)):
@@ -652,7 +653,6 @@ def save(fname, data):
 
 def load(fname, ctx=None):
     """What nd.save wrote: a list or a dict of NDArrays."""
-    from ..serialization import load as _load
     obj = _load(fname)
     if not isinstance(obj, dict) or "mxnet_nd" not in obj:
         raise _InvalidValue(f"nd.load: {fname} was not written by nd.save")

@@ -214,7 +214,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                              f"shape {tuple(x.shape)}")
         out, mu, rstd = _batch_norm(x, weight, bias, eps)
         if training and running_mean is not None and running_var is not None:
-            from ..autograd import no_grad
             with no_grad():
                 m = momentum
                 mu = mu.detach().reshape(c).astype(running_mean.dtype)
@@ -233,7 +232,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
     # vector_norm's gradient at a zero vector is 0 (PyTorch's subgradient), so a zero row differentiates
     # to 1/eps as in PyTorch, not to sqrt's 0/0
-    from ..ops.linalg import vector_norm
     axis = _axis(axis, dim, default=1)
     return x / maximum(vector_norm(x, ord=p, dim=axis, keepdim=True), eps)
 
@@ -261,7 +259,6 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     """PyTorch's pairwise_distance: the p-norm of x1 - x2 + eps along the last dim."""
-    from ..ops.linalg import vector_norm
     d = x1 - x2 + eps
     return vector_norm(d, ord=p, dim=-1, keepdim=keepdim)
 
@@ -269,7 +266,6 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """PyTorch's F.unfold (im2col): (N, C, H, W) -> (N, C * kh * kw, L), L the number of windows. (The
     sliding window of one dim is Tensor.unfold.)"""
-    from ..ops.conv import unfold as _windows
     batched = input.ndim == 4
     if not batched and input.ndim != 3:
         raise ShapeError(f"unfold: expects a 3-D or 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
@@ -293,5 +289,8 @@ from .more import (smooth_l1_loss, huber_loss, kl_div, cosine_embedding_loss, ma
                    instance_norm, local_response_norm, pixel_shuffle, pixel_unshuffle, interpolate, upsample,
                    bilinear, embedding_bag)
 from . import more as _more  # noqa: E402
+from ..autograd import no_grad
+from ..ops.linalg import vector_norm
+from ..ops.conv import unfold as _windows
 
 __all__ += list(_more.__all__)

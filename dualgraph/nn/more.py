@@ -15,6 +15,15 @@ from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
 from ..tensor import as_tensor
 from . import functional as F
 from .module import Module, Parameter
+from ..errors import DualgraphError
+from ..autograd import no_grad
+from ..ops.indexing import index_select
+from ..ops.linalg import einsum
+from ..ops.reduction import amax
+from ..ops.creation import full
+from ..ops.creation import ones, zeros
+from ..ops.creation import rand
+from ..ops.creation import randn
 
 __all__ = [
     # losses
@@ -161,7 +170,6 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
                   and var.shape[-1] == 1):
             raise ShapeError(f"gaussian_nll_loss: var of shape {tuple(var.shape)} does not fit the input's "
                              f"shape {tuple(input.shape)}")
-    from ..errors import DualgraphError
     try:
         negative = bool((var < 0).any().item())
     except DualgraphError:  # traced: no values to check
@@ -169,7 +177,6 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     if negative:
         raise ValueError("gaussian_nll_loss: var has negative entries")
     # the clamp is not differentiated through, as in PyTorch
-    from ..autograd import no_grad
     with no_grad():
         floor = ew.maximum(var.detach(), eps) - var.detach()
     v = var + floor
@@ -309,7 +316,6 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         var = _mean(d * d, axis=axes, keepdims=True)
         out = d * ew.rsqrt(var + eps)
         if use_input_stats and running_mean is not None and running_var is not None:
-            from ..autograd import no_grad
             with no_grad():
                 k = int(np.prod(input.shape[2:]))
                 m_mu = _mean(mu.detach().reshape(input.shape[0], c), axis=0).astype(running_mean.dtype)
@@ -409,7 +415,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                 recompute_scale_factor=None, antialias=False):
     """PyTorch's F.interpolate for 'nearest' (3-D, 4-D, 5-D input), 'linear' (3-D), 'bilinear' (4-D),
     built from index_select and constant weights, so it differentiates and exports."""
-    from ..ops.indexing import index_select
     if input.ndim < 3:
         raise ShapeError(f"interpolate: expected an input of shape (N, C, spatial...), got {tuple(input.shape)}")
     nsp = input.ndim - 2
@@ -463,7 +468,6 @@ def bilinear(input1, input2, weight, bias=None):
     if input1.shape[-1] != weight.shape[1] or input2.shape[-1] != weight.shape[2]:
         raise ShapeError(f"bilinear: inputs of shapes {tuple(input1.shape)} and {tuple(input2.shape)} do not "
                          f"match weight shape {tuple(weight.shape)}")
-    from ..ops.linalg import einsum
     out = einsum("...i,kij,...j->...k", input1, weight, input2)
     return out + bias if bias is not None else out
 
@@ -651,7 +655,6 @@ LocalResponseNorm = _fn_module("LocalResponseNorm", local_response_norm,
 class PReLU(Module):
     def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
         super().__init__()
-        from ..ops.creation import full
         self.num_parameters = num_parameters
         self.weight = Parameter(full((num_parameters,), init, dtype=dtype or "float32"))
 
@@ -668,7 +671,6 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
                              f"({num_groups})")
-        from ..ops.creation import ones, zeros
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         if affine:
             self.weight = Parameter(ones((num_channels,), dtype=dtype or "float32"))
@@ -689,7 +691,6 @@ class _InstanceNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
                  device=None, dtype=None):
         super().__init__()
-        from ..ops.creation import ones, zeros
         dt = dtype or "float32"
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -798,7 +799,6 @@ class UpsamplingBilinear2d(Upsample):
 class Bilinear(Module):
     def __init__(self, in1_features, in2_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
-        from ..ops.creation import rand
         self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
         bound = 1.0 / math.sqrt(in1_features)
         dt = dtype or "float32"
@@ -871,7 +871,6 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
     if per_sample_weights is not None:
         rows = rows * as_tensor(per_sample_weights, like=weight).reshape(-1, 1)
     if mode == "max":
-        from ..ops.reduction import amax
         has = mt.reshape(mt.shape[0], mt.shape[1], 1) > 0
         picked = ew.where(has, rows.reshape(1, *rows.shape), -np.inf)
         count = _sum(mt, axis=1, keepdims=True)
@@ -888,7 +887,6 @@ class EmbeddingBag(Module):
                  mode="mean", sparse=False, _weight=None, include_last_offset=False, padding_idx=None,
                  device=None, dtype=None):
         super().__init__()
-        from ..ops.creation import randn
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.max_norm, self.norm_type, self.mode = max_norm, norm_type, mode
         self.include_last_offset, self.padding_idx = include_last_offset, padding_idx

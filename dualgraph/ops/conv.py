@@ -20,6 +20,12 @@ from .onnx_rules import INT64_MAX, NotExportable, is_sym, out_dtype
 from .reduction import max as _max, mean
 from .registry import defop
 from .shape import pad as _pad
+from .._state import STATE
+from ..backend import CPU
+from ..dispatch import new_tracer, using
+from ..graph.ir import Graph
+from .creation import tensor
+from .shape import concat
 
 
 def _pair(v, name):
@@ -249,10 +255,6 @@ def _static(shape):
 
 def _inline_composite(ctx, node, names, fn):
     """Lower `node` as the graph of dualgraph ops that `fn(*inputs, **attrs)` traces to."""
-    from .._state import STATE
-    from ..backend import CPU
-    from ..dispatch import new_tracer, using
-    from ..graph.ir import Graph
     tr = new_tracer(Graph(f"{node.op.name}_onnx"))
     prev = STATE.grad_enabled, STATE.recording
     try:
@@ -853,7 +855,6 @@ def _avg_pool_grad_by_columns(g, *, input_size, kernel, stride, padding, ceil_mo
 
 
 def _as_const(arr, dtype):
-    from .creation import tensor
     return tensor(np.asarray(arr, dtype=dtype))
 
 
@@ -910,7 +911,6 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 def _adaptive_axis(x, axis, size, out):
     """Adaptive averaging along one axis: cell i is the mean of [floor(i*size/out), ceil((i+1)*size/out)),
     one slice per cell (sizes may be symbolic: the bounds are then size arithmetic in the graph)."""
-    from .shape import concat
     cells = []
     for i in range(out):
         lo, hi = (i * size) // out, -(-((i + 1) * size) // out)

@@ -29,6 +29,7 @@ from .reduction import _sum_dtype, any as _any, argmax, argmin, cumsum, sum as _
 from .reduction import max as _values_max, min as _values_min
 from .registry import defop
 from .shape import broadcast_to, flip, narrow, reshape, squeeze, unsqueeze
+from ..backend import device_of_array
 
 
 def _axis(x, dim, op):
@@ -892,7 +893,6 @@ def _check_probs(xp, p, num_samples, replacement):
 
 
 def _multinomial_forward(xp, p, num_samples, replacement, gen):
-    from ..backend import device_of_array
     rng = gen if gen is not None else generator(device_of_array(p))
     p2 = p.reshape(-1, p.shape[-1]).astype(np.float64)
     _check_probs(xp, p2, num_samples, replacement)

@@ -27,6 +27,7 @@ from ...ops import collective as _coll
 from ...ops.creation import from_numpy
 from ...ops.shape import cat
 from ..module import Module
+from ...ops.creation import zeros_like
 
 
 class _Bucket:
@@ -264,7 +265,6 @@ class DistributedDataParallel(Module):
                 p.grad = from_numpy(view if self.gradient_as_bucket_view else view.copy())
 
     def _finish_traced(self, missing):
-        from ...ops.creation import zeros_like
         absent = {id(self._params[i]) for i in missing}
         for b in self._buckets:
             parts = [(zeros_like(p) if id(p) in absent else p.grad).reshape(-1) for p in b.params]
