@@ -14,7 +14,8 @@ from ..ops.infer import broadcast_shapes
 from ..ops.reduction import all as _all, mean as _mean
 from ..ops.shape import unsqueeze
 from ..tensor import as_tensor
-from . import functional as F
+from ..ops.softmax import softmax as _softmax
+from ._basics import dropout, linear
 from . import init
 from .linear import Linear
 from .module import Module, Parameter
@@ -46,11 +47,11 @@ def _attend(q, k, v, masks, scale, dropout_p, rows_live=False):
         scores = _add_mask(scores, m)
     if masks and not rows_live:
         dead = _all(scores == _NEG_INF, axis=-1, keepdims=True)
-        attn = where(dead, 0.0, F.softmax(where(dead, 0.0, scores), dim=-1))
+        attn = where(dead, 0.0, _softmax(where(dead, 0.0, scores), -1))
     else:
-        attn = F.softmax(scores, dim=-1)
+        attn = _softmax(scores, -1)
     if dropout_p > 0.0:
-        attn = F.dropout(attn, dropout_p, training=True)
+        attn = dropout(attn, dropout_p, training=True)
     return attn @ v, attn
 
 
@@ -215,7 +216,7 @@ class MultiheadAttention(Module):
         (wq, wk, wv), (bq, bk, bv) = self._weights()
 
         def heads(x, w, b, length):
-            return F.linear(x, w, b).reshape(n, length, h, d).permute(0, 2, 1, 3)   # (N, H, len, D)
+            return linear(x, w, b).reshape(n, length, h, d).permute(0, 2, 1, 3)   # (N, H, len, D)
 
         q = heads(query, wq, bq, tgt_len)
         k = heads(key, wk, bk, src_len)

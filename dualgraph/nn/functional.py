@@ -5,22 +5,30 @@ pooling are primitives of dualgraph.ops, with their own records); the rest (loss
 layer_norm, normalize) are composites of primitives, so they differentiate, trace and export through
 those primitives' records and need none of their own.
 """
-from .._state import STATE
-from ..ops.creation import rand_like
 from ..errors import ShapeError
 from ..ops.infer import norm_axes, shapes_match
 from ..ops.loss import check_nll_args, nll_loss as _nll_loss
 from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
 from ..ops.normalization import batch_norm as _batch_norm, layer_norm as _layer_norm
-from ..ops.elementwise import (elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
-                               abs as _abs, maximum, clip, rsqrt, sqrt)
-from ..ops.indexing import embedding as _embedding, one_hot, take_along_axis
-from ..ops.reduction import mean, sum as _sum
+from ..ops.elementwise import (elu, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh, where,
+                               abs as _abs, maximum, clip, rsqrt)
+from ..ops.indexing import embedding as _embedding, one_hot
+from ..ops.reduction import sum as _sum
 from ..ops.conv import (avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d, max_pool3d,  # noqa: F401
                         adaptive_avg_pool2d, avg_pool1d, conv3d, conv_transpose1d, conv_transpose2d)
 from ..ops.shape import pad  # noqa: F401  (PyTorch users call F.pad)
 from .sparse import embedding  # noqa: F401  (with PyTorch's padding_idx, max_norm, ... options)
 from ..tensor import as_tensor
+from ._basics import _check_same_shape, _reduce, cosine_similarity, dropout, linear, pairwise_distance  # noqa: F401
+from .attention import scaled_dot_product_attention  # noqa: F401
+from .dropout import alpha_dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout  # noqa: F401
+from .more import (smooth_l1_loss, huber_loss, kl_div, cosine_embedding_loss, margin_ranking_loss,  # noqa: F401
+                   triplet_margin_loss, soft_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+                   gaussian_nll_loss, relu6, hardtanh, logsigmoid, softmin, glu, mish, hardswish, hardsigmoid,
+                   prelu, selu, celu, softsign, tanhshrink, softshrink, hardshrink, threshold, group_norm,
+                   instance_norm, local_response_norm, pixel_shuffle, pixel_unshuffle, interpolate, upsample,
+                   bilinear, embedding_bag)
+from . import more as _more
 
 __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
@@ -43,14 +51,6 @@ def log_softmax(x, axis=None, *, dim=None):
     return _log_softmax(x, _axis(axis, dim))
 
 
-def _reduce(loss, reduction, op, weight_sum=None):
-    if reduction == "mean":
-        return _sum(loss) / weight_sum if weight_sum is not None else mean(loss)
-    if reduction == "sum":
-        return _sum(loss)
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def _class_axis_last(x):
@@ -114,9 +114,6 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _reduce(loss, reduction, "cross_entropy")
 
 
-def _check_same_shape(op, a, b):
-    if not shapes_match(a.shape, b.shape):
-        raise ShapeError(f"{op}: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -162,30 +159,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 
-def dropout(x, p=0.5, training=None, inplace=False):
-    """Zero each element with probability p and scale the rest by 1/(1-p).
-
-    Active when `training` is True; with training=None it follows dg.autograd.is_training()
-    (MXNet's train_mode; nn.Dropout passes its module's own mode)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
-    if training is None:
-        training = STATE.training
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return x * 0.0
-    keep = (rand_like(x) >= p).astype(x.dtype)
-    return x * keep * (1.0 / (1.0 - p))
 
 
-def linear(x, weight, bias=None):
-    """x @ weight.T + bias (PyTorch's layout: weight is (out_features, in_features))."""
-    if x.shape[-1] != weight.shape[-1]:
-        raise ShapeError(f"linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}) but the weight "
-                         f"expects {weight.shape[-1]} (weight shape {tuple(weight.shape)})")
-    out = x @ weight.mT
-    return out + bias if bias is not None else out
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -239,28 +214,14 @@ def normalize(x, p=2.0, axis=None, eps=1e-12, *, dim=None):
 __all__ += ["l1_loss", "mse", "bce_with_logits"]
 _ = norm_axes
 
-# attention lives with MultiheadAttention (which imports this module, so it is bound last)
-from .attention import scaled_dot_product_attention  # noqa: E402
 
-from .dropout import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: E402
-                      feature_alpha_dropout)
 
 __all__ += ["scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
             "feature_alpha_dropout"]
 
 
-def cosine_similarity(x1, x2, dim=1, eps=1e-8):
-    """PyTorch's cosine_similarity: sum(x1 * x2) / sqrt(max(|x1|^2 * |x2|^2, eps^2)) along dim (the inputs
-    broadcast)."""
-    dot = _sum(x1 * x2, axis=dim)
-    sq = _sum(x1 * x1, axis=dim) * _sum(x2 * x2, axis=dim)
-    return dot / sqrt(maximum(sq, eps * eps))
 
 
-def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
-    """PyTorch's pairwise_distance: the p-norm of x1 - x2 + eps along the last dim."""
-    d = x1 - x2 + eps
-    return vector_norm(d, ord=p, dim=-1, keepdim=keepdim)
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
@@ -281,14 +242,6 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 __all__ += ["cosine_similarity", "pairwise_distance", "unfold"]
 
-# more losses, activations and layers (composites, in nn/more.py)
-from .more import (smooth_l1_loss, huber_loss, kl_div, cosine_embedding_loss, margin_ranking_loss,  # noqa: E402
-                   triplet_margin_loss, soft_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
-                   gaussian_nll_loss, relu6, hardtanh, logsigmoid, softmin, glu, mish, hardswish, hardsigmoid,
-                   prelu, selu, celu, softsign, tanhshrink, softshrink, hardshrink, threshold, group_norm,
-                   instance_norm, local_response_norm, pixel_shuffle, pixel_unshuffle, interpolate, upsample,
-                   bilinear, embedding_bag)
-from . import more as _more  # noqa: E402
 from ..autograd import no_grad
 from ..ops.linalg import vector_norm
 from ..ops.conv import unfold as _windows

@@ -3,7 +3,8 @@
 from ..ops import creation
 from ..autograd import no_grad
 from ..errors import DTypeError
-from . import functional as F
+from ._basics import dropout, linear
+from .sparse import embedding
 from . import init
 from .module import Module, Parameter
 
@@ -43,7 +44,7 @@ class Linear(Module):
     def forward(self, x):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise self._input_error(f"shape (*, {self.in_features})", x)
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -132,7 +133,7 @@ class Embedding(Module):
         dtype = getattr(indices, "dtype", None)
         if dtype is not None and dtype.kind not in "iu":
             raise DTypeError(f"Embedding: expected integer indices, got dtype {dtype}")
-        return F.embedding(indices, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+        return embedding(indices, self.weight, self.padding_idx, self.max_norm, self.norm_type,
                            self.scale_grad_by_freq, self.sparse)
 
     def extra_repr(self):
@@ -152,7 +153,7 @@ class Dropout(Module):
         self.p, self.inplace = float(p), inplace
 
     def forward(self, x):
-        return F.dropout(x, self.p, training=self.training)
+        return dropout(x, self.p, training=self.training)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"

@@ -13,7 +13,8 @@ from ..ops.reduction import mean as _mean, sum as _sum
 from ..ops.shape import pad as _pad
 from ..ops.softmax import log_softmax as _log_softmax, softmax as _softmax
 from ..tensor import as_tensor
-from . import functional as F
+from ._basics import _check_same_shape, _reduce as _basic_reduce, cosine_similarity, pairwise_distance
+from .sparse import embedding as _embedding
 from .module import Module, Parameter
 from ..errors import DualgraphError
 from ..autograd import no_grad
@@ -50,12 +51,12 @@ def _legacy_reduction(size_average, reduce, reduction):
     return "sum" if size_average is False else "mean"
 
 def _reduce(loss, reduction, op):
-    return F._reduce(loss, reduction, op)
+    return _basic_reduce(loss, reduction, op)
 
 
 def _same(op, a, b):
     b = as_tensor(b, like=a)
-    F._check_same_shape(op, a, b)
+    _check_same_shape(op, a, b)
     return b
 
 
@@ -104,7 +105,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1."""
     target = as_tensor(target, like=input1)
     dim = 1 if input1.ndim > 1 else 0
-    cos = F.cosine_similarity(input1, input2, dim=dim, eps=1e-8)
+    cos = cosine_similarity(input1, input2, dim=dim, eps=1e-8)
     loss = ew.where(target == 1, 1.0 - cos, ew.relu(cos - margin))
     loss = ew.where((target == 1) | (target == -1), loss, 0.0)
     return _reduce(loss, reduction, "cosine_embedding_loss")
@@ -118,10 +119,10 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
 
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean"):
     """max(d(a, p) - d(a, n) + margin, 0) with d the pairwise p-norm distance."""
-    d_pos = F.pairwise_distance(anchor, positive, p=p, eps=eps)
-    d_neg = F.pairwise_distance(anchor, negative, p=p, eps=eps)
+    d_pos = pairwise_distance(anchor, positive, p=p, eps=eps)
+    d_neg = pairwise_distance(anchor, negative, p=p, eps=eps)
     if swap:
-        d_neg = ew.minimum(d_neg, F.pairwise_distance(positive, negative, p=p, eps=eps))
+        d_neg = ew.minimum(d_neg, pairwise_distance(positive, negative, p=p, eps=eps))
     return _reduce(ew.relu(d_pos - d_neg + margin), reduction, "triplet_margin_loss")
 
 
@@ -587,7 +588,7 @@ class CosineSimilarity(Module):
         self.dim, self.eps = dim, eps
 
     def forward(self, x1, x2):
-        return F.cosine_similarity(x1, x2, dim=self.dim, eps=self.eps)
+        return cosine_similarity(x1, x2, dim=self.dim, eps=self.eps)
 
 
 class PairwiseDistance(Module):
@@ -596,7 +597,7 @@ class PairwiseDistance(Module):
         self.norm, self.eps, self.keepdim = p, eps, keepdim
 
     def forward(self, x1, x2):
-        return F.pairwise_distance(x1, x2, p=self.norm, eps=self.eps, keepdim=self.keepdim)
+        return pairwise_distance(x1, x2, p=self.norm, eps=self.eps, keepdim=self.keepdim)
 
 
 _REQUIRED = object()
@@ -864,7 +865,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
     input = as_tensor(input)
     m = _bag_matrix(op, input, offsets, include_last_offset)
     flat = input.reshape(-1)
-    rows = F.embedding(flat, weight, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type)
+    rows = _embedding(flat, weight, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type)
     mt = as_tensor(m.astype(weight.dtype))
     if padding_idx is not None:
         mt = mt * (flat != padding_idx).astype(weight.dtype).reshape(1, -1)
