@@ -10,7 +10,8 @@ import operator
 __all__ = ["max", "min", "sort", "topk", "median", "kthvalue", "mode", "cummax", "cummin", "aminmax"]
 
 
-class _ValuesIndices(tuple):
+class _Pair(tuple):
+    """A 2-tuple whose items also read as the attributes named in `_fields`."""
     __slots__ = ()
     _fields = ("values", "indices")
     n_fields = n_sequence_fields = 2
@@ -19,25 +20,26 @@ class _ValuesIndices(tuple):
     def __new__(cls, sequence):
         items = tuple(sequence)
         if len(items) != 2:
-            raise TypeError(f"dualgraph.return_types.{cls.__name__} takes a 2-sequence (values, indices), "
+            raise TypeError(f"dualgraph.return_types.{cls.__name__} takes a 2-sequence ({', '.join(cls._fields)}), "
                             f"got {len(items)} items")
         return tuple.__new__(cls, items)
 
-    values = property(operator.itemgetter(0), doc="the selected values")
-    indices = property(operator.itemgetter(1), doc="their positions along the dim (int64)")
-
     def __repr__(self):
-        return f"dualgraph.return_types.{type(self).__name__}(\nvalues={self[0]!r},\nindices={self[1]!r})"
+        a, b = self._fields
+        return f"dualgraph.return_types.{type(self).__name__}(\n{a}={self[0]!r},\n{b}={self[1]!r})"
 
     def __reduce__(self):
         return type(self), (tuple(self),)
 
     def _asdict(self):
-        return {"values": self[0], "indices": self[1]}
+        return dict(zip(self._fields, self))
 
 
-def _make(name):
-    return type(name, (_ValuesIndices,), {"__slots__": (), "__module__": __name__, "__qualname__": name})
+def _make(name, fields=("values", "indices"),
+          docs=("the selected values", "their positions along the dim (int64)")):
+    attrs = {"__slots__": (), "__module__": __name__, "__qualname__": name, "_fields": fields}
+    attrs.update({f: property(operator.itemgetter(i), doc=d) for i, (f, d) in enumerate(zip(fields, docs))})
+    return type(name, (_Pair,), attrs)
 
 
 max = _make("max")
@@ -49,26 +51,4 @@ kthvalue = _make("kthvalue")
 mode = _make("mode")
 cummax = _make("cummax")
 cummin = _make("cummin")
-
-
-class aminmax(tuple):
-    """torch.return_types.aminmax: (min, max)."""
-    __slots__ = ()
-    _fields = ("min", "max")
-    n_fields = n_sequence_fields = 2
-    n_unnamed_fields = 0
-
-    def __new__(cls, sequence):
-        items = tuple(sequence)
-        if len(items) != 2:
-            raise TypeError(f"dualgraph.return_types.aminmax takes a 2-sequence (min, max), got {len(items)} items")
-        return tuple.__new__(cls, items)
-
-    min = property(operator.itemgetter(0), doc="the smallest values")
-    max = property(operator.itemgetter(1), doc="the largest values")
-
-    def __repr__(self):
-        return f"dualgraph.return_types.aminmax(\nmin={self[0]!r},\nmax={self[1]!r})"
-
-    def __reduce__(self):
-        return type(self), (tuple(self),)
+aminmax = _make("aminmax", ("min", "max"), ("the smallest values", "the largest values"))
