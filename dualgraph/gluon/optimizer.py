@@ -69,6 +69,11 @@ class Optimizer:
             return _ew.clip(g, -self.clip_gradient, self.clip_gradient)
         return g
 
+    def _clipped_with_decay(self, g, weight, wd):
+        """MXNet's SGD/NAG gradient: clipped, then the weight decay added (wd * weight)."""
+        g = self._clip(g)
+        return g + weight * wd if wd else g
+
     def update(self, index, weight, grad, state):
         with no_grad():
             self._update(index, weight, grad, state)
@@ -88,7 +93,7 @@ class SGD(Optimizer):
 
     def _update(self, index, weight, grad, state):
         lr, wd, g = self._prep(index, weight, grad)
-        step = self._clip(g) + weight * wd if wd else self._clip(g)
+        step = self._clipped_with_decay(g, weight, wd)
         if state is None:
             weight.sub_(step * lr)
         else:
@@ -96,17 +101,12 @@ class SGD(Optimizer):
             weight.add_(state)
 
 
-class NAG(Optimizer):
-    def __init__(self, momentum=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.momentum = momentum
-
-    def create_state(self, index, weight):
-        return _zeros(weight) if self.momentum else None
+class NAG(SGD):
+    """SGD with Nesterov momentum (MXNet's rule: the step looks ahead along the momentum)."""
 
     def _update(self, index, weight, grad, state):
         lr, wd, g = self._prep(index, weight, grad)
-        g = self._clip(g) + weight * wd if wd else self._clip(g)
+        g = self._clipped_with_decay(g, weight, wd)
         if state is None:
             weight.sub_(g * lr)
         else:
