@@ -1,35 +1,37 @@
-"""The decoder-LM training step, dualgraph eager and compiled beside PyTorch eager (and torch.compile
-where it runs here) in one process, with ratios, first-call times and peak memory:
+"""The decoder-LM training step: dualgraph eager and compiled beside PyTorch eager, torch.compile (with
+--torch-compile) and jax.jit (when jax imports) in one process, with ratios to PyTorch eager, first-call times
+and peak memory:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_gpt_step.py [--rounds=N]
-        [--no-memory] [--torch-compile] [--threads=N]
+        [--threads=N] [--torch-compile] [--no-jax] [--device=gpu] [--no-memory]
 
---threads=N sets OpenBLAS's and PyTorch's thread counts (default: theirs); on a shared machine one
-thread each is what gives reproducible ratios (two thread pools spin against the other jobs).
+Model (as users write it, with nn modules and F.scaled_dot_product_attention(is_causal=True); one definition
+for dualgraph and PyTorch): token embedding 65x128 plus a learned position embedding, 2 pre-LN blocks
+(LayerNorm, 4-head causal attention, LayerNorm, exact-GELU MLP 128->512->128, residuals), final LayerNorm,
+linear head 128->65; batch 8, T 64, cross-entropy, AdamW (lr 1e-3, weight decay 0.01). Every runner starts
+from one state_dict drawn as PyTorch initializes these layers. The jax runner is the step as a JAX user writes
+it: a pure loss over the same dict of parameters (jax.nn.dot_product_attention(is_causal=True),
+jax.nn.gelu(approximate=False), layer norm written out), jax.value_and_grad, AdamW by hand as PyTorch defines
+it, the whole step under one jax.jit. Before timing, the losses of the first 3 steps of every runner are
+printed and checked against PyTorch eager's; the script fails if they diverge.
 
-Model (as users write it, with nn modules and F.scaled_dot_product_attention(is_causal=True)):
-token embedding 65x128 plus a learned position embedding, 2 pre-LN blocks (LayerNorm, 4-head causal
-attention, LayerNorm, GELU MLP 128->512->128, residuals), final LayerNorm, linear head 128->65; batch 8,
-T 64, cross-entropy, AdamW. Every runner is timed round after round (one step each per round, in
-turn), keeping its best round, so load from other jobs hits them alike.
+--device=gpu runs dualgraph on "gpu", PyTorch on cuda and jax on its GPU backend, each step waiting for its
+device; a runner whose device is absent is left out with the reason (on a machine without a GPU,
+DUALGRAPH_EMULATE_GPU=1 runs the dualgraph runners on the numpy-backed emulation, which checks that the
+script works, not speed). The options, the thread limits (--threads also limits jax's CPU pool, through
+PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
 
-Peak memory is each runner alone in a fresh subprocess (`--runner=NAME`): the peak resident set
-(VmHWM) after 5 steps, and that minus the resident set just before the first step (what the
-steps themselves added: activations, gradients, optimizer state, compiled code).
+Run time on the 2-core VM (shared): about 1 min with the default 20 rounds; --torch-compile adds its compile
+twice (timing run and memory subprocess): 4.6 s a compile on a quiet machine, minutes under load.
 """
-import json
-import os
-import subprocess
 import sys
-import time
 
-ARGS = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
-ROUNDS = int(ARGS.get("--rounds", 20))
-THREADS = ARGS.get("--threads")
-if THREADS:  # before numpy loads OpenBLAS
-    os.environ["OPENBLAS_NUM_THREADS"] = THREADS
+sys.path.insert(0, __file__.rsplit("/", 1)[0] if "/" in __file__ else ".")
+import _peers  # noqa: E402
 
+_peers.setup()
 import numpy as np  # noqa: E402
+
 VOCAB, D, HEADS, LAYERS, BATCH, T = 65, 128, 4, 2, 8, 64
 
 
@@ -40,13 +42,34 @@ def data():
     return x, y
 
 
-# ---- dualgraph -----------------------------------------------------------------------------------
+def initial_state():
+    """The state_dict every runner starts from, drawn as PyTorch initializes these layers: embeddings N(0, 1),
+    linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), layer norms 1 and 0."""
+    rng = np.random.default_rng(1)
+    state = {"tok.weight": rng.standard_normal((VOCAB, D)), "pos.weight": rng.standard_normal((T, D))}
 
-def dg_runner(compiled):
-    import dualgraph as dg
-    import dualgraph.nn as nn
-    import dualgraph.nn.functional as F
+    def linear(name, n_out, n_in):
+        bound = n_in ** -0.5
+        state[name + ".weight"] = rng.uniform(-bound, bound, (n_out, n_in))
+        state[name + ".bias"] = rng.uniform(-bound, bound, n_out)
 
+    def norm(name):
+        state[name + ".weight"], state[name + ".bias"] = np.ones(D), np.zeros(D)
+
+    for i in range(LAYERS):
+        norm(f"blocks.{i}.ln1")
+        norm(f"blocks.{i}.ln2")
+        linear(f"blocks.{i}.qkv", 3 * D, D)
+        linear(f"blocks.{i}.proj", D, D)
+        linear(f"blocks.{i}.fc", 4 * D, D)
+        linear(f"blocks.{i}.out", D, 4 * D)
+    norm("ln")
+    linear("head", VOCAB, D)
+    return {k: v.astype(np.float32) for k, v in state.items()}
+
+
+def gpt(nn, F, arange):
+    """The model as users write it, with the nn modules of dualgraph or PyTorch (the same names)."""
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
@@ -72,15 +95,23 @@ def dg_runner(compiled):
             self.ln, self.head = nn.LayerNorm(D), nn.Linear(D, VOCAB)
 
         def forward(self, idx):
-            x = self.tok(idx) + self.pos(dg.arange(idx.shape[1]))
+            x = self.tok(idx) + self.pos(arange(idx.shape[1], device=idx.device))
             for blk in self.blocks:
                 x = blk(x)
             return self.head(self.ln(x))
 
-    dg.manual_seed(0)
-    model = GPT()
+    return GPT()
+
+
+def dg_runner(compiled):
+    dev = _peers.dg_device()
+    import dualgraph as dg
+    import dualgraph.nn.functional as F
+    model = gpt(dg.nn, F, dg.arange)
+    model.load_state_dict({k: dg.tensor(v) for k, v in initial_state().items()})
+    model.to(dev)
     opt = dg.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = (dg.tensor(a) for a in data())
+    x, y = (dg.tensor(a, device=dev) for a in data())
 
     def step(xb, yb):
         logits = model(xb)
@@ -91,52 +122,22 @@ def dg_runner(compiled):
         return loss
 
     fn = dg.function(step) if compiled else step
-    return lambda: fn(x, y)
 
+    def run():
+        loss = fn(x, y)
+        _peers.dg_sync()
+        return loss.item()
+    return run
 
-# ---- torch ---------------------------------------------------------------------------------------
 
 def torch_runner(compiled):
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    if THREADS:
-        torch.set_num_threads(int(THREADS))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
-            self.qkv, self.proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
-            self.fc, self.out = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
-
-        def forward(self, x):
-            b, t, c = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
-            q = q.view(b, t, HEADS, c // HEADS).transpose(1, 2)
-            k = k.view(b, t, HEADS, c // HEADS).transpose(1, 2)
-            v = v.view(b, t, HEADS, c // HEADS).transpose(1, 2)
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.proj(a.transpose(1, 2).reshape(b, t, c))
-            return x + self.out(F.gelu(self.fc(self.ln2(x))))
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok, self.pos = nn.Embedding(VOCAB, D), nn.Embedding(T, D)
-            self.blocks = nn.ModuleList([Block() for _ in range(LAYERS)])
-            self.ln, self.head = nn.LayerNorm(D), nn.Linear(D, VOCAB)
-
-        def forward(self, idx):
-            x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
-            for blk in self.blocks:
-                x = blk(x)
-            return self.head(self.ln(x))
-
-    torch.manual_seed(0)
-    model = GPT()
+    torch, dev = _peers.torch_module()
+    F = torch.nn.functional
+    model = gpt(torch.nn, F, torch.arange)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state().items()})
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = (torch.from_numpy(a) for a in data())
+    x, y = (torch.from_numpy(a).to(dev) for a in data())
 
     def step(xb, yb):
         logits = model(xb)
@@ -147,86 +148,49 @@ def torch_runner(compiled):
         return loss
 
     fn = torch.compile(step) if compiled else step
-    return lambda: fn(x, y)
+
+    def run():
+        loss = fn(x, y)
+        _peers.torch_sync(torch)
+        return loss.item()
+    return run
+
+
+def jax_runner():
+    _peers.jax_device()
+    import jax
+    import jax.numpy as jnp
+
+    def linear(p, name, x):
+        return x @ p[name + ".weight"].T + p[name + ".bias"]
+
+    def layer_norm(p, name, x):
+        mu = x.mean(-1, keepdims=True)
+        var = jnp.square(x - mu).mean(-1, keepdims=True)
+        return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p[name + ".weight"] + p[name + ".bias"]
+
+    def loss_fn(p, idx, tgt):
+        b, t = idx.shape
+        x = p["tok.weight"][idx] + p["pos.weight"][:t]
+        for i in range(LAYERS):
+            blk = f"blocks.{i}."
+            q, k, v = jnp.split(linear(p, blk + "qkv", layer_norm(p, blk + "ln1", x)), 3, axis=-1)
+            heads = (b, t, HEADS, D // HEADS)   # dot_product_attention takes (batch, time, heads, dim)
+            a = jax.nn.dot_product_attention(q.reshape(heads), k.reshape(heads), v.reshape(heads), is_causal=True)
+            x = x + linear(p, blk + "proj", a.reshape(b, t, D))
+            h = jax.nn.gelu(linear(p, blk + "fc", layer_norm(p, blk + "ln2", x)), approximate=False)
+            x = x + linear(p, blk + "out", h)
+        logp = jax.nn.log_softmax(linear(p, "head", layer_norm(p, "ln", x)))
+        return -jnp.take_along_axis(logp, tgt[..., None], axis=-1).mean()
+
+    x, y = data()
+    return _peers.jax_runner(loss_fn, initial_state(), x.astype(np.int32), y.astype(np.int32))
 
 
 RUNNERS = {"dg eager": lambda: dg_runner(False), "dg compiled": lambda: dg_runner(True),
-           "torch eager": lambda: torch_runner(False), "torch.compile": lambda: torch_runner(True)}
-
-
-def _status(field):
-    """A /proc/self/status size in bytes. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a
-    child would report its parent's peak."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def memory_child(name):
-    """One runner alone: peak RSS after 5 steps, and what the steps added over the RSS before them."""
-    fn = RUNNERS[name]()
-    before = _status("VmRSS")
-    for _ in range(5):
-        fn()
-    peak = _status("VmHWM")
-    print(json.dumps({"peak": peak, "steps": peak - before}))
-
-
-def memory(names):
-    out = {}
-    for name in names:
-        extra = [f"--threads={THREADS}"] if THREADS else []
-        r = subprocess.run([sys.executable, __file__, f"--runner={name}"] + extra, capture_output=True, text=True,
-                           timeout=900)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        out[name] = json.loads(lines[-1]) if r.returncode == 0 and lines else None
-    return out
-
-
-def main():
-    names = ["dg eager", "dg compiled"]
-    try:
-        import torch  # noqa: F401
-        names.append("torch eager")
-        if "--torch-compile" in ARGS:  # its first call took 213 s on the 2-core machine
-            names.append("torch.compile")
-    except ImportError:
-        pass
-    runners, first = {}, {}
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            fn = RUNNERS[name]()
-            fn()
-        except Exception as e:  # torch.compile needs a C++ toolchain and inductor's dependencies
-            print(f"  {name}: does not run here ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-            continue
-        first[name] = time.perf_counter() - t0
-        runners[name] = fn
-    for fn in runners.values():
-        fn()
-    best = {name: float("inf") for name in runners}
-    for _ in range(ROUNDS):
-        for name, fn in runners.items():
-            s = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - s)
-    mem = {} if "--no-memory" in ARGS else memory(list(runners))
-    base_name = "torch eager" if "torch eager" in best else "dg eager"
-    base = best[base_name]
-    print(f"decoder-LM training step (batch {BATCH}, T {T}, d {D}, {LAYERS} blocks, {HEADS} heads, AdamW), "
-          f"best of {ROUNDS} rounds, ratios to {base_name}")
-    print(f"  {'runner':14s} {'step':>9s} {'ratio':>6s} {'first call':>11s} {'peak RSS':>9s} {'added by steps':>15s}")
-    for name, t in best.items():
-        m = mem.get(name)
-        ms = (f"{m['peak'] / 2**20:7.0f} MB {m['steps'] / 2**20:11.1f} MB" if m else "")
-        print(f"  {name:14s} {t * 1e3:6.2f} ms {t / base:5.2f}x {first[name] * 1e3:8.0f} ms {ms}")
-
+           "torch eager": lambda: torch_runner(False), "torch.compile": lambda: torch_runner(True),
+           "jax.jit": jax_runner}
 
 if __name__ == "__main__":
-    if "--runner" in ARGS:
-        memory_child(ARGS["--runner"])
-    else:
-        main()
+    _peers.main(__file__, f"decoder-LM training step (batch {BATCH}, T {T}, d {D}, {LAYERS} blocks, {HEADS} heads, "
+                "AdamW)", RUNNERS, default_rounds=20)
