@@ -464,3 +464,172 @@ def test_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
     assert x.grad.shape == (0, 2, 5, 5) and not w.grad.numpy().any()
     F.max_pool2d(x, 2).sum().backward()
     F.avg_pool2d(x, 2).sum().backward()
+
+
+# ---- the block column layout: a block of samples is one GEMM ------------------------------------------------
+
+def np_conv_grads(x, w, g, stride, pads, dilation, groups):
+    """x's and w's gradients of np_conv for output gradient g, window by window (no columns, no GEMM)."""
+    nd = w.ndim - 2
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
+    gxp, gw = np.zeros_like(xp), np.zeros_like(w)
+    o, cg = w.shape[:2]
+    og = o // groups
+    for oc in range(o):
+        grp = oc // og
+        for pos in itertools.product(*map(range, g.shape[2:])):
+            win = (slice(None), slice(grp * cg, (grp + 1) * cg)) + tuple(
+                slice(p * s, p * s + d * (k - 1) + 1, d) for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
+            gn = g[(slice(None), oc) + pos].reshape((-1,) + (1,) * (nd + 1))
+            gxp[win] += gn * w[oc]
+            gw[oc] += np.sum(gn * xp[win], axis=0)
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape[2:]))
+    return gxp[(slice(None), slice(None)) + crop], gw
+
+
+# (input shape, weight shape, stride, (low, high) pads, dilation, groups): 1-D, 2-D and 3-D windows with
+# strides, asymmetric padding, dilation and groups, and pointwise (1x1) kernels, the GEMM-only path
+BLOCK_CASES = {
+    "1d": ((7, 4, 11), (6, 2, 3), (2,), ((1, 2),), (2,), 2),
+    "2d": ((7, 4, 7, 6), (6, 2, 3, 2), (2, 1), ((1, 1), (1, 0)), (1, 2), 2),
+    "2d-pointwise": ((7, 6, 5, 4), (4, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 2),
+    "2d-pointwise-stride": ((7, 3, 5, 4), (4, 3, 1, 1), (2, 1), ((0, 0), (0, 1)), (1, 1), 1),
+    "3d": ((7, 2, 4, 5, 3), (3, 2, 2, 3, 2), (1, 2, 1), ((1, 1), (0, 1), (1, 0)), (1, 1, 2), 1),
+    "depthwise": ((7, 4, 6, 6), (4, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 4),
+}
+
+
+def _per_sample_bytes(xs, ws, outs, itemsize):
+    """What the kernels count per sample against BLOCK_BYTES: the columns and the GEMM's result."""
+    return (xs[1] * int(np.prod(ws[2:])) + ws[0]) * int(np.prod(outs)) * itemsize
+
+
+@pytest.mark.parametrize("case", list(BLOCK_CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("blocks", ["one-sample", "uneven", "whole"])
+def test_block_column_kernels_match_window_loops(case, dtype, blocks, path, monkeypatch):
+    """The three kernels on both paths, with blocks of one sample (the GEMM writes NCHW directly), of three
+    samples out of seven (the last block a single one) and of the whole batch, against direct window
+    loops: values, x's and w's gradients, in float32 and float64."""
+    xs, ws, stride, pads, dilation, groups = BLOCK_CASES[case]
+    rng = np.random.default_rng(20)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    want = np_conv(x, w, b, stride, pads, dilation, groups)
+    g = rng.standard_normal(want.shape)
+    want_gx, want_gw = np_conv_grads(x, w, g, stride, pads, dilation, groups)
+    dt = np.dtype(dtype)
+    per = _per_sample_bytes(xs, ws, want.shape[2:], dt.itemsize)
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", {"one-sample": per, "uneven": 3 * per, "whole": 1 << 40}[blocks])
+    n_blocks = {"one-sample": 7, "uneven": 3, "whole": 1}[blocks]
+    assert len(kconv._blocks(7, per)) == n_blocks   # the sizes the test means are the kernels' own
+    x, w, b, g = (a.astype(dt) for a in (x, w, b, g))
+    pointwise = case.startswith("2d-pointwise") and stride == (1, 1)
+    runs = dict(kconv.RUNS)
+    y = kconv.conv_forward(np, x, w, b, stride, pads, dilation, groups)
+    gx = kconv.conv_input_grad(np, g, w, xs[2:], stride, pads, dilation, groups)
+    gw = kconv.conv_weight_grad(np, x, g, ws[2:], stride, pads, dilation, groups)
+    took = {k: kconv.RUNS[k] - runs[k] for k in runs}
+    if not pointwise:   # im2col per block in the forward and the weight gradient, col2im in the input's
+        c_ok = path == "c" and len(xs) < 5
+        assert took["c" if c_ok else "numpy"] == 3 * n_blocks and took["numpy" if c_ok else "c"] == 0
+    tol = dict(rtol=1e-5, atol=1e-4) if dt == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, ref in ((y, want), (gx, want_gx), (gw, want_gw)):
+        assert got.dtype == dt and got.flags.c_contiguous
+        np.testing.assert_allclose(got, ref, **tol)
+
+
+@pytest.mark.parametrize("case", list(BLOCK_CASES))
+@pytest.mark.parametrize("blocks", ["one-sample", "uneven"])
+def test_block_column_kernels_match_torch(case, blocks, monkeypatch):
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, pads, dilation, groups = BLOCK_CASES[case]
+    rng = np.random.default_rng(21)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (xs, ws, ws[:1]))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    flat = [p for lo_hi in reversed(pads) for p in lo_hi]   # torch's F.pad takes the last dim first
+    conv = getattr(torch.nn.functional, f"conv{len(ws) - 2}d")
+    ty = conv(torch.nn.functional.pad(tx, flat), tw, tb, stride=stride, dilation=dilation, groups=groups)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(g))
+    per = _per_sample_bytes(xs, ws, ty.shape[2:], 4)
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", per if blocks == "one-sample" else 3 * per)
+    y = kconv.conv_forward(np, x, w, b, stride, pads, dilation, groups)
+    gx = kconv.conv_input_grad(np, g, w, xs[2:], stride, pads, dilation, groups)
+    gw = kconv.conv_weight_grad(np, x, g, ws[2:], stride, pads, dilation, groups)
+    for got, ref in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
+        np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("blocks", ["one-sample", "uneven", "whole"])
+def test_compiled_and_eager_conv_gradients_across_block_sizes(blocks, monkeypatch):
+    """A compiled step (conv, relu, conv, loss, both gradients) equals eager and the window loops,
+    whatever the block size the kernels run with."""
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((5, 3, 8, 7))
+    w1, w2 = rng.standard_normal((4, 3, 3, 3)) * 0.5, rng.standard_normal((6, 2, 2, 3)) * 0.5
+    per = _per_sample_bytes((5, 4), (6, 2, 2, 3), (3, 3), 8)
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", {"one-sample": 1, "uneven": 2 * per, "whole": 1 << 40}[blocks])
+
+    def step(a, c, d):
+        h = F.relu(F.conv2d(a, c, padding=1))
+        y = F.conv2d(h, d, stride=2, dilation=(1, 2), groups=2)
+        loss = (y * y).sum()
+        return [loss] + list(dg.autograd.grad(loss, [c, d]))
+    args = lambda: [dg.tensor(a, requires_grad=True) for a in (x, w1, w2)]   # noqa: E731
+    eager, compiled = step(*args()), dg.function(step)(*args())
+    h = np.maximum(np_conv(x, w1, None, (1, 1), ((1, 1),) * 2, (1, 1), 1), 0)
+    y = np_conv(h, w2, None, (2, 2), ((0, 0),) * 2, (1, 2), 2)
+    gh, gw2 = np_conv_grads(h, w2, 2 * y, (2, 2), ((0, 0),) * 2, (1, 2), 2)
+    _, gw1 = np_conv_grads(x, w1, gh * (h > 0), (1, 1), ((1, 1),) * 2, (1, 1), 1)
+    for got in (eager, compiled):
+        for a, want in zip(got, (np.sum(y * y), gw1, gw2)):
+            np.testing.assert_allclose(a.numpy(), want, rtol=1e-10, atol=1e-10)
+
+
+def test_im2col_of_a_strided_input_takes_the_c_loop():
+    """A non-contiguous input (a transposed view) is copied once for the C loop, not sent to numpy's
+    strided copy; the columns are the windows all the same."""
+    if not C_AVAILABLE:
+        pytest.skip("no C compiler")
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((3, 6, 5, 2)).transpose(0, 3, 1, 2)   # (3, 2, 6, 5), not C-contiguous
+    w = rng.standard_normal((4, 2, 3, 2))
+    runs = dict(kconv.RUNS)
+    y = kconv.conv_forward(np, x, w, None, (1, 2), ((1, 0), (0, 1)), (2, 1), 1)
+    assert kconv.RUNS["c"] > runs["c"] and kconv.RUNS["numpy"] == runs["numpy"]
+    np.testing.assert_allclose(y, np_conv(x, w, None, (1, 2), ((1, 0), (0, 1)), (2, 1), 1), rtol=1e-12, atol=1e-12)
+
+
+class _CountingNumpy:
+    """numpy as a kernel's `xp`, recording the operand shapes of every matmul."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def matmul(self, a, b, **kw):
+        self.calls.append((a.shape, b.shape))
+        return np.matmul(a, b, **kw)
+
+
+@pytest.mark.parametrize("case", ["1d", "2d", "2d-pointwise", "3d", "depthwise"])
+def test_each_block_of_samples_is_one_gemm_per_group(case, monkeypatch):
+    """Seven samples in blocks of three: three matmuls per kernel, each of one (group-stacked) matrix
+    product whose columns are all the block's samples' output positions, never one product per sample."""
+    xs, ws, stride, pads, dilation, groups = BLOCK_CASES[case]
+    rng = np.random.default_rng(24)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    y = np_conv(x, w, None, stride, pads, dilation, groups)
+    length = int(np.prod(y.shape[2:]))
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", 3 * _per_sample_bytes(xs, ws, y.shape[2:], 8))
+    for run in (lambda xp: kconv.conv_forward(xp, x, w, None, stride, pads, dilation, groups),
+                lambda xp: kconv.conv_input_grad(xp, y, w, xs[2:], stride, pads, dilation, groups),
+                lambda xp: kconv.conv_weight_grad(xp, x, y, ws[2:], stride, pads, dilation, groups)):
+        xp = _CountingNumpy()
+        run(xp)
+        assert len(xp.calls) == 3
+        for (a, b), m in zip(xp.calls, (3, 3, 1)):
+            assert a[:-2] == b[:-2] == (groups,)
+            assert m * length in (a[-1], b[-1], b[-2])   # the samples side by side in one product
