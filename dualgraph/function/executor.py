@@ -17,6 +17,13 @@ that input's buffer when its call takes `out=`: an elementwise ufunc, or a kerne
 `writes_out`. Symbolic dims are read from the input shapes once per call and substituted into
 attributes that mention them (reshape targets).
 
+The memory plan (`_Plan`, made when the graph is compiled) does the same for intermediates: a node
+whose call takes `out=` (an elementwise ufunc or matmul called directly, a `writes_out` kernel) writes
+into a buffer this call allocated and no longer needs (an operand dying at the node, or a dead result
+of the same shape and dtype held for it) instead of allocating. It shows in the source as `out=<that
+value's name>`; `Executable.saved_allocations` counts those lines. `Executable(graph, plan=False)`
+compiles without it.
+
 `interpret(graph, arrays, xp)` is the reference interpreter (node by node with op.forward, freeing
 values after their last use): the oracle the compiled path is tested against.
 """
@@ -62,9 +69,198 @@ def _contains_dim(x):
     return False
 
 
+class _Plan:
+    """The memory plan of one compiled graph: which node results are written (out=) into a buffer the
+    call allocated itself and no longer needs, instead of a new allocation.
+
+    A buffer is a value the call allocated fresh: the result of a ufunc called directly, of a fused
+    elementwise kernel whose chain computes every result, or of a record marked `fresh`. Never a graph
+    input or constant, nor anything a forward may return as its input or a view of it: the results of
+    every other node are taken to alias all their operands (views and forwards that may hand back what
+    they got), so a buffer is free only when it and everything that may alias it are dead, and never
+    when one of those is a graph output (what the caller gets, residuals kept for a backward). A node
+    that can write into a buffer (an elementwise ufunc or matmul called directly, a kernel whose record
+    says `writes_out`) gets one of its result's shape and dtype: an operand that dies at the node
+    (elementwise only, and only when no view of it is another operand), else, with `free_list`, the
+    most recently freed dead buffer, held from its death while that does not raise the graph's peak
+    memory estimate. The buffer and the result the call would allocate must both be C-ordered, so the
+    same loops run and the values are those of the unplanned call to the bit: proved from the operands
+    where the graph says so, else checked on the arrays as the line runs (`checks`), which then
+    allocates as before.
+
+        dest      id(node) -> the Value whose buffer its result is written into
+        checks    id(node) -> Values whose C order that line checks first
+        hold      ids of values not dropped at their death (a later node writes into them)
+        release   node index -> values dropped after that node (the buffers it wrote into)
+    """
+
+    @classmethod
+    def empty(cls):
+        p = cls.__new__(cls)
+        p.dest, p.checks, p.hold, p.release = {}, {}, set(), {}
+        return p
+
+    def __init__(self, graph, kinds, last, donated, free_list=True):
+        self.dest, self.checks, self.hold, self.release = {}, {}, set(), {}
+        g = graph
+        nodes = g.nodes
+        born = {}                 # id(value) -> index of its node
+        parent = {}               # union-find over alias groups
+
+        def find(x):
+            while parent.get(x, x) != x:
+                x = parent[x]
+            return x
+
+        def union(a, b):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[ra] = rb
+
+        fresh = set()             # ids of buffers the call allocates
+        ordered = set()           # ids of values proved C-ordered
+        pinned = {id(v) for v in g.inputs} | {id(v) for v in g.outputs}
+        values = {}
+
+        def unknown(v):
+            """Operand v unless it is proved C-ordered (scalars and 0-d arrays always are)."""
+            if v is None or v.weak or not v.aval.ndim or id(v) in ordered:
+                return ()
+            if v.const is not None:
+                return () if getattr(getattr(v.const, "flags", None), "c_contiguous", False) else None
+            return (v,)
+
+        sinks = {}                # k -> (operands to check, elementwise)
+        for k, node in enumerate(nodes):
+            op = node.op
+            kind, _ = kinds[id(node)]
+            arrays = [v for v in node.inputs if v is not None and not v.weak and v.const is None]
+            for o in node.outputs:
+                born[id(o)] = k
+                values[id(o)] = o
+            if kind == "ufunc":
+                new = True
+            elif op.writes_out and node.subgraphs and "body" in node.subgraphs:
+                new = _chain_fresh(node.subgraphs["body"])
+            else:
+                new = op.fresh and not node.subgraphs
+            if not new or any(id(o) in donated for o in node.outputs):
+                for o in node.outputs:
+                    for v in arrays:
+                        union(id(o), id(v))
+                if op.keeps_order and node.inputs and not unknown(node.inputs[0]):
+                    ordered.add(id(node.outputs[0]))
+                continue
+            fresh.update(id(o) for o in node.outputs)
+            # the result is C-ordered when every operand is (a matmul of matrices: always)
+            if kind == "ufunc" and not op.elementwise and all(v.aval.ndim <= 2 for v in arrays):
+                check = []
+            else:
+                parts = [unknown(v) for v in node.inputs]
+                check = None if any(p is None for p in parts) else list(dict.fromkeys(v for p in parts for v in p))
+            if check == []:
+                ordered.update(id(o) for o in node.outputs)
+            one = len(node.outputs) == 1 and (op.n_out == 1 or op.writes_out)
+            if one and check is not None and node.outputs[0].aval.ndim:
+                if kind == "ufunc":           # matmul writes while it reads: never into an operand
+                    sinks[k] = (check, op.elementwise)
+                elif kind == "kernel" and op.writes_out:
+                    sinks[k] = (check, True)
+
+        # each alias group dies at the last read of any member; a group with an input or output never does
+        groups = {}
+        for vid in list(values) + [id(v) for v in g.inputs]:
+            groups.setdefault(find(vid), []).append(vid)
+        death, dead_pinned = {}, set()
+        for root, members in groups.items():
+            death[root] = max(last.get(m, born.get(m, -1)) for m in members)
+            if any(m in pinned for m in members):
+                dead_pinned.add(root)
+
+        def reusable(vid):
+            return vid in fresh and find(vid) not in dead_pinned and values[vid].aval.ndim
+
+        dies_at = {}                       # k -> buffers whose group dies at node k
+        for vid in values:
+            if reusable(vid):
+                dies_at.setdefault(death[find(vid)], []).append(values[vid])
+        sizes = {vid: _nbytes(values[vid].aval) for vid in values}
+        # a static estimate of the bytes the unplanned call holds while each node runs (each result that
+        # may be new memory, until its group dies), against which holding a dead buffer is checked
+        steps = [0] * (len(nodes) + 2)
+        sized = True
+        for vid, v in values.items():
+            if v.producer is not None and v.producer.op.view:
+                continue
+            n = sizes[vid]
+            if n is None:
+                sized = False
+                continue
+            end = death[find(vid)] if find(vid) not in dead_pinned else len(nodes)
+            steps[born[vid]] += n
+            steps[max(end, born[vid]) + 1] -= n
+        profile = list(itertools.accumulate(steps))
+        peak = max(profile)
+        free = []                          # (value, died at) dead buffers, last freed last
+        for k, node in enumerate(nodes):
+            sink = sinks.get(k)
+            if sink is not None:
+                check, elementwise = sink
+                o = node.outputs[0]
+                chosen = None
+                if elementwise:
+                    ins = [v for v in node.inputs if v is not None and not v.weak and v.const is None]
+                    for b in ins:
+                        if (reusable(id(b)) and b.aval == o.aval and death[find(id(b))] == k
+                                and all(find(id(v)) != find(id(b)) or v is b for v in ins)):
+                            chosen = b
+                            break
+                if chosen is None and free_list and sized:
+                    for j in range(len(free) - 1, max(len(free) - 16, 0) - 1, -1):   # bounded: compile time
+                        b, died = free[j]
+                        n = sizes[id(b)]
+                        if b.aval == o.aval and all(profile[t] + n <= peak for t in range(died + 1, k)):
+                            for t in range(died + 1, k):
+                                profile[t] += n
+                            free.pop(j)
+                            chosen = b
+                            self.hold.add(id(b))
+                            self.release.setdefault(k, []).append(b)
+                            break
+                if chosen is not None:
+                    self.dest[id(node)] = chosen
+                    check = check + ([chosen] if id(chosen) not in ordered and chosen not in check else [])
+                    if check:
+                        self.checks[id(node)] = check
+            # buffers whose group dies here (and results nothing reads) join the free list
+            for b in dies_at.get(k, ()):
+                if self.dest.get(id(node)) is not b:
+                    free.append((b, k))
+
+
+def _chain_fresh(body):
+    """Whether a fused chain's results are arrays it allocates: each computed by a node of the chain (not
+    an input passed through), by an op whose forward is its ufunc or a `fresh` record, none twice."""
+    outs = body.outputs
+    if len({id(v) for v in outs}) != len(outs):
+        return False
+    made = {id(o): n for n in body.nodes for o in n.outputs}
+    return all(id(v) in made and (made[id(v)].op.ufunc or made[id(v)].op.fresh) for v in outs)
+
+
+def _nbytes(aval):
+    n = aval.dtype.itemsize
+    for d in aval.shape:
+        if not isinstance(d, int):
+            return None
+        n *= d
+    return n
+
+
 class _Gen:
-    def __init__(self, graph, xp):
+    def __init__(self, graph, xp, planned=True, free_list=True):
         self.graph, self.xp = graph, xp
+        self.planned, self.free_list = planned, free_list
         self.glob = {"xp": xp, "np": np}
         self.names = {}
         self.dims = {}
@@ -126,6 +322,8 @@ class _Gen:
         self.keep = {id(v) for v in g.outputs} | {id(v) for v in g.inputs}
         self.donated = self._donations(g)
         self.last = g.last_uses()
+        self.kinds = {id(node): self._kind(node) for node in g.nodes}
+        self.plan = _Plan(g, self.kinds, self.last, self.donated, self.free_list) if self.planned else _Plan.empty()
         tmp = itertools.count()
         for k, node in enumerate(g.nodes):
             outs = []
@@ -137,6 +335,7 @@ class _Gen:
             lhs = outs[0] if len(outs) == 1 and node.op.n_out == 1 else "(" + "".join(o + ", " for o in outs) + ")"
             call = self.call(node, ins)
             body.append(f"    {lhs} = {call}")
+            released = self.plan.release.get(k)
             self.line_node[len(body) + 1] = node  # +1: the def line
             # a dim a shape rule made up (pad's 'd0+1', reshape(-1)'s 'd0*d1') is read from the first
             # value that has it, so later attributes (a reshape target) can use it
@@ -145,7 +344,7 @@ class _Gen:
                     if isinstance(d, Dim) and not isinstance(d, SymbolicDim) and d not in self.dims:
                         self.dims[d] = f"d{len(self.dims)}"
                         body.append(f"    {self.dims[d]} = {n}.shape[{ax}]")
-            self._free(body, k, node.inputs, node.outputs)
+            self._free(body, k, node.inputs, node.outputs, released)
         # a constant output is copied: the caller owns what it gets, and writing into it in place must
         # not change what the next call returns
         rets = [f"{self.ref(v)}.copy()" if v.const is not None and not v.weak
@@ -165,12 +364,16 @@ class _Gen:
         exec(compile(src, fname, "exec"), self.glob)
         return self.glob["run"], src, fname
 
-    def _free(self, body, k, inputs, outputs=()):
+    def _free(self, body, k, inputs, outputs=(), released=None):
         """`del` the inputs whose last use is node k and the outputs nothing reads, so memory is freed
-        as early as the reference interpreter frees it."""
+        as early as the reference interpreter frees it; a buffer the plan holds for a later node is
+        dropped there instead (`released`: those written into at node k)."""
+        hold = self.plan.hold
         dead = [self.names[id(v)] for v in dict.fromkeys(v for v in inputs if v is not None)
-                if v.const is None and self.last.get(id(v)) == k and id(v) not in self.keep]
-        dead += [self.names[id(o)] for o in outputs if id(o) not in self.last and id(o) not in self.keep]
+                if v.const is None and self.last.get(id(v)) == k and id(v) not in self.keep and id(v) not in hold]
+        dead += [self.names[id(o)] for o in outputs
+                 if id(o) not in self.last and id(o) not in self.keep and id(o) not in hold]
+        dead += [self.names[id(v)] for v in released or ()]
         if dead:
             body.append(f"    del {', '.join(dead)}")
 
@@ -209,17 +412,40 @@ class _Gen:
                 result[id(out)] = f"i{i}"
         return result
 
-    def call(self, node, ins):
+    def _checked(self, node, head, into):
+        """The call, written into the planned buffer only when the arrays the plan could not prove
+        C-ordered are (otherwise the layout, and so the loops numpy runs, could differ)."""
+        check = self.plan.checks.get(id(node))
+        if not into or not check:
+            return f"{head}{into})"
+        cond = " and ".join(f"{self.names[id(v)]}.flags.c_contiguous" for v in check)
+        return f"{head}{into}) if {cond} else {head})"
+
+    def _kind(self, node):
+        """How node's line calls it: ("ufunc", None) for the record's ufunc called directly, ("kernel", the
+        bound callable) for the record's kernel hook, ("forward", None) otherwise."""
         op = node.op
-        dest = self.donated.get(id(node.outputs[0])) if len(node.outputs) == 1 else None
         if op.ufunc and not node.attrs and _ufunc_exact(node):
-            into = f", out={dest}" if dest is not None and op.elementwise else ""
-            return f"xp.{op.ufunc}({', '.join(ins)}{into})"
+            return "ufunc", None
         if op.kernel is not None:
             kernel = op.kernel(node, self.xp)
             if kernel is not None:
-                into = f", out={dest}" if dest is not None and op.writes_out else ""
-                return f"{self.const(kernel, 'K')}({', '.join(ins)}{into})"
+                return "kernel", kernel
+        return "forward", None
+
+    def call(self, node, ins):
+        op = node.op
+        dest = self.donated.get(id(node.outputs[0])) if len(node.outputs) == 1 else None
+        reuse = self.plan.dest.get(id(node))
+        if reuse is not None:
+            dest = self.names[id(reuse)]
+        kind, kernel = self.kinds[id(node)]
+        if kind == "ufunc":
+            into = f", out={dest}" if dest is not None and (op.elementwise or reuse is not None) else ""
+            return self._checked(node, f"xp.{op.ufunc}({', '.join(ins)}", into)
+        if kind == "kernel":
+            into = f", out={dest}" if dest is not None and op.writes_out else ""
+            return self._checked(node, f"{self.const(kernel, 'K')}({', '.join(ins)}", into)
         fwd = self.const(op.forward, "F")
         if node.subgraphs:
             sub = self.const(node.subgraphs, "S")
@@ -231,15 +457,23 @@ class _Gen:
 class Executable:
     """A compiled graph: call with arrays, get a tuple of arrays."""
 
-    def __init__(self, graph, xp=np):
-        self.graph = graph
-        gen = _Gen(graph, xp)
+    def __init__(self, graph, xp=np, plan=True, free_list=True):
+        self.graph, self.xp = graph, xp
+        gen = _Gen(graph, xp, plan, free_list)
         gen.executable = self
         self.run, self.source, self.filename = gen.build()
         self._line_node = gen.line_node
+        self.plan = gen.plan
 
     def __call__(self, *arrays):
         return self.run(*arrays)
+
+    @property
+    def saved_allocations(self):
+        """How many node results each call writes (out=) into a buffer it allocated before and no longer
+        needs instead of allocating (the memory plan; a line whose operands are not C-ordered at run time
+        allocates as before)."""
+        return len(self.plan.dest)
 
     def _node_of(self, exc):
         tb = exc.__traceback__

@@ -327,13 +327,14 @@ def _conv_weight_grad_by_columns(x, g, *, kernel_size, stride, padding, dilation
     return gw.reshape(o, c // groups, *kernel_size)
 
 
-CONV = defop("conv", _conv_forward, _conv_infer, _conv_vjp, onnx=_conv_onnx, grad_name="ConvolutionBackward0")
+CONV = defop("conv", _conv_forward, _conv_infer, _conv_vjp, onnx=_conv_onnx, grad_name="ConvolutionBackward0",
+             fresh=True)
 CONV_INPUT_GRAD = defop("conv_input_grad", _conv_input_grad_forward, _conv_input_grad_infer, _conv_input_grad_vjp,
-                        onnx=_conv_input_grad_onnx,
+                        onnx=_conv_input_grad_onnx, fresh=True,
                         sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["input_size"],
                                                                                                  "input_size")))
 CONV_WEIGHT_GRAD = defop("conv_weight_grad", _conv_weight_grad_forward, _conv_weight_grad_infer,
-                         _conv_weight_grad_vjp,
+                         _conv_weight_grad_vjp, fresh=True,
                          onnx=lambda ctx, node, x, g: _inline_composite(ctx, node, (x, g), _conv_weight_grad_by_columns))
 
 
@@ -651,14 +652,15 @@ def _max_pool_grad_onnx(ctx, node, g, x):
 
 
 MAX_POOL = defop("max_pool", _max_pool_forward, lambda x, **a: Aval(_max_pool_shape(x, **a), x.dtype),
-                 _max_pool_vjp, onnx=lambda ctx, node, x: _max_pool_onnx_outputs(
+                 _max_pool_vjp, fresh=True, onnx=lambda ctx, node, x: _max_pool_onnx_outputs(
                      ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, False))
 MAX_POOL_INDICES = defop("max_pool_indices", _max_pool_indices_forward,
                          lambda x, **a: Aval(_max_pool_shape(x, **a), np.dtype(np.int64)), None, differentiable=False,
                          onnx=lambda ctx, node, x: _max_pool_onnx_outputs(
                              ctx, ctx.attrs(node), x, node.inputs[0].aval.dtype, True)[1])
 MAX_POOL_GRAD = defop("max_pool_grad", _max_pool_grad_forward,
-                      lambda g, x, **a: Aval(tuple(x.shape), g.dtype), _max_pool_grad_vjp, onnx=_max_pool_grad_onnx)
+                      lambda g, x, **a: Aval(tuple(x.shape), g.dtype), _max_pool_grad_vjp, onnx=_max_pool_grad_onnx,
+                      fresh=True)
 
 
 def _ints(v, n, name, op):

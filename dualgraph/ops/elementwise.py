@@ -498,7 +498,7 @@ def _softplus_onnx(ctx, node, x):
 
 RELU, relu = _unary("relu", lambda xp, x: xp.maximum(x, x.dtype.type(0)),
                     lambda ctx, g: where(ctx.inputs[0] > 0, g, 0.0), infer=same_infer,
-                    expr="((({0} > 0) | ({0} != {0})) ? {0} : 0)", onnx=_relu_onnx)
+                    expr="((({0} > 0) | ({0} != {0})) ? {0} : 0)", onnx=_relu_onnx, fresh=True)
 SOFTPLUS_OP = defop("softplus", lambda xp, x: xp.logaddexp(_f(xp, x), 0).astype(_f(xp, x).dtype),
                     float_elementwise_infer, lambda ctx, g: g * sigmoid(ctx.inputs[0]), elementwise=True,
                     onnx=_softplus_onnx)
@@ -677,11 +677,11 @@ def _gelu_grad_onnx_of(approximate):
 
 
 GELU = defop("gelu", lambda xp, x: _gelu_forward(xp, x), float_elementwise_infer, _gelu_vjp, elementwise=True,
-             expr=_GELU_EXPR, onnx=_gelu_onnx_of("none"))
+             expr=_GELU_EXPR, onnx=_gelu_onnx_of("none"), fresh=True)
 GELU_TANH = defop("gelu_tanh", lambda xp, x: _gelu_forward(xp, x, "tanh"), float_elementwise_infer, _gelu_vjp_tanh,
                   elementwise=True, expr=_GELU_TANH_EXPR, onnx=_gelu_onnx_of("tanh"))
 GELU_GRAD = defop("gelu_grad", lambda xp, g, x: _gelu_grad_forward(xp, g, x), elementwise_infer, _gelu_grad_vjp,
-                  elementwise=True, expr=_GELU_GRAD_EXPR, onnx=_gelu_grad_onnx_of("none"))
+                  elementwise=True, expr=_GELU_GRAD_EXPR, onnx=_gelu_grad_onnx_of("none"), fresh=True)
 GELU_TANH_GRAD = defop("gelu_tanh_grad", lambda xp, g, x: _gelu_grad_forward(xp, g, x, "tanh"), elementwise_infer,
                        _gelu_tanh_grad_vjp, elementwise=True, expr=_GELU_TANH_GRAD_EXPR, onnx=_gelu_grad_onnx_of("tanh"))
 

@@ -390,7 +390,7 @@ INDEX_ADD_ZEROS = defop(
     "index_add_zeros", _index_add_zeros_forward,
     lambda g, *idx, template, shape: Aval(shape, g.dtype),
     lambda ctx, g: (apply(GETITEM, (g, *ctx.inputs[1:]), {"template": ctx.attrs["template"]}),)
-    + (None,) * (len(ctx.inputs) - 1), onnx=_index_add_zeros_onnx,
+    + (None,) * (len(ctx.inputs) - 1), onnx=_index_add_zeros_onnx, fresh=True,
     sized_attrs=lambda gen, node, x, attrs: dict(attrs, **gen.guessed_attrs(attrs["shape"], "shape")))
 
 

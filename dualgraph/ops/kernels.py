@@ -62,7 +62,7 @@ def _where_zero_kernel(node, xp):
 
 
 WHERE_ZERO = defop("where_zero", where_zero, lambda m, a: Aval(a.shape, a.dtype), elementwise=True,
-                   expr="({0} ? {1} : 0)", kernel=_where_zero_kernel, **KERNEL)
+                   expr="({0} ? {1} : 0)", kernel=_where_zero_kernel, fresh=True, **KERNEL)
 
 
 def _where_colsum_forward(xp, m, a):
@@ -76,7 +76,7 @@ def _where_colsum_forward(xp, m, a):
 WHERE_COLSUM = defop("where_colsum", _where_colsum_forward,
                      lambda m, a: (Aval(a.shape, a.dtype), Aval(a.shape[1:], a.dtype)), n_out=2,
                      kernel=lambda node, xp: c_where_colsum(node.inputs[1].aval.dtype) if xp is np else None,
-                     **KERNEL)
+                     fresh=True, **KERNEL)
 
 
 # ---- cross-entropy -----------------------------------------------------------------------------------
@@ -109,7 +109,8 @@ def _log_softmax_nll_infer(z, target, weight=None, *, ignore_index, reduction):
     return lp, _loss.NLL_LOSS.infer(*args, ignore_index=ignore_index, reduction=reduction)
 
 
-LOG_SOFTMAX_NLL = defop("log_softmax_nll", _log_softmax_nll_forward, _log_softmax_nll_infer, n_out=2, **KERNEL)
+LOG_SOFTMAX_NLL = defop("log_softmax_nll", _log_softmax_nll_forward, _log_softmax_nll_infer, n_out=2, fresh=True,
+                        **KERNEL)
 
 
 def _nll_log_softmax_grad_forward(xp, g, lp, target, weight=None, *, ignore_index, reduction):
@@ -126,7 +127,7 @@ def _nll_log_softmax_grad_forward(xp, g, lp, target, weight=None, *, ignore_inde
 
 
 NLL_LOG_SOFTMAX_GRAD = defop("nll_log_softmax_grad", _nll_log_softmax_grad_forward,
-                             lambda g, lp, target, weight=None, **_: Aval(lp.shape, lp.dtype), **KERNEL)
+                             lambda g, lp, target, weight=None, **_: Aval(lp.shape, lp.dtype), fresh=True, **KERNEL)
 
 
 # ---- matmul read transposed ----------------------------------------------------------------------------
@@ -140,6 +141,7 @@ def _matmul_t_forward(xp, a, b):
 
 
 MATMUL_ROWS = defop("matmul_rows", _matmul_forward,
-                    lambda a, b: Aval(tuple(a.shape[:-1]) + (b.shape[-1],), result_dtype(a, b)), **KERNEL)
+                    lambda a, b: Aval(tuple(a.shape[:-1]) + (b.shape[-1],), result_dtype(a, b)), fresh=True,
+                    **KERNEL)
 MATMUL_T = defop("matmul_t", _matmul_t_forward, lambda a, b: Aval((b.shape[1], a.shape[0]), result_dtype(a, b)),
-                 **KERNEL)
+                 fresh=True, **KERNEL)

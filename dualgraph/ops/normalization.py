@@ -240,7 +240,7 @@ def _lng_onnx(ctx, node, g, x, mean, rstd, weight=None):
     return dx, gx, ctx.emit("Identity", [g])
 
 
-LAYER_NORM_GRAD = defop("layer_norm_grad", _lng_forward, _lng_infer, _lng_vjp, n_out=3, onnx=_lng_onnx)
+LAYER_NORM_GRAD = defop("layer_norm_grad", _lng_forward, _lng_infer, _lng_vjp, n_out=3, onnx=_lng_onnx, fresh=True)
 
 
 def layer_norm_grad(g, x, mean, rstd, weight, n_axes):
@@ -268,7 +268,7 @@ def _layer_norm_onnx(ctx, node, x, weight=None, bias=None):
 
 
 LAYER_NORM = defop("layer_norm", _layer_norm_forward, _layer_norm_infer, _layer_norm_vjp, n_out=3, saves_output=True,
-                   onnx=_layer_norm_onnx)
+                   onnx=_layer_norm_onnx, fresh=True)
 
 
 def layer_norm(x, n_axes, weight=None, bias=None, eps=1e-5):

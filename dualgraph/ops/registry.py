@@ -9,6 +9,7 @@ An `Op` carries
   traits                          elementwise / pure / commutative / foldable / view ...
   ufunc, expr, arith              what kernels are generated from (numpy calls, C and CUDA expressions)
   kernel, writes_out              a specialised callable the executor binds once per compiled node
+  fresh                           outputs are new memory the executor's memory plan may recycle
   inplace                         forward writing into input 0's buffer (the eager `x[i] = v`)
   onnx                            the ONNX lowering (ops/onnx_rules.py), or not_exportable(reason)
 Composite ops (softmax, mean, losses) are plain functions of primitives and need no record.
@@ -40,6 +41,7 @@ class Op:
     commutative: bool = False
     foldable: bool = True              # constant folding may precompute it
     view: bool = False                 # output may share memory (and the version counter) with input 0
+    keeps_order: bool = False          # a view that is C-ordered whenever input 0 is (reshape)
     saves_output: bool = False         # vjp reads ctx.out, so the forward result is kept
     n_out: int = 1
     shape_from_values: Any = False     # the output's shape depends on the input values (True, or a predicate over
@@ -65,6 +67,10 @@ class Op:
     # graph is compiled (None, or None from it: the executor calls forward)
     kernel: Optional[Callable] = None
     writes_out: bool = False           # that callable takes out=: it may write into a donated input's buffer
+    # forward (and kernel) always return new arrays that share memory with no operand and that nothing else
+    # keeps, C-ordered whenever the array operands are: the executor's memory plan may recycle them as
+    # out= buffers once they are dead (tests/test_executor_reuse.py checks the claim on the op table)
+    fresh: bool = False
     grad_name: str = ""
     onnx: Any = None                   # lowering rule(ctx, node, *names), or onnx_rules.not_exportable(reason)
     doc: str = ""

@@ -85,7 +85,8 @@ def _method_kernel(name, attr):
 
 RESHAPE = defop("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                 lambda x, shape: Aval(_resolve_shape("reshape", x.shape, shape, for_infer=True), x.dtype),
-                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, kernel=_method_kernel("reshape", "shape"),
+                lambda ctx, g: (reshape(g, ctx.inputs[0].shape),), view=True, keeps_order=True,
+                kernel=_method_kernel("reshape", "shape"),
                 onnx=_reshape_onnx, sized_attrs=lambda gen, node, x, attrs: (
                     gen.reshape_attrs(x, node.inputs[0].aval.shape, attrs) if any(is_sym(d) for d in x) else attrs))
 

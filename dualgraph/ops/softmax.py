@@ -104,9 +104,10 @@ def _log_softmax_grad_onnx(ctx, node, g, y):
 
 LOG_SOFTMAX = defop("log_softmax", _log_softmax_forward,
                     lambda x, axis: Aval(x.shape, float_dtype(x.dtype)), _log_softmax_vjp, saves_output=True,
-                    onnx=_log_softmax_onnx)
+                    onnx=_log_softmax_onnx, fresh=True)
 LOG_SOFTMAX_GRAD = defop("log_softmax_grad", _log_softmax_grad_forward,
-                         lambda g, y, axis: Aval(y.shape, y.dtype), _log_softmax_grad_vjp, onnx=_log_softmax_grad_onnx)
+                         lambda g, y, axis: Aval(y.shape, y.dtype), _log_softmax_grad_vjp, onnx=_log_softmax_grad_onnx,
+                         fresh=True)
 
 
 def log_softmax(x, axis=-1):
@@ -181,9 +182,9 @@ def _softmax_grad_onnx(ctx, node, g, y):
 
 
 SOFTMAX = defop("softmax", _softmax_forward, lambda x, axis: Aval(x.shape, float_dtype(x.dtype)), _softmax_vjp,
-                saves_output=True, onnx=_softmax_onnx)
+                saves_output=True, onnx=_softmax_onnx, fresh=True)
 SOFTMAX_GRAD = defop("softmax_grad", _softmax_grad_forward, lambda g, y, axis: Aval(y.shape, y.dtype),
-                     _softmax_grad_vjp, onnx=_softmax_grad_onnx)
+                     _softmax_grad_vjp, onnx=_softmax_grad_onnx, fresh=True)
 
 
 def softmax(x, axis=-1):
