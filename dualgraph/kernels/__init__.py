@@ -2,9 +2,10 @@
 generated numpy code they fall back to.
 
     native      compiles small C loops once with the system C compiler, caches and loads them (ctypes)
-    ckernel     a fused elementwise chain as one generated C loop, from the op records' `expr`
-    fused       the kernel of a `fused_elementwise` node: the C loop when it applies, else generated
-                numpy ufunc calls (from the records' `ufunc`); one cupy.ElementwiseKernel on a GPU
+    ckernel     a fused elementwise chain (broadcasting, with trailing reductions) as one generated C
+                loop nest, from the op records' `expr` and `reduce`
+    fused       the kernel of a `fused_elementwise`/`fused_reduce` node: the C loop when it applies, else
+                generated numpy ufunc calls (from the records' `ufunc`); one cupy.ElementwiseKernel on a GPU
     rows        C loops over the rows of a 2-D array: log_softmax and nll_loss, forward and backward
     xent        log_softmax + nll_loss (and their gradients) as one C call each way
     where_zero  where(mask, a, 0) and the same with its column sums, bit-exact to numpy's where

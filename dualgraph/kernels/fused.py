@@ -1,5 +1,6 @@
-"""The kernel of a `fused_elementwise` node: its `body` subgraph (a chain of elementwise nodes) as one
-callable `kernel(*arrays, out=None) -> tuple of arrays`.
+"""The kernel of a `fused_elementwise` or `fused_reduce` node: its `body` subgraph (a chain of elementwise
+nodes, possibly of broadcastable shapes, and for fused_reduce reductions of its values) as one callable
+`kernel(*arrays, out=None) -> tuple of arrays`.
 
 On numpy: the generated C loop (.ckernel) where it applies, else generated Python over the ops'
 numpy ufuncs (`Op.ufunc`) with `out=`: the chain computes in place in as few buffers as possible (a
@@ -7,13 +8,16 @@ dead temporary is overwritten instead of allocating), so a 10-op chain allocates
 ten. An op without a ufunc calls its forward. numexpr and numba's vectorize measured slower than
 plain numpy on tanh-GELU, and cache-sized blocking of the numpy chain did not pay for its extra ufunc
 calls (docs/performance.md). On a GPU (`xp` is cupy) the chain is one `cupy.ElementwiseKernel`
-generated from the ops' `expr`, or the same generated Python over cupy's ufuncs when an op has none.
+generated from the ops' `expr`, or the same generated Python over cupy's ufuncs when an op has none;
+a chain ending in reductions runs the chain that way and then each reduction's forward (cupy's).
+The numpy chain reduces with the reduction record's kernel (ufunc.reduce with the axes bound).
 
 `out` is a buffer the caller gives up (a donated input): a single-output chain may write its result
 there. Kernels are cached on the body graph, one per backend.
 """
 import numpy as np
 
+from ..graph.ir import Graph
 from . import ckernel
 
 
@@ -88,11 +92,16 @@ def python_kernel(body, xp):
                 tmp += 1
                 lines.append(f"    {name} = xp.{uf}({', '.join(ins)})")
         else:
-            f = _g(glob, n.op.forward)
-            kw = "".join(f", {a}={_g(glob, val)}" for a, val in n.attrs.items())
+            # a reduction's record kernel (numpy's ufunc.reduce with the axes bound) where it gives one
+            k_red = n.op.kernel(n, xp) if n.op.reduce and n.op.kernel is not None else None
             name = f"t{tmp}"
             tmp += 1
-            lines.append(f"    {name} = xp.asarray({f}(xp{''.join(', ' + i for i in ins)}{kw}))")
+            if k_red is not None:
+                lines.append(f"    {name} = {_g(glob, k_red)}({', '.join(ins)})")
+            else:
+                f = _g(glob, n.op.forward)
+                kw = "".join(f", {a}={_g(glob, val)}" for a, val in n.attrs.items())
+                lines.append(f"    {name} = xp.asarray({f}(xp{''.join(', ' + i for i in ins)}{kw}))")
             if buf is not None:
                 free.append((buf, o.aval))
         names[id(o)] = name
@@ -135,8 +144,14 @@ def _cupy_kernel(body, cp):
     integer literal (an int64 chain never goes through a double), and a non-finite one is a kernel
     argument (CUDA C has no literal for inf/nan). cupy compiles at the first call, so a compile error
     surfaces there and falls back to the ufunc calls too."""
+    reds = [n for n in body.nodes if n.op.reduce]
+    if reds:
+        return _cupy_reduce_kernel(body, reds, cp)
     if any(not n.op.expr or n.attrs for n in body.nodes):
         return python_kernel(body, cp)
+    shapes = {tuple(v.aval.shape) for v in body.outputs}
+    if len(shapes) != 1 or any(not _covers(next(iter(shapes)), v.aval.shape) for v in body.inputs):
+        return python_kernel(body, cp)  # an output smaller than the loop: cupy gives every output the loop's shape
     try:
         names, params, code, scalars = {}, [], [], []
         for i, v in enumerate(body.inputs):
@@ -191,4 +206,34 @@ def _cupy_kernel(body, cp):
         state["ran"] = True
         return r if isinstance(r, tuple) else (r,)
     kernel.source = "\n".join(code)
+    return kernel
+
+
+def _covers(big, small):
+    big, small = tuple(big), tuple(small)
+    return len(small) <= len(big) and all(s == 1 or s == b for s, b in zip(small[::-1], big[::-1]))
+
+
+def _cupy_reduce_kernel(body, reds, cp):
+    """A chain ending in reductions on a GPU: the chain as one kernel (its outputs: the body's other outputs
+    and the reductions' operands), then each reduction as its record's forward (cupy's own reduction)."""
+    chain = Graph("chain")
+    m = {id(v): chain.add_input(v.aval) for v in body.inputs}
+    for n in body.nodes:
+        if not n.op.reduce:
+            bn = chain.add_node(n.op, [m.get(id(v), v) if v is not None else None for v in n.inputs], n.attrs,
+                                [o.aval for o in n.outputs], n.source)
+            m.update(zip((id(o) for o in n.outputs), bn.outputs))
+    vals = [v for v in body.outputs if not v.producer.op.reduce]
+    chain.outputs = [m[id(v)] for v in vals] + [m[id(n.inputs[0])] for n in reds]
+    run_chain = _cupy_kernel(chain, cp)
+    where = [("v", vals.index(v)) if not v.producer.op.reduce else ("r", reds.index(v.producer))
+             for v in body.outputs]
+    n_val = len(vals)
+
+    def kernel(*xs, out=None):
+        got = run_chain(*xs)
+        done = [n.op.forward(cp, got[n_val + k], **n.attrs) for k, n in enumerate(reds)]
+        return tuple(got[i] if w == "v" else done[i] for w, i in where)
+    kernel.source = getattr(run_chain, "source", "")
     return kernel

@@ -7,6 +7,7 @@ that applies (a C loop built, numpy arrays of the layout it reads) and otherwise
 values with the primitives' forwards, so every kernel op also runs on cupy and without a compiler.
 
     fused_elementwise(*xs)          a chain of elementwise nodes (its `body` subgraph) as one kernel
+    fused_reduce(*xs)               such a chain ending in sum/max/min reductions over one set of axes
     where_zero(m, a)                where(m, a, 0) for a bool mask of a's shape (ReLU's backward)
     where_colsum(m, a)              that and its sum over axis 0 (the bias gradient below it), one pass
     log_softmax_nll(z, t[, w])      (log_softmax(z, 1), nll_loss of it) for 2-D scores, one call
@@ -48,8 +49,14 @@ def _fused_onnx(ctx, node, *names):
 
 
 FUSED = defop("fused_elementwise", _fused_forward, _fused_infer, elementwise=True, foldable=False, n_out=-1,
-              extra={"subgraphs": True}, kernel=lambda node, xp: kernel_for(node.subgraphs["body"], xp),
+              extra={"subgraphs": True, "kernel_body": True},
+              kernel=lambda node, xp: kernel_for(node.subgraphs["body"], xp),
               writes_out=True, **dict(KERNEL, onnx=_fused_onnx))
+# the same with reductions (records with `reduce`) at the end of the chain: the chain's value is accumulated
+# where it is computed, never stored at full size; its results have the reduced shapes, so no donated buffer
+FUSED_REDUCE = defop("fused_reduce", _fused_forward, _fused_infer, foldable=False, n_out=-1,
+                     extra={"subgraphs": True, "kernel_body": True},
+                     kernel=lambda node, xp: kernel_for(node.subgraphs["body"], xp), **dict(KERNEL, onnx=_fused_onnx))
 
 
 # ---- where(mask, a, 0) -------------------------------------------------------------------------------

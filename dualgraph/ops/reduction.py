@@ -75,7 +75,8 @@ def _reduce_kernel(ufunc):
 
 
 SUM = defop("sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims, dtype=_sum_dtype(x.dtype)),
-            _reduce_infer(_sum_dtype), _sum_vjp, kernel=_reduce_kernel(np.add), onnx=reduction("ReduceSum"))
+            _reduce_infer(_sum_dtype), _sum_vjp, kernel=_reduce_kernel(np.add), reduce="add",
+            onnx=reduction("ReduceSum"))
 
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
@@ -220,9 +221,9 @@ def _nonempty(name, fn):
 
 
 MAX = defop("max", _nonempty("max", lambda xp: xp.max), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
-            kernel=_reduce_kernel(np.maximum), onnx=reduction("ReduceMax"))
+            kernel=_reduce_kernel(np.maximum), reduce="max", onnx=reduction("ReduceMax"))
 MIN = defop("min", _nonempty("min", lambda xp: xp.min), _reduce_infer(lambda d: d), _extreme_vjp, saves_output=True,
-            kernel=_reduce_kernel(np.minimum), onnx=reduction("ReduceMin"))
+            kernel=_reduce_kernel(np.minimum), reduce="min", onnx=reduction("ReduceMin"))
 
 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):

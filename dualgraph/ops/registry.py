@@ -7,7 +7,7 @@ An `Op` carries
                                   or None with differentiable=False for ops with no gradient
   vjp_reads(...)                  which saved inputs/outputs that rule reads: derived from the vjp itself
   traits                          elementwise / pure / commutative / foldable / view ...
-  ufunc, expr, arith              what kernels are generated from (numpy calls, C and CUDA expressions)
+  ufunc, expr, arith, reduce      what kernels are generated from (numpy calls, C and CUDA expressions)
   kernel, writes_out              a specialised callable the executor binds once per compiled node
   fresh                           outputs are new memory the executor's memory plan may recycle
   inplace                         forward writing into input 0's buffer (the eager `x[i] = v`)
@@ -63,6 +63,9 @@ class Op:
     expr: str = ""
     arith: bool = False                # one cheap arithmetic instruction per element (C chains of at most two
     #                                    such ops wait for a larger size, where one loop beats two ufunc calls)
+    # a reduction over attrs axes/keepdims that fused kernels accumulate inside their loop: "add", "max" or
+    # "min" (the combining operation; its identity and NaN rule are the kernel generator's), "" otherwise
+    reduce: str = ""
     # kernel(node, xp) -> a callable of the node's operands with its attributes bound, made once when a
     # graph is compiled (None, or None from it: the executor calls forward)
     kernel: Optional[Callable] = None

@@ -41,7 +41,8 @@ def resolve(passes=None, disable=()):
 
 def _run(name, g):
     for node in g.nodes:
-        if node.subgraphs and not node.op.elementwise:  # control flow (a fused kernel's body is not a program)
+        # control flow (a fused kernel's body is not a program)
+        if node.subgraphs and not node.op.extra.get("kernel_body"):
             for body in node.subgraphs.values():
                 if "device" in g.meta:
                     body.meta.setdefault("device", g.meta["device"])

@@ -1,14 +1,22 @@
-"""Elementwise fusion: a chain of elementwise nodes of one shape becomes one `fused_elementwise` node
-whose `body` subgraph holds the chain; the executor runs it as one kernel (dualgraph.kernels.fused:
-a generated C loop, generated numpy ufunc calls, or a cupy ElementwiseKernel, all from the ops'
-records). A group may have several outputs (a value also used outside it), as long as merging cannot
-create a cycle; if the grouping would still make two groups depend on each other, the graph stays
-unfused.
+"""Elementwise fusion: a chain of elementwise nodes becomes one `fused_elementwise` node whose `body`
+subgraph holds the chain; the executor runs it as one kernel (dualgraph.kernels.fused: a generated C
+loop, generated numpy ufunc calls, or a cupy ElementwiseKernel, all from the ops' records). A group may
+have several outputs (a value also used outside it), as long as merging cannot create a cycle; if the
+grouping would still make two groups depend on each other, the graph stays unfused.
+
+Values of a group may have different shapes that broadcast to the group's (its largest member's): the
+rstd of shape (N, 1) and the weight of shape (C,) in `(x - mean) * rstd * w + b` join the (N, C) chain,
+and the C loop computes each value in the loop over the dims it varies in. A reduction (a record with
+`reduce`: sum, max, min) joins the group that produces its operand when nothing else reads that operand:
+the group becomes a `fused_reduce` node and the operand is accumulated where it is computed, never
+stored. All reductions of a group reduce one set of axes of the group's full shape; nothing in the group
+reads a reduction's result, and the group's shape is fixed once it holds one. A mean is a sum and a
+division by the count, which stays after the node.
 """
 import sys
 
 from ...graph.ir import Graph, Node
-from ...ops.kernels import FUSED
+from ...ops.kernels import FUSED, FUSED_REDUCE
 
 
 def _fusible(node):
@@ -19,11 +27,47 @@ def _fusible(node):
     return all(isinstance(d, int) or d is not None for d in out.shape) and out.ndim > 0
 
 
+def _reducible(node):
+    """A reduction the kernels accumulate: one tensor operand, the result in its dtype."""
+    op = node.op
+    if not op.reduce or node.subgraphs or not op.pure or len(node.outputs) != 1 or len(node.inputs) != 1:
+        return False
+    x = node.inputs[0]
+    return (x is not None and not x.weak and x.const is None and x.aval.ndim > 0
+            and node.outputs[0].aval.dtype == x.aval.dtype)
+
+
+def _covers(big, small):
+    """`small` broadcasts to `big` (a symbolic dim only against itself)."""
+    if len(small) > len(big):
+        return False
+    return all(s == 1 or s == b for s, b in zip(small[::-1], big[::-1]))
+
+
+def _outer(small, big):
+    """`small` varies only along leading dims of `big` (it is constant along the trailing ones): a value of
+    that shape is computed once per step of the loops over those dims. A value varying along an inner dim
+    only (a (C,) row of an (N, C) loop) would be recomputed for every outer step: it stays out."""
+    small = (1,) * (len(big) - len(small)) + tuple(small)
+    k = len(big)
+    while k and small[k - 1] == 1:
+        k -= 1
+    return tuple(small[:k]) == tuple(big[:k])
+
+
+def _axes(node):
+    axes = node.attrs.get("axes")
+    nd = node.inputs[0].aval.ndim
+    return tuple(range(nd)) if axes is None else tuple(sorted(a % nd for a in axes))
+
+
 def fuse(graph, min_size=2):
     users = graph.users()
     outputs = {id(v) for v in graph.outputs}
     group_of = {}
     groups = []
+    shape_of = {}  # id(group) -> (its loop's shape: the largest member's, reduced axes or None, member shapes)
+    reduced = set()  # ids of values computed by a reduction inside a group
     taint = {}  # id(node) -> ids of groups it depends on through nodes outside them (merging would cycle)
     gdeps = {}  # id(group) -> ids of other groups its members depend on: a fused group is one node, so
     #             reading any of its outputs depends on what every member depends on
@@ -37,13 +81,30 @@ def fuse(graph, min_size=2):
                     deps.add(id(g))
                     deps |= gdeps.get(id(g), set())
         target = None
-        if _fusible(node):
+        elementwise = _fusible(node)
+        if elementwise or _reducible(node):
+            out = tuple(node.outputs[0].aval.shape)
             for v in node.inputs:
                 if v is None or v.producer is None or id(v.producer) not in group_of:
                     continue
                 g = group_of[id(v.producer)]
-                if v.aval.shape != node.outputs[0].aval.shape:
-                    continue
+                info = shape_of[id(g)]
+                if elementwise:
+                    if any(u is not None and id(u) in reduced and group_of.get(id(u.producer)) is g
+                           for u in node.inputs):
+                        continue  # a reduction's result is complete only after the group's loop
+                    if info[1] is not None:
+                        if out != info[0]:
+                            continue  # the loop of a group with a reduction keeps its shape
+                    elif _covers(info[0], out):
+                        if not _outer(out, info[0]):
+                            continue
+                    elif not (_covers(out, info[0]) and all(_outer(s, out) for s in info[2])):
+                        continue
+                else:
+                    if (info[1] not in (None, _axes(node)) or tuple(v.aval.shape) != info[0]
+                            or id(v) in outputs or len(users.get(id(v), ())) != 1):
+                        continue  # reduced over other axes, a part of the loop, or read elsewhere too
                 # no other input may reach g through a node outside it (or through another group)
                 if all(u is None or u.producer is None or group_of.get(id(u.producer)) is g
                        or (id(g) not in taint.get(id(u.producer), set())
@@ -52,8 +113,19 @@ def fuse(graph, min_size=2):
                     target = g
                     break
             if target is None:
+                if not elementwise:
+                    taint[id(node)] = deps
+                    continue
                 target = []
                 groups.append(target)
+                shape_of[id(target)] = (out, None, {out})
+            elif elementwise:
+                big, axes, shapes = shape_of[id(target)]
+                shapes.add(out)
+                shape_of[id(target)] = (out if _covers(out, big) else big, axes, shapes)
+            else:
+                shape_of[id(target)] = shape_of[id(target)][:1] + (_axes(node),) + shape_of[id(target)][2:]
+                reduced.add(id(node.outputs[0]))
             target.append(node)
             group_of[id(node)] = target
             deps.discard(id(target))
@@ -117,7 +189,8 @@ def _make_fused(group, users, outputs):
             if id(o) in outputs or any(id(u) not in members for u in users.get(id(o), ())):
                 outs.append(o)
     body.outputs = [m[id(o)] for o in outs]
-    node = Node(FUSED, ext, {}, outs, group[-1].source, {"body": body})
+    op = FUSED_REDUCE if any(n.op.reduce for n in group) else FUSED
+    node = Node(op, ext, {}, outs, group[-1].source, {"body": body})
     for o in outs:
         o.producer = node
     return node

@@ -23,8 +23,8 @@ from ...dtypes import numpy_agrees
 from ...graph.ir import Node, Value
 from ...kernels.where_zero import c_where_colsum
 from ...ops.elementwise import COPY, WHERE
-from ...ops.kernels import (FUSED, LOG_SOFTMAX_NLL, MATMUL_ROWS, MATMUL_T, NLL_LOG_SOFTMAX_GRAD, WHERE_COLSUM,
-                            WHERE_ZERO)
+from ...ops.kernels import (FUSED, FUSED_REDUCE, LOG_SOFTMAX_NLL, MATMUL_ROWS, MATMUL_T, NLL_LOG_SOFTMAX_GRAD,
+                            WHERE_COLSUM, WHERE_ZERO)
 from ...ops.linalg import MATMUL
 from ...ops.loss import NLL_LOSS, NLL_LOSS_GRAD
 from ...ops.reduction import SUM
@@ -37,7 +37,7 @@ SMALL_FILL = 64  # elements: a fill this small is a copy of a constant made once
 def lower_kernels(graph):
     cpu = str(graph.meta.get("device", "cpu")) == "cpu"
     for node in graph.nodes:
-        if node.op is FUSED:
+        if node.op is FUSED or node.op is FUSED_REDUCE:
             body = node.subgraphs["body"]
             body.nodes = [_where_zero(n) or n for n in body.nodes]
     users = graph.users()
