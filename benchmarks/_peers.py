@@ -17,8 +17,9 @@ Common options:
                     jaxlib 0.10.2 on 2 cores: two XLA Eigen threads busy with it, one thread with PJRT_NPROC=1)
   --torch-compile   add torch.compile of the same step (its first call takes seconds to minutes on CPU)
   --no-jax          leave out jax.jit (by default it runs when jax imports: `pip install -e .[bench]`)
-  --device=gpu      dualgraph on "gpu", PyTorch on cuda, jax on its GPU backend; a runner whose device is
-                    absent is left out with the reason printed
+  --device=gpu      dualgraph on "gpu", PyTorch on cuda, jax on its GPU backend, all in full float32 (TF32
+                    off in PyTorch, "highest" matmul precision in jax, as dualgraph's cupy path computes);
+                    a runner whose device is absent is left out with the reason printed
   --no-memory       skip the per-runner memory subprocesses
   --runner=NAME     (internal) measure one runner's memory in this process
 
@@ -84,6 +85,8 @@ def torch_module():
     if DEVICE == "gpu":
         if not torch.cuda.is_available():
             raise Unavailable("this PyTorch has no CUDA device")
+        # full float32 as dualgraph computes on cupy: TF32 would be another computation (and fail the loss check)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         return torch, "cuda"
     return torch, "cpu"
 
@@ -98,10 +101,12 @@ def jax_device():
         import jax
     except ImportError:
         raise Unavailable("jax is not installed (pip install -e .[bench])") from None
+    if DEVICE == "gpu":   # full float32 products, as the other runners compute (jax's default is TF32 there)
+        jax.config.update("jax_default_matmul_precision", "highest")
     try:
         return jax.devices("gpu" if DEVICE == "gpu" else "cpu")[0]
-    except RuntimeError as e:
-        raise Unavailable(f"jax has no {DEVICE} backend here ({str(e).splitlines()[0][:100]})") from None
+    except RuntimeError:
+        raise Unavailable(f"jax has no {DEVICE} backend here, only {jax.default_backend()}") from None
 
 
 def _device_peak(name):
