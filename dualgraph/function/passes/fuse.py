@@ -84,9 +84,11 @@ def fuse(graph, min_size=2):
         elementwise = _fusible(node)
         if elementwise or _reducible(node):
             out = tuple(node.outputs[0].aval.shape)
-            for v in node.inputs:
-                if v is None or v.producer is None or id(v.producer) not in group_of:
-                    continue
+            # a group of the node's own shape first: joining a smaller chain's group instead would leave
+            # the node's own chain split in two
+            cands = [v for v in node.inputs if v is not None and v.producer is not None and id(v.producer) in group_of]
+            cands.sort(key=lambda v: shape_of[id(group_of[id(v.producer)])][0] != out)
+            for v in cands:
                 g = group_of[id(v.producer)]
                 info = shape_of[id(g)]
                 if elementwise:
