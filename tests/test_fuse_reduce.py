@@ -274,6 +274,19 @@ def test_a_row_computed_in_the_chain_is_not_recomputed_per_row():
     np.testing.assert_allclose(f(x, w).numpy(), x.numpy() * np.exp(w.numpy() * 0.5) + 1, rtol=1e-6)
 
 
+def test_a_node_reading_a_smaller_chain_first_stays_in_its_own_chain():
+    x, v = dg.randn(64, 80), dg.rand(64, 1)
+
+    def fn(x, v):
+        s = v * 2.0 * v      # a (64, 1) chain
+        d = x - 1.0          # the (64, 80) chain the product continues
+        return s * d + 1.0
+    f = dg.function(fn)
+    assert all(name.startswith("fused") for name in _nodes(f, x, v)), _nodes(f, x, v)
+    xn, vn = x.numpy(), v.numpy()
+    np.testing.assert_array_equal(f(x, v).numpy(), vn * np.float32(2) * vn * (xn - np.float32(1)) + np.float32(1))
+
+
 @pytest.mark.parametrize("side", SIDES)
 def test_promotion_and_weak_scalars_as_eager(side):
     rng = np.random.default_rng(5)
