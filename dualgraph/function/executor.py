@@ -14,7 +14,7 @@ as the reference interpreter frees it. What a node's line calls comes from its o
 Which kernels run was decided before, by the passes (`fuse`, `lower_kernels`), so it shows in the
 printed graph. A written-back output computed from a donated input (graph.meta["donate"]) goes into
 that input's buffer when its call takes `out=`: an elementwise ufunc, or a kernel whose record says
-`writes_out`. Symbolic dims are read from the input shapes once per call and substituted into
+`writes_out` (a tuple of buffers for a node whose every result is donated state: an optimizer step). Symbolic dims are read from the input shapes once per call and substituted into
 attributes that mention them (reshape targets).
 
 The memory plan (`_Plan`, made when the graph is compiled) does the same for intermediates: a node
@@ -445,6 +445,9 @@ class _Gen:
             return self._checked(node, f"xp.{op.ufunc}({', '.join(ins)}", into)
         if kind == "kernel":
             into = f", out={dest}" if dest is not None and op.writes_out else ""
+            many = [self.donated.get(id(o)) for o in node.outputs] if len(node.outputs) > 1 else []
+            if many and all(many) and op.writes_out and not node.subgraphs:
+                into = f", out=({''.join(d + ', ' for d in many)})"   # every result into its donated input
             return self._checked(node, f"{self.const(kernel, 'K')}({', '.join(ins)}", into)
         fwd = self.const(op.forward, "F")
         if node.subgraphs:

@@ -33,14 +33,14 @@ def _coefficients(step, lr, b1, b2):
     return lr / (1 - b1 ** t), np.sqrt(1 - b2 ** t)
 
 
-def _adam_update_forward(xp, p, g, m, v, step, lr, b1, b2, *, eps, weight_decay, decoupled):
+def _adam_update_forward(xp, p, g, m, v, step, lr, b1, b2, *, eps, weight_decay, decoupled, out=None):
     step_size, bias2_sqrt = _coefficients(step, lr, b1, b2)
     lr_f, b1_f, b2_f = _scalar(lr), _scalar(b1), _scalar(b2)
     if xp is np:
-        out = _c_adam_step(p, g, m, v, lr_f * weight_decay if decoupled else 0.0,
-                           0.0 if decoupled else weight_decay, b1_f, b2_f, eps, step_size, bias2_sqrt)
-        if out is not None:
-            return out
+        res = _c_adam_step(p, g, m, v, lr_f * weight_decay if decoupled else 0.0,
+                           0.0 if decoupled else weight_decay, b1_f, b2_f, eps, step_size, bias2_sqrt, out)
+        if res is not None:
+            return res
     t = p.dtype.type
     if weight_decay:
         if decoupled:
@@ -92,8 +92,17 @@ def _adam_update_onnx(ctx, node, p, g, m, v, step, lr, b1, b2):
     return p, m, v
 
 
+def _adam_update_kernel(node, xp):
+    """The forward with the node's attributes bound, taking out=(p, m, v): a compiled training step whose
+    parameter and moments are donated writes the step into them instead of allocating and copying back."""
+    if xp is not np:
+        return None
+    attrs = dict(node.attrs)
+    return lambda *arrays, out=None: _adam_update_forward(np, *arrays, out=out, **attrs)
+
+
 ADAM_UPDATE = defop("adam_update", _adam_update_forward, _adam_update_infer, None, differentiable=False, n_out=3,
-                    onnx=_adam_update_onnx)
+                    onnx=_adam_update_onnx, kernel=_adam_update_kernel, writes_out=True)
 
 
 def adam_update(p, g, m, v, step, lr, b1, b2, eps, weight_decay, decoupled):

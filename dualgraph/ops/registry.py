@@ -69,7 +69,8 @@ class Op:
     # kernel(node, xp) -> a callable of the node's operands with its attributes bound, made once when a
     # graph is compiled (None, or None from it: the executor calls forward)
     kernel: Optional[Callable] = None
-    writes_out: bool = False           # that callable takes out=: it may write into a donated input's buffer
+    writes_out: bool = False           # that callable takes out= (a tuple, one per result, for several): it may
+    #                                    write into a donated input's buffer
     # forward (and kernel) always return new arrays that share memory with no operand and that nothing else
     # keeps, C-ordered whenever the array operands are: the executor's memory plan may recycle them as
     # out= buffers once they are dead (tests/test_executor_reuse.py checks the claim on the op table)
