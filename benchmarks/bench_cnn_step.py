@@ -17,9 +17,10 @@ columns are described in benchmarks/_peers.py.
 Run time on the 2-core VM (shared): about 1 min with the default 5 rounds; --torch-compile adds the compile
 of the step twice (timing run and memory subprocess), about 1-2 min more.
 """
+import os
 import sys
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0] if "/" in __file__ else ".")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # _peers.py, however this file is started
 import _peers  # noqa: E402
 
 _peers.setup()

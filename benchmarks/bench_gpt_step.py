@@ -24,9 +24,10 @@ PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
 Run time on the 2-core VM (shared): about 1 min with the default 20 rounds; --torch-compile adds its compile
 twice (timing run and memory subprocess): 4.6 s a compile on a quiet machine, minutes under load.
 """
+import os
 import sys
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0] if "/" in __file__ else ".")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # _peers.py, however this file is started
 import _peers  # noqa: E402
 
 _peers.setup()
