@@ -9,8 +9,8 @@ the convolution and its two gradients, and window loops for pooling.
 
 The columns of a block of m samples are one (C*prod(kernel), m*L) matrix (L output positions per sample;
 as an array (C, *kernel, m, *out)), so each convolution of the block is one GEMM per group whatever m is;
-the GEMM's (O, m*L) result goes to NCHW (O, L per sample) in the pass that adds the bias, and g's NCHW
-block comes to (O, m*L) in one copy. Chosen by measurement on the CNN step of benchmarks/bench_cnn_step.py
+the GEMM's (O, m*L) result gets the bias and goes to NCHW (O, L per sample) in one transposing copy, and
+g's NCHW block comes to (O, m*L) in one copy. Chosen by measurement on the CNN step of benchmarks/bench_cnn_step.py
 (2-core EPYC, OpenBLAS): one BLAS call per sample (numpy's stacked matmul) scaled badly to two threads;
 the transposed layout (m*L, C*prod(kernel)) gives the same GEMM speed but im2col would write it with a
 stride of C*prod(kernel) instead of whole rows. The column copy of numpy's strided view (a 6-D view with a
@@ -251,7 +251,7 @@ def im2col(xp, x, kernel, stride, padding, dilation, out=None):
     cols = xp.empty(shape, x.dtype) if out is None else out.reshape(shape)
     geom = _geometry(tuple(x.shape[2:]), kernel, stride, padding, dilation)
     if geom is not None and xp is np and type(x) is np.ndarray and not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)   # one copy: the C loop is several times the strided numpy copy's speed
+        x = np.ascontiguousarray(x)   # one copy, then the C loop, not the numpy path's strided window copy
     loops = _c_loops(xp, x, cols) if geom is not None else None
     if loops is not None:
         if cols.size:
@@ -292,13 +292,17 @@ def col2im(xp, cols, spatial, stride, padding, dilation, out=None):
     return out
 
 
-# Each kernel works on a block of samples at a time: the block's columns are one (C*prod(k), n*L) matrix
+# Each kernel works on a block of samples at a time: the block's columns are one (C*prod(k), m*L) matrix
 # (L output positions per sample), so the convolution of the block is one GEMM per group, not one per
 # sample, and the GEMM's operands and result are still in cache when the copies around it (im2col,
 # col2im, the transposes to and from NCHW) read them. The buffers are made once and reused block after
-# block, so memory stays bounded whatever the batch. Measured on the CNN step (2-core EPYC, OpenBLAS,
-# benchmarks/bench_cnn_step.py): one BLAS call per sample costs 2-3x one per block at two threads (each
-# call splits into two small halves and waits for both); blocks of BLOCK_BYTES of columns and GEMM result.
+# block, so memory stays bounded whatever the batch. BLOCK_BYTES bounds a block's columns plus its GEMM
+# result. Measured at the CNN step's second convolution (32 -> 64 channels, 3x3, 24x24 outputs; 811 KB
+# a sample; 2-core EPYC, OpenBLAS, best call): at two threads its three GEMMs (forward, both gradients)
+# for a batch of 64 take 39 ms one sample at a time, 27-28 ms in blocks of 3 to 8 samples, and more
+# again from about 13 (out of cache); at one thread 49-51 ms in blocks of 1 to 5 samples, 53 ms of 8.
+# With the copies around them (all five kernels of the step, one thread) 73-76 ms with 1 MB blocks and
+# 76-81 ms with 4 MB; 4 MB (5 samples there) keeps the two-thread gain.
 BLOCK_BYTES = 4 << 20
 
 
@@ -327,7 +331,7 @@ def _rows(xp, a, buf):
 def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
     """PyTorch's convolution (cross-correlation) of x (N, C, *S) with w (O, C/groups, *k), plus b: per block
     of m samples, the (O/G, C/G*prod(k)) weight of each group times the group's columns (C/G*prod(k), m*L),
-    then the (O, m, L) result written out as NCHW with the bias added in the same pass."""
+    then the bias added to the (O, m*L) result and the result written out as NCHW."""
     n, c = x.shape[:2]
     o, cg = w.shape[:2]
     kernel = tuple(w.shape[2:])
@@ -357,12 +361,10 @@ def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
                 dst += bias
             continue
         y = xp.matmul(wm, cols.reshape(groups, depth, m * length), out=ybuf[:o * m * length].reshape(
-            groups, o // groups, m * length))
-        y = y.reshape(o, m, length).transpose(1, 0, 2)
-        if bias is None:
-            xp.copyto(dst, y)
-        else:
-            xp.add(y, bias, out=dst)
+            groups, o // groups, m * length)).reshape(o, m * length)
+        if bias is not None:   # on the contiguous rows: measured 2x faster than adding during the transpose
+            y += bias.reshape(o, 1)
+        xp.copyto(dst, y.reshape(o, m, length).transpose(1, 0, 2))
     return out
 
 
