@@ -633,3 +633,46 @@ def test_each_block_of_samples_is_one_gemm_per_group(case, monkeypatch):
         for (a, b), m in zip(xp.calls, (3, 3, 1)):
             assert a[:-2] == b[:-2] == (groups,)
             assert m * length in (a[-1], b[-1], b[-2])   # the samples side by side in one product
+
+
+@pytest.mark.parametrize("scratch_max", [1, 1 << 30], ids=["per-call", "kept"])
+def test_work_buffers_kept_between_calls_never_leak_into_results(scratch_max, monkeypatch):
+    """The kernels' work buffers are reused call after call (or made per call above SCRATCH_MAX_BYTES):
+    a result is never a view of them, so a later call leaves an earlier result as it was; threads each
+    have their own."""
+    import threading
+    monkeypatch.setattr(kconv, "SCRATCH_MAX_BYTES", scratch_max)
+    xs, ws, stride, pads, dilation, groups = BLOCK_CASES["2d"]
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", 3 * _per_sample_bytes(xs, ws, (4, 5), 8))
+
+    def run(seed):
+        r = np.random.default_rng(seed)
+        x, w = r.standard_normal(xs), r.standard_normal(ws)
+        g = r.standard_normal((xs[0], ws[0], 4, 5))
+        return (x, w, g), (kconv.conv_forward(np, x, w, None, stride, pads, dilation, groups),
+                           kconv.conv_input_grad(np, g, w, xs[2:], stride, pads, dilation, groups),
+                           kconv.conv_weight_grad(np, x, g, ws[2:], stride, pads, dilation, groups))
+
+    def check(args, got):
+        x, w, g = args
+        assert got[0].shape == g.shape
+        np.testing.assert_allclose(got[0], np_conv(x, w, None, stride, pads, dilation, groups), rtol=1e-12, atol=1e-12)
+        gx, gw = np_conv_grads(x, w, g, stride, pads, dilation, groups)
+        np.testing.assert_allclose(got[1], gx, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[2], gw, rtol=1e-12, atol=1e-12)
+    first = run(1)
+    kept = [a.copy() for a in first[1]]
+    second = run(2)
+    for a, b in zip(first[1], kept):
+        np.testing.assert_array_equal(a, b)
+    check(*first)
+    check(*second)
+    results = {}
+    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, [run(s) for _ in range(5)])) for s in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in (3, 4):
+        for r in results[s]:
+            check(*r)
