@@ -15,7 +15,8 @@ Common options:
                     what jaxlib 0.10's CPU client reads. XLA_FLAGS="--xla_cpu_multi_thread_eigen=false
                     intra_op_parallelism_threads=N", the older recipe, does not limit it (measured with
                     jaxlib 0.10.2 on 2 cores: two XLA Eigen threads busy with it, one thread with PJRT_NPROC=1)
-  --torch-compile   add torch.compile of the same step (its first call takes seconds to minutes on CPU)
+  --torch-compile   add torch.compile of the same step; its first call depends on inductor's on-disk cache
+                    (TORCHINDUCTOR_CACHE_DIR): seconds warm, minutes cold on a 2-core CPU
   --no-jax          leave out jax.jit (by default it runs when jax imports: `pip install -e .[bench]`)
   --device=gpu      dualgraph on "gpu", PyTorch on cuda, jax on its GPU backend, all in full float32 (TF32
                     off in PyTorch, "highest" matmul precision in jax, as dualgraph's cupy path computes);

@@ -21,8 +21,10 @@ DUALGRAPH_EMULATE_GPU=1 runs the dualgraph runners on the numpy-backed emulation
 script works, not speed). The options, the thread limits (--threads also limits jax's CPU pool, through
 PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
 
-Run time on the 2-core VM (shared): about 1 min with the default 20 rounds; --torch-compile adds its compile
-twice (timing run and memory subprocess): 4.6 s a compile on a quiet machine, minutes under load.
+Run time on the 2-core VM, measured under load from other jobs: 85 s in full (--threads=1, 20 rounds, jax.jit,
+memory);
+--torch-compile adds its first call twice (timing run, then the memory subprocess with inductor's cache warm):
+152 s with a cold cache (an empty TORCHINDUCTOR_CACHE_DIR), 8 s warm (4.6 s on a quiet machine).
 """
 import os
 import sys

@@ -14,8 +14,9 @@ the losses of the first 3 steps of every runner are printed and checked against 
 fails if they diverge. The options, the thread limits (--threads also limits jax's CPU pool, through
 PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
 
-Run time on the 2-core VM (shared): about 1 min with the default 5 rounds; --torch-compile adds its compile
-twice (timing run and memory subprocess).
+Run time on the 2-core VM, measured under load from other jobs: 125 s in full (5 rounds, jax.jit, memory);
+--torch-compile adds its first call twice (timing run, then the memory subprocess with inductor's cache warm):
+40 s with a cold cache (an empty TORCHINDUCTOR_CACHE_DIR), 26 s warm.
 """
 import os
 import sys
