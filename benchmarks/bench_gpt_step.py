@@ -22,9 +22,8 @@ script works, not speed). The options, the thread limits (--threads also limits 
 PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
 
 Run time on the 2-core VM, measured under load from other jobs: 85 s in full (--threads=1, 20 rounds, jax.jit,
-memory);
---torch-compile adds its first call twice (timing run, then the memory subprocess with inductor's cache warm):
-152 s with a cold cache (an empty TORCHINDUCTOR_CACHE_DIR), 8 s warm (4.6 s on a quiet machine).
+memory); --torch-compile adds its first call twice (timing run, then the memory subprocess with inductor's
+cache warm): 152 s with a cold cache (an empty TORCHINDUCTOR_CACHE_DIR), 8 s warm (4.6 s on a quiet machine).
 """
 import os
 import sys
