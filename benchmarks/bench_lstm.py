@@ -3,7 +3,7 @@ torch.compile (with --torch-compile) and jax.jit (when jax imports) in one proce
 eager, first-call times and peak memory:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_lstm.py [--layers=N]
-        [--rounds=N] [--threads=N] [--torch-compile] [--no-jax] [--no-memory]
+        [--rounds=N] [--threads=N] [--torch-compile] [--no-jax] [--device=gpu] [--no-memory]
 
 Embedding 65x128, an LSTM of hidden 256 (1 or 2 layers), batch 32, 64 time steps, linear head to 65 classes,
 cross-entropy, AdamW (lr 1e-3, weight decay 0.01); every runner starts from one state_dict. The jax runner is
@@ -11,8 +11,10 @@ the step as a JAX user writes it: a pure loss over the same dict of parameters, 
 time steps as one matmul and the recurrence as jax.lax.scan over an LSTM cell (PyTorch's gate order i, f, g,
 o), jax.value_and_grad, AdamW by hand as PyTorch defines it, the whole step under one jax.jit. Before timing,
 the losses of the first 3 steps of every runner are printed and checked against PyTorch eager's; the script
-fails if they diverge. The options, the thread limits (--threads also limits jax's CPU pool, through
-PJRT_NPROC) and the memory columns are described in benchmarks/_peers.py.
+fails if they diverge. --device=gpu runs each runner on its GPU (DUALGRAPH_EMULATE_GPU=1 without one: the
+dualgraph runners on the numpy-backed emulation, to check the script, not speed). The options, the thread
+limits (--threads also limits jax's CPU pool, through PJRT_NPROC) and the memory columns are described in
+benchmarks/_peers.py.
 
 Run time on the 2-core VM, measured under load from other jobs: 125 s in full (5 rounds, jax.jit, memory);
 --torch-compile adds its first call twice (timing run, then the memory subprocess with inductor's cache warm):
