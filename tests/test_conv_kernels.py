@@ -521,7 +521,9 @@ def test_block_column_kernels_match_window_loops(case, dtype, blocks, path, monk
     per = _per_sample_bytes(xs, ws, want.shape[2:], dt.itemsize)
     monkeypatch.setattr(kconv, "BLOCK_BYTES", {"one-sample": per, "uneven": 3 * per, "whole": 1 << 40}[blocks])
     n_blocks = {"one-sample": 7, "uneven": 3, "whole": 1}[blocks]
-    assert len(kconv._blocks(7, per)) == n_blocks   # the sizes the test means are the kernels' own
+    macs = ws[0] // groups * int(np.prod(ws[1:])) * int(np.prod(want.shape[2:]))
+    assert len(kconv._blocks(7, xs[1] * int(np.prod(ws[2:])), ws[0], int(np.prod(want.shape[2:])), dt.itemsize,
+                             macs)) == n_blocks   # the sizes the test means are the kernels' own
     x, w, b, g = (a.astype(dt) for a in (x, w, b, g))
     pointwise = case.startswith("2d-pointwise") and stride == (1, 1)
     runs = dict(kconv.RUNS)
@@ -615,15 +617,20 @@ class _CountingNumpy:
 
 
 @pytest.mark.parametrize("case", ["1d", "2d", "2d-pointwise", "3d", "depthwise"])
-def test_each_block_of_samples_is_one_gemm_per_group(case, monkeypatch):
-    """Seven samples in blocks of three: three matmuls per kernel, each of one (group-stacked) matrix
-    product whose columns are all the block's samples' output positions, never one product per sample."""
+@pytest.mark.parametrize("limit", ["bytes", "work"])
+def test_each_block_of_samples_is_one_gemm_per_group(case, limit, monkeypatch):
+    """Seven samples in blocks of three, the block size set by BLOCK_BYTES or by GEMM_MACS: three matmuls
+    per kernel, each of one (group-stacked) matrix product whose columns are all the block's samples'
+    output positions, never one product per sample."""
     xs, ws, stride, pads, dilation, groups = BLOCK_CASES[case]
     rng = np.random.default_rng(24)
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     y = np_conv(x, w, None, stride, pads, dilation, groups)
     length = int(np.prod(y.shape[2:]))
-    monkeypatch.setattr(kconv, "BLOCK_BYTES", 3 * _per_sample_bytes(xs, ws, y.shape[2:], 8))
+    per = _per_sample_bytes(xs, ws, y.shape[2:], 8)
+    macs = ws[0] // groups * int(np.prod(ws[1:])) * length   # one group's GEMM, one sample
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", 3 * per if limit == "bytes" else 1 << 40)
+    monkeypatch.setattr(kconv, "GEMM_MACS", 1 << 40 if limit == "bytes" else 2 * macs + 1)
     for run in (lambda xp: kconv.conv_forward(xp, x, w, None, stride, pads, dilation, groups),
                 lambda xp: kconv.conv_input_grad(xp, y, w, xs[2:], stride, pads, dilation, groups),
                 lambda xp: kconv.conv_weight_grad(xp, x, y, ws[2:], stride, pads, dilation, groups)):
@@ -676,3 +683,26 @@ def test_work_buffers_kept_between_calls_never_leak_into_results(scratch_max, mo
     for s in (3, 4):
         for r in results[s]:
             check(*r)
+
+
+def test_a_sample_as_large_as_the_gemm_target_runs_alone_without_copies(monkeypatch):
+    """Where one sample's GEMM reaches GEMM_MACS the kernels take one sample a block: seven matmuls, each
+    reading the sample's g (NCHW) and writing its output in place, no transposing copies."""
+    xs, ws, stride, pads, dilation, groups = BLOCK_CASES["2d"]
+    rng = np.random.default_rng(26)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    y = np_conv(x, w, b, stride, pads, dilation, groups)
+    g = rng.standard_normal(y.shape)
+    macs = ws[0] // groups * int(np.prod(ws[1:])) * int(np.prod(y.shape[2:]))
+    monkeypatch.setattr(kconv, "BLOCK_BYTES", 1 << 40)
+    monkeypatch.setattr(kconv, "GEMM_MACS", macs)
+    copies = []
+    xp = _CountingNumpy()
+    xp.copyto = lambda dst, src, **kw: (copies.append(dst.shape), np.copyto(dst, src, **kw))
+    got = (kconv.conv_forward(xp, x, w, b, stride, pads, dilation, groups),
+           kconv.conv_input_grad(xp, g, w, xs[2:], stride, pads, dilation, groups),
+           kconv.conv_weight_grad(xp, x, g, ws[2:], stride, pads, dilation, groups))
+    assert len(xp.calls) == 3 * 7 and not copies
+    gx, gw = np_conv_grads(x, w, g, stride, pads, dilation, groups)
+    for a, want in zip(got, (y, gx, gw)):
+        np.testing.assert_allclose(a, want, rtol=1e-12, atol=1e-12)

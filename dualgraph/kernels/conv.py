@@ -305,11 +305,22 @@ def col2im(xp, cols, spatial, stride, padding, dilation, out=None):
 # With the copies around them (all five kernels of the step, one thread) 73-76 ms with 1 MB blocks and
 # 76-81 ms with 4 MB; 4 MB (5 samples there) keeps the two-thread gain.
 BLOCK_BYTES = 4 << 20
+# A GEMM of GEMM_MACS multiply-adds or more splits over two BLAS threads with little lost waiting (at two
+# threads the second convolution's GEMMs took 9.0-9.6 ms a batch in blocks of 4 to 8 samples, 42 to 85
+# M multiply-adds a GEMM, 9-11 ms for 3, 12-16 ms for 2 and 13 ms one sample at a time, 11 M). A block
+# larger than that only adds the copies to and from NCHW, which one sample a block does without
+# (measured at one thread: 1x1 convolutions 256 -> 64 channels on 28x28, 19 ms one sample at a time
+# against 24-27 ms in blocks of 3; 3x3 64 -> 64 on 56x56, 115 M multiply-adds a sample, stays at one).
+GEMM_MACS = 32 << 20
 
 
-def _blocks(n, per_sample):
-    """Sample ranges of at most BLOCK_BYTES of per-sample buffers each (at least one sample)."""
-    step = max(1, min(n, BLOCK_BYTES // max(per_sample, 1)))
+def _blocks(n, rows, o, length, itemsize, macs):
+    """Sample ranges for the kernels: a sample has `rows` column rows and `o` result (or g) rows of
+    `length`, and each of its GEMMs (one per group) makes `macs` multiply-adds. A block holds the fewest
+    samples that make GEMM_MACS (one where a sample's GEMM is that large already: no copies to and from
+    NCHW), at most BLOCK_BYTES of buffers, and at least one sample."""
+    want = -(-GEMM_MACS // max(macs, 1))
+    step = max(1, min(n, want, BLOCK_BYTES // max((rows + o) * length * itemsize, 1)))
     return [(a, min(n, a + step)) for a in range(0, n, step)] or [(0, 0)]
 
 
@@ -364,7 +375,7 @@ def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
     wm = w.reshape(groups, o // groups, depth)
     bias = None if b is None else b.reshape(1, o, 1)
     pointwise = _is_pointwise(kernel, stride, padding)
-    blocks = _blocks(n, (c * _prod(kernel) + o) * length * out.itemsize)
+    blocks = _blocks(n, c * _prod(kernel), o, length, out.itemsize, o // groups * depth * length)
     step = blocks[0][1] - blocks[0][0]
     cbuf = None if pointwise and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, x.dtype)
     ybuf = _scratch(xp, "rows", o * step * length, dtype) if step > 1 else None
@@ -402,7 +413,7 @@ def conv_input_grad(xp, g, w, spatial, stride, padding, dilation, groups):
     gx = xp.empty((n, c) + tuple(spatial), dtype=dtype)
     wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
     direct = _is_pointwise(kernel, stride, padding) and outs == tuple(spatial)
-    blocks = _blocks(n, (o + c * _prod(kernel)) * length * gx.itemsize)
+    blocks = _blocks(n, c * _prod(kernel), o, length, gx.itemsize, o // groups * depth * length)
     step = blocks[0][1] - blocks[0][0]
     gbuf = _scratch(xp, "rows", o * step * length, g.dtype) if step > 1 else None
     cbuf = None if direct and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, dtype)
@@ -430,7 +441,7 @@ def conv_weight_grad(xp, x, g, kernel, stride, padding, dilation, groups):
     length = _prod(outs)
     dtype = xp.result_type(x, g)
     pointwise = _is_pointwise(kernel, stride, padding)
-    blocks = _blocks(n, (o + c * _prod(kernel)) * length * np.dtype(dtype).itemsize)
+    blocks = _blocks(n, c * _prod(kernel), o, length, np.dtype(dtype).itemsize, o // groups * depth * length)
     step = blocks[0][1] - blocks[0][0]
     gbuf = _scratch(xp, "rows", o * step * length, g.dtype) if step > 1 else None
     cbuf = None if pointwise and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, x.dtype)
