@@ -4,10 +4,11 @@ process, at the decoder LM's size and at long sequences, with each runner's peak
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_attention.py [--rounds=N]
         [--threads=N] [--no-memory] [--cases=lm,causal512,...]
 
-One step is out = F.scaled_dot_product_attention(q, k, v, ...) and the gradients of q, k and v for a given
-cotangent of out (dualgraph compiled: the same as one dg.function returning the three gradients). Every
-runner is timed round after round (one step each per round, in turn), keeping its best round, so load
-from other jobs hits them alike.
+One step is out = F.scaled_dot_product_attention(q, k, v, ...) for parameters q, k, v and out.backward(g)
+for a given cotangent g, returning out, as in a training step (dualgraph compiled: the step as one
+dg.function; one returning the gradients of inputs that require grad would be differentiable again and
+prepare for that). Every runner is timed round after round (one step each per round, in turn), keeping
+its best round, so load from other jobs hits them alike.
 
 Peak memory is each runner alone in a fresh subprocess (`--runner=NAME --case=CASE`): what the peak
 resident set (VmHWM) rose by over 3 steps (the first one tracing, where compiled) above the resident set
@@ -59,14 +60,16 @@ def dg_runner(case, compiled):
     q, k, v, g, m, causal = data(case)
     mt = None if m is None else dg.tensor(m)
     gt = dg.tensor(g)
+    ts = [dg.nn.Parameter(dg.tensor(a)) for a in (q, k, v)]
 
-    def grads(q, k, v):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mt, is_causal=causal)
-        return dg.autograd.grad(out, [q, k, v], gt)
+    def step():
+        for t in ts:
+            t.grad = None
+        out = F.scaled_dot_product_attention(*ts, attn_mask=mt, is_causal=causal)
+        out.backward(gt)
+        return out
 
-    fn = dg.function(grads) if compiled else grads
-    ts = [dg.tensor(a, requires_grad=True) for a in (q, k, v)]
-    return lambda: fn(*ts)
+    return dg.function(step) if compiled else step
 
 
 def torch_runner(case):
@@ -80,8 +83,11 @@ def torch_runner(case):
     ts = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
 
     def step():
+        for t in ts:
+            t.grad = None
         out = F.scaled_dot_product_attention(*ts, attn_mask=mt, is_causal=causal)
-        return torch.autograd.grad(out, ts, gt)
+        out.backward(gt)
+        return out
     return step
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import dualgraph as dg
 import dualgraph.nn.functional as F
+from dualgraph.kernels import native
 from dualgraph.ops import attention as A
 
 
@@ -70,6 +71,7 @@ CASES = {
                                   lambda r: np.where(r.random((21, 21)) < 0.3, -np.inf, r.standard_normal((21, 21))),
                                   False),
     "broadcast_kv_batch": ((3, 2, 25, 4), (1, 2, 30, 4), (1, 2, 30, 4), None, False),
+    "broadcast_v_batch": ((2, 17, 4), (2, 19, 4), (3, 2, 19, 3), None, True),
 }
 
 
@@ -95,6 +97,18 @@ def blocks(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["c", "numpy"])
+def loops(request, monkeypatch):
+    """The block's row passes as C loops (where a compiler is) or as numpy's passes."""
+    if request.param == "numpy":
+        monkeypatch.setattr(A, "_loops", lambda xp, dt: None)
+    elif not native.available():
+        pytest.skip("no C compiler")
+    else:
+        assert A._loops(np, np.dtype(np.float32)) is not None
+    return request.param
+
+
 def _dg_grads(q, k, v, g, mask, causal, compiled=False):
     mask_grad = mask is not None and mask.dtype != bool
 
@@ -112,7 +126,7 @@ def _dg_grads(q, k, v, g, mask, causal, compiled=False):
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_values_and_gradients_match_the_naive_reference(case, dtype, compiled, blocks):
+def test_values_and_gradients_match_the_naive_reference(case, dtype, compiled, blocks, loops):
     q, k, v, g, mask, causal = _arrays(case, dtype)
     got = _dg_grads(q, k, v, g, mask, causal, compiled)
     want = [w for w in np_attention(q, k, v, g, mask, causal) if w is not None]
@@ -136,7 +150,7 @@ def test_the_backward_is_one_gradient_op_in_the_compiled_graph():
 
 
 @pytest.mark.parametrize("groups", [2, 3])
-def test_grouped_query_heads(groups, blocks):
+def test_grouped_query_heads(groups, blocks, loops):
     rng = np.random.default_rng(groups)
     q = rng.standard_normal((2, 2 * groups, 21, 4))
     k, v = rng.standard_normal((2, 2, 21, 4)), rng.standard_normal((2, 2, 21, 3))
@@ -153,7 +167,7 @@ def test_grouped_query_heads(groups, blocks):
 
 
 @pytest.mark.parametrize("case", ["causal_L_gt_S", "bool_mask_dead_row", "float_mask_LS", "broadcast_kv_batch"])
-def test_first_and_second_order_by_finite_differences(case, monkeypatch):
+def test_first_and_second_order_by_finite_differences(case, monkeypatch, loops):
     monkeypatch.setattr(A, "_BLOCK_ELEMS", 1)
     monkeypatch.setattr(A, "_MIN_ROWS", 2)
     qs, ks, vs, mk, causal = CASES[case]

@@ -11,6 +11,8 @@ generated numpy code they fall back to.
     where_zero  where(mask, a, 0) and the same with its column sums, bit-exact to numpy's where
     conv        convolution and its two gradients (C im2col / col2im around BLAS matmuls, a block of
                 samples at a time), max pooling's indices and gradient, average pooling
+    attention   the row passes of scaled_dot_product_attention's query-row blocks (max, exp, sum;
+                recomputed weights; softmax's gradient), causal masking included
 
 Ops and kernel ops (dualgraph.ops) call into these modules; nothing here imports an op module, so
 the kernels package sits below ops. Every kernel has a numpy path for when no compiler is there.

@@ -12,6 +12,8 @@ with delta = sum(g * out) per query row (less the cotangent of lse, where one re
 holds about _BLOCK_ELEMS scores over all (batch, head) pairs and at most half the query rows, so the
 backward's two blocks together stay within one L x S per head. Under `causal` a block only visits
 the keys its rows may see (the blocks above the diagonal are skipped, not computed and masked).
+On numpy float32/float64 each block's row passes (max, exp, sum; exp(s - lse); p * (dp - delta)),
+causal masking included, are C loops (dualgraph.kernels.attention), else numpy's passes.
 The gradient op's own vjp is written with dualgraph ops (whole matrices: second order is rare), so it
 differentiates again, traces and fuses.
 
@@ -20,12 +22,15 @@ its lse is +inf so its recomputed weights are 0. Masks: `causal` (ones(L, S).tri
 as an attribute; a bool mask (True may attend) or a float mask (added) as the fourth operand, which must
 broadcast into the scores' shape. Dropout is not part of the op (F.scaled_dot_product_attention keeps
 the composite for dropout_p > 0, whose randomness a pure op cannot hold). Exports as MatMul, Mul, Add or
-Where, Softmax and MatMul (the gradient as the same formulas on whole matrices).
+Where, the softmax as ReduceMax, Exp, ReduceSum and Div, and MatMul (the gradient as its formulas on whole
+matrices).
 """
 import numpy as np
 
 from ..dispatch import apply
 from ..graph.avals import Aval
+from ..kernels.attention import ATTENTION as _ROWS
+from ..kernels.native import address
 from .creation import full_like
 from .elementwise import exp, where
 from .infer import broadcast_shapes, result_dtype
@@ -83,10 +88,10 @@ def _mask_index(mask, i0, i1, kend):
     return tuple(idx)
 
 
-def _block_scores(xp, q, k, mask, scale, causal, i0, i1, kend):
-    """The scores of query rows i0:i1 against keys 0:kend, masks applied: a new (..., i1 - i0, kend) array."""
+def _block_scores(xp, q, k, mask, causal, i0, i1, kend):
+    """The scores of query rows i0:i1 against keys 0:kend (q k^T, q already scaled), masks applied: a new
+    (..., i1 - i0, kend) array."""
     s = xp.matmul(q[..., i0:i1, :], xp.swapaxes(k[..., :kend, :], -1, -2))
-    s *= s.dtype.type(scale)
     if causal and kend > i0:  # keys i0..kend-1 are the ones rows i0..i1-1 see only in part
         s[..., i0:kend] += causal_bias(xp, i1 - i0, kend - i0, s.dtype)
     if mask is not None:
@@ -106,27 +111,40 @@ def _common(arrays):
     return [a if a.dtype == dt else a.astype(dt) for a in arrays], dt
 
 
+def _loops(xp, dt):
+    """The C row loops (dualgraph.kernels.attention) for numpy arrays of dtype dt, or None (numpy's passes)."""
+    return _ROWS(dt) if xp is np else None
+
+
 def _sdpa_forward(xp, q, k, v, mask=None, *, scale, causal):
     (q, k, v), dt = _common((q, k, v))
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    L, S = q.shape[-2], k.shape[-2]
-    n = int(np.prod(batch, dtype=np.int64))
-    blocks = row_blocks(L, S, n, causal)
+    L, S, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
+    blocks = row_blocks(L, S, int(np.prod(batch, dtype=np.int64)), causal)
+    # scaled once as (L, E), not as (L, S) scores; to the whole batch, so each block's scores, max and
+    # sum have the output's batch shape
+    q = xp.broadcast_to(q * dt.type(scale), batch + q.shape[-2:])
+    loops = _loops(xp, dt)
     if len(blocks) != 1:
-        out = xp.empty(batch + (L, v.shape[-1]), dt)
+        out = xp.empty(batch + (L, Ev), dt)
         lse = xp.empty(batch + (L, 1), dt)
     for i0, i1, kend in blocks:
         if kend == 0:  # no key at all: the row is fully masked
-            ob, lb = xp.zeros(batch + (i1 - i0, v.shape[-1]), dt), xp.full(batch + (i1 - i0, 1), np.inf, dt)
+            ob, lb = xp.zeros(batch + (i1 - i0, Ev), dt), xp.full(batch + (i1 - i0, 1), np.inf, dt)
         else:
-            s = _block_scores(xp, q, k, mask, scale, causal, i0, i1, kend)
-            m = s.max(axis=-1, keepdims=True)
-            finite = xp.isfinite(m)
-            if not finite.all():  # a row without a finite max is not shifted (a fully masked row: all -inf)
-                m = xp.where(finite, m, 0).astype(dt, copy=False)
-            s -= m
-            xp.exp(s, out=s)
-            total = s.sum(axis=-1, keepdims=True)
+            s = _block_scores(xp, q, k, mask, causal and loops is None, i0, i1, kend)
+            if loops is not None:
+                m, total = np.empty(s.shape[:-1] + (1,), dt), np.empty(s.shape[:-1] + (1,), dt)
+                loops["softmax_rows"](s.size // kend, kend, i1 - i0, i0 if causal else -1, address(s), address(m),
+                                      address(total))
+            else:
+                m = s.max(axis=-1, keepdims=True)
+                finite = xp.isfinite(m)
+                if not finite.all():  # a row without a finite max is not shifted (a fully masked row: all -inf)
+                    m = xp.where(finite, m, 0).astype(dt, copy=False)
+                s -= m
+                xp.exp(s, out=s)
+                total = s.sum(axis=-1, keepdims=True)
             dead = total == 0  # every key masked out (exp(-inf) everywhere): weights 0, lse +inf
             if dead.any():
                 total[dead] = np.inf
@@ -140,7 +158,7 @@ def _sdpa_forward(xp, q, k, v, mask=None, *, scale, causal):
         out[..., i0:i1, :] = ob
         lse[..., i0:i1, :] = lb
     if not blocks:
-        return xp.empty(batch + (L, v.shape[-1]), dt), xp.empty(batch + (L, 1), dt)
+        return xp.empty(batch + (L, Ev), dt), xp.empty(batch + (L, 1), dt)
     return out, lse
 
 
@@ -235,27 +253,36 @@ def _grad_forward(xp, g, q, k, v, lse, delta, mask=None, *, scale, causal, mask_
     dk = xp.zeros(batch + k.shape[-2:], dt)
     dv = xp.zeros(batch + v.shape[-2:], dt)
     dmask = xp.zeros(mask.shape if mask_grad else (0,), dt)
+    qs = xp.broadcast_to(q * dt.type(scale), batch + q.shape[-2:])  # dk = ds^T (q scale): no pass over dk
+    loops = _loops(xp, dt)
     for i0, i1, kend in row_blocks(L, S, int(np.prod(batch, dtype=np.int64)), causal):
         if kend == 0:
             continue
-        p = _block_scores(xp, q, k, mask, scale, causal, i0, i1, kend)
-        p -= lse[..., i0:i1, :]
-        xp.exp(p, out=p)  # the block's weights (0 on a fully masked row, whose lse is +inf)
+        p = _block_scores(xp, qs, k, mask, causal and loops is None, i0, i1, kend)
+        rows = p.size // kend
+        if loops is not None:
+            lb = np.ascontiguousarray(lse[..., i0:i1, 0])  # (held: the loop gets only its address)
+            loops["weights_rows"](rows, kend, i1 - i0, i0 if causal else -1, address(p), address(lb))
+        else:
+            p -= lse[..., i0:i1, :]
+            xp.exp(p, out=p)  # the block's weights (0 on a fully masked row, whose lse is +inf)
         gb = g[..., i0:i1, :]
         dv[..., :kend, :] += xp.matmul(xp.swapaxes(p, -1, -2), gb)
         dp = xp.matmul(gb, xp.swapaxes(v[..., :kend, :], -1, -2))
-        dp -= delta[..., i0:i1, :]
-        p *= dp  # ds, in the weights' place
+        if loops is not None:
+            db = np.ascontiguousarray(delta[..., i0:i1, 0])
+            loops["ds_rows"](rows, kend, address(p), address(dp), address(db))
+        else:
+            dp -= delta[..., i0:i1, :]
+            p *= dp  # ds, in the weights' place
         del dp
         if mask_grad:
             idx = _mask_index(mask, i0, i1, kend)
             dmask[idx] += _reduce_to(p, dmask[idx].shape)
         dq[..., i0:i1, :] = xp.matmul(p, k[..., :kend, :])
-        dk[..., :kend, :] += xp.matmul(xp.swapaxes(p, -1, -2), q[..., i0:i1, :])
+        dk[..., :kend, :] += xp.matmul(xp.swapaxes(p, -1, -2), qs[..., i0:i1, :])
         del p
-    sc = dt.type(scale)
-    dq *= sc
-    dk *= sc
+    dq *= dt.type(scale)
     return dq, dk, dv, dmask
 
 
