@@ -148,7 +148,7 @@ class _Plan:
                 for o in node.outputs:
                     for v in arrays:
                         union(id(o), id(v))
-                if op.keeps_order and node.inputs and not unknown(node.inputs[0]):
+                if op.keeps_order and node.inputs and unknown(node.inputs[0]) == ():
                     ordered.add(id(node.outputs[0]))
                 continue
             fresh.update(id(o) for o in node.outputs)
@@ -164,8 +164,8 @@ class _Plan:
             if one and check is not None and node.outputs[0].aval.ndim:
                 if kind == "ufunc":           # matmul writes while it reads: never into an operand
                     sinks[k] = (check, op.elementwise)
-                elif kind == "kernel" and op.writes_out:
-                    sinks[k] = (check, True)
+                elif kind == "kernel" and op.writes_out:   # into a dying operand only when elementwise
+                    sinks[k] = (check, op.elementwise)
 
         # each alias group dies at the last read of any member; a group with an input or output never does
         groups = {}
