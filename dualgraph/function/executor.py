@@ -13,9 +13,10 @@ as the reference interpreter frees it. What a node's line calls comes from its o
 
 Which kernels run was decided before, by the passes (`fuse`, `lower_kernels`), so it shows in the
 printed graph. A written-back output computed from a donated input (graph.meta["donate"]) goes into
-that input's buffer when its call takes `out=`: an elementwise ufunc, or a kernel whose record says
-`writes_out` (a tuple of buffers for a node whose every result is donated state: an optimizer step). Symbolic dims are read from the input shapes once per call and substituted into
-attributes that mention them (reshape targets).
+that input's buffer when its call takes `out=`: an elementwise ufunc, or an elementwise kernel whose
+record says `writes_out`, or, for a node whose every result is donated state (an optimizer step), a
+`writes_out` kernel given a tuple of buffers. Symbolic dims are read from the input shapes once per
+call and substituted into attributes that mention them (reshape targets).
 
 The memory plan (`_Plan`, made when the graph is compiled) does the same for intermediates: a node
 whose call takes `out=` (an elementwise ufunc or matmul called directly, a `writes_out` kernel) writes
@@ -444,7 +445,9 @@ class _Gen:
             into = f", out={dest}" if dest is not None and (op.elementwise or reuse is not None) else ""
             return self._checked(node, f"xp.{op.ufunc}({', '.join(ins)}", into)
         if kind == "kernel":
-            into = f", out={dest}" if dest is not None and op.writes_out else ""
+            # a donated input may be an operand of this very node: written while read only elementwise
+            ok = dest is not None and op.writes_out and (op.elementwise or reuse is not None)
+            into = f", out={dest}" if ok else ""
             many = [self.donated.get(id(o)) for o in node.outputs] if len(node.outputs) > 1 else []
             if many and all(many) and op.writes_out and not node.subgraphs:
                 into = f", out=({''.join(d + ', ' for d in many)})"   # every result into its donated input
