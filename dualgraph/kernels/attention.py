@@ -10,6 +10,8 @@ treat the keys past it as masked (-inf score, weight 0) instead of numpy adding 
   weights_rows   s -> exp(s - lse) in place: the backward's recomputed weights
   ds_rows        p -> p * (dp - delta) in place: softmax's gradient given delta = sum(g * out)
 
+(lse and delta: (pairs, L) arrays, read at row i0 + r % bq of pair r / bq, so a block needs no copy.)
+
 exp runs as one flat SIMD loop over the block (glibc's libmvec), which keeps short rows from leaving
 the vector units idle. numpy's path (three to five passes per block) stays for other dtypes, device
 arrays and machines without a compiler.
@@ -54,11 +56,12 @@ void softmax_rows(int64_t rows, int64_t n, int64_t bq, int64_t diag, {t}* restri
     }}
 }}
 
-void weights_rows(int64_t rows, int64_t n, int64_t bq, int64_t diag, {t}* restrict s, const {t}* restrict lse) {{
+void weights_rows(int64_t rows, int64_t n, int64_t bq, int64_t diag, {t}* restrict s, const {t}* restrict lse,
+                  int64_t ld, int64_t i0) {{
     for (int64_t r = 0; r < rows; r++) {{
         {t}* sr = s + r * n;
         int64_t e = row_end(r, n, bq, diag);
-        {t} l = lse[r];
+        {t} l = lse[(r / bq) * ld + i0 + r % bq];
         for (int64_t j = 0; j < e; j++) sr[j] -= l;
         for (int64_t j = e; j < n; j++) sr[j] = -INFINITY;
     }}
@@ -67,15 +70,16 @@ void weights_rows(int64_t rows, int64_t n, int64_t bq, int64_t diag, {t}* restri
     for (int64_t i = 0; i < size; i++) s[i] = exp{f}(s[i]);
 }}
 
-void ds_rows(int64_t rows, int64_t n, {t}* restrict p, const {t}* restrict dp, const {t}* restrict delta) {{
+void ds_rows(int64_t rows, int64_t n, int64_t bq, {t}* restrict p, const {t}* restrict dp,
+             const {t}* restrict delta, int64_t ld, int64_t i0) {{
     for (int64_t r = 0; r < rows; r++) {{
         {t}* pr = p + r * n;
         const {t}* dr = dp + r * n;
-        {t} d = delta[r];
+        {t} d = delta[(r / bq) * ld + i0 + r % bq];
         for (int64_t j = 0; j < n; j++) pr[j] = pr[j] * (dr[j] - d);
     }}
 }}
 """
 ATTENTION = Loops(ATTENTION_C, {"softmax_rows": ([I64, I64, I64, I64, PTR, PTR, PTR], None),
-                                "weights_rows": ([I64, I64, I64, I64, PTR, PTR], None),
-                                "ds_rows": ([I64, I64, PTR, PTR, PTR], None)})
+                                "weights_rows": ([I64, I64, I64, I64, PTR, PTR, I64, I64], None),
+                                "ds_rows": ([I64, I64, I64, PTR, PTR, PTR, I64, I64], None)})

@@ -125,7 +125,8 @@ def _sdpa_forward(xp, q, k, v, mask=None, *, scale, causal):
     # sum have the output's batch shape
     q = xp.broadcast_to(q * dt.type(scale), batch + q.shape[-2:])
     loops = _loops(xp, dt)
-    if len(blocks) != 1:
+    one = len(blocks) == 1
+    if not one:
         out = xp.empty(batch + (L, Ev), dt)
         lse = xp.empty(batch + (L, 1), dt)
     for i0, i1, kend in blocks:
@@ -145,17 +146,22 @@ def _sdpa_forward(xp, q, k, v, mask=None, *, scale, causal):
                 s -= m
                 xp.exp(s, out=s)
                 total = s.sum(axis=-1, keepdims=True)
-            dead = total == 0  # every key masked out (exp(-inf) everywhere): weights 0, lse +inf
-            if dead.any():
-                total[dead] = np.inf
-            ob = xp.matmul(s, v[..., :kend, :])
+            if mask is not None:  # (without one every row sees a key: causal row i sees key 0)
+                dead = total == 0  # every key masked out (exp(-inf) everywhere): weights 0, lse +inf
+                if dead.any():
+                    total[dead] = np.inf
+            if one or xp is not np:
+                ob = xp.matmul(s, v[..., :kend, :])
+            else:
+                ob = xp.matmul(s, v[..., :kend, :], out=out[..., i0:i1, :])
             del s
             ob /= total  # normalising the (rows, Ev) product, not the (rows, keys) weights
             lb = xp.log(total)
             lb += m
-        if len(blocks) == 1:
+        if one:
             return ob, lb
-        out[..., i0:i1, :] = ob
+        if ob.base is not out:
+            out[..., i0:i1, :] = ob
         lse[..., i0:i1, :] = lb
     if not blocks:
         return xp.empty(batch + (L, Ev), dt), xp.empty(batch + (L, 1), dt)
@@ -255,14 +261,17 @@ def _grad_forward(xp, g, q, k, v, lse, delta, mask=None, *, scale, causal, mask_
     dmask = xp.zeros(mask.shape if mask_grad else (0,), dt)
     qs = xp.broadcast_to(q * dt.type(scale), batch + q.shape[-2:])  # dk = ds^T (q scale): no pass over dk
     loops = _loops(xp, dt)
+    if loops is not None:  # (pairs, L), contiguous: the loops read each block's rows in place
+        lse2 = np.ascontiguousarray(np.broadcast_to(lse, batch + (L, 1))[..., 0])
+        delta2 = np.ascontiguousarray(np.broadcast_to(delta, batch + (L, 1))[..., 0])
+        lse_at, delta_at = address(lse2), address(delta2)
     for i0, i1, kend in row_blocks(L, S, int(np.prod(batch, dtype=np.int64)), causal):
         if kend == 0:
             continue
         p = _block_scores(xp, qs, k, mask, causal and loops is None, i0, i1, kend)
-        rows = p.size // kend
+        rows, bq = p.size // kend, i1 - i0
         if loops is not None:
-            lb = np.ascontiguousarray(lse[..., i0:i1, 0])  # (held: the loop gets only its address)
-            loops["weights_rows"](rows, kend, i1 - i0, i0 if causal else -1, address(p), address(lb))
+            loops["weights_rows"](rows, kend, bq, i0 if causal else -1, address(p), lse_at, L, i0)
         else:
             p -= lse[..., i0:i1, :]
             xp.exp(p, out=p)  # the block's weights (0 on a fully masked row, whose lse is +inf)
@@ -270,8 +279,7 @@ def _grad_forward(xp, g, q, k, v, lse, delta, mask=None, *, scale, causal, mask_
         dv[..., :kend, :] += xp.matmul(xp.swapaxes(p, -1, -2), gb)
         dp = xp.matmul(gb, xp.swapaxes(v[..., :kend, :], -1, -2))
         if loops is not None:
-            db = np.ascontiguousarray(delta[..., i0:i1, 0])
-            loops["ds_rows"](rows, kend, address(p), address(dp), address(db))
+            loops["ds_rows"](rows, kend, bq, address(p), address(dp), delta_at, L, i0)
         else:
             dp -= delta[..., i0:i1, :]
             p *= dp  # ds, in the weights' place
@@ -279,7 +287,10 @@ def _grad_forward(xp, g, q, k, v, lse, delta, mask=None, *, scale, causal, mask_
         if mask_grad:
             idx = _mask_index(mask, i0, i1, kend)
             dmask[idx] += _reduce_to(p, dmask[idx].shape)
-        dq[..., i0:i1, :] = xp.matmul(p, k[..., :kend, :])
+        if xp is np:
+            np.matmul(p, k[..., :kend, :], out=dq[..., i0:i1, :])
+        else:
+            dq[..., i0:i1, :] = xp.matmul(p, k[..., :kend, :])
         dk[..., :kend, :] += xp.matmul(xp.swapaxes(p, -1, -2), qs[..., i0:i1, :])
         del p
     dq *= dt.type(scale)
