@@ -369,3 +369,23 @@ def test_on_the_gpu_as_on_the_cpu(case, monkeypatch):
     for a, b in zip(got, want):
         assert a.device == dg.device("gpu") and isinstance(a._data, backend._cupy.ndarray)
         np.testing.assert_allclose(a.numpy(), b, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_the_op_takes_causal_and_a_mask_together(kind, loops, monkeypatch):
+    """F.scaled_dot_product_attention refuses is_causal with attn_mask (as PyTorch); the op itself
+    applies both."""
+    monkeypatch.setattr(A, "_BLOCK_ELEMS", 1)
+    monkeypatch.setattr(A, "_MIN_ROWS", 3)
+    rng = np.random.default_rng(5)
+    q, k, v = rng.standard_normal((2, 11, 4)), rng.standard_normal((2, 13, 4)), rng.standard_normal((2, 13, 3))
+    g = rng.standard_normal((2, 11, 3))
+    m = rng.random((11, 13)) < 0.7 if kind == "bool" else rng.standard_normal((11, 13))
+    ts = [dg.tensor(a, requires_grad=True) for a in (q, k, v)]
+    out, _ = A.attention(*ts, dg.tensor(m), scale=0.5, causal=True)
+    out.backward(dg.tensor(g))
+    tri = np.tri(11, 13, dtype=bool)
+    merged = tri & m if kind == "bool" else np.where(tri, m, -np.inf)
+    want = np_attention(q, k, v, g, merged, False, 0.5)
+    for a, b in zip([out] + [t.grad for t in ts], want):
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-10, atol=1e-10)
