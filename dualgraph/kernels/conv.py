@@ -1,30 +1,22 @@
-"""Convolution and pooling kernels (NCHW, as PyTorch): im2col + one BLAS matmul per block of samples for
-the convolution and its two gradients, and window loops for pooling.
+"""Convolution and pooling kernels (NCHW, as PyTorch): im2col + one BLAS matmul per sample for the
+convolution and its two gradients, and window loops for pooling.
 
-    conv_forward(xp, x, w, b, ...)         y = w * x (+ b): the weight times the block's windows (im2col)
-    conv_input_grad(xp, g, w, size, ...)   the transposed convolution: w^T g for the block, then each input
+    conv_forward(xp, x, w, b, ...)         y = w * x (+ b): the input's windows (im2col) times the weight
+    conv_input_grad(xp, g, w, size, ...)   the transposed convolution: w^T g per sample, then each input
                                            row gathers the column rows that read it (col2im), in C
-    conv_weight_grad(xp, x, g, ksize, ...) the sum over blocks of g @ im2col(x)^T
+    conv_weight_grad(xp, x, g, ksize, ...) sum over samples of g @ im2col(x)^T, one batched matmul
     max_pool2d / max_pool2d_grad           one pass over the windows each way (PyTorch's pick per window)
 
-The columns of a block of m samples are one (C*prod(kernel), m*L) matrix (L output positions per sample;
-as an array (C, *kernel, m, *out)), so each convolution of the block is one GEMM per group whatever m is;
-the GEMM's (O, m*L) result gets the bias and goes to NCHW (O, L per sample) in one transposing copy, and
-g's NCHW block comes to (O, m*L) in one copy. Chosen by measurement on the CNN step of benchmarks/bench_cnn_step.py
-(2-core EPYC, OpenBLAS): one BLAS call per sample (numpy's stacked matmul) scaled badly to two threads;
-the transposed layout (m*L, C*prod(kernel)) gives the same GEMM speed but im2col would write it with a
-stride of C*prod(kernel) instead of whole rows. The column copy of numpy's strided view (a 6-D view with a
-short inner run) and the strided `+=` of col2im over the whole batch cost more than the matmuls around
-them; one C loop per (sample, channel) plane reads the input (or writes it) with its padding handled by
-bounds and keeps the plane in L1. Every kernel has a numpy path (no compiler, other dtypes, cupy, 3-D
-windows) computing the same values.
+Chosen by measurement on the CNN step of benchmarks/bench_cnn_step.py (2-core EPYC, OpenBLAS): the
+column copy of numpy's strided view (a 6-D view with a short inner run) and the strided `+=` of col2im
+over the whole batch (read-modify-write of every input element kh*kw times, out of cache) cost more
+than the matmuls around them; one C loop per (sample, channel) plane reads the input (or writes it) with
+its padding handled by bounds and keeps the plane in L1. Every kernel has a numpy path (no compiler,
+other dtypes, cupy, 3-D windows) computing the same values.
 
 Spatial dims: any number on the numpy paths; the C loops take 2-D windows (1-D runs as 2-D with height 1).
 Padding is (low, high) per spatial dim, so PyTorch's padding='same' with an even kernel is exact.
 """
-import math
-import threading
-
 import numpy as np
 
 from .native import I64, PTR, Loops, address
@@ -42,23 +34,19 @@ static inline void span(int64_t off, int64_t s, int64_t size, int64_t n_out, int
     *lo = a; *hi = b;
 }}
 
-/* The columns of n samples of x (n, C, H, W): row (c, i, j) of the column matrix holds, for every
-   sample s and output position, the input under window offset (i, j), zero in the padding. Row r of
-   sample s starts at s * s_step + c * c_step + (i * kw + j) * k_step: the (C*kh*kw, n*OH*OW) matrix that
-   makes a block of samples one GEMM is s_step = OH*OW, k_step = n*OH*OW, c_step = kh*kw*k_step. */
-void im2col(int64_t n, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t OH, int64_t OW,
+/* cols (planes, kh, kw, OH, OW) <- the windows of x (planes, H, W), zeros where they reach the padding */
+void im2col(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t OH, int64_t OW,
             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-            int64_t s_step, int64_t c_step, int64_t k_step, const {t}* restrict x, {t}* restrict cols) {{
-    for (int64_t s = 0; s < n; s++)
-    for (int64_t c = 0; c < C; c++) {{
-        const {t}* xp = x + (s * C + c) * H * W;
-        {t}* cp = cols + s * s_step + c * c_step;
+            const {t}* restrict x, {t}* restrict cols) {{
+    for (int64_t p = 0; p < planes; p++) {{
+        const {t}* xp = x + p * H * W;
+        {t}* cp = cols + p * kh * kw * OH * OW;
         for (int64_t i = 0; i < kh; i++)
             for (int64_t j = 0; j < kw; j++) {{
                 int64_t w0 = j * dw - pw, lo, hi;
                 span(w0, sw, W, OW, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++) {{
-                    {t}* row = cp + (i * kw + j) * k_step + oh * OW;
+                    {t}* row = cp + ((i * kw + j) * OH + oh) * OW;
                     int64_t h = oh * sh - ph + i * dh;
                     if (h < 0 || h >= H) {{ memset(row, 0, OW * sizeof({t})); continue; }}
                     const {t}* xr = xp + h * W + w0;
@@ -71,15 +59,13 @@ void im2col(int64_t n, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, 
     }}
 }}
 
-/* x (n, C, H, W) <- col2im of columns laid out as im2col's: each input row sums, in window order (i, j),
-   the column rows that read it (a gather: every element written once, no scatter-add) */
-void col2im(int64_t n, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t OH, int64_t OW,
+/* x (planes, H, W) <- col2im: each input row sums, in window order (i, j), the column rows that read it */
+void col2im(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t OH, int64_t OW,
             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-            int64_t s_step, int64_t c_step, int64_t k_step, const {t}* restrict cols, {t}* restrict x) {{
-    for (int64_t s = 0; s < n; s++)
-    for (int64_t c = 0; c < C; c++) {{
-        {t}* xp = x + (s * C + c) * H * W;
-        const {t}* cp = cols + s * s_step + c * c_step;
+            const {t}* restrict cols, {t}* restrict x) {{
+    for (int64_t p = 0; p < planes; p++) {{
+        {t}* xp = x + p * H * W;
+        const {t}* cp = cols + p * kh * kw * OH * OW;
         for (int64_t h = 0; h < H; h++) {{
             {t}* xr = xp + h * W;
             for (int64_t w = 0; w < W; w++) xr[w] = 0;
@@ -91,7 +77,7 @@ void col2im(int64_t n, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, 
                 for (int64_t j = 0; j < kw; j++) {{
                     int64_t w0 = j * dw - pw, lo, hi;
                     span(w0, sw, W, OW, &lo, &hi);
-                    const {t}* row = cp + (i * kw + j) * k_step + oh * OW;
+                    const {t}* row = cp + ((i * kw + j) * OH + oh) * OW;
                     {t}* xw = xr + w0;
                     if (sw == 1) {{
                         #pragma omp simd
@@ -165,8 +151,7 @@ void max_pool(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw, int6
 }}
 """
 _GEOM = [I64] * 13
-_COLS = [I64] * 17   # n, C, the 12 integers of _geometry, s_step, c_step, k_step
-_LOOPS = Loops(_C, {"im2col": (_COLS + [PTR, PTR], None), "col2im": (_COLS + [PTR, PTR], None),
+_LOOPS = Loops(_C, {"im2col": (_GEOM + [PTR, PTR], None), "col2im": (_GEOM + [PTR, PTR], None),
                     "max_pool": (_GEOM + [PTR, PTR, PTR, PTR, PTR], None)})
 
 
@@ -225,67 +210,52 @@ def _window_view(xp, xpad, kernel, outs, stride, dilation):
 RUNS = {"c": 0, "numpy": 0}   # calls of im2col/col2im/max_pool that took each path (tests read it)
 
 
-def _prod(v):
-    return math.prod(int(a) for a in v)
-
-
-def _out_sizes(spatial, kernel, stride, padding, dilation):
-    return tuple(out_size(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding,
-                                                                             dilation))
-
-
-def _steps(n, kernel, outs):
-    """The C loops' (s_step, c_step, k_step) of the (C, *kernel, n, *outs) column layout."""
-    length = _prod(outs)
-    return length, _prod(kernel) * n * length, n * length
-
-
 def im2col(xp, x, kernel, stride, padding, dilation, out=None):
-    """(N, C, *S) -> contiguous (C, *kernel, N, *out): every window of x zero-padded by `padding`. As a
-    (C*prod(kernel), N*prod(out)) matrix it is the right factor of the convolution of all N samples as one
-    GEMM with the (O, C*prod(kernel)) weight (written into `out` when given: a C-contiguous buffer of that
-    size and x's dtype)."""
-    n, c = x.shape[:2]
-    kernel = tuple(kernel)
-    outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
-    shape = (c,) + kernel + (n,) + outs
-    cols = xp.empty(shape, x.dtype) if out is None else out.reshape(shape)
-    geom = _geometry(tuple(x.shape[2:]), kernel, stride, padding, dilation)
+    """(N, C, *S) -> contiguous (N, C, *kernel, *out): every window of x zero-padded by `padding`
+    (written into `out` when given: a C-contiguous buffer of that shape and x's dtype)."""
+    spatial = tuple(x.shape[2:])
+    outs = tuple(out_size(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding,
+                                                                             dilation))
+    shape = tuple(x.shape[:2]) + tuple(kernel) + outs
+    geom = _geometry(spatial, kernel, stride, padding, dilation)
     if geom is not None and xp is np and type(x) is np.ndarray and not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)   # one copy, then the C loop, not the numpy path's strided window copy
-    loops = _c_loops(xp, x, cols) if geom is not None else None
+    loops = _c_loops(xp, x) if geom is not None else None
     if loops is not None:
+        cols = np.empty(shape, x.dtype) if out is None else out.reshape(shape)
         if cols.size:
-            loops["im2col"](n, c, *geom, *_steps(n, kernel, outs), address(x), address(cols))
+            loops["im2col"](x.shape[0] * x.shape[1], *geom, address(x), address(cols))
         RUNS["c"] += 1
         return cols
     RUNS["numpy"] += 1
-    nd = len(kernel)
-    view = _window_view(xp, _padded(xp, x, padding), kernel, outs, stride, dilation)   # (N, C, *kernel, *outs)
-    cols[...] = view.transpose((1,) + tuple(range(2, 2 + nd)) + (0,) + tuple(range(2 + nd, 2 + 2 * nd)))
+    view = _window_view(xp, _padded(xp, x, padding), kernel, outs, stride, dilation)
+    if out is None:
+        return xp.ascontiguousarray(view)
+    cols = out.reshape(shape)
+    cols[...] = view
     return cols
 
 
 def col2im(xp, cols, spatial, stride, padding, dilation, out=None):
-    """The adjoint of im2col: (C, *kernel, N, *out) -> (N, C, *spatial), each input element the sum of
+    """The adjoint of im2col: (N, C, *kernel, *out) -> (N, C, *spatial), each input element the sum of
     the window entries that read it (written into `out` when given: C-contiguous, cols' dtype)."""
     nd = len(spatial)
-    c, kernel, n, outs = cols.shape[0], tuple(cols.shape[1:1 + nd]), cols.shape[1 + nd], tuple(cols.shape[2 + nd:])
+    kernel, outs = tuple(cols.shape[2:2 + nd]), tuple(cols.shape[2 + nd:])
     geom = _geometry(spatial, kernel, stride, padding, dilation)
     loops = _c_loops(xp, cols) if geom is not None else None
+    n, c = cols.shape[:2]
     if loops is not None:
         x = np.empty((n, c) + tuple(spatial), cols.dtype) if out is None else out
         if x.size:
-            loops["col2im"](n, c, *geom, *_steps(n, kernel, outs), address(cols), address(x))
+            loops["col2im"](n * c, *geom, address(cols), address(x))
         RUNS["c"] += 1
         return x
     RUNS["numpy"] += 1
-    windows = cols.transpose((1 + nd, 0) + tuple(range(1, 1 + nd)) + tuple(range(2 + nd, 2 + 2 * nd)))
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, padding))
     xpad = xp.zeros((n, c) + padded, dtype=cols.dtype)
     for offs in np.ndindex(*kernel):
         sl = tuple(slice(i * d, i * d + s * (o - 1) + 1, s) for i, o, s, d in zip(offs, outs, stride, dilation))
-        xpad[(Ellipsis,) + sl] += windows[(slice(None), slice(None)) + offs]
+        xpad[(Ellipsis,) + sl] += cols[(slice(None), slice(None)) + offs]
     crop = xpad[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, padding))]
     if out is None:
         return xp.ascontiguousarray(crop)
@@ -293,175 +263,93 @@ def col2im(xp, cols, spatial, stride, padding, dilation, out=None):
     return out
 
 
-# Each kernel works on a block of samples at a time: the block's columns are one (C*prod(k), m*L) matrix
-# (L output positions per sample), so the convolution of the block is one GEMM per group, not one per
-# sample, and the GEMM's operands and result are still in cache when the copies around it (im2col,
-# col2im, the transposes to and from NCHW) read them. The buffers are made once and reused block after
-# block, so memory stays bounded whatever the batch. BLOCK_BYTES bounds a block's columns plus its GEMM
-# result. Measured at the CNN step's second convolution (32 -> 64 channels, 3x3, 24x24 outputs; 811 KB
-# a sample; 2-core EPYC, OpenBLAS, best call): at two threads its three GEMMs (forward, both gradients)
-# for a batch of 64 take 39 ms one sample at a time, 27-28 ms in blocks of 3 to 8 samples, and more
-# again from about 13 (out of cache); at one thread 49-51 ms in blocks of 1 to 5 samples, 53 ms of 8.
-# With the copies around them (all five kernels of the step, one thread) 73-76 ms with 1 MB blocks and
-# 76-81 ms with 4 MB; 4 MB (5 samples there) keeps the two-thread gain.
+# The columns (im2col) of a whole batch can be large (the CNN step's second convolution: 42 MB); the
+# kernels make them for a block of samples at a time, in one buffer reused block after block, so
+# memory stays bounded and a block's columns are still in cache when its matmul (or col2im) reads
+# them. Measured on the CNN step: blocks of up to 4 MB, 5-15% faster than whole-batch columns.
 BLOCK_BYTES = 4 << 20
-# A GEMM of GEMM_MACS multiply-adds or more splits over two BLAS threads with little lost waiting (at two
-# threads the second convolution's GEMMs took 9.0-9.6 ms a batch in blocks of 4 to 8 samples, 42 to 85
-# M multiply-adds a GEMM, 9-11 ms for 3, 12-16 ms for 2 and 13 ms one sample at a time, 11 M). A block
-# larger than that only adds the copies to and from NCHW, which one sample a block does without
-# (measured at one thread: 1x1 convolutions 256 -> 64 channels on 28x28, 19 ms one sample at a time
-# against 24-27 ms in blocks of 3; 3x3 64 -> 64 on 56x56, 115 M multiply-adds a sample, stays at one).
-GEMM_MACS = 32 << 20
 
 
-def _blocks(n, rows, o, length, itemsize, macs):
-    """Sample ranges for the kernels: a sample has `rows` column rows and `o` result (or g) rows of
-    `length`, and each of its GEMMs (one per group) makes `macs` multiply-adds. A block holds the fewest
-    samples that make GEMM_MACS (one where a sample's GEMM is that large already: no copies to and from
-    NCHW), at most BLOCK_BYTES of buffers, and at least one sample."""
-    want = -(-GEMM_MACS // max(macs, 1))
-    step = max(1, min(n, want, BLOCK_BYTES // max((rows + o) * length * itemsize, 1)))
+def _blocks(n, per_sample):
+    """Sample ranges of at most BLOCK_BYTES of columns each (at least one sample)."""
+    step = max(1, min(n, BLOCK_BYTES // max(per_sample, 1)))
     return [(a, min(n, a + step)) for a in range(0, n, step)] or [(0, 0)]
-
-
-# Each kernel's two work buffers (the columns, and g's or the result's rows) are kept between calls, per
-# thread: made afresh, a few MB each, the pages of every call were faulted in again (measured on the CNN
-# step: 7 ms of system time a step at one thread, against 0.3 ms with the buffers kept). Buffers above
-# SCRATCH_MAX_BYTES (a sample larger than a block) are made per call and not kept.
-SCRATCH_MAX_BYTES = 16 << 20
-_SCRATCH = threading.local()
-
-
-def _scratch(xp, slot, size, dtype):
-    """A 1-D work array of `size` elements of `dtype`, the same memory call after call for this slot and
-    thread (numpy); its contents are garbage."""
-    nbytes = size * np.dtype(dtype).itemsize
-    if xp is not np or nbytes > SCRATCH_MAX_BYTES:
-        return xp.empty(size, dtype)
-    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
-    buf = bufs.get(slot)
-    if buf is None or buf.nbytes < nbytes:
-        buf = bufs[slot] = np.empty(nbytes, np.uint8)
-    return buf[:nbytes].view(dtype)
 
 
 def _is_pointwise(kernel, stride, padding):
     return all(k == 1 for k in kernel) and all(s == 1 for s in stride) and not any(a or b for a, b in padding)
 
 
-def _rows(xp, a, buf):
-    """(m, O, *out) -> contiguous (O, m*L): the samples side by side along the columns (a view for one
-    sample), copied into `buf`."""
-    m, o = a.shape[:2]
-    length = _prod(a.shape[2:])
-    if m == 1:
-        return a.reshape(o, length)
-    rows = buf[:o * m * length].reshape(o, m, length)
-    xp.copyto(rows, a.reshape(m, o, length).transpose(1, 0, 2))
-    return rows.reshape(o, m * length)
+def _out_sizes(spatial, kernel, stride, padding, dilation):
+    return tuple(out_size(n, k, s, lo, hi, d) for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding,
+                                                                             dilation))
 
 
 def conv_forward(xp, x, w, b, stride, padding, dilation, groups):
-    """PyTorch's convolution (cross-correlation) of x (N, C, *S) with w (O, C/groups, *k), plus b: per block
-    of m samples, the (O/G, C/G*prod(k)) weight of each group times the group's columns (C/G*prod(k), m*L),
-    then the bias added to the (O, m*L) result and the result written out as NCHW."""
+    """PyTorch's convolution (cross-correlation) of x (N, C, *S) with w (O, C/groups, *k), plus b."""
     n, c = x.shape[:2]
     o, cg = w.shape[:2]
     kernel = tuple(w.shape[2:])
     outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
-    length, depth = _prod(outs), cg * _prod(kernel)
-    dtype = xp.result_type(x, w)
-    out = xp.empty((n, o) + outs, dtype=dtype)
+    length, depth = int(np.prod(outs)), cg * int(np.prod(kernel))
     wm = w.reshape(groups, o // groups, depth)
-    bias = None if b is None else b.reshape(1, o, 1)
-    pointwise = _is_pointwise(kernel, stride, padding)
-    blocks = _blocks(n, c * _prod(kernel), o, length, out.itemsize, o // groups * depth * length)
-    step = blocks[0][1] - blocks[0][0]
-    cbuf = None if pointwise and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, x.dtype)
-    ybuf = _scratch(xp, "rows", o * step * length, dtype) if step > 1 else None
-    for a, e in blocks:
-        m = e - a
-        if m == 0:
-            break
-        if pointwise:
-            cols = _rows(xp, x[a:e], cbuf)
-        else:
-            cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=cbuf[:c * _prod(kernel) * m * length])
-        dst = out[a:e].reshape(m, o, length)
-        if m == 1:
-            xp.matmul(wm, cols.reshape(groups, depth, length), out=dst.reshape(groups, o // groups, length))
-            if bias is not None:
-                dst += bias
-            continue
-        y = xp.matmul(wm, cols.reshape(groups, depth, m * length), out=ybuf[:o * m * length].reshape(
-            groups, o // groups, m * length)).reshape(o, m * length)
-        if bias is not None:   # on the contiguous rows: measured 2x faster than adding during the transpose
-            y += bias.reshape(o, 1)
-        xp.copyto(dst, y.reshape(o, m, length).transpose(1, 0, 2))
+    if _is_pointwise(kernel, stride, padding):
+        out = xp.matmul(wm, x.reshape(n, groups, depth, length))
+    else:
+        # (N, G, O/G, L) is NCHW directly: one BLAS call per sample and group
+        out = xp.empty((n, groups, o // groups, length), dtype=xp.result_type(x, w))
+        blocks = _blocks(n, c * int(np.prod(kernel)) * length * x.itemsize)
+        buf = xp.empty((blocks[0][1] - blocks[0][0], c) + kernel + outs, x.dtype)
+        for a, e in blocks:
+            cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=buf[:e - a])
+            xp.matmul(wm, cols.reshape(e - a, groups, depth, length), out=out[a:e])
+    out = out.reshape((n, o) + outs)
+    if b is not None:
+        out += b.reshape((1, o) + (1,) * len(outs))
     return out
 
 
 def conv_input_grad(xp, g, w, spatial, stride, padding, dilation, groups):
-    """The gradient of conv_forward for x (the transposed convolution): per block of m samples, the
-    columns w^T g as one (C*prod(k), m*L) GEMM per group, then col2im into NCHW."""
+    """The gradient of conv_forward for x: w^T g per sample (the columns), then col2im."""
     n, o = g.shape[:2]
     cg = w.shape[1]
     kernel = tuple(w.shape[2:])
     outs = tuple(g.shape[2:])
-    length, depth, c = _prod(outs), cg * _prod(kernel), groups * cg
-    dtype = xp.result_type(g, w)
-    gx = xp.empty((n, c) + tuple(spatial), dtype=dtype)
-    wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
-    direct = _is_pointwise(kernel, stride, padding) and outs == tuple(spatial)
-    blocks = _blocks(n, c * _prod(kernel), o, length, gx.itemsize, o // groups * depth * length)
-    step = blocks[0][1] - blocks[0][0]
-    gbuf = _scratch(xp, "rows", o * step * length, g.dtype) if step > 1 else None
-    cbuf = None if direct and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, dtype)
+    length = int(np.prod(outs))   # explicit sizes: -1 is ambiguous for an empty batch
+    wt = w.reshape(groups, o // groups, cg * int(np.prod(kernel))).transpose(0, 2, 1)    # (G, Cg*prod(k), O/G)
+    gm = g.reshape(n, groups, o // groups, length)
+    if _is_pointwise(kernel, stride, padding) and outs == tuple(spatial):
+        return xp.matmul(wt, gm).reshape((n, groups * cg) + tuple(spatial))
+    gx = xp.empty((n, groups * cg) + tuple(spatial), dtype=xp.result_type(g, w))
+    blocks = _blocks(n, groups * cg * int(np.prod(kernel)) * int(np.prod(outs)) * gx.itemsize)
+    buf = xp.empty((blocks[0][1] - blocks[0][0], groups, wt.shape[1], gm.shape[3]), gx.dtype)
     for a, e in blocks:
-        m = e - a
-        if m == 0:
-            break
-        rows = _rows(xp, g[a:e], gbuf).reshape(groups, o // groups, m * length)
-        if direct and m == 1:
-            xp.matmul(wt, rows, out=gx[a].reshape(groups, cg, length))
-            continue
-        cols = xp.matmul(wt, rows, out=cbuf[:c * _prod(kernel) * m * length].reshape(groups, depth, m * length))
-        col2im(xp, cols.reshape((c,) + kernel + (m,) + outs), tuple(spatial), stride, padding, dilation, out=gx[a:e])
+        cols = xp.matmul(wt, gm[a:e], out=buf[:e - a])
+        col2im(xp, cols.reshape((e - a, groups * cg) + kernel + outs), tuple(spatial), stride, padding, dilation,
+               out=gx[a:e])
     return gx
 
 
 def conv_weight_grad(xp, x, g, kernel, stride, padding, dilation, groups):
-    """The gradient of conv_forward for w: per block of m samples, g's rows (O/G, m*L) times the columns
-    (C/G*prod(k), m*L) transposed, one GEMM per group, summed over the blocks."""
+    """The gradient of conv_forward for w: the sum over samples of g @ im2col(x)^T."""
     n, c = x.shape[:2]
     o = g.shape[1]
-    kernel = tuple(kernel)
-    depth = (c // groups) * _prod(kernel)
-    outs = tuple(g.shape[2:])
-    length = _prod(outs)
-    dtype = xp.result_type(x, g)
-    pointwise = _is_pointwise(kernel, stride, padding)
-    blocks = _blocks(n, c * _prod(kernel), o, length, np.dtype(dtype).itemsize, o // groups * depth * length)
-    step = blocks[0][1] - blocks[0][0]
-    gbuf = _scratch(xp, "rows", o * step * length, g.dtype) if step > 1 else None
-    cbuf = None if pointwise and step == 1 else _scratch(xp, "cols", c * _prod(kernel) * step * length, x.dtype)
-    gw = xp.zeros((groups, o // groups, depth), dtype=dtype)
-    part = xp.empty_like(gw) if len(blocks) > 1 else None
-    for i, (a, e) in enumerate(blocks):
-        m = e - a
-        if m == 0:
-            break
-        rows = _rows(xp, g[a:e], gbuf).reshape(groups, o // groups, m * length)
-        if pointwise:
-            cols = _rows(xp, x[a:e], cbuf)
-        else:
-            cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=cbuf[:c * _prod(kernel) * m * length])
-        cols = cols.reshape(groups, depth, m * length).swapaxes(1, 2)
-        if i == 0:
-            xp.matmul(rows, cols, out=gw)
-        else:
-            gw += xp.matmul(rows, cols, out=part)
-    return gw.reshape((o, c // groups) + kernel)
+    depth = (c // groups) * int(np.prod(kernel))
+    length = int(np.prod(g.shape[2:]))   # explicit sizes: -1 is ambiguous for an empty batch
+    gm = g.reshape(n, groups, o // groups, length)
+    if _is_pointwise(kernel, stride, padding):
+        gw = xp.matmul(gm, x.reshape(n, groups, depth, length).swapaxes(2, 3)).sum(axis=0)
+        return gw.reshape((o, c // groups) + tuple(kernel))
+    outs = _out_sizes(tuple(x.shape[2:]), kernel, stride, padding, dilation)
+    blocks = _blocks(n, c * int(np.prod(kernel)) * int(np.prod(outs)) * x.itemsize)
+    buf = xp.empty((blocks[0][1] - blocks[0][0], c) + tuple(kernel) + outs, x.dtype)
+    gw = None
+    for a, e in blocks:
+        cols = im2col(xp, x[a:e], kernel, stride, padding, dilation, out=buf[:e - a])
+        part = xp.matmul(gm[a:e], cols.reshape(e - a, groups, depth, length).swapaxes(2, 3))   # (B, G, O/G, depth)
+        part = part[0] if e - a == 1 else part.sum(axis=0)
+        gw = part if gw is None else xp.add(gw, part, out=gw)
+    return gw.reshape((o, c // groups) + tuple(kernel))
 
 
 # ---- max pooling ------------------------------------------------------------------------------------
