@@ -152,6 +152,9 @@ def abort_on_uncaught(group):
             sys.stderr.write(f"dualgraph.distributed: rank {group.rank} of {group.size} raised "
                              f"{exc_type.__name__}; aborting every rank (MPI_Abort)\n")
             sys.stderr.flush()
+            # mpiexec forwards each rank's output through a pipe it reads on its own schedule, and
+            # MPI_Abort kills the job at once: without a pause the traceback above is often cut off
+            time.sleep(0.5)
         finally:
             group.comm.Abort(1)
     return hook, previous
