@@ -32,8 +32,7 @@ status=0
 $py -m pytest -q -p no:cacheprovider tests/gpu || status=1
 $py tools/gpu_bench.py --rounds=20 || status=1
 $py benchmarks/bench_cnn_step.py --device=gpu --batch=64 --rounds=10 || status=1
-if grep -q -- "--device" benchmarks/bench_gpt_step.py; then
-  $py benchmarks/bench_gpt_step.py --device=gpu || status=1
-fi
+$py benchmarks/bench_gpt_step.py --device=gpu --rounds=20 || status=1
+$py benchmarks/bench_lstm.py --device=gpu --rounds=10 || status=1
 echo "gpu_check: exit ${status} (log: gpu_check.log)"
 exit $status
