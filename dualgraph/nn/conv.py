@@ -29,6 +29,25 @@ def _conv_repr(m, output_padding=None):
         s += ", bias=False"
     return s
 
+
+def _setup(m, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, transposed, device, dtype):
+    """The settings, weight and bias every convolution layer has. The weight is (C_out, C_in/groups, *kernel),
+    or (C_in, C_out/groups, *kernel) for a transposed one, as PyTorch lays them out."""
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
+                         f"by groups ({groups})")
+    n = m._n
+    m.in_channels, m.out_channels, m.groups = int(in_channels), int(out_channels), int(groups)
+    m.kernel_size, m.stride, m.dilation = _tuple(kernel_size, n), _tuple(stride, n), _tuple(dilation, n)
+    lead = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+    m.weight = Parameter(creation.empty(*lead, *m.kernel_size, device=device, dtype=dtype))
+    if bias:
+        m.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
+    else:
+        m.register_parameter("bias", None)
+    m.reset_parameters()
+
+
 class _ConvNd(Module):
     _n = 2
     _fn = None
@@ -37,24 +56,12 @@ class _ConvNd(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
-                             f"by groups ({groups})")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', "
                              f"got {padding_mode!r}")
-        n = self._n
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.dilation = _tuple(kernel_size, n), _tuple(stride, n), _tuple(dilation, n)
-        self.padding = padding if isinstance(padding, str) else _tuple(padding, n)
+        self.padding = padding if isinstance(padding, str) else _tuple(padding, self._n)
         self.padding_mode = padding_mode
-        self.weight = Parameter(creation.empty(out_channels, in_channels // groups, *self.kernel_size,
-                                               device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, False, device, dtype)
 
     def reset_parameters(self):
         init.default_layer_init_(self.weight, self.bias)
@@ -120,23 +127,11 @@ class _ConvTransposeNd(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
-                             f"by groups ({groups})")
         if padding_mode != "zeros":
             raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}, got {padding_mode!r}")
-        n = self._n
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.dilation = _tuple(kernel_size, n), _tuple(stride, n), _tuple(dilation, n)
-        self.padding, self.output_padding = _tuple(padding, n), _tuple(output_padding, n)
+        self.padding, self.output_padding = _tuple(padding, self._n), _tuple(output_padding, self._n)
         self.padding_mode = padding_mode
-        self.weight = Parameter(creation.empty(in_channels, out_channels // groups, *self.kernel_size,
-                                               device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, True, device, dtype)
 
     def reset_parameters(self):
         init.default_layer_init_(self.weight, self.bias)
