@@ -1,24 +1,9 @@
 """Loss modules over dg.nn.functional (PyTorch's arguments; class weights are buffers)."""
 from ..tensor import as_tensor
 from . import functional as F
-from .module import Module
+from .more import _Loss
 
 __all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCEWithLogitsLoss", "BCELoss"]
-
-
-def _check_reduction(reduction):
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    return reduction
-
-
-class _Loss(Module):
-    def __init__(self, reduction="mean"):
-        super().__init__()
-        self.reduction = _check_reduction(reduction)
-
-    def extra_repr(self):
-        return "" if self.reduction == "mean" else f"reduction='{self.reduction}'"
 
 
 class _WeightedLoss(_Loss):

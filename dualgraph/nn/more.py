@@ -21,10 +21,7 @@ from ..autograd import no_grad
 from ..ops.indexing import index_select
 from ..ops.linalg import einsum
 from ..ops.reduction import amax
-from ..ops.creation import full
-from ..ops.creation import ones, zeros
-from ..ops.creation import rand
-from ..ops.creation import randn
+from ..ops.creation import full, ones, rand, randn, zeros
 
 __all__ = [
     # losses
