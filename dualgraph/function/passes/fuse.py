@@ -61,12 +61,20 @@ def _axes(node):
     return tuple(range(nd)) if axes is None else tuple(sorted(a % nd for a in axes))
 
 
+class _Loop:
+    """What a group's kernel loops over: the shape of its largest member, the axes its reductions reduce
+    (None before it holds one) and the shapes of all its members."""
+
+    def __init__(self, shape):
+        self.shape, self.axes, self.shapes = shape, None, {shape}
+
+
 def fuse(graph, min_size=2):
     users = graph.users()
     outputs = {id(v) for v in graph.outputs}
     group_of = {}
     groups = []
-    shape_of = {}  # id(group) -> (its loop's shape: the largest member's, reduced axes or None, member shapes)
+    loop_of = {}  # id(group) -> its _Loop
     reduced = set()  # ids of values computed by a reduction inside a group
     taint = {}  # id(node) -> ids of groups it depends on through nodes outside them (merging would cycle)
     gdeps = {}  # id(group) -> ids of other groups its members depend on: a fused group is one node, so
@@ -87,24 +95,24 @@ def fuse(graph, min_size=2):
             # a group of the node's own shape first: joining a smaller chain's group instead would leave
             # the node's own chain split in two
             cands = [v for v in node.inputs if v is not None and v.producer is not None and id(v.producer) in group_of]
-            cands.sort(key=lambda v: shape_of[id(group_of[id(v.producer)])][0] != out)
+            cands.sort(key=lambda v: loop_of[id(group_of[id(v.producer)])].shape != out)
             for v in cands:
                 g = group_of[id(v.producer)]
-                info = shape_of[id(g)]
+                loop = loop_of[id(g)]
                 if elementwise:
                     if any(u is not None and id(u) in reduced and group_of.get(id(u.producer)) is g
                            for u in node.inputs):
                         continue  # a reduction's result is complete only after the group's loop
-                    if info[1] is not None:
-                        if out != info[0]:
+                    if loop.axes is not None:
+                        if out != loop.shape:
                             continue  # the loop of a group with a reduction keeps its shape
-                    elif _covers(info[0], out):
-                        if not _outer(out, info[0]):
+                    elif _covers(loop.shape, out):
+                        if not _outer(out, loop.shape):
                             continue
-                    elif not (_covers(out, info[0]) and all(_outer(s, out) for s in info[2])):
+                    elif not (_covers(out, loop.shape) and all(_outer(s, out) for s in loop.shapes)):
                         continue
                 else:
-                    if (info[1] not in (None, _axes(node)) or tuple(v.aval.shape) != info[0]
+                    if (loop.axes not in (None, _axes(node)) or tuple(v.aval.shape) != loop.shape
                             or id(v) in outputs or len(users.get(id(v), ())) != 1):
                         continue  # reduced over other axes, a part of the loop, or read elsewhere too
                 # no other input may reach g through a node outside it (or through another group)
@@ -120,13 +128,14 @@ def fuse(graph, min_size=2):
                     continue
                 target = []
                 groups.append(target)
-                shape_of[id(target)] = (out, None, {out})
+                loop_of[id(target)] = _Loop(out)
             elif elementwise:
-                big, axes, shapes = shape_of[id(target)]
-                shapes.add(out)
-                shape_of[id(target)] = (out if _covers(out, big) else big, axes, shapes)
+                loop = loop_of[id(target)]
+                loop.shapes.add(out)
+                if _covers(out, loop.shape):
+                    loop.shape = out
             else:
-                shape_of[id(target)] = shape_of[id(target)][:1] + (_axes(node),) + shape_of[id(target)][2:]
+                loop_of[id(target)].axes = _axes(node)
                 reduced.add(id(node.outputs[0]))
             target.append(node)
             group_of[id(node)] = target
